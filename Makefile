@@ -1,0 +1,31 @@
+# Every target installs what it needs into .venv first (pinned requirements).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv run test bench lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the whole system: broker + Redis (if none answers), monitor, farm, dashboard.
+run: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+
+## Run the test suite against real broker and Redis processes.
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
+bench: venv
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) logs data .pytest_cache

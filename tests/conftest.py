@@ -1,0 +1,181 @@
+"""Fixtures: a private tansu broker and Redis per test session, on free ports.
+
+Each test gets its own topic, group, heartbeat topic and key prefix, so tests
+cannot see each other, and never touches services on the default ports.
+Waits poll a condition with a deadline; no bare sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import redis
+
+from yadtq.client import YADTQ
+from yadtq.config import Settings
+from yadtq.services import free_port, start_broker, start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
+    """Polls `cond` until it returns something truthy; fails the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what or cond}")
+        time.sleep(interval)
+
+
+@dataclass
+class ServiceAddrs:
+    kafka: str
+    redis_url: str
+    broker: subprocess.Popen[bytes]
+    redis_proc: subprocess.Popen[bytes]
+    redis_port: int
+    data_dir: Path
+    log_dir: Path
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddrs]:
+    base = tmp_path_factory.mktemp("services")
+    kport, rport = free_port(), free_port()
+    broker = start_broker("127.0.0.1", kport, base / "logs")
+    redis_proc = start_redis("127.0.0.1", rport, base / "data", base / "logs")
+    addrs = ServiceAddrs(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", broker, redis_proc,
+                         rport, base / "data", base / "logs")
+    yield addrs
+    for proc in (addrs.broker, addrs.redis_proc):
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(services: ServiceAddrs, tmp_path: Path) -> Settings:
+    u = _unique()
+    return Settings(
+        kafka_bootstrap=services.kafka, redis_url=services.redis_url,
+        topic=f"tasks-{u}", heartbeat_topic=f"hb-{u}", group=f"workers-{u}", prefix=f"t{u}:",
+        partitions=4, log_dir=str(tmp_path / "logs"), data_dir=str(tmp_path / "data"),
+        heartbeat_interval=1.0, dead_after=4.0, lease=4.0, retry_backoff=0.2,
+        session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=20000,
+        series_interval=0.5, connect_timeout=3.0,
+    )
+
+
+@pytest.fixture
+def q(settings: Settings) -> Iterator[YADTQ]:
+    client = YADTQ(settings)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def r(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+class Procs:
+    """Worker/monitor subprocesses of one test; all are killed at teardown."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings = settings
+        self.dir = tmp_path
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+
+    def env(self, settings: Settings | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+        env.update((settings or self.settings).env())
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start(self, label: str, *args: str, settings: Settings | None = None) -> subprocess.Popen[str]:
+        out = open(self.dir / f"{label}.out", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "yadtq", *args], env=self.env(settings),
+                                stdout=out, stderr=subprocess.STDOUT, text=True, cwd=self.dir,
+                                start_new_session=True)
+        self.procs[label] = proc
+        return proc
+
+    def worker(self, name: str, *args: str, settings: Settings | None = None) -> subprocess.Popen[str]:
+        return self.start(name, "worker", "--name", name, *args, settings=settings)
+
+    def monitor(self) -> subprocess.Popen[str]:
+        return self.start("monitor", "monitor")
+
+    def output(self, label: str) -> str:
+        return (self.dir / f"{label}.out").read_text()
+
+    def events(self, process: str) -> list[dict[str, Any]]:
+        path = Path(self.settings.log_dir) / f"{process}.events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def assigned(self, name: str) -> list[int] | None:
+        """The partitions worker `name` was last assigned, from its event log."""
+        got = [e["partitions"] for e in self.events(f"worker-{name}") if e["event"] == "partitions_assigned"]
+        return got[-1] if got else None
+
+    def wait_assigned(self, names: list[str], timeout: float = 40.0) -> dict[str, list[int]]:
+        """Waits until `names` together hold every partition, each in its latest assignment."""
+        def settled() -> dict[str, list[int]] | None:
+            got = {n: self.assigned(n) for n in names}
+            if any(v is None for v in got.values()):
+                return None
+            owned = sorted(p for v in got.values() for p in v)  # type: ignore[union-attr]
+            return got if owned == list(range(self.settings.partitions)) else None  # type: ignore[return-value]
+        return wait_for(settled, timeout, 0.2, f"partitions assigned to {names}")
+
+    def kill9(self, label: str) -> None:
+        self.procs[label].send_signal(signal.SIGKILL)
+        self.procs[label].wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def procs(settings: Settings, tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(settings, tmp_path)
+    yield p
+    p.stop_all()
+
+
+def run_cli(settings: Settings | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    if settings is not None:
+        base.update(settings.env())
+    base.update(env or {})
+    base["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    return subprocess.run([sys.executable, "-m", "yadtq", *args], env=base, capture_output=True, text=True,
+                          timeout=timeout, input=stdin)

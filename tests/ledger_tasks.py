@@ -1,0 +1,39 @@
+"""Test tasks that record every execution in a Redis ledger (the kill -9 proof)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from yadtq import current_task, task
+
+_client: redis.Redis | None = None
+
+
+def ledger() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+    return _client
+
+
+@task
+def ledger_add(a: float, b: float, pause: float = 0.0) -> float:
+    """Writes `<task id> <pid> <attempt>` to the ledger, then works for `pause` seconds."""
+    ctx = current_task()
+    assert ctx is not None
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
+    if pause:
+        time.sleep(pause)
+    return a + b
+
+
+def read_ledger(r: redis.Redis, prefix: str) -> dict[str, list[tuple[int, int]]]:
+    """{task id: [(pid, attempt), ...]} in execution order."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for line in r.lrange(prefix + "ledger", 0, -1):
+        tid, pid, attempt = line.split()
+        out.setdefault(tid, []).append((int(pid), int(attempt)))
+    return out

@@ -1,0 +1,122 @@
+"""Pure units: messages, settings, the registry, the assignor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yadtq.assignor import plan_topic
+from yadtq.config import Settings
+from yadtq.errors import ConfigError, MessageError, TaskArgumentError, UnknownTask
+from yadtq.messages import ControlMessage, TaskMessage, decode
+from yadtq.producer import _value
+from yadtq.tasks import Registry
+
+
+def test_seed_message_decodes() -> None:
+    m = decode(b'{"task-id": "d5750c0e-ed82", "task": "add", "args": [1, 2]}', 1000)
+    assert m == TaskMessage("d5750c0e-ed82", "add", (1, 2))
+    assert json.loads(m.encode()) == {"task-id": "d5750c0e-ed82", "task": "add", "args": [1, 2]}
+
+
+@pytest.mark.parametrize("raw, reason, task_id", [
+    (b"\xff\xfe garbage", "not JSON", None),
+    (b"[1, 2]", "expected a JSON object", None),
+    (b'{"task": "add", "args": [1]}', "task-id", None),
+    (b'{"task-id": "x1", "args": [1]}', "'task'", "x1"),
+    (b'{"task-id": "x2", "task": "add", "args": "12"}', "'args' must be a JSON array", "x2"),
+    (b'{"task-id": "x3", "task": "add", "tries": 0}', "'tries'", "x3"),
+    (b'{"control": "reboot"}', "unknown control", None),
+    (None, "empty message", None),
+])
+def test_bad_messages_raise_one_named_error(raw: bytes | None, reason: str, task_id: str | None) -> None:
+    with pytest.raises(MessageError, match=reason) as info:
+        decode(raw, 1000)
+    assert info.value.task_id == task_id
+
+
+def test_oversized_message_keeps_its_id() -> None:
+    raw = json.dumps({"task-id": "big-1", "task": "add", "args": ["x" * 5000]}).encode()
+    with pytest.raises(MessageError, match="exceeds the limit") as info:
+        decode(raw, 1000)
+    assert info.value.task_id == "big-1"
+
+
+def test_control_message_roundtrip() -> None:
+    assert decode(ControlMessage("end", "e1").encode(), 100) == ControlMessage("end", "e1")
+
+
+def test_settings_from_env_and_overrides() -> None:
+    s = Settings.from_env({"YADTQ_TOPIC": "jobs", "YADTQ_PARTITIONS": "8", "YADTQ_DEAD_AFTER": "2.5",
+                           "YADTQ_KAFKA_OPTIONS": '{"security_protocol": "SSL"}'}, partitions=6)
+    assert (s.topic, s.partitions, s.dead_after, dict(s.kafka_options)) == ("jobs", 6, 2.5, {"security_protocol": "SSL"})
+    assert Settings.from_env(s.env()) == s
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"YADTQ_PARTITIONS": "four"}, "YADTQ_PARTITIONS"),
+    ({"YADTQ_TRIES": "0"}, "tries must be positive"),
+    ({"YADTQ_KAFKA_OPTIONS": "[1]"}, "JSON object"),
+])
+def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_registry_checks_arguments() -> None:
+    reg = Registry()
+
+    @reg.task("mul", tries=2)
+    def mul(a: int, b: float, *rest: int, scale: float = 1.0) -> float:
+        return a * b * scale
+
+    t = reg.get("mul")
+    t.check_args([2, 3.5, 1, 2], {"scale": 2})
+    with pytest.raises(TaskArgumentError, match="missing a required argument"):
+        t.check_args([2], {})
+    with pytest.raises(TaskArgumentError, match="'a' must be int, got float"):
+        t.check_args([2.5, 1], {})
+    with pytest.raises(TaskArgumentError, match="'rest' must be int"):
+        t.check_args([1, 1, "x"], {})
+    with pytest.raises(TaskArgumentError, match="must be int, got bool"):
+        t.check_args([True, 1], {})
+    with pytest.raises(TaskArgumentError, match="unexpected keyword"):
+        t.check_args([1, 1], {"nope": 1})
+    with pytest.raises(UnknownTask, match="'div'"):
+        reg.get("div")
+    with pytest.raises(ConfigError, match="registered twice"):
+        reg.register(lambda: None, "mul")
+    assert reg.describe("mul") == [("a", "int"), ("b", "float"), ("*rest", "int"), ("scale", "float")]
+
+
+def test_shorthand_values() -> None:
+    assert [_value(w) for w in ["1", "2.5", "x", '"y"', "[1,2]", "true"]] == [1, 2.5, "x", "y", [1, 2], True]
+
+
+def _members(**kinds: tuple[bool, list[int]]) -> dict[str, dict]:
+    return {m: {"standby": sb, "owned": [("t", p) for p in owned]} for m, (sb, owned) in kinds.items()}
+
+
+def test_assignor_fresh_group_skips_standby() -> None:
+    plan = plan_topic("t", list(range(4)), _members(a=(False, []), b=(False, []), s=(True, [])))
+    assert plan == {"a": [0, 2], "b": [1, 3], "s": []}
+
+
+def test_assignor_hands_orphans_to_standby_and_back() -> None:
+    # worker c died holding 4 and 5: they go to the standby, a and b keep theirs
+    after_death = plan_topic("t", list(range(6)), _members(a=(False, [0, 1]), b=(False, [2, 3]), s=(True, [])))
+    assert after_death == {"a": [0, 1], "b": [2, 3], "s": [4, 5]}
+    # c comes back: it takes its share from the standby
+    back = plan_topic("t", list(range(6)), _members(a=(False, [0, 1]), b=(False, [2, 3]), s=(True, [4, 5]),
+                                                     c=(False, [])))
+    assert back == {"a": [0, 1], "b": [2, 3], "c": [4, 5], "s": []}
+
+
+def test_assignor_without_standby_balances_orphans() -> None:
+    plan = plan_topic("t", list(range(6)), _members(a=(False, [0, 1]), b=(False, [2, 3])))
+    assert sorted(plan["a"] + plan["b"]) == list(range(6)) and abs(len(plan["a"]) - len(plan["b"])) <= 0
+
+
+def test_assignor_standby_alone_takes_all() -> None:
+    assert plan_topic("t", [0, 1, 2], _members(s=(True, []))) == {"s": [0, 1, 2]}

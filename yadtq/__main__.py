@@ -1,0 +1,5 @@
+import sys
+
+from yadtq.cli import main
+
+sys.exit(main())

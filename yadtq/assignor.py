@@ -1,0 +1,108 @@
+"""Partition assignment with standby members (the seeds' "guarantee consumer").
+
+Each member sends, in its join metadata, whether it is a standby and which
+partitions it held. The group leader then:
+
+1. on a fresh group (nobody held anything) deals the partitions round-robin
+   over the active members;
+2. otherwise lets every active member keep what it held, up to
+   ceil(partitions / actives) (sticky, so a rebalance moves only what must);
+3. gives each newly joined active member its fair share (partitions //
+   actives), taking first what a standby held, so a respawned worker gets
+   work back;
+4. hands the rest (the dead member's partitions) to the standbys, or to the
+   least-loaded actives when there is no standby.
+
+A standby therefore owns nothing until a failure orphans partitions, and
+gives them back when a worker returns. With no active member at all,
+standbys take everything.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from typing import Any
+
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
+
+log = logging.getLogger(__name__)
+
+
+class StandbyAwareAssignor(AbstractPartitionAssignor):
+    name = "yadtq-standby"
+    version = 0
+
+    def __init__(self, standby: bool = False) -> None:
+        self.standby = standby
+        self.owned: list[tuple[str, int]] = []
+
+    def metadata(self, topics: Any) -> ConsumerProtocolSubscription:
+        user = json.dumps({"standby": self.standby, "owned": self.owned}).encode()
+        return ConsumerProtocolSubscription(self.version, sorted(topics), user)
+
+    def on_assignment(self, assignment: Any, generation: Any) -> None:
+        self.owned = [(tp.topic, tp.partition) for tp in assignment.partitions()]
+
+    def assign(self, cluster: Any, members: Any) -> dict[str, ConsumerProtocolAssignment]:
+        info = {m.member_id: _read(m.metadata) for m in members}
+        topics = sorted({t for m in members for t in m.metadata.topics})
+        plan: dict[str, dict[str, list[int]]] = {mid: collections.defaultdict(list) for mid in info}
+        for topic in topics:
+            parts = sorted(cluster.partitions_for_topic(topic) or ())
+            subscribers = sorted(m.member_id for m in members if topic in m.metadata.topics)
+            for mid, ps in plan_topic(topic, parts, {mid: info[mid] for mid in subscribers}).items():
+                plan[mid][topic] = ps
+        return {mid: ConsumerProtocolAssignment(self.version, sorted(t.items()), b"") for mid, t in plan.items()}
+
+
+def _read(metadata: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(bytes(metadata.user_data or b"{}"))
+        return {"standby": bool(body.get("standby")), "owned": [tuple(x) for x in body.get("owned", [])]}
+    except (ValueError, TypeError, AttributeError):
+        return {"standby": False, "owned": []}
+
+
+def plan_topic(topic: str, partitions: list[int], members: dict[str, dict[str, Any]]) -> dict[str, list[int]]:
+    """The assignment of one topic's partitions: {member_id: [partition, ...]}."""
+    out: dict[str, list[int]] = {mid: [] for mid in members}
+    if not members or not partitions:
+        return out
+    actives = sorted(m for m, i in members.items() if not i["standby"])
+    standbys = sorted(m for m, i in members.items() if i["standby"])
+    held = {mid: [p for (t, p) in i["owned"] if t == topic and p in partitions] for mid, i in members.items()}
+    if not actives:
+        actives, standbys = standbys, []
+    fresh = not any(held.values())
+    if fresh:
+        for n, p in enumerate(partitions):
+            out[actives[n % len(actives)]].append(p)
+        return out
+    cap = -(-len(partitions) // len(actives))
+    taken: set[int] = set()
+    for mid in actives:
+        for p in held[mid]:
+            if p not in taken and len(out[mid]) < cap:
+                out[mid].append(p)
+                taken.add(p)
+    standby_held = [p for mid in standbys for p in held[mid] if p not in taken]
+    pool = standby_held + [p for p in partitions if p not in taken and p not in standby_held]
+    share = len(partitions) // len(actives)
+    for mid in actives:
+        while not held[mid] and len(out[mid]) < share and pool:
+            out[mid].append(pool.pop(0))
+    if standbys:
+        for mid in standbys:
+            for p in held[mid]:
+                if p in pool:
+                    out[mid].append(p)
+                    pool.remove(p)
+        for n, p in enumerate(pool):
+            out[sorted(standbys, key=lambda m: len(out[m]))[0]].append(p)
+    else:
+        for p in pool:
+            out[min(actives, key=lambda m: len(out[m]))].append(p)
+    return out

@@ -1,0 +1,122 @@
+"""Settings: one validated object, built at the edge from `YADTQ_*` env vars.
+
+Library code takes a `Settings` as an argument and never reads `os.environ`
+itself; the CLI, the farm and the dashboard build one with `Settings.from_env`
+and apply their flags over it with `replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from yadtq.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topic: str = "tasks"
+    partitions: int = 4
+    group: str = "workers"
+    prefix: str = "yadtq:"
+    heartbeat_topic: str = "yadtq-heartbeats"
+    heartbeat_interval: float = 5.0
+    dead_after: float = 15.0
+    tries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 60.0
+    time_limit: float = 0.0
+    lease: float = 10.0
+    result_ttl: float = 0.0
+    max_message_bytes: int = 1_048_576
+    log_dir: str = "logs"
+    data_dir: str = "data"
+    # Kafka client timings. BROKER_NOTES.md: with kafka-python's defaults the
+    # first records arrive after ~23 s; these values give ~3 s.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 2_000
+    max_poll_interval_ms: int = 30_000
+    fetch_max_wait_ms: int = 20
+    max_poll_records: int = 500
+    linger_ms: int = 5
+    connect_timeout: float = 5.0
+    # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
+    kafka_options: Mapping[str, Any] = field(default_factory=dict)
+    heartbeat_history: int = 10_000
+    series_points: int = 3_600
+    series_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        positive = (
+            "partitions", "heartbeat_interval", "dead_after", "tries", "lease",
+            "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
+            "max_poll_interval_ms", "max_poll_records", "connect_timeout",
+            "heartbeat_history", "series_points", "series_interval",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
+                     "fetch_max_wait_ms", "linger_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if not self.topic or not self.prefix:
+            raise ConfigError("topic and prefix must not be empty")
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with `changes` applied; `None` values are ignored (unset flags)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build from `YADTQ_<NAME>` variables (e.g. `YADTQ_REDIS_URL`), then `overrides`."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, raw, f.default if f.default is not dataclasses.MISSING else {})
+        return cls(**values).replace(**overrides)
+
+    def env(self) -> dict[str, str]:
+        """These settings as `YADTQ_*` variables: how the farm hands them to children."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[ENV_PREFIX + f.name.upper()] = json.dumps(dict(value)) if f.name == "kafka_options" else str(value)
+        return out
+
+
+ENV_PREFIX = "YADTQ_"
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Mapping):
+            parsed = json.loads(raw)
+            if not isinstance(parsed, dict):
+                raise ValueError("expected a JSON object")
+            return parsed
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    return raw

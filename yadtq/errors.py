@@ -1,0 +1,91 @@
+"""One error tree for everything YADTQ raises, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+# Exit codes of every `yadtq` command (named, as dramatiq's RET_* are).
+RET_OK = 0
+RET_ERROR = 1
+RET_USAGE = 2
+RET_CONNECT = 3
+RET_TASK_FAILED = 4
+RET_TIMEOUT = 5
+
+
+class YADTQError(Exception):
+    """Base class of every error YADTQ raises."""
+
+
+class ConfigError(YADTQError):
+    """A setting or flag has an invalid value."""
+
+
+class ConnectError(YADTQError):
+    """A service did not answer at start-up. `address` names what was tried."""
+
+    service = "service"
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot reach {self.service} at {address}: {reason}")
+
+
+class BrokerUnavailable(ConnectError):
+    service = "Kafka broker"
+
+
+class BackendUnavailable(ConnectError):
+    service = "Redis"
+
+
+class MessageError(YADTQError):
+    """A message on the tasks topic cannot be read as a task.
+
+    `task_id` is set when the id could still be read, so the failure can be
+    stored against the task.
+    """
+
+    def __init__(self, reason: str, task_id: str | None = None) -> None:
+        self.task_id = task_id
+        super().__init__(reason)
+
+
+class TaskError(YADTQError):
+    """A task cannot run at all (no retry will help)."""
+
+
+class UnknownTask(TaskError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown task {name!r}")
+
+
+class TaskArgumentError(TaskError):
+    """The arguments do not fit the task's signature or its annotated types."""
+
+
+class TimeLimitExceeded(YADTQError):
+    """Raised inside a task that ran past its time limit (counts as a failed try)."""
+
+
+class TaskNotFound(YADTQError):
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r}")
+
+
+class TaskFailed(YADTQError):
+    """`result()` of a task that ended `failed`; carries the task's error text."""
+
+    def __init__(self, task_id: str, error: str, attempts: int) -> None:
+        self.task_id = task_id
+        self.error = error
+        self.attempts = attempts
+        super().__init__(f"task {task_id} failed after {attempts} attempt(s): {error}")
+
+
+class ResultTimeout(YADTQError):
+    def __init__(self, task_id: str, timeout: float, status: str) -> None:
+        self.task_id = task_id
+        self.status = status
+        super().__init__(f"task {task_id} still {status} after {timeout:g}s")

@@ -1,0 +1,67 @@
+"""The worker's heartbeat thread: heartbeats to Kafka, lease renewal in Redis.
+
+A lease that is renewed only while the process runs is what lets another
+worker take over a task whose owner died or froze (SIGSTOP): after `lease`
+seconds without renewal the claim lapses, and the stale owner's late
+completion is fenced out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+import redis
+from kafka.errors import KafkaError
+
+from yadtq.messages import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatThread(threading.Thread):
+    def __init__(self, *, producer: Any, topic: str, interval: float, lease: float,
+                 snapshot: Callable[[], dict[str, Any]],
+                 renew: Callable[[str, str, float], bool]) -> None:
+        super().__init__(name="yadtq-heartbeat", daemon=True)
+        self.producer = producer
+        self.topic = topic
+        self.interval = interval
+        self.lease = lease
+        self.snapshot = snapshot
+        self.renew = renew
+        self.stopped = threading.Event()
+        self.host = socket.gethostname()
+
+    def beat(self) -> None:
+        s = self.snapshot()
+        hb = Heartbeat(worker=s["name"], host=self.host, pid=os.getpid(), incarnation=s["incarnation"],
+                       state=s["state"], current_task=s["current_task"], done=s["done"],
+                       failed=s["failed"], partitions=tuple(s["partitions"]))
+        try:
+            self.producer.send(self.topic, key=hb.worker.encode(), value=hb.encode())
+        except KafkaError as exc:
+            log.warning("heartbeat not sent: %s", exc)
+
+    def run(self) -> None:
+        tick = min(self.interval, self.lease / 3)
+        next_beat = 0.0
+        while not self.stopped.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                self.beat()
+                next_beat = now + self.interval
+            s = self.snapshot()
+            if s["current_task"] and s["fence"]:
+                try:
+                    self.renew(s["current_task"], s["fence"], time.time() + self.lease)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("lease not renewed: %s", exc)
+            self.stopped.wait(tick)
+
+    def stop(self) -> None:
+        self.stopped.set()

@@ -1,0 +1,64 @@
+"""Every Redis key YADTQ uses, in one place. All sit under the prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUSES = ("queued", "processing", "success", "failed")
+FINAL = ("success", "failed")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}task:{task_id}"
+
+    def status(self, status: str) -> str:
+        """Sorted set of task ids in `status`, scored by when they entered it."""
+        return f"{self.prefix}status:{status}"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}all_heartbeats"
+
+    @property
+    def workers(self) -> str:
+        """Hash: worker name -> JSON (state ALIVE/DEAD, last heartbeat, counts)."""
+        return f"{self.prefix}workers"
+
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}failures"
+
+    @property
+    def done_by(self) -> str:
+        """Hash: worker name -> tasks it completed successfully (written by the complete script)."""
+        return f"{self.prefix}done_by"
+
+    @property
+    def failed_by(self) -> str:
+        return f"{self.prefix}failed_by"
+
+    @property
+    def series(self) -> str:
+        """List of JSON samples (queue depth per status, completions per worker), capped."""
+        return f"{self.prefix}series"
+
+    @property
+    def monitor_offset(self) -> str:
+        """Where the monitor is in the heartbeat topic."""
+        return f"{self.prefix}monitor:offset"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def end(self, topic: str) -> str:
+        """Hash of the latest `end` run of `topic`: id, partitions seen, completion time."""
+        return f"{self.prefix}end:{topic}"
+
+    def events(self, task_id: str) -> str:
+        """A task's own capped event history (what the dashboard's lookup shows)."""
+        return f"{self.prefix}events:{task_id}"

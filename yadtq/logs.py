@@ -1,0 +1,72 @@
+"""Human-readable logs and the JSON-lines event stream, under `log_dir`.
+
+Each process writes `<name>.log` and `<name>.events.jsonl`, one file each so
+processes never interleave writes. Event fields (all optional but `ts`,
+`event`, `process`): task_id, task, worker, partition, offset, attempt,
+status, duration, error. The notebooks and `yadtq.analysis` read them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from yadtq.config import Settings
+
+EVENTS = (
+    "connected", "connection_lost", "task_received", "task_started", "task_succeeded",
+    "task_failed", "task_retried", "task_skipped", "task_rejected", "task_fenced",
+    "worker_joined", "worker_left", "worker_died", "worker_alive",
+    "partitions_assigned", "partitions_revoked", "end_received", "crash_injected",
+)
+
+
+def setup_logging(settings: Settings, process: str, verbose: bool = False) -> None:
+    """Console (stderr) plus `<log_dir>/<process>.log`."""
+    Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    file = logging.FileHandler(Path(settings.log_dir) / f"{process}.log")
+    file.setFormatter(fmt)
+    root.addHandler(file)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+class EventLog:
+    """Appends one JSON object per line. Thread-safe; flushed every line."""
+
+    def __init__(self, settings: Settings | None, process: str, stream: TextIO | None = None) -> None:
+        self.process = process
+        self._lock = threading.Lock()
+        if stream is not None:
+            self._out: TextIO | None = stream
+        elif settings is not None:
+            Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
+            self._out = open(Path(settings.log_dir) / f"{process}.events.jsonl", "a", buffering=1)
+        else:
+            self._out = None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self._out is None:
+            return
+        body = {"ts": round(time.time(), 6), "event": event, "process": self.process, "pid": os.getpid()}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        line = json.dumps(body, separators=(",", ":"), default=str)
+        with self._lock:
+            self._out.write(line + "\n")
+
+    def close(self) -> None:
+        if self._out is not None and self._out not in (sys.stdout, sys.stderr):
+            self._out.close()
+        self._out = None

@@ -1,0 +1,29 @@
+"""Hooks around the worker loop, so policy stays out of it (as in dramatiq).
+
+A middleware overrides any of these; the worker calls them in order. Crash
+injection (`yadtq.crash`) is one; metrics or tracing would be others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from yadtq.worker import Job, Worker
+
+
+class Middleware:
+    def before_claim(self, worker: "Worker", job: "Job") -> None:
+        """A task message is about to be claimed in Redis."""
+
+    def before_run(self, worker: "Worker", job: "Job") -> None:
+        """The task is claimed and about to run."""
+
+    def after_run(self, worker: "Worker", job: "Job", outcome: str) -> None:
+        """The task returned or raised; its outcome is not stored yet."""
+
+    def after_complete(self, worker: "Worker", job: "Job", outcome: str) -> None:
+        """The outcome is stored in Redis; the offset is not committed yet."""
+
+    def after_commit(self, worker: "Worker", offsets: dict[Any, int]) -> None:
+        """Offsets were committed to Kafka."""

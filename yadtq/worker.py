@@ -1,0 +1,414 @@
+"""The worker: a member of the consumer group that runs tasks exactly once.
+
+The loop is "poll, claim, run, complete, commit":
+
+* Polled records wait in one queue per partition and run in partition order,
+  so offsets are committed contiguously. A task waiting out its retry
+  backoff holds back only its own partition; the others keep running.
+* Each claim, and each completion plus the next claim, is one atomic Lua step
+  in Redis (`Backend.step`): finished tasks are skipped, a live claim of
+  another worker is waited out, a completion counts only while its fence
+  token is current.
+* Offsets are committed only after the outcomes before them are stored.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TypeVar
+
+import redis
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+
+from yadtq.assignor import StandbyAwareAssignor
+from yadtq.backend import Backend, connect_redis
+from yadtq.broker import ensure_topic, make_consumer, make_producer
+from yadtq.config import Settings
+from yadtq.errors import MessageError, TaskError
+from yadtq.heartbeat import HeartbeatThread
+from yadtq.live import LiveState
+from yadtq.logs import EventLog
+from yadtq.messages import ControlMessage, TaskMessage, decode
+from yadtq.middleware import Middleware
+from yadtq.tasks import Registry, TaskContext
+from yadtq.timelimit import time_limit
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Job:
+    """One record from the tasks topic, while this worker holds it."""
+
+    partition: int
+    offset: int
+    raw: bytes | None
+    message: TaskMessage | None = None
+    not_before: float = 0.0
+    fence: str | None = None
+    attempt: int = 0
+    result: Any = None
+    error: str | None = None
+    started: float = 0.0
+
+
+class Worker:
+    def __init__(self, settings: Settings, registry: Registry, name: str, *,
+                 standby: bool = False, middleware: Sequence[Middleware] = (),
+                 events: EventLog | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.name = name
+        self.standby = standby
+        self.middleware = list(middleware)
+        self.incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
+        self.events = events or EventLog(settings, f"worker-{name}")
+        self.started_at = time.time()
+        self.done = 0
+        self.failed = 0
+        self.queues: dict[int, collections.deque[Job]] = {}
+        self.current: Job | None = None
+        self._stop = threading.Event()
+        self._abandon = False
+        self._uncommitted: dict[int, int] = {}
+        self._last_commit = 0.0
+        self._last_end_check = 0.0
+        self._rr = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def connect(self) -> None:
+        """Connects to Redis and Kafka; raises `BackendUnavailable`/`BrokerUnavailable`."""
+        s = self.settings
+        self.redis = connect_redis(s)
+        self.backend = Backend(self.redis, s)
+        self.live = LiveState(self.redis, s)
+        ensure_topic(s, s.topic, s.partitions)
+        ensure_topic(s, s.heartbeat_topic, 1)
+        self.producer = make_producer(s, linger_ms=0)
+        self.assignor = StandbyAwareAssignor(self.standby)
+        self.consumer = make_consumer(s, s.group, client_id=self.name,
+                                      partition_assignment_strategy=[self.assignor])
+        self.consumer.subscribe([s.topic], listener=_Listener(self))
+        self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
+        self.heartbeat = HeartbeatThread(producer=self.producer, topic=s.heartbeat_topic,
+                                         interval=s.heartbeat_interval, lease=s.lease,
+                                         snapshot=self.snapshot, renew=self.backend.renew)
+
+    def snapshot(self) -> dict[str, Any]:
+        job = self.current
+        state = "stopping" if self._stop.is_set() else "busy" if job else (
+            "standby" if self.standby and not self.queues else "idle")
+        return {"name": self.name, "incarnation": self.incarnation, "state": state,
+                "current_task": job.message.task_id if job and job.message else None,
+                "fence": job.fence if job else None, "done": self.done, "failed": self.failed,
+                "partitions": sorted(self.queues)}
+
+    def stop(self) -> None:
+        """Asks the loop to stop after the task in hand (safe from signal handlers)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """First SIGINT/SIGTERM: finish the task in hand, then leave. Second: abandon it."""
+        def handle(signum: int, frame: object) -> None:
+            if self._stop.is_set() and self.current is not None:
+                self._abandon = True
+                raise KeyboardInterrupt
+            log.info("signal %d: stopping after the current task", signum)
+            self.stop()
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+    def run(self) -> None:
+        """Serves until `stop()`, a completed `end`, or a signal."""
+        self.events.emit("worker_joined", worker=self.name, standby=self.standby)
+        self.heartbeat.start()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        last_poll = 0.0
+        while not self._stop.is_set():
+            job = self._next_ready()
+            if job is None:
+                self._commit(force=False)
+                self._poll(self._idle_wait())
+                last_poll = time.monotonic()
+                self._check_end()
+                continue
+            self._handle(job)
+            now = time.monotonic()
+            if now - last_poll > 0.2 or self._buffered() < self.settings.max_poll_records // 2:
+                self._commit(force=False)
+                self._poll(0)
+                last_poll = now
+                self._check_end()
+
+    def _shutdown(self) -> None:
+        self.heartbeat.stop()
+        try:
+            self._commit(force=True)
+        except (KafkaError, redis.RedisError) as exc:
+            log.warning("final commit failed: %s", exc)
+        self.heartbeat.beat()
+        self.heartbeat.join(timeout=2)
+        self.consumer.close(autocommit=False)
+        self.producer.flush(timeout=5)
+        self.producer.close(timeout=5)
+        self.events.emit("worker_left", worker=self.name, done=self.done, failed=self.failed)
+        self.events.close()
+        self.redis.close()
+
+    # -- polling and partition queues ---------------------------------------
+    def _poll(self, timeout: float) -> None:
+        batches = self.consumer.poll(timeout_ms=int(timeout * 1000),
+                                     max_records=self.settings.max_poll_records)
+        for tp, records in batches.items():
+            q = self.queues.setdefault(tp.partition, collections.deque())
+            for rec in records:
+                q.append(Job(rec.partition, rec.offset, rec.value))
+
+    def _buffered(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def _next_ready(self) -> Job | None:
+        """The head of the next partition (round-robin) whose head may run now."""
+        parts = [p for p, q in self.queues.items() if q]
+        now = time.time()
+        for i in range(len(parts)):
+            p = parts[(self._rr + i) % len(parts)]
+            head = self.queues[p][0]
+            if head.not_before <= now:
+                self._rr = (self._rr + i + 1) % max(len(parts), 1)
+                return head
+        return None
+
+    def _idle_wait(self) -> float:
+        waits = [q[0].not_before - time.time() for q in self.queues.values() if q]
+        return max(0.0, min([1.0, *waits]))
+
+    def _finish(self, job: Job) -> None:
+        """The job's record is dealt with: drop it and mark its offset committable."""
+        q = self.queues.get(job.partition)
+        if q and q[0] is job:
+            q.popleft()
+        self._uncommitted[job.partition] = job.offset + 1
+
+    def revoke(self, partitions: list[int]) -> None:
+        """Partitions taken away: commit what is finished, drop what is not."""
+        try:
+            self._commit(force=True)
+        except (KafkaError, redis.RedisError) as exc:
+            log.warning("commit on revoke failed: %s", exc)
+        for p in partitions:
+            self.queues.pop(p, None)
+            self._uncommitted.pop(p, None)
+        self.events.emit("partitions_revoked", worker=self.name, partitions=partitions)
+
+    def assign(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.queues.setdefault(p, collections.deque())
+        self.events.emit("partitions_assigned", worker=self.name, partitions=partitions)
+        log.info("%s assigned partitions %s", self.name, partitions)
+
+    def _commit(self, force: bool) -> None:
+        if not self._uncommitted:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit < 0.05:
+            return
+        offsets = {TopicPartition(self.settings.topic, p): OffsetAndMetadata(o, "", -1)
+                   for p, o in self._uncommitted.items()}
+        self.producer.flush(timeout=self.settings.connect_timeout)  # dead letters first
+        try:
+            self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # The group moved on; the new owner sees finished tasks and skips them.
+            log.warning("commit refused (rebalanced): %s", exc)
+        self._uncommitted.clear()
+        self._last_commit = now
+        for m in self.middleware:
+            m.after_commit(self, {tp.partition: om.offset for tp, om in offsets.items()})
+
+    # -- one record ----------------------------------------------------------
+    def _handle(self, job: Job) -> None:
+        if job.message is None:
+            try:
+                msg = decode(job.raw, self.settings.max_message_bytes)
+            except MessageError as exc:
+                self._reject(job, str(exc), exc.task_id, None)
+                return
+            if isinstance(msg, ControlMessage):
+                self._control(job, msg)
+                return
+            job.message = msg
+            self.events.emit("task_received", task_id=msg.task_id, task=msg.task, worker=self.name,
+                             partition=job.partition, offset=job.offset)
+        msg = job.message
+        try:
+            task = self.registry.get(msg.task)
+            task.check_args(msg.args, msg.kwargs)
+        except TaskError as exc:
+            self._reject(job, str(exc), msg.task_id, msg.task)
+            return
+        for m in self.middleware:
+            m.before_claim(self, job)
+        verdict = self._retry_io(lambda: self.backend.step(
+            self.name, self.incarnation, time.time() + self.settings.lease, None,
+            [(msg, job.partition, job.offset)]))[0]
+        kind = verdict[0]
+        if kind == "done":
+            self.events.emit("task_skipped", task_id=msg.task_id, worker=self.name,
+                             partition=job.partition, offset=job.offset, status=verdict[1])
+            self._finish(job)
+            return
+        if kind == "busy":
+            # Another live worker holds it: wait for its outcome or its lease to lapse.
+            job.not_before = min(float(verdict[1]), time.time() + 0.5)
+            return
+        _, fence, attempts, name, args, kwargs, tries, limit, failures = verdict
+        job.fence, job.attempt = fence, int(attempts)
+        self._execute(job, name, json.loads(args), json.loads(kwargs),
+                      int(tries or self.settings.tries), float(limit) if limit else None, int(failures or 0))
+
+    def _execute(self, job: Job, name: str, args: list[Any], kwargs: dict[str, Any],
+                 tries: int, limit: float | None, failures: int) -> None:
+        msg = job.message
+        assert msg is not None
+        task = self.registry.get(name)
+        limit = limit or task.time_limit or self.settings.time_limit or None
+        self.current = job
+        job.started = time.time()
+        self.events.emit("task_started", task_id=msg.task_id, task=name, worker=self.name,
+                         partition=job.partition, offset=job.offset, attempt=job.attempt)
+        for m in self.middleware:
+            m.before_run(self, job)
+        outcome = "success"
+        try:
+            with time_limit(limit):
+                job.result = task.run(args, kwargs, TaskContext(msg.task_id, name, job.attempt, self.name))
+        except KeyboardInterrupt:
+            if not self._abandon:
+                raise
+            self._release(job)
+            return
+        except Exception as exc:  # a task's own failure: recorded, retried, never fatal
+            outcome, job.error = "error", f"{type(exc).__name__}: {exc}"
+        if outcome == "success":
+            try:
+                json.dumps(job.result)
+            except (TypeError, ValueError) as exc:
+                outcome, job.error, job.result = "failed", f"result is not JSON-serialisable: {exc}", None
+        if outcome == "error":
+            outcome = "retry" if failures + 1 < (task.tries or tries) else "failed"
+        for m in self.middleware:
+            m.after_run(self, job, outcome)
+        self._complete(job, outcome)
+
+    def _complete(self, job: Job, outcome: str) -> None:
+        msg = job.message
+        assert msg is not None and job.fence is not None
+        result = json.dumps(job.result) if outcome == "success" else "null"
+        verdict = self._retry_io(lambda: self.backend.step(
+            self.name, self.incarnation, 0, (msg.task_id, job.fence, outcome, result, job.error or ""), []))[0]
+        self.current = None
+        duration = round(time.time() - job.started, 6)
+        common = dict(task_id=msg.task_id, task=msg.task, worker=self.name, partition=job.partition,
+                      offset=job.offset, attempt=job.attempt, duration=duration)
+        if verdict == "fenced":
+            self.events.emit("task_fenced", **common)
+            log.warning("task %s: outcome discarded, claim lost to another worker", msg.task_id)
+            self._finish(job)
+            return
+        for m in self.middleware:
+            m.after_complete(self, job, outcome)
+        if outcome == "retry":
+            delay = min(self.settings.retry_backoff * 2 ** (job.attempt - 1), self.settings.retry_backoff_max)
+            job.not_before = time.time() + delay * random.uniform(0.8, 1.2)
+            job.fence = None
+            self.events.emit("task_retried", error=job.error, status="queued", **common)
+            return
+        if outcome == "success":
+            self.done += 1
+            self.events.emit("task_succeeded", status="success", **common)
+        else:
+            self.failed += 1
+            self.events.emit("task_failed", status="failed", error=job.error, **common)
+        self._finish(job)
+
+    def _release(self, job: Job) -> None:
+        """Abandoned mid-run on a second signal: let the next owner claim it at once."""
+        self.current = None
+        if job.message and job.fence:
+            self.backend.renew(job.message.task_id, job.fence, 0)
+        log.warning("abandoned task %s", job.message.task_id if job.message else "?")
+
+    def _reject(self, job: Job, error: str, task_id: str | None, task_name: str | None) -> None:
+        """A record that cannot run: failed record (if an id is readable), dead letter, commit."""
+        log.warning("partition %d offset %d rejected: %s", job.partition, job.offset, error)
+        if task_id:
+            self._retry_io(lambda: self.backend.reject(task_id, task_name or "", error))
+        self.events.emit("task_rejected", task_id=task_id, task=task_name, worker=self.name,
+                         partition=job.partition, offset=job.offset, error=error, status="failed")
+        entry = {"task_id": task_id, "task": task_name, "error": error, "ts": time.time(),
+                 "topic": self.settings.topic, "partition": job.partition, "offset": job.offset,
+                 "raw": (job.raw or b"")[:4096].decode("utf-8", errors="replace")}
+        self._retry_io(lambda: self.live.add_dead_letter(entry))
+        self.producer.send(self.settings.dlq_topic, value=job.raw or b"",
+                           key=task_id.encode() if task_id else None,
+                           headers=[("error", error[:1000].encode())])
+        self.failed += 1
+        self._finish(job)
+
+    def _control(self, job: Job, msg: ControlMessage) -> None:
+        self.events.emit("end_received", worker=self.name, partition=job.partition, offset=job.offset)
+        partitions = len(self.consumer.partitions_for_topic(self.settings.topic) or ()) or self.settings.partitions
+        self._retry_io(lambda: self.live.mark_end(self.settings.topic, msg.id, job.partition, partitions))
+        self._finish(job)
+        self._commit(force=True)
+
+    def _check_end(self) -> None:
+        now = time.monotonic()
+        if now - self._last_end_check < 0.5:
+            return
+        self._last_end_check = now
+        completed = self._retry_io(lambda: self.live.end_completed_at(self.settings.topic))
+        if completed and completed > self.started_at:
+            log.info("end of run: every partition drained; stopping")
+            self.stop()
+
+    def _retry_io(self, call: Callable[[], T]) -> T:
+        """Runs a Redis call, waiting out a Redis restart instead of dying."""
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if self._stop.is_set() and self.current is None:
+                    raise
+                self.events.emit("connection_lost", worker=self.name, service="redis", error=str(exc))
+                log.warning("Redis unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.worker.revoke(sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker.assign(sorted(tp.partition for tp in assigned))
