@@ -16,7 +16,7 @@ import redis
 
 from yadtq import scripts
 from yadtq.config import Settings
-from yadtq.errors import BackendUnavailable, TaskNotFound
+from yadtq.errors import BackendUnavailable, TaskNotFound, YADTQError
 from yadtq.keys import FINAL, STATUSES, Keys
 from yadtq.messages import TaskMessage
 
@@ -116,6 +116,7 @@ class Backend:
         self._renew = client.register_script(scripts.RENEW)
         self._submit = client.register_script(scripts.SUBMIT)
         self._reject = client.register_script(scripts.REJECT)
+        self._requeue = client.register_script(scripts.REQUEUE)
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
@@ -202,6 +203,34 @@ class Backend:
         """Marks a task failed that could not even be read or started."""
         return bool(self._reject(keys=[self.keys.task(task_id), self.keys.events(task_id)],
                                  args=[time.time(), error, task_name, self.settings.prefix, task_id]))
+
+    def reset_to_queued(self, task_id: str) -> TaskMessage:
+        """Puts a failed (or stale queued) task back to `queued`; returns the message to publish.
+
+        Raises `TaskNotFound`, or `YADTQError` for a task that is running or succeeded.
+        """
+        got = self._requeue(keys=[self.keys.task(task_id), self.keys.events(task_id)],
+                            args=[time.time(), self.settings.prefix, task_id])
+        if got[0] == "missing":
+            raise TaskNotFound(task_id)
+        if got[0] != "ok":
+            raise YADTQError(f"task {task_id} is {got[0]}; only failed or queued tasks can be requeued")
+        _, name, args, kwargs, tries, limit = got
+        return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
+                           int(tries) if tries else None, time.time(), float(limit) if limit else None)
+
+    def purge(self, status: str, batch: int = 1000) -> int:
+        """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
+        if status not in FINAL:
+            raise ValueError("only finished tasks (success, failed) can be purged")
+        ids = self.r.zrange(self.keys.status(status), 0, batch - 1)
+        if ids:
+            pipe = self.r.pipeline(transaction=True)
+            for tid in ids:
+                pipe.delete(self.keys.task(tid), self.keys.events(tid))
+            pipe.zrem(self.keys.status(status), *ids)
+            pipe.execute()
+        return len(ids)
 
     def prune_finished(self, older_than: float) -> int:
         """Drops index entries of finished tasks whose records expired (result TTL)."""

@@ -82,6 +82,21 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
+    """Used by the Procfile: processes start once the broker and Redis answer."""
+    from yadtq.services import answers, broker_address, redis_address
+    deadline = time.monotonic() + args.timeout
+    for what, (host, port) in (("Kafka broker", broker_address(s)), ("Redis", redis_address(s))):
+        while not answers(host, port):
+            if time.monotonic() > deadline:
+                print(f"yadtq: error: {what} at {host}:{port} did not answer within {args.timeout:g}s",
+                      file=sys.stderr)
+                return RET_CONNECT
+            time.sleep(0.2)
+    return RET_OK
+
+
+@command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.tasks import load_task_modules, registry
     from yadtq.worker import Worker
@@ -213,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("services", parents=[common, topic], help="start the embedded broker and Redis if none answers")
 
+    p = sub.add_parser("wait", parents=[common], help="wait until the broker and Redis answer")
+    p.add_argument("--timeout", type=float, default=30.0)
+
     p = sub.add_parser("worker", parents=[common, topic], help="run a worker in consumer group 'workers'")
     p.add_argument("--name", help="worker name, unique in the farm (default host-pid)")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE", help="import MODULE's @task functions (repeatable)")
@@ -261,12 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "produce":
-        args_topic, args_parts = args.topic, args.partitions
     try:
         s = settings_from(args)
-        if args.command == "produce":
-            s = s.replace(topic=args_topic, partitions=args_parts)
         return COMMANDS[args.command](args, s)
     except ConnectError as exc:
         print(f"yadtq: error: {exc}", file=sys.stderr)

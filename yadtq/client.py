@@ -112,6 +112,11 @@ class YADTQ:
             raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
         return [m.task_id for m in messages]
 
+    def requeue(self, task_id: str) -> str:
+        """Runs a failed task again from its stored record (fresh attempts); returns its id."""
+        self.producer  # connect first: a dead broker must not leave the record half-changed
+        return self.publish([self.backend.reset_to_queued(task_id)], wait=True)[0]
+
     def _spec(self, spec: TaskSpec) -> TaskMessage:
         if isinstance(spec, TaskMessage):
             return spec

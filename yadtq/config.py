@@ -47,6 +47,12 @@ class Settings:
     connect_timeout: float = 5.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
+    # Dashboard: refresh period, when dead workers leave the live view (they
+    # stay in the failure history), an optional password, destructive actions.
+    dashboard_refresh: float = 1.5
+    dashboard_prune_after: float = 300.0
+    dashboard_password: str = ""
+    dashboard_allow_destructive: bool = False
     heartbeat_history: int = 10_000
     series_points: int = 3_600
     series_interval: float = 1.0
@@ -56,13 +62,13 @@ class Settings:
             "partitions", "heartbeat_interval", "dead_after", "tries", "lease",
             "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
             "max_poll_interval_ms", "max_poll_records", "connect_timeout",
-            "heartbeat_history", "series_points", "series_interval",
+            "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
-                     "fetch_max_wait_ms", "linger_ms"):
+                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if not self.topic or not self.prefix:

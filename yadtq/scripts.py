@@ -142,3 +142,19 @@ redis.call('ZADD', ARGV[4] .. 'status:failed', ARGV[1], ARGV[5])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. ' rejected: ' .. string.sub(ARGV[2], 1, 200))
 return 1
 """
+
+# Puts a finished or stuck-queued task back to `queued` with fresh attempts;
+# returns its fields so the caller can publish it again. A running or
+# successful task is refused (returns the status instead).
+REQUEUE = r"""
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing'} end
+if st == 'processing' or st == 'success' then return {st} end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'failures', 0, 'submitted', ARGV[1])
+redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'worker')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', ARGV[2] .. 'status:' .. st, ARGV[3])
+redis.call('ZADD', ARGV[2] .. 'status:queued', ARGV[1], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[1] .. ' requeued (was ' .. st .. ')')
+return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}
+"""
