@@ -1,0 +1,180 @@
+"""Bad input and faults: each must end in a clear error and lose nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+
+from conftest import Procs, run_cli, wait_for
+from ledger_tasks import read_ledger
+from yadtq.client import YADTQ
+from yadtq.config import Settings
+from yadtq.errors import RET_CONNECT
+from yadtq.services import free_port
+
+
+def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settings, procs: Procs) -> None:
+    s = settings.replace(max_message_bytes=2000)
+    procs.settings = s
+    procs.worker("W1", settings=s)
+    with YADTQ(s) as q:
+        q.submit("add", [0, 0])  # creates the topic
+        raw = KafkaProducer(bootstrap_servers=s.kafka_bootstrap)
+        bad = {
+            "not-json": b"\x00\x01 this is not json",
+            "no-name": json.dumps({"task-id": "b-noname", "args": [1]}).encode(),
+            "unknown": json.dumps({"task-id": "b-unknown", "task": "teleport", "args": [1]}).encode(),
+            "arity": json.dumps({"task-id": "b-arity", "task": "add", "args": [1, 2, 3]}).encode(),
+            "types": json.dumps({"task-id": "b-types", "task": "multiply", "args": ["a", {}]}).encode(),
+            "huge": json.dumps({"task-id": "b-huge", "task": "add", "args": ["x" * 5000, 1]}).encode(),
+        }
+        for value in bad.values():
+            for p in range(s.partitions):  # every partition sees every kind of bad record
+                raw.send(s.topic, value, partition=p)
+        raw.flush()
+        raw.close()
+        after = q.submit_many([("add", [i, i]) for i in range(8)])
+        assert [q.result(t, timeout=60) for t in after] == [2 * i for i in range(8)]
+
+        expected = {
+            "b-noname": "missing or invalid 'task'",
+            "b-unknown": "unknown task 'teleport'",
+            "b-arity": "add: too many positional arguments",
+            "b-types": "multiply: argument 'a' must be float, got str 'a'",
+            "b-huge": "exceeds the limit of 2000 bytes",
+        }
+        for tid, error in expected.items():
+            rec = q.status(tid)
+            assert rec.status == "failed" and error in rec.error and rec.result is None, (tid, rec)
+        letters = q.live.dead_letters(100)
+        assert len(letters) == len(bad) * s.partitions
+        assert sum("not JSON" in e["error"] for e in letters) == s.partitions
+        counts = q.backend.counts()
+        assert counts == {"queued": 0, "processing": 0, "success": 9, "failed": 5}
+
+    dlq = KafkaConsumer(s.dlq_topic, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
+                        consumer_timeout_ms=5000)
+    values = [m.value for m in dlq]
+    dlq.close()
+    assert sorted(values) == sorted(v for v in bad.values() for _ in range(s.partitions))
+    events = [e["event"] for e in procs.events("worker-W1")]
+    assert events.count("task_rejected") == len(bad) * s.partitions
+    assert procs.procs["W1"].poll() is None  # still serving
+
+
+def test_kill9_mid_stream_loses_nothing_and_reruns_nothing_finished(settings: Settings, procs: Procs,
+                                                                    r: redis.Redis) -> None:
+    names = ["W1", "W2"]
+    for n in names:
+        procs.worker(n, "--tasks", "ledger_tasks")
+    procs.wait_assigned(names)
+    with YADTQ(settings) as q:
+        ids = q.submit_many([("ledger_add", [i, 1, 0.02]) for i in range(300)])
+        wait_for(lambda: q.backend.counts()["success"] >= 60, 60, 0.05, "some progress")
+        victim = "W1"
+        pid = procs.procs[victim].pid
+        procs.kill9(victim)
+        killed_at = time.time()
+        finished_before = {rec.task_id for rec in q.backend.list("success", limit=1000) if rec.finished < killed_at}
+        wait_for(lambda: q.backend.counts()["success"] == 300, 120, 0.2, "every task to succeed")
+        recs = q.backend.get_many(ids)
+    assert all(rec.status == "success" and rec.result == rec.args[0] + 1 for rec in recs)
+    ledger = read_ledger(r, settings.prefix)
+    assert set(ledger) == set(ids)
+    rerun = {tid: runs for tid, runs in ledger.items() if len(runs) > 1}
+    # Only the task the killed worker had in hand may run again, and only once more.
+    assert len(rerun) <= 1, rerun
+    for tid, runs in rerun.items():
+        assert len(runs) == 2 and runs[0][0] == pid and runs[1][0] != pid and tid not in finished_before
+    assert all(len(ledger[tid]) == 1 for tid in finished_before)
+    assert len(finished_before) >= 60
+
+
+def test_monitor_declares_a_killed_worker_dead(settings: Settings, procs: Procs, q: YADTQ) -> None:
+    procs.monitor()
+    procs.worker("W1")
+    procs.worker("W2")
+    wait_for(lambda: {n for n, w in q.live.workers().items() if w["status"] == "ALIVE"} == {"W1", "W2"},
+             30, 0.1, "both workers ALIVE")
+    q.submit("sleep", [60])  # W1 or W2 holds it when killed
+    holder = wait_for(lambda: next((n for n, w in q.live.workers().items() if w.get("current_task")), None),
+                      30, 0.1, "a worker busy with the sleep task")
+    last_seen = q.live.workers()[holder]["last_heartbeat"]
+    procs.kill9(holder)
+    killed = time.time()
+    wait_for(lambda: q.live.workers()[holder]["status"] == "DEAD", settings.dead_after + 10, 0.1, "DEAD")
+    declared = time.time()
+    assert declared - killed <= settings.dead_after + settings.heartbeat_interval + 3
+    failure = q.live.failures(10)[0]
+    assert failure["worker"] == holder and failure["last_heartbeat"] >= last_seen
+    assert failure["declared_at"] - failure["last_heartbeat"] > settings.dead_after
+    assert len(failure["tasks"]) == 1
+    other = ({"W1", "W2"} - {holder}).pop()
+    assert q.live.workers()[other]["status"] == "ALIVE"
+    listing = run_cli(settings, "workers")
+    assert f"DEAD {holder}" in listing.stdout and "ALIVE" in listing.stdout
+    # It comes back under the same name: ALIVE again, the death stays in the history.
+    procs.worker(holder)
+    wait_for(lambda: q.live.workers()[holder]["status"] == "ALIVE", 30, 0.1, "ALIVE again")
+    assert q.live.failures(10)[0]["worker"] == holder
+
+
+def test_end_drains_and_stops_every_worker_and_the_monitor(settings: Settings, procs: Procs, q: YADTQ) -> None:
+    procs.monitor()
+    workers = [procs.worker("W1"), procs.worker("W2"), procs.worker("S1", "--standby")]
+    procs.wait_assigned(["W1", "W2", "S1"])
+    lines = [f"add {i} {i}" for i in range(40)] + ['{"task": "multiply", "args": [6, 7]}', "sleep 1",
+                                                    'add "1 2', "end", "add 99 99"]
+    out = run_cli(settings, "produce", settings.topic, str(settings.partitions), stdin="\n".join(lines) + "\n")
+    assert out.returncode == 0, out.stderr
+    assert "42 sent, 1 bad line(s) skipped, end sent" in out.stdout
+    assert "line 43: skipped" in out.stderr
+    for proc in [*workers, procs.procs["monitor"]]:
+        assert proc.wait(timeout=60) == 0
+    counts = q.backend.counts()
+    assert counts == {"queued": 0, "processing": 0, "success": 42, "failed": 0}
+
+
+def test_sigterm_finishes_the_task_in_hand_then_leaves(settings: Settings, procs: Procs, q: YADTQ) -> None:
+    w = procs.worker("W1")
+    tid = q.submit("sleep", [2])
+    wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
+    w.send_signal(signal.SIGTERM)
+    assert w.wait(timeout=30) == 0
+    rec = q.status(tid)
+    assert rec.status == "success" and rec.attempts == 1
+    assert [e["event"] for e in procs.events("worker-W1")][-1] == "worker_left"
+
+
+DEAD_KAFKA = {"YADTQ_KAFKA_BOOTSTRAP": "127.0.0.1:{port}"}
+
+
+@pytest.mark.parametrize("args", [
+    ["worker", "--name", "Wx"], ["monitor"], ["submit", "add", "1", "2"], ["produce", "t", "2"],
+])
+def test_dead_broker_at_startup_is_one_clear_line(settings: Settings, args: list[str]) -> None:
+    port = free_port()
+    started = time.monotonic()
+    out = run_cli(settings, *args, env={"YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}, stdin="add 1 2\n")
+    assert out.returncode == RET_CONNECT, out
+    assert time.monotonic() - started < 15
+    assert out.stderr.strip() == f"yadtq: error: cannot reach Kafka broker at 127.0.0.1:{port}: Connection refused"
+
+
+@pytest.mark.parametrize("args", [
+    ["worker", "--name", "Wx"], ["monitor"], ["submit", "add", "1", "2"], ["produce", "t", "2"],
+    ["status", "x"], ["result", "x"], ["tasks"], ["workers"],
+])
+def test_dead_redis_at_startup_is_one_clear_line(settings: Settings, args: list[str]) -> None:
+    port = free_port()
+    started = time.monotonic()
+    out = run_cli(settings, *args, env={"YADTQ_REDIS_URL": f"redis://127.0.0.1:{port}/0"}, stdin="add 1 2\n")
+    assert out.returncode == RET_CONNECT, out
+    assert time.monotonic() - started < 15
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"yadtq: error: cannot reach Redis at redis://127.0.0.1:{port}/0:")
