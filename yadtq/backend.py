@@ -219,6 +219,11 @@ class Backend:
         return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
                            int(tries) if tries else None, time.time(), float(limit) if limit else None)
 
+    def touch_queued(self, task_ids: Sequence[str]) -> None:
+        """Re-stamps queued tasks as just published (only those still queued)."""
+        if task_ids:
+            self.r.zadd(self.keys.status("queued"), {tid: time.time() for tid in task_ids}, xx=True)
+
     def purge(self, status: str, batch: int = 1000) -> int:
         """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
         if status not in FINAL:

@@ -188,6 +188,46 @@ def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_requeue(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client import YADTQ
+    if not args.task_ids and args.stale is None:
+        print("yadtq: error: give task ids, or --stale SECONDS", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s) as q:
+        ids = [q.requeue(tid) for tid in args.task_ids]
+        if args.stale is not None:
+            ids += q.requeue_stale(args.stale)
+    for tid in ids:
+        print(tid)
+    print(f"requeued {len(ids)} task(s)", file=sys.stderr)
+    return RET_OK
+
+
+@command
+def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client import YADTQ
+    with YADTQ(s) as q:
+        if args.action == "requeue":
+            if not args.task_ids:
+                print("yadtq: error: dlq requeue needs task ids", file=sys.stderr)
+                return RET_USAGE
+            for tid in args.task_ids:
+                print(q.requeue(tid))
+            return RET_OK
+        letters = q.live.dead_letters(args.limit)
+        if args.json:
+            print(json.dumps(letters))
+            return RET_OK
+        for e in letters:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+            print(f"{when} {e.get('task_id') or '(no id)'} {e.get('task') or '-'} "
+                  f"p{e['partition']}@{e['offset']}: {e['error']}")
+        if not letters:
+            print("the dead-letter queue is empty")
+    return RET_OK
+
+
+@command
 def cmd_workers(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
     with YADTQ(s) as q:
@@ -268,6 +308,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", parents=[common], help="counts and lists of tasks by status")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("requeue", parents=[common, topic], help="run failed tasks again, or republish stale queued ones")
+    p.add_argument("task_ids", nargs="*", metavar="ID")
+    p.add_argument("--stale", type=float, metavar="SECONDS", help="republish tasks queued for longer than this")
+
+    p = sub.add_parser("dlq", parents=[common, topic], help="the dead-letter queue: list, or requeue by task id")
+    p.add_argument("action", choices=["list", "requeue"])
+    p.add_argument("task_ids", nargs="*", metavar="ID")
+    p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("workers", parents=[common], help="the worker registry and failure history")

@@ -117,6 +117,24 @@ class YADTQ:
         self.producer  # connect first: a dead broker must not leave the record half-changed
         return self.publish([self.backend.reset_to_queued(task_id)], wait=True)[0]
 
+    def requeue_stale(self, older_than: float, limit: int = 1000) -> list[str]:
+        """Publishes again the tasks `queued` for more than `older_than` seconds.
+
+        A memory-only broker loses its messages on restart while Redis keeps the
+        records; this puts them back on the topic. A duplicate message is harmless:
+        the claim skips a finished task and never runs one twice at once.
+        """
+        ids = self.backend.ids_older_than("queued", time.time() - older_than, limit)
+        if not ids:
+            return []
+        # The topic may have gone with the broker: make sure it is there again.
+        ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+        self.producer
+        records = self.backend.get_many(ids)
+        self.backend.touch_queued([r.task_id for r in records])
+        return self.publish([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted,
+                                         r.time_limit) for r in records], wait=True)
+
     def _spec(self, spec: TaskSpec) -> TaskMessage:
         if isinstance(spec, TaskMessage):
             return spec

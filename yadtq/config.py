@@ -33,6 +33,9 @@ class Settings:
     time_limit: float = 0.0
     lease: float = 10.0
     result_ttl: float = 0.0
+    # The monitor republishes tasks `queued` for longer than this (their message
+    # may be gone with a memory-only broker's restart); 0 turns it off.
+    requeue_stale_after: float = 120.0
     max_message_bytes: int = 1_048_576
     log_dir: str = "logs"
     data_dir: str = "data"
@@ -68,7 +71,7 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
-                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after"):
+                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if not self.topic or not self.prefix:

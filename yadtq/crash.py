@@ -9,7 +9,8 @@ SPEC is TRIGGER[@POINT]:
 POINT is where in the task's life the exit happens:
 
 * `before-claim`: message polled, not yet claimed in Redis;
-* `during` (default): claimed and running;
+* `during` (default): claimed and run, its outcome not yet stored: to the
+  queue this is a task cut off mid-run (its side effects happened);
 * `after-complete`: outcome stored in Redis, offset not yet committed.
 """
 
@@ -81,7 +82,7 @@ class CrashInjector(Middleware):
     def before_claim(self, worker: "Worker", job: "Job") -> None:
         self._maybe_crash(worker, job, "before-claim")
 
-    def before_run(self, worker: "Worker", job: "Job") -> None:
+    def after_run(self, worker: "Worker", job: "Job", outcome: str) -> None:
         self._maybe_crash(worker, job, "during")
 
     def after_complete(self, worker: "Worker", job: "Job", outcome: str) -> None:

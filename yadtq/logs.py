@@ -23,7 +23,7 @@ EVENTS = (
     "connected", "connection_lost", "task_received", "task_started", "task_succeeded",
     "task_failed", "task_retried", "task_skipped", "task_rejected", "task_fenced",
     "worker_joined", "worker_left", "worker_died", "worker_alive",
-    "partitions_assigned", "partitions_revoked", "end_received", "crash_injected",
+    "partitions_assigned", "partitions_revoked", "end_received", "crash_injected", "tasks_requeued",
 )
 
 

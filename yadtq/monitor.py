@@ -19,10 +19,10 @@ from typing import Any, Callable, TypeVar
 import redis
 from kafka import TopicPartition
 
-from yadtq.backend import Backend, connect_redis
+from yadtq.client import YADTQ
 from yadtq.broker import ensure_topic, make_consumer
 from yadtq.config import Settings
-from yadtq.errors import MessageError
+from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.live import ALIVE, DEAD, LiveState
 from yadtq.logs import EventLog
 from yadtq.messages import Heartbeat
@@ -41,12 +41,14 @@ class Monitor:
         self._stop = threading.Event()
         self._next_sample = 0.0
         self._next_prune = 0.0
+        self._next_requeue = time.time() + min(settings.requeue_stale_after, 30.0)
 
     def connect(self) -> None:
         s = self.settings
-        self.redis = connect_redis(s)
-        self.backend = Backend(self.redis, s)
-        self.live = LiveState(self.redis, s)
+        self.client = YADTQ(s)
+        self.redis = self.client.redis
+        self.backend = self.client.backend
+        self.live = self.client.live
         ensure_topic(s, s.heartbeat_topic, 1)
         # No consumer group: a group rejoin waits out the previous member's session
         # (BROKER_NOTES.md). The monitor reads the one partition itself and keeps
@@ -85,7 +87,7 @@ class Monitor:
         finally:
             self.consumer.close()
             self.events.close()
-            self.redis.close()
+            self.client.close()
 
     def tick(self, beats: list[Heartbeat], now: float) -> None:
         """One round: record `beats`, judge liveness, sample, prune, check for `end`."""
@@ -95,6 +97,13 @@ class Monitor:
         if now >= self._next_sample:
             self.sample(now)
             self._next_sample = now + self.settings.series_interval
+        if self.settings.requeue_stale_after and now >= self._next_requeue:
+            self._next_requeue = now + max(1.0, self.settings.requeue_stale_after / 4)
+            again = self.client.requeue_stale(self.settings.requeue_stale_after)
+            if again:
+                log.warning("republished %d task(s) queued for over %gs (lost with a broker restart?)",
+                            len(again), self.settings.requeue_stale_after)
+                self.events.emit("tasks_requeued", count=len(again), tasks=again[:100])
         if self.settings.result_ttl and now >= self._next_prune:
             self.backend.prune_finished(now - self.settings.result_ttl)
             self._next_prune = now + PRUNE_EVERY
@@ -160,6 +169,10 @@ class Monitor:
     def _retry_io(self, call: Callable[[], T]) -> T | None:
         try:
             return call()
+        except BrokerUnavailable as exc:
+            log.warning("broker unavailable (%s); retrying", exc)
+            self._stop.wait(1.0)
+            return None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.events.emit("connection_lost", service="redis", error=str(exc))
             log.warning("Redis unavailable (%s); retrying", exc)

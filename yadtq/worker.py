@@ -345,6 +345,7 @@ class Worker:
         else:
             self.failed += 1
             self.events.emit("task_failed", status="failed", error=job.error, **common)
+            self._dead_letter(job, msg.task_id, msg.task, job.error or "failed")
         self._finish(job)
 
     def _release(self, job: Job) -> None:
@@ -361,6 +362,12 @@ class Worker:
             self._retry_io(lambda: self.backend.reject(task_id, task_name or "", error))
         self.events.emit("task_rejected", task_id=task_id, task=task_name, worker=self.name,
                          partition=job.partition, offset=job.offset, error=error, status="failed")
+        self._dead_letter(job, task_id, task_name, error)
+        self.failed += 1
+        self._finish(job)
+
+    def _dead_letter(self, job: Job, task_id: str | None, task_name: str | None, error: str) -> None:
+        """Keeps the raw record: in Redis (for `yadtq dlq`) and on the dead-letter topic."""
         entry = {"task_id": task_id, "task": task_name, "error": error, "ts": time.time(),
                  "topic": self.settings.topic, "partition": job.partition, "offset": job.offset,
                  "raw": (job.raw or b"")[:4096].decode("utf-8", errors="replace")}
@@ -368,8 +375,6 @@ class Worker:
         self.producer.send(self.settings.dlq_topic, value=job.raw or b"",
                            key=task_id.encode() if task_id else None,
                            headers=[("error", error[:1000].encode())])
-        self.failed += 1
-        self._finish(job)
 
     def _control(self, job: Job, msg: ControlMessage) -> None:
         self.events.emit("end_received", worker=self.name, partition=job.partition, offset=job.offset)
