@@ -124,7 +124,7 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for m in messages:
             self._submit(
-                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.events(m.task_id)],
+                keys=[self.keys.task(m.task_id), self.keys.status("queued")],
                 args=[m.submitted_at or time.time(), m.task, json.dumps(list(m.args)),
                       json.dumps(m.kwargs), m.tries or default_tries,
                       m.time_limit or "", m.task_id],
@@ -147,6 +147,7 @@ class Backend:
         return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, pipe.execute()) if h]
 
     def events(self, task_id: str) -> list[tuple[float, str]]:
+        """What the record's timestamps cannot tell: retries, failures, reclaims, requeues."""
         out = []
         for line in self.r.lrange(self.keys.events(task_id), 0, 49):
             ts, _, text = line.partition(" ")

@@ -79,6 +79,10 @@ class CrashInjector(Middleware):
                   file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)
 
+    @property
+    def wants_before_claim(self) -> bool:
+        return self.point == "before-claim"
+
     def before_claim(self, worker: "Worker", job: "Job") -> None:
         self._maybe_crash(worker, job, "before-claim")
 

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
 
 
 class Middleware:
+    @property
+    def wants_before_claim(self) -> bool:
+        """Whether `before_claim` must run before every claim. When no middleware
+        needs it, the worker claims the next task in the same round trip that
+        stores the previous outcome."""
+        return type(self).before_claim is not Middleware.before_claim
+
     def before_claim(self, worker: "Worker", job: "Job") -> None:
         """A task message is about to be claimed in Redis."""
 

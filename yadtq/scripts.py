@@ -3,6 +3,11 @@
 `STEP` completes at most one task (only if the caller's fence is still
 current) and then claims any number of tasks, in one round trip. Keys are
 built inside the script from the prefix, so a worker's whole step is one call.
+
+The common path (queued, processing, success) writes nothing but the record
+and the status indexes: its history is the record's timestamps. Each task's
+`events:<id>` list holds only what they cannot tell: retries, failures,
+reclaims after a cut-off run, rejections, requeues.
 """
 
 STEP = r"""
@@ -43,7 +48,6 @@ if n_complete == 1 then
       move(id, 'processing', 'success')
       redis.call('HINCRBY', prefix .. 'done_by', worker, 1)
       if ttl > 0 then redis.call('EXPIRE', k, ttl) end
-      event(id, 'success by ' .. worker)
     elseif outcome == 'retry' then
       redis.call('HSET', k, 'status', 'queued', 'error', err)
       redis.call('HINCRBY', k, 'failures', 1)
@@ -95,9 +99,9 @@ while i <= #ARGV do
       'lease', lease_until, 'started', now, 'partition', ARGV[i+7], 'offset', ARGV[i+8])
     move(id, st, 'processing')
     if st == 'processing' then
-      event(id, 'reclaimed by ' .. worker .. ' (earlier run cut off)')
-    else
-      event(id, 'processing by ' .. worker .. ' attempt ' .. attempts)
+      event(id, 'reclaimed by ' .. worker .. ' attempt ' .. attempts .. ' (earlier run cut off)')
+    elseif attempts > 1 then
+      event(id, 'attempt ' .. attempts .. ' by ' .. worker)
     end
     local rec = redis.call('HMGET', k, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures')
     table.insert(out, {'run', tostring(fence), tostring(attempts), rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]})
@@ -123,7 +127,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
   'time_limit', ARGV[6], 'submitted', ARGV[1], 'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0)
 redis.call('ZADD', KEYS[2], ARGV[1], ARGV[7])
-redis.call('RPUSH', KEYS[3], ARGV[1] .. ' queued')
 return 1
 """
 

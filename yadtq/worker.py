@@ -60,6 +60,8 @@ class Job:
     result: Any = None
     error: str | None = None
     started: float = 0.0
+    problem: tuple[str, str | None, str | None] | None = None  # (error, task id, task name)
+    control: ControlMessage | None = None
 
 
 class Worker:
@@ -83,7 +85,12 @@ class Worker:
         self._uncommitted: dict[int, int] = {}
         self._last_commit = 0.0
         self._last_end_check = 0.0
+        self._last_poll = 0.0
         self._rr = 0
+        # A task claimed in the same round trip that stored the previous outcome.
+        self._preclaimed: tuple[Job, list[Any]] | None = None
+        # Claiming ahead skips the before_claim hook's moment; only when no hook needs it.
+        self._claim_ahead = not any(m.wants_before_claim for m in self.middleware)
 
     # -- lifecycle ---------------------------------------------------------
     def connect(self) -> None:
@@ -138,24 +145,27 @@ class Worker:
             self._shutdown()
 
     def _loop(self) -> None:
-        last_poll = 0.0
         while not self._stop.is_set():
             job = self._next_ready()
             if job is None:
+                self._release_preclaimed()
                 self._commit(force=False)
                 self._poll(self._idle_wait())
-                last_poll = time.monotonic()
                 self._check_end()
                 continue
             self._handle(job)
-            now = time.monotonic()
-            if now - last_poll > 0.2 or self._buffered() < self.settings.max_poll_records // 2:
+            if self._preclaimed is None and self._poll_due():
                 self._commit(force=False)
                 self._poll(0)
-                last_poll = now
                 self._check_end()
 
+    def _poll_due(self) -> bool:
+        """Poll often enough to stay in the group and keep the queues fed."""
+        return (time.monotonic() - self._last_poll > 0.2
+                or self._buffered() < self.settings.max_poll_records // 2)
+
     def _shutdown(self) -> None:
+        self._release_preclaimed()
         self.heartbeat.stop()
         try:
             self._commit(force=True)
@@ -174,6 +184,7 @@ class Worker:
     def _poll(self, timeout: float) -> None:
         batches = self.consumer.poll(timeout_ms=int(timeout * 1000),
                                      max_records=self.settings.max_poll_records)
+        self._last_poll = time.monotonic()
         for tp, records in batches.items():
             q = self.queues.setdefault(tp.partition, collections.deque())
             for rec in records:
@@ -198,15 +209,19 @@ class Worker:
         waits = [q[0].not_before - time.time() for q in self.queues.values() if q]
         return max(0.0, min([1.0, *waits]))
 
-    def _finish(self, job: Job) -> None:
-        """The job's record is dealt with: drop it and mark its offset committable."""
+    def _pop(self, job: Job) -> None:
         q = self.queues.get(job.partition)
         if q and q[0] is job:
             q.popleft()
+
+    def _finish(self, job: Job) -> None:
+        """The job's record is dealt with: drop it and mark its offset committable."""
+        self._pop(job)
         self._uncommitted[job.partition] = job.offset + 1
 
     def revoke(self, partitions: list[int]) -> None:
         """Partitions taken away: commit what is finished, drop what is not."""
+        self._release_preclaimed()
         try:
             self._commit(force=True)
         except (KafkaError, redis.RedisError) as exc:
@@ -242,34 +257,59 @@ class Worker:
             m.after_commit(self, {tp.partition: om.offset for tp, om in offsets.items()})
 
     # -- one record ----------------------------------------------------------
-    def _handle(self, job: Job) -> None:
-        if job.message is None:
-            try:
-                msg = decode(job.raw, self.settings.max_message_bytes)
-            except MessageError as exc:
-                self._reject(job, str(exc), exc.task_id, None)
-                return
-            if isinstance(msg, ControlMessage):
-                self._control(job, msg)
-                return
-            job.message = msg
-            self.events.emit("task_received", task_id=msg.task_id, task=msg.task, worker=self.name,
-                             partition=job.partition, offset=job.offset)
-        msg = job.message
+    def _parse(self, job: Job) -> str:
+        """Reads the record once: "task" (claimable), "control", or "bad" (`job.problem` says why)."""
+        if job.message is not None:
+            return "task"
+        if job.problem is not None:
+            return "bad"
         try:
-            task = self.registry.get(msg.task)
-            task.check_args(msg.args, msg.kwargs)
+            msg = decode(job.raw, self.settings.max_message_bytes)
+        except MessageError as exc:
+            job.problem = (str(exc), exc.task_id, None)
+            return "bad"
+        if isinstance(msg, ControlMessage):
+            job.control = msg
+            return "control"
+        self.events.emit("task_received", task_id=msg.task_id, task=msg.task, worker=self.name,
+                         partition=job.partition, offset=job.offset)
+        try:
+            self.registry.get(msg.task).check_args(msg.args, msg.kwargs)
         except TaskError as exc:
-            self._reject(job, str(exc), msg.task_id, msg.task)
+            job.problem = (str(exc), msg.task_id, msg.task)
+            return "bad"
+        job.message = msg
+        return "task"
+
+    def _handle(self, job: Job) -> None:
+        kind = self._parse(job)
+        if kind == "control":
+            assert job.control is not None
+            self._control(job, job.control)
             return
-        for m in self.middleware:
-            m.before_claim(self, job)
-        verdict = self._retry_io(lambda: self.backend.step(
-            self.name, self.incarnation, time.time() + self.settings.lease, None,
-            [(msg, job.partition, job.offset)]))[0]
+        if kind == "bad":
+            assert job.problem is not None
+            self._reject(job, *job.problem)
+            return
+        if self._preclaimed is not None and self._preclaimed[0] is job:
+            verdict = self._preclaimed[1]
+            self._preclaimed = None
+        else:
+            for m in self.middleware:
+                m.before_claim(self, job)
+            verdict = self._step(None, job)[0]
+        self._on_claim(job, verdict)
+
+    def _step(self, complete: tuple[str, str, str, str, str] | None, claim: Job | None) -> list[Any]:
+        claims = [(claim.message, claim.partition, claim.offset)] if claim and claim.message else []
+        return self._retry_io(lambda: self.backend.step(
+            self.name, self.incarnation, time.time() + self.settings.lease, complete, claims))
+
+    def _on_claim(self, job: Job, verdict: list[Any]) -> None:
+        assert job.message is not None
         kind = verdict[0]
         if kind == "done":
-            self.events.emit("task_skipped", task_id=msg.task_id, worker=self.name,
+            self.events.emit("task_skipped", task_id=job.message.task_id, worker=self.name,
                              partition=job.partition, offset=job.offset, status=verdict[1])
             self._finish(job)
             return
@@ -281,6 +321,15 @@ class Worker:
         job.fence, job.attempt = fence, int(attempts)
         self._execute(job, name, json.loads(args), json.loads(kwargs),
                       int(tries or self.settings.tries), float(limit) if limit else None, int(failures or 0))
+
+    def _release_preclaimed(self) -> None:
+        """A task claimed ahead that will not run here: let its next owner claim it at once."""
+        if self._preclaimed is None:
+            return
+        job, verdict = self._preclaimed
+        self._preclaimed = None
+        if verdict[0] == "run" and job.message is not None:
+            self._retry_io(lambda: self.backend.renew(job.message.task_id, verdict[1], 0))
 
     def _execute(self, job: Job, name: str, args: list[Any], kwargs: dict[str, Any],
                  tries: int, limit: float | None, failures: int) -> None:
@@ -320,8 +369,21 @@ class Worker:
         msg = job.message
         assert msg is not None and job.fence is not None
         result = json.dumps(job.result) if outcome == "success" else "null"
-        verdict = self._retry_io(lambda: self.backend.step(
-            self.name, self.incarnation, 0, (msg.task_id, job.fence, outcome, result, job.error or ""), []))[0]
+        if outcome == "retry":
+            delay = min(self.settings.retry_backoff * 2 ** (job.attempt - 1), self.settings.retry_backoff_max)
+            job.not_before = time.time() + delay * random.uniform(0.8, 1.2)
+        else:
+            self._pop(job)
+        # The same round trip that stores this outcome claims the next task, if one is ready.
+        nxt = None
+        if self._claim_ahead and not self._stop.is_set() and not self._poll_due():
+            nxt = self._next_ready()
+            if nxt is not None and self._parse(nxt) != "task":
+                nxt = None
+        verdicts = self._step((msg.task_id, job.fence, outcome, result, job.error or ""), nxt)
+        verdict = verdicts[0]
+        if nxt is not None:
+            self._preclaimed = (nxt, verdicts[1])
         self.current = None
         duration = round(time.time() - job.started, 6)
         common = dict(task_id=msg.task_id, task=msg.task, worker=self.name, partition=job.partition,
@@ -334,8 +396,6 @@ class Worker:
         for m in self.middleware:
             m.after_complete(self, job, outcome)
         if outcome == "retry":
-            delay = min(self.settings.retry_backoff * 2 ** (job.attempt - 1), self.settings.retry_backoff_max)
-            job.not_before = time.time() + delay * random.uniform(0.8, 1.2)
             job.fence = None
             self.events.emit("task_retried", error=job.error, status="queued", **common)
             return
