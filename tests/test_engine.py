@@ -80,6 +80,7 @@ def test_load_is_spread_over_three_workers(settings, procs: Procs) -> None:
         by_worker: dict[str, int] = {}
         for rec in q.backend.get_many(ids):
             by_worker[rec.worker] = by_worker.get(rec.worker, 0) + 1
+            assert rec.attempts == 1, rec  # each claimed once: no wasted claims
     assert set(by_worker) == set(names), by_worker
     assert sum(by_worker.values()) == 300
 

@@ -45,7 +45,7 @@ class Settings:
     heartbeat_interval_ms: int = 2_000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
-    max_poll_records: int = 500
+    max_poll_records: int = 1000
     linger_ms: int = 5
     connect_timeout: float = 5.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.

@@ -75,6 +75,7 @@ class CrashInjector(Middleware):
             task_id = job.message.task_id if job.message else None
             worker.events.emit("crash_injected", worker=worker.name, task_id=task_id, point=point,
                                partition=job.partition, offset=job.offset)
+            worker.events.flush()
             print(f"CRASH {worker.name} pid {os.getpid()} at {point} of task #{self.seen} ({task_id})",
                   file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)

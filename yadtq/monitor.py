@@ -82,6 +82,7 @@ class Monitor:
                         except MessageError as exc:
                             log.warning("ignored a bad heartbeat: %s", exc)
                 self._retry_io(lambda: self.tick(beats, time.time()))
+                self.events.flush()
                 if offset is not None:
                     self._retry_io(lambda: self.redis.set(self.live.keys.monitor_offset, offset))
         finally:

@@ -146,9 +146,9 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            job = self._next_ready()
+            # A task claimed ahead runs next, whatever the round-robin says.
+            job = self._preclaimed[0] if self._preclaimed else self._next_ready()
             if job is None:
-                self._release_preclaimed()
                 self._commit(force=False)
                 self._poll(self._idle_wait())
                 self._check_end()
@@ -160,9 +160,10 @@ class Worker:
                 self._check_end()
 
     def _poll_due(self) -> bool:
-        """Poll often enough to stay in the group and keep the queues fed."""
-        return (time.monotonic() - self._last_poll > 0.2
-                or self._buffered() < self.settings.max_poll_records // 2)
+        """Poll often enough to stay in the group and keep the queues fed, but not
+        per task: a poll costs about a millisecond even with nothing to wait for."""
+        elapsed = time.monotonic() - self._last_poll
+        return elapsed > 0.1 or (elapsed > 0.02 and self._buffered() < self.settings.max_poll_records // 4)
 
     def _shutdown(self) -> None:
         self._release_preclaimed()
@@ -185,6 +186,7 @@ class Worker:
         batches = self.consumer.poll(timeout_ms=int(timeout * 1000),
                                      max_records=self.settings.max_poll_records)
         self._last_poll = time.monotonic()
+        self.events.flush()
         for tp, records in batches.items():
             q = self.queues.setdefault(tp.partition, collections.deque())
             for rec in records:
