@@ -62,8 +62,8 @@ def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settin
     values = [m.value for m in dlq]
     dlq.close()
     assert sorted(values) == sorted(v for v in bad.values() for _ in range(s.partitions))
-    events = [e["event"] for e in procs.events("worker-W1")]
-    assert events.count("task_rejected") == len(bad) * s.partitions
+    wait_for(lambda: [e["event"] for e in procs.events("worker-W1")].count("task_rejected") == len(bad) * s.partitions,
+             30, 0.1, "every rejection in the event log")
     assert procs.procs["W1"].poll() is None  # still serving
 
 

@@ -117,6 +117,7 @@ class Backend:
         self._submit = client.register_script(scripts.SUBMIT)
         self._reject = client.register_script(scripts.REJECT)
         self._requeue = client.register_script(scripts.REQUEUE)
+        self._release = client.register_script(scripts.RELEASE)
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
@@ -187,6 +188,12 @@ class Backend:
         one verdict per claim: ["run", fence, attempts, task, args, kwargs,
         tries, time_limit, failures] | ["done", status] | ["busy", lease].
         """
+        return self._step(args=self.step_args(worker, incarnation, lease_until, complete, claims))
+
+    def step_args(self, worker: str, incarnation: str, lease_until: float,
+                  complete: tuple[str, str, str, str, str] | None,
+                  claims: Sequence[tuple[TaskMessage, int, int]]) -> list[Any]:
+        """The arguments of one STEP call (see `step`); `StepChannel` sends them pipelined."""
         args: list[Any] = [self.settings.prefix, time.time(), worker, incarnation, lease_until,
                            int(self.settings.result_ttl), 1 if complete else 0]
         if complete:
@@ -195,10 +202,25 @@ class Backend:
             args.extend([m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs),
                          m.tries or self.settings.tries, m.time_limit or "",
                          m.submitted_at or time.time(), partition, offset])
-        return self._step(args=args)
+        return args
+
+    def release(self, claims: Sequence[tuple[str, str]]) -> None:
+        """Undoes claims (task id, fence) of tasks that will not run here after all."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_id, fence in claims:
+            self._release(keys=[self.keys.task(task_id)], args=[fence, self.settings.prefix, task_id, time.time()],
+                          client=pipe)
+        pipe.execute()
 
     def renew(self, task_id: str, fence: str, lease_until: float) -> bool:
         return bool(self._renew(keys=[self.keys.task(task_id)], args=[fence, lease_until]))
+
+    def renew_many(self, claims: Sequence[tuple[str, str]], lease_until: float) -> None:
+        """Extends the leases of (task id, fence) claims still held, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_id, fence in claims:
+            self._renew(keys=[self.keys.task(task_id)], args=[fence, lease_until], client=pipe)
+        pipe.execute()
 
     def reject(self, task_id: str, task_name: str, error: str) -> bool:
         """Marks a task failed that could not even be read or started."""

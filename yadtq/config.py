@@ -46,6 +46,9 @@ class Settings:
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 1000
+    # Tasks a worker claims in the round trip that stores an earlier outcome
+    # (0: claim each task on its own). They show as `processing` while they wait.
+    claim_ahead: int = 16
     linger_ms: int = 5
     connect_timeout: float = 5.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
@@ -71,7 +74,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
-                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after"):
+                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
+                     "claim_ahead"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if not self.topic or not self.prefix:

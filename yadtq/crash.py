@@ -84,6 +84,10 @@ class CrashInjector(Middleware):
     def wants_before_claim(self) -> bool:
         return self.point == "before-claim"
 
+    @property
+    def wants_after_complete(self) -> bool:
+        return self.point == "after-complete"
+
     def before_claim(self, worker: "Worker", job: "Job") -> None:
         self._maybe_crash(worker, job, "before-claim")
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 class HeartbeatThread(threading.Thread):
     def __init__(self, *, producer: Any, topic: str, interval: float, lease: float,
                  snapshot: Callable[[], dict[str, Any]],
-                 renew: Callable[[str, str, float], bool]) -> None:
+                 renew: Callable[[list[tuple[str, str]], float], None]) -> None:
         super().__init__(name="yadtq-heartbeat", daemon=True)
         self.producer = producer
         self.topic = topic
@@ -55,10 +55,10 @@ class HeartbeatThread(threading.Thread):
             if now >= next_beat:
                 self.beat()
                 next_beat = now + self.interval
-            s = self.snapshot()
-            if s["current_task"] and s["fence"]:
+            claims = self.snapshot()["claims"]
+            if claims:
                 try:
-                    self.renew(s["current_task"], s["fence"], time.time() + self.lease)
+                    self.renew(claims, time.time() + self.lease)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     log.warning("lease not renewed: %s", exc)
             self.stopped.wait(tick)

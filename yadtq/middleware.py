@@ -20,6 +20,12 @@ class Middleware:
         stores the previous outcome."""
         return type(self).before_claim is not Middleware.before_claim
 
+    @property
+    def wants_after_complete(self) -> bool:
+        """Whether `after_complete` must run right after each outcome is stored.
+        When none needs it, outcomes are pipelined and confirmed before commits."""
+        return type(self).after_complete is not Middleware.after_complete
+
     def before_claim(self, worker: "Worker", job: "Job") -> None:
         """A task message is about to be claimed in Redis."""
 

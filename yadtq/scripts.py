@@ -161,3 +161,17 @@ redis.call('ZADD', ARGV[2] .. 'status:queued', ARGV[1], ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[1] .. ' requeued (was ' .. st .. ')')
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}
 """
+
+# Undoes a claim made ahead for a task that will not run here now (the worker
+# stops, loses the partition, or an earlier task of the partition must retry
+# first): back to `queued`, the attempt not counted.
+RELEASE = r"""
+local cur = redis.call('HMGET', KEYS[1], 'fence', 'status')
+if cur[1] ~= ARGV[1] or cur[2] ~= 'processing' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+redis.call('HDEL', KEYS[1], 'owner', 'lease', 'worker', 'started')
+redis.call('ZREM', ARGV[2] .. 'status:processing', ARGV[3])
+redis.call('ZADD', ARGV[2] .. 'status:queued', ARGV[4], ARGV[3])
+return 1
+"""

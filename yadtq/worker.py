@@ -30,6 +30,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
 from yadtq.assignor import StandbyAwareAssignor
+from yadtq import scripts
 from yadtq.backend import Backend, connect_redis
 from yadtq.broker import ensure_topic, make_consumer, make_producer
 from yadtq.config import Settings
@@ -39,6 +40,7 @@ from yadtq.live import LiveState
 from yadtq.logs import EventLog
 from yadtq.messages import ControlMessage, TaskMessage, decode
 from yadtq.middleware import Middleware
+from yadtq.steps import StepChannel
 from yadtq.tasks import Registry, TaskContext
 from yadtq.timelimit import time_limit
 
@@ -60,6 +62,8 @@ class Job:
     result: Any = None
     error: str | None = None
     started: float = 0.0
+    outcome: str = ""
+    duration: float = 0.0
     problem: tuple[str, str | None, str | None] | None = None  # (error, task id, task name)
     control: ControlMessage | None = None
 
@@ -87,10 +91,12 @@ class Worker:
         self._last_end_check = 0.0
         self._last_poll = 0.0
         self._rr = 0
-        # A task claimed in the same round trip that stored the previous outcome.
-        self._preclaimed: tuple[Job, list[Any]] | None = None
-        # Claiming ahead skips the before_claim hook's moment; only when no hook needs it.
-        self._claim_ahead = not any(m.wants_before_claim for m in self.middleware)
+        # Tasks claimed in the round trip that stored an earlier outcome, with their verdicts.
+        self._ahead: collections.deque[tuple[Job, list[Any]]] = collections.deque()
+        # Claiming ahead skips the before_claim hook's moment, and pipelining the
+        # after_complete one: each only when no middleware needs that moment exact.
+        self._claim_ahead = 0 if any(m.wants_before_claim for m in self.middleware) else settings.claim_ahead
+        self._pipelined = self._claim_ahead > 0 and not any(m.wants_after_complete for m in self.middleware)
 
     # -- lifecycle ---------------------------------------------------------
     def connect(self) -> None:
@@ -99,6 +105,7 @@ class Worker:
         self.redis = connect_redis(s)
         self.backend = Backend(self.redis, s)
         self.live = LiveState(self.redis, s)
+        self.channel = StepChannel(self.redis, scripts.STEP, self._redis_lost)
         ensure_topic(s, s.topic, s.partitions)
         ensure_topic(s, s.heartbeat_topic, 1)
         self.producer = make_producer(s, linger_ms=0)
@@ -109,16 +116,18 @@ class Worker:
         self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
         self.heartbeat = HeartbeatThread(producer=self.producer, topic=s.heartbeat_topic,
                                          interval=s.heartbeat_interval, lease=s.lease,
-                                         snapshot=self.snapshot, renew=self.backend.renew)
+                                         snapshot=self.snapshot, renew=self.backend.renew_many)
 
     def snapshot(self) -> dict[str, Any]:
         job = self.current
         state = "stopping" if self._stop.is_set() else "busy" if job else (
             "standby" if self.standby and not self.queues else "idle")
+        # Every claim this worker holds, so the heartbeat thread keeps their leases alive.
+        claims = [(job.message.task_id, job.fence)] if job and job.message and job.fence else []
+        claims += [(j.message.task_id, v[1]) for j, v in list(self._ahead) if v[0] == "run" and j.message]
         return {"name": self.name, "incarnation": self.incarnation, "state": state,
-                "current_task": job.message.task_id if job and job.message else None,
-                "fence": job.fence if job else None, "done": self.done, "failed": self.failed,
-                "partitions": sorted(self.queues)}
+                "current_task": job.message.task_id if job and job.message else None, "claims": claims,
+                "done": self.done, "failed": self.failed, "partitions": sorted(self.queues)}
 
     def stop(self) -> None:
         """Asks the loop to stop after the task in hand (safe from signal handlers)."""
@@ -146,15 +155,15 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            # A task claimed ahead runs next, whatever the round-robin says.
-            job = self._preclaimed[0] if self._preclaimed else self._next_ready()
+            # Tasks claimed ahead run next, in the order claimed.
+            job = self._ahead[0][0] if self._ahead else self._next_ready()
             if job is None:
                 self._commit(force=False)
                 self._poll(self._idle_wait())
                 self._check_end()
                 continue
             self._handle(job)
-            if self._preclaimed is None and self._poll_due():
+            if not self._ahead and self._poll_due():
                 self._commit(force=False)
                 self._poll(0)
                 self._check_end()
@@ -166,7 +175,7 @@ class Worker:
         return elapsed > 0.1 or (elapsed > 0.02 and self._buffered() < self.settings.max_poll_records // 4)
 
     def _shutdown(self) -> None:
-        self._release_preclaimed()
+        self._release_ahead()
         self.heartbeat.stop()
         try:
             self._commit(force=True)
@@ -175,6 +184,7 @@ class Worker:
         self.heartbeat.beat()
         self.heartbeat.join(timeout=2)
         self.consumer.close(autocommit=False)
+        self.channel.close()
         self.producer.flush(timeout=5)
         self.producer.close(timeout=5)
         self.events.emit("worker_left", worker=self.name, done=self.done, failed=self.failed)
@@ -223,7 +233,7 @@ class Worker:
 
     def revoke(self, partitions: list[int]) -> None:
         """Partitions taken away: commit what is finished, drop what is not."""
-        self._release_preclaimed()
+        self._release_ahead()
         try:
             self._commit(force=True)
         except (KafkaError, redis.RedisError) as exc:
@@ -240,6 +250,7 @@ class Worker:
         log.info("%s assigned partitions %s", self.name, partitions)
 
     def _commit(self, force: bool) -> None:
+        self._drain()  # offsets move only past outcomes Redis has confirmed
         if not self._uncommitted:
             return
         now = time.monotonic()
@@ -293,19 +304,35 @@ class Worker:
             assert job.problem is not None
             self._reject(job, *job.problem)
             return
-        if self._preclaimed is not None and self._preclaimed[0] is job:
-            verdict = self._preclaimed[1]
-            self._preclaimed = None
+        if self._ahead and self._ahead[0][0] is job:
+            verdict = self._ahead.popleft()[1]
         else:
             for m in self.middleware:
                 m.before_claim(self, job)
-            verdict = self._step(None, job)[0]
+            verdict = self._call(None, None, [job])[0]
         self._on_claim(job, verdict)
 
-    def _step(self, complete: tuple[str, str, str, str, str] | None, claim: Job | None) -> list[Any]:
-        claims = [(claim.message, claim.partition, claim.offset)] if claim and claim.message else []
-        return self._retry_io(lambda: self.backend.step(
-            self.name, self.incarnation, time.time() + self.settings.lease, complete, claims))
+    def _call(self, complete: tuple[str, str, str, str, str] | None, done: Job | None,
+              claims: list[Job]) -> list[Any]:
+        """One synchronous step: settles every outcome sent before it, then returns
+        this step's claim verdicts (this step's own outcome, if any, is settled too)."""
+        args = self.backend.step_args(self.name, self.incarnation, time.time() + self.settings.lease, complete,
+                                      [(j.message, j.partition, j.offset) for j in claims if j.message])
+        earlier, reply = self.channel.call(args)
+        for r, job in earlier:
+            self._settle(r[0], job)
+        if complete is not None:
+            assert done is not None
+            self._settle(reply[0], done)
+            return reply[1:]
+        return reply
+
+    def _drain(self) -> None:
+        for reply, job in self.channel.drain():
+            self._settle(reply[0], job)
+
+    def _redis_lost(self, exc: Exception) -> None:
+        self.events.emit("connection_lost", worker=self.name, service="redis", error=str(exc))
 
     def _on_claim(self, job: Job, verdict: list[Any]) -> None:
         assert job.message is not None
@@ -318,20 +345,22 @@ class Worker:
         if kind == "busy":
             # Another live worker holds it: wait for its outcome or its lease to lapse.
             job.not_before = min(float(verdict[1]), time.time() + 0.5)
+            self._release_ahead(job.partition)
             return
         _, fence, attempts, name, args, kwargs, tries, limit, failures = verdict
         job.fence, job.attempt = fence, int(attempts)
         self._execute(job, name, json.loads(args), json.loads(kwargs),
                       int(tries or self.settings.tries), float(limit) if limit else None, int(failures or 0))
 
-    def _release_preclaimed(self) -> None:
-        """A task claimed ahead that will not run here: let its next owner claim it at once."""
-        if self._preclaimed is None:
-            return
-        job, verdict = self._preclaimed
-        self._preclaimed = None
-        if verdict[0] == "run" and job.message is not None:
-            self._retry_io(lambda: self.backend.renew(job.message.task_id, verdict[1], 0))
+    def _release_ahead(self, partition: int | None = None) -> None:
+        """Undoes claims made ahead (of one partition, or all) for tasks that will not run now."""
+        keep, drop = collections.deque(), []
+        for job, verdict in self._ahead:
+            (drop if partition is None or job.partition == partition else keep).append((job, verdict))
+        self._ahead = keep
+        claims = [(j.message.task_id, v[1]) for j, v in drop if v[0] == "run" and j.message]
+        if claims:
+            self._retry_io(lambda: self.backend.release(claims))
 
     def _execute(self, job: Job, name: str, args: list[Any], kwargs: dict[str, Any],
                  tries: int, limit: float | None, failures: int) -> None:
@@ -368,28 +397,48 @@ class Worker:
         self._complete(job, outcome)
 
     def _complete(self, job: Job, outcome: str) -> None:
+        """Stores the outcome at once; claims the next tasks in the same step when due."""
         msg = job.message
         assert msg is not None and job.fence is not None
         result = json.dumps(job.result) if outcome == "success" else "null"
+        job.outcome, job.duration = outcome, round(time.time() - job.started, 6)
         if outcome == "retry":
             delay = min(self.settings.retry_backoff * 2 ** (job.attempt - 1), self.settings.retry_backoff_max)
             job.not_before = time.time() + delay * random.uniform(0.8, 1.2)
+            self._release_ahead(job.partition)  # nothing of this partition may overtake it
         else:
             self._pop(job)
-        # The same round trip that stores this outcome claims the next task, if one is ready.
-        nxt = None
-        if self._claim_ahead and not self._stop.is_set() and not self._poll_due():
-            nxt = self._next_ready()
-            if nxt is not None and self._parse(nxt) != "task":
-                nxt = None
-        verdicts = self._step((msg.task_id, job.fence, outcome, result, job.error or ""), nxt)
-        verdict = verdicts[0]
-        if nxt is not None:
-            self._preclaimed = (nxt, verdicts[1])
         self.current = None
-        duration = round(time.time() - job.started, 6)
+        complete = (msg.task_id, job.fence, outcome, result, job.error or "")
+        claims: list[Job] = []
+        if self._claim_ahead and not self._ahead and not self._stop.is_set() and not self._poll_due():
+            claims = self._claimable()
+        if claims or not self._pipelined or outcome != "success":
+            self._ahead.extend(zip(claims, self._call(complete, job, claims)))
+        else:
+            args = self.backend.step_args(self.name, self.incarnation, 0, complete, [])
+            self.channel.send(args, job)  # settled at the next drain, before any commit
+
+    def _claimable(self) -> list[Job]:
+        """Up to `claim_ahead` ready task records, each partition's from its head, in order."""
+        out: list[Job] = []
+        now = time.time()
+        for q in self.queues.values():
+            for job in q:
+                if len(out) >= self._claim_ahead or job.not_before > now or job.fence is not None:
+                    break
+                if self._parse(job) != "task":
+                    break
+                out.append(job)
+        return out
+
+    def _settle(self, verdict: str, job: Job) -> None:
+        """The stored outcome's reply is in: events, counters, committable offset."""
+        msg = job.message
+        assert msg is not None
+        outcome = job.outcome
         common = dict(task_id=msg.task_id, task=msg.task, worker=self.name, partition=job.partition,
-                      offset=job.offset, attempt=job.attempt, duration=duration)
+                      offset=job.offset, attempt=job.attempt, duration=job.duration)
         if verdict == "fenced":
             self.events.emit("task_fenced", **common)
             log.warning("task %s: outcome discarded, claim lost to another worker", msg.task_id)
