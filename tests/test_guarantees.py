@@ -4,8 +4,6 @@ service restarts, time limits, dead letters."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest

@@ -22,6 +22,11 @@ from yadtq.keys import STATUSES
 from yadtq.logs import setup_logging
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+# The first matching row names a command's exit code.
+EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
+    (ConnectError, RET_CONNECT), (ConfigError, RET_USAGE), (TaskFailed, RET_TASK_FAILED),
+    (ResultTimeout, RET_TIMEOUT), (TaskNotFound, RET_ERROR), (YADTQError, RET_ERROR),
+)
 
 
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
@@ -332,24 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = settings_from(args)
         return COMMANDS[args.command](args, s)
-    except ConnectError as exc:
-        print(f"yadtq: error: {exc}", file=sys.stderr)
-        return RET_CONNECT
-    except ConfigError as exc:
-        print(f"yadtq: error: {exc}", file=sys.stderr)
-        return RET_USAGE
-    except TaskFailed as exc:
-        print(f"yadtq: {exc}", file=sys.stderr)
-        return RET_TASK_FAILED
-    except ResultTimeout as exc:
-        print(f"yadtq: {exc}", file=sys.stderr)
-        return RET_TIMEOUT
-    except TaskNotFound as exc:
-        print(f"yadtq: error: {exc}", file=sys.stderr)
-        return RET_ERROR
     except YADTQError as exc:
-        print(f"yadtq: error: {exc}", file=sys.stderr)
-        return RET_ERROR
+        code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+        label = "error: " if code in (RET_CONNECT, RET_USAGE, RET_ERROR) else ""
+        print(f"yadtq: {label}{exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         return RET_OK
 

@@ -63,11 +63,14 @@ class LiveState:
     def forget_worker(self, name: str) -> None:
         self.r.hdel(self.keys.workers, name)
 
-    def record_failure(self, entry: dict[str, Any]) -> None:
+    def _push_capped(self, key: str, entry: dict[str, Any], cap: int) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.lpush(self.keys.failures, json.dumps(entry))
-        pipe.ltrim(self.keys.failures, 0, FAILURES_KEPT - 1)
+        pipe.lpush(key, json.dumps(entry, separators=(",", ":")))
+        pipe.ltrim(key, 0, cap - 1)
         pipe.execute()
+
+    def record_failure(self, entry: dict[str, Any]) -> None:
+        self._push_capped(self.keys.failures, entry, FAILURES_KEPT)
 
     def failures(self, limit: int = 100) -> list[dict[str, Any]]:
         """Newest first: worker, last_heartbeat, declared_at, tasks held."""
@@ -94,10 +97,7 @@ class LiveState:
 
     # -- dead letters ------------------------------------------------------
     def add_dead_letter(self, entry: dict[str, Any]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.lpush(self.keys.dlq, json.dumps(entry))
-        pipe.ltrim(self.keys.dlq, 0, DLQ_KEPT - 1)
-        pipe.execute()
+        self._push_capped(self.keys.dlq, entry, DLQ_KEPT)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.dlq, 0, limit - 1)]

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import redis
 from kafka import TopicPartition
@@ -23,7 +23,7 @@ from yadtq.client import YADTQ
 from yadtq.broker import ensure_topic, make_consumer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
-from yadtq.live import ALIVE, DEAD, LiveState
+from yadtq.live import ALIVE, DEAD
 from yadtq.logs import EventLog
 from yadtq.messages import Heartbeat
 
