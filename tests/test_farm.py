@@ -1,0 +1,123 @@
+"""The worker farm on real processes: the seeds' demo, respawn, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import ROOT, Procs, run_cli, wait_for
+from ledger_tasks import read_ledger
+from worker_farm import Farm, WorkerSpec
+from yadtq.client import YADTQ
+from yadtq.config import Settings
+
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def task_modules_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Farm children inherit the environment: let them import tests/ledger_tasks.py."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def test_seeds_demo_failure_prone_worker_and_standby(settings: Settings, q: YADTQ, r) -> None:
+    out = Lines()
+    farm = Farm(settings, [WorkerSpec("W1", crash="after:3-5", seed=7, tasks=("ledger_tasks",)),
+                           WorkerSpec("S1", standby=True, tasks=("ledger_tasks",))], respawn=False, out=out)
+    thread = threading.Thread(target=farm.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: out.has("[W1] W1 assigned partitions [0, 1, 2, 3]") and out.has("[S1] S1 assigned partitions []"),
+                 40, 0.1, f"W1 to own everything and the standby nothing: {out.lines}")
+        ids = q.submit_many([("ledger_add", [i, 1]) for i in range(20)])
+        wait_for(lambda: out.has("crashed: crash injected"), 60, 0.1, "the failure-prone worker to crash")
+        wait_for(lambda: out.has("[S1] S1 assigned partitions [0, 1, 2, 3]"), 60, 0.1, "the standby to take over")
+        wait_for(lambda: q.backend.counts()["success"] == 20, 60, 0.2, "every task to succeed")
+        assert out.has("[W1] CRASH W1")
+        ledger = read_ledger(r, settings.prefix)
+        assert sorted(ledger) == sorted(ids)
+        assert sum(len(runs) for runs in ledger.values()) <= 21  # at most the one cut off runs again
+        assert {rec.worker for rec in q.backend.get_many(ids)} == {"W1", "S1"}
+    finally:
+        farm.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_a_crashed_worker_is_respawned_and_gets_work_back(settings: Settings, q: YADTQ) -> None:
+    out = Lines()
+    farm = Farm(settings, [WorkerSpec("W1"), WorkerSpec("W2")], respawn=True, out=out)
+    thread = threading.Thread(target=farm.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: out.has("[W1] W1 assigned partitions [") and "W2" in farm.children, 40, 0.1, "W1 started")
+        victim = farm.children["W1"].proc
+        victim.send_signal(signal.SIGKILL)
+        wait_for(lambda: out.has("W1 (pid") and out.has("crashed: killed by signal 9"), 30, 0.1, "the crash report")
+        wait_for(lambda: out.has("[farm] respawned worker W1"), 30, 0.1, "the respawn")
+        wait_for(lambda: sum(1 for line in out.lines if "[W1] W1 assigned partitions [" in line
+                             and "[]" not in line) >= 2, 60, 0.2, "W1 to own partitions again")
+        ids = q.submit_many([("add", [i, i]) for i in range(40)])
+        wait_for(lambda: q.backend.counts()["success"] == 40, 60, 0.2, "the tasks")
+        assert "W1" in {rec.worker for rec in q.backend.get_many(ids)}
+    finally:
+        farm.stop()
+        thread.join(timeout=30)
+
+
+def test_sigterm_stops_every_child_and_end_stops_the_farm(settings: Settings, procs: Procs) -> None:
+    env = procs.env()
+    farm = subprocess.Popen([sys.executable, "-m", "worker_farm", "--workers", "2", "--standby", "1"], env=env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.wait_assigned(["W1", "W2", "S1"])
+    out = run_cli(settings, "produce", settings.topic, str(settings.partitions), stdin="add 1 2\nmultiply 2 3\nend\n")
+    assert out.returncode == 0
+    assert farm.wait(timeout=60) == 0
+    text = farm.stdout.read()
+    for name in ("W1", "W2", "S1"):
+        assert f"[farm] {name} stopped cleanly" in text
+
+    farm = subprocess.Popen([sys.executable, "-m", "worker_farm", "--workers", "2", "--standby", "1",
+                             "--name-prefix", "T"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: len(_children(farm.pid)) == 3, 30, 0.1, "three children")
+    kids = _children(farm.pid)
+    farm.send_signal(signal.SIGTERM)
+    assert farm.wait(timeout=60) == 0
+    time.sleep(0.2)
+    assert [pid for pid in kids if _alive(pid)] == []
+
+
+def test_farm_start_up_errors_are_one_line(settings: Settings) -> None:
+    bad = subprocess.run([sys.executable, "-m", "worker_farm", "--crash", "sometimes"], cwd=ROOT, capture_output=True,
+                         text=True, env={**Procs(settings, ROOT).env()})
+    assert bad.returncode == 2 and "bad --crash 'sometimes'" in bad.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
