@@ -1,8 +1,13 @@
-"""Spawns worker subprocesses from a recipe, reaps them and respawns the crashed.
+"""Spawns worker subprocesses from recipes, reaps them and respawns the crashed.
 
-Children get their settings as `YADTQ_*` variables (never a live client across
-a fork). Each child's log lines that matter (crashes, partition moves) are
-echoed with its name, one line per event.
+One line per event goes to `out`: a child started, crashed (with its reason),
+is respawned, stopped cleanly; and what each child reports about itself
+(partitions assigned/revoked, CRASH lines, warnings), prefixed with its name.
+
+Respawn backoff is exponential (`backoff`, doubled per crash, capped at
+`backoff_max`) and starts again from `backoff` once a child has run for
+`healthy_after` seconds, so a crash loop slows down but an occasional crash
+is repaired at once.
 """
 
 from __future__ import annotations
@@ -10,40 +15,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO, Callable, Mapping
 
+from worker_farm.spec import LineFilter, WorkerSpec, child_env
 from yadtq.config import Settings
-
-ECHOED = ("assigned partitions", "CRASH", "end of run", "Traceback", "Error", "error:")
-BACKOFF_MAX = 30.0
-HEALTHY_AFTER = 30.0  # a child that ran this long earns a fresh backoff
-
-
-@dataclass
-class WorkerSpec:
-    """What a child is: everything needed to start it again."""
-
-    name: str
-    standby: bool = False
-    crash: str | None = None
-    seed: int | None = None
-    tasks: tuple[str, ...] = ()
-
-    def argv(self) -> list[str]:
-        args = [sys.executable, "-m", "yadtq", "worker", "--name", self.name]
-        for mod in self.tasks:
-            args += ["--tasks", mod]
-        if self.standby:
-            args.append("--standby")
-        if self.crash:
-            args += ["--crash", self.crash]
-            if self.seed is not None:
-                args += ["--seed", str(self.seed)]
-        return args
+from yadtq.crash import CRASH_EXIT_CODE
+from yadtq.errors import RET_USAGE
 
 
 @dataclass
@@ -51,108 +31,176 @@ class Child:
     spec: WorkerSpec
     proc: subprocess.Popen[str]
     started: float
+    backoff: float
     restarts: int = 0
-    backoff: float = 0.5
-    respawn_at: float | None = None
+    respawn_at: float | None = None  # set while dead and waiting out its backoff
+    lines: LineFilter = field(default_factory=LineFilter, repr=False)
     reader: threading.Thread | None = field(default=None, repr=False)
 
 
+def exit_reason(code: int) -> str:
+    if code == CRASH_EXIT_CODE:
+        return "crash injected"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class Farm:
+    """Supervises one worker process per spec. `run()` blocks; `stop()` may be
+    called from a signal handler or another thread."""
+
     def __init__(self, settings: Settings, specs: list[WorkerSpec], respawn: bool = True,
-                 out: Callable[[str], None] | None = None, backoff_max: float = BACKOFF_MAX) -> None:
+                 out: Callable[[str], None] | None = None, *, backoff: float = 0.5, backoff_max: float = 30.0,
+                 healthy_after: float = 30.0, grace: float = 15.0, env: Mapping[str, str] | None = None) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"worker names must be unique: {names}")
         self.settings = settings
         self.specs = specs
         self.respawn = respawn
-        self.backoff_max = backoff_max
-        self.say = out or (lambda line: print(line, flush=True))
+        self.backoff, self.backoff_max, self.healthy_after, self.grace = backoff, backoff_max, healthy_after, grace
+        self._out = out or (lambda line: print(line, flush=True))
+        self._env = child_env(settings, os.environ if env is None else env)
         self.children: dict[str, Child] = {}
-        self.finished: dict[str, int] = {}
+        self.finished: dict[str, int] = {}  # name -> exit code of children that are gone for good
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._force = False
+        self._lock = threading.RLock()
 
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
-        env.update(self.settings.env())
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+    def say(self, line: str) -> None:
+        with self._lock:
+            self._out(line)
 
-    def _spawn(self, spec: WorkerSpec, restarts: int = 0, backoff: float = 0.5) -> None:
-        proc = subprocess.Popen(spec.argv(), env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, start_new_session=True)
-        child = Child(spec, proc, time.monotonic(), restarts, backoff)
-        child.reader = threading.Thread(target=self._echo, args=(spec.name, proc.stdout), daemon=True)
+    # -- children ------------------------------------------------------------
+    def _spawn(self, spec: WorkerSpec, restarts: int = 0, backoff: float | None = None) -> None:
+        # Spawned from the thread that runs `run()`: the parent-death signal
+        # (see spec.py) fires when that thread ends, and it outlives every child.
+        proc = subprocess.Popen(spec.argv(), env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1, start_new_session=True, errors="replace")
+        child = Child(spec, proc, time.monotonic(), self.backoff if backoff is None else backoff, restarts)
+        child.reader = threading.Thread(target=self._echo, args=(child, proc.stdout), daemon=True,
+                                        name=f"farm-echo-{spec.name}")
         child.reader.start()
-        self.children[spec.name] = child
+        with self._lock:
+            self.children[spec.name] = child
         kind = "standby worker" if spec.standby else "worker"
-        extra = f", crash {spec.crash}" if spec.crash else ""
-        self.say(f"[farm] {'respawned' if restarts else 'started'} {kind} {spec.name} (pid {proc.pid}{extra})")
+        extra = f", crash {spec.crash}" + (f" seed {spec.seed}" if spec.seed is not None else "") if spec.crash else ""
+        again = f"respawned {kind} {spec.name} (pid {proc.pid}, restart {restarts}" if restarts else \
+            f"started {kind} {spec.name} (pid {proc.pid}"
+        self.say(f"[farm] {again}{extra})")
 
-    def _echo(self, name: str, stream: IO[str] | None) -> None:
+    def _echo(self, child: Child, stream: IO[str] | None) -> None:
         if stream is None:
             return
-        for line in stream:
-            if any(marker in line for marker in ECHOED):
-                text = line.rstrip().split(" INFO yadtq.worker: ")[-1].split(" WARNING ")[-1]
-                with self._lock:
-                    self.say(f"[{name}] {text}")
+        with stream:
+            for raw in stream:
+                text = child.lines(raw)
+                if text is not None:
+                    self.say(f"[{child.spec.name}] {text}")
 
-    def start(self) -> None:
-        for spec in self.specs:
-            self._spawn(spec)
+    def running(self) -> list[tuple[str, int, bool]]:
+        """(name, pid, standby) of every child alive right now (chaos tests pick victims here)."""
+        with self._lock:
+            return [(n, c.proc.pid, c.spec.standby) for n, c in self.children.items()
+                    if c.respawn_at is None and c.proc.poll() is None]
+
+    def _reap(self, name: str, child: Child, code: int, now: float) -> None:
+        if child.reader is not None:
+            child.reader.join(timeout=2)  # its last lines (a CRASH line) come before the verdict
+        if code == 0:
+            self.say(f"[farm] {name} stopped cleanly")
+            self._retire(name, code)
+            return
+        last = "" if code == CRASH_EXIT_CODE or code < 0 else f"; last output: {child.lines.last_line[:200]!r}"
+        self.say(f"[farm] {name} (pid {child.proc.pid}) crashed: {exit_reason(code)}{last}")
+        if code == RET_USAGE:
+            self.say(f"[farm] not respawning {name}: a usage error does not go away by itself")
+            self._retire(name, code)
+        elif not self.respawn or self._stop.is_set():
+            self._retire(name, code)
+        else:
+            child.respawn_at = now + child.backoff
+            self.say(f"[farm] respawning {name} in {child.backoff:.1f}s")
+
+    def _retire(self, name: str, code: int) -> None:
+        with self._lock:
+            self.finished[name] = code
+            del self.children[name]
 
     def supervise_once(self) -> None:
-        """Reaps exited children; schedules and performs respawns."""
+        """Reaps exited children; resets the backoff of healthy ones; respawns those due."""
         now = time.monotonic()
-        for name, child in list(self.children.items()):
+        with self._lock:
+            children = list(self.children.items())
+        for name, child in children:
+            if child.respawn_at is not None:
+                if now >= child.respawn_at and not self._stop.is_set():
+                    self._spawn(child.spec, child.restarts + 1, min(child.backoff * 2, self.backoff_max))
+                continue
             code = child.proc.poll()
             if code is None:
-                if child.respawn_at is None and now - child.started > HEALTHY_AFTER:
-                    child.backoff = 0.5
-                continue
-            if child.respawn_at is None:
-                if code == 0:
-                    self.say(f"[farm] {name} stopped cleanly")
-                    self.finished[name] = code
-                    del self.children[name]
-                    continue
-                reason = "crash injected" if code == 70 else f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                self.say(f"[farm] {name} (pid {child.proc.pid}) crashed: {reason}")
-                if not self.respawn or self._stop.is_set():
-                    self.finished[name] = code
-                    del self.children[name]
-                    continue
-                child.respawn_at = now + child.backoff
-                self.say(f"[farm] respawning {name} in {child.backoff:.1f}s")
-            elif now >= child.respawn_at:
-                self._spawn(child.spec, child.restarts + 1, min(child.backoff * 2, self.backoff_max))
+                if now - child.started > self.healthy_after:
+                    child.backoff = self.backoff
+            else:
+                self._reap(name, child, code, now)
 
+    # -- the whole farm ----------------------------------------------------------
     def run(self) -> int:
-        """Supervises until every child has stopped cleanly or a stop is asked; returns the exit code."""
-        self.start()
-        while not self._stop.is_set() and self.children:
-            self.supervise_once()
-            self._stop.wait(0.2)
-        self.stop_all()
-        if any(code != 0 for code in self.finished.values()) and not self.children and not self._stop.is_set():
-            return 1
-        return 0
+        """Starts every child and supervises until all have exited or `stop()`.
+
+        Returns 0 when stopped, or when every child ended cleanly (after `end`);
+        1 when children ended and at least one of them did not end cleanly.
+        """
+        try:
+            for spec in self.specs:
+                if self._stop.is_set():
+                    break
+                self._spawn(spec)
+            while not self._stop.is_set() and self.children:
+                self.supervise_once()
+                self._stop.wait(0.2)
+        finally:
+            self.stop_all()
+        stopped = self._stop.is_set()
+        failed = sorted(n for n, code in self.finished.items() if code != 0)
+        if not stopped:
+            self.say("[farm] every worker has exited" + (f"; not cleanly: {', '.join(failed)}" if failed else ""))
+        return 0 if stopped or not failed else 1
 
     def stop(self) -> None:
+        """Asks for a clean stop; a second call kills the stragglers without waiting."""
+        if self._stop.is_set():
+            self._force = True
         self._stop.set()
 
-    def stop_all(self, grace: float = 15.0) -> None:
-        """SIGTERM every child (they finish the task in hand), then SIGKILL stragglers."""
-        live = [c for c in self.children.values() if c.proc.poll() is None]
-        for c in live:
+    def stop_all(self) -> None:
+        """SIGTERM every live child (each finishes its task in hand), wait up to
+        `grace` seconds, then SIGKILL the stragglers' process groups."""
+        with self._lock:
+            children = list(self.children.items())
+        live = [(n, c) for n, c in children if c.proc.poll() is None]
+        if live:
+            self.say(f"[farm] stopping {len(live)} worker(s)")
+        for _, c in live:
             c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for c in live:
-            try:
-                c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + self.grace
+        while any(c.proc.poll() is None for _, c in live) and time.monotonic() < deadline and not self._force:
+            time.sleep(0.05)
+        for name, c in live:
+            if c.proc.poll() is None:
                 os.killpg(c.proc.pid, signal.SIGKILL)
                 c.proc.wait()
-                self.say(f"[farm] {c.spec.name} did not stop in {grace:g}s: killed")
-        for name, c in list(self.children.items()):
-            self.finished[name] = c.proc.returncode if c.proc.returncode is not None else 0
-        self.children.clear()
+                self.say(f"[farm] {name} did not stop in time: killed")
+        for name, c in children:
+            if c.reader is not None:
+                c.reader.join(timeout=2)
+            code = c.proc.wait()
+            if c.respawn_at is None and (name, c) in live:
+                self.say(f"[farm] {name} stopped" + ("" if code == 0 else f": {exit_reason(code)}"))
+            with self._lock:
+                self.finished[name] = code
+                self.children.pop(name, None)

@@ -232,21 +232,25 @@ class Worker:
         self._uncommitted[job.partition] = job.offset + 1
 
     def revoke(self, partitions: list[int]) -> None:
-        """Partitions taken away: commit what is finished, drop what is not."""
+        """Partitions taken away: confirm stored outcomes, drop what is not finished.
+
+        Runs on kafka-python's IO thread, where a blocking commit is refused; the
+        offsets not committed here are redelivered to the new owner, whose claim
+        skips the finished tasks.
+        """
         self._release_ahead()
-        try:
-            self._commit(force=True)
-        except (KafkaError, redis.RedisError) as exc:
-            log.warning("commit on revoke failed: %s", exc)
+        self._drain()
         for p in partitions:
             self.queues.pop(p, None)
             self._uncommitted.pop(p, None)
         self.events.emit("partitions_revoked", worker=self.name, partitions=partitions)
+        self.events.flush()
 
     def assign(self, partitions: list[int]) -> None:
         for p in partitions:
             self.queues.setdefault(p, collections.deque())
         self.events.emit("partitions_assigned", worker=self.name, partitions=partitions)
+        self.events.flush()
         log.info("%s assigned partitions %s", self.name, partitions)
 
     def _commit(self, force: bool) -> None:
