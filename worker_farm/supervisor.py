@@ -183,6 +183,7 @@ class Farm:
         with self._lock:
             children = list(self.children.items())
         live = [(n, c) for n, c in children if c.proc.poll() is None]
+        live_names = {n for n, _ in live}
         if live:
             self.say(f"[farm] stopping {len(live)} worker(s)")
         for _, c in live:
@@ -199,7 +200,7 @@ class Farm:
             if c.reader is not None:
                 c.reader.join(timeout=2)
             code = c.proc.wait()
-            if c.respawn_at is None and (name, c) in live:
+            if name in live_names:
                 self.say(f"[farm] {name} stopped" + ("" if code == 0 else f": {exit_reason(code)}"))
             with self._lock:
                 self.finished[name] = code
