@@ -255,6 +255,19 @@ def cmd_workers(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
+@command
+def cmd_export(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client import YADTQ
+    from yadtq.export import export
+    if args.limit is not None and args.limit < 1:
+        print("yadtq: error: --limit must be at least 1", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s, create_topic=False) as q:
+        stats = export(q.backend, q.live, args.out, limit=args.limit, fmt=args.format)
+    print(stats.summary())
+    return RET_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (flags override YADTQ_* env vars)")
@@ -328,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("workers", parents=[common], help="the worker registry and failure history")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("export", parents=[common], help="write task records, heartbeats, failures, series to files")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write (created)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N task records per status (default all)")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (parquet needs pyarrow)")
     return parser
 
 
