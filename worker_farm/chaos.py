@@ -1,28 +1,38 @@
-"""A chaos run: a farm with respawn, a random worker killed with kill -9 every
-few seconds, and a ledger of every execution to check the guarantees against.
+"""A chaos run: a farm with respawn, a random non-standby worker killed with
+kill -9 every few seconds, and a ledger of every execution to judge the
+guarantees by.
 
 Used by tests/test_chaos.py (short) and bench/chaos.py (long). Tasks are
 `ledger_add` from a ledger module (tests/ledger_tasks.py), which appends
-`<task id> <pid> <attempt>` to `<prefix>ledger` each time it runs.
+`<task id> <pid> <attempt>` to the Redis list `<prefix>ledger` as each
+execution starts.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
-from worker_farm.supervisor import Farm, WorkerSpec
+from worker_farm.spec import WorkerSpec
+from worker_farm.supervisor import Farm
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+
+SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill", "wall_s",
+                "throughput")
 
 
 @dataclass
@@ -30,88 +40,145 @@ class ChaosReport:
     tasks: int
     kills: int
     lost: int
+    # Executions no kill explains: a task run again although its earlier run
+    # was not cut off by the kill of its process. The promise says 0.
     run_twice_after_completion: int
     reruns_after_midrun_kill: int
-    unexplained_reruns: int
-    counts_add_up: bool
     wall_s: float
     throughput: float
+    counts: dict[str, int] = field(default_factory=dict)
+    unexplained: list[str] = field(default_factory=list, repr=False)  # why each violation counted
     kill_log: list[tuple[float, str, int]] = field(default_factory=list, repr=False)
     ledger: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
 
+    @property
+    def counts_add_up(self) -> bool:
+        return sum(self.counts.values()) == self.tasks
+
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("kill_log", "ledger")}
+        """The figures, as written to summary.json."""
+        return {k: getattr(self, k) for k in SUMMARY_KEYS}
+
+
+class Killer:
+    """Kills a random live non-standby worker of `farm` every ~`every` seconds (±25%)."""
+
+    def __init__(self, farm: Farm, every: float, rng: random.Random) -> None:
+        self.farm, self.every, self.rng = farm, every, rng
+        self.kills: list[tuple[float, str, int]] = []
+        self.next_at = time.monotonic() + every
+
+    def tick(self) -> None:
+        if time.monotonic() < self.next_at:
+            return
+        victims = [(name, pid) for name, pid, standby in self.farm.running() if not standby]
+        if victims:
+            name, pid = self.rng.choice(victims)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.kills.append((round(time.time(), 3), name, pid))
+            except ProcessLookupError:
+                pass  # it died on its own a moment ago
+        self.next_at = time.monotonic() + self.every * self.rng.uniform(0.75, 1.25)
 
 
 def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1, kill_every: float = 2.0,
               max_minutes: float = 5.0, seed: int = 1, task_module: str = "ledger_tasks",
-              pause: float = 0.01, say: Any = None) -> ChaosReport:
+              pause: float = 0.004, say: Callable[[str], None] | None = None, drain_minutes: float = 0.0,
+              progress: Callable[[dict[str, int], int], None] | None = None) -> ChaosReport:
+    """Submits `tasks` ledger tasks, kills workers while they run (for at most
+    `max_minutes`), then lets the farm finish without kills for at most
+    `drain_minutes`, stops it and judges. Children inherit this process's
+    environment: PYTHONPATH must let them import `task_module`."""
     rng = random.Random(seed)
-    farm = Farm(settings, [WorkerSpec(f"W{i}", tasks=(task_module,)) for i in range(1, workers + 1)]
-                + [WorkerSpec(f"S{i}", standby=True, tasks=(task_module,)) for i in range(1, standby + 1)],
-                respawn=True, out=say or (lambda line: None), backoff_max=1.0)
-    thread = threading.Thread(target=farm.run, daemon=True)
-    kills: list[tuple[float, str, int]] = []
+    specs = [WorkerSpec(f"W{i}", tasks=(task_module,)) for i in range(1, workers + 1)]
+    specs += [WorkerSpec(f"S{i}", standby=True, tasks=(task_module,)) for i in range(1, standby + 1)]
+    # A worker is killed every ~8 s on average: keep its respawn quick.
+    farm = Farm(settings, specs, respawn=True, out=say or (lambda line: None), backoff_max=1.0)
+    thread = threading.Thread(target=farm.run, name="chaos-farm", daemon=True)
+    killer = Killer(farm, kill_every, rng)
     with YADTQ(settings) as q:
         thread.start()
-        started = time.monotonic()
-        ids: list[str] = []
-        for i in range(0, tasks, 1000):
-            ids += q.submit_many([("ledger_add", [n, 1, pause]) for n in range(i, min(tasks, i + 1000))])
-        deadline = started + max_minutes * 60
-        next_kill = time.monotonic() + kill_every
-        while q.backend.counts()["success"] < tasks and time.monotonic() < deadline:
-            if time.monotonic() >= next_kill:
-                victims = [c for c in farm.children.values()
-                           if not c.spec.standby and c.respawn_at is None and c.proc.poll() is None]
-                if victims:
-                    victim = rng.choice(victims)
-                    victim.proc.send_signal(signal.SIGKILL)
-                    kills.append((time.time(), victim.spec.name, victim.proc.pid))
-                next_kill = time.monotonic() + kill_every * rng.uniform(0.75, 1.25)
-            time.sleep(0.05)
-        wall = time.monotonic() - started
-        farm.stop()
-        thread.join(timeout=60)
-        records = q.backend.get_many(ids)
+        try:
+            started = time.monotonic()
+            ids: list[str] = []
+            for i in range(0, tasks, 1000):
+                ids += q.submit_many([("ledger_add", [n, 1, pause]) for n in range(i, min(tasks, i + 1000))])
+            last_report = started
+            kill_until = started + max_minutes * 60
+            drain_until = kill_until + drain_minutes * 60
+            while True:
+                counts = q.backend.counts()
+                now = time.monotonic()
+                if counts.get("success", 0) >= tasks or now >= drain_until:
+                    break
+                if now < kill_until:
+                    killer.tick()
+                if progress and now - last_report >= 10:
+                    progress(counts, len(killer.kills))
+                    last_report = now
+                time.sleep(0.05)
+            wall = time.monotonic() - started
+        finally:
+            farm.stop()
+            thread.join(timeout=farm.grace + 30)
+        records = [rec for i in range(0, len(ids), 5000) for rec in q.backend.get_many(ids[i:i + 5000])]
         counts = q.backend.counts()
-        r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        # A test/bench-sized list read once at the end (not a dashboard path).
         raw = r.lrange(settings.prefix + "ledger", 0, -1)
+    finally:
         r.close()
     ledger = [(tid, int(pid), int(attempt)) for tid, pid, attempt in (line.split() for line in raw)]
-    return judge(ids, records, counts, ledger, kills, wall)
-
-
-def judge(ids: list[str], records: list[Any], counts: dict[str, int], ledger: list[tuple[str, int, int]],
-          kills: list[tuple[float, str, int]], wall: float) -> ChaosReport:
-    """Checks the guarantees: none lost, none completed twice, every re-run explained by a kill."""
-    runs: dict[str, list[int]] = {}
-    for tid, pid, _ in ledger:
-        runs.setdefault(tid, []).append(pid)
-    killed = {pid for _, _, pid in kills}
     done = {rec.task_id for rec in records if rec.status == "success"}
-    cut_off_by: dict[int, int] = {}
-    twice_after = unexplained = reruns = 0
-    for tid, pids in runs.items():
-        for pid in pids[:-1]:  # every execution but the last was cut off...
+    return judge(ids, done, counts, ledger, killer.kills, wall)
+
+
+def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
+          kills: list[tuple[float, str, int]], wall: float) -> ChaosReport:
+    """Checks the promise: none lost; a task runs again only if its earlier run
+    was cut off by a kill.
+
+    An execution is explained as cut off when its process was killed and it is
+    the last execution that process started (a worker runs one task at a time,
+    so a kill cuts off at most one); every other execution of a task that is
+    followed by another one is a violation.
+    """
+    killed = {pid for _, _, pid in kills}
+    last_of_pid: dict[int, int] = {}
+    for i, (_, pid, _) in enumerate(ledger):
+        last_of_pid[pid] = i
+    last_of_task: dict[str, int] = {}
+    for i, (tid, _, _) in enumerate(ledger):
+        last_of_task[tid] = i
+    reruns, unexplained = 0, []
+    for i, (tid, pid, attempt) in enumerate(ledger):
+        if last_of_task[tid] == i:
+            continue  # the execution whose outcome stands
+        if pid in killed and last_of_pid[pid] == i:
             reruns += 1
-            if pid in killed:  # ...by the kill of its process (at most one task in hand each)
-                cut_off_by[pid] = cut_off_by.get(pid, 0) + 1
-            else:
-                twice_after += 1
-    unexplained = sum(n - 1 for n in cut_off_by.values() if n > 1)
+        else:
+            why = "its process was not killed" if pid not in killed else "its process ran another task after it"
+            unexplained.append(f"task {tid} ran again after attempt {attempt} by pid {pid}: {why}")
+    tasks = len(ids)
     return ChaosReport(
-        tasks=len(ids), kills=len(kills), lost=len(set(ids) - done),
-        run_twice_after_completion=twice_after, reruns_after_midrun_kill=reruns - twice_after,
-        unexplained_reruns=unexplained, counts_add_up=sum(counts.values()) == len(ids),
+        tasks=tasks, kills=len(kills), lost=tasks - len(done & set(ids)),
+        run_twice_after_completion=len(unexplained), reruns_after_midrun_kill=reruns,
         wall_s=round(wall, 2), throughput=round(len(done) / wall, 1) if wall else 0.0,
-        kill_log=kills, ledger=ledger)
+        counts=dict(counts), unexplained=unexplained, kill_log=list(kills), ledger=ledger)
 
 
-def write_report(report: ChaosReport, out: Path) -> None:
-    """The chaos notebook's input: summary.json, kills.csv, ledger.csv."""
+def write_report(report: ChaosReport, out: Path, settings: Settings | None = None,
+                 env: dict[str, str] | None = None) -> list[str]:
+    """The chaos notebook's input, under `out`: summary.json, kills.csv (ts,
+    worker, pid), ledger.csv (task_id, pid, attempt; one row per execution in
+    order), and with `settings`: logs/ (the run's event files) and export/
+    (`yadtq export --out`, when that command exists). Returns notes on what
+    was skipped."""
+    notes: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(report.summary(), indent=2))
+    (out / "summary.json").write_text(json.dumps(report.summary(), indent=2) + "\n")
     with open(out / "kills.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["ts", "worker", "pid"])
@@ -120,3 +187,24 @@ def write_report(report: ChaosReport, out: Path) -> None:
         w = csv.writer(f)
         w.writerow(["task_id", "pid", "attempt"])
         w.writerows(report.ledger)
+    if settings is None:
+        return notes
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    for path in sorted(Path(settings.log_dir).glob("*.events.jsonl")):
+        shutil.copyfile(path, logs / path.name)
+    notes += _export(settings, out / "export", env)
+    return notes
+
+
+def _export(settings: Settings, dest: Path, env: dict[str, str] | None) -> list[str]:
+    from yadtq.cli import COMMANDS
+    if "export" not in COMMANDS:
+        return ["export/ skipped: this yadtq has no `export` command yet"]
+    child_env = {k: v for k, v in (env or os.environ).items() if not k.startswith("YADTQ_")}
+    child_env.update(settings.env())
+    done = subprocess.run([sys.executable, "-m", "yadtq", "export", "--out", str(dest)], env=child_env,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        return [f"export/ failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"]
+    return []
