@@ -6,6 +6,7 @@ one could be read, never a `KeyError` from deep inside.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -34,6 +35,11 @@ class TaskMessage:
     time_limit: float | None = None
 
     def encode(self) -> bytes:
+        return self._encoded
+
+    @functools.cached_property
+    def _encoded(self) -> bytes:
+        # Cached: the client checks the size, then publishes the same bytes.
         body: dict[str, Any] = {"task-id": self.task_id, "task": self.task, "args": list(self.args)}
         if self.kwargs:
             body["kwargs"] = self.kwargs
