@@ -110,6 +110,51 @@ def test_farm_start_up_errors_are_one_line(settings: Settings) -> None:
     assert bad.returncode == 2 and "bad --crash 'sometimes'" in bad.stderr
 
 
+class _Exits(WorkerSpec):
+    """A child that exits at once with `code`: exercises the supervisor without Kafka."""
+
+    def __init__(self, name: str, code: int) -> None:
+        super().__init__(name)
+        object.__setattr__(self, "code", code)
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-c", f"import sys; print('boom', file=sys.stderr); sys.exit({self.code})"]
+
+
+def test_respawn_backoff_doubles_up_to_its_cap(settings: Settings) -> None:
+    out = Lines()
+    farm = Farm(settings, [_Exits("X1", 1)], respawn=True, out=out, backoff=0.1, backoff_max=0.4)
+    thread = threading.Thread(target=farm.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: sum("respawning X1" in line for line in out.lines) >= 5, 30, 0.05, "five respawns")
+    finally:
+        farm.stop()
+        thread.join(timeout=10)
+    delays = [line.rsplit(" in ", 1)[1] for line in out.lines if "respawning X1" in line][:5]
+    assert delays == ["0.1s", "0.2s", "0.4s", "0.4s", "0.4s"]
+    assert out.has("[farm] X1 (pid") and out.has("crashed: exit code 1; last output: 'boom'")
+    assert out.has("[farm] respawned worker X1 (pid") and not thread.is_alive()
+
+
+def test_a_usage_error_is_not_respawned_and_the_farm_fails(settings: Settings) -> None:
+    out = Lines()
+    farm = Farm(settings, [WorkerSpec("W1", tasks=("no_such_task_module",))], respawn=True, out=out)
+    assert farm.run() == 1
+    assert out.has("crashed: exit code 2") and out.has("not respawning W1")
+    assert out.has("[W1] yadtq: error: cannot import task module 'no_such_task_module'")
+
+
+def test_crash_seeds_are_per_worker_and_reproducible() -> None:
+    from worker_farm.__main__ import build_parser, specs_from
+    args = build_parser().parse_args(["--workers", "3", "--standby", "1", "--crash", "after:3-5"])
+    a, b = specs_from(args, 42), specs_from(args, 42)
+    assert a == b and len({s.seed for s in a[:3]}) == 3
+    assert [s.name for s in a] == ["W1", "W2", "W3", "S1"]
+    assert a[3].standby and a[3].crash is None and "--crash" not in a[3].argv()
+    assert a[0].argv()[-4:] == ["--crash", "after:3-5", "--seed", str(a[0].seed)]
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
