@@ -7,16 +7,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+import pytest
 
 from conftest import ROOT, Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
 from worker_farm import Farm, WorkerSpec
 from yadtq.client import YADTQ
 from yadtq.config import Settings
-
-
-import pytest
 
 
 @pytest.fixture(autouse=True)
@@ -100,8 +97,20 @@ def test_sigterm_stops_every_child_and_end_stops_the_farm(settings: Settings, pr
     kids = _children(farm.pid)
     farm.send_signal(signal.SIGTERM)
     assert farm.wait(timeout=60) == 0
-    time.sleep(0.2)
     assert [pid for pid in kids if _alive(pid)] == []
+    assert "[farm] T1 stopped" in farm.stdout.read()
+
+
+def test_a_farm_killed_with_sigkill_takes_its_children_along(settings: Settings, procs: Procs) -> None:
+    farm = subprocess.Popen([sys.executable, "-m", "worker_farm", "--workers", "2", "--name-prefix", "K"],
+                            env=procs.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        kids = wait_for(lambda: len(_children(farm.pid)) == 2 and _children(farm.pid), 30, 0.1, "two children")
+    finally:
+        farm.kill()
+        farm.wait()
+    # No one is left to SIGTERM them: the kernel does (parent-death signal).
+    wait_for(lambda: not any(_alive(pid) for pid in kids), 30, 0.2, "the orphans to stop")
 
 
 def test_farm_start_up_errors_are_one_line(settings: Settings) -> None:
