@@ -12,7 +12,7 @@ Sources, all files (no Redis needed):
   ledger.csv, and optionally export/ and logs/.
 
 Times are epoch seconds in `ts`-like columns; `as_time` makes datetimes
-for plotting.
+(UTC) for plotting.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ EVENT_COLUMNS = ("ts", "event", "process", "pid", "task_id", "task", "worker", "
 
 
 def as_time(ts: pd.Series) -> pd.Series:
-    """Epoch seconds to UTC datetimes (what plotly's time axes want)."""
-    return pd.to_datetime(ts, unit="s", utc=True)
+    """Epoch seconds to naive datetimes in UTC: plotly's date axes take no time zone."""
+    return pd.to_datetime(ts, unit="s")
 
 
 # -- loading -------------------------------------------------------------------
@@ -169,6 +169,13 @@ def latency_table(tasks: pd.DataFrame, statuses: Sequence[str] = ("success", "fa
     parts = [percentiles(done, m, "task", qs).assign(metric=m) for m in ("queue_wait", "run_time")]
     out = pd.concat(parts, ignore_index=True)
     return out[["task", "metric", *[c for c in out.columns if c not in ("task", "metric")]]]
+
+
+def latency_long(tasks: pd.DataFrame, statuses: Sequence[str] = ("success", "failed")) -> pd.DataFrame:
+    """One row per finished task and metric (queue_wait, run_time): for box plots."""
+    done = task_latencies(tasks[tasks["status"].isin(statuses)])
+    return done.melt(id_vars=["task_id", "task", "worker"], value_vars=["queue_wait", "run_time"],
+                     var_name="metric", value_name="seconds").dropna(subset=["seconds"])
 
 
 def worker_counts(tasks: pd.DataFrame) -> pd.DataFrame:
@@ -363,7 +370,8 @@ def chaos_verdict(run: ChaosRun) -> pd.DataFrame:
     checks: list[tuple[str, Any, Any]] = []
     if run.export is not None:
         t = run.export.tasks
-        checks.append(("tasks not ending in success (lost)", int((t["status"] != "success").sum()), 0))
+        lost = int((~t["status"].isin(["success", "failed"])).sum())  # failed is an outcome, not a loss
+        checks.append(("tasks without a final outcome (lost)", lost, 0))
     checks.append(("lost (summary.json)", run.summary.get("lost"), 0))
     again = reexecutions(run.ledger, run.kills)
     checks.append(("re-runs whose earlier run was not killed (ledger)", int((~again["explained"]).sum()), 0))

@@ -127,7 +127,8 @@ def export(backend: Backend, live: LiveState, out: str | Path, limit: int | None
             frame.to_parquet(path, index=False)
         stats.files[name] = len(frame)
     meta = {"exported_at": time.time(), "prefix": settings.prefix, "topic": settings.topic,
-            "format": fmt, "counts": counts, "tasks": stats.tasks, "limit": limit, "truncated": stats.truncated}
+            "format": fmt, "counts": counts, "heartbeat_interval": settings.heartbeat_interval,
+            "dead_after": settings.dead_after, "tasks": stats.tasks, "limit": limit, "truncated": stats.truncated}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return stats
 
