@@ -51,16 +51,18 @@ class HeartbeatThread(threading.Thread):
         tick = min(self.interval, self.lease / 3)
         next_beat = 0.0
         while not self.stopped.is_set():
-            now = time.monotonic()
-            if now >= next_beat:
-                self.beat()
-                next_beat = now + self.interval
-            claims = self.snapshot()["claims"]
-            if claims:
-                try:
+            try:
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.beat()
+                    next_beat = now + self.interval
+                claims = self.snapshot()["claims"]
+                if claims:
                     self.renew(claims, time.time() + self.lease)
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("lease not renewed: %s", exc)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("lease not renewed: %s", exc)
+            except Exception:  # a dead heartbeat thread would look like a dead worker: keep going
+                log.exception("heartbeat round failed")
             self.stopped.wait(tick)
 
     def stop(self) -> None:

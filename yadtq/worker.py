@@ -124,10 +124,18 @@ class Worker:
             "standby" if self.standby and not self.queues else "idle")
         # Every claim this worker holds, so the heartbeat thread keeps their leases alive.
         claims = [(job.message.task_id, job.fence)] if job and job.message and job.fence else []
-        claims += [(j.message.task_id, v[1]) for j, v in list(self._ahead) if v[0] == "run" and j.message]
+        claims += [(j.message.task_id, v[1]) for j, v in self._ahead_copy() if v[0] == "run" and j.message]
         return {"name": self.name, "incarnation": self.incarnation, "state": state,
                 "current_task": job.message.task_id if job and job.message else None, "claims": claims,
                 "done": self.done, "failed": self.failed, "partitions": sorted(self.queues)}
+
+    def _ahead_copy(self) -> list[tuple[Job, list[Any]]]:
+        """The claims made ahead, read from the heartbeat thread while the loop may change them."""
+        while True:
+            try:
+                return list(self._ahead)
+            except RuntimeError:  # mutated during the copy: copy again
+                continue
 
     def stop(self) -> None:
         """Asks the loop to stop after the task in hand (safe from signal handlers)."""
@@ -245,6 +253,8 @@ class Worker:
             self._uncommitted.pop(p, None)
         self.events.emit("partitions_revoked", worker=self.name, partitions=partitions)
         self.events.flush()
+        if partitions:  # the farm echoes this line, as it does "assigned partitions"
+            log.info("%s revoked partitions %s", self.name, partitions)
 
     def assign(self, partitions: list[int]) -> None:
         for p in partitions:
