@@ -258,7 +258,7 @@ def gantt_rows(events: pd.DataFrame) -> pd.DataFrame:
         columns={"ts": "finish", "event": "outcome"})
     rows = starts[["worker", "task_id", "task", "attempt", "pid", "partition", "ts"]].rename(columns={"ts": "start"})
     rows = rows.merge(ends, on=key, how="left")
-    # The monitor's verdicts carry the dead worker's pid: look at the worker's own events only.
+    # Only the worker's own events say which process ran what.
     own = events[events["process"].astype(str).str.startswith("worker-")]
     last = own.groupby("pid")["ts"].max()
     cut = rows["finish"].isna()

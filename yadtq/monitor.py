@@ -130,7 +130,7 @@ class Monitor:
             state = LEFT if hb.state == "stopping" else ALIVE
             if before.get("status") != state:
                 event = {ALIVE: "worker_alive", LEFT: "worker_left"}[state]
-                self.events.emit(event, worker=name, pid=hb.pid, host=hb.host)
+                self.events.emit(event, worker=name, worker_pid=hb.pid, host=hb.host)
                 log.info("worker %s is %s", name, state)
             self.live.put_worker(name, {
                 "name": name, "status": state, "host": hb.host, "pid": hb.pid,
@@ -151,7 +151,7 @@ class Monitor:
             self.live.record_failure({"worker": name, "host": info.get("host"), "pid": info.get("pid"),
                                       "last_heartbeat": info.get("last_heartbeat"), "declared_at": now,
                                       "tasks": held, "partitions": info.get("partitions", [])})
-            self.events.emit("worker_died", worker=name, pid=info.get("pid"),
+            self.events.emit("worker_died", worker=name, worker_pid=info.get("pid"),
                              last_heartbeat=info.get("last_heartbeat"), tasks=held)
             log.warning("worker %s declared DEAD (last heartbeat %.1fs ago); held %s",
                         name, now - info.get("last_heartbeat", now), held or "no task")
