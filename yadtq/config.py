@@ -59,6 +59,7 @@ class Settings:
     dashboard_prune_after: float = 300.0
     dashboard_password: str = ""
     dashboard_allow_destructive: bool = False
+    dashboard_tasks: str = ""  # comma-separated task modules whose tasks the submit form offers
     heartbeat_history: int = 10_000
     series_points: int = 3_600
     series_interval: float = 1.0
