@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standby", action="store_true", help="own no partitions until a failure orphans some")
     p.add_argument("--tries", type=int, help="default attempts per task (YADTQ_TRIES)")
     p.add_argument("--time-limit", type=float, help="default time limit per task, seconds, 0 = none (YADTQ_TIME_LIMIT)")
-    p.add_argument("--crash", help="crash injection, e.g. after:3-5, prob:0.02, during:after:3-5")
+    p.add_argument("--crash", metavar="SPEC", help="crash injection: after:3-5 | after:N | prob:P, optionally "
+                   "@before-claim | @during (default) | @after-complete, e.g. after:3-5@after-complete")
     p.add_argument("--seed", type=int, help="seed for --crash")
     p.add_argument("--heartbeat-interval", type=float, help="seconds (YADTQ_HEARTBEAT_INTERVAL)")
 
