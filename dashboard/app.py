@@ -118,7 +118,7 @@ def lookup(q: YADTQ) -> None:
     except TaskNotFound:
         st.warning(f"No task with id {tid!r}")
         return
-    with st.expander(f"Task {tid}: {rec.status}", expanded=True):
+    with st.expander(f"Task {tid}: {rec.status}", expanded=False):
         st.json(rec.as_dict())
         history = q.backend.events(tid)
         if history:
@@ -130,6 +130,7 @@ def live(q: YADTQ) -> None:
     s = q.settings
     offsets = {k: st.session_state.get(f"page-{k}", 0) * PAGE for k in ("queued", "processing", "success", "failed")}
     snap = load_snapshot(q, s.dashboard_prune_after, offsets=offsets)
+    lookup(q)  # inside the live panel: a followed task's status updates by itself
     c = st.columns(7)
     for col, status in zip(c, ("queued", "processing", "success", "failed")):
         col.metric(status.capitalize(), f"{snap.counts[status]:,}")
@@ -159,7 +160,6 @@ def main() -> None:
     load_task_modules([m for m in settings.dashboard_tasks.split(",") if m])
     q = client()
     sidebar(q)
-    lookup(q)
     with st.sidebar.expander("Pages of the task lists"):
         for status in ("queued", "processing", "success", "failed"):
             st.number_input(f"{status} page", min_value=0, value=0, key=f"page-{status}")

@@ -30,12 +30,12 @@ def heartbeat_timeline(beats: pd.DataFrame, dead_after: float) -> go.Figure:
     df = beats.assign(time=pd.to_datetime(beats["ts"], unit="s")).sort_values("ts")
     df["gap (s)"] = df.groupby("worker")["ts"].diff().round(1)
     df["late"] = df["gap (s)"] > dead_after
-    fig = px.scatter(df, x="time", y="worker", color="state", symbol="late",
+    fig = px.scatter(df, x="time", y="worker", color="state", symbol="late" if df["late"].any() else None,
                      hover_data=["pid", "current_task", "gap (s)"],
                      symbol_map={False: "circle", True: "x"},
                      color_discrete_map={"idle": "#2e9e5b", "busy": "#f0a500", "standby": "#5b8def",
                                          "stopping": "#9aa5b1"})
-    return _layout(fig, "Heartbeats (a marker each; gaps show silence, ✕ after a gap over the DEAD threshold)")
+    return _layout(fig, "Heartbeats (gaps are silence; ✕ late)")
 
 
 def _layout(fig: go.Figure, title: str) -> go.Figure:
