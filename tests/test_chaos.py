@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from worker_farm.chaos import SUMMARY_KEYS, run_chaos, write_report
 from yadtq.config import Settings
 
@@ -42,3 +42,19 @@ def test_chaos_kill9_every_two_seconds(settings: Settings, monkeypatch: pytest.M
     assert (out / "kills.csv").read_text().count("\n") == report.kills + 1
     assert sorted(p.name for p in (out / "logs").iterdir()) == [f"worker-{n}.events.jsonl"
                                                                 for n in ("S1", "W1", "W2", "W3", "W4")]
+
+
+def test_a_partition_kept_across_a_rebalance_loses_no_polled_task(settings: Settings, q, procs) -> None:
+    """W1 has polled a backlog; W2 joins; W1 keeps half of its partitions.
+    kafka-python keeps a kept partition's fetch position, past the records W1
+    dropped at revoke: they must still run (the worker seeks back to them)."""
+    procs.worker("W1")
+    procs.wait_assigned(["W1"])
+    ids = q.submit_many([("sleep", [0.05]) for _ in range(200)])
+    wait_for(lambda: q.backend.counts()["success"] >= 20, 30, 0.1, "W1 to be working through its backlog")
+    procs.worker("W2")
+    wait_for(lambda: (procs.assigned("W2") or []) != [], 40, 0.2, "W2 to get partitions")
+    kept = procs.assigned("W1")
+    assert kept, "W1 should keep some partitions (sticky assignment)"
+    wait_for(lambda: q.backend.counts()["success"] == 200, 60, 0.2, f"all 200 tasks to succeed (W1 kept {kept})")
+    assert {rec.status for rec in q.backend.get_many(ids)} == {"success"}

@@ -87,6 +87,7 @@ class Worker:
         self._stop = threading.Event()
         self._abandon = False
         self._uncommitted: dict[int, int] = {}
+        self._rewind: dict[int, int] = {}  # partition -> first offset dropped unfinished at revoke
         self._last_commit = 0.0
         self._last_end_check = 0.0
         self._last_poll = 0.0
@@ -249,7 +250,9 @@ class Worker:
         self._release_ahead()
         self._drain()
         for p in partitions:
-            self.queues.pop(p, None)
+            dropped = self.queues.pop(p, None)
+            if dropped:
+                self._rewind[p] = dropped[0].offset
             self._uncommitted.pop(p, None)
         self.events.emit("partitions_revoked", worker=self.name, partitions=partitions)
         self.events.flush()
@@ -259,6 +262,12 @@ class Worker:
     def assign(self, partitions: list[int]) -> None:
         for p in partitions:
             self.queues.setdefault(p, collections.deque())
+            # kafka-python keeps the fetch position of a partition that comes
+            # back to the same member: without this seek, the records polled
+            # but dropped at revoke would never be delivered again.
+            if p in self._rewind:
+                self.consumer.seek(TopicPartition(self.settings.topic, p), self._rewind[p])
+        self._rewind.clear()
         self.events.emit("partitions_assigned", worker=self.name, partitions=partitions)
         self.events.flush()
         log.info("%s assigned partitions %s", self.name, partitions)
