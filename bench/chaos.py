@@ -86,6 +86,8 @@ def main() -> int:
             ("run twice after completion", report.run_twice_after_completion),
             ("re-runs after a mid-run kill", report.reruns_after_midrun_kill),
             ("wall time", f"{report.wall_s:.1f} s"), ("throughput", f"{report.throughput:.1f} tasks/s"),
+            ("while killing", f"{report.kill_phase[1]} tasks in {report.kill_phase[0]:.0f} s "
+                              f"({report.kill_phase[1] / max(report.kill_phase[0], 1e-9):.1f} tasks/s)"),
             ("status counts", report.counts)]
     for name, value in rows:
         print(f"{name:30} {value}")

@@ -47,6 +47,7 @@ class ChaosReport:
     wall_s: float
     throughput: float
     counts: dict[str, int] = field(default_factory=dict)
+    kill_phase: tuple[float, int] = (0.0, 0)  # (seconds with kills, tasks succeeded by their end)
     unexplained: list[str] = field(default_factory=list, repr=False)  # why each violation counted
     kill_log: list[tuple[float, str, int]] = field(default_factory=list, repr=False)
     ledger: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
@@ -107,9 +108,12 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             last_report = started
             kill_until = started + max_minutes * 60
             drain_until = kill_until + drain_minutes * 60
+            kill_phase = (0.0, 0)
             while True:
                 counts = q.backend.counts()
                 now = time.monotonic()
+                if now < kill_until or not kill_phase[0]:
+                    kill_phase = (now - started, counts.get("success", 0))
                 if counts.get("success", 0) >= tasks or now >= drain_until:
                     break
                 if now < kill_until:
@@ -132,7 +136,9 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
         r.close()
     ledger = [(tid, int(pid), int(attempt)) for tid, pid, attempt in (line.split() for line in raw)]
     done = {rec.task_id for rec in records if rec.status == "success"}
-    return judge(ids, done, counts, ledger, killer.kills, wall)
+    report = judge(ids, done, counts, ledger, killer.kills, wall)
+    report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
+    return report
 
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
