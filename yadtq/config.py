@@ -42,7 +42,7 @@ class Settings:
     # Kafka client timings. BROKER_NOTES.md: with kafka-python's defaults the
     # first records arrive after ~23 s; these values give ~3 s.
     session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 2_000
+    heartbeat_interval_ms: int = 1_000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 1000
