@@ -54,13 +54,14 @@ def load_snapshot(q: YADTQ, prune_after: float, page: int = PAGE, offsets: dict[
     now = time.time()
     offsets = offsets or {}
     done, failed = q.live.completions()
+    samples = q.live.series(history)
     return Snapshot(
         at=now,
         counts=q.backend.counts(),
         workers=workers_frame(q.live.workers(), done, failed, now, prune_after),
         failures=pd.DataFrame(q.live.failures(100)),
-        series=series_frame(q.live.series(history)),
-        throughput=throughput_frame(q.live.series(history)),
+        series=series_frame(samples),
+        throughput=throughput_frame(samples),
         heartbeats=pd.DataFrame(q.live.heartbeats(2000)),
         tasks={s: tasks_frame(q.backend.list(s, page, offsets.get(s, 0), newest_first=s != "queued"), now)
                for s in STATUSES},
