@@ -20,17 +20,29 @@ def _services(env: dict[str, str], cwd) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def _until(proc: subprocess.Popen[str], marker: str) -> str:
+    """Reads the process's output up to the line holding `marker` (the test's timeout bounds it)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"{marker!r} never printed: {''.join(seen)}")
+
+
 def test_services_starts_what_is_missing_and_stops_it(tmp_path, services: ServiceAddrs) -> None:
     kport, rport = free_port(), free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")},
            "PYTHONPATH": str(ROOT), "YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{kport}",
            "YADTQ_REDIS_URL": f"redis://127.0.0.1:{rport}/0"}
     proc = _services(env, tmp_path)
-    wait_for(lambda: answers("127.0.0.1", kport) and answers("127.0.0.1", rport), 30, 0.1, "both services")
+    head = _until(proc, "services up")
+    assert answers("127.0.0.1", kport) and answers("127.0.0.1", rport)
     r = redis.Redis(port=rport)
     r.set("kept", "yes")
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
+    rest, _ = proc.communicate(timeout=30)
+    out = head + rest
     assert proc.returncode == 0, out
     assert f"broker: started tansu at 127.0.0.1:{kport}" in out and f"redis: started at 127.0.0.1:{rport}" in out
     assert not answers("127.0.0.1", kport) and not answers("127.0.0.1", rport)

@@ -71,8 +71,7 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
     services = Services(s)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        for line in services.start():
-            print(line, flush=True)
+        services.start(say=lambda line: print(line, flush=True))
         if not services.started:
             print("nothing to start; exiting", flush=True)
             return RET_OK

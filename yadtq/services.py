@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from yadtq.config import Settings
@@ -27,6 +28,18 @@ log = logging.getLogger(__name__)
 
 class ServiceError(YADTQError):
     """An embedded service would not start."""
+
+
+class _Said(list):  # type: ignore[type-arg]
+    """A list of lines that also says each one as it is added."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.say = say
+
+    def append(self, line: str) -> None:  # type: ignore[override]
+        super().append(line)
+        self.say(line)
 
 
 def answers(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -121,9 +134,9 @@ class Services:
     settings: Settings
     started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self) -> list[str]:
-        """Starts what does not answer; returns one line per service saying what it did."""
-        lines = []
+    def start(self, say: Callable[[str], None] = lambda line: None) -> list[str]:
+        """Starts what does not answer; says (and returns) one line per service as it goes."""
+        lines = _Said(say)
         host, port = broker_address(self.settings)
         if answers(host, port):
             lines.append(f"broker: using the one answering at {host}:{port}")
@@ -138,7 +151,7 @@ class Services:
                                                 Path(self.settings.log_dir))
             lines.append(f"redis: started at {host}:{port} (pid {self.started['redis'].pid}), "
                          f"append-only file in {self.settings.data_dir}/")
-        return lines
+        return list(lines)
 
     def stop(self) -> None:
         for name, proc in self.started.items():
