@@ -50,10 +50,11 @@ def test_services_starts_what_is_missing_and_stops_it(tmp_path, services: Servic
 
     # Restarted on the same data directory: the record is still there.
     proc = _services(env, tmp_path)
-    wait_for(lambda: answers("127.0.0.1", rport), 30, 0.1, "Redis again")
+    _until(proc, "services up")
     assert redis.Redis(port=rport).get("kept") == b"yes"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
+    assert not answers("127.0.0.1", rport)
 
     # Where both already answer, it starts nothing.
     env.update(YADTQ_KAFKA_BOOTSTRAP=services.kafka, YADTQ_REDIS_URL=services.redis_url)

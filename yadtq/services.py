@@ -99,7 +99,9 @@ def _wait_until_answers(proc: subprocess.Popen[bytes], host: str, port: int, wha
     raise ServiceError(f"{what} did not answer on {host}:{port} within {timeout:g}s")
 
 
-def start_broker(host: str, port: int, log_dir: Path) -> subprocess.Popen[bytes]:
+def start_broker(host: str, port: int, log_dir: Path,
+                 started: dict[str, subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
+    """Starts tansu; with `started`, records it there at once, so an interrupt mid-start still stops it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"broker-{port}.log"
     url = f"tcp://{host}:{port}"
@@ -107,11 +109,15 @@ def start_broker(host: str, port: int, log_dir: Path) -> subprocess.Popen[bytes]
         proc = subprocess.Popen([broker_binary(), "broker", "--listener-url", url,
                                  "--advertised-listener-url", url],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    if started is not None:
+        started["broker"] = proc
     _wait_until_answers(proc, host, port, "broker (tansu)", log_path)
     return proc
 
 
-def start_redis(host: str, port: int, data_dir: Path, log_dir: Path) -> subprocess.Popen[bytes]:
+def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
+                started: dict[str, subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
+    """Starts Redis with an append-only file; `started` as for `start_broker`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"redis-{port}.log"
@@ -123,6 +129,8 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path) -> subproce
                                  "--dbfilename", f"dump-{port}.rdb", "--save", "",
                                  "--protected-mode", "no", "--daemonize", "no"],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    if started is not None:
+        started["redis"] = proc
     _wait_until_answers(proc, host, port, f"Redis ({Path(redis_binary()).name})", log_path)
     return proc
 
@@ -141,14 +149,13 @@ class Services:
         if answers(host, port):
             lines.append(f"broker: using the one answering at {host}:{port}")
         else:
-            self.started["broker"] = start_broker(host, port, Path(self.settings.log_dir))
+            start_broker(host, port, Path(self.settings.log_dir), self.started)
             lines.append(f"broker: started tansu at {host}:{port} (pid {self.started['broker'].pid})")
         host, port = redis_address(self.settings)
         if answers(host, port):
             lines.append(f"redis: using the one answering at {host}:{port}")
         else:
-            self.started["redis"] = start_redis(host, port, Path(self.settings.data_dir),
-                                                Path(self.settings.log_dir))
+            start_redis(host, port, Path(self.settings.data_dir), Path(self.settings.log_dir), self.started)
             lines.append(f"redis: started at {host}:{port} (pid {self.started['redis'].pid}), "
                          f"append-only file in {self.settings.data_dir}/")
         return list(lines)
