@@ -22,6 +22,11 @@ run: venv
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Lint and types: ruff and mypy --strict on the library and the farm.
+lint: venv
+	$(VENV)/bin/ruff check yadtq worker_farm
+	$(VENV)/bin/mypy
+
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
 bench: venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt

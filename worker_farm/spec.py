@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from yadtq.config import Settings
 

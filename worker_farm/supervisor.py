@@ -17,8 +17,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Callable, Mapping
+from typing import IO
 
 from worker_farm.spec import LineFilter, WorkerSpec, child_env
 from yadtq.config import Settings

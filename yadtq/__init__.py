@@ -4,18 +4,50 @@ from yadtq import builtin_tasks as _builtin_tasks  # noqa: F401  (registers the 
 from yadtq.backend import Backend, TaskRecord
 from yadtq.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import (BackendUnavailable, BrokerUnavailable, ConfigError, ConnectError, MessageError,
-                          ResultTimeout, TaskArgumentError, TaskError, TaskFailed, TaskNotFound,
-                          TimeLimitExceeded, UnknownTask, YADTQError)
+from yadtq.errors import (
+                          BackendUnavailable,
+                          BrokerUnavailable,
+                          ConfigError,
+                          ConnectError,
+                          MessageError,
+                          ResultTimeout,
+                          TaskArgumentError,
+                          TaskError,
+                          TaskFailed,
+                          TaskNotFound,
+                          TimeLimitExceeded,
+                          UnknownTask,
+                          YADTQError,
+)
 from yadtq.live import LiveState
 from yadtq.messages import TaskMessage
 from yadtq.middleware import Middleware
 from yadtq.tasks import Registry, current_task, registry, task
 
 __all__ = [
-    "YADTQ", "Settings", "Backend", "LiveState", "TaskRecord", "TaskMessage", "Middleware", "Registry",
-    "registry", "task", "current_task", "YADTQError", "ConfigError", "ConnectError", "BrokerUnavailable",
-    "BackendUnavailable", "MessageError", "TaskError", "UnknownTask", "TaskArgumentError",
-    "TimeLimitExceeded", "TaskNotFound", "TaskFailed", "ResultTimeout",
+                          "YADTQ",
+                          "Backend",
+                          "BackendUnavailable",
+                          "BrokerUnavailable",
+                          "ConfigError",
+                          "ConnectError",
+                          "LiveState",
+                          "MessageError",
+                          "Middleware",
+                          "Registry",
+                          "ResultTimeout",
+                          "Settings",
+                          "TaskArgumentError",
+                          "TaskError",
+                          "TaskFailed",
+                          "TaskMessage",
+                          "TaskNotFound",
+                          "TaskRecord",
+                          "TimeLimitExceeded",
+                          "UnknownTask",
+                          "YADTQError",
+                          "current_task",
+                          "registry",
+                          "task",
 ]
 __version__ = "0.1.0"

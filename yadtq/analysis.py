@@ -18,9 +18,10 @@ Times are epoch seconds in `ts`-like columns; `as_time` makes datetimes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

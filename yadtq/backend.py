@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import redis
 
@@ -55,7 +56,7 @@ class TaskRecord:
         }
 
     @classmethod
-    def from_hash(cls, task_id: str, h: dict[str, str]) -> "TaskRecord":
+    def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
         return cls(
             task_id=task_id, task=h.get("task", ""), status=h.get("status", "queued"),
             args=_loads(h.get("args"), []), kwargs=_loads(h.get("kwargs"), {}),

@@ -13,11 +13,24 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from yadtq.config import Settings
-from yadtq.errors import (RET_CONNECT, RET_ERROR, RET_OK, RET_TASK_FAILED, RET_TIMEOUT, RET_USAGE,
-                          ConfigError, ConnectError, ResultTimeout, TaskFailed, TaskNotFound, YADTQError)
+from yadtq.errors import (
+    RET_CONNECT,
+    RET_ERROR,
+    RET_OK,
+    RET_TASK_FAILED,
+    RET_TIMEOUT,
+    RET_USAGE,
+    ConfigError,
+    ConnectError,
+    ResultTimeout,
+    TaskFailed,
+    TaskNotFound,
+    YADTQError,
+)
 from yadtq.keys import STATUSES
 from yadtq.logs import setup_logging
 

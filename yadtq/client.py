@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from kafka.errors import KafkaError
 
@@ -39,10 +40,10 @@ class YADTQ:
         self._next = itertools.count()
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "YADTQ":
+    def from_env(cls, **overrides: Any) -> YADTQ:
         return cls(Settings.from_env(**overrides))
 
-    def __enter__(self) -> "YADTQ":
+    def __enter__(self) -> YADTQ:
         return self
 
     def __exit__(self, *exc: object) -> None:

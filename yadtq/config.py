@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from yadtq.errors import ConfigError
 
@@ -49,6 +50,27 @@ class Settings:
     # Tasks a worker claims in the round trip that stores an earlier outcome
     # (0: claim each task on its own). They show as `processing` while they wait.
     claim_ahead: int = 16
+    # The engine (issue 9): tasks run at once in one worker process, records
+    # buffered per partition past its lowest unfinished one before it is paused.
+    concurrency: int = 8
+    max_buffered: int = 1000
+    # Robustness (issue 10): runs cut off by a worker's death before a task is
+    # quarantined; seconds a task may ignore its time limit before its worker is
+    # ended; when a running task with no limit is flagged; result size cap; the
+    # token an `end` control message must carry when set.
+    max_lost_runs: int = 3
+    time_limit_grace: float = 5.0
+    warn_running_after: float = 300.0
+    max_result_bytes: int = 1_048_576
+    control_token: str = ""
+    # Which broker `yadtq services` starts (embedded | kafka), and the topic
+    # settings YADTQ creates its topics with (0: fit to the cluster found).
+    broker: str = "embedded"
+    replication_factor: int = 0
+    min_insync_replicas: int = 0
+    # HTTP API (issue 13).
+    api_address: str = "127.0.0.1:8000"
+    api_token: str = ""
     linger_ms: int = 5
     connect_timeout: float = 5.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
@@ -70,15 +92,19 @@ class Settings:
             "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
             "max_poll_interval_ms", "max_poll_records", "connect_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
+            "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
-                     "claim_ahead"):
+                     "claim_ahead", "time_limit_grace", "warn_running_after", "replication_factor",
+                     "min_insync_replicas"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if self.broker not in ("embedded", "kafka"):
+            raise ConfigError(f"broker must be 'embedded' or 'kafka', got {self.broker!r}")
         if not self.topic or not self.prefix:
             raise ConfigError("topic and prefix must not be empty")
 
@@ -86,7 +112,7 @@ class Settings:
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied; `None` values are ignored (unset flags)."""
         given = {k: v for k, v in changes.items() if v is not None}
         unknown = set(given) - {f.name for f in dataclasses.fields(self)}
@@ -95,7 +121,7 @@ class Settings:
         return dataclasses.replace(self, **given)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from `YADTQ_<NAME>` variables (e.g. `YADTQ_REDIS_URL`), then `overrides`."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

@@ -45,7 +45,7 @@ class CrashInjector(Middleware):
         self.seen = 0
 
     @classmethod
-    def parse(cls, spec: str, seed: int | None = None) -> "CrashInjector":
+    def parse(cls, spec: str, seed: int | None = None) -> CrashInjector:
         trigger, _, point = spec.partition("@")
         kind, _, value = trigger.partition(":")
         rng = random.Random(seed)
@@ -65,7 +65,7 @@ class CrashInjector(Middleware):
             raise ConfigError(f"bad --crash {spec!r}: {exc}") from None
         raise ConfigError(f"bad --crash {spec!r}: want after:N-M or prob:P, optionally @{'|@'.join(POINTS)}")
 
-    def _maybe_crash(self, worker: "Worker", job: "Job", point: str) -> None:
+    def _maybe_crash(self, worker: Worker, job: Job, point: str) -> None:
         if point != self.point:
             return
         self.seen += 1
@@ -88,11 +88,11 @@ class CrashInjector(Middleware):
     def wants_after_complete(self) -> bool:
         return self.point == "after-complete"
 
-    def before_claim(self, worker: "Worker", job: "Job") -> None:
+    def before_claim(self, worker: Worker, job: Job) -> None:
         self._maybe_crash(worker, job, "before-claim")
 
-    def after_run(self, worker: "Worker", job: "Job", outcome: str) -> None:
+    def after_run(self, worker: Worker, job: Job, outcome: str) -> None:
         self._maybe_crash(worker, job, "during")
 
-    def after_complete(self, worker: "Worker", job: "Job", outcome: str) -> None:
+    def after_complete(self, worker: Worker, job: Job, outcome: str) -> None:
         self._maybe_crash(worker, job, "after-complete")

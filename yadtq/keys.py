@@ -62,3 +62,7 @@ class Keys:
     def events(self, task_id: str) -> str:
         """A task's own capped event history (what the dashboard's lookup shows)."""
         return f"{self.prefix}events:{task_id}"
+
+    def control(self, worker: str) -> str:
+        """List of commands (pause, resume, stop) queued for one worker."""
+        return f"{self.prefix}control:{worker}"

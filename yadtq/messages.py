@@ -141,15 +141,23 @@ class Heartbeat:
     failed: int
     partitions: tuple[int, ...] = ()
     ts: float = field(default_factory=time.time)
+    # The engine's view (issue 9): slots, the ids running now, and per partition
+    # {"partition", "committed", "buffered", "running", "paused", "waiting": {reason: n}}.
+    concurrency: int = 1
+    running: tuple[str, ...] = ()
+    partition_state: tuple[dict[str, Any], ...] = ()
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> "Heartbeat":
+    def decode(cls, raw: bytes) -> Heartbeat:
         try:
             body = json.loads(raw)
             body["partitions"] = tuple(body.get("partitions", ()))
-            return cls(**body)
+            body["running"] = tuple(body.get("running", ()))
+            body["partition_state"] = tuple(body.get("partition_state", ()))
+            known = {f for f in cls.__dataclass_fields__}
+            return cls(**{k: v for k, v in body.items() if k in known})
         except (ValueError, TypeError) as exc:
             raise MessageError(f"bad heartbeat: {exc}") from None

@@ -26,17 +26,17 @@ class Middleware:
         When none needs it, outcomes are pipelined and confirmed before commits."""
         return type(self).after_complete is not Middleware.after_complete
 
-    def before_claim(self, worker: "Worker", job: "Job") -> None:
+    def before_claim(self, worker: Worker, job: Job) -> None:
         """A task message is about to be claimed in Redis."""
 
-    def before_run(self, worker: "Worker", job: "Job") -> None:
+    def before_run(self, worker: Worker, job: Job) -> None:
         """The task is claimed and about to run."""
 
-    def after_run(self, worker: "Worker", job: "Job", outcome: str) -> None:
+    def after_run(self, worker: Worker, job: Job, outcome: str) -> None:
         """The task returned or raised; its outcome is not stored yet."""
 
-    def after_complete(self, worker: "Worker", job: "Job", outcome: str) -> None:
+    def after_complete(self, worker: Worker, job: Job, outcome: str) -> None:
         """The outcome is stored in Redis; the offset is not committed yet."""
 
-    def after_commit(self, worker: "Worker", offsets: dict[Any, int]) -> None:
+    def after_commit(self, worker: Worker, offsets: dict[Any, int]) -> None:
         """Offsets were committed to Kafka."""

@@ -14,13 +14,14 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 from kafka import TopicPartition
 
-from yadtq.client import YADTQ
 from yadtq.broker import ensure_topic, make_consumer
+from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.live import ALIVE, DEAD

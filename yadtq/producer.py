@@ -15,8 +15,9 @@ import shlex
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, TextIO
+from typing import Any, TextIO
 
 from yadtq.client import YADTQ
 from yadtq.errors import MessageError

@@ -18,7 +18,8 @@ import hashlib
 import logging
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 

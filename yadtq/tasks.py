@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextvars
 import importlib
 import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
 

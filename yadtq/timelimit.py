@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from yadtq.errors import TimeLimitExceeded
 

@@ -22,15 +22,16 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import redis
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from yadtq.assignor import StandbyAwareAssignor
 from yadtq import scripts
+from yadtq.assignor import StandbyAwareAssignor
 from yadtq.backend import Backend, connect_redis
 from yadtq.broker import ensure_topic, make_consumer, make_producer
 from yadtq.config import Settings
