@@ -1,0 +1,88 @@
+"""Scale: end-to-end `add` throughput with 1, 2 and 4 worker processes (Celery: prefork 1, 2, 4).
+
+    .venv/bin/python bench/scale.py [--tasks 20000] [--workers 1 2 4] [--runs 3] [--yadtq-only]
+
+The clock runs from the first submit to the last success stored, after every
+worker has run a warm-up task (so each holds partitions). YADTQ workers run
+with their default concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+
+from bench.common import private_services, repeat, spawn_workers, stop, wait_until, workers_serving
+from yadtq.client import YADTQ
+
+PARTITIONS = 4  # as in the figures before issue 9, so the 2-worker figure stays comparable
+BATCH = 2000
+
+
+def yadtq_throughput(n: int, workers: int) -> dict[str, float]:
+    """First submit to last success stored: `n` add tasks on `workers` worker processes."""
+    with private_services(partitions=PARTITIONS) as s:
+        procs = spawn_workers(s, workers)
+        try:
+            with YADTQ(s) as q:
+                serving = workers_serving(q, workers)
+                before = q.backend.counts()["success"]
+                t0 = time.perf_counter()
+                for i in range(0, n, BATCH):
+                    q.submit_many([("add", [j, 1]) for j in range(i, min(n, i + BATCH))])
+                submitted = time.perf_counter() - t0
+                wait_until(lambda: q.backend.counts()["success"] >= n + before, 600)
+                total = time.perf_counter() - t0
+        finally:
+            stop(procs)
+    return {"tasks": n, "submit_per_s": n / submitted, "end_to_end_per_s": n / total, "workers_serving": serving}
+
+
+def run(n: int, workers: Sequence[int], runs: int, celery_n: int = 0, rig: Any = None,
+        celery_workers: Sequence[int] | None = None,
+        say: Any = print) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """{"YADTQ": {"1": summary, ...}, "Celery prefork": {...}}; Celery (prefork concurrency
+    `celery_workers`, default `workers`) only when `celery_n` > 0."""
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {"YADTQ": {}}
+    for w in workers:
+        out["YADTQ"][str(w)] = fig = repeat(runs, yadtq_throughput, n, w)
+        say(f"  scale YADTQ {w} worker(s): {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
+            f"(load {fig['load']['median']:.1f})", flush=True)
+    if celery_n:
+        from bench import celery_bench
+        own_rig = rig is None
+        rig = rig or celery_bench.CeleryRig()
+        try:
+            out["Celery prefork"] = {}
+            for w in workers if celery_workers is None else celery_workers:
+                out["Celery prefork"][str(w)] = fig = repeat(runs, celery_bench.throughput, rig, celery_n, w)
+                say(f"  scale Celery prefork {w}: {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
+                    f"(load {fig['load']['median']:.1f})", flush=True)
+        finally:
+            if own_rig:
+                import gc
+                gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
+                rig.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=20_000)
+    p.add_argument("--celery-tasks", type=int, default=5_000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--yadtq-only", action="store_true")
+    args = p.parse_args(argv)
+    run(args.tasks, args.workers, args.runs, 0 if args.yadtq_only else args.celery_tasks)
+
+
+if __name__ == "__main__":
+    main()
