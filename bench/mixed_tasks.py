@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 
-import yadtq.errors
+import yadtq
 from yadtq import current_task, task
 
-# The engine of issue 9 offers `Retry(delay=...)`; before it lands a plain
+# The engine of issue 9 offers `yadtq.Retry(delay=...)`; before it lands a plain
 # exception is retried after `YADTQ_RETRY_BACKOFF` (1 s here) for a first failure.
-_Retry = getattr(yadtq.errors, "Retry", None)
+_Retry = getattr(yadtq, "Retry", None)
 
 
 @task("bench_quick")
@@ -33,6 +33,6 @@ def flaky(x: int) -> int:
     ctx = current_task()
     if ctx is not None and ctx.attempt <= 1:
         if _Retry is not None:
-            raise _Retry(delay=1.0)
+            raise _Retry("first attempt fails on purpose", delay=1.0)
         raise RuntimeError("first attempt fails on purpose")
     return x

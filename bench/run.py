@@ -47,7 +47,7 @@ class Sizes:
     dashboard: tuple[int, ...]
 
 
-FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 5_000, 20_000, 1000, 100_000, (100_000, 1_000_000))
+FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 1000, 100_000, (100_000, 1_000_000))
 QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 2000, 100, 5000, (10_000, 100_000))
 RATE = 100.0
 
@@ -55,32 +55,45 @@ RATE = 100.0
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sizes = QUICK if args.quick else FULL
     runs = 1 if args.quick else args.runs
+    took: dict[str, float] = {}
     out: dict[str, Any] = {"quick": args.quick, "runs": runs, "brokers": args.broker, "mixed_tasks": sizes.mixed_tasks,
-                           "load_at_start": common.load(), "cpus": os.cpu_count(), "yadtq": {}, "celery": {}}
+                           "load_at_start": common.load(), "cpus": os.cpu_count(), "yadtq": {}, "celery": {},
+                           "section_s": took}
     only = set(args.only)
+
+    def timed(name: str, fn: Callable[..., Any], *fargs: Any, **kwargs: Any) -> Any:
+        """`fn`'s result; its wall time goes to the results too (the whole run has a budget)."""
+        t = time.time()
+        result = fn(*fargs, **kwargs)
+        took[name] = round(time.time() - t, 1)
+        print(f"  [{name}: {took[name]:.0f} s, load {common.load():.1f}]", flush=True)
+        return result
+
     t0 = time.time()
     for broker in args.broker:
         common.use_broker(broker)
         y: dict[str, Any] = out["yadtq"].setdefault(broker, {})
         print(f"YADTQ on the {broker} broker", flush=True)
         if "mixed" in only:
-            y["mixed"] = mixed.run(sizes.mixed_tasks, list(sizes.mixed_setups), celery=False,
-                                   setups=sizes.mixed_setups)
+            y["mixed"] = timed(f"mixed {broker}", mixed.run, sizes.mixed_tasks, list(sizes.mixed_setups),
+                               celery=False, setups=sizes.mixed_setups)
         if "scale" in only:
-            y["scale"] = scale.run(sizes.scale_tasks, sizes.scale_workers, runs)["YADTQ"]
+            y["scale"] = timed(f"scale {broker}", scale.yadtq_run, sizes.scale_tasks, sizes.scale_workers, runs)
         if "latency" in only:
-            y["latency"] = repeat(runs, yadtq_bench.latency, sizes.latency, RATE)
+            y["latency"] = timed(f"latency {broker}", repeat, runs, yadtq_bench.latency, sizes.latency, RATE)
         if "transport" in only:
-            y["transport"] = repeat(runs, yadtq_bench.transport, sizes.transport)
-            y["transport_latency"] = repeat(runs, yadtq_bench.transport_latency, sizes.latency, RATE)
+            y["transport"] = timed(f"transport {broker}", repeat, runs, yadtq_bench.transport, sizes.transport)
+            y["transport_latency"] = timed(f"transport latency {broker}", repeat, runs,
+                                           yadtq_bench.transport_latency, sizes.latency, RATE)
         if "failover" in only:
-            y["failover"] = repeat(1, yadtq_bench.failover)
+            y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
         if "memory" in only:
-            y["memory"] = repeat(1, yadtq_bench.memory, sizes.memory)
+            y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
-        out["dashboard"] = {k: summarize([v]) for k, v in dashboard_refresh.main(sizes.dashboard).items()}
+        refresh = timed("dashboard", dashboard_refresh.main, sizes.dashboard)
+        out["dashboard"] = {k: summarize([v]) for k, v in refresh.items()}
     if not args.no_celery and only & {"mixed", "scale", "latency"}:
         from bench import celery_bench
         print("Celery 5 (Redis broker and backend, acks_late)", flush=True)
@@ -88,12 +101,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         c: dict[str, Any] = out["celery"]
         try:
             if "mixed" in only:
-                c["mixed"] = mixed.run(sizes.mixed_tasks, list(sizes.mixed_setups), yadtq=False, rig=rig)
+                c["mixed"] = timed("mixed Celery", mixed.run, sizes.mixed_tasks, list(sizes.mixed_setups),
+                                   yadtq=False, rig=rig)
             if "scale" in only:
-                c["scale"] = scale.run(0, (), runs, sizes.celery_scale_tasks, rig=rig,
-                                       celery_workers=sizes.scale_workers)["Celery prefork"]
+                c["scale"] = timed("scale Celery", scale.celery_run, rig, sizes.celery_scale_tasks,
+                                   sizes.scale_workers, runs)
             if "latency" in only:
-                c["latency"] = repeat(runs, celery_bench.latency, rig, sizes.latency, RATE)
+                c["latency"] = timed("latency Celery", repeat, runs, celery_bench.latency, rig, sizes.latency, RATE)
             gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
         finally:
             rig.close()
@@ -165,8 +179,8 @@ def rows(out: dict[str, Any]) -> tuple[list[str], list[Row]]:
         return cells, " / ".join(ratios), "; ".join(mets)
 
     # Mixed workload.
-    setups = sorted({(slots, setup) for y in ys.values() for slots, by in y.get("mixed", {}).items() for setup in by},
-                    key=lambda s: (int(s[0].split()[0]), s[1]))
+    setups = list(dict.fromkeys((slots, setup) for y in ys.values()  # in the order they ran
+                                for slots, by in y.get("mixed", {}).items() for setup in by))
     if setups:
         section(f"Mixed workload, {out.get('mixed_tasks', '?')} tasks: makespan (first submit to last success) "
                 "and ideal in s; quick tasks' submit-to-success p50 / p99 in s; one run each")

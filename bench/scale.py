@@ -10,6 +10,7 @@ with their default concurrency.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections.abc import Sequence
@@ -45,43 +46,46 @@ def yadtq_throughput(n: int, workers: int) -> dict[str, float]:
     return {"tasks": n, "submit_per_s": n / submitted, "end_to_end_per_s": n / total, "workers_serving": serving}
 
 
-def run(n: int, workers: Sequence[int], runs: int, celery_n: int = 0, rig: Any = None,
-        celery_workers: Sequence[int] | None = None,
-        say: Any = print) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """{"YADTQ": {"1": summary, ...}, "Celery prefork": {...}}; Celery (prefork concurrency
-    `celery_workers`, default `workers`) only when `celery_n` > 0."""
-    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {"YADTQ": {}}
+Table = dict[str, dict[str, dict[str, float]]]  # workers -> figure -> summary
+
+
+def yadtq_run(n: int, workers: Sequence[int], runs: int, say: Any = print) -> Table:
+    out: Table = {}
     for w in workers:
-        out["YADTQ"][str(w)] = fig = repeat(runs, yadtq_throughput, n, w)
+        out[str(w)] = fig = repeat(runs, yadtq_throughput, n, w)
         say(f"  scale YADTQ {w} worker(s): {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
             f"(load {fig['load']['median']:.1f})", flush=True)
-    if celery_n:
-        from bench import celery_bench
-        own_rig = rig is None
-        rig = rig or celery_bench.CeleryRig()
-        try:
-            out["Celery prefork"] = {}
-            for w in workers if celery_workers is None else celery_workers:
-                out["Celery prefork"][str(w)] = fig = repeat(runs, celery_bench.throughput, rig, celery_n, w)
-                say(f"  scale Celery prefork {w}: {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
-                    f"(load {fig['load']['median']:.1f})", flush=True)
-        finally:
-            if own_rig:
-                import gc
-                gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
-                rig.close()
+    return out
+
+
+def celery_run(rig: Any, n: int, workers: Sequence[int], runs: int, say: Any = print) -> Table:
+    """Celery prefork with concurrency `workers` (its worker processes), prefetch 4."""
+    from bench import celery_bench
+    out: Table = {}
+    for w in workers:
+        out[str(w)] = fig = repeat(runs, celery_bench.throughput, rig, n, w)
+        say(f"  scale Celery prefork {w}: {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
+            f"(load {fig['load']['median']:.1f})", flush=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=20_000)
-    p.add_argument("--celery-tasks", type=int, default=5_000)
+    p.add_argument("--celery-tasks", type=int, default=2_000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--yadtq-only", action="store_true")
     args = p.parse_args(argv)
-    run(args.tasks, args.workers, args.runs, 0 if args.yadtq_only else args.celery_tasks)
+    yadtq_run(args.tasks, args.workers, args.runs)
+    if not args.yadtq_only:
+        from bench import celery_bench
+        rig = celery_bench.CeleryRig()
+        try:
+            celery_run(rig, args.celery_tasks, args.workers, args.runs)
+            gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
+        finally:
+            rig.close()
 
 
 if __name__ == "__main__":
