@@ -182,7 +182,7 @@ def rows(out: dict[str, Any]) -> tuple[list[str], list[Row]]:
     setups = list(dict.fromkeys((slots, setup) for y in ys.values()  # in the order they ran
                                 for slots, by in y.get("mixed", {}).items() for setup in by))
     if setups:
-        section(f"Mixed workload, {out.get('mixed_tasks', '?')} tasks: makespan (first submit to last success) "
+        section(f"Mixed workload, {out.get('mixed_tasks', 0):,} tasks: makespan (first submit to last success) "
                 "and ideal in s; quick tasks' submit-to-success p50 / p99 in s; one run each")
     for slots, setup in setups:
         celery_setup = next(iter(cel.get("mixed", {}).get(slots, {}).items()), None)
