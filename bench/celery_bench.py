@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, percentile, stop, wait_until
+from bench.common import ROOT, Stalled, percentile, stop, wait_until
 from yadtq.services import free_port, start_redis
 
 
@@ -69,15 +69,21 @@ class CeleryRig:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def wait_ready(results: list[Any], timeout: float) -> None:
-    """Polls until every result is ready; the polling is not timed (finishes come from `date_done`)."""
+def wait_ready(results: list[Any], timeout: float, stall_s: float = 60.0) -> None:
+    """Polls until every result is ready (the polling is not timed: finishes come from `date_done`);
+    raises `Stalled` when none got ready for `stall_s`, or at `timeout`."""
     pending = results
-    deadline = time.monotonic() + timeout
+    start = last_move = time.monotonic()
     while pending:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(pending)} Celery tasks not done after {timeout:g}s")
         time.sleep(0.2)
-        pending = [r for r in pending if not r.ready()]
+        still = [r for r in pending if not r.ready()]
+        now = time.monotonic()
+        if len(still) < len(pending):
+            last_move = now
+        pending = still
+        if pending and (now - last_move > stall_s or now - start > timeout):
+            raise Stalled(f"Celery: {len(results) - len(pending):,}/{len(results):,} ready, stuck for "
+                          f"{now - last_move:.0f} s")
 
 
 def throughput(rig: CeleryRig, n: int, concurrency: int = 2) -> dict[str, float]:

@@ -81,6 +81,36 @@ def wait_until(cond: Callable[[], Any], timeout: float, interval: float = 0.01) 
         time.sleep(interval)
 
 
+class Stalled(RuntimeError):
+    """A benchmark's count stopped moving: the system under test stalled (the run reports it and goes on)."""
+
+
+def wait_for_count(count: Callable[[], int], target: int, what: str, stall_s: float = 60.0,
+                   timeout: float = 900.0, interval: float = 0.05) -> None:
+    """Until `count()` reaches `target`; raises `Stalled` when it has not moved for `stall_s`
+    (a stalled engine costs a minute, not the whole timeout)."""
+    start = last_move = time.monotonic()
+    last = count()
+    while last < target:
+        time.sleep(interval)
+        now, value = time.monotonic(), count()
+        if value != last:
+            last, last_move = value, now
+        elif now - last_move > stall_s:
+            raise Stalled(f"{what}: stuck at {last:,}/{target:,} for {stall_s:g} s")
+        if now - start > timeout:
+            raise Stalled(f"{what}: {last:,}/{target:,} after {timeout:g} s")
+
+
+def attempt(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """`fn`'s figures, or {"error": ...} when it failed: one failed setup must not lose the others."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # reported in the table and the exit code, never hidden
+        print(f"  ERROR in {getattr(fn, '__name__', fn)}: {type(exc).__name__}: {exc}", flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def workers_serving(q: Any, processes: int, task: str = "add", args: Sequence[Any] = (0, 0), batch: int = 16,
                     timeout: float = 60) -> int:
     """Submits batches of `task` until each worker B1..B<processes> has run one, so every process

@@ -24,7 +24,16 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench.common import load, percentile, private_services, spawn_workers, stop, wait_until, workers_serving
+from bench.common import (
+    attempt,
+    load,
+    percentile,
+    private_services,
+    spawn_workers,
+    stop,
+    wait_for_count,
+    workers_serving,
+)
 from yadtq.client import YADTQ
 
 PARTITIONS = 8  # enough for 8 single-slot processes
@@ -74,10 +83,10 @@ def yadtq_mixed(jobs: Sequence[Job], processes: int, concurrency: int) -> dict[s
                 t0 = time.time()
                 ids = q.submit_many([(j.task, list(j.args)) for j in jobs])
 
-                def done() -> bool:
+                def done() -> int:
                     c = q.backend.counts()
-                    return c["success"] + c["failed"] >= len(jobs) + before
-                wait_until(done, 600, 0.05)
+                    return int(c["success"] + c["failed"])
+                wait_for_count(done, len(jobs) + before, f"mixed workload on {processes}x{concurrency}")
                 recs = q.backend.get_many(ids)
         finally:
             stop(procs)
@@ -129,11 +138,11 @@ def run(n: int, slots_list: Sequence[int], yadtq: bool = True, celery: bool = Tr
             row = out.setdefault(f"{slots} slots", {})
             if yadtq:
                 for p, c in (setups or YADTQ_SETUPS).get(slots, [(1, slots)]):
-                    row[f"YADTQ {p}x{c}"] = fig = yadtq_mixed(jobs, p, c)
+                    row[f"YADTQ {p}x{c}"] = fig = attempt(yadtq_mixed, jobs, p, c)
                     say(f"  mixed {slots} slots YADTQ {p}x{c}: " + describe(fig), flush=True)
             if celery:
                 pool = CELERY_POOL.get(slots, "threads")
-                row[f"Celery {pool} {slots}"] = fig = celery_mixed(rig, jobs, pool, slots)
+                row[f"Celery {pool} {slots}"] = fig = attempt(celery_mixed, rig, jobs, pool, slots)
                 say(f"  mixed {slots} slots Celery {pool} {slots}: " + describe(fig), flush=True)
     finally:
         if own_rig:
@@ -143,7 +152,9 @@ def run(n: int, slots_list: Sequence[int], yadtq: bool = True, celery: bool = Tr
     return out
 
 
-def describe(fig: dict[str, float]) -> str:
+def describe(fig: dict[str, Any]) -> str:
+    if "error" in fig:
+        return f"ERROR {fig['error']}"
     return (f"makespan {fig['makespan_s']:.1f} s (ideal {fig['ideal_s']:.1f} s, {fig['vs_ideal']:.2f}x), "
             f"quick p50 {fig['quick_p50_s'] * 1000:.0f} ms p99 {fig['quick_p99_s'] * 1000:.0f} ms, "
             f"load {fig['load']:.1f}")

@@ -29,8 +29,8 @@ if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
 from bench import common, mixed, scale, yadtq_bench
-from bench.common import repeat, save, summarize
-from bench.table import render
+from bench.common import attempt, repeat, save, summarize
+from bench.table import errors, render
 
 NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
 
@@ -63,9 +63,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only)
 
     def timed(name: str, fn: Callable[..., Any], *fargs: Any, **kwargs: Any) -> Any:
-        """`fn`'s result; its wall time goes to the results too (the whole run has a budget)."""
+        """`fn`'s result, or {"error": ...} when it failed (the other parts still run); its wall time
+        goes to the results too (the whole run has a budget)."""
         t = time.time()
-        result = fn(*fargs, **kwargs)
+        result = attempt(fn, *fargs, **kwargs)
         took[name] = round(time.time() - t, 1)
         print(f"  [{name}: {took[name]:.0f} s, load {common.load():.1f}]", flush=True)
         return result
@@ -94,7 +95,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
         refresh = timed("dashboard", dashboard_refresh.main, sizes.dashboard)
-        out["dashboard"] = {k: summarize([v]) for k, v in refresh.items()}
+        out["dashboard"] = refresh if "error" in refresh else {k: summarize([v]) for k, v in refresh.items()}
     if not args.no_celery and only & {"mixed", "scale", "latency"}:
         from bench import celery_bench
         print("Celery 5 (Redis broker and backend, acks_late)", flush=True)
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = save("quick" if args.quick else "latest", out, args.out)
         print(f"wrote {path}")
     print(render(out, args.markdown))
+    if errors(out):
+        sys.exit(1)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench.common import private_services, repeat, spawn_workers, stop, wait_until, workers_serving
+from bench.common import attempt, private_services, repeat, spawn_workers, stop, wait_for_count, workers_serving
 from yadtq.client import YADTQ
 
 PARTITIONS = 4  # as in the figures before issue 9, so the 2-worker figure stays comparable
@@ -39,7 +39,7 @@ def yadtq_throughput(n: int, workers: int) -> dict[str, float]:
                 for i in range(0, n, BATCH):
                     q.submit_many([("add", [j, 1]) for j in range(i, min(n, i + BATCH))])
                 submitted = time.perf_counter() - t0
-                wait_until(lambda: q.backend.counts()["success"] >= n + before, 600)
+                wait_for_count(lambda: q.backend.counts()["success"], n + before, f"{n:,} add on {workers} worker(s)")
                 total = time.perf_counter() - t0
         finally:
             stop(procs)
@@ -52,10 +52,15 @@ Table = dict[str, dict[str, dict[str, float]]]  # workers -> figure -> summary
 def yadtq_run(n: int, workers: Sequence[int], runs: int, say: Any = print) -> Table:
     out: Table = {}
     for w in workers:
-        out[str(w)] = fig = repeat(runs, yadtq_throughput, n, w)
-        say(f"  scale YADTQ {w} worker(s): {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
-            f"(load {fig['load']['median']:.1f})", flush=True)
+        out[str(w)] = fig = attempt(repeat, runs, yadtq_throughput, n, w)
+        say(f"  scale YADTQ {w} worker(s): {describe(fig)}", flush=True)
     return out
+
+
+def describe(fig: dict[str, Any]) -> str:
+    if "error" in fig:
+        return f"ERROR {fig['error']}"
+    return f"{fig['end_to_end_per_s']['median']:,.0f} tasks/s (load {fig['load']['median']:.1f})"
 
 
 def celery_run(rig: Any, n: int, workers: Sequence[int], runs: int, say: Any = print) -> Table:
@@ -63,9 +68,8 @@ def celery_run(rig: Any, n: int, workers: Sequence[int], runs: int, say: Any = p
     from bench import celery_bench
     out: Table = {}
     for w in workers:
-        out[str(w)] = fig = repeat(runs, celery_bench.throughput, rig, n, w)
-        say(f"  scale Celery prefork {w}: {fig['end_to_end_per_s']['median']:,.0f} tasks/s "
-            f"(load {fig['load']['median']:.1f})", flush=True)
+        out[str(w)] = fig = attempt(repeat, runs, celery_bench.throughput, rig, n, w)
+        say(f"  scale Celery prefork {w}: {describe(fig)}", flush=True)
     return out
 
 

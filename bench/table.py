@@ -32,6 +32,18 @@ def spread(cell: Any, key: str, fmt: str) -> str:
     return ""
 
 
+def errors(out: Any, path: str = "") -> list[str]:
+    """'where: message' of every part of a results dict that failed ({"error": ...} anywhere in it)."""
+    if not isinstance(out, dict):
+        return []
+    if isinstance(out.get("error"), str):
+        return [f"{path or 'run'}: {out['error']}"]
+    return [e for k, v in out.items() for e in errors(v, f"{path} / {k}" if path else str(k))]
+
+
+ERROR_CELL: Cell = ("ERROR (see below)", "", "NO: failed")
+
+
 def verdict(checks: Iterable[tuple[str, bool]]) -> str:
     """'yes', or 'NO: what was missed'."""
     missed = [name for name, ok in checks if not ok]
@@ -105,6 +117,9 @@ class Table:
 
     def _mixed_setup(self, slots: str, setup: str) -> None:
         c_name, c_fig = next(iter(self.celery.get("mixed", {}).get(slots, {}).items()), ("", None))
+        c_failed = bool(c_fig and "error" in c_fig)
+        if c_failed:
+            c_fig = None
         processes = int(setup.split()[1].split("x")[0])
 
         def fig_of(y: Figures) -> Figures | None:
@@ -113,11 +128,13 @@ class Table:
 
         def makespan(y: Figures) -> Cell | None:
             fig = fig_of(y)
-            if fig is None:
-                return None
+            if fig is None or "error" in fig:
+                return None if fig is None else ERROR_CELL
             checks = [("<= 1.2x ideal", fig["makespan_s"] <= 1.2 * fig["ideal_s"])]
             if c_fig:
                 checks.append(("< Celery", fig["makespan_s"] < c_fig["makespan_s"]))
+            elif c_failed:
+                checks.append(("Celery not measured", False))
             serving = fig.get("workers_serving", processes)
             note = "" if serving == processes else f", only {serving} serving"
             return (f"{fig['makespan_s']:.1f} ({fig['vs_ideal']:.2f}x ideal {fig['ideal_s']:.1f}{note})",
@@ -125,19 +142,21 @@ class Table:
 
         def quick(y: Figures) -> Cell | None:
             fig = fig_of(y)
-            if fig is None:
-                return None
+            if fig is None or "error" in fig:
+                return None if fig is None else ERROR_CELL
             text = f"{fig['quick_p50_s']:.2f} / {fig['quick_p99_s']:.2f}"
             if not c_fig:
-                return text, "", ""
+                return text, "", verdict([("Celery not measured", False)]) if c_failed else ""
             return (text, f"{fig['quick_p99_s'] / c_fig['quick_p99_s']:.2f}x",
                     verdict([("p99 < Celery", fig["quick_p99_s"] < c_fig["quick_p99_s"])]))
 
+        failed = ERROR_CELL[0] if c_failed else None
+        pool = c_name.split(" ", 1)[-1]
         self._add(f"mixed {slots}: makespan, {setup}", makespan,
-                  f"{c_fig['makespan_s']:.1f} ({c_fig['vs_ideal']:.2f}x, {c_name.split(' ', 1)[1]})" if c_fig else None,
+                  f"{c_fig['makespan_s']:.1f} ({c_fig['vs_ideal']:.2f}x, {pool})" if c_fig else failed,
                   "<= 1.2x ideal, < Celery", [*(fig_of(y) for y in self.ys.values()), c_fig])
         self._add(f"mixed {slots}: quick p50 / p99, {setup}", quick,
-                  f"{c_fig['quick_p50_s']:.2f} / {c_fig['quick_p99_s']:.2f}" if c_fig else None, "p99 < Celery")
+                  f"{c_fig['quick_p50_s']:.2f} / {c_fig['quick_p99_s']:.2f}" if c_fig else failed, "p99 < Celery")
 
     def _scale(self) -> None:
         workers = sorted({int(w) for y in self.ys.values() for w in y.get("scale", {})}
@@ -155,6 +174,8 @@ class Table:
 
         def tput(y: Figures) -> Cell | None:
             cell = y.get("scale", {}).get(str(w))
+            if isinstance(cell, dict) and "error" in cell:
+                return ERROR_CELL
             v = med(cell, key)
             if v is None:
                 return None
@@ -163,8 +184,9 @@ class Table:
             return (f"{v:,.0f}{spread(cell, key, '{:,.0f}')}{note}", f"{v / c_val:.1f}x" if c_val else "",
                     verdict([(">= 5,000/s", v >= 5000)]) if w == 2 else "")
 
+        c_text = ERROR_CELL[0] if isinstance(c_cell, dict) and "error" in c_cell else None
         self._add(f"add end to end, {w} worker{'s' if w > 1 else ''}", tput,
-                  None if c_val is None else f"{c_val:,.0f}{spread(c_cell, key, '{:,.0f}')}",
+                  c_text if c_val is None else f"{c_val:,.0f}{spread(c_cell, key, '{:,.0f}')}",
                   ">= 5,000/s (was ~4,600)" if w == 2 else "",
                   [*(y.get("scale", {}).get(str(w)) for y in self.ys.values()), c_cell])
 
@@ -178,6 +200,8 @@ class Table:
         c_val = med(c_cell, key)
 
         def one(y: Figures) -> Cell | None:
+            if isinstance(y.get(bench), dict) and "error" in y[bench]:
+                return ERROR_CELL
             v = med(y.get(bench), key)
             if v is None:
                 return None
@@ -200,7 +224,7 @@ class Table:
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         dashboard = self.out.get("dashboard", {})
-        for key in sorted(dashboard, key=lambda k: int(k.rsplit("_", 1)[1])):
+        for key in sorted((k for k in dashboard if k != "error"), key=lambda k: int(k.rsplit("_", 1)[1])):
             v = dashboard[key]["median"]
             # Redis only, no broker: shown under the first column.
             self.rows.append(Row(f"dashboard refresh, {int(key.rsplit('_', 1)[1]):,} records",
@@ -226,6 +250,10 @@ def render(out: dict[str, Any], markdown: bool = False) -> str:
         for row, line in zip(table.rows, lines, strict=True):
             text.append(f"\n{row.label}" if row.title else
                         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    failed = errors(out)
+    if failed:
+        text.append("\nERRORS (the run went on without these figures):")
+        text += [f"  {e}" for e in failed]
     text.append(f"\n(load = 1-minute load average on {out.get('cpus', '?')} CPUs after the YADTQ / Celery runs; "
                 f"whole run {out.get('wall_s', '?')} s, load {out.get('load_at_start', '?')} at start, "
                 f"{out.get('load_at_end', '?')} at end)")
