@@ -30,8 +30,12 @@ def bench_nap(seconds):
     return seconds
 
 
+FLAKY_FAILED_AT = "bench:flaky_failed_at"  # task id -> when its first attempt failed
+
+
 @app.task(bind=True, max_retries=3)
 def bench_flaky(self, x):
     if self.request.retries == 0:
+        self.backend.client.hset(FLAKY_FAILED_AT, self.request.id, time.time())
         raise self.retry(countdown=1.0)
     return x

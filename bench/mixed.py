@@ -63,13 +63,22 @@ def sleep_time(jobs: Sequence[Job]) -> float:
 
 
 def figures(jobs: Sequence[Job], t0: float, submitted: Sequence[float], finished: Sequence[float],
-            slots: int) -> dict[str, float]:
-    """Makespan and quick-task completion times from per-job submit and finish times (epoch seconds)."""
+            slots: int, retry_waits: Sequence[float]) -> dict[str, float]:
+    """Makespan and quick-task completion times from per-job submit and finish times (epoch seconds);
+    `retry_waits`: for each flaky task, first failure to success (asked for: about 1 s)."""
     quick = [f - s for j, s, f in zip(jobs, submitted, finished, strict=True) if j.kind == "quick"]
     makespan = max(finished) - t0
     ideal = sleep_time(jobs) / slots
-    return {"makespan_s": makespan, "ideal_s": ideal, "vs_ideal": makespan / ideal,
-            "quick_p50_s": percentile(quick, 50), "quick_p99_s": percentile(quick, 99), "load": load()}
+    fig = {"makespan_s": makespan, "ideal_s": ideal, "vs_ideal": makespan / ideal,
+           "quick_p50_s": percentile(quick, 50), "quick_p99_s": percentile(quick, 99), "load": load()}
+    if retry_waits:
+        fig.update(retry_wait_p50_s=percentile(retry_waits, 50), retry_wait_max_s=max(retry_waits))
+    return fig
+
+
+def _failed_at(events: Sequence[tuple[float, str]]) -> float | None:
+    """When the first attempt failed, from a YADTQ record's event list."""
+    return next((ts for ts, text in events if text.startswith("retry")), None)
 
 
 def yadtq_mixed(jobs: Sequence[Job], processes: int, concurrency: int) -> dict[str, float]:
@@ -88,13 +97,17 @@ def yadtq_mixed(jobs: Sequence[Job], processes: int, concurrency: int) -> dict[s
                     return int(c["success"] + c["failed"])
                 wait_for_count(done, len(jobs) + before, f"mixed workload on {processes}x{concurrency}")
                 recs = q.backend.get_many(ids)
+                flaky_failed = [_failed_at(q.backend.events(r.task_id))
+                                for j, r in zip(jobs, recs, strict=True) if j.kind == "flaky"]
         finally:
             stop(procs)
     failed = [r for r in recs if r.status != "success"]
     if failed:
         raise RuntimeError(f"{len(failed)} mixed tasks did not succeed, e.g. {failed[0].error}")
+    flaky_done = [r.finished or 0.0 for j, r in zip(jobs, recs, strict=True) if j.kind == "flaky"]
     fig = figures(jobs, t0, [r.submitted or t0 for r in recs], [r.finished or 0.0 for r in recs],
-                  processes * concurrency)
+                  processes * concurrency,
+                  [done - fail for fail, done in zip(flaky_failed, flaky_done, strict=True) if fail is not None])
     fig["workers_serving"] = serving
     return fig
 
@@ -114,7 +127,10 @@ def celery_mixed(rig: Any, jobs: Sequence[Job], pool: str, concurrency: int) -> 
     failed = [r for r in results if not r.successful()]
     if failed:
         raise RuntimeError(f"{len(failed)} mixed Celery tasks did not succeed")
-    return figures(jobs, t0, [t for _, t in sent], [done_at(r) for r in results], concurrency)
+    flaky = [r for j, r in zip(jobs, results, strict=True) if j.kind == "flaky"]
+    failed_at = rig.app.app.backend.client.hmget(rig.app.FLAKY_FAILED_AT, [r.id for r in flaky])
+    waits = [done_at(r) - float(at) for r, at in zip(flaky, failed_at, strict=True) if at is not None]
+    return figures(jobs, t0, [t for _, t in sent], [done_at(r) for r in results], concurrency, waits)
 
 
 # Setups per slot count: YADTQ processes x concurrency, and the Celery pool.
@@ -155,8 +171,10 @@ def run(n: int, slots_list: Sequence[int], yadtq: bool = True, celery: bool = Tr
 def describe(fig: dict[str, Any]) -> str:
     if "error" in fig:
         return f"ERROR {fig['error']}"
+    retry = (f"retry wait p50 {fig['retry_wait_p50_s']:.1f} s max {fig['retry_wait_max_s']:.1f} s, "
+             if "retry_wait_p50_s" in fig else "")
     return (f"makespan {fig['makespan_s']:.1f} s (ideal {fig['ideal_s']:.1f} s, {fig['vs_ideal']:.2f}x), "
-            f"quick p50 {fig['quick_p50_s'] * 1000:.0f} ms p99 {fig['quick_p99_s'] * 1000:.0f} ms, "
+            f"quick p50 {fig['quick_p50_s'] * 1000:.0f} ms p99 {fig['quick_p99_s'] * 1000:.0f} ms, {retry}"
             f"load {fig['load']:.1f}")
 
 

@@ -158,6 +158,17 @@ class Table:
         self._add(f"mixed {slots}: quick p50 / p99, {setup}", quick,
                   f"{c_fig['quick_p50_s']:.2f} / {c_fig['quick_p99_s']:.2f}" if c_fig else failed, "p99 < Celery")
 
+        def retry(fig: Figures | None) -> str | None:
+            if not fig or "retry_wait_p50_s" not in fig:
+                return None
+            return f"{fig['retry_wait_p50_s']:.1f} / {fig['retry_wait_max_s']:.1f}"
+
+        def retry_cell(y: Figures) -> Cell | None:
+            text = retry(fig_of(y))
+            return None if text is None else (text, "", "")
+        self._add(f"mixed {slots}: failure to retried success p50 / max, {setup}", retry_cell, retry(c_fig),
+                  "about 1 s")
+
     def _scale(self) -> None:
         workers = sorted({int(w) for y in self.ys.values() for w in y.get("scale", {})}
                          | {int(w) for w in self.celery.get("scale", {})})

@@ -30,6 +30,8 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
         assert fig["ideal_s"] == pytest.approx(2.5)
         assert fig["makespan_s"] >= fig["ideal_s"]
         assert 0 < fig["quick_p50_s"] <= fig["quick_p99_s"] <= fig["makespan_s"]
+        # The 2 failing tasks: each retried once, measured from its first failure to its success.
+        assert 0 < fig["retry_wait_p50_s"] <= fig["retry_wait_max_s"] <= fig["makespan_s"]
     assert data["yadtq"]["embedded"]["mixed"]["2 slots"]["YADTQ 1x2"]["workers_serving"] == 1
     for side in (data["yadtq"]["embedded"]["scale"], data["celery"]["scale"]):
         assert set(side) == {"1", "2"}
@@ -38,7 +40,9 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
     assert data["celery"]["latency"]["p99_ms"]["median"] > 0
     assert all(isinstance(cell["load"]["median"], float) for cell in data["yadtq"]["embedded"]["scale"].values())
 
+    assert "ERRORS" not in out.stdout
     for line in ("mixed 2 slots: makespan, YADTQ 1x2", "mixed 2 slots: quick p50 / p99, YADTQ 1x2",
+                 "mixed 2 slots: failure to retried success p50 / max, YADTQ 1x2",
                  "add end to end, 2 workers", "latency p99 at 100 tasks/s", "Kafka alone: ceiling",
                  "dashboard refresh, 20,000 records"):
         assert line in out.stdout, out.stdout
