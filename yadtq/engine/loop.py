@@ -172,7 +172,9 @@ class Worker:
         self._apply_rebalances()
         finished = self._take_finished()
         claims = self._pick_claims()
-        if finished or claims or self._unsent[0] or self._unsent[1]:
+        if time.monotonic() < self._redis_down_until:  # wait out the outage's backoff; keep what finished
+            self._unsent[0].extend(finished)
+        elif finished or claims or self._unsent[0] or self._unsent[1]:
             self._step(finished, claims)
         self._housekeeping()
         self._wait()
