@@ -354,9 +354,20 @@ class Worker:
                 self.stop()
         pause, resume = self.tracker.flow()
         if pause:
-            self.source.pause(pause)
-        if resume and not self.paused:
-            self.source.resume(resume)
+            self.events.emit("partitions_paused", worker=self.name, partitions=pause, reason="buffer full")
+        if resume:
+            self._resume(resume)
+            self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
+
+    def _resume(self, partitions: Sequence[int]) -> None:
+        self.source.seek(self.tracker.next_offsets(partitions))
+
+    def _close_intake(self) -> None:
+        self.tracker.closed = True
+
+    def _open_intake(self) -> None:
+        self.tracker.closed = False
+        self._resume(self.tracker.partitions)
 
     def _commit(self, force: bool) -> None:
         offsets = {p: o for p in self.tracker.partitions if (o := self.tracker.commit_point(p)) is not None}
@@ -388,10 +399,10 @@ class Worker:
             self.events.emit("worker_command", worker=self.name, command=command)
             if command == "pause" and not self.paused:
                 self.paused = True
-                self.source.pause(self.tracker.partitions)
+                self._close_intake()
             elif command == "resume" and self.paused:
                 self.paused = False
-                self.source.resume(self.tracker.partitions)
+                self._open_intake()
             elif command == "stop":
                 self.stop()
 
@@ -468,6 +479,9 @@ class Worker:
             self._buffer(rec)
 
     def _buffer(self, rec: Record) -> None:
+        if not self.tracker.accepts(rec):
+            self.tracker.dropped(rec)
+            return
         work = triage(rec, self.registry, self.settings.max_message_bytes)
         entry = self.tracker.add(rec, work)
         if entry is not None and isinstance(work, TaskWork):
@@ -489,7 +503,7 @@ class Worker:
         if self._redis_down_until == 0.0:
             log.warning("Redis unavailable (%s); pausing intake, retrying", exc)
             self.events.emit("connection_lost", worker=self.name, service="redis", error=str(exc))
-            self.source.pause(self.tracker.partitions)  # keep polling (group membership), fetch nothing
+            self._close_intake()  # keep polling (group membership), take nothing in
         self._redis_down_until = time.monotonic() + self._redis_delay
         self._redis_delay = min(self._redis_delay * 2, 5.0)
 
@@ -498,7 +512,7 @@ class Worker:
             log.info("Redis available again")
             self.events.emit("connection_restored", worker=self.name, service="redis")
             if not self.paused:
-                self.source.resume(self.tracker.partitions)
+                self._open_intake()
         self._redis_down_until = 0.0
         self._redis_delay = 0.2
 
