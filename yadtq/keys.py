@@ -66,3 +66,7 @@ class Keys:
     def control(self, worker: str) -> str:
         """List of commands (pause, resume, stop) queued for one worker."""
         return f"{self.prefix}control:{worker}"
+
+    def worker_name(self, name: str) -> str:
+        """Hash: the incarnation (with host, pid, since) holding live worker name `name`, with a lease."""
+        return f"{self.prefix}worker_name:{name}"
