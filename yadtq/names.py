@@ -16,8 +16,11 @@ every heartbeat (False: the name was lost, another worker has it), and
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,6 +29,8 @@ import redis
 
 from yadtq.config import Settings
 from yadtq.keys import Keys
+
+log = logging.getLogger(__name__)
 
 
 def name_ttl(settings: Settings) -> float:
@@ -112,3 +117,43 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class NameLease:
+    """Keeps a claimed name alive from a daemon thread, every third of its lease, until `release()`.
+
+    `on_lost` runs (once, on that thread) when another incarnation holds the name;
+    a name that merely expired (Redis was away longer than the lease) is claimed again.
+    A Redis error skips one renewal: the next one may still land within the lease.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float,
+                 on_lost: Callable[[NameHolder | None], None]) -> None:
+        self.client, self.keys, self.name, self.incarnation, self.ttl = client, keys, name, incarnation, ttl
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"name-lease-{name}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if renew_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
+                    continue
+                if claim_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
+                    continue
+                self.on_lost(name_holder(self.client, self.keys, self.name))
+                return
+            except redis.RedisError as exc:
+                log.warning("could not renew worker name %s: %s", self.name, exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        try:
+            release_worker_name(self.client, self.keys, self.name, self.incarnation)
+        except redis.RedisError as exc:
+            log.warning("could not release worker name %s (it frees itself in %gs): %s", self.name, self.ttl, exc)
