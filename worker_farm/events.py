@@ -76,7 +76,7 @@ def describe(e: dict[str, Any]) -> str | None:
     kind, worker = e.get("event"), e.get("worker", "")
     if kind == "partitions_assigned":
         return f"{worker} assigned partitions {e.get('partitions')}"
-    if kind == "partitions_revoked":
+    if kind == "partitions_revoked" and e.get("partitions"):
         return f"{worker} revoked partitions {e.get('partitions')}"
     if kind == "end_received":
         return f"{worker} reached the end marker on partition {e.get('partition')}"

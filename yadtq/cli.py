@@ -121,7 +121,7 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
     probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
     deadline = time.monotonic() + args.timeout
     for what, (host, port), probe in probes:
-        said, said_at = "", 0.0
+        said, said_at = "", time.monotonic()
         while True:
             ok, why = probe(s)
             if ok:
@@ -155,8 +155,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     if args.crash:
         from yadtq.crash import CrashInjector
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
-    worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
-    incarnation = str(getattr(worker, "incarnation", "") or f"{name}:{uuid.uuid4().hex[:12]}")
+    # The name is claimed before anything (event log included) is opened under it.
+    incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
     client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
     if not claim_worker_name(client, keys, name, incarnation, ttl):
         holder = name_holder(client, keys, name)
@@ -164,7 +164,9 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
             if holder else ""
         print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
               "choose another --name, or stop that worker", file=sys.stderr)
+        client.close()
         return RET_USAGE
+    worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
 
     def lost(holder: NameHolder | None) -> None:
         logging.getLogger("yadtq").error("worker name %s was taken over by %s; stopping", name,
@@ -552,12 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "status", [common], "a task's record: status, times, attempts, history",
              "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json")
-    p.add_argument("task_id", metavar="ID", help="the id submit printed")
+    p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")
     p.add_argument("--json", action="store_true", help="print the record and its history as JSON")
 
     p = _sub(sub, "result", [common], "wait for a task's result and print it as JSON",
              "yadtq result 3f1c...-uuid --timeout 30")
-    p.add_argument("task_id", metavar="ID", help="the id submit printed")
+    p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="give up after S seconds, e.g. --timeout 30 (exit code 5; default: wait forever)")
 
