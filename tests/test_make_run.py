@@ -163,6 +163,11 @@ def test_readme_commands_run_as_written_and_ctrl_c_stops_everything_in_order(tmp
             assert "history" in out.stdout or "finished" in out.stdout
         if cmd.startswith("printf"):
             assert len(out.stdout.split()) == 2  # the two ids
+    # The Python API snippet, pasted as it stands.
+    snippet = _readme_section("Python API", "Tasks are registered").split("```python", 1)[1].split("```", 1)[0]
+    pasted = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", snippet], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert pasted.returncode == 0, pasted.stderr
     processes = stack.tree()
     stack.ctrl_c()
     stack.finish()
