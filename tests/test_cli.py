@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 import redis
-
 from conftest import ROOT, Procs, run_cli, wait_for
+
 from yadtq.cli import build_parser
 from yadtq.client import YADTQ
 from yadtq.config import Settings

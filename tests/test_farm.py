@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
+
 from worker_farm import Farm, WorkerSpec
 from yadtq.client import YADTQ
 from yadtq.config import Settings

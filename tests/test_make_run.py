@@ -9,6 +9,7 @@ answer; `end` ending the stack cleanly; a restart on the data of an earlier run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import ROOT, ServiceAddrs, wait_for
+
 from yadtq.names import pid_alive
 from yadtq.services import answers, free_port
 
@@ -87,10 +88,8 @@ class Stack:
 
     def kill(self) -> None:
         for pid in self.tree():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def _env(tmp_path: Path, kafka: str | None = None, redis_url: str | None = None) -> dict[str, str]:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import redis
-
 from conftest import ROOT, ServiceAddrs, wait_for
+
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.names import pid_alive
