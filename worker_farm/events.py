@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_FINISHED = ("task_succeeded", "task_failed", "task_retried", "task_fenced", "task_skipped", "task_rejected")
+_FINISHED = ("task_succeeded", "task_failed", "task_retried", "task_fenced", "task_skipped", "task_rejected",
+             "task_quarantined", "task_foreign")
 
 
 @dataclass
