@@ -38,6 +38,7 @@ from yadtq.backend import Backend, connect_redis
 from yadtq.config import Settings
 from yadtq.crash import CRASH_EXIT_CODE
 from yadtq.errors import RET_USAGE, YADTQError
+from yadtq.worker import EXIT_HARD_TIME_LIMIT
 from yadtq.live import LiveState
 from yadtq.logs import EventLog
 
@@ -58,6 +59,8 @@ class Child:
 def exit_reason(code: int) -> str:
     if code == CRASH_EXIT_CODE:
         return "crash injected"
+    if code == EXIT_HARD_TIME_LIMIT:
+        return "ended by a task past its hard time limit"
     if code < 0:
         try:
             return f"killed by signal {-code} ({signal.Signals(-code).name})"
