@@ -38,9 +38,9 @@ from yadtq.backend import Backend, connect_redis
 from yadtq.config import Settings
 from yadtq.crash import CRASH_EXIT_CODE
 from yadtq.errors import RET_USAGE, YADTQError
-from yadtq.worker import EXIT_HARD_TIME_LIMIT
 from yadtq.live import LiveState
 from yadtq.logs import EventLog
+from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 
 @dataclass
