@@ -18,6 +18,7 @@ from ledger_tasks import read_ledger
 from worker_farm import Farm, WorkerSpec
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.logs import EventLog
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +190,7 @@ def _alive(pid: int) -> bool:
 
 def test_every_crash_is_in_the_failure_history_even_after_a_fast_respawn(settings: Settings, q: YADTQ) -> None:
     out = Lines()
-    farm = Farm(settings, [WorkerSpec("W1")], respawn=True, out=out)
+    farm = Farm(settings, [WorkerSpec("W1")], respawn=True, out=out, events=EventLog(settings, "farm"))
     thread = threading.Thread(target=farm.run, daemon=True)
     thread.start()
     try:

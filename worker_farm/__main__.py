@@ -18,6 +18,7 @@ from yadtq.broker import check_reachable
 from yadtq.cli import settings_from
 from yadtq.crash import CrashInjector
 from yadtq.errors import RET_CONNECT, RET_USAGE, ConfigError, ConnectError
+from yadtq.logs import EventLog
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"worker_farm: error: {exc}", file=sys.stderr)
         return RET_USAGE
-    farm = Farm(settings, specs, respawn=args.respawn)
+    farm = Farm(settings, specs, respawn=args.respawn, events=EventLog(settings, "farm"))
     # Children run in their own sessions: a terminal's Ctrl+C reaches only the
     # farm, which stops them in order. A second Ctrl+C kills them at once.
     for sig in (signal.SIGINT, signal.SIGTERM):

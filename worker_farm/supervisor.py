@@ -8,7 +8,7 @@ and errors.
 
 Every crash the farm sees goes into the failure history in Redis (with time,
 host, pid, exit reason and the tasks the child held), and into the farm's own
-event stream as `worker_crashed`, even when the child is back half a second
+event stream (when it has one) as `worker_crashed`, even when the child is back half a second
 later, before the monitor could notice it was gone.
 
 Respawn backoff is exponential (`backoff`, doubled per crash, capped at
@@ -75,7 +75,8 @@ class Farm:
 
     def __init__(self, settings: Settings, specs: list[WorkerSpec], respawn: bool = True,
                  out: Callable[[str], None] | None = None, *, backoff: float = 0.5, backoff_max: float = 30.0,
-                 healthy_after: float = 30.0, grace: float = 15.0, env: Mapping[str, str] | None = None) -> None:
+                 healthy_after: float = 30.0, grace: float = 15.0, env: Mapping[str, str] | None = None,
+                 events: EventLog | None = None) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"worker names must be unique: {names}")
@@ -90,7 +91,8 @@ class Farm:
         self._stop = threading.Event()
         self._force = False
         self._lock = threading.RLock()
-        self.events = EventLog(settings, "farm")
+        # `python -m worker_farm` writes `<log_dir>/farm.events.jsonl`; a farm built in code only if asked.
+        self.events = events or EventLog(None, "farm")
         self._redis: redis.Redis | None = None
 
     def say(self, line: str) -> None:
