@@ -27,6 +27,8 @@ def ledger_add(a: float, b: float, pause: float = 0.0) -> float:
     ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
     if pause:
         time.sleep(pause)
+    # The run's end, with its wall time: a run of a killed process with no end was cut off mid-run.
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger_end", f"{ctx.task_id} {os.getpid()} {ctx.attempt} {time.time()}")
     return a + b
 
 
