@@ -63,20 +63,7 @@ class Stack:
 
     def tree(self) -> set[int]:
         """Every live process descending from the shell (workers, tansu and Redis included)."""
-        children: dict[int, list[int]] = {}
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(d.name))
-        found, todo = set(), [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            found.add(pid)
-            todo += children.get(pid, [])
-        return found
+        return _tree(self.proc.pid)
 
     def ctrl_c(self) -> None:
         os.killpg(self.proc.pid, signal.SIGINT)
@@ -90,6 +77,23 @@ class Stack:
         for pid in self.tree():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def _tree(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 def _env(tmp_path: Path, kafka: str | None = None, redis_url: str | None = None) -> dict[str, str]:
@@ -238,3 +242,31 @@ def test_end_ends_the_stack_cleanly_and_a_restart_finds_the_data(tmp_path: Path,
     again.ctrl_c()
     again.finish()
     _nothing_left(processes, env)
+
+
+def test_supervisor_kills_after_grace_and_ends_with_the_first_failure(tmp_path: Path) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("quick: exec sleep 300\n"
+                        "stubborn: trap '' TERM; while true; do sleep 0.1; done\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    yadtq = str(ROOT / ".venv" / "bin" / "yadtq")
+    proc = subprocess.Popen([yadtq, "run", "--procfile", str(procfile), "--grace", "1"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(lambda: len(_tree(proc.pid)) >= 4, 30, 0.1, "both processes")
+    processes = _tree(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert re.search(r"run\s+\| stubborn killed after 1s", out) and re.search(r"run\s+\| quick stopped in", out)
+    assert out.index("stubborn killed") < out.index("quick stopped")  # reverse order
+    assert not [p for p in processes if pid_alive(p)]
+
+    procfile.write_text("server: exec sleep 300\nbroken: sleep 0.5; exit 3\n")
+    out = subprocess.run([yadtq, "run", "--procfile", str(procfile)], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert re.search(r"run\s+\| broken exited with code 3; stopping the rest", out.stdout)
+    assert re.search(r"run\s+\| server stopped in", out.stdout)
+    bad = subprocess.run([yadtq, "run", "--procfile", str(tmp_path / "nope")], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("yadtq: error: cannot read ")

@@ -179,3 +179,18 @@ def test_services_stay_keeps_running_beside_existing_services(tmp_path: Path, se
     assert proc.wait(timeout=30) == 0
     host, port = services.kafka.split(":")
     assert answers(host, int(port))  # not ours: left running
+
+
+def test_a_second_services_uses_what_the_first_runs(tmp_path: Path) -> None:
+    env = _env(free_port(), free_port(), tmp_path / "data")
+    first = _services(env, tmp_path)
+    _until(first, "services up")
+    try:
+        second = _services(env, tmp_path)
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 0 and "nothing to start" in out
+        assert f"run by yadtq services pid {first.pid})" in out and "adopted" not in out
+        assert first.poll() is None and answers("127.0.0.1", int(env["YADTQ_REDIS_URL"].rsplit(":", 1)[1][:-2]))
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=30)
