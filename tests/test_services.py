@@ -194,3 +194,16 @@ def test_a_second_services_uses_what_the_first_runs(tmp_path: Path) -> None:
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=30)
+
+
+def test_services_adopts_an_orphan_without_a_pid_file(tmp_path: Path) -> None:
+    """What an earlier version left behind: Redis on our data folder, its `yadtq services` gone."""
+    kport, rport = free_port(), free_port()
+    data = tmp_path / "data"
+    orphan = start_redis("127.0.0.1", rport, data, tmp_path / "logs")
+    proc = _services(_env(kport, rport, data), tmp_path)
+    head = _until(proc, "services up")
+    assert f"redis: adopted {Path(redis_binary()).name} pid {orphan.pid}" in head
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert orphan.wait(timeout=30) is not None and not answers("127.0.0.1", rport)

@@ -11,6 +11,7 @@ BROKER_NOTES.md); Redis is `redis-server` from PATH, else the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -157,21 +158,29 @@ def broker_ready(settings: Settings) -> tuple[bool, str]:
     return True, ""
 
 
-def port_holder(port: int) -> str:
-    """Who listens on `port`, as `ss` tells it (", held by NAME pid N"), or "" when unknown."""
+def listener(port: int) -> tuple[str, int] | None:
+    """(program name, pid) of the process listening on TCP `port`, as `ss` tells it, or None when unknown."""
     ss = shutil.which("ss")
     if ss is None:
-        return ""
+        return None
     try:
         out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return None
     start = out.find('(("')
-    if start < 0:
-        return ""
+    if start < 0 or "pid=" not in out[start:]:
+        return None
     name, _, rest = out[start + 3:].partition('"')
-    pid = rest.split("pid=", 1)[1].split(",", 1)[0] if "pid=" in rest else "?"
-    return f", held by {name} pid {pid}"
+    try:
+        return name, int(rest.split("pid=", 1)[1].split(",", 1)[0])
+    except ValueError:
+        return None
+
+
+def port_holder(port: int) -> str:
+    """", held by NAME pid N" for the process listening on `port`, or "" when unknown."""
+    found = listener(port)
+    return f", held by {found[0]} pid {found[1]}" if found else ""
 
 
 def _parent_death_signal() -> list[str]:
@@ -267,6 +276,37 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _unrecorded_orphan(service: str, port: int, binary: str, data_dir: Path) -> dict[str, int | str] | None:
+    """A Redis of ours listening on `port` with no pid file (left by a run before pid files,
+    or whose file was removed), recognised by its program and its working folder (Redis
+    changes to its `--dir`, our data folder); its owner is its parent. Never a broker: it
+    keeps no data folder that would tell ours from another's."""
+    found = listener(port) if service == "redis" else None
+    if found is None:
+        return None
+    pid = found[1]
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    if Path(binary).name not in _cmdline(pid) or cwd != data_dir.resolve():
+        return None
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        parent = 0
+    return {"pid": pid, "owner": parent, "binary": binary}
+
+
+def _is_yadtq_services(pid: int) -> bool:
+    """True when `pid` runs `yadtq services` (or `python -m yadtq services`)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return any(a.endswith("yadtq") and b == "services" for a, b in itertools.pairwise(argv))
+
+
 def _runs(pid: int, binary: str) -> bool:
     """True when `pid` is alive and runs `binary` (so a reused pid is not taken for ours)."""
     return pid_alive(pid) and Path(binary).name in _cmdline(pid)
@@ -328,9 +368,12 @@ class Services:
             if rec is not None:
                 pf.remove()
             return False
+        if rec is None:
+            rec = _unrecorded_orphan(service, port, binary, Path(self.settings.data_dir))
+            ours = rec is not None
         if rec is not None and ours:
             pid, owner = int(rec["pid"]), int(rec.get("owner", 0))
-            if owner != os.getpid() and pid_alive(owner) and "services" in _cmdline(owner):
+            if owner != os.getpid() and pid_alive(owner) and _is_yadtq_services(owner):
                 lines.append(f"{service}: using the one answering at {host}:{port} "
                              f"(pid {pid}, run by yadtq services pid {owner})")
                 return True
