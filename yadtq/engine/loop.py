@@ -34,7 +34,18 @@ import redis
 from yadtq.backend import connect_redis
 from yadtq.config import Settings
 from yadtq.control import take_commands
-from yadtq.engine.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Outcome, Parked, Quarantined, Run
+from yadtq.engine.claims import (
+    Busy,
+    Claim,
+    ClaimPipeline,
+    Done,
+    DueRetry,
+    Foreign,
+    Outcome,
+    Parked,
+    Quarantined,
+    Run,
+)
 from yadtq.engine.executor import Executor
 from yadtq.engine.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
 from yadtq.engine.policies import DeadLetters, Events, Retries
@@ -139,8 +150,7 @@ class Worker:
     def _shutdown(self) -> None:
         if self._running:  # abandoned on a second signal: let the next owner claim them at once
             for job in list(self._running.values()):
-                self._redis_call(lambda j=job: self.claims.release(j.task_id, j.run.fence, started=True), False)
-                log.warning("gave back running task %s", job.task_id)
+                self._give_back(job)
         self.executor.stop()
         self._flush_steps(final=True)
         self._commit(force=True)
@@ -153,12 +163,18 @@ class Worker:
         self.events.close()
         self.redis.close()
 
+    def _give_back(self, job: Job) -> None:
+        self._redis_call(lambda: self.claims.release(job.task_id, job.run.fence, started=True), False)
+        log.warning("gave back running task %s", job.task_id)
+
     # -- one turn of the loop -----------------------------------------------------------
     def _iterate(self) -> None:
         self._apply_rebalances()
         finished = self._take_finished()
         claims = self._pick_claims()
-        if finished or claims or self._unsent[0] or self._unsent[1]:
+        if time.monotonic() < self._redis_down_until:  # wait out the outage's backoff; keep what finished
+            self._unsent[0].extend(finished)
+        elif finished or claims or self._unsent[0] or self._unsent[1]:
             self._step(finished, claims)
         self._housekeeping()
         self._wait()
@@ -288,7 +304,8 @@ class Worker:
             self.hooks.call("on_dropped", self, entry, REJECTED, "end without the run's control token")
             return
         parts = self.source.partition_count()
-        if self._redis_call(lambda: self.live.mark_end(self.settings.topic, msg.id, entry.partition, parts), None) is None:
+        marked = self._redis_call(lambda: self.live.mark_end(self.settings.topic, msg.id, entry.partition, parts), None)
+        if marked is None:
             self.tracker.hold(entry, time.monotonic() + 1, "Redis unavailable")
             return
         self.tracker.finish(entry)
@@ -365,7 +382,8 @@ class Worker:
             time.sleep(0.2)
 
     def _obey_commands(self) -> None:
-        for command in self._redis_call(lambda: take_commands(self.redis, self.keys, self.name), []):
+        none: list[str] = []
+        for command in self._redis_call(lambda: take_commands(self.redis, self.keys, self.name), none):
             log.info("command %s received", command)
             self.events.emit("worker_command", worker=self.name, command=command)
             if command == "pause" and not self.paused:
@@ -378,12 +396,17 @@ class Worker:
                 self.stop()
 
     def _publish_due_retries(self) -> None:
-        taken = self._redis_call(self.claims.take_due, [])
+        nothing: list[DueRetry] = []
+        taken = self._redis_call(self.claims.take_due, nothing)
         if not taken:
             return
-        for due in taken:
-            m = due.message
-            self.source.publish(self.settings.topic, (m.key or m.task_id).encode(), m.encode())
+        try:
+            for due in taken:
+                m = due.message
+                self.source.publish(self.settings.topic, (m.key or m.task_id).encode(), m.encode())
+        except Exception as exc:  # noqa: BLE001  they stay parked, re-armed: published again later
+            log.warning("parked retries not published yet: %s", exc)
+            return
         if self.source.flush():
             self._redis_call(lambda: self.claims.untake(taken), None)
             self.events.emit("tasks_republished", worker=self.name, count=len(taken), reason="retry due")
@@ -433,7 +456,11 @@ class Worker:
     def _poll(self, timeout: float) -> None:
         if time.monotonic() < self._redis_down_until:
             timeout = min(max(timeout, 0.2), self._redis_down_until - time.monotonic())
+        was_connected = self.source.connected
         records = self.source.poll(max(timeout, 0.0))
+        if was_connected != self.source.connected:
+            event = "connection_restored" if self.source.connected else "connection_lost"
+            self.events.emit(event, worker=self.name, service="kafka")
         self._last["poll"] = time.monotonic()
         self.events.flush()
         self._apply_rebalances()

@@ -46,7 +46,8 @@ class TaskSource(Protocol):
     def commit(self, offsets: dict[int, int]) -> bool: ...
     def pause(self, partitions: Sequence[int]) -> None: ...
     def resume(self, partitions: Sequence[int]) -> None: ...
-    def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
+    def publish(self, topic: str, key: bytes | None, value: bytes,
+                headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
     def flush(self) -> bool: ...
     def partition_count(self) -> int: ...
     def remember_lows(self, lows: dict[int, int]) -> None: ...
@@ -88,7 +89,8 @@ class KafkaSource:
         self._last_topic_check = time.monotonic()
         ensure_topic(settings, settings.topic, settings.partitions)
         ensure_topic(settings, settings.heartbeat_topic, 1)
-        self.producer = make_producer(settings, linger_ms=0)
+        # A send must not block the loop for kafka-python's default minute while the broker is away.
+        self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
         self.assignor = StandbyAwareAssignor(standby)
         self.consumer = make_consumer(settings, settings.group, client_id=name,
                                       partition_assignment_strategy=[self.assignor])
@@ -157,7 +159,11 @@ class KafkaSource:
         if topic == self.topic and key is not None:
             parts = sorted(self.consumer.partitions_for_topic(topic) or ())
             partition = key_partition(key.decode(errors="replace"), parts) if parts else None
-        self.producer.send(topic, key=key, value=value, headers=list(headers), partition=partition)
+        try:
+            self.producer.send(topic, key=key, value=value, headers=list(headers), partition=partition)
+        except KafkaError as exc:
+            self._lost("publish", exc)
+            raise
 
     def flush(self) -> bool:
         try:
