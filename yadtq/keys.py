@@ -67,6 +67,10 @@ class Keys:
         """List of commands (pause, resume, stop) queued for one worker."""
         return f"{self.prefix}control:{worker}"
 
+    def worker_name(self, name: str) -> str:
+        """Hash: the incarnation (with host, pid, since) holding live worker name `name`, with a lease."""
+        return f"{self.prefix}worker_name:{name}"
+
     @property
     def retries(self) -> str:
         """Sorted set: task id -> Redis time a parked retry is due to be published again."""
