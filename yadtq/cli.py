@@ -145,6 +145,14 @@ def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_api(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.api import serve
+    setup_logging(s, "api", args.verbose)
+    serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
+    return RET_OK
+
+
+@command
 def cmd_produce(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
     from yadtq.producer import produce
@@ -314,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("monitor", parents=[common, topic], help="watch heartbeats, declare workers ALIVE/DEAD")
     p.add_argument("--dead-after", type=float, help="seconds without heartbeat before DEAD (YADTQ_DEAD_AFTER)")
+
+    p = sub.add_parser("api", parents=[common, topic], help="serve the HTTP API and Prometheus metrics")
+    p.add_argument("--address", metavar="HOST:PORT", help="where to listen (YADTQ_API_ADDRESS, default 127.0.0.1:8000)")
 
     p = sub.add_parser("produce", parents=[common], help="read tasks from stdin, one per line; 'end' stops the run")
     p.add_argument("topic", help="tasks topic")
