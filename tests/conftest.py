@@ -7,6 +7,7 @@ Waits poll a condition with a deadline; no bare sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -182,8 +183,8 @@ def run_cli(settings: Settings | None, *args: str, env: dict[str, str] | None = 
 
 
 # -- HTTP API (issue 13) ---------------------------------------------------------
-@pytest.fixture
-def api(settings: Settings, q: YADTQ) -> Iterator[Any]:
+@contextlib.contextmanager
+def serve_api(settings: Settings, q: YADTQ, headers: dict[str, str] | None = None) -> Iterator[Any]:
     """An httpx client of the HTTP API, served by uvicorn in a thread on a free port."""
     import threading
 
@@ -197,9 +198,17 @@ def api(settings: Settings, q: YADTQ) -> Iterator[Any]:
                                           log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), 30, 0.02, "the API to start")
-    assert server.started, "the API did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), 30, 0.02, "the API to start")
+        assert server.started, "the API did not start"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(settings: Settings, q: YADTQ) -> Iterator[Any]:
+    with serve_api(settings, q) as client:
         yield client
-    server.should_exit = True
-    thread.join(timeout=10)

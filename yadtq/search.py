@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
+import itertools
 import json
 import math
 import time
@@ -55,8 +56,11 @@ class TaskQuery:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise SearchError(f"{name} must be a finite number of epoch seconds")
-        if self.since is not None and self.until is not None and self.since > self.until:
-            raise SearchError("since must not be after until")
+
+    @property
+    def empty(self) -> bool:
+        """A window that ends before it starts holds nothing."""
+        return self.since is not None and self.until is not None and self.since > self.until
 
     def matches(self, rec: TaskRecord) -> bool:
         if self.task and rec.task != self.task:
@@ -110,6 +114,8 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
     if not 1 <= budget <= MAX_BUDGET:
         raise SearchError(f"budget must be between 1 and {MAX_BUDGET}")
     start: tuple[float, str] | None = None
+    if query.empty:
+        return SearchPage([], None, 0)
     if cursor:
         c = Cursor.decode(cursor)
         start = (c.score, c.task_id)
@@ -123,7 +129,7 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
     last: tuple[float, str, str] | None = None
     batch = min(limit, 100)
     while len(found) < limit and scanned < budget:
-        chunk = [e for _, e in zip(range(min(batch, budget - scanned)), entries)]
+        chunk = list(itertools.islice(entries, min(batch, budget - scanned)))
         if not chunk:
             return SearchPage(found, None, scanned)
         records = _records(backend, [tid for _, tid, _ in chunk])
@@ -150,8 +156,8 @@ def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor:
         hi = "+inf" if pos is None else repr(pos[0])
         offset = 0
         while True:
-            got = backend.r.zrevrangebyscore(key, hi, floor, start=offset, num=_WALK, withscores=True)
-            fresh = [(float(s), m) for m, s in got if pos is None or (float(s), m) < pos]
+            got = scored(backend.r.zrevrangebyscore(key, hi, floor, start=offset, num=_WALK, withscores=True))
+            fresh = [(s, m) for m, s in got if pos is None or (s, m) < pos]
             if fresh or len(got) < _WALK:
                 break
             offset += _WALK  # a run of equal scores, all at or above `pos`
@@ -160,6 +166,11 @@ def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor:
         if len(got) < _WALK:
             return
         pos = fresh[-1]
+
+
+def scored(got: Any) -> list[tuple[str, float]]:
+    """A ZRANGE ... WITHSCORES reply as typed (member, score) pairs."""
+    return [(str(member), float(score)) for member, score in got]
 
 
 def _records(backend: Backend, ids: Sequence[str]) -> dict[str, TaskRecord]:
@@ -226,7 +237,7 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
     pipe = backend.r.pipeline(transaction=False)
     for s in FINAL:
         pipe.zcount(backend.keys.status(s), repr(since), "+inf")
-    exact = dict(zip(FINAL, (int(n) for n in pipe.execute())))
+    exact = dict(zip(FINAL, (int(n) for n in pipe.execute()), strict=True))
     page = search(backend, TaskQuery(statuses=FINAL, since=since), limit=min(sample, MAX_LIMIT), budget=sample)
     records = list(page.tasks)
     while page.next_cursor and len(records) < sample:

@@ -6,8 +6,6 @@ goes through the library's bounded read API (`yadtq.search`, the backend, the
 live state); every error is JSON `{"error": ...}` with a fitting status code.
 """
 
-from __future__ import annotations
-
 import asyncio
 import hmac
 import inspect
@@ -39,7 +37,8 @@ TaskId = Annotated[str, Path(min_length=1, max_length=200, description="the task
 WorkerName = Annotated[str, Path(min_length=1, max_length=200)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ErrorOut, "description": text} for code, text in (
-        (401, "missing or wrong bearer token"), (404, "no such task or worker"), (409, "not in a state that allows it"),
+        (400, "a body that cannot be parsed"), (401, "missing or wrong bearer token"),
+        (404, "no such task or worker"), (409, "not in a state that allows it"),
         (422, "invalid request"), (503, "Redis or the broker is unavailable"))
 }
 
@@ -63,16 +62,15 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
         title="YADTQ", version="1.0",
         description="Submit, follow and cancel tasks of a YADTQ farm; its workers, failures and figures. "
                     "Times are epoch seconds (UTC). With a server token, send `Authorization: Bearer <token>`.",
-        responses=ERRORS)  # type: ignore[arg-type]
+        responses=ERRORS)
     app.state.client = q
 
     def guard(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
-        if not settings.api_token:
-            return
         if creds is None or not hmac.compare_digest(creds.credentials.encode(), settings.api_token.encode()):
             raise ApiError(401, "missing or wrong bearer token")
 
-    auth = [Depends(guard)]
+    # Without a token the server listens on loopback only, and its schema declares no security.
+    auth = [Depends(guard)] if settings.api_token else []
     _handlers(app)
 
     @app.get("/health", response_model=m.Health, tags=["service"], summary="Is Redis answering")
@@ -85,28 +83,36 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     # -- submit ----------------------------------------------------------------
+    # Ordering keys are offered once the client library has them, so the schema never promises what fails.
+    keyed = "key" in inspect.signature(q.message).parameters
+    one = m.KeyedSubmitRequest if keyed else m.SubmitRequest
+    many = m.KeyedBatchRequest if keyed else m.BatchRequest
+
     @app.post("/tasks", status_code=201, response_model=m.Submitted, dependencies=auth, tags=["tasks"],
               summary="Submit one task")
-    def submit(body: m.SubmitRequest) -> m.Submitted:
+    def submit(body: one) -> m.Submitted:  # type: ignore[valid-type]
         tid = q.publish([_message(q, body)], wait=True)[0]
         return m.Submitted(task_id=tid, status="queued")
 
     @app.post("/tasks/batch", status_code=201, response_model=m.BatchSubmitted, dependencies=auth, tags=["tasks"],
               summary="Submit many tasks (one Redis pipeline, one broker flush)")
-    def submit_many(body: m.BatchRequest) -> m.BatchSubmitted:
-        return m.BatchSubmitted(task_ids=q.publish([_message(q, t) for t in body.tasks], wait=True))
+    def submit_many(body: many) -> m.BatchSubmitted:  # type: ignore[valid-type]
+        tasks = body.tasks  # type: ignore[attr-defined]
+        return m.BatchSubmitted(task_ids=q.publish([_message(q, t) for t in tasks], wait=True))
 
     # -- follow ----------------------------------------------------------------
     @app.get("/tasks", response_model=m.TaskPage, dependencies=auth, tags=["tasks"],
              summary="List and search tasks, newest first, with cursor paging")
     def list_tasks(
-        status: Annotated[list[str] | None, Query(description=f"any of {', '.join(STATUSES)}; repeat for several "
-                                                              "(default all)")] = None,
+        status: Annotated[list[m.StatusName] | None,
+                          Query(description=f"any of {', '.join(STATUSES)}; repeat for several (default all)")] = None,
         task: Annotated[str | None, Query(max_length=200, description="task name (exact)")] = None,
         worker: Annotated[str | None, Query(max_length=200, description="worker name (exact)")] = None,
         error: Annotated[str | None, Query(max_length=500, description="text in the error (any case)")] = None,
-        since: Annotated[float | None, Query(description="entered its status at or after (epoch s)")] = None,
-        until: Annotated[float | None, Query(description="entered its status at or before (epoch s)")] = None,
+        since: Annotated[float | None, Query(allow_inf_nan=False,
+                                             description="entered its status at or after (epoch s)")] = None,
+        until: Annotated[float | None, Query(allow_inf_nan=False,
+                                             description="entered its status at or before (epoch s)")] = None,
         limit: Annotated[int, Query(ge=1, le=search.MAX_LIMIT)] = 50,
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
         budget: Annotated[int, Query(ge=1, le=search.MAX_BUDGET,
@@ -124,7 +130,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
         rec = q.backend.get(task_id)
         history = q.backend.events(task_id)
         why = search.why_queued(rec, search.workers(q.live), history) if rec.status == "queued" else None
-        return m.TaskDetail(**m.TaskOut.of(rec).model_dump(), history=history, waiting_because=why)
+        return m.TaskDetail(**m.TaskOut.of(rec).model_dump(), waiting_because=why,
+                            history=[m.HistoryEntry(time=ts, event=text) for ts, text in history])
 
     @app.get("/tasks/{task_id}/result", response_model=m.ResultOut, dependencies=auth, tags=["tasks"],
              responses={202: {"model": m.ResultOut, "description": "not finished within `wait`"}},
@@ -209,10 +216,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id}
-    if body.key is not None:
-        if "key" not in inspect.signature(q.message).parameters:
-            raise ApiError(422, "this server's client library has no ordering keys yet")
-        options["key"] = body.key
+    key = getattr(body, "key", None)
+    if key is not None:
+        options["key"] = key
     return q.message(body.task, body.args, body.kwargs, **options)
 
 

@@ -40,7 +40,7 @@ class LiveCollector(Collector):
         for status, n in counts.items():
             tasks.add_metric([status], n)
         yield tasks
-        oldest = self.backend.r.zrange(self.backend.keys.status("queued"), 0, 0, withscores=True)
+        oldest = search.scored(self.backend.r.zrange(self.backend.keys.status("queued"), 0, 0, withscores=True))
         yield GaugeMetricFamily("yadtq_oldest_queued_age_seconds", "Age of the task queued longest (0: none).",
                                 value=max(0.0, time.time() - oldest[0][1]) if oldest else 0.0)
         worker_list = search.workers(self.live)
@@ -135,8 +135,9 @@ class FinishedTail:
     def _tail(self, status: str) -> None:
         key = self.backend.keys.status(status)
         score, last = self.pos[status]
-        got = self.backend.r.zrangebyscore(key, repr(score), "+inf", start=0, num=TAIL_MAX, withscores=True)
-        fresh = [(m, float(s)) for m, s in got if (float(s), m) > (score, last)]
+        got = search.scored(self.backend.r.zrangebyscore(key, repr(score), "+inf", start=0, num=TAIL_MAX,
+                                                         withscores=True))
+        fresh = [(m, s) for m, s in got if (s, m) > (score, last)]
         if not fresh:
             return
         for rec in self.backend.get_many([m for m, _ in fresh]):

@@ -8,25 +8,41 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from yadtq.backend import TaskRecord
+from yadtq.keys import STATUSES
 from yadtq.messages import MAX_TASK_NAME
 
+StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
+assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses
 MAX_BATCH = 1_000
 MAX_WAIT = 30.0
 _DEPTH = 32
 
 
 def _finite(value: Any, depth: int = 0) -> Any:
-    """JSON that other clients can read back: no NaN/Infinity, bounded nesting."""
+    """JSON that other clients can read back: no NaN/Infinity, no lone surrogates, bounded nesting."""
     if depth > _DEPTH:
         raise ValueError(f"nested deeper than {_DEPTH} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("NaN and Infinity are not JSON")
-    if isinstance(value, list):
+    if isinstance(value, str):
+        _encodable(value)
+    elif isinstance(value, list):
         for v in value:
             _finite(v, depth + 1)
     elif isinstance(value, dict):
-        for v in value.values():
+        for k, v in value.items():
+            _encodable(k)
             _finite(v, depth + 1)
+    return value
+
+
+def _encodable(value: str | None) -> str | None:
+    """Text Redis can store: a lone surrogate (valid in a JSON escape) is not UTF-8."""
+    if value is not None:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("not valid Unicode text (lone surrogate)") from None
     return value
 
 
@@ -42,8 +58,6 @@ class SubmitRequest(BaseModel):
     tries: int | None = Field(default=None, ge=1, le=1000, description="attempts at most (default: the server's)")
     time_limit: float | None = Field(default=None, gt=0, le=86_400 * 7, allow_inf_nan=False,
                                      description="seconds one attempt may run")
-    key: str | None = Field(default=None, min_length=1, max_length=200,
-                            description="ordering key: tasks with one key run one at a time, in order")
     task_id: str | None = Field(default=None, min_length=1, max_length=200,
                                 description="your own id (default: a new uuid4); resubmitting an id is idempotent")
 
@@ -52,10 +66,32 @@ class SubmitRequest(BaseModel):
     def _json_only(cls, value: Any) -> Any:
         return _finite(value)
 
+    @field_validator("task", "task_id")
+    @classmethod
+    def _utf8(cls, value: str | None) -> str | None:
+        return _encodable(value)
+
+
+class KeyedSubmitRequest(SubmitRequest):
+    """A task with an optional ordering key (offered when the client library supports keys)."""
+
+    key: str | None = Field(default=None, min_length=1, max_length=200,
+                            description="ordering key: tasks with one key run one at a time, in order")
+
+    @field_validator("key")
+    @classmethod
+    def _utf8_key(cls, value: str | None) -> str | None:
+        return _encodable(value)
+
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tasks: list[SubmitRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class KeyedBatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[KeyedSubmitRequest] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class Submitted(BaseModel):
@@ -98,8 +134,13 @@ class TaskOut(BaseModel):
                    started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done)
 
 
+class HistoryEntry(BaseModel):
+    time: float
+    event: str
+
+
 class TaskDetail(TaskOut):
-    history: list[tuple[float, str]] = Field(description="(time, event) beyond the record's timestamps")
+    history: list[HistoryEntry] = Field(description="what the record's timestamps cannot tell (retries, requeues)")
     waiting_because: str | None = Field(default=None, description="for a queued task: why it has not started")
 
 
