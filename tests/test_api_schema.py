@@ -9,12 +9,14 @@ operations are walked here), valid requests and invalid ones, which keeps the wh
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from conftest import serve_api
 from hypothesis import HealthCheck, given
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import settings as hsettings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import checks
@@ -27,7 +29,8 @@ EXAMPLES = 20
 
 
 @pytest.mark.parametrize("token", ["", "t0ken"])
-def test_every_operation_keeps_its_schema(settings: Settings, token: str) -> None:
+def test_every_operation_keeps_its_schema(settings: Settings, token: str, tmp_path: Path) -> None:
+    set_hypothesis_home_dir(str(tmp_path / "hypothesis"))  # not a .hypothesis/ in the work tree
     s = settings.replace(api_token=token)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     with YADTQ(s) as q, serve_api(s, q, headers) as api:
