@@ -19,13 +19,12 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.common import client, open_task  # noqa: E402
-from yadtq.config import Settings  # noqa: E402
-from yadtq.errors import YADTQError  # noqa: E402
-from yadtq.tasks import load_task_modules, registry  # noqa: E402
+from dashboard.common import client, open_task
+from yadtq.config import Settings
+from yadtq.errors import YADTQError
+from yadtq.tasks import load_task_modules, registry
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")
-st.set_option("client.toolbarMode", "minimal")  # no Deploy button or developer menu, however it is started
 HERE = Path(__file__).resolve().parent
 
 
@@ -95,7 +94,7 @@ def sidebar(tasks_page: Any) -> None:
         st.header("Open a task")
         with st.form("open"):
             tid = st.text_input("Task id")
-            if st.form_submit_button("Open") and tid.strip():
+            if st.form_submit_button("Open task") and tid.strip():
                 open_task(tid)
                 st.switch_page(tasks_page)
         if q.settings.dashboard_allow_destructive:

@@ -7,6 +7,9 @@ import plotly.graph_objects as go
 
 COLORS = {"queued": "#9aa5b1", "processing": "#f0a500", "success": "#2e9e5b", "failed": "#d64545",
           "cancelled": "#7b61ff"}
+# Distinct hues for series that are only names (workers); the theme's default shades of one blue are not.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
 STATE_COLORS = {"idle": "#2e9e5b", "busy": "#f0a500", "standby": "#5b8def", "paused": "#7b61ff",
                 "stopping": "#9aa5b1"}
 
@@ -21,8 +24,9 @@ def queue_depth(series: pd.DataFrame) -> go.Figure:
 
 def worker_throughput(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    for worker, rows in frame.groupby("worker", sort=True):
-        fig.add_scatter(x=rows["time"], y=rows["tasks/s"], name=str(worker), mode="lines")
+    for i, (worker, rows) in enumerate(frame.groupby("worker", sort=True)):
+        fig.add_scatter(x=rows["time"], y=rows["tasks/s"], name=str(worker), mode="lines",
+                        line={"color": PALETTE[i % len(PALETTE)]})
     return _layout(fig, "Completions per second, per worker", "tasks/s")
 
 
@@ -52,8 +56,9 @@ def type_counts(types: pd.DataFrame) -> go.Figure:
 
 def type_success(types: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(x=types["task"], y=types["success rate"], marker_color=COLORS["success"],
-                           name="success rate", text=types["success rate"].map(_percent), textposition="auto"))
-    fig.update_yaxes(range=[0, 100])
+                           name="success rate", text=types["success rate"].map(_percent), textposition="outside",
+                           cliponaxis=False))
+    fig.update_yaxes(range=[0, 110], tickvals=[0, 25, 50, 75, 100])
     return _layout(fig, "Success rate per task type", "%", legend=False)
 
 

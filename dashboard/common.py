@@ -34,8 +34,7 @@ def viewer_tz() -> tzinfo | None:
 
 def requeue(task_id: str) -> None:
     try:
-        st.toast(f"Requeued {client().requeue(task_id)}")
-        st.session_state["notice"] = ("success", f"Requeued {task_id}")
+        st.session_state["notice"] = ("success", f"Requeued {client().requeue(task_id)}")
     except YADTQError as exc:
         st.session_state["notice"] = ("error", f"Not requeued: {exc}")
 

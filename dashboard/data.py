@@ -8,6 +8,7 @@ its budget), histories are capped ranges. Nothing scans the keyspace.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -92,8 +93,8 @@ def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None
                   sample: int = search.DEFAULT_SAMPLE) -> Overview:
     now = time.time()
     s = q.settings
-    samples = [x for x in q.live.series(min(s.series_points, int(window / s.series_interval) + 2))
-               if x.get("ts", 0) >= now - window]
+    samples = thin([x for x in q.live.series(min(s.series_points, int(window / s.series_interval) + 2))
+                    if x.get("ts", 0) >= now - window])
     beats = [b for b in q.live.heartbeats(2000) if b.get("ts", 0) >= now - window]
     oldest = q.backend.r.zrange(q.backend.keys.status("queued"), 0, 0, withscores=True)
     return Overview(
@@ -101,6 +102,16 @@ def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None
         series=series_frame(samples, tz), throughput=throughput_frame(samples, tz),
         heartbeats=heartbeats_frame(beats, tz), stats=search.type_stats(q.backend, window, sample, now),
         oldest_queued=float(oldest[0][1]) if oldest else None)
+
+
+CHART_POINTS = 360
+
+
+def thin(samples: list[dict[str, Any]], points: int = CHART_POINTS) -> list[dict[str, Any]]:
+    """At most about `points` samples, evenly spaced, the newest always kept: a chart is a few hundred pixels
+    wide, and rates between the kept samples are averages over their longer intervals."""
+    step = -(-len(samples) // points)
+    return samples if step <= 1 else samples[::-1][::step][::-1]
 
 
 def series_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
@@ -113,7 +124,7 @@ def series_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.
 def throughput_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
     """Completions per second per worker, from the differences of cumulative counts."""
     rows = []
-    for a, b in zip(samples, samples[1:], strict=False):
+    for a, b in itertools.pairwise(samples):
         dt = b["ts"] - a["ts"]
         if dt <= 0:
             continue
@@ -268,6 +279,6 @@ def deaths_frame(deaths: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.D
 
 def dead_letters_frame(letters: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
     rows = [{"time": local_time(d.get("ts"), tz), "task id": d.get("task_id") or "", "task": d.get("task") or "",
-             "where": f"p{d.get('partition')}@{d.get('offset')}", "error": str(d.get("error") or "")[:300]}
+             "where": f"partition {d.get('partition')} @ {d.get('offset')}", "error": str(d.get("error") or "")[:300]}
             for d in letters]
     return pd.DataFrame(rows, columns=["time", "task id", "task", "where", "error"])

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 import streamlit as st
+from conftest import ROOT, Procs, wait_for
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, Procs, wait_for
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.control import take_commands
@@ -169,7 +169,7 @@ def test_destructive_purge_only_when_enabled(app, q: YADTQ, procs: Procs) -> Non
     tid = q.submit("fail", ["x"], tries=1)
     q.wait(tid, 60)
     at = app(YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE="true")
-    purge = [b for b in at.sidebar.button if "Purge" in b.label][0]
+    purge = next(b for b in at.sidebar.button if "Purge" in b.label)
     at.sidebar.selectbox[1].set_value("failed")
     purge.click().run()
     assert q.backend.counts()["failed"] == 0

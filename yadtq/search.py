@@ -63,11 +63,14 @@ class TaskQuery:
         return self.since is not None and self.until is not None and self.since > self.until
 
     def matches(self, rec: TaskRecord) -> bool:
-        if self.task and rec.task != self.task:
+        return self.matches_fields(rec.task, rec.worker, rec.error)
+
+    def matches_fields(self, task: str | None, worker: str | None, error: str | None) -> bool:
+        if self.task and task != self.task:
             return False
-        if self.worker and rec.worker != self.worker:
+        if self.worker and (worker or None) != self.worker:
             return False
-        return not self.error or self.error.lower() in (rec.error or "").lower()
+        return not self.error or self.error.lower() in (error or "").lower()
 
 
 @dataclass(frozen=True)
@@ -132,16 +135,20 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
         chunk = list(itertools.islice(entries, min(batch, budget - scanned)))
         if not chunk:
             return SearchPage(found, None, scanned)
-        records = _records(backend, [tid for _, tid, _ in chunk])
-        for entry in chunk:
+        # Filter on four fields first; read whole records only of the matches.
+        pipe = backend.r.pipeline(transaction=False)
+        for _, tid, _ in chunk:
+            pipe.hmget(backend.keys.task(tid), "status", "task", "worker", "error")
+        hits: list[str] = []
+        for entry, (status, task, worker, error) in zip(chunk, pipe.execute(), strict=True):
             scanned += 1
             last = entry
-            rec = records.get(entry[1])
             # A record that moved on since the index was read shows up under its new status instead.
-            if rec is not None and rec.status == entry[2] and query.matches(rec):
-                found.append(rec)
-                if len(found) == limit:
+            if status == entry[2] and query.matches_fields(task, worker, error):
+                hits.append(entry[1])
+                if len(found) + len(hits) == limit:
                     break
+        found.extend(backend.get_many(hits))
         batch = min(batch * 2, 500)
     assert last is not None
     return SearchPage(found, Cursor(last[0], last[1]).encode(), scanned)
@@ -171,10 +178,6 @@ def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor:
 def scored(got: Any) -> list[tuple[str, float]]:
     """A ZRANGE ... WITHSCORES reply as typed (member, score) pairs."""
     return [(str(member), float(score)) for member, score in got]
-
-
-def _records(backend: Backend, ids: Sequence[str]) -> dict[str, TaskRecord]:
-    return {r.task_id: r for r in backend.get_many(ids)}
 
 
 # -- per-type figures ---------------------------------------------------------
@@ -238,28 +241,33 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
     for s in FINAL:
         pipe.zcount(backend.keys.status(s), repr(since), "+inf")
     exact = dict(zip(FINAL, (int(n) for n in pipe.execute()), strict=True))
-    page = search(backend, TaskQuery(statuses=FINAL, since=since), limit=min(sample, MAX_LIMIT), budget=sample)
-    records = list(page.tasks)
-    while page.next_cursor and len(records) < sample:
-        page = search(backend, TaskQuery(statuses=FINAL, since=since), limit=min(sample - len(records), MAX_LIMIT),
-                      cursor=page.next_cursor, budget=sample)
-        records.extend(page.tasks)
+    # Only the five fields the figures need, for the newest `sample` entries of the window.
+    entries = list(itertools.islice(heapq.merge(*(_walk(backend, s, None, repr(since)) for s in FINAL),
+                                                reverse=True), sample))
+    pipe = backend.r.pipeline(transaction=False)
+    for _, tid, _ in entries:
+        pipe.hmget(backend.keys.task(tid), "task", "status", "submitted", "started", "finished")
     by_type: dict[str, TypeStats] = {}
-    for rec in records:
-        st = by_type.setdefault(rec.task, TypeStats(rec.task))
+    read = 0
+    for (_, _, status), (task, current, submitted, started, finished) in zip(entries, pipe.execute(), strict=True):
+        if task is None or current != status:
+            continue  # expired, or moved on since the index was read
+        read += 1
+        st = by_type.setdefault(task, TypeStats(task))
         st.finished += 1
-        if rec.status == "success":
+        if status == "success":
             st.succeeded += 1
-        elif rec.status == "failed":
+        elif status == "failed":
             st.failed += 1
         else:
             st.cancelled += 1
-        if rec.started and rec.finished and rec.status != "cancelled":
-            st.run_times.append(max(0.0, rec.finished - rec.started))
-        if rec.started and rec.submitted and rec.status != "cancelled":
-            st.waits.append(max(0.0, rec.started - rec.submitted))
+            continue
+        if started and finished:
+            st.run_times.append(max(0.0, float(finished) - float(started)))
+        if started and submitted:
+            st.waits.append(max(0.0, float(started) - float(submitted)))
     types = sorted(by_type.values(), key=lambda t: (-t.finished, t.task))
-    return StatsReport(window, exact, len(records), types)
+    return StatsReport(window, exact, read, types)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

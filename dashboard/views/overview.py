@@ -36,7 +36,9 @@ def live() -> None:
         st.info("No task finished in this window.")
         return
     st.dataframe(types, hide_index=True, key="types",
-                 column_config={"success rate": st.column_config.NumberColumn(format="%.1f%%")})
+                 column_config={"success rate": st.column_config.NumberColumn(format="%.1f%%"),
+                                **{c: st.column_config.NumberColumn(format="%.3f") for c in types.columns
+                                   if c.endswith("(s)")}})
     a, b, c2, d = st.columns(4)
     a.plotly_chart(charts.type_counts(types), key="type-counts")
     b.plotly_chart(charts.type_success(types), key="type-success")

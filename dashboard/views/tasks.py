@@ -15,7 +15,6 @@ from yadtq.keys import STATUSES
 ANY_TIME = "any time"
 
 st.title("Tasks")
-show_notice()
 
 with st.form("search"):
     a, b, c = st.columns(3)
@@ -58,6 +57,7 @@ def task_page() -> None:
         return
     view = data.load_task(client(), tid, settings().dashboard_prune_after)
     st.divider()
+    show_notice()  # the outcome of a button below (they rerun only this fragment)
     if view is None:
         st.warning(f"No task with id {tid!r}")
         return
@@ -75,7 +75,8 @@ def task_page() -> None:
     if view.waiting_because:
         st.info(f"Waiting: {view.waiting_because}")
     times = {"submitted": r.submitted, "started": r.started, "finished": r.finished}
-    st.table([{"when": k, "local time": data.local_time(v, tz), "": data.ago(v, now)} for k, v in times.items() if v])
+    st.table([{"when": k, "local time": data.local_time(v, tz), "ago": data.ago(v, now).removesuffix(" ago")}
+              for k, v in times.items() if v])
     a, b = st.columns(2)
     a.caption("Arguments")
     a.code(json.dumps({"args": r.args, "kwargs": r.kwargs}, indent=1)[:4000], language="json")

@@ -36,8 +36,8 @@ if not settings().dashboard_allow_destructive:
 else:
     names = sorted(client().live.workers())
     if names:
-        who = st.selectbox("Worker", names, key="control-worker")
-        cols = st.columns(len(COMMANDS) + 3)
+        pick, *cols = st.columns([3, 1, 1, 1, 4], vertical_alignment="bottom")
+        who = pick.selectbox("Worker", names, key="control-worker")
         for col, command in zip(cols, COMMANDS, strict=False):
             if col.button(command.capitalize(), key=f"control-{command}"):
                 send_command(client().redis, client().live.keys, who, command)
