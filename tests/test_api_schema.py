@@ -16,8 +16,8 @@ import pytest
 import schemathesis
 from conftest import serve_api
 from hypothesis import HealthCheck, given
-from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis import settings as hsettings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Unsatisfiable
 from schemathesis import checks
 from schemathesis.generation import GenerationMode
