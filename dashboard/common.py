@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
+from yadtq.backlog import Backlog
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
@@ -15,6 +16,12 @@ from yadtq.errors import YADTQError
 @st.cache_resource
 def client() -> YADTQ:
     return YADTQ(Settings.from_env())
+
+
+@st.cache_resource
+def backlog() -> Backlog:
+    """Asks the broker for end offsets (records not read yet); one consumer for every session."""
+    return Backlog(Settings.from_env())
 
 
 def settings() -> Settings:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from yadtq import search
 from yadtq.backend import TaskRecord
+from yadtq.backlog import Backlog
 from yadtq.client import YADTQ
 from yadtq.errors import TaskNotFound
 from yadtq.keys import STATUSES
@@ -205,10 +206,11 @@ class Farm:
     queued: int
 
 
-def load_farm(q: YADTQ, prune_after: float) -> Farm:
+def load_farm(q: YADTQ, prune_after: float, backlog: Backlog | None = None) -> Farm:
     now = time.time()
     workers = search.workers(q.live, now, prune_after)
-    return Farm(now, workers, search.partitions(workers), q.backend.counts()["queued"])
+    ends = backlog.end_offsets() if backlog else None
+    return Farm(now, workers, search.partitions(workers, ends), q.backend.counts()["queued"])
 
 
 def workers_frame(workers: list[dict[str, Any]], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
@@ -225,12 +227,13 @@ def workers_frame(workers: list[dict[str, Any]], now: float, tz: tzinfo | None =
 
 
 def partitions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    out = [{"partition": p["partition"], "owner": p["owner"],
-            "committed": "" if p["committed"] is None else p["committed"], "buffered": p["buffered"],
+    out = [{"partition": p["partition"], "owner": p["owner"] or "(none)",
+            "committed": "" if p["committed"] is None else p["committed"],
+            "in broker": "" if p["in_broker"] is None else p["in_broker"], "buffered": p["buffered"],
             "running": p["running"], "paused": "yes" if p["paused"] else "",
             "waiting": sum(p["waiting"].values()), "why they wait": p["why"]} for p in rows]
-    return pd.DataFrame(out, columns=["partition", "owner", "committed", "buffered", "running", "paused", "waiting",
-                                      "why they wait"])
+    return pd.DataFrame(out, columns=["partition", "owner", "committed", "in broker", "buffered", "running", "paused",
+                                      "waiting", "why they wait"])
 
 
 def why_waiting(farm: Farm) -> str:
@@ -243,6 +246,8 @@ def why_waiting(farm: Farm) -> str:
     paused = [w["name"] for w in alive if w.get("state") == "paused"]
     if len(paused) == len(alive):
         return f"{farm.queued:,} task(s) queued; every live worker is paused ({', '.join(paused)})."
+    held = [p["partition"] for p in farm.partitions if p["owner"] in paused]
+    orphans = [p["partition"] for p in farm.partitions if p["owner"] is None]
     slots = sum(int(w.get("concurrency") or 1) for w in alive if w.get("state") != "paused")
     busy = sum(w["slots_in_use"] for w in alive)
     reasons: dict[str, int] = {}
@@ -250,6 +255,11 @@ def why_waiting(farm: Farm) -> str:
         for reason, n in p["waiting"].items():
             reasons[reason] = reasons.get(reason, 0) + n
     told = "; ".join(f"{n} {search.WAIT_REASONS.get(r, r)}" for r, n in sorted(reasons.items()))
+    if held:
+        told = "; ".join(x for x in (f"{', '.join(paused)} paused: partition(s) {', '.join(map(str, held))} wait "
+                                     "for it to resume", told) if x)
+    if orphans:
+        told = "; ".join(x for x in (f"no live worker owns partition(s) {', '.join(map(str, orphans))}", told) if x)
     return (f"{farm.queued:,} task(s) queued; {busy} of {slots} slot(s) busy on {len(alive)} live worker(s)"
             + (f"; {told}" if told else "") + ".")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import socket
 import time
@@ -41,6 +42,17 @@ def test_submit_follow_and_result(api: httpx.Client, procs: Procs) -> None:
     assert [o["result"] for o in outcomes[:5]] == [0, 2, 4, 6, 8]
     assert outcomes[5]["status"] == "failed" and "no luck" in outcomes[5]["error"]
     assert api.get("/counts").json() == {"queued": 0, "processing": 0, "success": 6, "failed": 1, "cancelled": 0}
+
+
+def test_tasks_with_one_key_run_in_order_on_one_partition(api: httpx.Client, q: YADTQ, procs: Procs) -> None:
+    procs.worker("W1")
+    got = api.post("/tasks/batch", json={"tasks": [{"task": "sleep", "args": [0.05], "key": "user-7"}
+                                                   for _ in range(6)]})
+    assert got.status_code == 201, got.text
+    records = [q.wait(t, 60) for t in got.json()["task_ids"]]
+    assert len({r.partition for r in records}) == 1
+    assert all(a.finished <= b.started for a, b in itertools.pairwise(records))  # one at a time, in order
+    assert api.post("/tasks", json={"task": "add", "key": ""}).status_code == 422
 
 
 def test_own_task_id_is_idempotent(api: httpx.Client, q: YADTQ) -> None:
@@ -176,6 +188,9 @@ def test_workers_partitions_failures_stats_and_metrics(api: httpx.Client, q: YAD
     assert (w["name"], w["done"], w["failed"]) == ("W1", 10, 1) and w["partitions"] == [0, 1, 2, 3]
     parts = api.get("/partitions").json()
     assert [p["partition"] for p in parts] == [0, 1, 2, 3] and {p["owner"] for p in parts} == {"W1"}
+    # Every record read and committed: nothing left in the broker (the next heartbeat carries the commits).
+    wait_for(lambda: [p["in_broker"] for p in api.get("/partitions").json()] == [0, 0, 0, 0], 30, 0.2,
+             "the committed positions to reach the end of each partition")
     stats = api.get("/stats", params={"window": 600}).json()
     rows = {r["task"]: r for r in stats["types"]}
     assert rows["add"]["finished"] == 10 and rows["add"]["success_rate"] == 1.0
@@ -198,6 +213,7 @@ def test_workers_partitions_failures_stats_and_metrics(api: httpx.Client, q: YAD
     assert 'yadtq_task_run_seconds_count{task="add"} 13.0' in text
     assert re.search(r'yadtq_task_queue_wait_seconds_bucket\{le="\+Inf",task="add"\} 13\.0', text)
     assert 'yadtq_partition_buffered_tasks{owner="W1",partition="0"}' in text
+    assert re.search(r'yadtq_partition_backlog_records\{owner="W1",partition="0"\} \d', text)
     procs.kill9("W1")
     wait_for(lambda: api.get("/failures").json(), 30, 0.2, "W1 declared dead")
     assert 'yadtq_worker_deaths_recorded 1.0' in api.get("/metrics").text

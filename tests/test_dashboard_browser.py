@@ -112,21 +112,26 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
                  "the requeued task to run again")
         expect(page.get_by_text("requeued (was failed)")).to_be_visible(timeout=30_000)
 
-        # Workers and partitions: pause and resume W1.
+        # Workers and partitions: pause W1, see its tasks wait and why, resume it.
         page.get_by_role("link", name="Workers and partitions").click()
         expect(page.get_by_role("heading", name="Partitions", exact=True)).to_be_visible(timeout=30_000)
-        _settle(page)
-        page.screenshot(path=str(DOCS / "dashboard-workers.png"))
         page.get_by_role("button", name="Pause", exact=True).click()
         expect(page.get_by_text("Sent pause to W1")).to_be_visible(timeout=30_000)
         if ENGINE_OBEYS:
             wait_for(lambda: q.live.workers()["W1"].get("state") == "paused", 30, 0.2, "W1 paused")
+            held = q.submit_many([("sleep", [0.5]) for _ in range(24)])
+            expect(page.get_by_text(re.compile(r"task\(s\) queued"))).to_be_visible(timeout=30_000)
+            _settle(page)
+            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
         page.get_by_role("button", name="Resume", exact=True).click()
         expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
         if ENGINE_OBEYS:
             wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
+            for tid in held:
+                q.wait(tid, 60)
         else:
             assert take_commands(q.redis, q.live.keys, "W1") == ["pause", "resume"]
+            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
 
         # Failures: failed tasks, dead letters, worker deaths.
         page.get_by_role("link", name="Failures").click()

@@ -328,8 +328,14 @@ def workers(live: LiveState, now: float | None = None, prune_after: float | None
     return out
 
 
-def partitions(worker_list: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per partition owned by a live worker: owner, committed position, backlog, why tasks wait."""
+def partitions(worker_list: Sequence[dict[str, Any]], end_offsets: dict[int, int] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per partition: owner, committed position, backlog, why tasks wait.
+
+    With the topic's `end_offsets` (`yadtq.backlog`), each row also says how many
+    records wait in the broker past the committed position, and partitions no
+    live worker owns are listed too.
+    """
     rows: dict[int, dict[str, Any]] = {}
     for w in worker_list:
         if w.get("status") != ALIVE:
@@ -341,9 +347,18 @@ def partitions(worker_list: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             rows[int(p)] = {
                 "partition": int(p), "owner": w["name"], "committed": st.get("committed"),
                 "buffered": int(st.get("buffered") or 0), "running": int(st.get("running") or 0),
-                "paused": bool(st.get("paused")), "waiting": waiting,
+                "paused": bool(st.get("paused")), "waiting": waiting, "in_broker": None,
                 "why": explain_waiting(waiting, bool(st.get("paused")), w.get("state")),
             }
+    for p, end in (end_offsets or {}).items():
+        row = rows.setdefault(p, {"partition": p, "owner": None, "committed": None, "buffered": 0, "running": 0,
+                                  "paused": False, "waiting": {}, "in_broker": None,
+                                  "why": "no live worker owns it"})
+        if row["committed"] is not None:
+            # Records past the committed position that the worker holds are buffered or running.
+            row["in_broker"] = max(0, end - int(row["committed"]) - row["buffered"] - row["running"])
+            if row["in_broker"] and row["why"] == "nothing waiting":
+                row["why"] = "not read yet (the worker reads more as slots free up)"
     return [rows[p] for p in sorted(rows)]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data
-from dashboard.common import client, settings, viewer_tz
+from dashboard.common import backlog, client, settings, viewer_tz
 from yadtq.control import COMMANDS, send_command
 
 st.title("Workers and partitions")
@@ -14,7 +14,7 @@ st.title("Workers and partitions")
 @st.fragment(run_every=settings().dashboard_refresh)
 def live() -> None:
     s = settings()
-    farm = data.load_farm(client(), s.dashboard_prune_after)
+    farm = data.load_farm(client(), s.dashboard_prune_after, backlog())
     st.info(data.why_waiting(farm))
     st.subheader("Workers")
     st.dataframe(data.workers_frame(farm.workers, farm.at, viewer_tz()), hide_index=True, key="workers")
@@ -23,8 +23,8 @@ def live() -> None:
     if parts.empty:
         st.caption("No live worker owns a partition.")
     else:
-        st.caption("Committed: the position the group resumes from. Buffered: records read past it. Waiting: "
-                   "records read but not running, and why.")
+        st.caption("Committed: the position the group resumes from. In broker: records past it not read yet. "
+                   "Buffered: records read and not finished. Waiting: buffered records not running, and why.")
         st.dataframe(parts, hide_index=True, key="partitions")
 
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from yadtq import search
 from yadtq.backend import Backend
+from yadtq.backlog import Backlog
 from yadtq.keys import FINAL
 from yadtq.live import LiveState
 
@@ -30,9 +31,10 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 class LiveCollector(Collector):
     """Gauges and per-worker counters of the current state."""
 
-    def __init__(self, backend: Backend, live: LiveState) -> None:
+    def __init__(self, backend: Backend, live: LiveState, backlog: Backlog | None = None) -> None:
         self.backend = backend
         self.live = live
+        self.backlog = backlog
 
     def collect(self) -> Iterator[Metric]:
         counts = self.backend.counts()
@@ -67,7 +69,8 @@ class LiveCollector(Collector):
                 busy.add_metric([w["name"]], w["slots_in_use"])
         yield slots
         yield busy
-        yield from self._partitions(search.partitions(worker_list))
+        ends = self.backlog.end_offsets() if self.backlog else None
+        yield from self._partitions(search.partitions(worker_list, ends))
         yield GaugeMetricFamily("yadtq_dead_letters", "Dead letters kept (capped list).",
                                 value=self.live.dead_letter_count())
         deaths = self.live.failures(1000)
@@ -88,11 +91,13 @@ class LiveCollector(Collector):
                                            labels=labels),
             "paused": GaugeMetricFamily("yadtq_partition_paused", "1 when a partition's fetching is paused.",
                                         labels=labels),
+            "in_broker": GaugeMetricFamily("yadtq_partition_backlog_records", "Records past a partition's "
+                                           "committed position not read yet (in the broker).", labels=labels),
         }
         waiting = GaugeMetricFamily("yadtq_partition_waiting_tasks", "Tasks of a partition waiting, by reason.",
                                     labels=[*labels, "reason"])
         for row in rows:
-            key = [str(row["partition"]), str(row["owner"])]
+            key = [str(row["partition"]), str(row["owner"] or "")]
             for field, fam in fams.items():
                 value = row.get(field)
                 if value is not None:
@@ -158,9 +163,9 @@ class FinishedTail:
 class Metrics:
     """The registry `/metrics` renders."""
 
-    def __init__(self, backend: Backend, live: LiveState) -> None:
+    def __init__(self, backend: Backend, live: LiveState, backlog: Backlog | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(LiveCollector(backend, live))
+        self.registry.register(LiveCollector(backend, live, backlog))
         self.tail = FinishedTail(backend, self.registry)
 
     def render(self) -> bytes:

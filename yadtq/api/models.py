@@ -207,8 +207,9 @@ class Worker(BaseModel):
 
 class Partition(BaseModel):
     partition: int
-    owner: str
+    owner: str | None = Field(description="null when no live worker owns it")
     committed: int | None = None
+    in_broker: int | None = Field(default=None, description="records past the committed position not read yet")
     buffered: int
     running: int
     paused: bool
