@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
-from yadtq.backlog import Backlog
+from yadtq.backlog import Backlog, for_settings
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
@@ -19,9 +19,9 @@ def client() -> YADTQ:
 
 
 @st.cache_resource
-def backlog() -> Backlog:
+def backlog() -> Backlog | None:
     """Asks the broker for end offsets (records not read yet); one consumer for every session."""
-    return Backlog(Settings.from_env())
+    return for_settings(Settings.from_env())
 
 
 def settings() -> Settings:

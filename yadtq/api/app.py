@@ -25,7 +25,7 @@ from yadtq import search
 from yadtq.api import models as m
 from yadtq.api.metrics import Metrics
 from yadtq.backend import TaskNotCancellable
-from yadtq.backlog import Backlog
+from yadtq.backlog import for_settings as backlog_for
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.control import COMMANDS, send_command
@@ -58,7 +58,7 @@ class ApiError(Exception):
 def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     """The application. Without `client` it connects to Redis at start (the broker on first submit)."""
     q = client or YADTQ(settings)
-    backlog = Backlog(settings)
+    backlog = backlog_for(settings)
     metrics = Metrics(q.backend, q.live, backlog)
     app = FastAPI(
         title="YADTQ", version="1.0",
@@ -66,7 +66,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
                     "Times are epoch seconds (UTC). With a server token, send `Authorization: Bearer <token>`.",
         responses=ERRORS)
     app.state.client = q
-    app.router.on_shutdown.append(backlog.close)
+    if backlog:
+        app.router.on_shutdown.append(backlog.close)
 
     def guard(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         if creds is None or not hmac.compare_digest(creds.credentials.encode(), settings.api_token.encode()):
@@ -184,7 +185,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.get("/partitions", response_model=list[m.Partition], dependencies=auth, tags=["workers"],
              summary="Partitions of live workers: owner, committed position, backlog, why tasks wait")
     def partitions() -> list[dict[str, Any]]:
-        return search.partitions(search.workers(q.live), backlog.end_offsets())
+        return search.partitions(search.workers(q.live), backlog.end_offsets() if backlog else None)
 
     @app.get("/failures", response_model=list[dict[str, Any]], dependencies=auth, tags=["workers"],
              summary="Worker deaths, newest first, with the tasks each held")
