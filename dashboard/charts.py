@@ -42,6 +42,7 @@ def heartbeat_timeline(beats: pd.DataFrame, dead_after: float) -> go.Figure:
     if len(late):
         fig.add_scatter(x=late["time"], y=late["worker"], name=f"after a gap over {dead_after:g} s", mode="markers",
                         marker={"symbol": "x", "color": "#d64545", "size": 11})
+    fig.update_yaxes(categoryorder="category descending")  # W1 on top
     return _layout(fig, "Heartbeats (gaps are silence)", None)
 
 
