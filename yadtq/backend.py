@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -70,11 +69,6 @@ class TaskRecord:
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int),
         )
-
-
-def lua_script(name: str) -> str:
-    """The text of `yadtq/lua/<name>.lua` (shipped as package data)."""
-    return (Path(__file__).parent / "lua" / f"{name}.lua").read_text()
 
 
 class TaskNotCancellable(YADTQError):
@@ -145,7 +139,7 @@ class Backend:
         self._reject = client.register_script(scripts.REJECT)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._release = client.register_script(scripts.RELEASE)
-        self._cancel = client.register_script(lua_script("cancel"))
+        self._cancel = client.register_script(scripts.load("cancel"))
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
