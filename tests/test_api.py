@@ -132,6 +132,22 @@ def test_a_cancelled_task_never_runs(api: httpx.Client, q: YADTQ, procs: Procs) 
     assert (rec.status, rec.attempts, rec.result) == ("cancelled", 0, None)
 
 
+def test_cancel_a_task_waiting_for_its_retry(api: httpx.Client, settings: Settings, q: YADTQ,
+                                              procs: Procs) -> None:
+    procs.worker("W1", settings=settings.replace(retry_backoff=3.0))
+    tid = api.post("/tasks", json={"task": "fail", "args": ["once"], "tries": 3}).json()["task_id"]
+    wait_for(lambda: any(text.startswith("retry after error") for _, text in q.backend.events(tid)), 60, 0.05,
+             "the first attempt to fail")
+    assert api.post(f"/tasks/{tid}/cancel").json()["status"] == "cancelled"
+
+    assert q.redis.zscore(q.backend.keys.retries, tid) is not None  # parked for its retry
+    # Once due, the parked retry is dropped rather than published again: the task never runs.
+    wait_for(lambda: q.redis.zscore(q.backend.keys.retries, tid) is None, 60, 0.2, "the parked retry to be dropped")
+    rec = q.status(tid)
+    assert (rec.status, rec.attempts) == ("cancelled", 1)
+    assert [e["event"] for e in procs.events("worker-W1") if e.get("task_id") == tid].count("task_started") == 1
+
+
 def test_requeue_a_failed_task(api: httpx.Client, q: YADTQ, procs: Procs) -> None:
     procs.worker("W1")
     tid = api.post("/tasks", json={"task": "fail", "args": ["again"], "tries": 1}).json()["task_id"]
