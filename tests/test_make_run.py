@@ -101,7 +101,8 @@ def _env(tmp_path: Path, kafka: str | None = None, redis_url: str | None = None)
     env.update({
         "YADTQ_KAFKA_BOOTSTRAP": kafka or f"127.0.0.1:{free_port()}",
         "YADTQ_REDIS_URL": redis_url or f"redis://127.0.0.1:{free_port()}/0",
-        "YADTQ_DASHBOARD_PORT": str(free_port()), "YADTQ_DATA_DIR": str(tmp_path / "data"),
+        "YADTQ_DASHBOARD_PORT": str(free_port()), "YADTQ_API_ADDRESS": f"127.0.0.1:{free_port()}",
+        "YADTQ_DATA_DIR": str(tmp_path / "data"),
         "YADTQ_LOG_DIR": str(tmp_path / "logs"), "YADTQ_FARM_WORKERS": "1", "YADTQ_FARM_STANDBY": "0",
     })
     env.pop("MAKEFLAGS", None)
@@ -175,7 +176,7 @@ def test_readme_commands_run_as_written_and_ctrl_c_stops_everything_in_order(tmp
     stack.ctrl_c()
     stack.finish()
     order = re.findall(r"run\s+\| (\w+) stopped in", stack.text)
-    assert order == ["farm", "dashboard", "monitor", "services"], stack.text
+    assert order == ["api", "farm", "dashboard", "monitor", "services"], stack.text
     assert "everything stopped" in stack.text and "killed" not in stack.text
     assert stack.has(r"farm\s+\| \[farm\] W1 stopped")
     _nothing_left(processes, env)
@@ -206,7 +207,7 @@ def test_make_run_uses_services_that_already_answer(tmp_path: Path, services: Se
     processes = stack.tree()
     stack.ctrl_c()
     stack.finish()
-    assert re.findall(r"run\s+\| (\w+) stopped in", stack.text) == ["farm", "dashboard", "monitor", "services"]
+    assert re.findall(r"run\s+\| (\w+) stopped in", stack.text) == ["api", "farm", "dashboard", "monitor", "services"]
     wait_for(lambda: not [p for p in processes if pid_alive(p)], 30, 0.2, "the stack to end")
     host, port = services.kafka.rsplit(":", 1)
     assert answers(host, int(port)) and answers("127.0.0.1", services.redis_port)  # not ours: still up

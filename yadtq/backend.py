@@ -71,6 +71,15 @@ class TaskRecord:
         )
 
 
+class TaskNotCancellable(YADTQError):
+    """Only a queued task can be cancelled; this one is running or finished."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        self.task_id = task_id
+        self.status = status
+
+
 def _loads(raw: str | None, default: Any) -> Any:
     if raw is None or raw == "":
         return default
@@ -130,6 +139,7 @@ class Backend:
         self._reject = client.register_script(scripts.REJECT)
         self._requeue = client.register_script(scripts.REQUEUE)
         self._release = client.register_script(scripts.RELEASE)
+        self._cancel = client.register_script(scripts.load("cancel"))
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
@@ -253,6 +263,21 @@ class Backend:
         _, name, args, kwargs, tries, limit = got
         return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
                            int(tries) if tries else None, time.time(), float(limit) if limit else None)
+
+    def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
+        """Moves a queued task to `cancelled` (atomically); returns the new record.
+
+        Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
+        a running task is never interrupted.
+        """
+        got = self._cancel(keys=[self.keys.task(task_id), self.keys.status("queued"),
+                                 self.keys.status("cancelled"), self.keys.events(task_id)],
+                           args=[int(self.settings.result_ttl), by, task_id])
+        if got[0] == "missing":
+            raise TaskNotFound(task_id)
+        if got[0] != "ok":
+            raise TaskNotCancellable(task_id, str(got[0]))
+        return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:
         """Re-stamps queued tasks as just published (only those still queued)."""

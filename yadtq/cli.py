@@ -207,6 +207,14 @@ def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_api(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.api import serve
+    setup_logging(s, "api", args.verbose)
+    serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
+    return RET_OK
+
+
+@command
 def cmd_produce(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
     from yadtq.display import Progress

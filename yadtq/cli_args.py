@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-after", type=float, metavar="S",
                    help="seconds without heartbeat before DEAD, e.g. --dead-after 30 (YADTQ_DEAD_AFTER)")
 
+    p = _sub(sub, "api", [common, topic], "serve the HTTP API and Prometheus metrics",
+             "yadtq api\nYADTQ_API_TOKEN=secret yadtq api --address 0.0.0.0:8000")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="where to listen, e.g. --address 0.0.0.0:8000 (YADTQ_API_ADDRESS, default 127.0.0.1:8000)")
+
     p = _sub(sub, "produce", [common], "read tasks from stdin, one per line",
              "printf 'add 1 2\\nmultiply 3 4\\n' | yadtq produce tasks 4\n"
              "seq 1000 | sed 's/^/add 1 /' | yadtq produce tasks 4 --ids > ids.txt\n"

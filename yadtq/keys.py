@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUSES = ("queued", "processing", "success", "failed")
-FINAL = ("success", "failed")
+# `cancelled`: a queued task withdrawn before any worker claimed it; the claim treats it as finished.
+STATUSES = ("queued", "processing", "success", "failed", "cancelled")
+FINAL = ("success", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
