@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -14,6 +15,7 @@ from ledger_tasks import read_ledger
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.engine import EXIT_HARD_TIME_LIMIT
+from yadtq.services import free_port, start_redis
 
 
 def _respawning(procs: Procs, name: str, settings: Settings, until: object, timeout: float = 90) -> list[int]:
@@ -127,3 +129,36 @@ def test_a_claim_that_lapsed_while_its_worker_was_frozen_is_not_run(settings: Se
         assert frozen.poll() is None or frozen.returncode == 0
 
 
+
+
+def test_a_redis_stall_longer_than_the_poll_limit_keeps_the_worker_in_its_group(
+        settings: Settings, procs: Procs, tmp_path: Path) -> None:
+    """Redis frozen (SIGSTOP) past max_poll_interval: the worker keeps polling Kafka with its
+    partitions paused, keeps its membership, and resumes within seconds of Redis's return."""
+    port = free_port()
+    private = start_redis("127.0.0.1", port, tmp_path / "rdata", tmp_path / "rlogs")
+    s = settings.replace(redis_url=f"redis://127.0.0.1:{port}/0", max_poll_interval_ms=10_000, lease=30.0)
+    procs.settings = s
+    try:
+        worker = procs.worker("W1", settings=s)
+        procs.wait_assigned(["W1"])
+        with YADTQ(s) as q:
+            first = q.submit_many([("sleep", [0.02]) for _ in range(20)])
+            assert all(q.wait(t, 60).status == "success" for t in first)
+            private.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(15)  # longer than max_poll_interval_ms: a blocked loop would be dropped
+            finally:
+                private.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+            later = q.submit_many([("add", [i, i]) for i in range(20)])
+            assert [q.result(t, timeout=60) for t in later] == [2 * i for i in range(20)]
+            took = time.monotonic() - resumed
+        events = [e["event"] for e in procs.events("worker-W1")]
+        assert events.count("partitions_assigned") == 1, "the worker left the group during the stall"
+        assert "connection_lost" in events and "connection_restored" in events
+        assert worker.poll() is None
+        print(f"tasks flowed again {took:.1f}s after Redis returned")
+    finally:
+        private.kill()
+        private.wait(timeout=10)

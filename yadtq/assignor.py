@@ -31,7 +31,7 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, Consume
 log = logging.getLogger(__name__)
 
 
-class StandbyAwareAssignor(AbstractPartitionAssignor):
+class StandbyAwareAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
     name = "yadtq-standby"
     version = 0
 
@@ -105,7 +105,7 @@ def plan_topic(topic: str, partitions: list[int], members: dict[str, dict[str, A
                 if p in pool:
                     out[mid].append(p)
                     pool.remove(p)
-        for n, p in enumerate(pool):
+        for p in pool:
             out[sorted(standbys, key=lambda m: len(out[m]))[0]].append(p)
     else:
         for p in pool:

@@ -181,7 +181,7 @@ class ClaimPipeline:
 
     def take_due(self, limit: int = 200, hold: float = 30.0) -> list[DueRetry]:
         """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them."""
-        ids = self.r.zrangebyscore(self.keys.retries, "-inf", "+inf", start=0, num=limit, withscores=False)
+        ids = [str(i) for i in self.r.zrangebyscore(self.keys.retries, "-inf", "+inf", start=0, num=limit)]
         if not ids:
             return []
         got = self._take_due(keys=[self.keys.retries, *(self.keys.task(i) for i in ids)], args=[hold, *ids])

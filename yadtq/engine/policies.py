@@ -40,7 +40,7 @@ class Retries(Middleware):
         if requested is not None:
             return requested
         s = self.settings
-        base = min(s.retry_backoff * 2 ** job.run.failures, s.retry_backoff_max)
+        base: float = min(s.retry_backoff * 2.0 ** job.run.failures, s.retry_backoff_max)
         return round(base * random.uniform(0.8, 1.2), 3)
 
 
