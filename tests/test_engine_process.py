@@ -81,7 +81,8 @@ def test_a_task_that_kills_its_worker_is_quarantined_and_the_rest_run(settings: 
     with YADTQ(s) as q:
         poison = q.submit("ledger_die", [how], tries=10)
         after = q.submit_many([("add", [i, 0]) for i in range(20)])
-        codes = _respawning(procs, "W1", s, lambda: q.backend.counts()["success"] == 20)
+        codes = _respawning(procs, "W1", s,
+                            lambda: q.backend.counts()["success"] == 20 and q.status(poison).status == "failed")
         rec = q.status(poison)
         assert rec.status == "failed" and "its worker died 3 times" in (rec.error or ""), rec
         assert len(read_ledger(r, s.prefix)[poison]) == 3

@@ -133,7 +133,8 @@ def test_redis_restart_loses_no_record_and_workers_reconnect(services: ServiceAd
         assert len(q.backend.get_many(ids)) == 60
     ledger = read_ledger(r, settings.prefix)
     assert sorted(ledger) == sorted(ids)
-    assert sum(len(runs) > 1 for runs in ledger.values()) <= 1  # at most the one in hand
+    # At most the tasks in hand (one per slot): their claims may be lost with the last second of the AOF.
+    assert sum(len(runs) > 1 for runs in ledger.values()) <= settings.concurrency
     assert procs.procs["W1"].poll() is None and procs.procs["monitor"].poll() is None
     assert any(e["event"] == "connection_lost" for e in procs.events("worker-W1"))
 
