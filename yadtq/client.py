@@ -4,15 +4,21 @@
     tid = q.submit("add", [1, 2])
     q.result(tid, timeout=10)          # -> 3
 
-A task id is made on the client (uuid4); the `queued` record is written to
-Redis before the message is published, so a status query never races the
-worker.
+A task id is made on the client (uuid4) unless the caller gives one; the
+`queued` record is written to Redis before the message is published, so a
+status query never races the worker.
+
+Submit is all or nothing: when publishing fails, the records this submit made
+are undone (atomically, unless a worker claimed one meanwhile) and the error
+is raised, so nothing runs later behind the caller's back. Submitting again
+with the same id is idempotent: one task, one run.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -95,46 +101,76 @@ class YADTQ:
         return self.publish([self._spec(s) for s in specs], wait=True)
 
     def publish(self, messages: Sequence[TaskMessage], wait: bool = True) -> list[str]:
-        """Records then sends `messages` round-robin over the partitions."""
-        self.backend.record_queued(messages, self.settings.tries)
-        producer = self.producer
-        futures = []
+        """Records then sends `messages` round-robin over the partitions; returns their ids.
+
+        A message whose id already has a record with the same body is sent only
+        while that record is still `queued` (its earlier message may be lost);
+        a running or finished task is left alone. Raises `MessageError` for an
+        id taken by another body, `BrokerUnavailable` when publishing fails; in
+        both cases the records this call made are undone first (all or nothing).
+        With `wait=False` nothing is confirmed, so nothing can be undone.
+        """
+        token = uuid.uuid4().hex
+        verdicts = self.backend.record_queued(messages, self.settings.tries, token)
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", "queued")]
         try:
-            for m in messages:
-                partition = self._partitions[next(self._next) % len(self._partitions)]
-                futures.append(producer.send(self.settings.topic, key=m.task_id.encode(),
-                                             value=m.encode(), partition=partition))
-            if wait:
-                producer.flush(timeout=self.settings.connect_timeout * 2)
-                for f in futures:
-                    f.get(timeout=self.settings.connect_timeout)
+            self._send(to_send, wait)
         except KafkaError as exc:
-            # The records stay `queued`: `yadtq requeue` (or the monitor) republishes them.
+            self.backend.unsubmit(made, token)
             raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
+        except BaseException:
+            self.backend.unsubmit(made, token)
+            raise
         return [m.task_id for m in messages]
 
-    def requeue(self, task_id: str) -> str:
-        """Runs a failed task again from its stored record (fresh attempts); returns its id."""
-        self.producer  # connect first: a dead broker must not leave the record half-changed
-        return self.publish([self.backend.reset_to_queued(task_id)], wait=True)[0]
+    def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
+        if not messages:
+            return
+        producer = self.producer
+        futures = []
+        for m in messages:
+            partition = self._partitions[next(self._next) % len(self._partitions)]
+            futures.append(producer.send(self.settings.topic, key=m.task_id.encode(),
+                                         value=m.encode(), partition=partition))
+        if wait:
+            producer.flush(timeout=self.settings.connect_timeout * 2)
+            for f in futures:
+                f.get(timeout=self.settings.connect_timeout)
+
+    def republish(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Sends the messages of existing `queued` records again (their messages were lost).
+
+        No record is written or undone: a duplicate message is harmless (the
+        claim skips a finished task and never runs one twice at once).
+        """
+        self._send([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
+                    for r in records], wait=True)
+        return [r.task_id for r in records]
+
+    def requeue(self, task_id: str, fresh: bool = True) -> str:
+        """Runs a task again from its stored record; returns its id.
+
+        Accepts a failed task, a `queued` one whose message was lost, and a
+        `processing` one whose lease lapsed (its worker is gone); refuses a
+        success and a task running under a live lease (`YADTQError`).
+        `fresh` resets its attempts; otherwise its cut-off run is counted.
+        """
+        _ = self.producer  # connect first: a dead broker must not leave the record half-changed
+        message = self.backend.reset_to_queued(task_id, fresh)
+        self._send([message], wait=True)  # on failure it stays `queued`: requeue again
+        return task_id
 
     def requeue_stale(self, older_than: float, limit: int = 1000) -> list[str]:
-        """Publishes again the tasks `queued` for more than `older_than` seconds.
-
-        A memory-only broker loses its messages on restart while Redis keeps the
-        records; this puts them back on the topic. A duplicate message is harmless:
-        the claim skips a finished task and never runs one twice at once.
+        """Publishes again the tasks `queued` for more than `older_than` seconds (`yadtq requeue
+        --stale`; the monitor does this by itself only after a broker restart).
         """
         ids = self.backend.ids_older_than("queued", time.time() - older_than, limit)
         if not ids:
             return []
         # The topic may have gone with the broker: make sure it is there again.
         ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
-        self.producer
-        records = self.backend.get_many(ids)
-        self.backend.touch_queued([r.task_id for r in records])
-        return self.publish([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted,
-                                         r.time_limit) for r in records], wait=True)
+        return self.republish([r for r in self.backend.get_many(ids) if r.status == "queued"])
 
     def _spec(self, spec: TaskSpec) -> TaskMessage:
         if isinstance(spec, TaskMessage):

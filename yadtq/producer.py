@@ -85,7 +85,7 @@ def produce(q: YADTQ, lines: Iterable[str], out: TextIO = sys.stdout, err: TextI
             continue
         if parsed is None:
             continue
-        if parsed == "end":
+        if isinstance(parsed, str):  # "end"
             flush()
             send_end(q)
             stats.ended = True
@@ -112,9 +112,12 @@ def _more_waiting(lines: Iterable[str]) -> bool:
 
 
 def send_end(q: YADTQ) -> str:
+    """Sends `end` to every partition, with the run's control token when one is set
+    (workers then refuse an `end` without it); returns the end's id."""
     end_id = str(uuid.uuid4())
     producer = q.producer
+    value = ControlMessage("end", end_id, q.settings.control_token).encode()
     for p in sorted(producer.partitions_for(q.settings.topic) or range(q.settings.partitions)):
-        producer.send(q.settings.topic, value=ControlMessage("end", end_id).encode(), partition=p)
+        producer.send(q.settings.topic, value=value, partition=p)
     producer.flush(timeout=10)
     return end_id
