@@ -17,6 +17,7 @@ with the same id is idempotent: one task, one run.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,12 +26,13 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from yadtq.backend import Backend, TaskRecord, connect_redis
-from yadtq.broker import ensure_topic, make_producer
+from yadtq.broker import EpochProbe, ensure_topic, make_producer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
 from yadtq.live import LiveState
 from yadtq.messages import TaskMessage, new_task_id
 
+log = logging.getLogger(__name__)
 TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
 
 
@@ -67,10 +69,25 @@ class YADTQ:
         if self._producer is None:
             if self._create_topic:
                 ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+                self._remember_epoch()
             self._producer = make_producer(self.settings)
             found = self._producer.partitions_for(self.settings.topic)
             self._partitions = sorted(found) if found else list(range(self.settings.partitions))
         return self._producer
+
+    def _remember_epoch(self) -> None:
+        """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
+        started after a broker restart still sees that the broker lost its log."""
+        key = self.backend.keys.broker_epoch
+        if self.redis.exists(key):
+            return
+        probe = EpochProbe(self.settings)
+        try:
+            self.redis.set(key, probe.read() or probe.write(), nx=True)
+        except KafkaError as exc:
+            log.warning("could not read the broker's epoch: %s", exc)
+        finally:
+            probe.close()
 
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
@@ -138,15 +155,14 @@ class YADTQ:
             for f in futures:
                 f.get(timeout=self.settings.connect_timeout)
 
-    def republish(self, records: Sequence[TaskRecord]) -> list[str]:
-        """Sends the messages of existing `queued` records again (their messages were lost).
+    def send_again(self, messages: Sequence[TaskMessage]) -> None:
+        """Publishes messages of tasks that already have records (their messages were lost).
 
         No record is written or undone: a duplicate message is harmless (the
-        claim skips a finished task and never runs one twice at once).
+        claim skips a finished task and never runs one twice at once). Raises
+        `BrokerUnavailable` or `KafkaError` when publishing fails.
         """
-        self._send([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
-                    for r in records], wait=True)
-        return [r.task_id for r in records]
+        self._send(messages, wait=True)
 
     def requeue(self, task_id: str, fresh: bool = True) -> str:
         """Runs a task again from its stored record; returns its id.
@@ -170,7 +186,10 @@ class YADTQ:
             return []
         # The topic may have gone with the broker: make sure it is there again.
         ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
-        return self.republish([r for r in self.backend.get_many(ids) if r.status == "queued"])
+        records = [r for r in self.backend.get_many(ids) if r.status == "queued"]
+        self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
+                         for r in records])
+        return [r.task_id for r in records]
 
     def _spec(self, spec: TaskSpec) -> TaskMessage:
         if isinstance(spec, TaskMessage):
