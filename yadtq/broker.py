@@ -43,6 +43,9 @@ def _common(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "bootstrap_timeout_ms": int(settings.connect_timeout * 1000),
+        # Topics are made by `ensure_topic` with YADTQ's partition count, never as a side
+        # effect of a metadata request after a broker lost them (Apache Kafka honours this).
+        "allow_auto_create_topics": False,
         **dict(settings.kafka_options),
     }
 

@@ -133,27 +133,41 @@ class YADTQ:
         to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", "queued")]
         try:
             self._send(to_send, wait)
-        except KafkaError as exc:
-            self.backend.unsubmit(made, token)
-            raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
         except BaseException:
             self.backend.unsubmit(made, token)
             raise
         return [m.task_id for m in messages]
 
     def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
+        """Publishes `messages`; raises `BrokerUnavailable` when that fails.
+
+        After a failure the producer is dropped, so the next call starts afresh:
+        the topic made again if the broker lost it, its partitions read again.
+        """
         if not messages:
             return
         producer = self.producer
         futures = []
-        for m in messages:
-            partition = self._partitions[next(self._next) % len(self._partitions)]
-            futures.append(producer.send(self.settings.topic, key=m.task_id.encode(),
-                                         value=m.encode(), partition=partition))
-        if wait:
-            producer.flush(timeout=self.settings.connect_timeout * 2)
-            for f in futures:
-                f.get(timeout=self.settings.connect_timeout)
+        try:
+            for m in messages:
+                partition = self._partitions[next(self._next) % len(self._partitions)]
+                futures.append(producer.send(self.settings.topic, key=m.task_id.encode(),
+                                             value=m.encode(), partition=partition))
+            if wait:
+                producer.flush(timeout=self.settings.connect_timeout * 2)
+                for f in futures:
+                    f.get(timeout=self.settings.connect_timeout)
+        except KafkaError as exc:
+            self._drop_producer()
+            raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError as exc:
+                log.debug("closing a failed producer: %s", exc)
 
     def send_again(self, messages: Sequence[TaskMessage]) -> None:
         """Publishes messages of tasks that already have records (their messages were lost).
