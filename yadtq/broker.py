@@ -39,13 +39,15 @@ def check_reachable(settings: Settings, timeout: float | None = None) -> None:
     raise BrokerUnavailable(settings.kafka_bootstrap, last)
 
 
+# Topics are made by `ensure_topic` with YADTQ's partition count, never as a side effect
+# of a metadata request after a broker lost them (Apache Kafka honours this; tansu does not).
+NO_AUTO_CREATE = {"allow_auto_create_topics": False}
+
+
 def _common(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "bootstrap_timeout_ms": int(settings.connect_timeout * 1000),
-        # Topics are made by `ensure_topic` with YADTQ's partition count, never as a side
-        # effect of a metadata request after a broker lost them (Apache Kafka honours this).
-        "allow_auto_create_topics": False,
         **dict(settings.kafka_options),
     }
 
@@ -65,6 +67,7 @@ def _guarded(settings: Settings, build: Callable[[], Any]) -> Any:
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     config = {
         **_common(settings),
+        **NO_AUTO_CREATE,
         "acks": 1,
         # Duplicates are harmless (the claim skips finished tasks); idempotence costs a round trip.
         "enable_idempotence": False,
@@ -82,6 +85,7 @@ def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> Ka
     """A consumer with manual commits and the timings BROKER_NOTES.md calls for."""
     config = {
         **_common(settings),
+        **NO_AUTO_CREATE,
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

@@ -233,6 +233,8 @@ class Monitor:
         pipe.execute()
 
     def judge(self, now: float) -> None:
+        if self._broker_lost is not None:
+            return  # silence is all there is to hear: no verdicts until the broker returns
         for name, info in self.live.workers().items():
             if info.get("status") != ALIVE:
                 continue
@@ -287,6 +289,8 @@ class Monitor:
             restarted = self.recovery.broker_restarted(self.epoch)
         except (KafkaError, BrokerUnavailable) as exc:
             log.warning("broker epoch check failed: %s", exc)
+            self.epoch.close()  # a client that knew the old broker may not recover: start afresh
+            self._next_epoch = time.time() + 1.0
             return
         if not restarted:
             return
