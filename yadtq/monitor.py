@@ -309,6 +309,7 @@ class Monitor:
         if self._broker_lost is None:
             self._broker_lost = time.time()
             self.events.emit("connection_lost", service="kafka", error=reason)
+            self.events.flush()  # the loop may wait here a long time
             log.warning("broker unreachable (%s); waiting for it (no worker is judged meanwhile)", reason)
 
     def _restored_broker(self) -> None:
