@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer
-
 from conftest import ROOT, Procs, run_cli, wait_for
+from kafka import KafkaConsumer, KafkaProducer
 from ledger_tasks import read_ledger
+
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound

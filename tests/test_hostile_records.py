@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 
-from conftest import Procs, run_cli, wait_for
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 

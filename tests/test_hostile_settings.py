@@ -4,8 +4,8 @@ every URL shown is redacted. Run through the real `yadtq` command."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from yadtq.config import Settings, redact_options, redact_url
 from yadtq.errors import RET_CONNECT, RET_USAGE, BackendUnavailable, BrokerUnavailable
 from yadtq.services import free_port

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import Procs, wait_for
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-
-from conftest import Procs, wait_for
 from ledger_tasks import read_ledger
+
 from yadtq.client import YADTQ
 from yadtq.config import Settings
 from yadtq.messages import Heartbeat
