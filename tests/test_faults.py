@@ -15,6 +15,7 @@ import redis
 from conftest import ROOT, Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 from ledger_tasks import read_ledger
+from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
 
 from yadtq.client import YADTQ
 from yadtq.config import Settings
@@ -289,3 +290,29 @@ def test_requeue_accepts_a_lapsed_processing_task_but_not_a_live_one(settings: S
         assert q.result(tid, timeout=120) == 3
     runs = read_ledger(r, settings.prefix)[tid]
     assert len(runs) == 2 and runs[0][0] == w.pid  # the cut-off run, then one more
+
+
+@pytest.mark.timeout(600)
+def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of workers, SIGSTOP/SIGCONT of one, broker kill and restart, Redis kill and restart
+    on its append-only file, during a mixed workload at concurrency 4, judged by the ledger."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    owned = OwnedServices(tmp_path / "owned")
+    try:
+        # 4 partitions: the embedded broker recreates a lost topic with 4 when a client asks for it first.
+        s = settings.replace(kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url, partitions=4,
+                             concurrency=4, lease=3.0, session_timeout_ms=3000, heartbeat_interval_ms=500,
+                             requeue_stale_after=5.0)
+        lines: list[str] = []
+        report = run_chaos(s, tasks=600, workers=3, standby=1, kill_every=3.0, max_minutes=1.0, drain_minutes=3,
+                           seed=10, pause=0.004, say=lines.append, faults=FAULT_KINDS, services=owned.control(),
+                           monitor=True, mixed=True)
+        figures = {**report.summary(), "counts": report.counts}
+        print(figures)
+        assert all(report.faults.get(kind, 0) >= 1 for kind in FAULT_KINDS), figures
+        assert report.lost == 0, (figures, lines[-20:])
+        assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
+        assert report.counts_add_up and report.counts["success"] == 600, figures
+        assert report.alive_at_end, (figures, lines[-20:])
+    finally:
+        owned.stop()

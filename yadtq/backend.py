@@ -144,7 +144,8 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for m in messages:
             self._submit_once(
-                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.withdrawn(m.task_id)],
+                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.withdrawn(m.task_id),
+                      self.keys.broker_epoch],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
                       m.time_limit or "", m.digest, token],
                 client=pipe)

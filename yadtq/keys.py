@@ -70,7 +70,8 @@ class Keys:
 
     @property
     def broker_epoch(self) -> str:
-        """Hash: the broker incarnation the monitor last saw (its epoch marker), and when."""
+        """String: the broker epoch (its marker's id) last seen; task records note the epoch
+        their message went to, so the monitor knows which messages a broker restart lost."""
         return f"{self.prefix}broker:epoch"
 
     def control(self, worker: str) -> str:

@@ -3,8 +3,12 @@
 Two cases, and no other: a backlog is never republished merely for being old.
 
 * The broker restarted and lost its log (a memory-only broker; detected by its
-  epoch marker, `EpochProbe`): every task still `queued` by then, and every
-  `processing` task whose lease has lapsed, is published again at once.
+  epoch marker, `EpochProbe`): every `queued` task whose message went to an
+  earlier epoch (each record notes the epoch of its latest message), and every
+  `processing` task whose lease has lapsed, is published again at once. For a
+  while after the restart the scan repeats, since claims made before it may
+  still be released back to `queued` (a worker stopping, a retry) with no
+  message left to run them.
 * A `processing` task whose lease lapsed more than `requeue_stale_after`
   seconds ago: its worker died and no other worker reclaimed it from a
   redelivered message, so its message is gone. It is requeued (its fence moves
@@ -18,6 +22,7 @@ away again) are retried on the next rounds.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -41,6 +46,9 @@ class Recovery:
         self.keys = client.backend.keys
         self._unsent: set[str] = set()
         self._next_lapsed = 0.0
+        self._epoch: str | None = None
+        self._rescan_until = 0.0
+        self._next_rescan = 0.0
 
     def broker_restarted(self, probe: EpochProbe) -> bool:
         """True when the broker's epoch differs from the one Redis remembers (it lost its log).
@@ -55,6 +63,7 @@ class Recovery:
         if current is None:
             current = probe.write()
         self.client.redis.set(self.keys.broker_epoch, current)
+        self._epoch = current
         if stored is None:
             log.info("broker epoch %s", current)
             return False
@@ -62,17 +71,24 @@ class Recovery:
         return True
 
     def after_restart(self) -> None:
-        """Publishes again what the broker lost: queued tasks and lapsed claims."""
+        """Publishes again what the broker lost: queued tasks of older epochs and lapsed claims."""
         s = self.settings
         ensure_topic(s, s.topic, s.partitions)
-        sec, usec = self.client.redis.time()
-        until = sec + usec / 1e6
-        queued = self._queued_until(until)
         lapsed = self._requeue(self.backend.lapsed(0.0, limit=100_000))
-        self._publish(queued + lapsed, "broker_restart")
+        self._publish(_unique(lapsed + self._lost_queued()), "broker_restart")
+        # Claims of the old epoch settle within a lease, a rebalance and a death's notice.
+        window = 2 * (s.lease + s.session_timeout_ms / 1000) + s.dead_after
+        self._rescan_until = time.monotonic() + window
 
     def tick(self, now: float) -> None:
-        """Every few seconds: requeue long-lapsed claims, retry what could not be sent."""
+        """Every few seconds: requeue long-lapsed claims, retry what could not be sent,
+        and shortly after a restart, look again for queued tasks of the lost epoch."""
+        if self._rescan_until and time.monotonic() >= self._next_rescan:
+            self._next_rescan = time.monotonic() + 2.0
+            lapsed = self._requeue(self.backend.lapsed(0.0, limit=BATCH))
+            self._publish(_unique(lapsed + self._lost_queued()), "broker_restart")
+            if time.monotonic() > self._rescan_until:
+                self._rescan_until = 0.0
         if now < self._next_lapsed:
             return
         self._next_lapsed = now + max(1.0, min(self.settings.lease / 2, 5.0))
@@ -87,9 +103,25 @@ class Recovery:
                             len(ids), grace)
                 self._publish(ids, "lease_lapsed")
 
-    def _queued_until(self, until: float) -> list[str]:
-        """Every id `queued` at or before `until` (Redis time), paged by score."""
+    def _lost_queued(self) -> list[str]:
+        """Ids `queued` whose latest message went to an earlier broker epoch."""
+        out: list[str] = []
+        ids = self._queued_ids()
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start:start + BATCH]
+            pipe = self.client.redis.pipeline(transaction=False)
+            for tid in chunk:
+                pipe.hmget(self.keys.task(tid), "status", "epoch")
+            for tid, (status, epoch) in zip(chunk, pipe.execute(), strict=True):
+                if status == "queued" and epoch != self._epoch:
+                    out.append(tid)
+        return out
+
+    def _queued_ids(self) -> list[str]:
+        """Every id `queued` now, paged by score."""
         key = self.keys.status("queued")
+        sec, usec = self.client.redis.time()
+        until = sec + usec / 1e6 + 1.0
         out: list[str] = []
         seen: set[str] = set()
         low: float | str = "-inf"
@@ -132,6 +164,16 @@ class Recovery:
                 self._unsent.update(ids[start:])
                 break
             sent += [r.task_id for r in records]
+            if self._epoch is not None:  # where their messages are now
+                pipe = self.client.redis.pipeline(transaction=False)
+                for r in records:
+                    pipe.hset(self.keys.task(r.task_id), "epoch", self._epoch)
+                pipe.execute()
         if sent:
             self.events.emit("tasks_requeued", reason=reason, count=len(sent), tasks=sent[:100])
             log.warning("published %d task(s) again (%s)", len(sent), reason)
+
+
+def _unique(ids: list[str]) -> list[str]:
+    """`ids` without repeats, in order (a lapsed claim just requeued is also a lost queued task)."""
+    return list(dict.fromkeys(ids))
