@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,11 +251,12 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
               pause: float = 0.004, say: Callable[[str], None] | None = None, drain_minutes: float = 0.0,
               progress: Callable[[dict[str, int], int], None] | None = None, faults: tuple[str, ...] = ("kill",),
               services: ServiceControl | None = None, monitor: bool = False, mixed: bool = False,
-              stop_for: float = 0.0) -> ChaosReport:
+              stop_for: float = 0.0, pauses: Sequence[float] | None = None) -> ChaosReport:
     """Submits `tasks` ledger tasks, injects `faults` while they run (every
     ~`kill_every` s, for at most `max_minutes`), then lets the farm finish
     without faults for at most `drain_minutes`, stops it and judges. `mixed`
-    varies the tasks' work (mostly quick, some 20x and 100x `pause`).
+    varies the tasks' work (mostly quick, some 20x and 100x `pause`);
+    `pauses`, when given, are task durations drawn at random per task.
     Children inherit this process's environment: PYTHONPATH must let them
     import `task_module`."""
     rng = random.Random(seed)
@@ -274,7 +275,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             started = time.monotonic()
             ids: list[str] = []
             for i in range(0, tasks, 1000):
-                ids += q.submit_many([("ledger_add", [n, 1, _work(rng, pause, mixed)])
+                ids += q.submit_many([("ledger_add", [n, 1, rng.choice(pauses) if pauses else _work(rng, pause, mixed)])
                                       for n in range(i, min(tasks, i + 1000))])
             last_report = started
             kill_until = started + max_minutes * 60
@@ -314,12 +315,16 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     try:
         # A test/bench-sized list read once at the end (not a dashboard path).
         raw = r.lrange(settings.prefix + "ledger", 0, -1)
+        raw_end = r.lrange(settings.prefix + "ledger_end", 0, -1)
     finally:
         r.close()
     ledger = [(str(tid), int(pid), int(attempt)) for tid, pid, attempt in (str(line).split() for line in raw)]
     done = {rec.task_id for rec in records if rec.status == "success"}
+    ended = {(str(tid), int(pid), int(attempt)): float(ts)
+             for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
     cut = {f.pid for f in injector.faults if f.kind == "stop"}
-    report = judge(ids, done, counts, ledger, killer.kills, wall, settings.concurrency, cut)
+    report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
+                   stopped=cut)
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive
@@ -367,22 +372,28 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
-          kills: list[tuple[float, str, int]], wall: float, concurrency: int = 1,
-          stopped: set[int] | None = None) -> ChaosReport:
+          kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
+          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
     was cut off by a fault of its process.
 
     An execution is explained as cut off when its process was killed and it is
-    among the last `concurrency` executions that process started (a kill cuts
-    off at most what runs at once), or when its process was stopped (SIGSTOP:
-    its claims lapse while it sleeps, and its late outcome is fenced out); every
-    other execution of a task that is followed by another one is a violation.
+    among the last `slots` executions that process started (a worker runs at
+    most `slots` tasks at once, so a kill cuts off at most that many), or when
+    its process was stopped (SIGSTOP: its claims lapse while it sleeps, and its
+    late outcome is fenced out); every other execution of a task that is
+    followed by another one is a violation. With `ended` (when each run's task
+    function returned, by the ledger), a run of a killed process is cut off
+    when the kill came before it returned, or less than two seconds after (its
+    outcome not stored yet).
     """
-    killed = {pid for _, _, pid in kills}
+    kill_time = {pid: ts for ts, _, pid in kills}
+    killed = set(kill_time)
     stopped = stopped or set()
-    order_of_pid: dict[int, list[int]] = {}
+    starts_of_pid: dict[int, list[int]] = {}
     for i, (_, pid, _) in enumerate(ledger):
-        order_of_pid.setdefault(pid, []).append(i)
+        starts_of_pid.setdefault(pid, []).append(i)
+    last_of_pid = {pid: set(idx[-max(slots, 1):]) for pid, idx in starts_of_pid.items()}
     last_of_task: dict[str, int] = {}
     for i, (tid, _, _) in enumerate(ledger):
         last_of_task[tid] = i
@@ -390,7 +401,12 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     for i, (tid, pid, attempt) in enumerate(ledger):
         if last_of_task[tid] == i:
             continue  # the execution whose outcome stands
-        if pid in stopped or (pid in killed and i in order_of_pid[pid][-max(concurrency, 1):]):
+        if ended is not None:
+            end = ended.get((tid, pid, attempt))
+            cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+        else:
+            cut_off = pid in killed and i in last_of_pid[pid]
+        if cut_off or pid in stopped:
             reruns += 1
         else:
             why = "its process was not killed" if pid not in killed else "its process ran other tasks after it"

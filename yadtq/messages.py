@@ -15,6 +15,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kafka.partitioner.default import murmur2
+
 from yadtq.errors import MessageError
 
 MAX_TASK_NAME = 200
@@ -44,6 +46,12 @@ def body_digest(task: str, args: Any, kwargs: Any) -> str:
     return hashlib.sha1(canonical_json([task, list(args), dict(kwargs)]).encode()).hexdigest()
 
 
+def key_partition(key: str, partitions: list[int]) -> int:
+    """The partition of an ordering key: Kafka's default (murmur2) partitioner, so any
+    Kafka client that sends the same key reaches the same partition."""
+    return partitions[int(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
+
+
 @dataclass(frozen=True)
 class TaskMessage:
     """`{"task-id": "...", "task": "add", "args": [1, 2]}` plus optional fields."""
@@ -55,6 +63,8 @@ class TaskMessage:
     tries: int | None = None
     submitted_at: float | None = None
     time_limit: float | None = None
+    # Ordering key: tasks with the same key go to one partition and run one at a time, in order.
+    key: str | None = None
 
     def encode(self) -> bytes:
         return self._encoded
@@ -71,6 +81,8 @@ class TaskMessage:
             body["submitted-at"] = self.submitted_at
         if self.time_limit is not None:
             body["time-limit"] = self.time_limit
+        if self.key is not None:
+            body["key"] = self.key
         try:
             return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
@@ -166,7 +178,10 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
         raise MessageError(f"'tries' must be an integer from 1 to {MAX_TRIES}", task_id)
     submitted = _optional_number(body, "submitted-at", task_id, math.inf)
     time_limit = _optional_number(body, "time-limit", task_id, MAX_TIME_LIMIT)
-    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit)
+    key = body.get("key")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+        raise MessageError("'key' must be a non-empty string of at most 200 characters", task_id)
+    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key)
 
 
 def _valid_id(task_id: Any) -> bool:
