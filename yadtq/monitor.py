@@ -226,7 +226,8 @@ class Monitor:
                 "name": name, "status": state, "host": hb.host, "pid": hb.pid,
                 "incarnation": hb.incarnation, "state": hb.state,
                 "last_heartbeat": beat.received if beat.live else before.get("last_heartbeat", beat.received),
-                "sent_at": hb.ts, "current_task": hb.current_task, "partitions": list(hb.partitions),
+                "sent_at": hb.ts, "current_task": hb.current_task or (hb.running[0] if hb.running else None),
+                "running": list(hb.running), "partitions": list(hb.partitions),
                 "done": hb.done, "failed": hb.failed,
                 "since": before.get("since", beat.received) if before.get("status") == state else beat.received,
             }, pipe)
@@ -241,7 +242,7 @@ class Monitor:
             heard = max(float(info.get("last_heartbeat") or 0.0), self._visible_since)
             if now - heard <= self.settings.dead_after:
                 continue
-            held = self.tasks_held(name, info.get("current_task"))
+            held = self.tasks_held(name, [info.get("current_task"), *info.get("running", [])])
             info.update(status=DEAD, since=now)
             self.live.put_worker(name, info)
             self.live.record_failure({"worker": name, "host": info.get("host"), "pid": info.get("pid"),
@@ -252,11 +253,10 @@ class Monitor:
             log.warning("worker %s declared DEAD (last heartbeat %.1fs ago); held %s",
                         name, now - float(info.get("last_heartbeat") or now), held or "no task")
 
-    def tasks_held(self, worker: str, current: str | None) -> list[str]:
-        """Tasks still `processing` under `worker` (bounded read), plus its last current task."""
+    def tasks_held(self, worker: str, running: list[str | None]) -> list[str]:
+        """Tasks still `processing` under `worker` (bounded read), plus those its last beat ran."""
         held = [r.task_id for r in self.backend.list("processing", limit=1000) if r.worker == worker]
-        if current and current not in held:
-            held.append(current)
+        held += [t for t in dict.fromkeys(running) if t and t not in held]
         return held
 
     def sample(self, now: float) -> None:
