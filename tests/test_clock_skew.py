@@ -98,7 +98,7 @@ def test_workers_ninety_seconds_off_behave_like_the_others(settings: Settings, p
         raw.send(settings.topic, held.encode(), partition=assigned["AHEAD"][0]).get(timeout=10)
         raw.close()
         assert q.result("dup-1", timeout=60) == 101
-        ids = q.submit_many([("ledger_add", [i, 1, 0.05]) for i in range(240)])
+        ids = q.submit_many([("ledger_add", [i, 1, 1.0]) for i in range(240)])  # ~10 s of work at 8 x 3
         # While they work, every one of them is shown ALIVE, in the CLI too.
         wait_for(lambda: q.backend.counts()["success"] >= 60, 90, 0.1, "some progress")
         assert _alive(q) == {"AHEAD", "BEHIND", "ON"}
