@@ -14,9 +14,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-## Start the whole system: broker + Redis (if none answers), monitor, farm, dashboard.
+## Start the whole system: broker + Redis (if none answers), monitor, dashboard, farm (the Procfile).
+## Ctrl+C stops them in order: farm, dashboard, monitor, services. RUN_ARGS="--grace 60" passes options.
+RUN_ARGS ?=
 run: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Run the test suite against real broker and Redis processes.
 test: venv
