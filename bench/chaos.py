@@ -1,6 +1,13 @@
 """Chaos benchmark: the chaos test, longer, on a private broker and Redis.
 
     .venv/bin/python bench/chaos.py --tasks 50000 --minutes 5
+    .venv/bin/python bench/chaos.py --faults all --tasks 20000 --minutes 5
+
+`--faults all`: kill -9 of workers, SIGSTOP/SIGCONT of one, broker kill and
+restart, Redis kill and restart on its append-only file, in turn every
+--kill-every seconds, during a mixed workload at concurrency 4, with a
+monitor running; prints the faults of each kind and the longest time to
+recover after each kind.
 
 Submits ledger tasks (tests/ledger_tasks.py), runs a farm of 4 workers + 1
 standby with respawn, kills a random non-standby worker with kill -9 every
@@ -27,9 +34,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 # The farm's children import the ledger tasks from tests/.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
 
-from worker_farm.chaos import run_chaos, write_report  # noqa: E402
+from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos, write_report  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
-from yadtq.services import free_port, start_broker, start_redis  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +48,11 @@ def main() -> int:
     p.add_argument("--standby", type=int, default=1)
     p.add_argument("--kill-every", type=float, default=2.0, help="seconds between kills, ±25%% (default 2)")
     p.add_argument("--pause", type=float, default=0.004, help="seconds each task works (default 0.004)")
-    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--partitions", type=int, default=8, help="default 8; 4 with broker faults (a lost topic "
+                   "is recreated by the embedded broker with 4 when a client asks for it first)")
+    p.add_argument("--faults", default="kill", help="kill | all | a comma list of " + ", ".join(FAULT_KINDS))
+    p.add_argument("--concurrency", type=int, default=0, help="tasks a worker runs at once (default 4 with "
+                   "--faults all, else the setting's default)")
     p.add_argument("--session-timeout-ms", type=int, default=3000)
     p.add_argument("--lease", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=1)
@@ -50,36 +60,40 @@ def main() -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="print the farm's lines")
     args = p.parse_args()
 
+    faults = FAULT_KINDS if args.faults == "all" else tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    every_kind = args.faults == "all"
+    services_faults = bool({"broker", "redis"} & set(faults))
     base = Path(tempfile.mkdtemp(prefix="yadtq-chaos-"))
-    kport, rport = free_port(), free_port()
-    broker = start_broker("127.0.0.1", kport, base / "services")
-    redis_proc = start_redis("127.0.0.1", rport, base / "data", base / "services")
+    owned = OwnedServices(base)
     u = uuid.uuid4().hex[:8]
+    partitions = 4 if services_faults and args.partitions == 8 else args.partitions
+    extra = {"concurrency": args.concurrency or 4} if (args.concurrency or every_kind) else {}
     settings = Settings(
-        kafka_bootstrap=f"127.0.0.1:{kport}", redis_url=f"redis://127.0.0.1:{rport}/0",
+        kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url,
         topic=f"chaos-{u}", group=f"chaos-{u}", heartbeat_topic=f"chaos-hb-{u}", prefix=f"chaos{u}:",
-        partitions=args.partitions, log_dir=str(base / "logs"), data_dir=str(base / "data"),
+        partitions=partitions, log_dir=str(base / "logs"), data_dir=str(base / "data"),
         lease=args.lease, heartbeat_interval=1.0, session_timeout_ms=args.session_timeout_ms,
-        heartbeat_interval_ms=max(100, args.session_timeout_ms // 6), max_poll_interval_ms=20_000)
+        heartbeat_interval_ms=max(100, args.session_timeout_ms // 6), max_poll_interval_ms=20_000,
+        requeue_stale_after=10.0, **extra)
     started = time.monotonic()
 
-    def progress(counts: dict[str, int], kills: int) -> None:
+    def progress(counts: dict[str, int], faults: int) -> None:
         print(f"  {time.monotonic() - started:6.0f}s  " + "  ".join(f"{k}={v}" for k, v in counts.items())
-              + f"  kills={kills}", flush=True)
+              + f"  faults={faults}", flush=True)
 
-    print(f"chaos: {args.tasks} tasks, {args.workers} workers + {args.standby} standby, kill -9 every "
-          f"~{args.kill_every:g}s for at most {args.minutes:g} min (broker :{kport}, redis :{rport})", flush=True)
+    print(f"chaos: {args.tasks} tasks, {args.workers} workers + {args.standby} standby, a fault "
+          f"({', '.join(faults)}) every ~{args.kill_every:g}s for at most {args.minutes:g} min "
+          f"(broker :{owned.kport}, redis :{owned.rport})", flush=True)
     try:
         report = run_chaos(settings, args.tasks, args.workers, args.standby, args.kill_every, args.minutes,
                            args.seed, pause=args.pause, drain_minutes=args.drain_minutes,
-                           say=print if args.verbose else None, progress=progress)
+                           say=print if args.verbose else None, progress=progress, faults=faults,
+                           services=owned.control(), monitor=services_faults or every_kind, mixed=every_kind)
         if args.out.exists():
             shutil.rmtree(args.out)
         notes = write_report(report, args.out, settings)
     finally:
-        for proc in (broker, redis_proc):
-            proc.terminate()
-            proc.wait(timeout=10)
+        owned.stop()
         shutil.rmtree(base, ignore_errors=True)
 
     rows = [("tasks", report.tasks), ("kills", report.kills), ("lost", report.lost),
@@ -88,6 +102,8 @@ def main() -> int:
             ("wall time", f"{report.wall_s:.1f} s"), ("throughput", f"{report.throughput:.1f} tasks/s"),
             ("while killing", f"{report.kill_phase[1]} tasks in {report.kill_phase[0]:.0f} s "
                               f"({report.kill_phase[1] / max(report.kill_phase[0], 1e-9):.1f} tasks/s)"),
+            ("faults", report.faults), ("longest time to recover (s)", report.recover_s),
+            ("every process alive at the end", report.alive_at_end),
             ("status counts", report.counts)]
     for name, value in rows:
         print(f"{name:30} {value}")
@@ -96,7 +112,7 @@ def main() -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.out}")
-    return 0 if report.lost == 0 and report.run_twice_after_completion == 0 else 1
+    return 0 if report.lost == 0 and report.run_twice_after_completion == 0 and report.alive_at_end else 1
 
 
 if __name__ == "__main__":

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
+from conftest import ROOT, Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
-
-from conftest import Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
+from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
+
 from yadtq.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import RET_CONNECT
-from yadtq.services import free_port
+from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound
+from yadtq.services import free_port, start_broker
 
 
 def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settings, procs: Procs) -> None:
@@ -156,7 +161,7 @@ DEAD_KAFKA = {"YADTQ_KAFKA_BOOTSTRAP": "127.0.0.1:{port}"}
 
 
 @pytest.mark.parametrize("args", [
-    ["worker", "--name", "Wx"], ["monitor"], ["submit", "add", "1", "2"], ["produce", "t", "2"],
+    ["worker", "--name", "Wx"], ["submit", "add", "1", "2"],
 ])
 def test_dead_broker_at_startup_is_one_clear_line(settings: Settings, args: list[str]) -> None:
     port = free_port()
@@ -179,3 +184,136 @@ def test_dead_redis_at_startup_is_one_clear_line(settings: Settings, args: list[
     assert time.monotonic() - started < 15
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"yadtq: error: cannot reach Redis at redis://127.0.0.1:{port}/0:")
+
+
+def _start_piped(settings: Settings, tmp_path: Path, label: str, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    env.update(settings.env())
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    return subprocess.Popen([sys.executable, "-m", "yadtq", *args], env=env, cwd=tmp_path, text=True,
+                            stdin=subprocess.PIPE, stdout=open(tmp_path / f"{label}.out", "w"),
+                            stderr=open(tmp_path / f"{label}.err", "w"), start_new_session=True)
+
+
+def test_monitor_and_producer_wait_for_a_broker_that_is_not_there_yet(settings: Settings, procs: Procs,
+                                                                      tmp_path: Path) -> None:
+    port = free_port()
+    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}")
+    procs.settings = s
+    monitor = procs.monitor()
+    producer = _start_piped(s, tmp_path, "produce", "produce", s.topic, str(s.partitions))
+    procs.procs["produce"] = producer  # type: ignore[assignment]
+    assert producer.stdin is not None
+    producer.stdin.write("add 20 22\n")
+    producer.stdin.flush()
+    err = tmp_path / "produce.err"
+    wait_for(lambda: "waiting for it" in err.read_text(), 30, 0.2, "the producer to say it waits")
+    wait_for(lambda: any(e["event"] == "connection_lost" for e in procs.events("monitor")), 30, 0.2,
+             "the monitor to say it waits")
+    assert monitor.poll() is None and producer.poll() is None
+    assert f"127.0.0.1:{port}" in err.read_text()
+    broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
+    try:
+        wait_for(lambda: "sent 1 task(s)" in (tmp_path / "produce.out").read_text(), 60, 0.2, "the line sent")
+        producer.stdin.close()
+        assert producer.wait(timeout=30) == 0
+        events = [e["event"] for e in procs.events("producer")]
+        assert events == ["connection_lost", "connection_restored"], events
+        wait_for(lambda: any(e["event"] == "connection_restored" for e in procs.events("monitor")), 30, 0.2,
+                 "the monitor to see the broker")
+        procs.worker("W1")
+        with YADTQ(s) as q:
+            tid = q.backend.list_ids("queued", 10) or q.backend.list_ids("success", 10)
+            assert len(tid) == 1
+            assert q.result(tid[0], timeout=60) == 42
+        assert monitor.poll() is None
+    finally:
+        procs.stop_all()
+        broker.kill()
+        broker.wait(timeout=10)
+
+
+def test_failed_submit_leaves_nothing_behind_and_a_retry_runs_once(settings: Settings, procs: Procs,
+                                                                  tmp_path: Path, r: redis.Redis) -> None:
+    port = free_port()
+    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}")
+    procs.settings = s
+    broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
+    try:
+        with YADTQ(s) as q:
+            _ = q.producer  # the topic exists and the client has a producer
+            broker.kill()
+            broker.wait(timeout=10)
+            with pytest.raises(BrokerUnavailable):
+                q.submit("ledger_add", [1, 2], task_id="sub-1")
+            with pytest.raises(TaskNotFound):
+                q.status("sub-1")  # undone: nothing left to run later
+            assert q.backend.counts()["queued"] == 0
+            assert r.exists(q.backend.keys.withdrawn("sub-1"))
+            out = run_cli(s, "submit", "ledger_add", "1", "2", env={"YADTQ_CONNECT_TIMEOUT": "1"})
+            assert out.returncode == RET_CONNECT and q.backend.counts()["queued"] == 0
+            broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
+            assert q.submit("ledger_add", [1, 2], task_id="sub-1") == "sub-1"
+            assert q.submit("ledger_add", [1, 2], task_id="sub-1") == "sub-1"  # still queued: sent again
+            with pytest.raises(MessageError, match="taken by a task with another body"):
+                q.submit("ledger_add", [5, 5], task_id="sub-1")
+            procs.worker("W1", "--tasks", "ledger_tasks")
+            assert q.result("sub-1", timeout=90) == 3
+            assert q.submit("ledger_add", [1, 2], task_id="sub-1") == "sub-1"  # finished: nothing sent
+            wait_for(lambda: q.backend.counts()["processing"] == 0 and q.backend.counts()["queued"] == 0, 60, 0.2,
+                     "every message dealt with")
+            rec = q.status("sub-1")
+            assert (rec.status, rec.result, rec.attempts) == ("success", 3, 1)
+        assert len(read_ledger(r, s.prefix)["sub-1"]) == 1  # one task, one run
+    finally:
+        procs.stop_all()
+        broker.kill()
+        broker.wait(timeout=10)
+
+
+def test_requeue_accepts_a_lapsed_processing_task_but_not_a_live_one(settings: Settings, procs: Procs,
+                                                                     r: redis.Redis) -> None:
+    w = procs.worker("W1", "--tasks", "ledger_tasks")
+    procs.wait_assigned(["W1"])
+    with YADTQ(settings) as q:
+        tid = q.submit("ledger_add", [1, 2, 60])
+        wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
+        out = run_cli(settings, "requeue", tid)
+        assert out.returncode != 0 and "running" in out.stderr, out  # its worker is alive and renewing
+        procs.kill9("W1")
+        assert w.poll() is not None
+        wait_for(lambda: run_cli(settings, "requeue", tid).returncode == 0, settings.lease + 30, 0.5,
+                 "requeue to accept the task once its lease lapsed")
+        rec = q.status(tid)
+        assert rec.status == "queued" and rec.attempts == 0
+        assert any("requeued (was processing)" in text for _, text in q.backend.events(tid))
+        procs.worker("W2", "--tasks", "ledger_tasks")
+        assert q.result(tid, timeout=120) == 3
+    runs = read_ledger(r, settings.prefix)[tid]
+    assert len(runs) == 2 and runs[0][0] == w.pid  # the cut-off run, then one more
+
+
+@pytest.mark.timeout(600)
+def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of workers, SIGSTOP/SIGCONT of one, broker kill and restart, Redis kill and restart
+    on its append-only file, during a mixed workload at concurrency 4, judged by the ledger."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    owned = OwnedServices(tmp_path / "owned")
+    try:
+        # 4 partitions: the embedded broker recreates a lost topic with 4 when a client asks for it first.
+        s = settings.replace(kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url, partitions=4,
+                             concurrency=4, lease=3.0, session_timeout_ms=3000, heartbeat_interval_ms=500,
+                             requeue_stale_after=5.0)
+        lines: list[str] = []
+        report = run_chaos(s, tasks=600, workers=3, standby=1, kill_every=3.0, max_minutes=1.0, drain_minutes=3,
+                           seed=10, pause=0.004, say=lines.append, faults=FAULT_KINDS, services=owned.control(),
+                           monitor=True, mixed=True)
+        figures = {**report.summary(), "counts": report.counts}
+        print(figures)
+        assert all(report.faults.get(kind, 0) >= 1 for kind in FAULT_KINDS), figures
+        assert report.lost == 0, (figures, lines[-20:])
+        assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
+        assert report.counts_add_up and report.counts["success"] == 600, figures
+        assert report.alive_at_end, (figures, lines[-20:])
+    finally:
+        owned.stop()

@@ -1,6 +1,14 @@
-"""A chaos run: a farm with respawn, a random non-standby worker killed with
-kill -9 every few seconds, and a ledger of every execution to judge the
-guarantees by.
+"""A chaos run: a farm with respawn, faults injected every few seconds, and a
+ledger of every execution to judge the guarantees by.
+
+Faults (`FAULT_KINDS`): `kill` (kill -9 of a random non-standby worker),
+`stop` (SIGSTOP of one, SIGCONT a few seconds later), `broker` (kill -9 of the
+broker and a restart; the embedded one comes back empty) and `redis` (kill -9
+of Redis and a restart on its append-only file). The last two need a
+`ServiceControl` for services the run owns. With `monitor=True` a monitor
+process runs too (it republishes what a broker restart lost) and must be alive
+at the end. After each fault the run notes how long until the next task
+completed: its time to recover.
 
 Used by tests/test_chaos.py (short) and bench/chaos.py (long). Tasks are
 `ledger_add` from a ledger module (tests/ledger_tasks.py), which appends
@@ -31,9 +39,86 @@ from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.services import free_port, start_broker, start_redis
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill", "wall_s",
-                "throughput")
+                "throughput", "faults", "recover_s", "alive_at_end")
+FAULT_KINDS = ("kill", "stop", "broker", "redis")
+
+
+@dataclass
+class ServiceControl:
+    """How a chaos run kills and restarts the services it owns (each call blocks until
+    the service answers again)."""
+
+    restart_broker: Callable[[], None]
+    restart_redis: Callable[[], None]
+    down_for: float = 1.0  # seconds each service stays dead
+
+
+class OwnedServices:
+    """A broker and a Redis on free ports that this run may kill and restart.
+
+    Redis runs with `appendfsync always`: with the default `everysec`, a kill -9
+    loses up to the last second of writes (a finished task could come back
+    `processing` and run again), which is Redis's promise, not YADTQ's.
+    """
+
+    def __init__(self, base: Path, down_for: float = 1.0) -> None:
+        self.base, self.down_for = base, down_for
+        self.kport, self.rport = free_port(), free_port()
+        self.broker = start_broker("127.0.0.1", self.kport, base / "services")
+        self.redis = self._start_redis()
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kport}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.rport}/0"
+
+    def _start_redis(self) -> subprocess.Popen[bytes]:
+        proc = start_redis("127.0.0.1", self.rport, self.base / "data", self.base / "services")
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            client.config_set("appendfsync", "always")
+        finally:
+            client.close()
+        return proc
+
+    def restart_broker(self) -> None:
+        _kill9(self.broker)
+        time.sleep(self.down_for)
+        self.broker = start_broker("127.0.0.1", self.kport, self.base / "services")
+
+    def restart_redis(self) -> None:
+        _kill9(self.redis)
+        time.sleep(self.down_for)
+        self.redis = self._start_redis()
+
+    def control(self) -> ServiceControl:
+        return ServiceControl(self.restart_broker, self.restart_redis, self.down_for)
+
+    def stop(self) -> None:
+        for proc in (self.broker, self.redis):
+            _kill9(proc)
+
+
+def _kill9(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@dataclass
+class Fault:
+    ts: float
+    kind: str
+    target: str
+    pid: int = 0
+    ended: float = 0.0  # when the fault was over (process resumed, service answering)
+    recover_s: float | None = None  # from `ended` to the next task completed
 
 
 @dataclass
@@ -52,6 +137,27 @@ class ChaosReport:
     unexplained: list[str] = field(default_factory=list, repr=False)  # why each violation counted
     kill_log: list[tuple[float, str, int]] = field(default_factory=list, repr=False)
     ledger: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
+    fault_log: list[Fault] = field(default_factory=list, repr=False)
+    alive_at_end: bool = True  # every worker and the monitor running when the run ended
+
+    @property
+    def faults(self) -> dict[str, int]:
+        """How many faults of each kind were injected."""
+        out: dict[str, int] = {}
+        for f in self.fault_log:
+            out[f.kind] = out.get(f.kind, 0) + 1
+        return out
+
+    @property
+    def recover_s(self) -> dict[str, float | None]:
+        """The longest time to recover after a fault of each kind."""
+        out: dict[str, float | None] = {}
+        for f in self.fault_log:
+            if f.recover_s is not None:
+                out[f.kind] = max(out.get(f.kind) or 0.0, f.recover_s)
+            else:
+                out.setdefault(f.kind, None)
+        return out
 
     @property
     def counts_add_up(self) -> bool:
@@ -62,76 +168,149 @@ class ChaosReport:
         return {k: getattr(self, k) for k in SUMMARY_KEYS}
 
 
-class Killer:
-    """Kills a random live non-standby worker of `farm` every ~`every` seconds (±25%)."""
+class Injector:
+    """Injects one fault every ~`every` seconds (±25%), cycling through `kinds` in a
+    shuffled order so each kind comes up; notes each one and when it was over."""
 
-    def __init__(self, farm: Farm, every: float, rng: random.Random) -> None:
-        self.farm, self.every, self.rng = farm, every, rng
-        self.kills: list[tuple[float, str, int]] = []
+    def __init__(self, farm: Farm, kinds: tuple[str, ...], every: float, rng: random.Random,
+                 services: ServiceControl | None, stop_for: float) -> None:
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown or (({"broker", "redis"} & set(kinds)) and services is None):
+            raise ValueError(f"faults {sorted(unknown) or kinds}: unknown, or broker/redis without ServiceControl")
+        self.farm, self.kinds, self.every, self.rng = farm, kinds, every, rng
+        self.services, self.stop_for = services, stop_for
+        self.faults: list[Fault] = []
+        self._queue: list[str] = []
+        self._stopped: list[tuple[float, Fault]] = []  # (resume at, fault)
         self.next_at = time.monotonic() + every
 
+    @property
+    def kills(self) -> list[tuple[float, str, int]]:
+        return [(f.ts, f.target, f.pid) for f in self.faults if f.kind == "kill"]
+
     def tick(self) -> None:
-        if time.monotonic() < self.next_at:
+        now = time.monotonic()
+        for resume_at, fault in [x for x in self._stopped if x[0] <= now]:
+            self._stopped.remove((resume_at, fault))
+            self._signal(fault.pid, signal.SIGCONT)
+            fault.ended = time.time()
+        if now < self.next_at:
             return
-        victims = [(name, pid) for name, pid, standby in self.farm.running() if not standby]
-        if victims:
+        self.next_at = now + self.every * self.rng.uniform(0.75, 1.25)
+        if not self._queue:
+            self._queue = self.rng.sample(self.kinds, len(self.kinds))
+        kind = self._queue.pop()
+        if kind in ("kill", "stop"):
+            stopped = {f.pid for _, f in self._stopped}
+            victims = [(n, pid) for n, pid, standby in self.farm.running() if not standby and pid not in stopped]
+            if not victims:
+                return
             name, pid = self.rng.choice(victims)
-            try:
-                os.kill(pid, signal.SIGKILL)
-                self.kills.append((round(time.time(), 3), name, pid))
-            except ProcessLookupError:
-                pass  # it died on its own a moment ago
-        self.next_at = time.monotonic() + self.every * self.rng.uniform(0.75, 1.25)
+            fault = Fault(round(time.time(), 3), kind, name, pid)
+            if not self._signal(pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP):
+                return
+            if kind == "stop":
+                self._stopped.append((now + self.stop_for, fault))
+            else:
+                fault.ended = fault.ts
+        else:
+            assert self.services is not None
+            fault = Fault(round(time.time(), 3), kind, kind)
+            restart = self.services.restart_broker if kind == "broker" else self.services.restart_redis
+            restart()
+            fault.ended = time.time()
+        self.faults.append(fault)
+
+    def resume_all(self) -> None:
+        for _, fault in self._stopped:
+            self._signal(fault.pid, signal.SIGCONT)
+            fault.ended = time.time()
+        self._stopped.clear()
+
+    def note_progress(self, success: int, last: dict[int, int]) -> None:
+        """Fills in time to recover: the first time the success count grew after a fault ended."""
+        for i, f in enumerate(self.faults):
+            if f.recover_s is not None or not f.ended:
+                continue
+            if i not in last:
+                last[i] = success
+            elif success > last[i]:
+                f.recover_s = round(time.time() - f.ended, 2)
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> bool:
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False  # it died on its own a moment ago
 
 
 def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1, kill_every: float = 2.0,
               max_minutes: float = 5.0, seed: int = 1, task_module: str = "ledger_tasks",
               pause: float = 0.004, say: Callable[[str], None] | None = None, drain_minutes: float = 0.0,
-              progress: Callable[[dict[str, int], int], None] | None = None,
-              pauses: Sequence[float] | None = None) -> ChaosReport:
-    """Submits `tasks` ledger tasks, kills workers while they run (for at most
-    `max_minutes`), then lets the farm finish without kills for at most
-    `drain_minutes`, stops it and judges. Children inherit this process's
-    environment: PYTHONPATH must let them import `task_module`. `pauses`, when
-    given, are task durations drawn at random per task (a mixed workload)."""
+              progress: Callable[[dict[str, int], int], None] | None = None, faults: tuple[str, ...] = ("kill",),
+              services: ServiceControl | None = None, monitor: bool = False, mixed: bool = False,
+              stop_for: float = 0.0, pauses: Sequence[float] | None = None) -> ChaosReport:
+    """Submits `tasks` ledger tasks, injects `faults` while they run (every
+    ~`kill_every` s, for at most `max_minutes`), then lets the farm finish
+    without faults for at most `drain_minutes`, stops it and judges. `mixed`
+    varies the tasks' work (mostly quick, some 20x and 100x `pause`);
+    `pauses`, when given, are task durations drawn at random per task.
+    Children inherit this process's environment: PYTHONPATH must let them
+    import `task_module`."""
     rng = random.Random(seed)
     specs = [WorkerSpec(f"W{i}", tasks=(task_module,)) for i in range(1, workers + 1)]
     specs += [WorkerSpec(f"S{i}", standby=True, tasks=(task_module,)) for i in range(1, standby + 1)]
     # A worker is killed every ~8 s on average: keep its respawn quick.
     farm = Farm(settings, specs, respawn=True, out=say or (lambda line: None), backoff_max=1.0)
     thread = threading.Thread(target=farm.run, name="chaos-farm", daemon=True)
-    killer = Killer(farm, kill_every, rng)
+    injector = Injector(farm, faults, kill_every, rng, services,
+                        stop_for or settings.lease + settings.session_timeout_ms / 1000)
+    mon = _start_monitor(settings) if monitor else None
+    alive = True
     with YADTQ(settings) as q:
         thread.start()
         try:
             started = time.monotonic()
             ids: list[str] = []
             for i in range(0, tasks, 1000):
-                ids += q.submit_many([("ledger_add", [n, 1, rng.choice(pauses) if pauses else pause])
+                ids += q.submit_many([("ledger_add", [n, 1, rng.choice(pauses) if pauses else _work(rng, pause, mixed)])
                                       for n in range(i, min(tasks, i + 1000))])
             last_report = started
             kill_until = started + max_minutes * 60
             drain_until = kill_until + drain_minutes * 60
             kill_phase = (0.0, 0)
+            counts: dict[str, int] = {}
+            seen: dict[int, int] = {}
             while True:
-                counts = q.backend.counts()
+                counts = _counts(q) or counts
                 now = time.monotonic()
                 if now < kill_until or not kill_phase[0]:
                     kill_phase = (now - started, counts.get("success", 0))
+                injector.note_progress(counts.get("success", 0), seen)
                 if counts.get("success", 0) >= tasks or now >= drain_until:
                     break
                 if now < kill_until:
-                    killer.tick()
+                    injector.tick()
+                else:
+                    injector.resume_all()
                 if progress and now - last_report >= 10:
-                    progress(counts, len(killer.kills))
+                    progress(counts, len(injector.faults))
                     last_report = now
                 time.sleep(0.05)
             wall = time.monotonic() - started
+            injector.resume_all()
+            alive = _all_alive(farm, workers + standby) and (mon is None or mon.poll() is None)
         finally:
+            injector.resume_all()
             farm.stop()
             thread.join(timeout=farm.grace + 30)
+            if mon is not None:
+                _stop(mon)
         records = [rec for i in range(0, len(ids), 5000) for rec in q.backend.get_many(ids[i:i + 5000])]
         counts = q.backend.counts()
+    killer = injector
     r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         # A test/bench-sized list read once at the end (not a dashboard path).
@@ -139,34 +318,82 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
         raw_end = r.lrange(settings.prefix + "ledger_end", 0, -1)
     finally:
         r.close()
-    ledger = [(tid, int(pid), int(attempt)) for tid, pid, attempt in (line.split() for line in raw)]
+    ledger = [(str(tid), int(pid), int(attempt)) for tid, pid, attempt in (str(line).split() for line in raw)]
     done = {rec.task_id for rec in records if rec.status == "success"}
-    ended = {(tid, int(pid), int(attempt)): float(ts) for tid, pid, attempt, ts in (x.split() for x in raw_end)}
-    report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None)
+    ended = {(str(tid), int(pid), int(attempt)): float(ts)
+             for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
+    cut = {f.pid for f in injector.faults if f.kind == "stop"}
+    report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
+                   stopped=cut)
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
+    report.fault_log = injector.faults
+    report.alive_at_end = alive
     return report
+
+
+def _work(rng: random.Random, pause: float, mixed: bool) -> float:
+    if not mixed:
+        return pause
+    roll = rng.random()
+    return pause * (100 if roll < 0.02 else 20 if roll < 0.15 else 1)
+
+
+def _counts(q: YADTQ) -> dict[str, int] | None:
+    try:
+        return q.backend.counts()
+    except redis.RedisError:
+        return None  # Redis is being restarted: keep the last figures
+
+
+def _all_alive(farm: Farm, expected: int) -> bool:
+    """Every worker running now (a respawn in progress counts once it is back)."""
+    deadline = time.monotonic() + 30
+    while len(farm.running()) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return len(farm.running()) == expected
+
+
+def _start_monitor(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    env.update(settings.env())
+    Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(settings.log_dir) / "monitor.out", "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "yadtq", "monitor"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
           kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
-          ended: dict[tuple[str, int, int], float] | None = None) -> ChaosReport:
+          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
-    was cut off by a kill.
+    was cut off by a fault of its process.
 
     An execution is explained as cut off when its process was killed and it is
     among the last `slots` executions that process started (a worker runs at
-    most `slots` tasks at once, so a kill cuts off at most that many); every
-    other execution of a task that is followed by another one is a violation.
-    With `ended` (when each run's task function returned, by the ledger), a run
-    is cut off when its process was killed before it returned, or less than
-    two seconds after (its outcome not stored yet).
+    most `slots` tasks at once, so a kill cuts off at most that many), or when
+    its process was stopped (SIGSTOP: its claims lapse while it sleeps, and its
+    late outcome is fenced out); every other execution of a task that is
+    followed by another one is a violation. With `ended` (when each run's task
+    function returned, by the ledger), a run of a killed process is cut off
+    when the kill came before it returned, or less than two seconds after (its
+    outcome not stored yet).
     """
     kill_time = {pid: ts for ts, _, pid in kills}
-    killed = {pid for _, _, pid in kills}
+    killed = set(kill_time)
+    stopped = stopped or set()
     starts_of_pid: dict[int, list[int]] = {}
     for i, (_, pid, _) in enumerate(ledger):
         starts_of_pid.setdefault(pid, []).append(i)
-    last_of_pid = {pid: set(idx[-slots:]) for pid, idx in starts_of_pid.items()}
+    last_of_pid = {pid: set(idx[-max(slots, 1):]) for pid, idx in starts_of_pid.items()}
     last_of_task: dict[str, int] = {}
     for i, (tid, _, _) in enumerate(ledger):
         last_of_task[tid] = i
@@ -179,10 +406,10 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
             cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
         else:
             cut_off = pid in killed and i in last_of_pid[pid]
-        if cut_off:
+        if cut_off or pid in stopped:
             reruns += 1
         else:
-            why = "its process was not killed" if pid not in killed else "its process ran another task after it"
+            why = "its process was not killed" if pid not in killed else "its process ran other tasks after it"
             unexplained.append(f"task {tid} ran again after attempt {attempt} by pid {pid}: {why}")
     tasks = len(ids)
     return ChaosReport(
@@ -206,6 +433,10 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
         w = csv.writer(f)
         w.writerow(["ts", "worker", "pid"])
         w.writerows(report.kill_log)
+    with open(out / "faults.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "kind", "target", "pid", "ended", "recover_s"])
+        w.writerows((x.ts, x.kind, x.target, x.pid, round(x.ended, 3), x.recover_s) for x in report.fault_log)
     with open(out / "ledger.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task_id", "pid", "attempt"])

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -18,10 +19,19 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from yadtq import scripts
-from yadtq.config import Settings
-from yadtq.errors import BackendUnavailable, TaskNotFound, YADTQError
+from yadtq.config import Settings, redact_url
+from yadtq.errors import BackendUnavailable, ConfigError, MessageError, TaskNotFound, YADTQError
 from yadtq.keys import FINAL, STATUSES, Keys
 from yadtq.messages import TaskMessage
+
+LUA_DIR = Path(__file__).parent / "lua"
+# How long an undone submit's id refuses a message that reached the broker after all.
+WITHDRAWN_TTL = 7 * 86_400
+
+
+def lua(name: str) -> str:
+    """The text of `yadtq/lua/<name>.lua`."""
+    return (LUA_DIR / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -106,24 +116,22 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     extra: dict[str, Any] = {}
     if retries is not None:
         extra["retry"] = Retry(NoBackoff(), retries)
-    client = redis.Redis.from_url(
-        settings.redis_url, decode_responses=True,
-        socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
-        socket_timeout=socket_timeout, health_check_interval=30,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
-    )
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True,
+            socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
+            socket_timeout=socket_timeout, health_check_interval=30,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
+        )
+    except (ValueError, TypeError):
+        # The parser's message may quote the URL, password and all.
+        raise ConfigError("YADTQ_REDIS_URL is not a valid Redis URL "
+                          "(redis[s]://[[user]:password@]host[:port][/db])") from None
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise BackendUnavailable(_redacted(settings.redis_url), str(exc).splitlines()[0]) from None
+        raise BackendUnavailable(settings.redis_url, redact_url(str(exc).splitlines()[0])) from None
     return client
-
-
-def _redacted(url: str) -> str:
-    if "@" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 class Backend:
@@ -134,21 +142,45 @@ class Backend:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self._submit = client.register_script(scripts.SUBMIT)
-        self._requeue = client.register_script(scripts.REQUEUE)
+        self._requeue = client.register_script(lua("requeue"))
+        self._submit_once = client.register_script(lua("submit"))
+        self._unsubmit = client.register_script(lua("unsubmit"))
         self._cancel = client.register_script(scripts.load("cancel"))
 
     # -- clients ---------------------------------------------------------
-    def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
-        """Writes `queued` records for `messages` in one pipeline (existing ones are kept)."""
+    def record_queued(self, messages: Sequence[TaskMessage], default_tries: int,
+                      token: str = "") -> list[str]:
+        """Writes `queued` records for `messages` in one pipeline; existing records are kept.
+
+        Returns one verdict per message: "new" (recorded now), or the status of
+        the record that already had that id with the same body. Raises
+        `MessageError` when an id is taken by a task with another body (nothing
+        is written for that message; the others are). `token` marks the new
+        records as this submit's, so `unsubmit` can undo exactly them.
+        """
         pipe = self.r.pipeline(transaction=False)
         for m in messages:
-            self._submit(
-                keys=[self.keys.task(m.task_id), self.keys.status("queued")],
-                args=[m.submitted_at or time.time(), m.task, json.dumps(list(m.args)),
-                      json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.task_id],
+            self._submit_once(
+                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.withdrawn(m.task_id),
+                      self.keys.broker_epoch],
+                args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
+                      m.time_limit or "", m.digest, token],
                 client=pipe)
-        pipe.execute()
+        out: list[str] = []
+        for m, reply in zip(messages, pipe.execute(), strict=True):
+            if reply[0] == "foreign":
+                raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
+            out.append("new" if reply[0] == "new" else reply[1])
+        return out
+
+    def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
+        """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
+        since; returns the ids undone. Their ids refuse a late message for a week."""
+        pipe = self.r.pipeline(transaction=False)
+        for tid in task_ids:
+            self._unsubmit(keys=[self.keys.task(tid), self.keys.status("queued"), self.keys.withdrawn(tid)],
+                           args=[tid, token, WITHDRAWN_TTL], client=pipe)
+        return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if undone]
 
     def get(self, task_id: str) -> TaskRecord:
         """Raises `TaskNotFound` for an unknown id."""
@@ -163,7 +195,7 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
             pipe.hgetall(self.keys.task(tid))
-        return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, pipe.execute()) if h]
+        return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, pipe.execute(), strict=True) if h]
 
     def events(self, task_id: str) -> list[tuple[float, str]]:
         """What the record's timestamps cannot tell: retries, failures, reclaims, requeues."""
@@ -177,7 +209,7 @@ class Backend:
         pipe = self.r.pipeline(transaction=False)
         for s in STATUSES:
             pipe.zcard(self.keys.status(s))
-        return dict(zip(STATUSES, pipe.execute()))
+        return dict(zip(STATUSES, pipe.execute(), strict=True))
 
     def list_ids(self, status: str, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[str]:
         if status not in STATUSES:
@@ -194,20 +226,48 @@ class Backend:
     def ids_older_than(self, status: str, before: float, limit: int = 1000) -> list[str]:
         return self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit)
 
-    def reset_to_queued(self, task_id: str) -> TaskMessage:
-        """Puts a failed (or stale queued) task back to `queued`; returns the message to publish.
+    def reset_to_queued(self, task_id: str, fresh: bool = True) -> TaskMessage:
+        """Puts a task back to `queued`; returns the message to publish again.
 
-        Raises `TaskNotFound`, or `YADTQError` for a task that is running or succeeded.
+        Accepts a failed task, a queued one (its message lost), and a `processing`
+        one whose lease lapsed (its worker is gone; the fence moves on so the old
+        run cannot complete it). `fresh` resets its attempts (a user's requeue);
+        otherwise the cut-off run is counted in `lost_runs` (the monitor's).
+        Raises `TaskNotFound`, or `YADTQError` for a task that succeeded or is
+        running under a live lease.
         """
-        got = self._requeue(keys=[self.keys.task(task_id), self.keys.events(task_id)],
-                            args=[time.time(), self.settings.prefix, task_id])
+        for _ in range(5):  # the status index is a key, so the status is read first
+            found = self.r.hget(self.keys.task(task_id), "status")
+            if found is None:
+                raise TaskNotFound(task_id)
+            status = str(found)
+            got = self._requeue(keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
+                                      self.keys.status("queued")],
+                                args=[task_id, status, "fresh" if fresh else "lost"])
+            if got[0] != "moved":
+                break
         if got[0] == "missing":
             raise TaskNotFound(task_id)
         if got[0] != "ok":
-            raise YADTQError(f"task {task_id} is {got[0]}; only failed or queued tasks can be requeued")
+            what = "running (its lease is live)" if got[0] == "running" else got[0]
+            raise YADTQError(f"task {task_id} is {what}; only failed, queued or abandoned tasks can be requeued")
         _, name, args, kwargs, tries, limit = got
         return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
                            int(tries) if tries else None, time.time(), float(limit) if limit else None)
+
+    def lapsed(self, grace: float, limit: int = 1000) -> list[str]:
+        """Ids of `processing` tasks whose lease lapsed more than `grace` seconds ago
+        (by Redis server time); bounded to the `limit` longest-running."""
+        ids = self.list_ids("processing", limit=limit, newest_first=False)
+        if not ids:
+            return []
+        sec, usec = self.r.time()
+        now = sec + usec / 1e6
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hget(self.keys.task(tid), "lease")
+        leases = pipe.execute()
+        return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
         """Moves a queued task to `cancelled` (atomically); returns the new record.

@@ -7,9 +7,11 @@ here first checks the address answers, so a dead broker is one clear
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,18 +25,23 @@ from yadtq.errors import BrokerUnavailable, ConfigError
 log = logging.getLogger(__name__)
 
 
-def check_reachable(settings: Settings) -> None:
+def check_reachable(settings: Settings, timeout: float | None = None) -> None:
     """Raises `BrokerUnavailable` unless some bootstrap address accepts a TCP connection."""
     last = "no address given"
     for addr in settings.kafka_bootstrap.split(","):
         host, _, port = addr.strip().rpartition(":")
         try:
             with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)),
-                                          timeout=settings.connect_timeout):
+                                          timeout=settings.connect_timeout if timeout is None else timeout):
                 return
         except (OSError, ValueError) as exc:
             last = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     raise BrokerUnavailable(settings.kafka_bootstrap, last)
+
+
+# Topics are made by `ensure_topic` with YADTQ's partition count, never as a side effect
+# of a metadata request after a broker lost them (Apache Kafka honours this; tansu does not).
+NO_AUTO_CREATE = {"allow_auto_create_topics": False}
 
 
 def _common(settings: Settings) -> dict[str, Any]:
@@ -60,10 +67,14 @@ def _guarded(settings: Settings, build: Callable[[], Any]) -> Any:
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     config = {
         **_common(settings),
+        **NO_AUTO_CREATE,
         "acks": 1,
         # Duplicates are harmless (the claim skips finished tasks); idempotence costs a round trip.
         "enable_idempotence": False,
         "linger_ms": settings.linger_ms,
+        # kafka-python blocks a send up to 60 s for metadata of a topic the broker lost;
+        # a caller must hear of an outage within its own timeouts instead.
+        "max_block_ms": int(settings.connect_timeout * 2000),
         "max_request_size": max(settings.max_message_bytes * 2, 1_048_576),
         **overrides,
     }
@@ -74,6 +85,7 @@ def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> Ka
     """A consumer with manual commits and the timings BROKER_NOTES.md calls for."""
     config = {
         **_common(settings),
+        **NO_AUTO_CREATE,
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -115,6 +127,73 @@ def ensure_topic(settings: Settings, topic: str, partitions: int, wait: float = 
         admin.close()
 
 
+def epoch_topic(settings: Settings) -> str:
+    """One-partition topic holding the broker's epoch marker (see `EpochProbe`)."""
+    return f"{settings.topic}.epoch"
+
+
+class EpochProbe:
+    """Tells whether the broker still holds the log it held before.
+
+    A memory-only broker (the embedded one) loses every topic and message when
+    it restarts, while Redis keeps the task records. The probe keeps one marker
+    record (a random epoch id) at the start of `epoch_topic`; an empty topic
+    means the log is gone. A durable broker keeps the marker, so its restarts
+    republish nothing. Every reader takes the first record as the epoch, so two
+    writers racing agree.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tp = TopicPartition(epoch_topic(settings), 0)
+        self._consumer: Any = None
+
+    def read(self) -> str | None:
+        """The epoch on the broker now, or None when the marker topic is empty or missing.
+
+        Raises `BrokerUnavailable` (or a `KafkaError`) when the broker does not answer.
+        """
+        if self._consumer is None:
+            self._consumer = make_consumer(self.settings, None, request_timeout_ms=
+                                           int(max(self.settings.connect_timeout, 1.0) * 1000))
+            self._consumer.assign([self.tp])
+        end = self._consumer.end_offsets([self.tp]).get(self.tp, 0)
+        if not end:
+            return None
+        self._consumer.seek_to_beginning(self.tp)
+        deadline = time.monotonic() + self.settings.connect_timeout
+        while time.monotonic() < deadline:
+            for records in self._consumer.poll(timeout_ms=200, max_records=1).values():
+                for rec in records:
+                    return _epoch_of(rec.value)
+        return None
+
+    def write(self) -> str:
+        """Puts a new marker (when the topic is still empty) and returns the epoch now in force."""
+        ensure_topic(self.settings, self.tp.topic, 1)
+        producer = make_producer(self.settings, linger_ms=0)
+        try:
+            epoch = uuid.uuid4().hex
+            producer.send(self.tp.topic, json.dumps({"epoch": epoch, "ts": time.time()}).encode(),
+                          partition=0).get(timeout=self.settings.connect_timeout)
+        finally:
+            producer.close(timeout=self.settings.connect_timeout)
+        return self.read() or epoch
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+def _epoch_of(raw: bytes | None) -> str:
+    try:
+        value = json.loads(raw or b"")
+        return str(value["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return "unreadable"
+
+
 def partitions_for(consumer_or_producer: Any, topic: str, wait: float = 10.0) -> list[int]:
     """The topic's partition ids as the client sees them in its metadata."""
     deadline = time.monotonic() + wait
@@ -127,5 +206,14 @@ def partitions_for(consumer_or_producer: Any, topic: str, wait: float = 10.0) ->
         time.sleep(0.1)
 
 
-__all__ = ["TopicPartition", "check_reachable", "ensure_topic", "make_admin", "make_consumer",
-           "make_producer", "partitions_for"]
+__all__ = [
+    "EpochProbe",
+    "TopicPartition",
+    "check_reachable",
+    "ensure_topic",
+    "epoch_topic",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "partitions_for",
+]

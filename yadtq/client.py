@@ -4,27 +4,35 @@
     tid = q.submit("add", [1, 2])
     q.result(tid, timeout=10)          # -> 3
 
-A task id is made on the client (uuid4); the `queued` record is written to
-Redis before the message is published, so a status query never races the
-worker.
+A task id is made on the client (uuid4) unless the caller gives one; the
+`queued` record is written to Redis before the message is published, so a
+status query never races the worker.
+
+Submit is all or nothing: when publishing fails, the records this submit made
+are undone (atomically, unless a worker claimed one meanwhile) and the error
+is raised, so nothing runs later behind the caller's back. Submitting again
+with the same id is idempotent: one task, one run.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from yadtq.backend import Backend, TaskRecord, connect_redis
-from yadtq.broker import ensure_topic, make_producer
+from yadtq.broker import EpochProbe, ensure_topic, make_producer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
 from yadtq.live import LiveState
 from yadtq.messages import TaskMessage, key_partition, new_task_id
 
+log = logging.getLogger(__name__)
 TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
 
 
@@ -61,10 +69,25 @@ class YADTQ:
         if self._producer is None:
             if self._create_topic:
                 ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+                self._remember_epoch()
             self._producer = make_producer(self.settings)
             found = self._producer.partitions_for(self.settings.topic)
             self._partitions = sorted(found) if found else list(range(self.settings.partitions))
         return self._producer
+
+    def _remember_epoch(self) -> None:
+        """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
+        started after a broker restart still sees that the broker lost its log."""
+        key = self.backend.keys.broker_epoch
+        if self.redis.exists(key):
+            return
+        probe = EpochProbe(self.settings)
+        try:
+            self.redis.set(key, probe.read() or probe.write(), nx=True)
+        except KafkaError as exc:
+            log.warning("could not read the broker's epoch: %s", exc)
+        finally:
+            probe.close()
 
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
@@ -97,8 +120,34 @@ class YADTQ:
         return self.publish([self._spec(s) for s in specs], wait=True)
 
     def publish(self, messages: Sequence[TaskMessage], wait: bool = True) -> list[str]:
-        """Records then sends `messages` round-robin over the partitions."""
-        self.backend.record_queued(messages, self.settings.tries)
+        """Records then sends `messages` round-robin over the partitions; returns their ids.
+
+        A message whose id already has a record with the same body is sent only
+        while that record is still `queued` (its earlier message may be lost);
+        a running or finished task is left alone. Raises `MessageError` for an
+        id taken by another body, `BrokerUnavailable` when publishing fails; in
+        both cases the records this call made are undone first (all or nothing).
+        With `wait=False` nothing is confirmed, so nothing can be undone.
+        """
+        token = uuid.uuid4().hex
+        verdicts = self.backend.record_queued(messages, self.settings.tries, token)
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", "queued")]
+        try:
+            self._send(to_send, wait)
+        except BaseException:
+            self.backend.unsubmit(made, token)
+            raise
+        return [m.task_id for m in messages]
+
+    def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
+        """Publishes `messages`; raises `BrokerUnavailable` when that fails.
+
+        After a failure the producer is dropped, so the next call starts afresh:
+        the topic made again if the broker lost it, its partitions read again.
+        """
+        if not messages:
+            return
         producer = self.producer
         futures = []
         try:
@@ -112,32 +161,52 @@ class YADTQ:
                 for f in futures:
                     f.get(timeout=self.settings.connect_timeout)
         except KafkaError as exc:
-            # The records stay `queued`: `yadtq requeue` (or the monitor) republishes them.
+            self._drop_producer()
             raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
-        return [m.task_id for m in messages]
 
-    def requeue(self, task_id: str) -> str:
-        """Runs a failed task again from its stored record (fresh attempts); returns its id."""
-        self.producer  # connect first: a dead broker must not leave the record half-changed
-        return self.publish([self.backend.reset_to_queued(task_id)], wait=True)[0]
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError as exc:
+                log.debug("closing a failed producer: %s", exc)
+
+    def send_again(self, messages: Sequence[TaskMessage]) -> None:
+        """Publishes messages of tasks that already have records (their messages were lost).
+
+        No record is written or undone: a duplicate message is harmless (the
+        claim skips a finished task and never runs one twice at once). Raises
+        `BrokerUnavailable` or `KafkaError` when publishing fails.
+        """
+        self._send(messages, wait=True)
+
+    def requeue(self, task_id: str, fresh: bool = True) -> str:
+        """Runs a task again from its stored record; returns its id.
+
+        Accepts a failed task, a `queued` one whose message was lost, and a
+        `processing` one whose lease lapsed (its worker is gone); refuses a
+        success and a task running under a live lease (`YADTQError`).
+        `fresh` resets its attempts; otherwise its cut-off run is counted.
+        """
+        _ = self.producer  # connect first: a dead broker must not leave the record half-changed
+        message = self.backend.reset_to_queued(task_id, fresh)
+        self._send([message], wait=True)  # on failure it stays `queued`: requeue again
+        return task_id
 
     def requeue_stale(self, older_than: float, limit: int = 1000) -> list[str]:
-        """Publishes again the tasks `queued` for more than `older_than` seconds.
-
-        A memory-only broker loses its messages on restart while Redis keeps the
-        records; this puts them back on the topic. A duplicate message is harmless:
-        the claim skips a finished task and never runs one twice at once.
+        """Publishes again the tasks `queued` for more than `older_than` seconds (`yadtq requeue
+        --stale`; the monitor does this by itself only after a broker restart).
         """
         ids = self.backend.ids_older_than("queued", time.time() - older_than, limit)
         if not ids:
             return []
         # The topic may have gone with the broker: make sure it is there again.
         ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
-        self.producer
-        records = self.backend.get_many(ids)
-        self.backend.touch_queued([r.task_id for r in records])
-        return self.publish([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted,
-                                         r.time_limit) for r in records], wait=True)
+        records = [r for r in self.backend.get_many(ids) if r.status == "queued"]
+        self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
+                         for r in records])
+        return [r.task_id for r in records]
 
     def _spec(self, spec: TaskSpec) -> TaskMessage:
         if isinstance(spec, TaskMessage):

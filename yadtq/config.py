@@ -13,8 +13,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from yadtq.errors import ConfigError
+
+# Settings whose values are never shown (repr, errors, logs); URLs are shown redacted.
+SECRET_SETTINGS = ("control_token", "api_token", "dashboard_password")
+URL_SETTINGS = ("redis_url", "kafka_bootstrap")
+# Option names in YADTQ_KAFKA_OPTIONS whose values are secrets (SASL, TLS key passwords, tokens).
+_SECRET_WORDS = ("password", "secret", "token", "key", "credential", "jaas")
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,24 @@ class Settings:
         if not self.topic or not self.prefix:
             raise ConfigError("topic and prefix must not be empty")
 
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({shown})"
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting, safe to print: secrets masked, URLs without their passwords."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_SETTINGS and value:
+                value = "***"
+            elif f.name in URL_SETTINGS:
+                value = redact_url(value)
+            elif f.name == "kafka_options":
+                value = redact_options(value)
+            out[f.name] = value
+        return out
+
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
@@ -142,18 +167,52 @@ ENV_PREFIX = "YADTQ_"
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:
-    try:
-        if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
+    """One variable's value. Errors name the variable and what it must be, never the value:
+    YADTQ_KAFKA_OPTIONS carries SASL passwords, YADTQ_REDIS_URL may carry one."""
+    var = ENV_PREFIX + name.upper()
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
             return int(raw)
-        if isinstance(default, float):
+        except ValueError:
+            raise ConfigError(f"{var} must be an integer") from None
+    if isinstance(default, float):
+        try:
             return float(raw)
-        if isinstance(default, Mapping):
+        except ValueError:
+            raise ConfigError(f"{var} must be a number") from None
+    if isinstance(default, Mapping):
+        try:
             parsed = json.loads(raw)
-            if not isinstance(parsed, dict):
-                raise ValueError("expected a JSON object")
-            return parsed
-    except ValueError as exc:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        except ValueError as exc:
+            where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+            raise ConfigError(f"{var} must be a JSON object: not valid JSON{where}") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{var} must be a JSON object, got a JSON {type(parsed).__name__}")
+        return parsed
     return raw
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (and user name) replaced by `***`: the one way every URL is shown.
+
+    Works on comma-separated lists (Kafka bootstrap addresses) and on text that
+    is not a URL at all (returned as is, unless it has a `user:pass@` part).
+    """
+    if "," in url:
+        return ",".join(redact_url(part) for part in url.split(","))
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        host = parts.netloc.rpartition("@")[2]
+    except ValueError:
+        return "***"
+    redacted = urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
+    return redacted if "://" in url else redacted.removeprefix("//")
+
+
+def redact_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Kafka client options safe to print: values of secret-looking options masked."""
+    return {k: "***" if any(w in k.lower() for w in _SECRET_WORDS) else v for k, v in dict(options).items()}

@@ -25,9 +25,12 @@ class ConnectError(YADTQError):
     service = "service"
 
     def __init__(self, address: str, reason: str) -> None:
-        self.address = address
+        # Imported here: config imports this module. Every address shown is redacted.
+        from yadtq.config import redact_url
+
+        self.address = redact_url(address)
         self.reason = reason
-        super().__init__(f"cannot reach {self.service} at {address}: {reason}")
+        super().__init__(f"cannot reach {self.service} at {self.address}: {reason}")
 
 
 class BrokerUnavailable(ConnectError):
@@ -62,6 +65,13 @@ class UnknownTask(TaskError):
 
 class TaskArgumentError(TaskError):
     """The arguments do not fit the task's signature or its annotated types."""
+
+
+class ResultError(TaskError):
+    """A task's return value cannot be stored: not strict JSON, or over `max_result_bytes`.
+
+    The task's attempt fails with this error (no retry: the same code returns the same value).
+    """
 
 
 class TimeLimitExceeded(YADTQError):

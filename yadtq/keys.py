@@ -64,6 +64,17 @@ class Keys:
         """A task's own capped event history (what the dashboard's lookup shows)."""
         return f"{self.prefix}events:{task_id}"
 
+    def withdrawn(self, task_id: str) -> str:
+        """Set (with a TTL) when a submit was undone because publishing failed: a message of
+        that id that reached the broker after all must not create and run the task."""
+        return f"{self.prefix}withdrawn:{task_id}"
+
+    @property
+    def broker_epoch(self) -> str:
+        """String: the broker epoch (its marker's id) last seen; task records note the epoch
+        their message went to, so the monitor knows which messages a broker restart lost."""
+        return f"{self.prefix}broker:epoch"
+
     def control(self, worker: str) -> str:
         """List of commands (pause, resume, stop) queued for one worker."""
         return f"{self.prefix}control:{worker}"

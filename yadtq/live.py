@@ -60,6 +60,25 @@ class LiveState:
     def workers(self) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self.r.hgetall(self.keys.workers).items()}
 
+    def mark_left(self, name: str, incarnation: str) -> bool:
+        """A worker stopping cleanly marks its own registry entry LEFT, so a goodbye heartbeat
+        lost with the broker (everything stopping at once) is not read as a death by the next
+        monitor. Only its own incarnation's entry changes (WATCH/MULTI: atomic)."""
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.workers)  # type: ignore[no-untyped-call]
+                raw = pipe.hget(self.keys.workers, name)
+                info = json.loads(raw) if raw else None
+                if not info or info.get("incarnation") != incarnation:
+                    return False
+                info.update(status="LEFT", state="stopping", since=time.time())
+                pipe.multi()
+                pipe.hset(self.keys.workers, name, json.dumps(info))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False  # the monitor wrote it meanwhile: its next beat decides
+
     def forget_worker(self, name: str) -> None:
         self.r.hdel(self.keys.workers, name)
 

@@ -7,7 +7,9 @@ one could be read, never a `KeyError` from deep inside.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import math
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -18,16 +20,36 @@ from kafka.partitioner.default import murmur2
 from yadtq.errors import MessageError
 
 MAX_TASK_NAME = 200
+MAX_TASK_ID = 200
+# Deeper arguments are refused at the door: every later step (the claim's JSON,
+# the task's own code, the result) would otherwise meet the recursion limit.
+MAX_DEPTH = 64
+MAX_TRIES = 10_000
+MAX_TIME_LIMIT = 366 * 86_400.0
+# Bytes of an unreadable record searched for its task id.
+SNIFF_BYTES = 4096
+
+Header = tuple[str, bytes]
 
 
 def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
+def canonical_json(value: Any) -> str:
+    """One text per JSON value (sorted keys, compact, ASCII): what digests are taken of."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def body_digest(task: str, args: Any, kwargs: Any) -> str:
+    """sha1 hex of the canonical JSON of `[task, args, kwargs]`."""
+    return hashlib.sha1(canonical_json([task, list(args), dict(kwargs)]).encode()).hexdigest()
+
+
 def key_partition(key: str, partitions: list[int]) -> int:
     """The partition of an ordering key: Kafka's default (murmur2) partitioner, so any
     Kafka client that sends the same key reaches the same partition."""
-    return partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
+    return partitions[int(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
 
 
 @dataclass(frozen=True)
@@ -61,46 +83,86 @@ class TaskMessage:
             body["time-limit"] = self.time_limit
         if self.key is not None:
             body["key"] = self.key
-        return json.dumps(body, separators=(",", ":")).encode()
+        try:
+            return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise MessageError(f"arguments are not strict JSON: {exc}", self.task_id) from None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """What the task is, apart from its id: sha1 hex of canonical `[task, args, kwargs]`.
+
+        Stored in the record at submit; a record that reuses the id with another
+        body is foreign and must not touch the task.
+        """
+        return body_digest(self.task, self.args, self.kwargs)
 
 
 @dataclass(frozen=True)
 class ControlMessage:
-    """`{"control": "end", "id": ...}`: sent to every partition by the producer."""
+    """`{"control": "end", "id": ..., "token": ...}`: sent to every partition by the producer.
+
+    `token` is `Settings.control_token` when one is set; workers then honour
+    only an `end` that carries it.
+    """
 
     control: str
     id: str = ""
+    token: str = ""
 
     def encode(self) -> bytes:
-        return json.dumps({"control": self.control, "id": self.id}).encode()
+        body = {"control": self.control, "id": self.id}
+        if self.token:
+            body["token"] = self.token
+        return json.dumps(body).encode()
 
 
 CONTROLS = ("end",)
 
 
 def decode(raw: bytes | None, max_bytes: int) -> TaskMessage | ControlMessage:
-    """Read one record value from the tasks topic; raises `MessageError`."""
+    """Reads one record value from the tasks topic.
+
+    Any bytes at all either give a message or raise `MessageError` (with the
+    task id when one is readable): the size is checked before parsing, and
+    invalid UTF-8, lone surrogates, NaN/Infinity, numbers too large, nesting
+    deeper than `MAX_DEPTH` and wrong field types are all refused.
+    """
     if raw is None:
         raise MessageError("empty message (no value)")
     if len(raw) > max_bytes:
         raise MessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes",
-                           _sniff_id(raw[:4096]))
+                           sniff_task_id(raw))
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise MessageError(f"not JSON: {exc}") from None
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise MessageError(f"JSON nested deeper than {MAX_DEPTH} levels", sniff_task_id(raw)) from None
+    except ValueError as exc:  # also UnicodeDecodeError and ints past the digit limit
+        raise MessageError(f"not JSON: {_short(exc)}", sniff_task_id(raw)) from None
     if not isinstance(body, dict):
         raise MessageError(f"expected a JSON object, got {type(body).__name__}")
+    problem = _unstorable(body)
+    if problem:
+        task_id = body.get("task-id", body.get("task_id"))
+        raise MessageError(problem, task_id if _valid_id(task_id) else None)
     if "control" in body:
-        if body["control"] not in CONTROLS:
-            raise MessageError(f"unknown control {body['control']!r}")
-        return ControlMessage(body["control"], str(body.get("id", "")))
+        return _control_from_dict(body)
     return task_from_dict(body)
 
 
+def _control_from_dict(body: dict[str, Any]) -> ControlMessage:
+    control, cid, token = body["control"], body.get("id", ""), body.get("token", "")
+    if control not in CONTROLS:
+        raise MessageError(f"unknown control {str(control)[:100]!r}")
+    if not isinstance(cid, (str, int)) or isinstance(cid, bool) or not isinstance(token, str):
+        raise MessageError("control 'id' and 'token' must be strings")
+    return ControlMessage(control, str(cid)[:MAX_TASK_ID], token)
+
+
 def task_from_dict(body: dict[str, Any]) -> TaskMessage:
+    """A task from a parsed JSON object; raises `MessageError` (with the id when readable)."""
     task_id = body.get("task-id", body.get("task_id"))
-    if not isinstance(task_id, str) or not task_id or len(task_id) > 200:
+    if not isinstance(task_id, str) or not _valid_id(task_id):
         raise MessageError("missing or invalid 'task-id' (a non-empty string)")
     name = body.get("task")
     if not isinstance(name, str) or not name or len(name) > MAX_TASK_NAME:
@@ -112,36 +174,117 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
     if not isinstance(kwargs, dict):
         raise MessageError("'kwargs' must be a JSON object", task_id)
     tries = body.get("tries")
-    if tries is not None and (not isinstance(tries, int) or isinstance(tries, bool) or tries < 1):
-        raise MessageError("'tries' must be a positive integer", task_id)
-    submitted = _optional_number(body, "submitted-at", task_id)
-    time_limit = _optional_number(body, "time-limit", task_id)
+    if tries is not None and (not isinstance(tries, int) or isinstance(tries, bool) or not 1 <= tries <= MAX_TRIES):
+        raise MessageError(f"'tries' must be an integer from 1 to {MAX_TRIES}", task_id)
+    submitted = _optional_number(body, "submitted-at", task_id, math.inf)
+    time_limit = _optional_number(body, "time-limit", task_id, MAX_TIME_LIMIT)
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
         raise MessageError("'key' must be a non-empty string of at most 200 characters", task_id)
     return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key)
 
 
-def _optional_number(body: dict[str, Any], key: str, task_id: str) -> float | None:
+def _valid_id(task_id: Any) -> bool:
+    return isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID
+
+
+def _optional_number(body: dict[str, Any], key: str, task_id: str, most: float) -> float | None:
     value = body.get(key)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-        raise MessageError(f"{key!r} must be a non-negative number", task_id)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= most:
+        raise MessageError(f"{key!r} must be a number from 0 to {most:g}", task_id)
     return float(value)
 
 
-def _sniff_id(head: bytes) -> str | None:
-    """Best effort: the task id of an oversized message, from its first bytes."""
-    marker = b'"task-id"'
-    at = head.find(marker)
-    if at < 0:
-        return None
-    rest = head[at + len(marker):].lstrip(b" :")
-    if not rest.startswith(b'"'):
-        return None
-    end = rest.find(b'"', 1)
-    return rest[1:end].decode(errors="replace") if end > 1 else None
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not strict JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _short(exc: Exception) -> str:
+    return str(exc)[:200]
+
+
+def _unstorable(body: Any) -> str | None:
+    """Why a parsed value cannot travel on (too deep, lone surrogates), or None.
+
+    Iterative, so a value as deep as the parser allows cannot overflow the stack here.
+    """
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return "text with a lone surrogate (not valid Unicode)"
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                stack.append((k, depth))
+                stack.append((v, depth + 1))
+        else:
+            stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def sniff_task_id(raw: bytes) -> str | None:
+    """Best effort: the task id of an unreadable record, from its first bytes."""
+    head = raw[:SNIFF_BYTES]
+    for marker in (b'"task-id"', b'"task_id"'):
+        at = head.find(marker)
+        if at < 0:
+            continue
+        rest = head[at + len(marker):].lstrip(b" \t\r\n")
+        if not rest.startswith(b":"):
+            continue
+        rest = rest[1:].lstrip(b" \t\r\n")
+        if not rest.startswith(b'"'):
+            continue
+        end = rest.find(b'"', 1)
+        if end <= 1 or b"\\" in rest[1:end]:
+            continue  # escapes: not worth guessing at
+        try:
+            task_id = rest[1:end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if _valid_id(task_id) and task_id.isprintable():
+            return task_id
+    return None
+
+
+def dead_letter_value(raw: bytes | None, limit: int, error: str = "") -> tuple[bytes, list[Header]]:
+    """The value and headers to send a rejected record to the dead-letter topic with.
+
+    A record over `limit` bytes (the broker refuses one past about twice
+    `max_message_bytes`) is cut to its first `limit` bytes; the headers say so
+    and give its original size. Headers: `error` (first 1000 bytes of it),
+    `size` (original bytes), `truncated` ("1" when cut).
+    """
+    value = raw or b""
+    headers: list[Header] = [("error", error.encode("utf-8", "replace")[:1000]),
+                             ("size", str(len(value)).encode())]
+    if len(value) > limit:
+        value = value[:limit]
+        headers.append(("truncated", b"1"))
+    return value, headers
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+-- Puts a task back to `queued` and returns its fields so the caller can publish it again.
+-- Accepted: failed, queued (its message lost), and processing whose lease has lapsed (its
+-- worker is gone: the fence moves on, so a late completion of the old run is discarded).
+-- Refused: success, and processing under a live lease (returns {status}).
+-- KEYS[1] task:<id>  KEYS[2] events:<id>  KEYS[3] status:<current>  KEYS[4] status:queued
+-- KEYS[3] must be the index of the status the caller read; a changed status returns {'moved', st}.
+-- ARGV[1] id  ARGV[2] status read by the caller  ARGV[3] "fresh" (reset attempts) | "lost" (count a cut-off run)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cur = redis.call('HMGET', KEYS[1], 'status', 'lease')
+local st = cur[1]
+if not st then return {'missing'} end
+if st ~= ARGV[2] then return {'moved', st} end
+if st == 'success' then return {st} end
+if st == 'processing' and tonumber(cur[2] or '0') > now then return {'running'} end
+redis.call('HINCRBY', KEYS[1], 'fence', 1)
+if ARGV[3] == 'fresh' then
+  redis.call('HSET', KEYS[1], 'attempts', 0, 'failures', 0)
+elseif st == 'processing' then
+  redis.call('HINCRBY', KEYS[1], 'lost_runs', 1)
+end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner')
+redis.call('PERSIST', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
+redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
+redis.call('LTRIM', KEYS[2], -50, -1)
+return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}

@@ -1,0 +1,21 @@
+-- Records a task as queued, unless a record of its id exists (idempotent submit).
+-- KEYS[1] task:<id>   KEYS[2] status:queued   KEYS[3] withdrawn:<id>   KEYS[4] broker:epoch
+-- ARGV[1] id  ARGV[2] task name  ARGV[3] args (JSON)  ARGV[4] kwargs (JSON)  ARGV[5] tries
+-- ARGV[6] time limit ("" for none)  ARGV[7] digest of [task, args, kwargs]  ARGV[8] submit token
+-- Returns {'new'} | {'exists', status} | {'foreign', digest}: 'foreign' when the id is taken
+-- by a task with another body. Timestamps are Redis server time (one clock for every host).
+-- `epoch` notes the broker epoch the message goes to, so a message lost with that broker is known.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cur = redis.call('HMGET', KEYS[1], 'status', 'digest')
+if cur[1] then
+  if cur[2] and cur[2] ~= ARGV[7] then return {'foreign', cur[2]} end
+  return {'exists', cur[1]}
+end
+redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
+  'time_limit', ARGV[6], 'digest', ARGV[7], 'submit_token', ARGV[8], 'submitted', now,
+  'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0,
+  'epoch', redis.call('GET', KEYS[4]) or '')
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('DEL', KEYS[3])
+return {'new'}
