@@ -221,7 +221,6 @@ def cmd_produce(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.producer import produce
     configured = Settings.from_env().topic
     with YADTQ(s) as q:
-        q.producer  # noqa: B018  (connects first: an unreachable broker is the one line to show)
         if args.topic != configured:
             print(f"yadtq: warning: producing to topic {args.topic!r}, but workers, the monitor and 'yadtq tasks' "
                   f"use {configured!r} (YADTQ_TOPIC) unless started with --topic {args.topic}", file=sys.stderr)

@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from yadtq.config import Settings
+from yadtq.config import Settings, redact_url
 from yadtq.errors import ConfigError, YADTQError
 from yadtq.names import pid_alive
 
@@ -78,7 +78,7 @@ def broker_address(settings: Settings) -> tuple[str, int]:
 def redis_address(settings: Settings) -> tuple[str, int]:
     url = urlparse(settings.redis_url)
     if url.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"bad Redis URL {settings.redis_url!r}")
+        raise ConfigError(f"bad Redis URL {redact_url(settings.redis_url)!r} (YADTQ_REDIS_URL)")
     return url.hostname or "127.0.0.1", url.port or 6379
 
 
@@ -223,7 +223,10 @@ def start_broker(host: str, port: int, log_dir: Path,
 def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
                 started: dict[str, subprocess.Popen[bytes]] | None = None,
                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    """Starts Redis with an append-only file; `started` as for `start_broker`.
+    """Starts Redis with an append-only file synced on every write; `started` as for `start_broker`.
+
+    `appendfsync always`: with Redis's default (`everysec`) a kill -9 loses up to
+    a second of writes, and a finished task could come back and run again.
 
     It answers as soon as it listens, possibly while still loading the file:
     `redis_ready` tells when it serves.
@@ -234,7 +237,7 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([*_parent_death_signal(), redis_binary(), "--port", str(port), "--bind", host,
                                  "--dir", str(data_dir.resolve()), "--appendonly", "yes",
-                                 "--appendfilename", f"appendonly-{port}.aof",
+                                 "--appendfsync", "always", "--appendfilename", f"appendonly-{port}.aof",
                                  "--appenddirname", f"appendonly-{port}",
                                  "--dbfilename", f"dump-{port}.rdb", "--save", "",
                                  "--protected-mode", "no", "--daemonize", "no", *extra_args],

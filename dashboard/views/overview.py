@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.common import client, settings, viewer_tz
+from yadtq.config import redact_url
 
 st.title("Overview")
 window_name = st.segmented_control("Window", list(data.WINDOWS), default="15 minutes", key="window")
@@ -44,7 +45,7 @@ def live() -> None:
     b.plotly_chart(charts.type_success(types), key="type-success")
     c2.plotly_chart(charts.type_times(types, "run"), key="type-run")
     d.plotly_chart(charts.type_times(types, "queue wait"), key="type-wait")
-    st.caption(f"Refreshed every {s.dashboard_refresh:g} s · Redis {s.redis_url.split('@')[-1]} · topic {s.topic}")
+    st.caption(f"Refreshed every {s.dashboard_refresh:g} s · Redis {redact_url(s.redis_url)} · topic {s.topic}")
 
 
 live()

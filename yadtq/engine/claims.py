@@ -155,7 +155,7 @@ class ClaimPipeline:
             args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
         for c in claims:
             m = c.work.message
-            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id)]
+            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or ""]
         reply = self._step(keys=keys, args=args)
@@ -184,7 +184,8 @@ class ClaimPipeline:
         ids = [str(i) for i in self.r.zrangebyscore(self.keys.retries, "-inf", "+inf", start=0, num=limit)]
         if not ids:
             return []
-        got = self._take_due(keys=[self.keys.retries, *(self.keys.task(i) for i in ids)], args=[hold, *ids])
+        got = self._take_due(keys=[self.keys.retries, self.keys.broker_epoch, *(self.keys.task(i) for i in ids)],
+                             args=[hold, *ids])
         out = []
         for tid, armed, task, args, kwargs, tries, limit_s, submitted, key in got:
             msg = TaskMessage(tid, task, tuple(json.loads(args)), json.loads(kwargs), int(tries) if tries else None,

@@ -93,7 +93,9 @@ class Worker:
         self._unsent: tuple[list[Finished], list[tuple[Claim, Entry]]] = ([], [])
         self._redis_down_until = 0.0
         self._redis_delay = 0.2
-        self._last = {"commit": 0.0, "control": 0.0, "retries": 0.0, "end": 0.0, "snapshot": 0.0, "poll": 0.0}
+        self._last = {"commit": 0.0, "control": 0.0, "retries": 0.0, "end": 0.0, "snapshot": 0.0, "poll": 0.0,
+                      "epoch": 0.0}
+        self._epoch: str | None = None
         self._snapshot: dict[str, Any] = {}
         self._hard_limit_hit = threading.Event()
         self._starved = True  # the last turn found fewer ready records than free slots
@@ -158,6 +160,8 @@ class Worker:
         self.heartbeat.stop()
         self._publish_snapshot(state="stopping")
         self.heartbeat.beat()
+        # The goodbye heartbeat may be lost with the broker (everything stopping at once): say it in Redis too.
+        self._redis_call(lambda: self.live.mark_left(self.name, self.incarnation), False)
         self.heartbeat.join(timeout=2)
         self.source.close()
         self.events.emit("worker_left", worker=self.name, done=self.done, failed=self.failed)
@@ -351,6 +355,8 @@ class Worker:
             self._obey_commands()
         if redis_up and not self.standby and self._due("retries", 0.25):
             self._publish_due_retries()
+        if redis_up and self._due("epoch", 2.0):
+            self._check_broker_epoch()
         if redis_up and self._due("end", 0.5):
             completed = self._redis_call(lambda: self.live.end_completed_at(self.settings.topic), None)
             if completed and completed > self.started_at and not self._stop.is_set():
@@ -362,6 +368,23 @@ class Worker:
         if resume:
             self._resume(resume)
             self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
+
+    def _check_broker_epoch(self) -> None:
+        """The monitor notes a new broker epoch when a memory-only broker restarted and lost its
+        log: positions in the old log mean nothing, so read every owned partition from the start."""
+        epoch = self._redis_call(lambda: self.redis.get(self.keys.broker_epoch), None)
+        if epoch is None:
+            return
+        epoch = str(epoch)
+        if self._epoch is not None and epoch != self._epoch:
+            parts = self.tracker.partitions
+            log.warning("the broker lost its log (epoch %s -> %s): reading partitions %s from the start",
+                        self._epoch, epoch, parts)
+            self.events.emit("broker_log_restarted", worker=self.name, partitions=parts, epoch=epoch)
+            for p in parts:
+                self.tracker.assign(p, start=0)  # a new log starts at offset 0
+            self.source.restart_log(parts)
+        self._epoch = epoch
 
     def _resume(self, partitions: Sequence[int]) -> None:
         self.source.seek(self.tracker.next_offsets(partitions))

@@ -45,6 +45,7 @@ class TaskSource(Protocol):
     def rebalances(self) -> list[Rebalance]: ...
     def commit(self, offsets: dict[int, int]) -> bool: ...
     def seek(self, positions: dict[int, int]) -> None: ...
+    def restart_log(self, partitions: Sequence[int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
                 headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
     def flush(self) -> bool: ...
@@ -146,6 +147,15 @@ class KafkaSource:
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
         owned = {tp.partition for tp in self.consumer.assignment()}
         return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+
+    def restart_log(self, partitions: Sequence[int]) -> None:
+        """The broker lost its log (a memory-only broker restarted): forget old positions and read
+        these partitions from the start of the new log (the claim skips what already finished)."""
+        self.rewind.clear()
+        self.lows = {}
+        tps = self._tps(partitions)
+        if tps:
+            self.consumer.seek_to_beginning(*tps)
 
     def seek(self, positions: dict[int, int]) -> None:
         """Fetching goes on from these offsets (records polled and dropped while a partition's
@@ -255,6 +265,12 @@ class MemorySource:
                 if p in self.position:
                     self.committed_offsets[p] = o
         return True
+
+    def restart_log(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                if p in self.position:
+                    self.position[p] = 0
 
     def seek(self, positions: dict[int, int]) -> None:
         with self.lock:

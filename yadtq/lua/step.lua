@@ -4,7 +4,7 @@
 -- KEYS[1] status:queued   KEYS[2] status:processing   KEYS[3] status:success
 -- KEYS[4] status:failed   KEYS[5] done_by             KEYS[6] failed_by
 -- KEYS[7] retries (sorted set: task id -> due time of a parked retry)
--- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>
+-- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
@@ -15,6 +15,7 @@
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
+--   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, incarnation = ARGV[1], ARGV[2]
@@ -81,12 +82,14 @@ end
 
 while a <= #ARGV do
   local id = ARGV[a]
-  local tk, ek = KEYS[k], KEYS[k+1]
+  local tk, ek, wk = KEYS[k], KEYS[k+1], KEYS[k+2]
   local digest = ARGV[a+9]
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due')
   local st = rec[1]
   local verdict = nil
-  if not st then
+  if not st and redis.call('EXISTS', wk) == 1 then
+    verdict = {'done', 'withdrawn'}
+  elseif not st then
     -- a message from any Kafka client, with no record yet: create it
     redis.call('HSET', tk, 'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
       'time_limit', ARGV[a+5], 'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'failures', 0,
@@ -149,6 +152,6 @@ while a <= #ARGV do
   end
   table.insert(out, verdict)
   a = a + 11
-  k = k + 2
+  k = k + 3
 end
 return out
