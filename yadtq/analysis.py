@@ -41,7 +41,7 @@ def as_time(ts: pd.Series) -> pd.Series:
 # -- loading -------------------------------------------------------------------
 def _parse_line(line: str) -> dict[str, Any] | None:
     try:
-        return json.loads(line)
+        event: dict[str, Any] = json.loads(line)
     except ValueError:
         # A process killed mid-flush leaves half a line, and its successor appends
         # to the same file: keep the whole event that follows the fragment.
@@ -49,6 +49,7 @@ def _parse_line(line: str) -> dict[str, Any] | None:
         if cut > 0:
             return _parse_line(line[cut:])
         return None
+    return event
 
 
 def read_events(lines: Iterable[str]) -> tuple[list[dict[str, Any]], int]:
@@ -197,10 +198,7 @@ def throughput(df: pd.DataFrame, interval: float = 1.0, ts: str = "finished", by
     if d.empty:
         return pd.DataFrame({"count": []})
     bins = (np.floor(d[ts] / interval) * interval).rename("t")
-    if by is None:
-        out = bins.value_counts().sort_index().to_frame("count")
-    else:
-        out = pd.crosstab(bins, d[by])
+    out = bins.value_counts().sort_index().to_frame("count") if by is None else pd.crosstab(bins, d[by])
     full = np.arange(bins.min(), bins.max() + interval / 2, interval)
     out = out.reindex(full, fill_value=0)
     out.index = as_time(pd.Series(out.index, name="t"))
@@ -354,7 +352,7 @@ def recovery_times(kills: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         mine = assigned[(assigned["pid"] == k.pid) & (assigned["ts"] <= k.ts)]
         held = set(mine.iloc[-1]["partitions"]) if len(mine) else set()
         later = assigned[(assigned["ts"] > k.ts) & (assigned["pid"] != k.pid)]
-        took = later[later["partitions"].apply(lambda p: bool(held & set(p)))]
+        took = later[later["partitions"].apply(lambda p, held=held: bool(held & set(p)))]
         first = done[(done["ts"] > k.ts) & (done["pid"] != k.pid) & done["partition"].isin(held)]
         rows.append({
             "ts": k.ts, "worker": k.worker, "pid": k.pid, "partitions": sorted(held),
@@ -379,7 +377,8 @@ def chaos_verdict(run: ChaosRun) -> pd.DataFrame:
     checks.append(("run twice after completion (summary.json)", run.summary.get("run_twice_after_completion"), 0))
     if run.events is not None:
         ok = run.events[run.events["event"] == "task_succeeded"]
-        checks.append(("tasks with more than one task_succeeded (logs)", int((ok["task_id"].value_counts() > 1).sum()), 0))
+        twice = int((ok["task_id"].value_counts() > 1).sum())
+        checks.append(("tasks with more than one task_succeeded (logs)", twice, 0))
     out = pd.DataFrame(checks, columns=["check", "value", "expected"])
     out["ok"] = out["value"] == out["expected"]
     return out

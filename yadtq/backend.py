@@ -7,12 +7,13 @@ number of task records, and counts and listings never scan the keyspace.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -134,6 +135,18 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     return client
 
 
+# connect_redis() sets decode_responses=True, so every reply holds str; redis-py types
+# replies `bytes | str` whatever the client, so reads narrow them with these two.
+def decoded_list(reply: Sequence[object]) -> list[str]:
+    """A list reply (LRANGE, ZRANGE without scores) of a `connect_redis()` client."""
+    return cast("list[str]", reply)
+
+
+def decoded_hash(reply: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """An HGETALL reply of a `connect_redis()` client."""
+    return cast("dict[str, str]", reply)
+
+
 class Backend:
     """Task records in Redis. Write methods are atomic scripts; reads are bounded."""
 
@@ -187,7 +200,7 @@ class Backend:
         h = self.r.hgetall(self.keys.task(task_id))
         if not h:
             raise TaskNotFound(task_id)
-        return TaskRecord.from_hash(task_id, h)
+        return TaskRecord.from_hash(task_id, decoded_hash(h))
 
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """Records of the ids that exist, in order (one round trip)."""
@@ -200,7 +213,7 @@ class Backend:
     def events(self, task_id: str) -> list[tuple[float, str]]:
         """What the record's timestamps cannot tell: retries, failures, reclaims, requeues."""
         out = []
-        for line in self.r.lrange(self.keys.events(task_id), 0, 49):
+        for line in decoded_list(self.r.lrange(self.keys.events(task_id), 0, 49)):
             ts, _, text = line.partition(" ")
             out.append((float(ts), text))
         return out
@@ -217,14 +230,15 @@ class Backend:
         key = self.keys.status(status)
         end = offset + max(limit, 1) - 1
         if newest_first:
-            return self.r.zrevrange(key, offset, end)
-        return self.r.zrange(key, offset, end)
+            return decoded_list(self.r.zrevrange(key, offset, end))
+        return decoded_list(self.r.zrange(key, offset, end))
 
     def list(self, status: str, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[TaskRecord]:
         return self.get_many(self.list_ids(status, limit, offset, newest_first))
 
-    def ids_older_than(self, status: str, before: float, limit: int = 1000) -> list[str]:
-        return self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit)
+    # `list` below this line is the method above, hence `builtins.list`.
+    def ids_older_than(self, status: str, before: float, limit: int = 1000) -> builtins.list[str]:
+        return decoded_list(self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit))
 
     def reset_to_queued(self, task_id: str, fresh: bool = True) -> TaskMessage:
         """Puts a task back to `queued`; returns the message to publish again.
@@ -293,7 +307,7 @@ class Backend:
         """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
         if status not in FINAL:
             raise ValueError("only finished tasks (success, failed) can be purged")
-        ids = self.r.zrange(self.keys.status(status), 0, batch - 1)
+        ids = decoded_list(self.r.zrange(self.keys.status(status), 0, batch - 1))
         if ids:
             pipe = self.r.pipeline(transaction=True)
             for tid in ids:

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from yadtq.backend import decoded_hash
 from yadtq.config import Settings
 from yadtq.keys import Keys
 from yadtq.messages import Heartbeat
@@ -58,7 +59,7 @@ class LiveState:
         (pipe if pipe is not None else self.r).hset(self.keys.workers, name, json.dumps(info))
 
     def workers(self) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(v) for k, v in self.r.hgetall(self.keys.workers).items()}
+        return {k: json.loads(v) for k, v in decoded_hash(self.r.hgetall(self.keys.workers)).items()}
 
     def mark_left(self, name: str, incarnation: str) -> bool:
         """A worker stopping cleanly marks its own registry entry LEFT, so a goodbye heartbeat

@@ -58,7 +58,8 @@ class EventLog:
             self._out: TextIO | None = stream
         elif settings is not None:
             Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
-            self._out = open(Path(settings.log_dir) / f"{process}.events.jsonl", "a", buffering=1 << 16)
+            # Open for the log's lifetime, not a block: close() closes it.
+            self._out = open(Path(settings.log_dir) / f"{process}.events.jsonl", "a", buffering=1 << 16)  # noqa: SIM115
         else:
             self._out = None
 

@@ -67,9 +67,9 @@ class Task:
                 value.values() if param.kind is param.VAR_KEYWORD else (value,))
             for v in values:
                 if not _is_instance(v, expected):
+                    wanted = param.annotation if isinstance(param.annotation, str) else param.annotation.__name__
                     raise TaskArgumentError(
-                        f"{self.name}: argument {pname!r} must be {param.annotation if isinstance(param.annotation, str) else param.annotation.__name__}, "
-                        f"got {type(v).__name__} {v!r}")
+                        f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
 
     def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
         token = _current.set(context)

@@ -442,7 +442,7 @@ class Worker:
             for due in taken:
                 m = due.message
                 self.source.publish(self.settings.topic, (m.key or m.task_id).encode(), m.encode())
-        except Exception as exc:  # noqa: BLE001  they stay parked, re-armed: published again later
+        except Exception as exc:  # they stay parked, re-armed: published again later
             log.warning("parked retries not published yet: %s", exc)
             return
         if self.source.flush():
