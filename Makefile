@@ -15,8 +15,10 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 ## Start the whole system: broker + Redis (if none answers), monitor, farm, dashboard.
+## BROKER=kafka: Apache Kafka instead of the embedded broker (jars fetched once).
 run: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.kafka_cluster)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) $(VENV)/bin/honcho start
 
 ## Run the test suite against real broker and Redis processes.
 test: venv

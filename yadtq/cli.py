@@ -81,7 +81,8 @@ def _print_record(rec: Any, as_json: bool) -> None:
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.services import Services
     setup_logging(s, "services")
-    services = Services(s)
+    s = s.replace(broker=args.broker)
+    services = Services(s, nodes=args.nodes)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))
@@ -296,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yadtq", description="YADTQ: a distributed task queue on Kafka and Redis.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("services", parents=[common, topic], help="start the embedded broker and Redis if none answers")
+    p = sub.add_parser("services", parents=[common, topic], help="start the embedded broker and Redis if none answers")
+    p.add_argument("--broker", choices=["embedded", "kafka"], help="broker to start: the embedded one, or Apache "
+                   "Kafka fetched once with Maven (YADTQ_BROKER)")
+    p.add_argument("--nodes", type=int, default=1, help="Apache Kafka nodes for --broker kafka (default 1)")
 
     p = sub.add_parser("wait", parents=[common], help="wait until the broker and Redis answer")
     p.add_argument("--timeout", type=float, default=30.0)

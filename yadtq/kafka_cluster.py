@@ -348,3 +348,19 @@ class KafkaCluster:
                 if lines:
                     return lines[-1].strip()[:400]
         return f"see {self.log_dir / f'kafka-{node_id}'}"
+
+
+def main() -> int:
+    """`python -m yadtq.kafka_cluster`: fetch the jars now (what `make run BROKER=kafka` does first)."""
+    try:
+        lib = kafka_classpath(say=print)
+        check_java()
+    except KafkaSetupError as exc:
+        print(f"yadtq: error: {exc}")
+        return 1
+    print(f"Apache Kafka {KAFKA_VERSION}: {lib}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from yadtq.config import Settings
 from yadtq.errors import ConfigError, YADTQError
+
+if TYPE_CHECKING:
+    from yadtq.kafka_cluster import KafkaCluster
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,8 @@ class Services:
 
     settings: Settings
     started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nodes: int = 1  # Apache Kafka nodes to start when settings.broker is "kafka"
+    kafka: KafkaCluster | None = None
 
     def start(self, say: Callable[[str], None] = lambda line: None) -> list[str]:
         """Starts what does not answer; says (and returns) one line per service as it goes."""
@@ -148,6 +154,8 @@ class Services:
         host, port = broker_address(self.settings)
         if answers(host, port):
             lines.append(f"broker: using the one answering at {host}:{port}")
+        elif self.settings.broker == "kafka":
+            self._start_kafka(host, port, lines)
         else:
             start_broker(host, port, Path(self.settings.log_dir), self.started)
             lines.append(f"broker: started tansu at {host}:{port} (pid {self.started['broker'].pid})")
@@ -160,7 +168,21 @@ class Services:
                          f"append-only file in {self.settings.data_dir}/")
         return list(lines)
 
+    def _start_kafka(self, host: str, port: int, lines: list[str]) -> None:
+        from yadtq.kafka_cluster import KAFKA_VERSION, KafkaCluster
+        data = Path(self.settings.data_dir) / "kafka"
+        self.kafka = KafkaCluster.local(data, Path(self.settings.log_dir), port, self.nodes, host=host)
+        try:
+            self.kafka.start(say=lines.append)
+        finally:  # recorded even when interrupted mid-start, so stop() ends them
+            self.started.update({f"kafka-{i}": proc for i, proc in self.kafka.procs.items()})
+        pids = ", ".join(str(proc.pid) for proc in self.kafka.procs.values())
+        lines.append(f"broker: started Apache Kafka {KAFKA_VERSION}, {self.nodes} node(s) at {self.kafka.bootstrap} "
+                     f"(pid {pids}), log in {data}/")
+
     def stop(self) -> None:
+        if self.kafka is not None:
+            self.kafka.stop()  # all nodes at once: one by one, the last would wait on a lost quorum
         for name, proc in self.started.items():
             if proc.poll() is None:
                 proc.terminate()
