@@ -58,12 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="comma-separated brokers the broker tests run on (embedded,kafka)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "brokers(*kinds): run only on these brokers (a behaviour only they have)")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "broker_kind" in metafunc.fixturenames:
         kinds = [k.strip() for k in metafunc.config.getoption("--brokers").split(",") if k.strip()]
         unknown = set(kinds) - set(BROKERS)
         if unknown or not kinds:
             raise pytest.UsageError(f"--brokers takes {','.join(BROKERS)}, got {kinds}")
+        only = metafunc.definition.get_closest_marker("brokers")
+        if only is not None:
+            kinds = [k for k in kinds if k in only.args]
         metafunc.parametrize("broker_kind", kinds, scope="session")
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import KAFKA_TEST_CONFIG, Procs, RedisService, wait_for
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
-
-from conftest import KAFKA_TEST_CONFIG, Procs, RedisService, wait_for
 from ledger_tasks import read_ledger
+
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.errors import BrokerUnavailable, TaskNotFound
 from yadtq.kafka_cluster import KafkaCluster
 from yadtq.services import free_port
 
@@ -58,7 +59,7 @@ def java_hash(s: str) -> int:
 def partition_leaders(admin: KafkaAdminClient, topic: str) -> dict[int, tuple[int, list[int]]]:
     """{partition: (leader, in-sync replicas)} as the cluster reports it now."""
     (desc,) = admin.describe_topics([topic])
-    return {p["partition"]: (p["leader"], sorted(p["isr"])) for p in desc["partitions"]}
+    return {p["partition_index"]: (p["leader_id"], sorted(p["isr_nodes"])) for p in desc["partitions"]}
 
 
 def coordinator_of(admin: KafkaAdminClient, group: str) -> int:
@@ -76,7 +77,9 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
                  partitions=6, replication_factor=3, min_insync_replicas=2, log_dir=str(tmp_path / "logs"),
                  data_dir=str(tmp_path / "data"), heartbeat_interval=1.0, dead_after=20.0, lease=6.0,
                  session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=30000,
-                 connect_timeout=5.0)
+                 # A publish waits 2 x connect_timeout for its acks: longer than a leader election after a
+                 # kill -9 (broker.session.timeout.ms, 9 s); stale `queued` tasks republished after 30 s.
+                 connect_timeout=15.0, requeue_stale_after=30.0)
     procs = Procs(s, tmp_path)
     admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap.split(","))
     r = redis.Redis.from_url(s.redis_url, decode_responses=True)
@@ -96,10 +99,18 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.topic)])
         assert configs["topic"][s.topic]["min.insync.replicas"]["value"] == "2", configs
 
+        unacked: list[int] = []
+
         def submit() -> None:
             start = time.monotonic()
             for i in range(0, TASKS, 50):
-                ids.extend(q.submit_many([("ledger_add", [n, 1, 0.002]) for n in range(i, i + 50)]))
+                batch = [q.message("ledger_add", [n, 1, 0.002]) for n in range(i, i + 50)]
+                ids.extend(m.task_id for m in batch)
+                try:
+                    q.publish(batch)
+                except BrokerUnavailable:
+                    # Recorded `queued` in Redis first: the producer keeps retrying, the monitor republishes.
+                    unacked.append(i)
                 time.sleep(max(0.0, start + (i + 50) / RATE - time.monotonic()))
 
         submitter = threading.Thread(target=submit, name="submitter")
@@ -108,6 +119,12 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
 
         def success() -> int:
             return q.backend.counts()["success"]
+
+        def probe_status(tid: str) -> str:
+            try:
+                return q.status(tid).status
+            except TaskNotFound:  # the worker makes the record of a message sent by another client
+                return ""
 
         def kill_and_restart(node: int, what: str) -> None:
             led = sorted(p for p, (leader, _) in partition_leaders(admin, s.topic).items() if leader == node)
@@ -122,16 +139,19 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
             probe.send(s.topic, key=tid.encode(), partition=part,
                        value=json.dumps({"task-id": tid, "task": "ledger_add", "args": [0, 0]}).encode())
             probe.flush(timeout=60)
-            wait_for(lambda: q.status(tid).status == "success", 90, 0.05, f"probe {tid} on partition {part}")
+            wait_for(lambda: probe_status(tid) == "success", 90, 0.05, f"probe {tid} on partition {part}")
             probe_done = time.monotonic() - killed_at
             ids.append(tid)
             recoveries.append(f"kill -9 of {what} (node {node}, led partitions {led}): next completion after "
                               f"{next_done:.2f}s, probe on partition {part} done after {probe_done:.2f}s")
             print(recoveries[-1], flush=True)
+            restarted = time.monotonic()
             cluster.start_node(node)
             cluster.wait_ready(120)
             wait_for(lambda: all(len(isr) == 3 for _, isr in partition_leaders(admin, s.topic).values()),
                      120, 0.5, f"node {node} back in every in-sync replica set")
+            recoveries.append(f"node {node} restarted and back in every ISR after {time.monotonic() - restarted:.1f}s")
+            print(recoveries[-1], flush=True)
 
         wait_for(lambda: success() >= 1000, 120, 0.1, "1,000 tasks done before the first kill")
         consumer = KafkaConsumer(bootstrap_servers=cluster.bootstrap.split(","))
@@ -159,6 +179,7 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
         assert not twice, f"{len(twice)} tasks ran more than once: {list(twice.items())[:5]}"
         exited = {label: p.returncode for label, p in procs.procs.items() if p.poll() is not None}
         assert not exited, f"processes exited: {exited}; {[procs.output(n)[-800:] for n in exited]}"
+        recoveries.append(f"publishes not acknowledged in time (tasks recorded, delivered later): {len(unacked)}")
         print("\n".join(recoveries))
     finally:
         procs.stop_all()
