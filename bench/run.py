@@ -20,7 +20,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 from bench import yadtq_bench  # noqa: E402
 from bench.common import save, summarize  # noqa: E402
 
-NAMES = ("transport", "throughput", "latency", "failover", "memory", "dashboard", "celery")
+NAMES = ("transport", "throughput", "latency", "failover", "memory", "dashboard", "celery", "kafka")
 
 
 def repeat(runs: int, fn, *args) -> dict:
@@ -63,9 +63,15 @@ def main(argv: list[str] | None = None) -> dict:
             gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
         finally:
             rig.close()
+    if "kafka" in args.only:  # the broker benchmarks again on one Apache Kafka node (bench/kafka_bench.py)
+        from bench import kafka_bench
+        out["kafka"] = kafka_bench.run_all(runs, n_tp, n_lat, rate, embedded="failover" in args.only)
     out["wall_s"] = round(time.time() - t0, 1)
     save("quick" if args.quick else "latest", out)
     print_table(out)
+    if "kafka" in out:
+        from bench import kafka_bench
+        kafka_bench.print_broker_table(out)
     return out
 
 

@@ -69,8 +69,9 @@ def coordinator_of(admin: KafkaAdminClient, group: str) -> int:
     return offsets[(0 if h == -(1 << 31) else abs(h)) % len(offsets)][0]
 
 
+@pytest.mark.brokers("kafka")  # with `--brokers embedded` it is left out like every Kafka test
 def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
-        cluster: KafkaCluster, redis_service: RedisService, tmp_path: Path) -> None:
+        broker_kind: str, cluster: KafkaCluster, redis_service: RedisService, tmp_path: Path) -> None:
     u = uuid.uuid4().hex[:10]
     s = Settings(kafka_bootstrap=cluster.bootstrap, redis_url=f"redis://127.0.0.1:{redis_service.port}/0",
                  topic=f"tasks-{u}", heartbeat_topic=f"hb-{u}", group=f"workers-{u}", prefix=f"k{u}:",
