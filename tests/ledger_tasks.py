@@ -27,6 +27,8 @@ def ledger_add(a: float, b: float, pause: float = 0.0) -> float:
     ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
     if pause:
         time.sleep(pause)
+    # The run's end, with its wall time: a run of a killed process with no end was cut off mid-run.
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger_end", f"{ctx.task_id} {os.getpid()} {ctx.attempt} {time.time()}")
     return a + b
 
 
@@ -37,3 +39,29 @@ def read_ledger(r: redis.Redis, prefix: str) -> dict[str, list[tuple[int, int]]]
         tid, pid, attempt = line.split()
         out.setdefault(tid, []).append((int(pid), int(attempt)))
     return out
+
+
+@task
+def ledger_block(seconds: float) -> float:
+    """One long blocking call: a time limit cannot interrupt it, only end its worker."""
+    ctx = current_task()
+    assert ctx is not None
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def ledger_die(how: str) -> None:
+    """Ends its own worker process: os._exit, a segfault, or a memory blow-up."""
+    ctx = current_task()
+    assert ctx is not None
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
+    if how == "exit":
+        os._exit(1)
+    if how == "segv":
+        import ctypes
+        ctypes.string_at(0)
+    if how == "memory":
+        hog = [bytearray(64 << 20) for _ in range(10_000)]  # past the worker's address-space limit
+        raise AssertionError(f"allocated {len(hog)} blocks")

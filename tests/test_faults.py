@@ -61,7 +61,8 @@ def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settin
                         consumer_timeout_ms=5000)
     values = [m.value for m in dlq]
     dlq.close()
-    assert sorted(values) == sorted(v for v in bad.values() for _ in range(s.partitions))
+    # An oversized record is dead-lettered truncated to the message limit.
+    assert sorted(values) == sorted(v[:s.max_message_bytes] for v in bad.values() for _ in range(s.partitions))
     wait_for(lambda: [e["event"] for e in procs.events("worker-W1")].count("task_rejected") == len(bad) * s.partitions,
              30, 0.1, "every rejection in the event log")
     assert procs.procs["W1"].poll() is None  # still serving
@@ -87,8 +88,8 @@ def test_kill9_mid_stream_loses_nothing_and_reruns_nothing_finished(settings: Se
     ledger = read_ledger(r, settings.prefix)
     assert set(ledger) == set(ids)
     rerun = {tid: runs for tid, runs in ledger.items() if len(runs) > 1}
-    # Only the task the killed worker had in hand may run again, and only once more.
-    assert len(rerun) <= 1, rerun
+    # Only the tasks the killed worker had running may run again (one per slot), and only once more.
+    assert len(rerun) <= settings.concurrency, rerun
     for tid, runs in rerun.items():
         assert len(runs) == 2 and runs[0][0] == pid and runs[1][0] != pid and tid not in finished_before
     assert all(len(ledger[tid]) == 1 for tid in finished_before)

@@ -26,7 +26,9 @@ def test_crash_during_a_task_reruns_it_exactly_once_more(settings: Settings, pro
                                                          r: redis.Redis) -> None:
     s = settings.replace(partitions=2)
     procs.settings = s
-    crasher = procs.worker("W1", "--tasks", "ledger_tasks", "--crash", "after:3@during", settings=s)
+    # One slot: the crash cuts off exactly one run (test_chaos covers crashes under concurrency).
+    crasher = procs.worker("W1", "--tasks", "ledger_tasks", "--crash", "after:3@during", "--concurrency", "1",
+                           settings=s)
     procs.wait_assigned(["W1"])
     with YADTQ(s) as q2:
         ids = _ledger_tasks(q2, 10)
@@ -47,7 +49,8 @@ def test_crash_after_complete_skips_the_redelivered_task(settings: Settings, pro
                                                          r: redis.Redis) -> None:
     s = settings.replace(partitions=1)
     procs.settings = s
-    crasher = procs.worker("W1", "--tasks", "ledger_tasks", "--crash", "after:2@after-complete", settings=s)
+    crasher = procs.worker("W1", "--tasks", "ledger_tasks", "--crash", "after:2@after-complete", "--concurrency", "1",
+                           settings=s)
     procs.wait_assigned(["W1"])
     with YADTQ(s) as q:
         ids = _ledger_tasks(q, 6)

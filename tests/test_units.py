@@ -120,3 +120,13 @@ def test_assignor_without_standby_balances_orphans() -> None:
 
 def test_assignor_standby_alone_takes_all() -> None:
     assert plan_topic("t", [0, 1, 2], _members(s=(True, []))) == {"s": [0, 1, 2]}
+
+
+def test_assignor_gives_a_joining_worker_its_share() -> None:
+    # 4 partitions held 2/2; a third member joins: it gets one, nobody holds more than 2
+    plan = plan_topic("t", list(range(4)), _members(a=(False, [0, 1]), b=(False, [2, 3]), c=(False, [])))
+    assert sorted(len(v) for v in plan.values()) == [1, 1, 2] and len(plan["c"]) == 1
+    assert sorted(p for v in plan.values() for p in v) == [0, 1, 2, 3]
+    # 8 partitions over 3: 3/3/2, the newcomer takes 2 and the others keep 3 of what they held
+    plan = plan_topic("t", list(range(8)), _members(a=(False, [0, 1, 2, 3]), b=(False, [4, 5, 6, 7]), c=(False, [])))
+    assert len(plan["c"]) == 2 and set(plan["a"]) <= {0, 1, 2, 3} and set(plan["b"]) <= {4, 5, 6, 7}

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,11 +87,13 @@ class Killer:
 def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1, kill_every: float = 2.0,
               max_minutes: float = 5.0, seed: int = 1, task_module: str = "ledger_tasks",
               pause: float = 0.004, say: Callable[[str], None] | None = None, drain_minutes: float = 0.0,
-              progress: Callable[[dict[str, int], int], None] | None = None) -> ChaosReport:
+              progress: Callable[[dict[str, int], int], None] | None = None,
+              pauses: Sequence[float] | None = None) -> ChaosReport:
     """Submits `tasks` ledger tasks, kills workers while they run (for at most
     `max_minutes`), then lets the farm finish without kills for at most
     `drain_minutes`, stops it and judges. Children inherit this process's
-    environment: PYTHONPATH must let them import `task_module`."""
+    environment: PYTHONPATH must let them import `task_module`. `pauses`, when
+    given, are task durations drawn at random per task (a mixed workload)."""
     rng = random.Random(seed)
     specs = [WorkerSpec(f"W{i}", tasks=(task_module,)) for i in range(1, workers + 1)]
     specs += [WorkerSpec(f"S{i}", standby=True, tasks=(task_module,)) for i in range(1, standby + 1)]
@@ -105,7 +107,8 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             started = time.monotonic()
             ids: list[str] = []
             for i in range(0, tasks, 1000):
-                ids += q.submit_many([("ledger_add", [n, 1, pause]) for n in range(i, min(tasks, i + 1000))])
+                ids += q.submit_many([("ledger_add", [n, 1, rng.choice(pauses) if pauses else pause])
+                                      for n in range(i, min(tasks, i + 1000))])
             last_report = started
             kill_until = started + max_minutes * 60
             drain_until = kill_until + drain_minutes * 60
@@ -133,29 +136,37 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     try:
         # A test/bench-sized list read once at the end (not a dashboard path).
         raw = r.lrange(settings.prefix + "ledger", 0, -1)
+        raw_end = r.lrange(settings.prefix + "ledger_end", 0, -1)
     finally:
         r.close()
     ledger = [(tid, int(pid), int(attempt)) for tid, pid, attempt in (line.split() for line in raw)]
     done = {rec.task_id for rec in records if rec.status == "success"}
-    report = judge(ids, done, counts, ledger, killer.kills, wall)
+    ended = {(tid, int(pid), int(attempt)): float(ts) for tid, pid, attempt, ts in (x.split() for x in raw_end)}
+    report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None)
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     return report
 
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
-          kills: list[tuple[float, str, int]], wall: float) -> ChaosReport:
+          kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
+          ended: dict[tuple[str, int, int], float] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
     was cut off by a kill.
 
     An execution is explained as cut off when its process was killed and it is
-    the last execution that process started (a worker runs one task at a time,
-    so a kill cuts off at most one); every other execution of a task that is
-    followed by another one is a violation.
+    among the last `slots` executions that process started (a worker runs at
+    most `slots` tasks at once, so a kill cuts off at most that many); every
+    other execution of a task that is followed by another one is a violation.
+    With `ended` (when each run's task function returned, by the ledger), a run
+    is cut off when its process was killed before it returned, or less than
+    two seconds after (its outcome not stored yet).
     """
+    kill_time = {pid: ts for ts, _, pid in kills}
     killed = {pid for _, _, pid in kills}
-    last_of_pid: dict[int, int] = {}
+    starts_of_pid: dict[int, list[int]] = {}
     for i, (_, pid, _) in enumerate(ledger):
-        last_of_pid[pid] = i
+        starts_of_pid.setdefault(pid, []).append(i)
+    last_of_pid = {pid: set(idx[-slots:]) for pid, idx in starts_of_pid.items()}
     last_of_task: dict[str, int] = {}
     for i, (tid, _, _) in enumerate(ledger):
         last_of_task[tid] = i
@@ -163,7 +174,12 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     for i, (tid, pid, attempt) in enumerate(ledger):
         if last_of_task[tid] == i:
             continue  # the execution whose outcome stands
-        if pid in killed and last_of_pid[pid] == i:
+        if ended is not None:
+            end = ended.get((tid, pid, attempt))
+            cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+        else:
+            cut_off = pid in killed and i in last_of_pid[pid]
+        if cut_off:
             reruns += 1
         else:
             why = "its process was not killed" if pid not in killed else "its process ran another task after it"

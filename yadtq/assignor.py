@@ -5,11 +5,11 @@ partitions it held. The group leader then:
 
 1. on a fresh group (nobody held anything) deals the partitions round-robin
    over the active members;
-2. otherwise lets every active member keep what it held, up to
-   ceil(partitions / actives) (sticky, so a rebalance moves only what must);
-3. gives each newly joined active member its fair share (partitions //
-   actives), taking first what a standby held, so a respawned worker gets
-   work back;
+2. otherwise lets every active member keep what it held, up to its quota
+   (sticky, so a rebalance moves only what must);
+3. fills every active member up to its quota (partitions // actives, one
+   more for the members holding most), taking first what a standby held, so a
+   joining or respawned worker gets its share at once;
 4. hands the rest (the dead member's partitions) to the standbys, or to the
    least-loaded actives when there is no standby.
 
@@ -31,7 +31,7 @@ from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, Consume
 log = logging.getLogger(__name__)
 
 
-class StandbyAwareAssignor(AbstractPartitionAssignor):
+class StandbyAwareAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
     name = "yadtq-standby"
     version = 0
 
@@ -81,18 +81,23 @@ def plan_topic(topic: str, partitions: list[int], members: dict[str, dict[str, A
         for n, p in enumerate(partitions):
             out[actives[n % len(actives)]].append(p)
         return out
-    cap = -(-len(partitions) // len(actives))
+    # Balanced and sticky: every active member's quota is n // m, and the n % m
+    # members holding the most get one more; each keeps what it held up to its
+    # quota, so a joining member takes its share at the next rebalance.
+    base, extra = divmod(len(partitions), len(actives))
+    by_held = sorted(actives, key=lambda m: (-len(held[m]), m))
+    quota = {mid: base + (1 if n < extra else 0) for n, mid in enumerate(by_held)}
     taken: set[int] = set()
     for mid in actives:
         for p in held[mid]:
-            if p not in taken and len(out[mid]) < cap:
+            if p not in taken and len(out[mid]) < quota[mid]:
                 out[mid].append(p)
                 taken.add(p)
     standby_held = [p for mid in standbys for p in held[mid] if p not in taken]
     pool = standby_held + [p for p in partitions if p not in taken and p not in standby_held]
-    share = len(partitions) // len(actives)
-    for mid in actives:
-        while not held[mid] and len(out[mid]) < share and pool:
+    for mid in by_held[::-1]:  # members short of their quota (newcomers first) fill up from the pool
+        # With standbys, a dead member's share goes to them, not to the survivors.
+        while len(out[mid]) < quota[mid] and pool and (not standbys or not held[mid]):
             out[mid].append(pool.pop(0))
     if standbys:
         for mid in standbys:
@@ -100,7 +105,7 @@ def plan_topic(topic: str, partitions: list[int], members: dict[str, dict[str, A
                 if p in pool:
                     out[mid].append(p)
                     pool.remove(p)
-        for n, p in enumerate(pool):
+        for p in pool:
             out[sorted(standbys, key=lambda m: len(out[m]))[0]].append(p)
     else:
         for p in pool:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from yadtq import scripts
 from yadtq.config import Settings
@@ -84,13 +86,22 @@ def _num(raw: str | None, kind: type) -> Any:
     return kind(float(raw)) if kind is int else kind(raw)
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
-    """A client for `settings.redis_url`; raises `BackendUnavailable` if it does not answer."""
+def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
+                  retries: int | None = None) -> redis.Redis:
+    """A client for `settings.redis_url`; raises `BackendUnavailable` if it does not answer.
+
+    `socket_timeout` bounds every command (the worker's loop must not hang on a
+    stalled Redis); `retries=0` turns off redis-py's own retries, for a caller
+    that handles outages itself.
+    """
+    extra: dict[str, Any] = {}
+    if retries is not None:
+        extra["retry"] = Retry(NoBackoff(), retries)
     client = redis.Redis.from_url(
         settings.redis_url, decode_responses=True,
         socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
-        health_check_interval=30,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        socket_timeout=socket_timeout, health_check_interval=30,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
     )
     try:
         client.ping()

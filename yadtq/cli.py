@@ -53,7 +53,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         topic=getattr(args, "topic", None), partitions=getattr(args, "partitions", None),
         log_dir=args.log_dir, heartbeat_interval=getattr(args, "heartbeat_interval", None),
         dead_after=getattr(args, "dead_after", None), tries=getattr(args, "tries", None),
-        time_limit=getattr(args, "time_limit", None))
+        time_limit=getattr(args, "time_limit", None), concurrency=getattr(args, "concurrency", None))
 
 
 def _value(word: str) -> Any:
@@ -309,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="worker name, unique in the farm (default host-pid)")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE", help="import MODULE's @task functions (repeatable)")
     p.add_argument("--standby", action="store_true", help="own no partitions until a failure orphans some")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="tasks run at once in this process: threads, or one event loop for async def tasks "
+                        "(YADTQ_CONCURRENCY, default 8), e.g. --concurrency 16")
     p.add_argument("--tries", type=int, help="default attempts per task (YADTQ_TRIES)")
     p.add_argument("--time-limit", type=float, help="default time limit per task, seconds, 0 = none (YADTQ_TIME_LIMIT)")
     p.add_argument("--crash", metavar="SPEC", help="crash injection: after:3-5 | after:N | prob:P, optionally "

@@ -23,7 +23,7 @@ from yadtq.broker import ensure_topic, make_producer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
 from yadtq.live import LiveState
-from yadtq.messages import TaskMessage, new_task_id
+from yadtq.messages import TaskMessage, key_partition, new_task_id
 
 TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
 
@@ -69,7 +69,7 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None) -> TaskMessage:
+                task_id: str | None = None, key: str | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one)."""
         if not isinstance(task, str) or not task:
             raise MessageError("task name must be a non-empty string")
@@ -77,8 +77,10 @@ class YADTQ:
             raise MessageError("args must be a list")
         if tries is not None and tries < 1:
             raise MessageError("tries must be >= 1")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+            raise MessageError("key must be a non-empty string of at most 200 characters")
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit)
+                        tries or self.settings.tries, time.time(), time_limit, key)
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -101,8 +103,9 @@ class YADTQ:
         futures = []
         try:
             for m in messages:
-                partition = self._partitions[next(self._next) % len(self._partitions)]
-                futures.append(producer.send(self.settings.topic, key=m.task_id.encode(),
+                partition = (key_partition(m.key, self._partitions) if m.key is not None
+                             else self._partitions[next(self._next) % len(self._partitions)])
+                futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
                                              value=m.encode(), partition=partition))
             if wait:
                 producer.flush(timeout=self.settings.connect_timeout * 2)

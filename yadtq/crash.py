@@ -22,11 +22,14 @@ import random
 import sys
 from typing import TYPE_CHECKING
 
+from yadtq.engine.records import TaskWork
 from yadtq.errors import ConfigError
 from yadtq.middleware import Middleware
 
 if TYPE_CHECKING:
-    from yadtq.worker import Job, Worker
+    from yadtq.engine.jobs import Finished
+    from yadtq.engine.loop import Worker
+    from yadtq.engine.tracker import Entry
 
 log = logging.getLogger(__name__)
 POINTS = ("before-claim", "during", "after-complete")
@@ -65,34 +68,28 @@ class CrashInjector(Middleware):
             raise ConfigError(f"bad --crash {spec!r}: {exc}") from None
         raise ConfigError(f"bad --crash {spec!r}: want after:N-M or prob:P, optionally @{'|@'.join(POINTS)}")
 
-    def _maybe_crash(self, worker: Worker, job: Job, point: str) -> None:
+    def _maybe_crash(self, worker: Worker, entry: Entry, point: str) -> None:
         if point != self.point:
             return
         self.seen += 1
         hit = (self.at_task is not None and self.seen >= self.at_task) or (
             self.probability > 0 and self.rng.random() < self.probability)
         if hit:
-            task_id = job.message.task_id if job.message else None
+            work = entry.work
+            task_id = work.task_id if isinstance(work, TaskWork) else None
             worker.events.emit("crash_injected", worker=worker.name, task_id=task_id, point=point,
-                               partition=job.partition, offset=job.offset)
+                               partition=entry.partition, offset=entry.offset)
             worker.events.flush()
             print(f"CRASH {worker.name} pid {os.getpid()} at {point} of task #{self.seen} ({task_id})",
                   file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)
 
-    @property
-    def wants_before_claim(self) -> bool:
-        return self.point == "before-claim"
+    def before_claim(self, worker: Worker, entry: Entry) -> None:
+        self._maybe_crash(worker, entry, "before-claim")
 
-    @property
-    def wants_after_complete(self) -> bool:
-        return self.point == "after-complete"
+    def after_run(self, worker: Worker, finished: Finished) -> Finished:
+        self._maybe_crash(worker, finished.job.entry, "during")
+        return finished
 
-    def before_claim(self, worker: Worker, job: Job) -> None:
-        self._maybe_crash(worker, job, "before-claim")
-
-    def after_run(self, worker: Worker, job: Job, outcome: str) -> None:
-        self._maybe_crash(worker, job, "during")
-
-    def after_complete(self, worker: Worker, job: Job, outcome: str) -> None:
-        self._maybe_crash(worker, job, "after-complete")
+    def after_complete(self, worker: Worker, finished: Finished, stored: bool) -> None:
+        self._maybe_crash(worker, finished.job.entry, "after-complete")

@@ -4,6 +4,9 @@ A lease that is renewed only while the process runs is what lets another
 worker take over a task whose owner died or froze (SIGSTOP): after `lease`
 seconds without renewal the claim lapses, and the stale owner's late
 completion is fenced out.
+
+Beats keep to a fixed schedule (each due one interval after the previous one
+was due, not after it was sent), so a slow send never stretches the period.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ log = logging.getLogger(__name__)
 class HeartbeatThread(threading.Thread):
     def __init__(self, *, producer: Any, topic: str, interval: float, lease: float,
                  snapshot: Callable[[], dict[str, Any]],
-                 renew: Callable[[list[tuple[str, str]], float], None]) -> None:
+                 renew: Callable[[list[tuple[str, str]]], None]) -> None:
         super().__init__(name="yadtq-heartbeat", daemon=True)
         self.producer = producer
         self.topic = topic
@@ -40,31 +43,39 @@ class HeartbeatThread(threading.Thread):
 
     def beat(self) -> None:
         s = self.snapshot()
+        if self.producer is None or not s:
+            return
         hb = Heartbeat(worker=s["name"], host=self.host, pid=os.getpid(), incarnation=s["incarnation"],
                        state=s["state"], current_task=s["current_task"], done=s["done"],
-                       failed=s["failed"], partitions=tuple(s["partitions"]))
+                       failed=s["failed"], partitions=tuple(s["partitions"]),
+                       concurrency=s.get("concurrency", 1), running=tuple(s.get("running", ())),
+                       partition_state=tuple(s.get("partition_state", ())))
         try:
             self.producer.send(self.topic, key=hb.worker.encode(), value=hb.encode())
         except KafkaError as exc:
             log.warning("heartbeat not sent: %s", exc)
 
     def run(self) -> None:
-        tick = min(self.interval, self.lease / 3)
-        next_beat = 0.0
+        renew_every = self.lease / 3
+        next_beat = next_renew = time.monotonic()
         while not self.stopped.is_set():
+            now = time.monotonic()
             try:
-                now = time.monotonic()
                 if now >= next_beat:
                     self.beat()
-                    next_beat = now + self.interval
-                claims = self.snapshot()["claims"]
-                if claims:
-                    self.renew(claims, time.time() + self.lease)
+                    next_beat += self.interval
+                    if next_beat < now:  # fell far behind (a frozen process): start the schedule again
+                        next_beat = now + self.interval
+                if now >= next_renew:
+                    next_renew = now + renew_every
+                    claims = list(self.snapshot().get("claims", ()))
+                    if claims:
+                        self.renew(claims)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("lease not renewed: %s", exc)
             except Exception:  # a dead heartbeat thread would look like a dead worker: keep going
                 log.exception("heartbeat round failed")
-            self.stopped.wait(tick)
+            self.stopped.wait(max(0.0, min(next_beat, next_renew) - time.monotonic()))
 
     def stop(self) -> None:
         self.stopped.set()

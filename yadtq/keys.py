@@ -66,3 +66,8 @@ class Keys:
     def control(self, worker: str) -> str:
         """List of commands (pause, resume, stop) queued for one worker."""
         return f"{self.prefix}control:{worker}"
+
+    @property
+    def retries(self) -> str:
+        """Sorted set: task id -> Redis time a parked retry is due to be published again."""
+        return f"{self.prefix}retries"

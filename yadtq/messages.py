@@ -13,6 +13,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kafka.partitioner.default import murmur2
+
 from yadtq.errors import MessageError
 
 MAX_TASK_NAME = 200
@@ -20,6 +22,12 @@ MAX_TASK_NAME = 200
 
 def new_task_id() -> str:
     return str(uuid.uuid4())
+
+
+def key_partition(key: str, partitions: list[int]) -> int:
+    """The partition of an ordering key: Kafka's default (murmur2) partitioner, so any
+    Kafka client that sends the same key reaches the same partition."""
+    return partitions[(murmur2(key.encode()) & 0x7FFFFFFF) % len(partitions)]
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,8 @@ class TaskMessage:
     tries: int | None = None
     submitted_at: float | None = None
     time_limit: float | None = None
+    # Ordering key: tasks with the same key go to one partition and run one at a time, in order.
+    key: str | None = None
 
     def encode(self) -> bytes:
         return self._encoded
@@ -49,6 +59,8 @@ class TaskMessage:
             body["submitted-at"] = self.submitted_at
         if self.time_limit is not None:
             body["time-limit"] = self.time_limit
+        if self.key is not None:
+            body["key"] = self.key
         return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -104,7 +116,10 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
         raise MessageError("'tries' must be a positive integer", task_id)
     submitted = _optional_number(body, "submitted-at", task_id)
     time_limit = _optional_number(body, "time-limit", task_id)
-    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit)
+    key = body.get("key")
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+        raise MessageError("'key' must be a non-empty string of at most 200 characters", task_id)
+    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key)
 
 
 def _optional_number(body: dict[str, Any], key: str, task_id: str) -> float | None:

@@ -1,5 +1,8 @@
 """Lua scripts: every check-then-act on a task record is atomic.
 
+The engine's scripts live in yadtq/lua/*.lua, each with a header naming its
+KEYS and ARGV; `load(name)` reads one.
+
 `STEP` completes at most one task (only if the caller's fence is still
 current) and then claims any number of tasks, in one round trip. Keys are
 built inside the script from the prefix, so a worker's whole step is one call.
@@ -9,6 +12,18 @@ and the status indexes: its history is the record's timestamps. Each task's
 `events:<id>` list holds only what they cannot tell: retries, failures,
 reclaims after a cut-off run, rejections, requeues.
 """
+
+import functools
+from pathlib import Path
+
+_LUA = Path(__file__).resolve().parent / "lua"
+
+
+@functools.cache
+def load(name: str) -> str:
+    """The source of yadtq/lua/<name>.lua."""
+    return (_LUA / f"{name}.lua").read_text()
+
 
 STEP = r"""
 local prefix = ARGV[1]

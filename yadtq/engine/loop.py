@@ -1,0 +1,536 @@
+"""The worker: a member of the consumer group that runs many tasks at once, exactly once.
+
+The loop thread owns the partition tracker and the claim pipeline; it repeats
+"poll, claim, run, complete, commit":
+
+* polled records are triaged and buffered per partition (the tracker);
+* as slots free up, ready records are claimed in Redis, in the same round trip
+  that stores the outcomes of the tasks that just finished (one Lua step);
+* claimed tasks run on the executor (threads, or the event loop for `async def`);
+* offsets are committed up to each partition's lowest unfinished record, only
+  after the outcomes below it are stored.
+
+Threads and what they own: the loop thread owns the tracker, the pending
+steps and the counters, and publishes an immutable `snapshot()` that the
+heartbeat thread reads; executor threads run tasks and only send `Finished`
+values back through a queue; the watchdog reads the executor's running slots
+under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+
+from yadtq.backend import connect_redis
+from yadtq.config import Settings
+from yadtq.control import take_commands
+from yadtq.engine.claims import (
+    Busy,
+    Claim,
+    ClaimPipeline,
+    Done,
+    DueRetry,
+    Foreign,
+    Outcome,
+    Parked,
+    Quarantined,
+    Run,
+)
+from yadtq.engine.executor import Executor
+from yadtq.engine.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
+from yadtq.engine.policies import DeadLetters, Events, Retries
+from yadtq.engine.records import ControlWork, Record, Rejected, TaskWork, triage
+from yadtq.engine.rejects import RejectStore
+from yadtq.engine.source import ASSIGNED, KafkaSource, TaskSource
+from yadtq.engine.tracker import Entry, PartitionTracker
+from yadtq.heartbeat import HeartbeatThread
+from yadtq.keys import Keys
+from yadtq.live import LiveState
+from yadtq.logs import EventLog
+from yadtq.middleware import FOREIGN, PARKED, QUARANTINED, REJECTED, SKIPPED, Hooks, Middleware
+from yadtq.tasks import Registry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A task that ignored its time limit past the grace period ends its worker with this code.
+EXIT_HARD_TIME_LIMIT = 71
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+class Worker:
+    """`connect()`, then `run()` until `stop()`, a completed `end`, or a signal."""
+
+    def __init__(self, settings: Settings, registry: Registry, name: str, *, standby: bool = False,
+                 middleware: Sequence[Middleware] = (), events: EventLog | None = None,
+                 source: TaskSource | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.name = name
+        self.standby = standby
+        self.incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
+        self.events = events or EventLog(settings, f"worker-{name}")
+        self.hooks = Hooks([Retries(settings), Events(self.events), DeadLetters(), *middleware])
+        self.tracker = PartitionTracker(settings.max_buffered)
+        self.started_at = time.time()
+        self.done = 0
+        self.failed = 0
+        self.paused = False
+        self._source = source
+        self._stop = threading.Event()
+        self._abandon = False
+        self._running: dict[str, Job] = {}
+        self._unsent: tuple[list[Finished], list[tuple[Claim, Entry]]] = ([], [])
+        self._redis_down_until = 0.0
+        self._redis_delay = 0.2
+        self._last = {"commit": 0.0, "control": 0.0, "retries": 0.0, "end": 0.0, "snapshot": 0.0, "poll": 0.0}
+        self._snapshot: dict[str, Any] = {}
+        self._hard_limit_hit = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+    def connect(self) -> None:
+        """Connects to Redis and Kafka; raises `BackendUnavailable`/`BrokerUnavailable`."""
+        s = self.settings
+        self.redis = connect_redis(s, socket_timeout=max(2.0, s.connect_timeout), retries=0)
+        self.keys = Keys(s.prefix)
+        self.live = LiveState(self.redis, s)
+        self.claims = ClaimPipeline(self.redis, s, self.name, self.incarnation)
+        self.rejects = RejectStore(self.redis, s)
+        self.source: TaskSource = self._source or KafkaSource(s, self.name, self.standby)
+        self.executor = Executor(
+            s.concurrency, worker_name=self.name, max_result_bytes=s.max_result_bytes, grace=s.time_limit_grace,
+            warn_after=s.warn_running_after, before_run=lambda job: self.hooks.call("before_run", self, job),
+            after_run=lambda f: self.hooks.after_run(self, f), on_hard_limit=self._hard_limit,
+            on_long_running=self._long_running, confirm=self._confirm, confirm_after=s.lease / 3)
+        self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
+        self._publish_snapshot()
+        producer = getattr(self.source, "producer", None)
+        self.heartbeat = HeartbeatThread(producer=producer, topic=s.heartbeat_topic, interval=s.heartbeat_interval,
+                                         lease=s.lease, snapshot=self.snapshot, renew=self._renew)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The loop's latest published state (safe from any thread: replaced, never mutated)."""
+        return self._snapshot
+
+    def stop(self) -> None:
+        """Asks the loop to stop taking tasks and leave once the running ones finish (signal safe)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """First SIGINT/SIGTERM: finish the running tasks, then leave. Second: give them back and leave now."""
+        def handle(signum: int, frame: object) -> None:
+            if self._stop.is_set():
+                self._abandon = True
+                return
+            log.info("signal %d: stopping after the running tasks", signum)
+            self.stop()
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+
+    def run(self) -> None:
+        self.events.emit("worker_joined", worker=self.name, standby=self.standby, concurrency=self.settings.concurrency)
+        self.executor.start()
+        self.heartbeat.start()
+        try:
+            while not (self._stop.is_set() and (not self._running or self._abandon)):
+                self._iterate()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._running:  # abandoned on a second signal: let the next owner claim them at once
+            for job in list(self._running.values()):
+                self._give_back(job)
+        self.executor.stop()
+        self._flush_steps(final=True)
+        self._commit(force=True)
+        self.heartbeat.stop()
+        self._publish_snapshot(state="stopping")
+        self.heartbeat.beat()
+        self.heartbeat.join(timeout=2)
+        self.source.close()
+        self.events.emit("worker_left", worker=self.name, done=self.done, failed=self.failed)
+        self.events.close()
+        self.redis.close()
+
+    def _give_back(self, job: Job) -> None:
+        self._redis_call(lambda: self.claims.release(job.task_id, job.run.fence, started=True), False)
+        log.warning("gave back running task %s", job.task_id)
+
+    # -- one turn of the loop -----------------------------------------------------------
+    def _iterate(self) -> None:
+        self._apply_rebalances()
+        finished = self._take_finished()
+        claims = self._pick_claims()
+        if time.monotonic() < self._redis_down_until:  # wait out the outage's backoff; keep what finished
+            self._unsent[0].extend(finished)
+        elif finished or claims or self._unsent[0] or self._unsent[1]:
+            self._step(finished, claims)
+        self._housekeeping()
+        self._wait()
+
+    def _apply_rebalances(self) -> None:
+        for event in self.source.rebalances():
+            for p in event.partitions:
+                if event.kind == ASSIGNED:
+                    self.tracker.assign(p, event.starts.get(p))
+                else:
+                    self.tracker.revoke(p)
+            self.events.emit(f"partitions_{event.kind}", worker=self.name, partitions=list(event.partitions))
+            self.events.flush()
+            if event.partitions or event.kind == ASSIGNED:  # the farm and tests read this line
+                log.info("%s %s partitions %s", self.name, event.kind, list(event.partitions))
+
+    def _take_finished(self) -> list[Finished]:
+        out = []
+        while True:
+            try:
+                out.append(self.executor.finished.get_nowait())
+            except Exception:  # queue.Empty
+                return out
+
+    def _pick_claims(self) -> list[tuple[Claim, Entry]]:
+        """Ready records for the free slots; records that need no claim are dealt with here."""
+        if self._stop.is_set() or self.paused or time.monotonic() < self._redis_down_until:
+            return []
+        free = self.settings.concurrency - len(self._running) - len(self._unsent[1])
+        out: list[tuple[Claim, Entry]] = []
+        for entry in self.tracker.ready(max(free, 0) + 8, time.monotonic(), frozenset(self._running)):
+            work = entry.work
+            if isinstance(work, TaskWork):
+                if len(out) >= free:
+                    continue
+                self.hooks.call("before_claim", self, entry)
+                self.tracker.start(entry)
+                out.append((Claim(work, entry.partition, entry.offset), entry))
+            elif isinstance(work, Rejected):
+                self._reject(entry, work)
+            elif isinstance(work, ControlWork):
+                self._control(entry, work)
+        return out
+
+    def _step(self, finished: list[Finished], claims: list[tuple[Claim, Entry]]) -> None:
+        outcomes_f = self._unsent[0] + finished
+        claims_all = self._unsent[1] + claims
+        lost = [f for f in outcomes_f if f.status == LOST]
+        to_store = [f for f in outcomes_f if f.status != LOST]
+        for f in lost:  # its claim lapsed before it started: claim again shortly
+            self._running.pop(f.job.task_id, None)
+            self.tracker.hold(f.job.entry, time.monotonic() + 0.5, "claim lapsed")
+        outcomes = [Outcome(f.job.task_id, f.job.run.fence, f.status, f.result_json, f.error,
+                            f.delay if f.status == RETRY and f.job.order_key is None else 0.0) for f in to_store]
+        sent_at = time.monotonic()
+        try:
+            stored, verdicts = self.claims.step(outcomes, [c for c, _ in claims_all])
+        except REDIS_ERRORS as exc:
+            self._unsent = (to_store, claims_all)
+            self._redis_lost(exc)
+            return
+        self._redis_ok()
+        self._unsent = ([], [])
+        for f, ok in zip(to_store, stored, strict=True):
+            self._settle(f, ok)
+        for (_, entry), verdict in zip(claims_all, verdicts, strict=True):
+            self._on_verdict(entry, verdict, sent_at)
+
+    def _settle(self, f: Finished, stored: bool) -> None:
+        self._running.pop(f.job.task_id, None)
+        entry = f.job.entry
+        if stored and f.status == RETRY and f.job.order_key is not None:
+            self.tracker.hold(entry, time.monotonic() + f.delay, "retry backoff")
+        else:
+            self.tracker.finish(entry)
+        if not stored:
+            log.warning("task %s: outcome discarded, its claim was lost to another worker", f.job.task_id)
+        elif f.status == SUCCESS:
+            self.done += 1
+        elif f.status == FAILED:
+            self.failed += 1
+        self.hooks.call("after_complete", self, f, stored)
+
+    def _on_verdict(self, entry: Entry, verdict: Any, sent_at: float) -> None:
+        work = entry.work
+        assert isinstance(work, TaskWork)
+        if isinstance(verdict, Run):
+            task = self.registry.get(verdict.task)
+            limit = verdict.time_limit or task.time_limit or self.settings.time_limit or None
+            job = Job(entry, work.task_id, task, verdict, limit, sent_at)
+            self._running[job.task_id] = job
+            self.executor.submit(job)
+        elif isinstance(verdict, Busy):
+            self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
+        elif isinstance(verdict, Done):
+            self.tracker.finish(entry)
+            self.hooks.call("on_dropped", self, entry, SKIPPED, verdict.status)
+        elif isinstance(verdict, Parked):
+            self.tracker.finish(entry)
+            self.hooks.call("on_dropped", self, entry, PARKED, None)
+        elif isinstance(verdict, Quarantined):
+            self.failed += 1
+            self.tracker.finish(entry)
+            self.hooks.call("on_dropped", self, entry, QUARANTINED, verdict.error)
+        elif isinstance(verdict, Foreign):
+            self.tracker.finish(entry)
+            self.hooks.call("on_dropped", self, entry, FOREIGN, verdict.reason)
+
+    # -- records that need no claim ------------------------------------------------------
+    def _reject(self, entry: Entry, work: Rejected) -> None:
+        if work.task_id and not self._redis_call(lambda: self.rejects.reject(work, self.name), None):
+            return  # Redis is down: the record stays buffered and is tried again
+        self.failed += 1
+        log.warning("partition %d offset %d rejected: %s", entry.partition, entry.offset, work.error)
+        self.tracker.finish(entry)
+        self.hooks.call("on_dropped", self, entry, REJECTED, work.error)
+
+    def _control(self, entry: Entry, work: ControlWork) -> None:
+        msg = work.message
+        token = self.settings.control_token
+        self.events.emit("end_received", worker=self.name, partition=entry.partition, offset=entry.offset)
+        log.info("end received on partition %d offset %d", entry.partition, entry.offset)
+        if token and getattr(msg, "token", "") != token:
+            log.warning("end on partition %d offset %d ignored: wrong or missing control token",
+                        entry.partition, entry.offset)
+            self.tracker.finish(entry)
+            self.hooks.call("on_dropped", self, entry, REJECTED, "end without the run's control token")
+            return
+        parts = self.source.partition_count()
+        marked = self._redis_call(lambda: self.live.mark_end(self.settings.topic, msg.id, entry.partition, parts), None)
+        if marked is None:
+            self.tracker.hold(entry, time.monotonic() + 1, "Redis unavailable")
+            return
+        self.tracker.finish(entry)
+        self._commit(force=True)
+
+    def dead_letter(self, entry: Entry, error: str) -> None:
+        """Keeps the raw record: in Redis (for `yadtq dlq`) and on the dead-letter topic, truncated
+        to the message limit with its original size in a header."""
+        work = entry.work
+        task_id = work.task_id if isinstance(work, (TaskWork, Rejected)) else None
+        name = work.message.task if isinstance(work, TaskWork) else work.task if isinstance(work, Rejected) else None
+        raw = entry.record.value or b""
+        limit = self.settings.max_message_bytes
+        record = {"task_id": task_id, "task": name, "error": error, "ts": time.time(), "topic": self.settings.topic,
+                  "partition": entry.partition, "offset": entry.offset, "size": len(raw),
+                  "raw": raw[:4096].decode("utf-8", errors="replace")}
+        self._redis_call(lambda: self.live.add_dead_letter(record), None)
+        headers = [("error", error[:1000].encode()), ("size", str(len(raw)).encode())]
+        try:
+            self.source.publish(self.settings.dlq_topic, task_id.encode() if task_id else None, raw[:limit], headers)
+        except Exception as exc:
+            log.warning("dead letter for partition %d offset %d not published: %s", entry.partition, entry.offset, exc)
+
+    # -- housekeeping ------------------------------------------------------------------
+    def _due(self, what: str, every: float) -> bool:
+        now = time.monotonic()
+        if now - self._last[what] < every:
+            return False
+        self._last[what] = now
+        return True
+
+    def _housekeeping(self) -> None:
+        if self._due("commit", 0.05):
+            self._commit(force=False)
+        if self._due("snapshot", 0.1):
+            self._publish_snapshot()
+        redis_up = time.monotonic() >= self._redis_down_until
+        if redis_up and self._due("control", 0.5):
+            self._obey_commands()
+        if redis_up and not self.standby and self._due("retries", 0.25):
+            self._publish_due_retries()
+        if redis_up and self._due("end", 0.5):
+            completed = self._redis_call(lambda: self.live.end_completed_at(self.settings.topic), None)
+            if completed and completed > self.started_at and not self._stop.is_set():
+                log.info("end of run: every partition drained; stopping")
+                self.stop()
+        pause, resume = self.tracker.flow()
+        if pause:
+            self.source.pause(pause)
+        if resume and not self.paused:
+            self.source.resume(resume)
+
+    def _commit(self, force: bool) -> None:
+        offsets = {p: o for p in self.tracker.partitions if (o := self.tracker.commit_point(p)) is not None}
+        self.source.remember_lows(self.tracker.low_offsets())
+        if not offsets:
+            return
+        if not self.source.flush():  # dead letters and republished retries go out first
+            return
+        if self.source.commit(offsets):
+            for p, o in offsets.items():
+                self.tracker.committed(p, o)
+            self.hooks.call("after_commit", self, offsets)
+
+    def _flush_steps(self, final: bool) -> None:
+        """Stores the outcomes still in hand (at shutdown)."""
+        finished = self._take_finished()
+        deadline = time.monotonic() + (10 if final else 0)
+        while finished or self._unsent[0]:
+            self._step(finished, [])
+            finished = []
+            if not self._unsent[0] or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+    def _obey_commands(self) -> None:
+        none: list[str] = []
+        for command in self._redis_call(lambda: take_commands(self.redis, self.keys, self.name), none):
+            log.info("command %s received", command)
+            self.events.emit("worker_command", worker=self.name, command=command)
+            if command == "pause" and not self.paused:
+                self.paused = True
+                self.source.pause(self.tracker.partitions)
+            elif command == "resume" and self.paused:
+                self.paused = False
+                self.source.resume(self.tracker.partitions)
+            elif command == "stop":
+                self.stop()
+
+    def _publish_due_retries(self) -> None:
+        nothing: list[DueRetry] = []
+        taken = self._redis_call(self.claims.take_due, nothing)
+        if not taken:
+            return
+        try:
+            for due in taken:
+                m = due.message
+                self.source.publish(self.settings.topic, (m.key or m.task_id).encode(), m.encode())
+        except Exception as exc:  # noqa: BLE001  they stay parked, re-armed: published again later
+            log.warning("parked retries not published yet: %s", exc)
+            return
+        if self.source.flush():
+            self._redis_call(lambda: self.claims.untake(taken), None)
+            self.events.emit("tasks_republished", worker=self.name, count=len(taken), reason="retry due")
+
+    def _publish_snapshot(self, state: str | None = None) -> None:
+        running = tuple(self._running.values())
+        busy = len(running)
+        self._snapshot = {
+            "name": self.name, "incarnation": self.incarnation,
+            "state": state or ("stopping" if self._stop.is_set() else "paused" if self.paused else
+                               "busy" if busy else "standby" if self.standby and not self.tracker.partitions
+                               else "idle"),
+            "current_task": running[0].task_id if running else None,
+            "running": tuple(j.task_id for j in running),
+            "claims": tuple((j.task_id, j.run.fence) for j in running),
+            "concurrency": self.settings.concurrency,
+            "done": self.done, "failed": self.failed, "partitions": tuple(self.tracker.partitions),
+            "partition_state": tuple(self.tracker.describe()),
+        }
+
+    # -- waiting ------------------------------------------------------------------
+    def _wait(self) -> None:
+        """Polls Kafka when due; otherwise waits briefly for a task to finish."""
+        now = time.monotonic()
+        busy = bool(self._running)
+        buffered = self.tracker.buffered()
+        since = now - self._last["poll"]
+        if not busy and not buffered:
+            timeout = 0.1
+        elif since > 0.1 or (since > 0.02 and buffered < self.settings.max_poll_records // 4):
+            timeout = 0.0
+        else:
+            self._wait_finished(0.02)
+            return
+        if busy and timeout:
+            self._wait_finished(timeout)
+            timeout = 0.0
+        self._poll(timeout)
+
+    def _wait_finished(self, timeout: float) -> None:
+        try:
+            f = self.executor.finished.get(timeout=timeout)
+        except Exception:  # queue.Empty
+            return
+        self.executor.finished.put(f)  # handled by the next turn, with the others
+
+    def _poll(self, timeout: float) -> None:
+        if time.monotonic() < self._redis_down_until:
+            timeout = min(max(timeout, 0.2), self._redis_down_until - time.monotonic())
+        was_connected = self.source.connected
+        records = self.source.poll(max(timeout, 0.0))
+        if was_connected != self.source.connected:
+            event = "connection_restored" if self.source.connected else "connection_lost"
+            self.events.emit(event, worker=self.name, service="kafka")
+        self._last["poll"] = time.monotonic()
+        self.events.flush()
+        self._apply_rebalances()
+        for rec in records:
+            self._buffer(rec)
+
+    def _buffer(self, rec: Record) -> None:
+        work = triage(rec, self.registry, self.settings.max_message_bytes)
+        entry = self.tracker.add(rec, work)
+        if entry is not None and isinstance(work, TaskWork):
+            self.events.emit("task_received", task_id=work.task_id, task=work.message.task, worker=self.name,
+                             partition=rec.partition, offset=rec.offset)
+
+    # -- Redis faults ------------------------------------------------------------------
+    def _redis_call(self, call: Callable[[], T], default: T) -> T:
+        """A Redis call on the loop thread; during an outage returns `default` (callers retry later)."""
+        try:
+            result = call()
+        except REDIS_ERRORS as exc:
+            self._redis_lost(exc)
+            return default
+        self._redis_ok()
+        return result
+
+    def _redis_lost(self, exc: Exception) -> None:
+        if self._redis_down_until == 0.0:
+            log.warning("Redis unavailable (%s); pausing intake, retrying", exc)
+            self.events.emit("connection_lost", worker=self.name, service="redis", error=str(exc))
+            self.source.pause(self.tracker.partitions)  # keep polling (group membership), fetch nothing
+        self._redis_down_until = time.monotonic() + self._redis_delay
+        self._redis_delay = min(self._redis_delay * 2, 5.0)
+
+    def _redis_ok(self) -> None:
+        if self._redis_down_until:
+            log.info("Redis available again")
+            self.events.emit("connection_restored", worker=self.name, service="redis")
+            if not self.paused:
+                self.source.resume(self.tracker.partitions)
+        self._redis_down_until = 0.0
+        self._redis_delay = 0.2
+
+    # -- called from other threads -------------------------------------------------------
+    def _renew(self, claims: list[tuple[str, str]]) -> None:
+        """Heartbeat thread: extends the leases of the running tasks."""
+        for (task_id, _), ok in zip(claims, self.claims.renew(claims), strict=True):
+            if not ok:
+                log.warning("task %s: claim lost while running (its outcome will be discarded)", task_id)
+
+    def _confirm(self, job: Job) -> bool:
+        """Executor thread: is a claim made a while ago still ours? (Redis errors: treat as no.)"""
+        try:
+            return self.claims.confirm(job.task_id, job.run.fence)
+        except REDIS_ERRORS:
+            return False
+
+    def _hard_limit(self, job: Job) -> None:
+        """Watchdog thread: a task ignored its time limit past the grace period: end the process."""
+        if self._hard_limit_hit.is_set():
+            return
+        self._hard_limit_hit.set()
+        msg = (f"task {job.task_id} ({job.task.name}) ignored its time limit of {job.time_limit:g}s for "
+               f"{self.settings.time_limit_grace:g}s more; ending worker {self.name}")
+        log.error(msg)
+        self.events.emit("worker_hard_limit", worker=self.name, task_id=job.task_id, task=job.task.name,
+                         time_limit=job.time_limit)
+        self.events.flush()
+        print(msg, file=sys.stderr, flush=True)
+        os._exit(EXIT_HARD_TIME_LIMIT)
+
+    def _long_running(self, job: Job, elapsed: float) -> None:
+        log.warning("task %s (%s) has run %.0fs with no time limit", job.task_id, job.task.name, elapsed)
+        self.events.emit("task_running_long", worker=self.name, task_id=job.task_id, task=job.task.name,
+                         seconds=round(elapsed, 1))

@@ -1,0 +1,289 @@
+"""Where task records come from: the Kafka consumer group, or memory (unit tests).
+
+A `TaskSource` polls records, commits offsets, pauses and resumes partitions,
+reports rebalances as events the loop applies on its own thread, and publishes
+(dead letters, parked retries coming due). Kafka errors never escape it: a poll
+or commit that fails is logged and reported through `connection`, and the
+caller tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaError
+
+from yadtq.assignor import StandbyAwareAssignor
+from yadtq.broker import ensure_topic, make_consumer, make_producer
+from yadtq.config import Settings
+from yadtq.engine.records import Record
+from yadtq.messages import key_partition
+
+log = logging.getLogger(__name__)
+
+ASSIGNED, REVOKED = "assigned", "revoked"
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    kind: str  # assigned | revoked
+    partitions: tuple[int, ...]
+    starts: dict[int, int] = field(default_factory=dict)  # assigned: where each partition was sought back to
+
+
+class TaskSource(Protocol):
+    connected: bool
+
+    def poll(self, timeout: float) -> list[Record]: ...
+    def rebalances(self) -> list[Rebalance]: ...
+    def commit(self, offsets: dict[int, int]) -> bool: ...
+    def pause(self, partitions: Sequence[int]) -> None: ...
+    def resume(self, partitions: Sequence[int]) -> None: ...
+    def publish(self, topic: str, key: bytes | None, value: bytes,
+                headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
+    def flush(self) -> bool: ...
+    def partition_count(self) -> int: ...
+    def remember_lows(self, lows: dict[int, int]) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs on kafka-python's thread: only queues events (and seeks), never blocks."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        parts = tuple(sorted(tp.partition for tp in revoked))
+        lows = self.source.lows
+        self.source.rewind.update({p: lows[p] for p in parts if p in lows})
+        self.source.events.append(Rebalance(REVOKED, parts))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        parts = tuple(sorted(tp.partition for tp in assigned))
+        starts = {}
+        for p in parts:
+            # kafka-python keeps the fetch position of a partition that comes back to the
+            # same member: without this seek, records dropped at revoke would never return.
+            if p in self.source.rewind:
+                starts[p] = self.source.rewind.pop(p)
+                self.source.consumer.seek(TopicPartition(self.source.topic, p), starts[p])
+        self.source.events.append(Rebalance(ASSIGNED, parts, starts))
+
+
+class KafkaSource:
+    def __init__(self, settings: Settings, name: str, standby: bool) -> None:
+        self.settings = settings
+        self.topic = settings.topic
+        self.connected = True
+        self.events: deque[Rebalance] = deque()
+        self.lows: dict[int, int] = {}
+        self.rewind: dict[int, int] = {}
+        self._last_topic_check = time.monotonic()
+        ensure_topic(settings, settings.topic, settings.partitions)
+        ensure_topic(settings, settings.heartbeat_topic, 1)
+        # A send must not block the loop for kafka-python's default minute while the broker is away.
+        self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
+        self.assignor = StandbyAwareAssignor(standby)
+        self.consumer = make_consumer(settings, settings.group, client_id=name,
+                                      partition_assignment_strategy=[self.assignor])
+        self.consumer.subscribe([settings.topic], listener=_Listener(self))
+        self._lock = threading.Lock()
+
+    def _lost(self, what: str, exc: Exception) -> None:
+        if self.connected:
+            log.warning("Kafka %s failed: %s", what, exc)
+        self.connected = False
+
+    def poll(self, timeout: float) -> list[Record]:
+        try:
+            batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
+        except KafkaError as exc:
+            self._lost("poll", exc)
+            time.sleep(min(timeout, 1.0))
+            return []
+        self.connected = True
+        self._check_topic()
+        return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
+
+    def _check_topic(self) -> None:
+        """A memory-only broker that restarted has lost the topic: create it again."""
+        now = time.monotonic()
+        if now - self._last_topic_check < 10 or self.consumer.assignment():
+            return
+        self._last_topic_check = now
+        try:
+            if not self.consumer.partitions_for_topic(self.topic):
+                ensure_topic(self.settings, self.topic, self.settings.partitions)
+        except Exception as exc:
+            log.debug("topic check failed: %s", exc)
+
+    def rebalances(self) -> list[Rebalance]:
+        out = []
+        while self.events:
+            out.append(self.events.popleft())
+        return out
+
+    def commit(self, offsets: dict[int, int]) -> bool:
+        try:
+            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+                                  for p, o in offsets.items()})
+            return True
+        except CommitFailedError as exc:
+            # The group moved on; the new owner sees finished tasks in Redis and skips them.
+            log.warning("commit refused (rebalanced): %s", exc)
+            return True
+        except KafkaError as exc:
+            self._lost("commit", exc)
+            return False
+
+    def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        self.consumer.pause(*self._tps(partitions))
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        self.consumer.resume(*self._tps(partitions))
+
+    def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        partition = None
+        if topic == self.topic and key is not None:
+            parts = sorted(self.consumer.partitions_for_topic(topic) or ())
+            partition = key_partition(key.decode(errors="replace"), parts) if parts else None
+        try:
+            self.producer.send(topic, key=key, value=value, headers=list(headers), partition=partition)
+        except KafkaError as exc:
+            self._lost("publish", exc)
+            raise
+
+    def flush(self) -> bool:
+        try:
+            self.producer.flush(timeout=self.settings.connect_timeout)
+            return True
+        except KafkaError as exc:
+            self._lost("publish", exc)
+            return False
+
+    def partition_count(self) -> int:
+        return len(self.consumer.partitions_for_topic(self.topic) or ()) or self.settings.partitions
+
+    def remember_lows(self, lows: dict[int, int]) -> None:
+        self.lows = dict(lows)
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("consumer close: %s", exc)
+        try:
+            self.producer.close(timeout=5)
+        except KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+class MemorySource:
+    """An in-memory topic for unit tests of the engine: partitions, commits, pauses, rebalances."""
+
+    def __init__(self, partitions: int, topic: str = "tasks") -> None:
+        self.topic = topic
+        self.connected = True
+        self.log: list[list[Record]] = [[] for _ in range(partitions)]
+        self.position: dict[int, int] = {}
+        self.committed_offsets: dict[int, int] = {}
+        self.paused: set[int] = set()
+        self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
+        self.events: deque[Rebalance] = deque()
+        self.lock = threading.Lock()
+        self._rr = 0
+
+    # -- the test's side -----------------------------------------------------------
+    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None) -> Record:
+        with self.lock:
+            if partition is None:
+                parts = list(range(len(self.log)))
+                partition = key_partition(key.decode(), parts) if key else self._next_partition()
+            rec = Record(partition, len(self.log[partition]), key, value)
+            self.log[partition].append(rec)
+            return rec
+
+    def _next_partition(self) -> int:
+        self._rr += 1
+        return self._rr % len(self.log)
+
+    def assign(self, partitions: Sequence[int]) -> None:
+        """The group gives these partitions (from their committed offsets)."""
+        with self.lock:
+            for p in partitions:
+                self.position[p] = self.committed_offsets.get(p, 0)
+            self.events.append(Rebalance(ASSIGNED, tuple(partitions)))
+
+    def revoke(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                self.position.pop(p, None)
+                self.paused.discard(p)
+            self.events.append(Rebalance(REVOKED, tuple(partitions)))
+
+    # -- the worker's side ------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Record]:
+        out: list[Record] = []
+        with self.lock:
+            for p, pos in self.position.items():
+                if p in self.paused:
+                    continue
+                got = self.log[p][pos:pos + 500]
+                self.position[p] = pos + len(got)
+                out.extend(got)
+        if not out and timeout:
+            time.sleep(min(timeout, 0.005))
+        return out
+
+    def rebalances(self) -> list[Rebalance]:
+        out = []
+        with self.lock:
+            while self.events:
+                out.append(self.events.popleft())
+        return out
+
+    def commit(self, offsets: dict[int, int]) -> bool:
+        with self.lock:
+            for p, o in offsets.items():
+                if p in self.position:
+                    self.committed_offsets[p] = o
+        return True
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            self.paused.update(partitions)
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            self.paused.difference_update(partitions)
+
+    def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        if topic == self.topic:
+            self.append(value, key)
+        else:
+            with self.lock:
+                self.published.setdefault(topic, []).append((key, value, tuple(headers)))
+
+    def flush(self) -> bool:
+        return True
+
+    def partition_count(self) -> int:
+        return len(self.log)
+
+    def remember_lows(self, lows: dict[int, int]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,27 @@
+-- Takes parked retries that are due, so the caller publishes them again. Each taken task is
+-- re-armed `hold` seconds ahead first, so a caller that dies before publishing loses nothing:
+-- the task comes due again. The caller confirms with untake.lua once published.
+-- KEYS[1] retries (sorted set), then task:<id> per candidate.
+-- ARGV[1] hold seconds, then one task id per candidate (same order as KEYS[2..]).
+-- Returns per taken task: {id, armed_score, task, args, kwargs, tries, time_limit, submitted, key}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local hold = tonumber(ARGV[1])
+local out = {}
+for i = 2, #KEYS do
+  local id = ARGV[i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now then
+    local st = redis.call('HGET', KEYS[i], 'status')
+    if st == 'queued' then
+      local armed = now + hold
+      redis.call('ZADD', KEYS[1], armed, id)
+      local r = redis.call('HMGET', KEYS[i], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'submitted', 'key')
+      table.insert(out, {id, tostring(armed), r[1] or '', r[2] or '[]', r[3] or '{}', r[4] or '', r[5] or '',
+        r[6] or '', r[7] or ''})
+    else
+      redis.call('ZREM', KEYS[1], id)  -- finished or running meanwhile: nothing to publish
+    end
+  end
+end
+return out
