@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +31,17 @@ from yadtq.client import YADTQ  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
 from yadtq.kafka_cluster import KAFKA_VERSION, KafkaCluster  # noqa: E402
 from yadtq.services import free_port, start_redis  # noqa: E402
+
+
+def start_kafka(base: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """bench.common's broker starter for "kafka": one Apache Kafka node in `base` (`run.py --broker kafka`)."""
+    cluster = KafkaCluster(base / "kafka", base / "logs", [free_port()], [free_port()],
+                           broker_config={"group.initial.rebalance.delay.ms": "500"})
+    cluster.start()
+    return cluster.bootstrap, list(cluster.procs.values())
+
+
+common.BROKERS["kafka"] = start_kafka
 
 
 class KafkaNode:

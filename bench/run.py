@@ -1,125 +1,146 @@
-"""`make bench`: every benchmark in one run, a table with the ratios, JSON in bench/results/.
+"""`make bench`: every benchmark in one run, one table with figures, ratios and targets, JSON in bench/results/.
 
-    .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--runs N]
+    .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--runs N] [--broker NAME ...] [--no-celery]
+    .venv/bin/python bench/run.py --show bench/results/latest.json [--markdown]
 
-Each benchmark starts its own private broker and Redis. Medians of --runs
-runs with min and max; YADTQ and Celery run in the same invocation, so their
-ratio is measured on the same (shared, noisy) machine at the same time.
+Each benchmark starts its own private broker and Redis. YADTQ is measured on
+each --broker (a column each); Celery runs in the same invocation, so ratios
+are measured on the same (shared, noisy) machine at the same time. Repeated
+figures are medians of --runs runs with min and max; the mixed workload runs
+once per setup (it is the long one). Every figure carries the 1-minute load
+average seen when it was taken. Targets are printed as met or not, never
+asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+if __package__ in (None, ""):
+    sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench import yadtq_bench  # noqa: E402
-from bench.common import save, summarize  # noqa: E402
+from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
+from bench.common import attempt, repeat, save, summarize
+from bench.table import errors, render
 
-NAMES = ("transport", "throughput", "latency", "failover", "memory", "dashboard", "celery", "kafka")
-
-
-def repeat(runs: int, fn, *args) -> dict:
-    results = [fn(*args) for _ in range(runs)]
-    return {k: summarize([r[k] for r in results]) for k in results[0]}
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke test)")
-    p.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
-    p.add_argument("--runs", type=int, default=3)
-    args = p.parse_args(argv)
+@dataclass(frozen=True)
+class Sizes:
+    mixed_tasks: int
+    mixed_setups: dict[int, list[tuple[int, int]]]
+    scale_tasks: int
+    scale_workers: tuple[int, ...]
+    celery_scale_tasks: int
+    transport: int
+    latency: int
+    memory: int
+    dashboard: tuple[int, ...]
+
+
+FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 1000, 100_000, (100_000, 1_000_000))
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 2000, 100, 5000, (2_000, 20_000))
+RATE = 100.0
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else FULL
     runs = 1 if args.quick else args.runs
-    n_tp, n_lat, n_mem = (2000, 100, 5000) if args.quick else (20_000, 1000, 100_000)
-    rate = 100.0
-    out: dict = {}
+    took: dict[str, float] = {}
+    out: dict[str, Any] = {"quick": args.quick, "runs": runs, "brokers": args.broker, "mixed_tasks": sizes.mixed_tasks,
+                           "load_at_start": common.load(), "cpus": os.cpu_count(), "yadtq": {}, "celery": {},
+                           "section_s": took}
+    only = set(args.only)
+
+    def timed(name: str, fn: Callable[..., Any], *fargs: Any, **kwargs: Any) -> Any:
+        """`fn`'s result, or {"error": ...} when it failed (the other parts still run); its wall time
+        goes to the results too (the whole run has a budget)."""
+        t = time.time()
+        result = attempt(fn, *fargs, **kwargs)
+        took[name] = round(time.time() - t, 1)
+        print(f"  [{name}: {took[name]:.0f} s, load {common.load():.1f}]", flush=True)
+        return result
+
     t0 = time.time()
-    if "transport" in args.only:
-        out["transport"] = repeat(runs, yadtq_bench.transport, n_tp)
-        out["transport_latency"] = repeat(runs, yadtq_bench.transport_latency, n_lat, rate)
-    if "throughput" in args.only:
-        out["throughput"] = repeat(runs, yadtq_bench.throughput, n_tp)
-    if "latency" in args.only:
-        out["latency"] = repeat(runs, yadtq_bench.latency, n_lat, rate)
-    if "failover" in args.only:
-        out["failover"] = repeat(1, yadtq_bench.failover)
-    if "memory" in args.only:
-        out["memory"] = repeat(1, yadtq_bench.memory, n_mem)
-    if "dashboard" in args.only:
+    for broker in args.broker:
+        common.use_broker(broker)
+        y: dict[str, Any] = out["yadtq"].setdefault(broker, {})
+        print(f"YADTQ on the {broker} broker", flush=True)
+        if "mixed" in only:
+            y["mixed"] = timed(f"mixed {broker}", mixed.run, sizes.mixed_tasks, list(sizes.mixed_setups),
+                               celery=False, setups=sizes.mixed_setups)
+        if "scale" in only:
+            y["scale"] = timed(f"scale {broker}", scale.yadtq_run, sizes.scale_tasks, sizes.scale_workers, runs)
+        if "latency" in only:
+            y["latency"] = timed(f"latency {broker}", repeat, runs, yadtq_bench.latency, sizes.latency, RATE)
+        if "transport" in only:
+            y["transport"] = timed(f"transport {broker}", repeat, runs, yadtq_bench.transport, sizes.transport)
+            y["transport_latency"] = timed(f"transport latency {broker}", repeat, runs,
+                                           yadtq_bench.transport_latency, sizes.latency, RATE)
+        if "failover" in only:
+            y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
+        if "memory" in only:
+            y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
+    common.use_broker(args.broker[0])
+    if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
-        sizes = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
-        out["dashboard"] = {k: summarize([v]) for k, v in dashboard_refresh.main(sizes).items()}
-    if "celery" in args.only:
+        refresh = timed("dashboard", dashboard_refresh.main, sizes.dashboard)
+        out["dashboard"] = refresh if "error" in refresh else {k: summarize([v]) for k, v in refresh.items()}
+    if not args.no_celery and only & {"mixed", "scale", "latency"}:
         from bench import celery_bench
+        print("Celery 5 (Redis broker and backend, acks_late)", flush=True)
         rig = celery_bench.CeleryRig()
+        c: dict[str, Any] = out["celery"]
         try:
-            out["celery_throughput"] = repeat(runs, celery_bench.throughput, rig, n_tp)
-            out["celery_latency"] = repeat(runs, celery_bench.latency, rig, n_lat, rate)
+            if "mixed" in only:
+                c["mixed"] = timed("mixed Celery", mixed.run, sizes.mixed_tasks, list(sizes.mixed_setups),
+                                   yadtq=False, rig=rig)
+            if "scale" in only:
+                c["scale"] = timed("scale Celery", scale.celery_run, rig, sizes.celery_scale_tasks,
+                                   sizes.scale_workers, runs)
+            if "latency" in only:
+                c["latency"] = timed("latency Celery", repeat, runs, celery_bench.latency, rig, sizes.latency, RATE)
             gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
         finally:
             rig.close()
-    if "kafka" in args.only:  # the broker benchmarks again on one Apache Kafka node (bench/kafka_bench.py)
-        from bench import kafka_bench
-        out["kafka"] = kafka_bench.run_all(runs, n_tp, n_lat, rate, embedded="failover" in args.only)
+    out["load_at_end"] = common.load()
     out["wall_s"] = round(time.time() - t0, 1)
-    save("quick" if args.quick else "latest", out)
-    print_table(out)
-    if "kafka" in out:
-        from bench import kafka_bench
-        kafka_bench.print_broker_table(out)
     return out
 
 
-def _m(out: dict, bench: str, key: str) -> float | None:
-    return out.get(bench, {}).get(key, {}).get("median")
-
-
-def print_table(out: dict) -> None:
-    rows = []
-
-    def row(label: str, bench: str, key: str, unit: str, fmt: str = "{:,.0f}") -> None:
-        cell = out.get(bench, {}).get(key)
-        if cell:
-            rows.append((label, f"{fmt.format(cell['median'])} {unit}",
-                         f"{fmt.format(cell['min'])} .. {fmt.format(cell['max'])}"))
-    row("transport: produce", "transport", "produce_per_s", "msg/s")
-    row("transport: consume", "transport", "consume_per_s", "msg/s")
-    row("transport: ceiling (produce then consume)", "transport", "ceiling_per_s", "msg/s")
-    row("YADTQ submit rate", "throughput", "submit_per_s", "tasks/s")
-    row("YADTQ end to end (2 workers)", "throughput", "end_to_end_per_s", "tasks/s")
-    row("Celery submit rate", "celery_throughput", "submit_per_s", "tasks/s")
-    row("Celery end to end (prefork 2)", "celery_throughput", "end_to_end_per_s", "tasks/s")
-    for who, bench in (("YADTQ", "latency"), ("Kafka alone", "transport_latency"), ("Celery", "celery_latency")):
-        for q in ("p50", "p95", "p99"):
-            row(f"{who} latency {q} at 100/s", bench, f"{q}_ms", "ms", "{:.1f}")
-    row("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
-    row("Redis memory per finished task", "memory", "bytes_per_task", "B")
-    for key in sorted(out.get("dashboard", {})):
-        row(f"dashboard refresh, {int(key.rsplit('_', 1)[1]):,} records", "dashboard", key, "ms", "{:.1f}")
-    width = max(len(r[0]) for r in rows) if rows else 10
-    print(f"\n{'benchmark':{width}}  {'median':>18}  {'min .. max':>22}")
-    for label, med, rng in rows:
-        print(f"{label:{width}}  {med:>18}  {rng:>22}")
-    ratios = []
-    y, c = _m(out, "throughput", "end_to_end_per_s"), _m(out, "celery_throughput", "end_to_end_per_s")
-    if y and c:
-        ratios.append(f"throughput YADTQ/Celery: {y / c:.1f}x (target >= 4x)")
-    ceiling = _m(out, "transport", "ceiling_per_s")
-    if y and ceiling:
-        ratios.append(f"throughput / transport ceiling: {y / ceiling:.0%} (target >= 40%)")
-    yl, kl, cl = _m(out, "latency", "p99_ms"), _m(out, "transport_latency", "p99_ms"), _m(out, "celery_latency", "p99_ms")
-    if yl and kl:
-        ratios.append(f"p99 YADTQ / Kafka alone: {yl / kl:.1f}x (target <= 2x; YADTQ p99 target < 20 ms)")
-    if yl and cl:
-        ratios.append(f"p99 YADTQ / Celery: {yl / cl:.1f}x")
-    for r in ratios:
-        print(r)
-    print(f"(wall time {out['wall_s']} s)")
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, one run each (the smoke test)")
+    p.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--broker", nargs="+", choices=list(common.BROKERS), default=["embedded"],
+                   help="brokers YADTQ is measured on, a column each (default: embedded)")
+    p.add_argument("--no-celery", action="store_true", help="YADTQ only")
+    p.add_argument("--show", type=Path, metavar="JSON", help="print the table of a saved result, run nothing")
+    p.add_argument("--markdown", action="store_true", help="the table as Markdown (for the README)")
+    p.add_argument("--out", type=Path, metavar="JSON",
+                   help="where the results go (default bench/results/latest.json, or quick.json with --quick)")
+    args = p.parse_args(argv)
+    if args.show:
+        out: dict[str, Any] = json.loads(args.show.read_text())
+    else:
+        out = measure(args)
+        path = save("quick" if args.quick else "latest", out, args.out)
+        print(f"wrote {path}")
+    print(render(out, args.markdown))
+    if errors(out):
+        sys.exit(1)
+    return out
 
 
 if __name__ == "__main__":

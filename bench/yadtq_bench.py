@@ -10,7 +10,7 @@ import uuid
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import percentile, private_services, spawn_workers, stop, wait_until
+from bench.common import percentile, private_services, spawn_workers, stop, wait_for_count, wait_until
 from yadtq.broker import ensure_topic
 from yadtq.client import YADTQ
 from yadtq.messages import TaskMessage
@@ -57,7 +57,7 @@ def throughput(n: int, workers: int = 2) -> dict[str, float]:
                 for i in range(0, n, 2000):
                     q.submit_many([("add", [j, 1]) for j in range(i, min(n, i + 2000))])
                 submitted = time.perf_counter() - t0
-                wait_until(lambda: q.backend.counts()["success"] >= n + 1, 600)
+                wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"throughput, {n:,} add")
                 total = time.perf_counter() - t0
         finally:
             stop(procs)
@@ -79,7 +79,7 @@ def latency(n: int, rate: float) -> dict[str, float]:
                     time.sleep(max(0.0, t_next - time.perf_counter()))
                     before = time.time()
                     sent[q.submit("add", [i, 1])] = before
-                wait_until(lambda: q.backend.counts()["success"] >= n + 1, 120)
+                wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"latency, {n:,} add", timeout=120)
                 lat = [(r.finished - sent[r.task_id]) * 1000 for r in q.backend.get_many(list(sent))]
         finally:
             stop(procs)
@@ -172,7 +172,7 @@ def memory(n: int) -> dict[str, float]:
                 before = r.info("memory")["used_memory"]
                 for i in range(0, n, 2000):
                     q.submit_many([("add", [j, 1]) for j in range(i, min(n, i + 2000))])
-                wait_until(lambda: q.backend.counts()["success"] >= n + 1, 900, 0.2)
+                wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"memory, {n:,} add", interval=0.2)
                 after = r.info("memory")["used_memory"]
         finally:
             stop(procs)

@@ -1,44 +1,84 @@
-"""Plotly figures of a snapshot."""
+"""Plotly figures of the pages' data. Each plots only the window shown, so its axes fit what is on screen."""
 
 from __future__ import annotations
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
-COLORS = {"queued": "#9aa5b1", "processing": "#f0a500", "success": "#2e9e5b", "failed": "#d64545"}
+COLORS = {"queued": "#9aa5b1", "processing": "#f0a500", "success": "#2e9e5b", "failed": "#d64545",
+          "cancelled": "#7b61ff"}
+# Distinct hues for series that are only names (workers); the theme's default shades of one blue are not.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+STATE_COLORS = {"idle": "#2e9e5b", "busy": "#f0a500", "standby": "#5b8def", "paused": "#7b61ff",
+                "stopping": "#9aa5b1"}
 
 
 def queue_depth(series: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for status, color in COLORS.items():
-        fig.add_scatter(x=series["time"], y=series[status], name=status, mode="lines", line={"color": color})
-    return _layout(fig, "Tasks by status over time")
+        if status in series:
+            fig.add_scatter(x=series["time"], y=series[status], name=status, mode="lines", line={"color": color})
+    return _layout(fig, "Tasks by status", "tasks")
 
 
 def worker_throughput(frame: pd.DataFrame) -> go.Figure:
-    if frame.empty:
-        return _layout(go.Figure(), "Completions per second per worker")
-    fig = px.line(frame, x="time", y="tasks/s", color="worker")
-    return _layout(fig, "Completions per second per worker")
+    fig = go.Figure()
+    for i, (worker, rows) in enumerate(frame.groupby("worker", sort=True)):
+        fig.add_scatter(x=rows["time"], y=rows["tasks/s"], name=str(worker), mode="lines",
+                        line={"color": PALETTE[i % len(PALETTE)]})
+    return _layout(fig, "Completions per second, per worker", "tasks/s")
 
 
 def heartbeat_timeline(beats: pd.DataFrame, dead_after: float) -> go.Figure:
-    """One row per worker, a mark per heartbeat: a gap is a stretch with no marks."""
-    if beats.empty:
-        return _layout(go.Figure(), "Heartbeats")
-    df = beats.assign(time=pd.to_datetime(beats["ts"], unit="s")).sort_values("ts")
-    df["gap (s)"] = df.groupby("worker")["ts"].diff().round(1)
-    df["late"] = df["gap (s)"] > dead_after
-    fig = px.scatter(df, x="time", y="worker", color="state", symbol="late" if df["late"].any() else None,
-                     hover_data=["pid", "current_task", "gap (s)"],
-                     symbol_map={False: "circle", True: "x"},
-                     color_discrete_map={"idle": "#2e9e5b", "busy": "#f0a500", "standby": "#5b8def",
-                                         "stopping": "#9aa5b1"})
-    return _layout(fig, "Heartbeats (gaps are silence; ✕ late)")
+    """One row per worker, a mark per heartbeat coloured by the worker's state: a gap is silence."""
+    fig = go.Figure()
+    for state, rows in beats.groupby("state", sort=True):
+        fig.add_scatter(x=rows["time"], y=rows["worker"], name=str(state), mode="markers",
+                        marker={"color": STATE_COLORS.get(str(state), "#444"), "size": 7},
+                        customdata=rows[["pid", "gap (s)"]], hovertemplate="%{y} pid %{customdata[0]}<br>"
+                        "%{x}<br>gap %{customdata[1]} s<extra>" + str(state) + "</extra>")
+    late = beats[beats["gap (s)"] > dead_after]
+    if len(late):
+        fig.add_scatter(x=late["time"], y=late["worker"], name=f"after a gap over {dead_after:g} s", mode="markers",
+                        marker={"symbol": "x", "color": "#d64545", "size": 11})
+    fig.update_yaxes(categoryorder="category descending")  # W1 on top
+    return _layout(fig, "Heartbeats (gaps are silence)", None)
 
 
-def _layout(fig: go.Figure, title: str) -> go.Figure:
-    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.2})
+def type_counts(types: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for outcome, color in (("succeeded", COLORS["success"]), ("failed", COLORS["failed"]),
+                           ("cancelled", COLORS["cancelled"])):
+        fig.add_bar(x=types["task"], y=types[outcome], name=outcome, marker_color=color)
+    fig.update_layout(barmode="stack")
+    return _layout(fig, "Finished per task type", "tasks")
+
+
+def type_success(types: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(x=types["task"], y=types["success rate"], marker_color=COLORS["success"],
+                           name="success rate", text=types["success rate"].map(_percent), textposition="outside",
+                           cliponaxis=False))
+    fig.update_yaxes(range=[0, 110], tickvals=[0, 25, 50, 75, 100])
+    return _layout(fig, "Success rate per task type", "%", legend=False)
+
+
+def type_times(types: pd.DataFrame, what: str) -> go.Figure:
+    """Run time or queue wait p50 and p95 per type (`what` is "run" or "queue wait")."""
+    fig = go.Figure()
+    for q, color in (("p50", "#5b8def"), ("p95", "#1f3f8f")):
+        fig.add_bar(x=types["task"], y=types[f"{what} {q} (s)"], name=q, marker_color=color)
+    fig.update_layout(barmode="group")
+    return _layout(fig, f"{what.capitalize()} per task type", "seconds")
+
+
+def _percent(v: float | None) -> str:
+    return "" if v is None or pd.isna(v) else f"{v:.0f}%"
+
+
+def _layout(fig: go.Figure, title: str, y_title: str | None, legend: bool = True) -> go.Figure:
+    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=legend,
+                      legend={"orientation": "h", "y": -0.25, "title": None})
+    fig.update_yaxes(title=y_title, rangemode="tozero", autorange=True if y_title != "%" else None)
+    fig.update_xaxes(title=None)
     return fig

@@ -1,43 +1,84 @@
-"""One refresh of the dashboard: every read bounded, all through the library's read API.
+"""What each dashboard page reads: every read bounded, all through the library's read API.
 
-`load_snapshot` is what the live panels render and what `bench/` times with a
-million task records: counts come from the status indexes (ZCARD), lists are
-pages of them, histories are capped ranges. Nothing here scans the keyspace.
+No Streamlit here, so `bench/dashboard_refresh.py` times exactly what a page
+refresh reads, with a million task records. Counts come from the status
+indexes (ZCARD), lists are pages of them, search is `yadtq.search` (bounded by
+its budget), histories are capped ranges. Nothing scans the keyspace.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from typing import Any
 
 import pandas as pd
 
+from yadtq import search
+from yadtq.backend import TaskRecord
+from yadtq.backlog import Backlog
 from yadtq.client import YADTQ
+from yadtq.errors import TaskNotFound
 from yadtq.keys import STATUSES
 
 PAGE = 50
+WINDOWS = {"5 minutes": 300.0, "15 minutes": 900.0, "1 hour": 3600.0, "6 hours": 21_600.0, "24 hours": 86_400.0}
 
 
+# -- human times ----------------------------------------------------------------
+def local_time(ts: float | None, tz: tzinfo | None = None) -> str:
+    """'2026-11-22 23:09:29' in the viewer's time zone ('' for no time)."""
+    if not ts:
+        return ""
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(ts: float | None, now: float) -> str:
+    if not ts:
+        return ""
+    return duration(max(0.0, now - ts)) + " ago"
+
+
+def duration(seconds: float | None) -> str:
+    """'850 ms', '12.3 s', '4 min 05 s', '2 h 03 min'."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def _times(ts: pd.Series, tz: tzinfo | None) -> pd.Series:
+    """Epoch seconds as wall-clock datetimes of `tz` (what a chart's axis shows)."""
+    utc = pd.to_datetime(ts, unit="s", utc=True)
+    return utc.dt.tz_convert(tz or datetime.now().astimezone().tzinfo).dt.tz_localize(None)
+
+
+# -- Overview -------------------------------------------------------------------
 @dataclass
-class Snapshot:
+class Overview:
     at: float
     counts: dict[str, int]
-    workers: pd.DataFrame
-    failures: pd.DataFrame
+    workers: list[dict[str, Any]]
     series: pd.DataFrame
     throughput: pd.DataFrame
     heartbeats: pd.DataFrame
-    tasks: dict[str, pd.DataFrame] = field(default_factory=dict)
-    dead_letters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stats: search.StatsReport
+    oldest_queued: float | None
 
     @property
     def alive(self) -> int:
-        return int((self.workers["status"] == "ALIVE").sum()) if len(self.workers) else 0
+        return sum(1 for w in self.workers if w.get("status") == "ALIVE")
 
     @property
     def dead(self) -> int:
-        return int((self.workers["status"] == "DEAD").sum()) if len(self.workers) else 0
+        return sum(1 for w in self.workers if w.get("status") == "DEAD")
 
     @property
     def throughput_now(self) -> float:
@@ -49,73 +90,205 @@ class Snapshot:
         return float((b["success"] + b["failed"] - a["success"] - a["failed"]) / dt) if dt > 0 else 0.0
 
 
-def load_snapshot(q: YADTQ, prune_after: float, page: int = PAGE, offsets: dict[str, int] | None = None,
-                  history: int = 600) -> Snapshot:
+def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None = None,
+                  sample: int = search.DEFAULT_SAMPLE) -> Overview:
     now = time.time()
-    offsets = offsets or {}
-    done, failed = q.live.completions()
-    samples = q.live.series(history)
-    return Snapshot(
-        at=now,
-        counts=q.backend.counts(),
-        workers=workers_frame(q.live.workers(), done, failed, now, prune_after),
-        failures=pd.DataFrame(q.live.failures(100)),
-        series=series_frame(samples),
-        throughput=throughput_frame(samples),
-        heartbeats=pd.DataFrame(q.live.heartbeats(2000)),
-        tasks={s: tasks_frame(q.backend.list(s, page, offsets.get(s, 0), newest_first=s != "queued"), now)
-               for s in STATUSES},
-        dead_letters=pd.DataFrame(q.live.dead_letters(page)),
-    )
+    s = q.settings
+    samples = thin([x for x in q.live.series(min(s.series_points, int(window / s.series_interval) + 2))
+                    if x.get("ts", 0) >= now - window])
+    beats = [b for b in q.live.heartbeats(2000) if b.get("ts", 0) >= now - window]
+    oldest = q.backend.r.zrange(q.backend.keys.status("queued"), 0, 0, withscores=True)
+    return Overview(
+        at=now, counts=q.backend.counts(), workers=search.workers(q.live, now, prune_after),
+        series=series_frame(samples, tz), throughput=throughput_frame(samples, tz),
+        heartbeats=heartbeats_frame(beats, tz), stats=search.type_stats(q.backend, window, sample, now),
+        oldest_queued=float(oldest[0][1]) if oldest else None)
 
 
-def workers_frame(workers: dict[str, dict[str, Any]], done: dict[str, int], failed: dict[str, int],
-                  now: float, prune_after: float) -> pd.DataFrame:
-    """The live view: DEAD and LEFT workers drop out after `prune_after` seconds."""
-    rows = []
-    for name, w in sorted(workers.items()):
-        if w.get("status") != "ALIVE" and now - w.get("since", now) > prune_after:
-            continue
-        rows.append({"worker": name, "status": w.get("status"), "state": w.get("state"),
-                     "last heartbeat (s ago)": round(now - w.get("last_heartbeat", now), 1),
-                     "done": done.get(name, 0), "failed": failed.get(name, 0),
-                     "current task": w.get("current_task") or "", "partitions": w.get("partitions", []),
-                     "host": w.get("host"), "pid": w.get("pid")})
-    return pd.DataFrame(rows, columns=["worker", "status", "state", "last heartbeat (s ago)", "done", "failed",
-                                       "current task", "partitions", "host", "pid"])
+CHART_POINTS = 360
 
 
-def series_frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
+def thin(samples: list[dict[str, Any]], points: int = CHART_POINTS) -> list[dict[str, Any]]:
+    """At most about `points` samples, evenly spaced, the newest always kept: a chart is a few hundred pixels
+    wide, and rates between the kept samples are averages over their longer intervals."""
+    step = -(-len(samples) // points)
+    return samples if step <= 1 else samples[::-1][::step][::-1]
+
+
+def series_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
     cols = ["ts", *STATUSES]
     df = pd.DataFrame([{c: s.get(c, 0) for c in cols} for s in samples], columns=cols)
-    df["time"] = pd.to_datetime(df["ts"], unit="s")
+    df["time"] = _times(df["ts"], tz)
     return df
 
 
-def throughput_frame(samples: list[dict[str, Any]]) -> pd.DataFrame:
+def throughput_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
     """Completions per second per worker, from the differences of cumulative counts."""
     rows = []
-    for a, b in zip(samples, samples[1:]):
+    for a, b in itertools.pairwise(samples):
         dt = b["ts"] - a["ts"]
         if dt <= 0:
             continue
         for worker, total in b.get("done_by", {}).items():
             rate = max(0, total - a.get("done_by", {}).get(worker, 0)) / dt
-            rows.append({"time": pd.to_datetime(b["ts"], unit="s"), "worker": worker, "tasks/s": rate})
-    return pd.DataFrame(rows, columns=["time", "worker", "tasks/s"])
+            rows.append({"ts": b["ts"], "worker": worker, "tasks/s": rate})
+    df = pd.DataFrame(rows, columns=["ts", "worker", "tasks/s"])
+    df["time"] = _times(df["ts"], tz)
+    return df
 
 
-def tasks_frame(records: list[Any], now: float) -> pd.DataFrame:
+def heartbeats_frame(beats: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
+    cols = ["ts", "worker", "state", "pid", "current_task"]
+    df = pd.DataFrame([{c: b.get(c) for c in cols} for b in beats], columns=cols).sort_values("ts")
+    df["time"] = _times(df["ts"], tz)
+    df["gap (s)"] = df.groupby("worker")["ts"].diff().round(1)
+    return df
+
+
+def types_frame(report: search.StatsReport) -> pd.DataFrame:
+    rows = []
+    for t in report.types:
+        d = t.as_dict()
+        rows.append({"task": d["task"], "finished": d["finished"], "succeeded": d["succeeded"], "failed": d["failed"],
+                     "cancelled": d["cancelled"],
+                     "success rate": None if d["success_rate"] is None else round(100 * d["success_rate"], 1),
+                     "run p50 (s)": d["run_p50"], "run p95 (s)": d["run_p95"],
+                     "queue wait p50 (s)": d["wait_p50"], "queue wait p95 (s)": d["wait_p95"]})
+    return pd.DataFrame(rows, columns=["task", "finished", "succeeded", "failed", "cancelled", "success rate",
+                                       "run p50 (s)", "run p95 (s)", "queue wait p50 (s)", "queue wait p95 (s)"])
+
+
+# -- Tasks ----------------------------------------------------------------------
+def find_tasks(q: YADTQ, query: search.TaskQuery, cursor: str | None = None, limit: int = PAGE,
+               budget: int = search.DEFAULT_BUDGET) -> search.SearchPage:
+    return search.search(q.backend, query, limit=limit, cursor=cursor, budget=budget)
+
+
+def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
     rows = []
     for r in records:
-        rows.append({"task id": r.task_id, "task": r.task, "args": str(r.args)[:80], "status": r.status,
+        run = r.finished - r.started if r.finished and r.started and r.status != "cancelled" else None
+        rows.append({"task id": r.task_id, "task": r.task, "status": r.status, "args": str(r.args)[:80],
                      "result": "" if r.result is None else str(r.result)[:80], "error": (r.error or "")[:200],
                      "attempts": r.attempts, "worker": r.worker or "",
-                     "submitted": _clock(r.submitted), "started": _clock(r.started), "finished": _clock(r.finished),
-                     "elapsed (s)": round(now - r.started, 1) if r.status == "processing" and r.started else None})
-    return pd.DataFrame(rows, columns=["task id", "task", "args", "status", "result", "error", "attempts", "worker",
-                                       "submitted", "started", "finished", "elapsed (s)"])
+                     "submitted": local_time(r.submitted, tz), "started": local_time(r.started, tz),
+                     "finished": local_time(r.finished, tz),
+                     "run time": duration(run if run is not None else
+                                          (now - r.started if r.status == "processing" and r.started else None))})
+    return pd.DataFrame(rows, columns=["task id", "task", "status", "args", "result", "error", "attempts", "worker",
+                                       "submitted", "started", "finished", "run time"])
 
 
-def _clock(ts: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else ""
+@dataclass
+class TaskView:
+    record: TaskRecord
+    history: list[tuple[float, str]]
+    waiting_because: str | None
+
+
+def load_task(q: YADTQ, task_id: str, prune_after: float | None = None) -> TaskView | None:
+    try:
+        rec = q.backend.get(task_id)
+    except TaskNotFound:
+        return None
+    history = q.backend.events(task_id)
+    why = search.why_queued(rec, search.workers(q.live, prune_after=prune_after), history) \
+        if rec.status == "queued" else None
+    return TaskView(rec, history, why)
+
+
+# -- Workers and partitions -------------------------------------------------------
+@dataclass
+class Farm:
+    at: float
+    workers: list[dict[str, Any]]
+    partitions: list[dict[str, Any]]
+    queued: int
+
+
+def load_farm(q: YADTQ, prune_after: float, backlog: Backlog | None = None) -> Farm:
+    now = time.time()
+    workers = search.workers(q.live, now, prune_after)
+    ends = backlog.end_offsets() if backlog else None
+    return Farm(now, workers, search.partitions(workers, ends), q.backend.counts()["queued"])
+
+
+def workers_frame(workers: list[dict[str, Any]], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
+    rows = [{"worker": w["name"], "status": w.get("status"), "state": w.get("state"), "host": w.get("host"),
+             "pid": w.get("pid"), "concurrency": w.get("concurrency"),
+             "slots in use": w["slots_in_use"], "current tasks": ", ".join(w["running"][:5])
+             + (f" (+{len(w['running']) - 5})" if len(w["running"]) > 5 else ""),
+             "partitions": ", ".join(str(p) for p in w.get("partitions") or []),
+             "done": w["done"], "failed": w["failed"],
+             "last heartbeat": f"{local_time(w.get('last_heartbeat'), tz)} ({ago(w.get('last_heartbeat'), now)})"}
+            for w in workers]
+    return pd.DataFrame(rows, columns=["worker", "status", "state", "host", "pid", "concurrency", "slots in use",
+                                       "current tasks", "partitions", "done", "failed", "last heartbeat"])
+
+
+def partitions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    out = [{"partition": p["partition"], "owner": p["owner"] or "(none)",
+            "committed": "" if p["committed"] is None else p["committed"],
+            "in broker": "" if p["in_broker"] is None else p["in_broker"], "buffered": p["buffered"],
+            "running": p["running"], "paused": "yes" if p["paused"] else "",
+            "waiting": sum(p["waiting"].values()), "why they wait": p["why"]} for p in rows]
+    return pd.DataFrame(out, columns=["partition", "owner", "committed", "in broker", "buffered", "running", "paused",
+                                      "waiting", "why they wait"])
+
+
+def why_waiting(farm: Farm) -> str:
+    """One sentence on the queue as a whole: what an operator asks first when tasks pile up."""
+    alive = [w for w in farm.workers if w.get("status") == "ALIVE"]
+    if not farm.queued:
+        return "Nothing is waiting."
+    if not alive:
+        return f"{farm.queued:,} task(s) queued and no worker is alive to run them."
+    paused = [w["name"] for w in alive if w.get("state") == "paused"]
+    if len(paused) == len(alive):
+        return f"{farm.queued:,} task(s) queued; every live worker is paused ({', '.join(paused)})."
+    held = [p["partition"] for p in farm.partitions if p["owner"] in paused]
+    orphans = [p["partition"] for p in farm.partitions if p["owner"] is None]
+    slots = sum(int(w.get("concurrency") or 1) for w in alive if w.get("state") != "paused")
+    busy = sum(w["slots_in_use"] for w in alive)
+    reasons: dict[str, int] = {}
+    for p in farm.partitions:
+        for reason, n in p["waiting"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    told = "; ".join(f"{n} {search.WAIT_REASONS.get(r, r)}" for r, n in sorted(reasons.items()))
+    if held:
+        told = "; ".join(x for x in (f"{', '.join(paused)} paused: partition(s) {', '.join(map(str, held))} wait "
+                                     "for it to resume", told) if x)
+    if orphans:
+        told = "; ".join(x for x in (f"no live worker owns partition(s) {', '.join(map(str, orphans))}", told) if x)
+    return (f"{farm.queued:,} task(s) queued; {busy} of {slots} slot(s) busy on {len(alive)} live worker(s)"
+            + (f"; {told}" if told else "") + ".")
+
+
+# -- Failures ---------------------------------------------------------------------
+@dataclass
+class Failures:
+    failed: search.SearchPage
+    deaths: list[dict[str, Any]]
+    dead_letters: list[dict[str, Any]]
+
+
+def load_failures(q: YADTQ, limit: int = PAGE) -> Failures:
+    return Failures(find_tasks(q, search.TaskQuery(statuses=("failed",)), limit=limit),
+                    q.live.failures(limit), q.live.dead_letters(limit))
+
+
+def deaths_frame(deaths: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
+    rows = [{"worker": d.get("worker"), "host": d.get("host"), "pid": d.get("pid"),
+             "declared dead": local_time(d.get("declared_at"), tz),
+             "last heartbeat": local_time(d.get("last_heartbeat"), tz),
+             "tasks held": ", ".join(d.get("tasks") or []), "partitions": str(d.get("partitions") or [])}
+            for d in deaths]
+    return pd.DataFrame(rows, columns=["worker", "host", "pid", "declared dead", "last heartbeat", "tasks held",
+                                       "partitions"])
+
+
+def dead_letters_frame(letters: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
+    rows = [{"time": local_time(d.get("ts"), tz), "task id": d.get("task_id") or "", "task": d.get("task") or "",
+             "where": f"partition {d.get('partition')} @ {d.get('offset')}", "error": str(d.get("error") or "")[:300]}
+            for d in letters]
+    return pd.DataFrame(rows, columns=["time", "task id", "task", "where", "error"])

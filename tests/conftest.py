@@ -11,6 +11,7 @@ Waits poll a condition with a deadline; no bare sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -266,3 +267,35 @@ def run_cli(settings: Settings | None, *args: str, env: dict[str, str] | None = 
     base["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
     return subprocess.run([sys.executable, "-m", "yadtq", *args], env=base, capture_output=True, text=True,
                           timeout=timeout, input=stdin)
+
+
+# -- HTTP API (issue 13) ---------------------------------------------------------
+@contextlib.contextmanager
+def serve_api(settings: Settings, q: YADTQ, headers: dict[str, str] | None = None) -> Iterator[Any]:
+    """An httpx client of the HTTP API, served by uvicorn in a thread on a free port."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from yadtq.api.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, q), host="127.0.0.1", port=port,
+                                          log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive(), 30, 0.02, "the API to start")
+        assert server.started, "the API did not start"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers=headers) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(settings: Settings, q: YADTQ) -> Iterator[Any]:
+    with serve_api(settings, q) as client:
+        yield client

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import pytest
+from pathlib import Path
 
+import pytest
 from conftest import ROOT, Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
+
 from worker_farm import Farm, WorkerSpec
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.logs import EventLog
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +54,14 @@ def test_seeds_demo_failure_prone_worker_and_standby(settings: Settings, q: YADT
         assert out.has("[W1] CRASH W1")
         ledger = read_ledger(r, settings.prefix)
         assert sorted(ledger) == sorted(ids)
-        assert sum(len(runs) for runs in ledger.values()) <= 21  # at most the one cut off runs again
-        assert {rec.worker for rec in q.backend.get_many(ids)} == {"W1", "S1"}
+        # Only tasks cut off by the crash run again: their earlier run was in W1's process, and W1
+        # had at most `concurrency` of them running at once.
+        crashed = int(next(line for line in out.lines if "CRASH W1 pid" in line).split("pid ")[1].split()[0])
+        again = {tid: runs for tid, runs in ledger.items() if len(runs) > 1}
+        assert all(runs[0][0] == crashed and len(runs) == 2 for runs in again.values()), again
+        assert len(again) <= settings.concurrency
+        assert any(runs[0][0] == crashed for runs in ledger.values())  # W1 ran tasks before it died
+        assert "S1" in {rec.worker for rec in q.backend.get_many(ids)} <= {"W1", "S1"}
     finally:
         farm.stop()
         thread.join(timeout=30)
@@ -175,3 +186,36 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_every_crash_is_in_the_failure_history_even_after_a_fast_respawn(settings: Settings, q: YADTQ) -> None:
+    out = Lines()
+    farm = Farm(settings, [WorkerSpec("W1")], respawn=True, out=out, events=EventLog(settings, "farm"))
+    thread = threading.Thread(target=farm.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: out.has("[W1] W1 assigned partitions [0, 1, 2, 3]"), 40, 0.1, f"W1 to start: {out.lines}")
+        tid = q.submit("sleep", [3])
+        wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
+        pid = farm.children["W1"].proc.pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: out.has("[farm] respawned worker W1"), 30, 0.05, "the respawn")
+        failure = q.live.failures(10)[0]
+        assert (failure["worker"], failure["pid"], failure["host"]) == ("W1", pid, socket.gethostname())
+        assert failure["reason"] == "killed by signal 9 (SIGKILL)" and failure["source"] == "farm"
+        assert tid in failure["tasks"] and failure["partitions"] == [0, 1, 2, 3]
+        assert out.has(f"[farm] W1 held {tid}")
+        farm_said = [json.loads(x) for x in (Path(settings.log_dir) / "farm.events.jsonl").read_text().splitlines()]
+        assert any(e["event"] == "worker_crashed" and e["worker_pid"] == pid and tid in e["tasks"] for e in farm_said)
+        listing = run_cli(settings, "workers")
+        assert "CRASH W1 at " in listing.stdout and f"pid {pid} on " in listing.stdout and tid in listing.stdout
+        assert q.wait(tid, 60).status == "success"  # the respawned W1 runs it once its lease lapses
+    finally:
+        farm.stop()
+        thread.join(timeout=30)
+
+
+def test_farm_tasks_take_comma_separated_modules() -> None:
+    from worker_farm.__main__ import build_parser, specs_from
+    args = build_parser().parse_args(["--workers", "1", "--tasks", "a.b, c", "--tasks", "d"])
+    assert specs_from(args, None)[0].tasks == ("a.b", "c", "d")

@@ -89,7 +89,7 @@ def test_zombie_worker_is_fenced_out(settings: Settings, procs: Procs, r: redis.
         final = q.status(tid)
         assert (final.status, final.worker, final.attempts, final.result) == ("success", "W2", 2, 42)
         assert [pid for pid, _ in read_ledger(r, s.prefix)[tid]] == [zombie.pid, procs.procs["W2"].pid]
-        assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 1, "failed": 0}
+        assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 1, "failed": 0, "cancelled": 0}
 
 
 def test_broker_restart_loses_no_queued_task(settings: Settings, procs: Procs, tmp_path: Path,
@@ -129,7 +129,7 @@ def test_redis_restart_loses_no_record_and_workers_reconnect(services: ServiceAd
         services.redis_proc = start_redis("127.0.0.1", services.redis_port, services.data_dir, services.log_dir)
         wait_for(lambda: _success(q) == 60, 120, 0.3, "all 60 after the Redis restart")
         counts = q.backend.counts()
-        assert counts == {"queued": 0, "processing": 0, "success": 60, "failed": 0}
+        assert counts == {"queued": 0, "processing": 0, "success": 60, "failed": 0, "cancelled": 0}
         assert len(q.backend.get_many(ids)) == 60
     ledger = read_ledger(r, settings.prefix)
     assert sorted(ledger) == sorted(ids)

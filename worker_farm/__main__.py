@@ -18,6 +18,7 @@ from yadtq.broker import check_reachable
 from yadtq.cli import settings_from
 from yadtq.crash import CrashInjector
 from yadtq.errors import RET_CONNECT, RET_USAGE, ConfigError, ConnectError
+from yadtq.logs import EventLog
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standby", type=int, default=0,
                    help="standby workers: never crash, own partitions only after a failure (default 0)")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
-                   help="task module every worker imports (repeatable)")
+                   help="task module every worker imports (repeatable, or comma-separated; the current folder "
+                        "is searched), e.g. --tasks mypkg.mytasks")
     p.add_argument("--crash", metavar="SPEC",
                    help="crash injection for the non-standby workers: after:3-5 | after:N | prob:P, "
                         "optionally @before-claim | @during (default) | @after-complete")
@@ -52,6 +54,7 @@ def specs_from(args: argparse.Namespace, seed: int | None) -> list[WorkerSpec]:
     if args.workers < 0 or args.standby < 0 or args.workers + args.standby == 0:
         raise ConfigError("want --workers/--standby >= 0 and at least one worker")
     seeds = random.Random(seed)
+    args.tasks = [m.strip() for value in args.tasks for m in value.split(",") if m.strip()]
     specs = [WorkerSpec(f"{args.name_prefix}{i}", crash=args.crash, tasks=tuple(args.tasks),
                         seed=seeds.randrange(1 << 30) if args.crash else None)
              for i in range(1, args.workers + 1)]
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"worker_farm: error: {exc}", file=sys.stderr)
         return RET_USAGE
-    farm = Farm(settings, specs, respawn=args.respawn)
+    farm = Farm(settings, specs, respawn=args.respawn, events=EventLog(settings, "farm"))
     # Children run in their own sessions: a terminal's Ctrl+C reaches only the
     # farm, which stops them in order. A second Ctrl+C kills them at once.
     for sig in (signal.SIGINT, signal.SIGTERM):

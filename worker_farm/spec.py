@@ -57,13 +57,12 @@ def _with_parent_death_signal(args: list[str]) -> list[str]:
 
 
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \S+ (?P<level>[A-Z]+) (?P<logger>\S+): (?P<msg>.*)$")
-# Worker messages a farm operator wants to see as they happen.
-_EVENTS = ("assigned partitions", "revoked partitions", "end of run", "stopping after the current task",
-           "outcome discarded")
 
 
 class LineFilter:
-    """Picks the lines of one child's stderr worth echoing; stateful across a traceback."""
+    """Picks the lines of one child's output worth echoing: what it prints (CRASH lines,
+    CLI errors) and its warnings and errors. Events come from its event stream
+    (worker_farm/events.py), not from here. Stateful across a traceback."""
 
     def __init__(self) -> None:
         self._last_logger = ""
@@ -90,8 +89,6 @@ class LineFilter:
             # Printed, not logged: crash injection and CLI errors.
             return line if line.startswith(("CRASH", "yadtq:")) else None
         self._last_logger = m["logger"]
-        if any(marker in m["msg"] for marker in _EVENTS):
-            return m["msg"]
         if m["level"] in ("WARNING", "ERROR", "CRITICAL") and m["logger"].startswith("yadtq"):
             return f"{m['level']}: {m['msg']}"
         return None

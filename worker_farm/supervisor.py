@@ -1,8 +1,15 @@
 """Spawns worker subprocesses from recipes, reaps them and respawns the crashed.
 
 One line per event goes to `out`: a child started, crashed (with its reason),
-is respawned, stopped cleanly; and what each child reports about itself
-(partitions assigned/revoked, CRASH lines, warnings), prefixed with its name.
+is respawned, stopped cleanly; and what each child reports about itself,
+prefixed with its name: its events (partitions assigned/revoked, end of run,
+read from its JSON-lines event stream) and its printed CRASH lines, warnings
+and errors.
+
+Every crash the farm sees goes into the failure history in Redis (with time,
+host, pid, exit reason and the tasks the child held), and into the farm's own
+event stream (when it has one) as `worker_crashed`, even when the child is back half a second
+later, before the monitor could notice it was gone.
 
 Respawn backoff is exponential (`backoff`, doubled per crash, capped at
 `backoff_max`) and starts again from `backoff` once a child has run for
@@ -14,17 +21,26 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import IO
+from pathlib import Path
+from typing import IO, Any
 
+import redis
+
+from worker_farm.events import EventTail, describe
 from worker_farm.spec import LineFilter, WorkerSpec, child_env
+from yadtq.backend import Backend, connect_redis
 from yadtq.config import Settings
 from yadtq.crash import CRASH_EXIT_CODE
-from yadtq.errors import RET_USAGE
+from yadtq.errors import RET_USAGE, YADTQError
+from yadtq.live import LiveState
+from yadtq.logs import EventLog
+from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 
 @dataclass
@@ -37,11 +53,14 @@ class Child:
     respawn_at: float | None = None  # set while dead and waiting out its backoff
     lines: LineFilter = field(default_factory=LineFilter, repr=False)
     reader: threading.Thread | None = field(default=None, repr=False)
+    tail: EventTail | None = field(default=None, repr=False)
 
 
 def exit_reason(code: int) -> str:
     if code == CRASH_EXIT_CODE:
         return "crash injected"
+    if code == EXIT_HARD_TIME_LIMIT:
+        return "ended by a task past its hard time limit"
     if code < 0:
         try:
             return f"killed by signal {-code} ({signal.Signals(-code).name})"
@@ -56,7 +75,8 @@ class Farm:
 
     def __init__(self, settings: Settings, specs: list[WorkerSpec], respawn: bool = True,
                  out: Callable[[str], None] | None = None, *, backoff: float = 0.5, backoff_max: float = 30.0,
-                 healthy_after: float = 30.0, grace: float = 15.0, env: Mapping[str, str] | None = None) -> None:
+                 healthy_after: float = 30.0, grace: float = 15.0, env: Mapping[str, str] | None = None,
+                 events: EventLog | None = None) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"worker names must be unique: {names}")
@@ -71,6 +91,9 @@ class Farm:
         self._stop = threading.Event()
         self._force = False
         self._lock = threading.RLock()
+        # `python -m worker_farm` writes `<log_dir>/farm.events.jsonl`; a farm built in code only if asked.
+        self.events = events or EventLog(None, "farm")
+        self._redis: redis.Redis | None = None
 
     def say(self, line: str) -> None:
         with self._lock:
@@ -80,9 +103,10 @@ class Farm:
     def _spawn(self, spec: WorkerSpec, restarts: int = 0, backoff: float | None = None) -> None:
         # Spawned from the thread that runs `run()`: the parent-death signal
         # (see spec.py) fires when that thread ends, and it outlives every child.
+        tail = EventTail.at_end(Path(self.settings.log_dir) / f"worker-{spec.name}.events.jsonl")
         proc = subprocess.Popen(spec.argv(), env=self._env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, start_new_session=True, errors="replace")
-        child = Child(spec, proc, time.monotonic(), self.backoff if backoff is None else backoff, restarts)
+        child = Child(spec, proc, time.monotonic(), self.backoff if backoff is None else backoff, restarts, tail=tail)
         child.reader = threading.Thread(target=self._echo, args=(child, proc.stdout), daemon=True,
                                         name=f"farm-echo-{spec.name}")
         child.reader.start()
@@ -103,6 +127,15 @@ class Farm:
                 if text is not None:
                     self.say(f"[{child.spec.name}] {text}")
 
+    def _follow(self, child: Child) -> None:
+        """Echoes the child's new events worth a line."""
+        if child.tail is None:
+            return
+        for event in child.tail.read():
+            text = describe(event)
+            if text is not None:
+                self.say(f"[{child.spec.name}] {text}")
+
     def running(self) -> list[tuple[str, int, bool]]:
         """(name, pid, standby) of every child alive right now (chaos tests pick victims here)."""
         with self._lock:
@@ -112,12 +145,15 @@ class Farm:
     def _reap(self, name: str, child: Child, code: int, now: float) -> None:
         if child.reader is not None:
             child.reader.join(timeout=2)  # its last lines (a CRASH line) come before the verdict
+        self._follow(child)
         if code == 0:
             self.say(f"[farm] {name} stopped cleanly")
             self._retire(name, code)
             return
         last = "" if code == CRASH_EXIT_CODE or code < 0 else f"; last output: {child.lines.last_line[:200]!r}"
         self.say(f"[farm] {name} (pid {child.proc.pid}) crashed: {exit_reason(code)}{last}")
+        if code != RET_USAGE:
+            self._record_crash(child, code)
         if code == RET_USAGE:
             self.say(f"[farm] not respawning {name}: a usage error does not go away by itself")
             self._retire(name, code)
@@ -126,6 +162,35 @@ class Farm:
         else:
             child.respawn_at = now + child.backoff
             self.say(f"[farm] respawning {name} in {child.backoff:.1f}s")
+
+    def _record_crash(self, child: Child, code: int) -> None:
+        """Failure history entry and `worker_crashed` event for a child that died on its own."""
+        name = child.spec.name
+        tasks = list(child.tail.held) if child.tail else []
+        entry: dict[str, Any] = {
+            "worker": name, "host": socket.gethostname(), "pid": child.proc.pid, "declared_at": time.time(),
+            "last_heartbeat": None, "tasks": tasks, "partitions": child.tail.partitions if child.tail else [],
+            "reason": exit_reason(code), "exit_code": code, "source": "farm",
+        }
+        try:
+            client = self._redis_client()
+            live = LiveState(client, self.settings)
+            # Redis knows claims the event stream may not have flushed before a kill -9.
+            entry["tasks"] += [r.task_id for r in Backend(client, self.settings).list("processing", limit=1000)
+                               if r.worker == name and r.task_id not in tasks]
+            entry["last_heartbeat"] = live.workers().get(name, {}).get("last_heartbeat")
+            live.record_failure(entry)
+        except (redis.RedisError, YADTQError) as exc:
+            self.say(f"[farm] could not record {name}'s crash in the failure history: {exc}")
+        self.events.emit("worker_crashed", worker=name, worker_pid=child.proc.pid, host=entry["host"],
+                         reason=entry["reason"], exit_code=code, tasks=entry["tasks"])
+        self.events.flush()
+        self.say(f"[farm] {name} held {', '.join(entry['tasks']) or 'no task'}; recorded in the failure history")
+
+    def _redis_client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = connect_redis(self.settings)
+        return self._redis
 
     def _retire(self, name: str, code: int) -> None:
         with self._lock:
@@ -144,6 +209,7 @@ class Farm:
                 continue
             code = child.proc.poll()
             if code is None:
+                self._follow(child)
                 if now - child.started > self.healthy_after:
                     child.backoff = self.backoff
             else:
@@ -166,6 +232,9 @@ class Farm:
                 self._stop.wait(0.2)
         finally:
             self.stop_all()
+            self.events.close()
+            if self._redis is not None:
+                self._redis.close()
         stopped = self._stop.is_set()
         failed = sorted(n for n, code in self.finished.items() if code != 0)
         if not stopped:
@@ -200,6 +269,7 @@ class Farm:
         for name, c in children:
             if c.reader is not None:
                 c.reader.join(timeout=2)
+            self._follow(c)
             code = c.proc.wait()
             if name in live_names:
                 self.say(f"[farm] {name} stopped" + ("" if code == 0 else f": {exit_reason(code)}"))

@@ -139,7 +139,7 @@ def task_latencies(tasks: pd.DataFrame) -> pd.DataFrame:
     `started` is when the final attempt was claimed, so queue_wait includes
     earlier attempts and their backoff, and run_time includes the wait of a
     task claimed ahead of time behind the one running (the worker claims up
-    to `claim_ahead` tasks per round trip).
+    to `concurrency` tasks per round trip).
     """
     df = tasks.copy()
     for c in ("submitted", "started", "finished"):

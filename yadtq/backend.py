@@ -71,6 +71,15 @@ class TaskRecord:
         )
 
 
+class TaskNotCancellable(YADTQError):
+    """Only a queued task can be cancelled; this one is running or finished."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        self.task_id = task_id
+        self.status = status
+
+
 def _loads(raw: str | None, default: Any) -> Any:
     if raw is None or raw == "":
         return default
@@ -124,12 +133,9 @@ class Backend:
         self.r = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._step = client.register_script(scripts.STEP)
-        self._renew = client.register_script(scripts.RENEW)
         self._submit = client.register_script(scripts.SUBMIT)
-        self._reject = client.register_script(scripts.REJECT)
         self._requeue = client.register_script(scripts.REQUEUE)
-        self._release = client.register_script(scripts.RELEASE)
+        self._cancel = client.register_script(scripts.load("cancel"))
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int) -> None:
@@ -188,57 +194,6 @@ class Backend:
     def ids_older_than(self, status: str, before: float, limit: int = 1000) -> list[str]:
         return self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit)
 
-    # -- workers ---------------------------------------------------------
-    def step(self, worker: str, incarnation: str, lease_until: float,
-             complete: tuple[str, str, str, str, str] | None,
-             claims: Sequence[tuple[TaskMessage, int, int]]) -> list[Any]:
-        """One round trip: complete one task (fenced), then claim `claims`.
-
-        `complete` is (task_id, fence, outcome, result_json, error) with outcome
-        success | retry | failed. `claims` are (message, partition, offset).
-        Returns the completion verdict ("ok" | "fenced") first when given, then
-        one verdict per claim: ["run", fence, attempts, task, args, kwargs,
-        tries, time_limit, failures] | ["done", status] | ["busy", lease].
-        """
-        return self._step(args=self.step_args(worker, incarnation, lease_until, complete, claims))
-
-    def step_args(self, worker: str, incarnation: str, lease_until: float,
-                  complete: tuple[str, str, str, str, str] | None,
-                  claims: Sequence[tuple[TaskMessage, int, int]]) -> list[Any]:
-        """The arguments of one STEP call (see `step`); `StepChannel` sends them pipelined."""
-        args: list[Any] = [self.settings.prefix, time.time(), worker, incarnation, lease_until,
-                           int(self.settings.result_ttl), 1 if complete else 0]
-        if complete:
-            args.extend(complete)
-        for m, partition, offset in claims:
-            args.extend([m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs),
-                         m.tries or self.settings.tries, m.time_limit or "",
-                         m.submitted_at or time.time(), partition, offset])
-        return args
-
-    def release(self, claims: Sequence[tuple[str, str]]) -> None:
-        """Undoes claims (task id, fence) of tasks that will not run here after all."""
-        pipe = self.r.pipeline(transaction=False)
-        for task_id, fence in claims:
-            self._release(keys=[self.keys.task(task_id)], args=[fence, self.settings.prefix, task_id, time.time()],
-                          client=pipe)
-        pipe.execute()
-
-    def renew(self, task_id: str, fence: str, lease_until: float) -> bool:
-        return bool(self._renew(keys=[self.keys.task(task_id)], args=[fence, lease_until]))
-
-    def renew_many(self, claims: Sequence[tuple[str, str]], lease_until: float) -> None:
-        """Extends the leases of (task id, fence) claims still held, in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        for task_id, fence in claims:
-            self._renew(keys=[self.keys.task(task_id)], args=[fence, lease_until], client=pipe)
-        pipe.execute()
-
-    def reject(self, task_id: str, task_name: str, error: str) -> bool:
-        """Marks a task failed that could not even be read or started."""
-        return bool(self._reject(keys=[self.keys.task(task_id), self.keys.events(task_id)],
-                                 args=[time.time(), error, task_name, self.settings.prefix, task_id]))
-
     def reset_to_queued(self, task_id: str) -> TaskMessage:
         """Puts a failed (or stale queued) task back to `queued`; returns the message to publish.
 
@@ -253,6 +208,21 @@ class Backend:
         _, name, args, kwargs, tries, limit = got
         return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
                            int(tries) if tries else None, time.time(), float(limit) if limit else None)
+
+    def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
+        """Moves a queued task to `cancelled` (atomically); returns the new record.
+
+        Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
+        a running task is never interrupted.
+        """
+        got = self._cancel(keys=[self.keys.task(task_id), self.keys.status("queued"),
+                                 self.keys.status("cancelled"), self.keys.events(task_id)],
+                           args=[int(self.settings.result_ttl), by, task_id])
+        if got[0] == "missing":
+            raise TaskNotFound(task_id)
+        if got[0] != "ok":
+            raise TaskNotCancellable(task_id, str(got[0]))
+        return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:
         """Re-stamps queued tasks as just published (only those still queued)."""

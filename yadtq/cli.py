@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from yadtq.cli_args import build_parser
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -64,19 +68,26 @@ def _value(word: str) -> Any:
 
 
 def _print_record(rec: Any, as_json: bool) -> None:
-    d = rec.as_dict()
-    if as_json:
-        print(json.dumps(d))
-        return
-    line = f"{rec.task_id} {rec.task} {rec.status}"
-    if rec.status == "success":
-        line += f" result={json.dumps(rec.result)}"
-    if rec.error:
-        line += f" error={rec.error!r}"
-    print(line + f" attempts={rec.attempts}" + (f" worker={rec.worker}" if rec.worker else ""))
+    from yadtq.display import record_line
+    print(json.dumps(rec.as_dict()) if as_json else record_line(rec))
 
 
 # -- processes ---------------------------------------------------------------
+@command
+def cmd_run(args: argparse.Namespace, s: Settings) -> int:
+    """What `make run` runs: the Procfile's processes, stopped in order (see yadtq/stack.py)."""
+    from yadtq.stack import Stack, install_signal_handlers, read_procfile
+    procfile = Path(args.procfile).resolve()
+    entries = read_procfile(procfile)
+    env = dict(os.environ)
+    # The Procfile's `yadtq` and `python` are this installation's, with or without an activated venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace)
+    install_signal_handlers(stack)
+    return stack.run()
+
+
 @command
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.services import Services
@@ -86,9 +97,14 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))
-        if not services.started:
-            print("nothing to start; exiting", flush=True)
-            return RET_OK
+        if not services.owns_any:
+            if not args.stay:
+                print("nothing to start; exiting", flush=True)
+                return RET_OK
+            # Under a process manager an exit would read as "the stack is over".
+            print("nothing to start: using the services above; staying up until stopped", flush=True)
+            while True:
+                time.sleep(3600)
         print("services up; Ctrl+C stops what was started here", flush=True)
         name = services.wait()
         print(f"{name} exited unexpectedly", file=sys.stderr)
@@ -101,36 +117,82 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
-    """Used by the Procfile: processes start once the broker and Redis answer."""
-    from yadtq.services import answers, broker_address, redis_address
+    """Used by the Procfile: processes start once the broker and Redis serve (Redis done loading its data)."""
+    from yadtq.services import broker_address, broker_ready, redis_address, redis_ready
+    probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
     deadline = time.monotonic() + args.timeout
-    for what, (host, port) in (("Kafka broker", broker_address(s)), ("Redis", redis_address(s))):
-        while not answers(host, port):
-            if time.monotonic() > deadline:
-                print(f"yadtq: error: {what} at {host}:{port} did not answer within {args.timeout:g}s",
+    for what, (host, port), probe in probes:
+        said, said_at = "", time.monotonic()
+        while True:
+            ok, why = probe(s)
+            if ok:
+                break
+            now = time.monotonic()
+            if why.startswith("loading"):
+                deadline = max(deadline, now + args.timeout)  # it is making progress: keep waiting
+            if now > deadline:
+                print(f"yadtq: error: {what} at {host}:{port} did not serve within {args.timeout:g}s ({why})",
                       file=sys.stderr)
                 return RET_CONNECT
+            if why != said and (why.startswith("loading") or now - said_at > 5):
+                print(f"yadtq wait: {what} at {host}:{port}: {why}", file=sys.stderr, flush=True)
+                said, said_at = why, now
             time.sleep(0.2)
     return RET_OK
 
 
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.backend import connect_redis
+    from yadtq.keys import Keys
+    from yadtq.names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
     from yadtq.tasks import load_task_modules, registry
     from yadtq.worker import Worker
-    name = args.name or f"{socket.gethostname()}-{__import__('os').getpid()}"
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(s, f"worker-{name}", args.verbose)
+    _cwd_importable()
     load_task_modules(args.tasks)
     middleware = []
     if args.crash:
         from yadtq.crash import CrashInjector
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
+    # The name is claimed before anything (event log included) is opened under it.
+    incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
+    client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
+    if not claim_worker_name(client, keys, name, incarnation, ttl):
+        holder = name_holder(client, keys, name)
+        who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \
+            if holder else ""
+        print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
+              "choose another --name, or stop that worker", file=sys.stderr)
+        client.close()
+        return RET_USAGE
     worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
-    worker.connect()
-    worker.install_signal_handlers()
-    logging.getLogger("yadtq").info("worker %s serving %s (tasks: %s)", name, s.topic, ", ".join(registry.names()))
-    worker.run()
+
+    def lost(holder: NameHolder | None) -> None:
+        logging.getLogger("yadtq").error("worker name %s was taken over by %s; stopping", name,
+                                         holder.describe() if holder else "another worker")
+        worker.stop()
+
+    lease = NameLease(client, keys, name, incarnation, ttl, on_lost=lost)
+    try:
+        worker.connect()
+        lease.start()
+        worker.install_signal_handlers()
+        logging.getLogger("yadtq").info("worker %s serving %s (tasks: %s)", name, s.topic,
+                                        ", ".join(registry.names()))
+        worker.run()
+    finally:
+        lease.release()
+        client.close()
     return RET_OK
+
+
+def _cwd_importable() -> None:
+    """`--tasks mypkg.mytasks` finds modules of the folder the command runs in, as `python -m` would."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 @command
@@ -146,19 +208,67 @@ def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_api(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.api import serve
+    setup_logging(s, "api", args.verbose)
+    serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
+    return RET_OK
+
+
+@command
 def cmd_produce(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
+    from yadtq.display import Progress
     from yadtq.producer import produce
+    configured = Settings.from_env().topic
     with YADTQ(s) as q:
-        stats = produce(q, sys.stdin)
-    print(f"done: {stats.sent} sent, {stats.bad} bad line(s) skipped" + (", end sent" if stats.ended else ""))
+        q.producer  # noqa: B018  (connects first: an unreachable broker is the one line to show)
+        if args.topic != configured:
+            print(f"yadtq: warning: producing to topic {args.topic!r}, but workers, the monitor and 'yadtq tasks' "
+                  f"use {configured!r} (YADTQ_TOPIC) unless started with --topic {args.topic}", file=sys.stderr)
+        progress = Progress(sys.stderr if args.ids else sys.stdout)
+        sink: Any = _PrintsIds(q) if args.ids else q
+        try:
+            stats = produce(sink, sys.stdin, out=progress)  # type: ignore[arg-type]
+        finally:
+            progress.close_line()
+    summary = f"done: {stats.sent} sent, {stats.bad} bad line(s) skipped" + (", end sent" if stats.ended else "")
+    print(summary, file=sys.stderr if args.ids else sys.stdout)
     return RET_OK
+
+
+class _PrintsIds:
+    """The client as `produce` sees it, printing each task id once the broker has it."""
+
+    def __init__(self, q: Any) -> None:
+        self._q = q
+
+    def publish(self, messages: Any, wait: bool = True) -> list[str]:
+        ids: list[str] = self._q.publish(messages, wait=wait)
+        print("\n".join(m.task_id for m in messages), flush=True)
+        return ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._q, name)
 
 
 # -- client ------------------------------------------------------------------
 @command
 def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
+    from yadtq.display import did_you_mean
+    from yadtq.tasks import load_task_modules, registry
+    _cwd_importable()
+    load_task_modules(args.tasks)
+    if args.task not in registry:
+        guess = did_you_mean(args.task, registry.names())
+        if guess and not args.any_task:
+            print(f"yadtq: error: unknown task {args.task!r}; did you mean {guess!r}? "
+                  f"(known: {', '.join(registry.names())}; --any-task sends it anyway)", file=sys.stderr)
+            return RET_USAGE
+        if not args.any_task:
+            print(f"yadtq: note: {args.task!r} is not a built-in task: a worker must load the module that "
+                  "defines it (yadtq worker --tasks MODULE), or the task fails as unknown", file=sys.stderr)
     with YADTQ(s) as q:
         tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
                        time_limit=args.task_time_limit)
@@ -175,15 +285,22 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
-    with YADTQ(s) as q:
-        _print_record(q.status(args.task_id), args.json)
+    from yadtq.display import record_details
+    with YADTQ(s, create_topic=False) as q:
+        rec = q.status(args.task_id)
+        history = q.backend.events(args.task_id)
+    if args.json:
+        print(json.dumps({**rec.as_dict(), "history": [{"ts": ts, "event": text} for ts, text in history]}))
+        return RET_OK
+    _print_record(rec, False)
+    print("\n".join(record_details(rec, history)))
     return RET_OK
 
 
 @command
 def cmd_result(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
-    with YADTQ(s) as q:
+    with YADTQ(s, create_topic=False) as q:
         print(json.dumps(q.result(args.task_id, args.timeout)))
     return RET_OK
 
@@ -191,17 +308,20 @@ def cmd_result(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
-    with YADTQ(s) as q:
+    if args.limit < 0:
+        print("yadtq: error: --limit must be 0 (counts only) or more", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s, create_topic=False) as q:
         counts = q.backend.counts()
         statuses = [args.status] if args.status else list(STATUSES)
-        if args.json:
-            print(json.dumps({"counts": counts, "tasks": {st: [r.as_dict() for r in q.backend.list(st, args.limit)]
-                                                          for st in statuses}}))
-            return RET_OK
-        print("  ".join(f"{k}={v}" for k, v in counts.items()))
-        for st in statuses:
-            for rec in q.backend.list(st, args.limit):
-                _print_record(rec, False)
+        listed = {st: (q.backend.list(st, args.limit) if args.limit else []) for st in statuses}
+    if args.json:
+        print(json.dumps({"counts": counts, "tasks": {st: [r.as_dict() for r in recs] for st, recs in listed.items()}}))
+        return RET_OK
+    print("  ".join(f"{k}={v}" for k, v in counts.items()))
+    for recs in listed.values():
+        for rec in recs:
+            _print_record(rec, False)
     return RET_OK
 
 
@@ -224,48 +344,63 @@ def cmd_requeue(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
+    if args.action == "list" and args.task_ids:
+        print("yadtq: error: dlq list takes no ids (did you mean: yadtq dlq requeue ID...?)", file=sys.stderr)
+        return RET_USAGE
     with YADTQ(s) as q:
         if args.action == "requeue":
             if not args.task_ids:
-                print("yadtq: error: dlq requeue needs task ids", file=sys.stderr)
+                print("yadtq: error: dlq requeue needs task ids (see: yadtq dlq list)", file=sys.stderr)
                 return RET_USAGE
             for tid in args.task_ids:
                 print(q.requeue(tid))
             return RET_OK
         letters = q.live.dead_letters(args.limit)
-        if args.json:
-            print(json.dumps(letters))
-            return RET_OK
-        for e in letters:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
-            print(f"{when} {e.get('task_id') or '(no id)'} {e.get('task') or '-'} "
-                  f"p{e['partition']}@{e['offset']}: {e['error']}")
-        if not letters:
-            print("the dead-letter queue is empty")
+    if args.json:
+        print(json.dumps(letters))
+        return RET_OK
+    for e in letters:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+        print(f"{when} {e.get('task_id') or '(no id)'} {e.get('task') or '-'} "
+              f"p{e['partition']}@{e['offset']}: {e['error']}")
+    if not letters:
+        print("the dead-letter queue is empty")
     return RET_OK
 
 
 @command
 def cmd_workers(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client import YADTQ
-    with YADTQ(s) as q:
+    from yadtq.display import duration
+    with YADTQ(s, create_topic=False) as q:
         workers = q.live.workers()
         done, failed = q.live.completions()
-        if args.json:
-            print(json.dumps({"workers": workers, "failures": q.live.failures(args.limit)}))
-            return RET_OK
-        now = time.time()
-        for name, w in sorted(workers.items()):
-            print(f"{name:20} {w['status']:5} {w.get('state', ''):8} last heartbeat {now - w['last_heartbeat']:5.1f}s ago"
-                  f"  done={done.get(name, 0)} failed={failed.get(name, 0)} partitions={w.get('partitions')}"
-                  f"  task={w.get('current_task') or '-'}")
-        if not workers:
-            print("no workers have sent a heartbeat (is the monitor running?)")
-        for f in q.live.failures(args.limit):
-            print(f"DEAD {f['worker']} declared {time.strftime('%H:%M:%S', time.localtime(f['declared_at']))}"
-                  f" last heartbeat {time.strftime('%H:%M:%S', time.localtime(f['last_heartbeat']))}"
-                  f" tasks held: {', '.join(f['tasks']) or '-'}")
+        failures = q.live.failures(args.limit)
+    if args.json:
+        print(json.dumps({"workers": workers, "failures": failures}))
+        return RET_OK
+    now = time.time()
+    for name, w in sorted(workers.items()):
+        print(f"{name:20} {w['status']:5} {w.get('state', ''):8} "
+              f"last heartbeat {duration(max(0.0, now - w['last_heartbeat']))} ago"
+              f"  done={done.get(name, 0)} failed={failed.get(name, 0)} partitions={w.get('partitions')}"
+              f"  task={w.get('current_task') or '-'}")
+    if not workers:
+        print("no workers have sent a heartbeat (is the monitor running?)")
+    for f in failures:
+        print(_failure_line(f))
     return RET_OK
+
+
+def _failure_line(f: dict[str, Any]) -> str:
+    def hms(ts: Any) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+    held = ", ".join(f.get("tasks") or []) or "-"
+    where = f" pid {f.get('pid')} on {f.get('host')}" if f.get("pid") else ""
+    if f.get("source") == "farm":
+        return f"CRASH {f['worker']} at {hms(f.get('declared_at'))}{where}: {f.get('reason', '?')}; tasks held: {held}"
+    return (f"DEAD {f['worker']} declared {hms(f.get('declared_at'))} last heartbeat {hms(f.get('last_heartbeat'))}"
+            f"{where} tasks held: {held}")
 
 
 @command
@@ -281,95 +416,18 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    g = common.add_argument_group("connection (flags override YADTQ_* env vars)")
-    g.add_argument("--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (YADTQ_KAFKA_BOOTSTRAP)")
-    g.add_argument("--redis", metavar="URL", help="Redis URL (YADTQ_REDIS_URL)")
-    g.add_argument("--prefix", help="Redis key prefix (YADTQ_PREFIX)")
-    g.add_argument("--log-dir", help="log directory (YADTQ_LOG_DIR)")
-    g.add_argument("-v", "--verbose", action="store_true")
-
-    topic = argparse.ArgumentParser(add_help=False)
-    topic.add_argument("--topic", help="tasks topic (YADTQ_TOPIC)")
-    topic.add_argument("--partitions", type=int, help="partitions when creating the topic (YADTQ_PARTITIONS)")
-
-    parser = argparse.ArgumentParser(prog="yadtq", description="YADTQ: a distributed task queue on Kafka and Redis.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("services", parents=[common, topic], help="start the embedded broker and Redis if none answers")
-    p.add_argument("--broker", choices=["embedded", "kafka"], help="broker to start: the embedded one, or Apache "
-                   "Kafka fetched once with Maven (YADTQ_BROKER)")
-    p.add_argument("--nodes", type=int, default=1, help="Apache Kafka nodes for --broker kafka (default 1)")
-
-    p = sub.add_parser("wait", parents=[common], help="wait until the broker and Redis answer")
-    p.add_argument("--timeout", type=float, default=30.0)
-
-    p = sub.add_parser("worker", parents=[common, topic], help="run a worker in consumer group 'workers'")
-    p.add_argument("--name", help="worker name, unique in the farm (default host-pid)")
-    p.add_argument("--tasks", action="append", default=[], metavar="MODULE", help="import MODULE's @task functions (repeatable)")
-    p.add_argument("--standby", action="store_true", help="own no partitions until a failure orphans some")
-    p.add_argument("--concurrency", type=int, metavar="N",
-                   help="tasks run at once in this process: threads, or one event loop for async def tasks "
-                        "(YADTQ_CONCURRENCY, default 8), e.g. --concurrency 16")
-    p.add_argument("--tries", type=int, help="default attempts per task (YADTQ_TRIES)")
-    p.add_argument("--time-limit", type=float, help="default time limit per task, seconds, 0 = none (YADTQ_TIME_LIMIT)")
-    p.add_argument("--crash", metavar="SPEC", help="crash injection: after:3-5 | after:N | prob:P, optionally "
-                   "@before-claim | @during (default) | @after-complete, e.g. after:3-5@after-complete")
-    p.add_argument("--seed", type=int, help="seed for --crash")
-    p.add_argument("--heartbeat-interval", type=float, help="seconds (YADTQ_HEARTBEAT_INTERVAL)")
-
-    p = sub.add_parser("monitor", parents=[common, topic], help="watch heartbeats, declare workers ALIVE/DEAD")
-    p.add_argument("--dead-after", type=float, help="seconds without heartbeat before DEAD (YADTQ_DEAD_AFTER)")
-
-    p = sub.add_parser("produce", parents=[common], help="read tasks from stdin, one per line; 'end' stops the run")
-    p.add_argument("topic", help="tasks topic")
-    p.add_argument("partitions", type=int, help="partitions (the topic is created with this many if missing)")
-
-    p = sub.add_parser("submit", parents=[common, topic], help="submit one task, print its id")
-    p.add_argument("task")
-    p.add_argument("args", nargs="*", help="arguments, each read as JSON (else as a string)")
-    p.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
-    p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after S seconds")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--tries", dest="task_tries", type=int, help="attempts for this task")
-    p.add_argument("--time-limit", dest="task_time_limit", type=float, help="time limit for this task")
-
-    p = sub.add_parser("status", parents=[common], help="a task's record")
-    p.add_argument("task_id")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("result", parents=[common], help="wait for a task's result")
-    p.add_argument("task_id")
-    p.add_argument("--timeout", type=float, default=None)
-
-    p = sub.add_parser("tasks", parents=[common], help="counts and lists of tasks by status")
-    p.add_argument("--status", choices=STATUSES)
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("requeue", parents=[common, topic], help="run failed tasks again, or republish stale queued ones")
-    p.add_argument("task_ids", nargs="*", metavar="ID")
-    p.add_argument("--stale", type=float, metavar="SECONDS", help="republish tasks queued for longer than this")
-
-    p = sub.add_parser("dlq", parents=[common, topic], help="the dead-letter queue: list, or requeue by task id")
-    p.add_argument("action", choices=["list", "requeue"])
-    p.add_argument("task_ids", nargs="*", metavar="ID")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("workers", parents=[common], help="the worker registry and failure history")
-    p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("export", parents=[common], help="write task records, heartbeats, failures, series to files")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory to write (created)")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N task records per status (default all)")
-    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format (parquet needs pyarrow)")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `yadtq tasks | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return RET_OK
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -47,9 +47,6 @@ class Settings:
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 1000
-    # Tasks a worker claims in the round trip that stores an earlier outcome
-    # (0: claim each task on its own). They show as `processing` while they wait.
-    claim_ahead: int = 16
     # The engine (issue 9): tasks run at once in one worker process, records
     # buffered per partition past its lowest unfinished one before it is paused.
     concurrency: int = 8
@@ -99,7 +96,7 @@ class Settings:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
-                     "claim_ahead", "time_limit_grace", "warn_running_after", "replication_factor",
+                     "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STATUSES = ("queued", "processing", "success", "failed")
-FINAL = ("success", "failed")
+# `cancelled`: a queued task withdrawn before any worker claimed it; the claim treats it as finished.
+STATUSES = ("queued", "processing", "success", "failed", "cancelled")
+FINAL = ("success", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class Keys:
     def control(self, worker: str) -> str:
         """List of commands (pause, resume, stop) queued for one worker."""
         return f"{self.prefix}control:{worker}"
+
+    def worker_name(self, name: str) -> str:
+        """Hash: the incarnation (with host, pid, since) holding live worker name `name`, with a lease."""
+        return f"{self.prefix}worker_name:{name}"
 
     @property
     def retries(self) -> str:

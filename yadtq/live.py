@@ -102,6 +102,10 @@ class LiveState:
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.dlq, 0, limit - 1)]
 
+    def dead_letter_count(self) -> int:
+        """How many dead letters are kept (the list is capped at DLQ_KEPT)."""
+        return int(self.r.llen(self.keys.dlq))
+
     # -- end of a run ------------------------------------------------------
     def mark_end(self, topic: str, end_id: str, partition: int, partitions: int) -> bool:
         """Notes that `partition` reached the end marker `end_id`.

@@ -96,6 +96,7 @@ class Worker:
         self._last = {"commit": 0.0, "control": 0.0, "retries": 0.0, "end": 0.0, "snapshot": 0.0, "poll": 0.0}
         self._snapshot: dict[str, Any] = {}
         self._hard_limit_hit = threading.Event()
+        self._starved = True  # the last turn found fewer ready records than free slots
 
     # -- lifecycle ------------------------------------------------------------------
     def connect(self) -> None:
@@ -171,7 +172,7 @@ class Worker:
     def _iterate(self) -> None:
         self._apply_rebalances()
         finished = self._take_finished()
-        claims = self._pick_claims()
+        claims = self._pick_claims(freed=len(finished))
         if time.monotonic() < self._redis_down_until:  # wait out the outage's backoff; keep what finished
             self._unsent[0].extend(finished)
         elif finished or claims or self._unsent[0] or self._unsent[1]:
@@ -199,11 +200,13 @@ class Worker:
             except Exception:  # queue.Empty
                 return out
 
-    def _pick_claims(self) -> list[tuple[Claim, Entry]]:
-        """Ready records for the free slots; records that need no claim are dealt with here."""
+    def _pick_claims(self, freed: int) -> list[tuple[Claim, Entry]]:
+        """Ready records for the free slots (`freed`: slots of the tasks whose outcomes go in the same
+        step); records that need no claim are dealt with here."""
+        self._starved = True
         if self._stop.is_set() or self.paused or time.monotonic() < self._redis_down_until:
             return []
-        free = self.settings.concurrency - len(self._running) - len(self._unsent[1])
+        free = self.settings.concurrency - len(self._running) + freed - len(self._unsent[1])
         out: list[tuple[Claim, Entry]] = []
         for entry in self.tracker.ready(max(free, 0) + 8, time.monotonic(), frozenset(self._running)):
             work = entry.work
@@ -213,6 +216,7 @@ class Worker:
                 self.hooks.call("before_claim", self, entry)
                 self.tracker.start(entry)
                 out.append((Claim(work, entry.partition, entry.offset), entry))
+                self._starved = len(out) < free
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
             elif isinstance(work, ControlWork):
@@ -354,9 +358,20 @@ class Worker:
                 self.stop()
         pause, resume = self.tracker.flow()
         if pause:
-            self.source.pause(pause)
-        if resume and not self.paused:
-            self.source.resume(resume)
+            self.events.emit("partitions_paused", worker=self.name, partitions=pause, reason="buffer full")
+        if resume:
+            self._resume(resume)
+            self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
+
+    def _resume(self, partitions: Sequence[int]) -> None:
+        self.source.seek(self.tracker.next_offsets(partitions))
+
+    def _close_intake(self) -> None:
+        self.tracker.closed = True
+
+    def _open_intake(self) -> None:
+        self.tracker.closed = False
+        self._resume(self.tracker.partitions)
 
     def _commit(self, force: bool) -> None:
         offsets = {p: o for p in self.tracker.partitions if (o := self.tracker.commit_point(p)) is not None}
@@ -388,10 +403,10 @@ class Worker:
             self.events.emit("worker_command", worker=self.name, command=command)
             if command == "pause" and not self.paused:
                 self.paused = True
-                self.source.pause(self.tracker.partitions)
+                self._close_intake()
             elif command == "resume" and self.paused:
                 self.paused = False
-                self.source.resume(self.tracker.partitions)
+                self._open_intake()
             elif command == "stop":
                 self.stop()
 
@@ -429,22 +444,22 @@ class Worker:
 
     # -- waiting ------------------------------------------------------------------
     def _wait(self) -> None:
-        """Polls Kafka when due; otherwise waits briefly for a task to finish."""
-        now = time.monotonic()
-        busy = bool(self._running)
+        """Polls Kafka when due; waits only when there is nothing to start: for a task to finish
+        (if any runs) or for records to come."""
+        since = time.monotonic() - self._last["poll"]
         buffered = self.tracker.buffered()
-        since = now - self._last["poll"]
-        if not busy and not buffered:
-            timeout = 0.1
-        elif since > 0.1 or (since > 0.02 and buffered < self.settings.max_poll_records // 4):
-            timeout = 0.0
-        else:
-            self._wait_finished(0.02)
+        poll_due = since > 0.1 or (since > 0.02 and buffered < self.settings.max_poll_records // 4)
+        if not self._starved:  # slots were filled and more may be ready: go round at once
+            if poll_due:
+                self._poll(0)
             return
-        if busy and timeout:
-            self._wait_finished(timeout)
-            timeout = 0.0
-        self._poll(timeout)
+        if self._running:
+            self._wait_finished(0.0 if poll_due else 0.02)
+            if poll_due:
+                self._poll(0)
+            return
+        wake = self.tracker.next_wakeup()
+        self._poll(min(0.1, max(0.0, wake - time.monotonic())) if wake else 0.1)
 
     def _wait_finished(self, timeout: float) -> None:
         try:
@@ -468,6 +483,9 @@ class Worker:
             self._buffer(rec)
 
     def _buffer(self, rec: Record) -> None:
+        if not self.tracker.accepts(rec):
+            self.tracker.dropped(rec)
+            return
         work = triage(rec, self.registry, self.settings.max_message_bytes)
         entry = self.tracker.add(rec, work)
         if entry is not None and isinstance(work, TaskWork):
@@ -489,7 +507,7 @@ class Worker:
         if self._redis_down_until == 0.0:
             log.warning("Redis unavailable (%s); pausing intake, retrying", exc)
             self.events.emit("connection_lost", worker=self.name, service="redis", error=str(exc))
-            self.source.pause(self.tracker.partitions)  # keep polling (group membership), fetch nothing
+            self._close_intake()  # keep polling (group membership), take nothing in
         self._redis_down_until = time.monotonic() + self._redis_delay
         self._redis_delay = min(self._redis_delay * 2, 5.0)
 
@@ -498,15 +516,15 @@ class Worker:
             log.info("Redis available again")
             self.events.emit("connection_restored", worker=self.name, service="redis")
             if not self.paused:
-                self.source.resume(self.tracker.partitions)
+                self._open_intake()
         self._redis_down_until = 0.0
         self._redis_delay = 0.2
 
     # -- called from other threads -------------------------------------------------------
     def _renew(self, claims: list[tuple[str, str]]) -> None:
         """Heartbeat thread: extends the leases of the running tasks."""
-        for (task_id, _), ok in zip(claims, self.claims.renew(claims), strict=True):
-            if not ok:
+        for (task_id, fence), ok in zip(claims, self.claims.renew(claims), strict=True):
+            if not ok and (task_id, fence) in self._snapshot.get("claims", ()):  # still running: really lost
                 log.warning("task %s: claim lost while running (its outcome will be discarded)", task_id)
 
     def _confirm(self, job: Job) -> bool:

@@ -44,8 +44,7 @@ class TaskSource(Protocol):
     def poll(self, timeout: float) -> list[Record]: ...
     def rebalances(self) -> list[Rebalance]: ...
     def commit(self, offsets: dict[int, int]) -> bool: ...
-    def pause(self, partitions: Sequence[int]) -> None: ...
-    def resume(self, partitions: Sequence[int]) -> None: ...
+    def seek(self, positions: dict[int, int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
                 headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
     def flush(self) -> bool: ...
@@ -148,11 +147,11 @@ class KafkaSource:
         owned = {tp.partition for tp in self.consumer.assignment()}
         return [TopicPartition(self.topic, p) for p in partitions if p in owned]
 
-    def pause(self, partitions: Sequence[int]) -> None:
-        self.consumer.pause(*self._tps(partitions))
-
-    def resume(self, partitions: Sequence[int]) -> None:
-        self.consumer.resume(*self._tps(partitions))
+    def seek(self, positions: dict[int, int]) -> None:
+        """Fetching goes on from these offsets (records polled and dropped while a partition's
+        intake was closed are fetched again)."""
+        for tp in self._tps(list(positions)):
+            self.consumer.seek(tp, positions[tp.partition])
 
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         partition = None
@@ -199,7 +198,6 @@ class MemorySource:
         self.log: list[list[Record]] = [[] for _ in range(partitions)]
         self.position: dict[int, int] = {}
         self.committed_offsets: dict[int, int] = {}
-        self.paused: set[int] = set()
         self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
@@ -230,7 +228,6 @@ class MemorySource:
         with self.lock:
             for p in partitions:
                 self.position.pop(p, None)
-                self.paused.discard(p)
             self.events.append(Rebalance(REVOKED, tuple(partitions)))
 
     # -- the worker's side ------------------------------------------------------------
@@ -238,8 +235,6 @@ class MemorySource:
         out: list[Record] = []
         with self.lock:
             for p, pos in self.position.items():
-                if p in self.paused:
-                    continue
                 got = self.log[p][pos:pos + 500]
                 self.position[p] = pos + len(got)
                 out.extend(got)
@@ -261,13 +256,11 @@ class MemorySource:
                     self.committed_offsets[p] = o
         return True
 
-    def pause(self, partitions: Sequence[int]) -> None:
+    def seek(self, positions: dict[int, int]) -> None:
         with self.lock:
-            self.paused.update(partitions)
-
-    def resume(self, partitions: Sequence[int]) -> None:
-        with self.lock:
-            self.paused.difference_update(partitions)
+            for p, o in positions.items():
+                if p in self.position:
+                    self.position[p] = o
 
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if topic == self.topic:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from yadtq.engine.records import ControlWork, Record, TaskWork, Work
@@ -67,6 +68,9 @@ class PartitionTracker:
         self.max_buffered = max_buffered
         self._parts: dict[int, _Partition] = {}
         self._rr = itertools.count()
+        # Intake closed for every partition (a paused worker, Redis away): polled records are dropped.
+        self.closed = False
+        self._newly_paused: list[int] = []
 
     # -- ownership -----------------------------------------------------------
     def assign(self, partition: int, start: int | None = None) -> None:
@@ -86,11 +90,31 @@ class PartitionTracker:
         return partition in self._parts
 
     # -- records in ------------------------------------------------------------
-    def add(self, record: Record, work: Work) -> Entry | None:
-        """Buffers a polled record; None if its partition is not owned or it was seen already."""
+    def accepts(self, record: Record) -> bool:
+        """Whether `add` would buffer this record: its partition is owned and taking records, and the
+        record is the next one (not seen already, and nothing before it was dropped)."""
         part = self._parts.get(record.partition)
-        if part is None or (part.next_offset is not None and record.offset < part.next_offset):
+        if part is None or part.paused or self.closed or len(part.entries) >= self.max_buffered:
+            return False
+        return part.next_offset is None or record.offset == part.next_offset
+
+    def dropped(self, record: Record) -> None:
+        """A polled record not taken in: remember where fetching must go on from."""
+        part = self._parts.get(record.partition)
+        if part is None:
+            return
+        if part.next_offset is None:
+            part.next_offset = record.offset
+        if len(part.entries) >= self.max_buffered and not part.paused:
+            part.paused = True
+            self._newly_paused.append(record.partition)
+
+    def add(self, record: Record, work: Work) -> Entry | None:
+        """Buffers a polled record; None if `accepts` says no (the caller fetches it again after a seek
+        to `next_offsets`, so dropping it loses nothing)."""
+        if not self.accepts(record):
             return None
+        part = self._parts[record.partition]
         part.next_offset = record.offset + 1
         entry = Entry(record, work)
         part.entries[record.offset] = entry
@@ -209,17 +233,22 @@ class PartitionTracker:
         return out
 
     def flow(self) -> tuple[list[int], list[int]]:
-        """(partitions to pause, partitions to resume) by how much each buffers past its lowest unfinished."""
-        pause, resume = [], []
+        """(partitions to pause, partitions to resume) by how much each buffers past its lowest unfinished.
+
+        A paused partition drops what is polled for it; resuming it means seeking back to its
+        `next_offsets` (the client's own pause/resume is not used: kafka-python 3 lost records
+        across it in our measurements)."""
+        pause, resume = [p for p in self._newly_paused if p in self._parts], []
+        self._newly_paused = []
         for p, part in self._parts.items():
-            full = len(part.entries) >= self.max_buffered
-            if full and not part.paused:
-                part.paused = True
-                pause.append(p)
-            elif part.paused and len(part.entries) < self.max_buffered // 2:
+            if part.paused and len(part.entries) < self.max_buffered // 2:
                 part.paused = False
                 resume.append(p)
         return pause, resume
+
+    def next_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the first offset not seen yet (where fetching must go on from)."""
+        return {p: n for p in partitions if (part := self._parts.get(p)) and (n := part.next_offset) is not None}
 
     def buffered(self) -> int:
         return sum(len(p.entries) for p in self._parts.values())

@@ -1,0 +1,271 @@
+"""The one table of `make bench`: rows of figures, a column per YADTQ broker and Celery, ratio, target, met, load.
+
+Built from the results dict that bench/run.py saves as JSON, so a saved run
+prints again (`run.py --show FILE [--markdown]`). Targets are judged here and
+printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Figures = dict[str, Any]
+# A YADTQ column's cell: its text, its ratio to Celery, whether it met the target ("" when no target).
+Cell = tuple[str, str, str]
+
+
+def med(cell: Any, key: str) -> float | None:
+    """A figure's median from a summary ({"median": ...}) or a single run's value."""
+    if not isinstance(cell, dict) or key not in cell:
+        return None
+    v = cell[key]
+    return float(v["median"] if isinstance(v, dict) else v)
+
+
+def spread(cell: Any, key: str, fmt: str) -> str:
+    """' (min..max)' of a summary of several runs, else ''."""
+    v = cell.get(key) if isinstance(cell, dict) else None
+    if isinstance(v, dict) and v.get("runs", 1) > 1:
+        return f" ({fmt.format(v['min'])}..{fmt.format(v['max'])})"
+    return ""
+
+
+def errors(out: Any, path: str = "") -> list[str]:
+    """'where: message' of every part of a results dict that failed ({"error": ...} anywhere in it)."""
+    if not isinstance(out, dict):
+        return []
+    if isinstance(out.get("error"), str):
+        return [f"{path or 'run'}: {out['error']}"]
+    return [e for k, v in out.items() for e in errors(v, f"{path} / {k}" if path else str(k))]
+
+
+ERROR_CELL: Cell = ("ERROR (see below)", "", "NO: failed")
+
+
+def verdict(checks: Iterable[tuple[str, bool]]) -> str:
+    """'yes', or 'NO: what was missed'."""
+    missed = [name for name, ok in checks if not ok]
+    return "yes" if not missed else "NO: " + ", ".join(missed)
+
+
+@dataclass
+class Row:
+    label: str
+    cells: dict[str, str] = field(default_factory=dict)  # column -> text
+    ratio: str = ""
+    target: str = ""
+    met: str = ""
+    load: str = ""
+    title: bool = False  # a section's title, no figures
+
+
+class Table:
+    def __init__(self, out: dict[str, Any]) -> None:
+        self.out = out
+        self.ys: dict[str, Figures] = {f"YADTQ {b}": figs for b, figs in out.get("yadtq", {}).items()}
+        self.celery: Figures = out.get("celery", {})
+        self.columns = [*self.ys, *(["Celery"] if self.celery else [])]
+        self.rows: list[Row] = []
+        self._mixed()
+        self._scale()
+        self._rest()
+
+    # --- building blocks ---
+
+    def _section(self, title: str, build: Callable[[], None]) -> None:
+        """A titled group of rows; the title is dropped when nothing was measured under it."""
+        at = len(self.rows)
+        self.rows.append(Row(title, title=True))
+        build()
+        if len(self.rows) == at + 1:
+            self.rows.pop()
+
+    def _add(self, label: str, cell: Callable[[Figures], Cell | None], celery: str | None = None,
+             target: str = "", loads: Iterable[Any] = ()) -> None:
+        """One row: `cell(figures of a YADTQ column)` per YADTQ column; verdicts prefixed with the
+        broker when there are several; `loads` are the figures whose load averages go in the row."""
+        cells: dict[str, str] = {}
+        ratios, mets = [], []
+        for col, y in self.ys.items():
+            got = cell(y)
+            if got is None:
+                continue
+            cells[col], ratio, met = got
+            if ratio:
+                ratios.append(ratio)
+            if met:
+                mets.append(met if len(self.ys) == 1 else f"{col.split()[1]}: {met}")
+        if celery is not None:
+            cells["Celery"] = celery
+        if cells:
+            load = " / ".join(f"{v:.1f}" for v in (med(c, "load") for c in loads) if v is not None)
+            self.rows.append(Row(label, cells, " / ".join(ratios), target, "; ".join(mets), load))
+
+    # --- sections ---
+
+    def _mixed(self) -> None:
+        setups = list(dict.fromkeys((slots, setup) for y in self.ys.values()  # in the order they ran
+                                    for slots, by in y.get("mixed", {}).items() for setup in by))
+
+        def build() -> None:
+            for slots, setup in setups:
+                self._mixed_setup(slots, setup)
+        self._section(f"Mixed workload, {self.out.get('mixed_tasks', 0):,} tasks: makespan (first submit to last "
+                      "success) and ideal in s; quick tasks' submit-to-success p50 / p99 in s; one run each", build)
+
+    def _mixed_setup(self, slots: str, setup: str) -> None:
+        c_name, c_fig = next(iter(self.celery.get("mixed", {}).get(slots, {}).items()), ("", None))
+        c_failed = bool(c_fig and "error" in c_fig)
+        if c_failed:
+            c_fig = None
+        processes = int(setup.split()[1].split("x")[0])
+
+        def fig_of(y: Figures) -> Figures | None:
+            fig: Figures | None = y.get("mixed", {}).get(slots, {}).get(setup)
+            return fig
+
+        def makespan(y: Figures) -> Cell | None:
+            fig = fig_of(y)
+            if fig is None or "error" in fig:
+                return None if fig is None else ERROR_CELL
+            checks = [("<= 1.2x ideal", fig["makespan_s"] <= 1.2 * fig["ideal_s"])]
+            if c_fig:
+                checks.append(("< Celery", fig["makespan_s"] < c_fig["makespan_s"]))
+            elif c_failed:
+                checks.append(("Celery not measured", False))
+            serving = fig.get("workers_serving", processes)
+            note = "" if serving == processes else f", only {serving} serving"
+            return (f"{fig['makespan_s']:.1f} ({fig['vs_ideal']:.2f}x ideal {fig['ideal_s']:.1f}{note})",
+                    f"{fig['makespan_s'] / c_fig['makespan_s']:.2f}x" if c_fig else "", verdict(checks))
+
+        def quick(y: Figures) -> Cell | None:
+            fig = fig_of(y)
+            if fig is None or "error" in fig:
+                return None if fig is None else ERROR_CELL
+            text = f"{fig['quick_p50_s']:.2f} / {fig['quick_p99_s']:.2f}"
+            if not c_fig:
+                return text, "", verdict([("Celery not measured", False)]) if c_failed else ""
+            return (text, f"{fig['quick_p99_s'] / c_fig['quick_p99_s']:.2f}x",
+                    verdict([("p99 < Celery", fig["quick_p99_s"] < c_fig["quick_p99_s"])]))
+
+        failed = ERROR_CELL[0] if c_failed else None
+        pool = c_name.split(" ", 1)[-1]
+        self._add(f"mixed {slots}: makespan, {setup}", makespan,
+                  f"{c_fig['makespan_s']:.1f} ({c_fig['vs_ideal']:.2f}x, {pool})" if c_fig else failed,
+                  "<= 1.2x ideal, < Celery", [*(fig_of(y) for y in self.ys.values()), c_fig])
+        self._add(f"mixed {slots}: quick p50 / p99, {setup}", quick,
+                  f"{c_fig['quick_p50_s']:.2f} / {c_fig['quick_p99_s']:.2f}" if c_fig else failed, "p99 < Celery")
+
+        def retry(fig: Figures | None) -> str | None:
+            if not fig or "retry_wait_p50_s" not in fig:
+                return None
+            return f"{fig['retry_wait_p50_s']:.1f} / {fig['retry_wait_max_s']:.1f}"
+
+        def retry_cell(y: Figures) -> Cell | None:
+            text = retry(fig_of(y))
+            return None if text is None else (text, "", "")
+        self._add(f"mixed {slots}: failure to retried success p50 / max, {setup}", retry_cell, retry(c_fig),
+                  "about 1 s")
+
+    def _scale(self) -> None:
+        workers = sorted({int(w) for y in self.ys.values() for w in y.get("scale", {})}
+                         | {int(w) for w in self.celery.get("scale", {})})
+
+        def build() -> None:
+            for w in workers:
+                self._scale_row(w)
+        self._section("Scale: `add` end to end, tasks/s (YADTQ worker processes; Celery prefork concurrency)", build)
+
+    def _scale_row(self, w: int) -> None:
+        key = "end_to_end_per_s"
+        c_cell = self.celery.get("scale", {}).get(str(w))
+        c_val = med(c_cell, key)
+
+        def tput(y: Figures) -> Cell | None:
+            cell = y.get("scale", {}).get(str(w))
+            if isinstance(cell, dict) and "error" in cell:
+                return ERROR_CELL
+            v = med(cell, key)
+            if v is None:
+                return None
+            serving = med(cell, "workers_serving")
+            note = "" if serving in (None, w) else f", {serving:.0f} serving"
+            return (f"{v:,.0f}{spread(cell, key, '{:,.0f}')}{note}", f"{v / c_val:.1f}x" if c_val else "",
+                    verdict([(">= 5,000/s", v >= 5000)]) if w == 2 else "")
+
+        c_text = ERROR_CELL[0] if isinstance(c_cell, dict) and "error" in c_cell else None
+        self._add(f"add end to end, {w} worker{'s' if w > 1 else ''}", tput,
+                  c_text if c_val is None else f"{c_val:,.0f}{spread(c_cell, key, '{:,.0f}')}",
+                  ">= 5,000/s (was ~4,600)" if w == 2 else "",
+                  [*(y.get("scale", {}).get(str(w)) for y in self.ys.values()), c_cell])
+
+    def _rest(self) -> None:
+        self._section("No regression and the rest (medians, min..max)", self._rest_rows)
+
+    def _simple(self, label: str, bench: str, key: str, unit: str, fmt: str, celery: bool = False,
+                target: str = "", ok: Callable[[float], bool] | None = None) -> None:
+        """A figure per YADTQ column, with Celery's and the ratio when `celery`."""
+        c_cell = self.celery.get(bench) if celery else None
+        c_val = med(c_cell, key)
+
+        def one(y: Figures) -> Cell | None:
+            if isinstance(y.get(bench), dict) and "error" in y[bench]:
+                return ERROR_CELL
+            v = med(y.get(bench), key)
+            if v is None:
+                return None
+            return (f"{fmt.format(v)} {unit}{spread(y[bench], key, fmt)}", f"{v / c_val:.1f}x" if c_val else "",
+                    verdict([(target, ok(v))]) if ok else "")
+
+        self._add(label, one, None if c_val is None else f"{fmt.format(c_val)} {unit}{spread(c_cell, key, fmt)}",
+                  target, [*(y.get(bench) for y in self.ys.values()), c_cell])
+
+    def _rest_rows(self) -> None:
+        for q in ("p50", "p95", "p99"):
+            self._simple(f"latency {q} at 100 tasks/s", "latency", f"{q}_ms", "ms", "{:.1f}", celery=True,
+                         target="< 20 ms" if q == "p99" else "", ok=(lambda v: v < 20) if q == "p99" else None)
+        for q in ("p50", "p99"):
+            self._simple(f"Kafka alone: latency {q} at 100/s", "transport_latency", f"{q}_ms", "ms", "{:.1f}")
+        self._simple("Kafka alone: produce", "transport", "produce_per_s", "msg/s", "{:,.0f}")
+        self._simple("Kafka alone: consume", "transport", "consume_per_s", "msg/s", "{:,.0f}")
+        self._simple("Kafka alone: ceiling (produce then consume)", "transport", "ceiling_per_s", "msg/s", "{:,.0f}")
+        self._simple("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
+        self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
+                     target="< 1 KB", ok=lambda v: v < 1024)
+        dashboard = self.out.get("dashboard", {})
+        for key in sorted((k for k in dashboard if k != "error"), key=lambda k: int(k.rsplit("_", 1)[1])):
+            v = dashboard[key]["median"]
+            # Redis only, no broker: shown under the first column.
+            self.rows.append(Row(f"dashboard refresh, {int(key.rsplit('_', 1)[1]):,} records",
+                                 {self.columns[0]: f"{v:.1f} ms"} if self.columns else {}, target="< 300 ms",
+                                 met=verdict([("< 300 ms", v < 300)])))
+
+
+def render(out: dict[str, Any], markdown: bool = False) -> str:
+    table = Table(out)
+    head = ["benchmark", *table.columns, "YADTQ/Celery", "target", "met", "load"]
+    lines = [[r.label, *(r.cells.get(c, "") for c in table.columns), r.ratio, r.target, r.met, r.load]
+             for r in table.rows]
+    text: list[str] = []
+    if markdown:
+        text += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row, line in zip(table.rows, lines, strict=True):
+            text.append(f"| **{row.label}** |" + " |" * (len(head) - 1) if row.title
+                        else "| " + " | ".join(line) + " |")
+    else:
+        figures = [line for row, line in zip(table.rows, lines, strict=True) if not row.title]
+        widths = [max([len(h), *(len(line[i]) for line in figures)]) for i, h in enumerate(head)]
+        text.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
+        for row, line in zip(table.rows, lines, strict=True):
+            text.append(f"\n{row.label}" if row.title else
+                        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    failed = errors(out)
+    if failed:
+        text.append("\nERRORS (the run went on without these figures):")
+        text += [f"  {e}" for e in failed]
+    text.append(f"\n(load = 1-minute load average on {out.get('cpus', '?')} CPUs after the YADTQ / Celery runs; "
+                f"whole run {out.get('wall_s', '?')} s, load {out.get('load_at_start', '?')} at start, "
+                f"{out.get('load_at_end', '?')} at end)")
+    return "\n".join(text)

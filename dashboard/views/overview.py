@@ -1,0 +1,50 @@
+"""Overview: counts, throughput, heartbeats, and per-type figures over a chosen window."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.common import client, settings, viewer_tz
+
+st.title("Overview")
+window_name = st.segmented_control("Window", list(data.WINDOWS), default="15 minutes", key="window")
+window = data.WINDOWS[window_name or "15 minutes"]
+
+
+@st.fragment(run_every=settings().dashboard_refresh)
+def live() -> None:
+    s = settings()
+    o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
+    c = st.columns(8)
+    for col, status in zip(c, ("queued", "processing", "success", "failed", "cancelled"), strict=False):
+        col.metric(status.capitalize(), f"{o.counts[status]:,}")
+    c[5].metric("Workers alive", o.alive, delta=f"{o.dead} dead" if o.dead else None, delta_color="inverse")
+    c[6].metric("Throughput now", f"{o.throughput_now:,.1f}/s")
+    c[7].metric("Oldest queued", data.duration(o.at - o.oldest_queued) if o.oldest_queued else "none")
+    left, middle, right = st.columns(3)
+    left.plotly_chart(charts.queue_depth(o.series), key="depth")
+    middle.plotly_chart(charts.worker_throughput(o.throughput), key="throughput")
+    right.plotly_chart(charts.heartbeat_timeline(o.heartbeats, s.dead_after), key="beats")
+    st.subheader(f"Task types, last {window_name}")
+    types = data.types_frame(o.stats)
+    finished = sum(o.stats.finished_in_window.values())
+    note = "" if o.stats.complete else f" (figures from the newest {o.stats.sampled:,} of them)"
+    st.caption(f"{finished:,} task(s) finished in the window{note}. Run time: the last attempt's start to its "
+               "end. Queue wait: submission to the start of the last attempt.")
+    if types.empty:
+        st.info("No task finished in this window.")
+        return
+    st.dataframe(types, hide_index=True, key="types",
+                 column_config={"success rate": st.column_config.NumberColumn(format="%.1f%%"),
+                                **{c: st.column_config.NumberColumn(format="%.3f") for c in types.columns
+                                   if c.endswith("(s)")}})
+    a, b, c2, d = st.columns(4)
+    a.plotly_chart(charts.type_counts(types), key="type-counts")
+    b.plotly_chart(charts.type_success(types), key="type-success")
+    c2.plotly_chart(charts.type_times(types, "run"), key="type-run")
+    d.plotly_chart(charts.type_times(types, "queue wait"), key="type-wait")
+    st.caption(f"Refreshed every {s.dashboard_refresh:g} s · Redis {s.redis_url.split('@')[-1]} · topic {s.topic}")
+
+
+live()

@@ -1,0 +1,46 @@
+"""Workers and partitions: who is doing what, and why tasks wait."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import data
+from dashboard.common import backlog, client, settings, viewer_tz
+from yadtq.control import COMMANDS, send_command
+
+st.title("Workers and partitions")
+
+
+@st.fragment(run_every=settings().dashboard_refresh)
+def live() -> None:
+    s = settings()
+    farm = data.load_farm(client(), s.dashboard_prune_after, backlog())
+    st.info(data.why_waiting(farm))
+    st.subheader("Workers")
+    st.dataframe(data.workers_frame(farm.workers, farm.at, viewer_tz()), hide_index=True, key="workers")
+    st.subheader("Partitions")
+    parts = data.partitions_frame(farm.partitions)
+    if parts.empty:
+        st.caption("No live worker owns a partition.")
+    else:
+        st.caption("Committed: the position the group resumes from. In broker: records past it not read yet. "
+                   "Buffered: records read and not finished. Waiting: buffered records not running, and why.")
+        st.dataframe(parts, hide_index=True, key="partitions")
+
+
+live()
+
+st.subheader("Control a worker")
+if not settings().dashboard_allow_destructive:
+    st.caption("Pause, resume and stop are off: set YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE=true to enable them.")
+else:
+    names = sorted(client().live.workers())
+    if names:
+        pick, *cols = st.columns([3, 1, 1, 1, 4], vertical_alignment="bottom")
+        who = pick.selectbox("Worker", names, key="control-worker")
+        for col, command in zip(cols, COMMANDS, strict=False):
+            if col.button(command.capitalize(), key=f"control-{command}"):
+                send_command(client().redis, client().live.keys, who, command)
+                st.success(f"Sent {command} to {who}; it takes it within about a second.")
+    else:
+        st.caption("No worker has sent a heartbeat yet.")
