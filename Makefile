@@ -16,9 +16,11 @@ venv: $(STAMP)
 
 ## Start the whole system: broker + Redis (if none answers), monitor, dashboard, farm (the Procfile).
 ## Ctrl+C stops them in order: farm, dashboard, monitor, services. RUN_ARGS="--grace 60" passes options.
+## BROKER=kafka: Apache Kafka instead of the embedded broker (jars fetched once).
 RUN_ARGS ?=
 run: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(VENV)/bin/yadtq run $(RUN_ARGS)
+	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.kafka_cluster)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Run the test suite against real broker and Redis processes.
 test: venv
@@ -32,7 +34,7 @@ lint: venv
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
 bench: venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
-	$(PY) bench/run.py
+	$(PY) bench/run.py --broker embedded kafka
 
 clean:
 	rm -rf $(VENV) logs data .pytest_cache

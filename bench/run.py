@@ -28,7 +28,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench import common, mixed, scale, yadtq_bench
+from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 

@@ -1,4 +1,8 @@
-"""Fixtures: a private tansu broker and Redis per test session, on free ports.
+"""Fixtures: a private broker and Redis per test session, on free ports.
+
+Every test that uses a broker runs twice: on the embedded broker (tansu) and on a single Apache
+Kafka node (fetched once with Maven; see yadtq/kafka_cluster.py). `--brokers embedded` (or
+YADTQ_TEST_BROKERS=embedded) runs one of them; the `broker_kind` fixture tells a test which.
 
 Each test gets its own topic, group, heartbeat topic and key prefix, so tests
 cannot see each other, and never touches services on the default ports.
@@ -24,6 +28,7 @@ import redis
 
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.kafka_cluster import KafkaCluster
 from yadtq.services import free_port, start_broker, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,32 +46,114 @@ def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0
         time.sleep(interval)
 
 
+BROKERS = ("embedded", "kafka")
+# The test broker's Kafka settings: a new group's first rebalance waits 0.5 s, not 3 s (at 0 the
+# join completes before kafka-python has the topic's metadata: the first assignment is empty and
+# the engine's rejoin after it sometimes never completes, see docs/kafka.md); session timeouts
+# down to 1 s (the chaos test uses 3 s; Kafka refuses below 6 s by default); a small offsets topic
+# (made on the first group's join; 50 partitions cost seconds on 2 cores).
+KAFKA_TEST_CONFIG = {"group.initial.rebalance.delay.ms": "500", "group.min.session.timeout.ms": "1000",
+                     "offsets.topic.num.partitions": "4"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--brokers", default=os.environ.get("YADTQ_TEST_BROKERS", ",".join(BROKERS)),
+                     help="comma-separated brokers the broker tests run on (embedded,kafka)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "brokers(*kinds): run only on these brokers (a behaviour only they have)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker_kind" in metafunc.fixturenames:
+        kinds = [k.strip() for k in metafunc.config.getoption("--brokers").split(",") if k.strip()]
+        unknown = set(kinds) - set(BROKERS)
+        if unknown or not kinds:
+            raise pytest.UsageError(f"--brokers takes {','.join(BROKERS)}, got {kinds}")
+        only = metafunc.definition.get_closest_marker("brokers")
+        if only is not None:
+            kinds = [k for k in kinds if k in only.args]
+        metafunc.parametrize("broker_kind", kinds, scope="session")
+
+
 @dataclass
-class ServiceAddrs:
-    kafka: str
-    redis_url: str
-    broker: subprocess.Popen[bytes]
-    redis_proc: subprocess.Popen[bytes]
-    redis_port: int
+class RedisService:
+    """The session's Redis; a test that restarts it stores the new process in `proc`."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
     data_dir: Path
     log_dir: Path
 
 
+class ServiceAddrs:
+    """One broker (per `broker_kind`) and the session's Redis."""
+
+    def __init__(self, kafka: str, broker: subprocess.Popen[bytes], redis: RedisService, kind: str,
+                 cluster: KafkaCluster | None) -> None:
+        self.kafka = kafka
+        self.broker = broker
+        self.redis = redis
+        self.kind = kind
+        self.cluster = cluster
+        self.redis_url = f"redis://127.0.0.1:{redis.port}/0"
+        self.redis_port = redis.port
+        self.data_dir = redis.data_dir
+        self.log_dir = redis.log_dir
+
+    @property
+    def redis_proc(self) -> subprocess.Popen[bytes]:
+        return self.redis.proc
+
+    @redis_proc.setter
+    def redis_proc(self, proc: subprocess.Popen[bytes]) -> None:
+        self.redis.proc = proc
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddrs]:
-    base = tmp_path_factory.mktemp("services")
-    kport, rport = free_port(), free_port()
-    broker = start_broker("127.0.0.1", kport, base / "logs")
-    redis_proc = start_redis("127.0.0.1", rport, base / "data", base / "logs")
-    addrs = ServiceAddrs(f"127.0.0.1:{kport}", f"redis://127.0.0.1:{rport}/0", broker, redis_proc,
-                         rport, base / "data", base / "logs")
-    yield addrs
-    for proc in (addrs.broker, addrs.redis_proc):
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisService]:
+    base = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    service = RedisService(start_redis("127.0.0.1", port, base / "data", base / "logs"), port,
+                           base / "data", base / "logs")
+    yield service
+    _end(service.proc)
+
+
+@pytest.fixture(scope="session")
+def broker_service(broker_kind: str, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes], KafkaCluster | None]]:
+    base = tmp_path_factory.mktemp(f"broker-{broker_kind}")
+    if broker_kind == "embedded":
+        port = free_port()
+        proc = start_broker("127.0.0.1", port, base / "logs")
+        yield f"127.0.0.1:{port}", proc, None
+        _end(proc)
+        return
+    cluster = KafkaCluster(base / "data", base / "logs", [free_port()], [free_port()],
+                           broker_config=KAFKA_TEST_CONFIG)
+    try:
+        cluster.start()
+        yield cluster.bootstrap, cluster.procs[1], cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def services(broker_service: tuple[str, subprocess.Popen[bytes], KafkaCluster | None],
+             redis_service: RedisService, broker_kind: str) -> ServiceAddrs:
+    bootstrap, broker, cluster = broker_service
+    return ServiceAddrs(bootstrap, broker, redis_service, broker_kind, cluster)
 
 
 def _unique() -> str:

@@ -17,7 +17,13 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaConfigurationError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidConfigurationError,
+    InvalidReplicationFactorError,
+    KafkaConfigurationError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, ConfigError
@@ -68,7 +74,8 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     config = {
         **_common(settings),
         **NO_AUTO_CREATE,
-        "acks": 1,
+        # A replicated topic is only as durable as acks=all makes it; on a single broker it costs nothing more.
+        "acks": 1 if settings.replication_factor == 1 else "all",
         # Duplicates are harmless (the claim skips finished tasks); idempotence costs a round trip.
         "enable_idempotence": False,
         "linger_ms": settings.linger_ms,
@@ -104,15 +111,30 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
     return _guarded(settings, lambda: KafkaAdminClient(**_common(settings)))
 
 
+def topic_replication(settings: Settings, brokers: int) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic configs for a new topic; a setting of 0 fits the cluster found.
+
+    Fitted: 3 replicas with min.insync.replicas 2 on three or more brokers, so one broker can be lost
+    while acks=all writes still succeed; a single broker gets 1 replica and no extra config.
+    """
+    replicas = settings.replication_factor or max(1, min(3, brokers))
+    min_isr = settings.min_insync_replicas or max(1, min(2, replicas - 1))
+    return replicas, ({"min.insync.replicas": str(min_isr)} if min_isr > 1 or settings.min_insync_replicas else {})
+
+
 def ensure_topic(settings: Settings, topic: str, partitions: int, wait: float = 10.0) -> int:
     """Creates `topic` with `partitions` if missing; returns its partition count."""
     admin = make_admin(settings)
     try:
         try:
-            admin.create_topics([NewTopic(topic, partitions, 1)])
-            log.info("created topic %s with %d partitions", topic, partitions)
+            replicas, configs = topic_replication(settings, len(admin.describe_cluster()["brokers"]))
+            admin.create_topics([NewTopic(topic, partitions, replicas, topic_configs=configs)])
+            log.info("created topic %s with %d partitions, %d replicas %s", topic, partitions, replicas, configs)
         except TopicAlreadyExistsError:
             pass
+        except (InvalidReplicationFactorError, InvalidConfigurationError) as exc:
+            raise ConfigError(f"creating topic {topic!r}: {exc} (replication_factor={settings.replication_factor}, "
+                              f"min_insync_replicas={settings.min_insync_replicas})") from None
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -216,4 +238,5 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "partitions_for",
+    "topic_replication",
 ]

@@ -92,7 +92,8 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.services import Services
     setup_logging(s, "services")
-    services = Services(s)
+    s = s.replace(broker=args.broker)
+    services = Services(s, nodes=args.nodes)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))

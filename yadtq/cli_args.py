@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
              "Refuses a port held by something that is not Kafka/Redis. Ctrl+C stops what it started.")
     p.add_argument("--stay", action="store_true",
                    help="stay in the foreground even when nothing needed starting (the Procfile uses it)")
+    p.add_argument("--broker", choices=["embedded", "kafka"], help="broker to start: the embedded one, or Apache "
+                   "Kafka fetched once with Maven, e.g. --broker kafka (YADTQ_BROKER)")
+    p.add_argument("--nodes", type=int, default=1, metavar="N",
+                   help="Apache Kafka nodes for --broker kafka, e.g. --nodes 3 (default 1)")
 
     p = _sub(sub, "wait", [common], "wait until the broker and Redis serve (Redis done loading its data)",
              "yadtq wait && yadtq monitor\nyadtq wait --timeout 120")

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import redis
@@ -32,6 +33,9 @@ import redis
 from yadtq.config import Settings, redact_url
 from yadtq.errors import ConfigError, YADTQError
 from yadtq.names import pid_alive
+
+if TYPE_CHECKING:
+    from yadtq.kafka_cluster import KafkaCluster
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +327,8 @@ class Services:
     started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     adopted: dict[str, int] = field(default_factory=dict)  # service -> pid left running by an earlier run
     pidfiles: dict[str, PidFile] = field(default_factory=dict)
+    nodes: int = 1  # Apache Kafka nodes to start when settings.broker is "kafka"
+    kafka: KafkaCluster | None = None
 
     def start(self, say: Callable[[str], None] = lambda line: None) -> list[str]:
         """Starts what does not answer; says (and returns) one line per service as it goes.
@@ -334,7 +340,10 @@ class Services:
         lines = _Said(say)
         data_dir, log_dir = Path(self.settings.data_dir), Path(self.settings.log_dir)
         host, port = broker_address(self.settings)
-        if not self._use_running("broker", "Kafka", host, port, broker_binary(), speaks_kafka, lines):
+        kafka = self.settings.broker == "kafka"
+        if kafka and not self._use_running("broker", "Kafka", host, port, "java", speaks_kafka, lines):
+            self._start_kafka(host, port, lines)
+        elif not kafka and not self._use_running("broker", "Kafka", host, port, broker_binary(), speaks_kafka, lines):
             start_broker(host, port, log_dir, self.started)
             self._record("broker", port, self.started["broker"].pid, broker_binary())
             lines.append(f"broker: started tansu at {host}:{port} (pid {self.started['broker'].pid})")
@@ -345,6 +354,19 @@ class Services:
             lines.append(f"redis: started at {host}:{port} (pid {self.started['redis'].pid}), "
                          f"append-only file in {self.settings.data_dir}/")
         return list(lines)
+
+    def _start_kafka(self, host: str, port: int, lines: list[str]) -> None:
+        from yadtq.kafka_cluster import KAFKA_VERSION, KafkaCluster
+        data = Path(self.settings.data_dir) / "kafka"
+        self.kafka = KafkaCluster.local(data, Path(self.settings.log_dir), port, self.nodes, host=host)
+        try:
+            self.kafka.start(say=lines.append)
+        finally:  # recorded even when interrupted mid-start, so stop() ends them
+            self.started.update({f"kafka-{i}": proc for i, proc in self.kafka.procs.items()})
+        self._record("broker", port, self.kafka.procs[1].pid, "java")
+        pids = ", ".join(str(proc.pid) for proc in self.kafka.procs.values())
+        lines.append(f"broker: started Apache Kafka {KAFKA_VERSION}, {self.nodes} node(s) at {self.kafka.bootstrap} "
+                     f"(pid {pids}), log in {data}/")
 
     @property
     def owns_any(self) -> bool:
@@ -404,6 +426,8 @@ class Services:
                 os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
+        if self.kafka is not None:
+            self.kafka.stop()  # all nodes at once: one by one, the last would wait on a lost quorum
         for name, proc in self.started.items():
             if proc.poll() is None:
                 proc.terminate()
