@@ -35,6 +35,7 @@ class Run:
     time_limit: float | None
     failures: int
     lease_until: float
+    lost_runs: int = 0  # earlier runs cut off by a worker's death: this run goes alone in its worker
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,10 @@ class DueRetry:
 def _verdict(raw: list[Any]) -> Verdict:
     kind = raw[0]
     if kind == "run":
-        _, fence, attempts, task, args, kwargs, tries, limit, failures, lease_until = raw
+        _, fence, attempts, task, args, kwargs, tries, limit, failures, lease_until, lost = raw
         return Run(str(fence), int(attempts), task, json.loads(args or "[]"), json.loads(kwargs or "{}"),
                    int(tries) if tries else None, float(limit) if limit else None, int(failures or 0),
-                   float(lease_until))
+                   float(lease_until), int(lost or 0))
     if kind == "done":
         return Done(raw[1])
     if kind == "busy":

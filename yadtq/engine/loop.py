@@ -99,6 +99,10 @@ class Worker:
         self._snapshot: dict[str, Any] = {}
         self._hard_limit_hit = threading.Event()
         self._starved = True  # the last turn found fewer ready records than free slots
+        # A task whose earlier run was cut off by a worker's death runs alone in this worker (others
+        # finish first, none start beside it), so a poison task cannot take innocent tasks down with it.
+        self._suspect: Job | None = None
+        self._suspect_waiting = False  # claimed, not started: other tasks still run
 
     # -- lifecycle ------------------------------------------------------------------
     def connect(self) -> None:
@@ -175,6 +179,7 @@ class Worker:
     # -- one turn of the loop -----------------------------------------------------------
     def _iterate(self) -> None:
         self._apply_rebalances()
+        self._start_suspect_when_alone()
         finished = self._take_finished()
         claims = self._pick_claims(freed=len(finished))
         if time.monotonic() < self._redis_down_until:  # wait out the outage's backoff; keep what finished
@@ -183,6 +188,12 @@ class Worker:
             self._step(finished, claims)
         self._housekeeping()
         self._wait()
+
+    def _start_suspect_when_alone(self) -> None:
+        job = self._suspect
+        if job is not None and self._suspect_waiting and set(self._running) == {job.task_id}:
+            self._suspect_waiting = False
+            self.executor.submit(job)
 
     def _apply_rebalances(self) -> None:
         for event in self.source.rebalances():
@@ -210,6 +221,8 @@ class Worker:
         self._starved = True
         if self._stop.is_set() or self.paused or time.monotonic() < self._redis_down_until:
             return []
+        if self._suspect is not None:
+            return []
         free = self.settings.concurrency - len(self._running) + freed - len(self._unsent[1])
         out: list[tuple[Claim, Entry]] = []
         for entry in self.tracker.ready(max(free, 0) + 8, time.monotonic(), frozenset(self._running)):
@@ -234,6 +247,8 @@ class Worker:
         to_store = [f for f in outcomes_f if f.status != LOST]
         for f in lost:  # its claim lapsed before it started: claim again shortly
             self._running.pop(f.job.task_id, None)
+            if self._suspect is f.job:
+                self._suspect = None
             self.tracker.hold(f.job.entry, time.monotonic() + 0.5, "claim lapsed")
         outcomes = [Outcome(f.job.task_id, f.job.run.fence, f.status, f.result_json, f.error,
                             f.delay if f.status == RETRY and f.job.order_key is None else 0.0) for f in to_store]
@@ -253,6 +268,8 @@ class Worker:
 
     def _settle(self, f: Finished, stored: bool) -> None:
         self._running.pop(f.job.task_id, None)
+        if self._suspect is f.job:
+            self._suspect = None
         entry = f.job.entry
         if stored and f.status == RETRY and f.job.order_key is not None:
             self.tracker.hold(entry, time.monotonic() + f.delay, "retry backoff")
@@ -273,7 +290,17 @@ class Worker:
             task = self.registry.get(verdict.task)
             limit = verdict.time_limit or task.time_limit or self.settings.time_limit or None
             job = Job(entry, work.task_id, task, verdict, limit, sent_at)
+            if self._suspect is not None:  # claimed in the same step as a suspect: give it back for now
+                self._redis_call(lambda: self.claims.release(job.task_id, verdict.fence, started=False), False)
+                self.tracker.hold(entry, time.monotonic() + 0.5, "waits for a suspect task")
+                return
             self._running[job.task_id] = job
+            if verdict.lost_runs:
+                self._suspect, self._suspect_waiting = job, len(self._running) > 1
+                if self._suspect_waiting:
+                    log.info("task %s was cut off %d time(s) before: it runs alone once the others finish",
+                             job.task_id, verdict.lost_runs)
+                    return
             self.executor.submit(job)
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")

@@ -13,7 +13,7 @@
 -- then per claim (11): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key
 --
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
---   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until}
+--   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 local t = redis.call('TIME')
@@ -110,10 +110,10 @@ while a <= #ARGV do
   elseif st == 'processing' and rec[4] == incarnation then
     -- our own claim, sent again after a lost connection: the same claim
     local r = redis.call('HMGET', tk, 'fence', 'attempts', 'task', 'args', 'kwargs', 'tries', 'time_limit',
-      'failures')
+      'failures', 'lost_runs')
     local lease_until = now + lease
     redis.call('HSET', tk, 'lease', lease_until)
-    verdict = {'run', r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tostring(lease_until)}
+    verdict = {'run', r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tostring(lease_until), r[9] or '0'}
   elseif st == 'processing' and tonumber(rec[5] or '0') > now then
     verdict = {'busy', rec[5]}
   else
@@ -145,9 +145,9 @@ while a <= #ARGV do
       redis.call('HDEL', tk, 'due')
       move(id, st, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
-      local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures')
+      local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
       verdict = {'run', tostring(fence), tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6],
-        tostring(lease_until)}
+        tostring(lease_until), r[7] or '0'}
     end
   end
   table.insert(out, verdict)
