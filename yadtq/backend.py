@@ -269,7 +269,7 @@ class Backend:
         return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
                            int(tries) if tries else None, time.time(), float(limit) if limit else None)
 
-    def lapsed(self, grace: float, limit: int = 1000) -> list[str]:
+    def lapsed(self, grace: float, limit: int = 1000) -> builtins.list[str]:
         """Ids of `processing` tasks whose lease lapsed more than `grace` seconds ago
         (by Redis server time); bounded to the `limit` longest-running."""
         ids = self.list_ids("processing", limit=limit, newest_first=False)
