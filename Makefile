@@ -22,8 +22,8 @@ run: venv
 	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.kafka_cluster)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
-## Run the test suite against real broker and Redis processes.
-test: venv
+## Lint and types first, then the test suite against real broker and Redis processes (both brokers).
+test: venv lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Lint and types: ruff and mypy --strict on the library and the farm.
