@@ -544,7 +544,12 @@ class Worker:
 
     # -- Redis faults ------------------------------------------------------------------
     def _redis_call(self, call: Callable[[], T], default: T) -> T:
-        """A Redis call on the loop thread; during an outage returns `default` (callers retry later)."""
+        """A Redis call on the loop thread; during an outage returns `default` (callers retry later).
+
+        While an outage's backoff runs no call is made at all: each failing call can block for the
+        socket timeout, and a few of them in one turn would outlast the consumer's poll limit."""
+        if time.monotonic() < self._redis_down_until:
+            return default
         try:
             result = call()
         except REDIS_ERRORS as exc:
