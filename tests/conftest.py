@@ -51,9 +51,11 @@ BROKERS = ("embedded", "kafka")
 # join completes before kafka-python has the topic's metadata: the first assignment is empty and
 # the engine's rejoin after it sometimes never completes, see docs/kafka.md); session timeouts
 # down to 1 s (the chaos test uses 3 s; Kafka refuses below 6 s by default); a small offsets topic
-# (made on the first group's join; 50 partitions cost seconds on 2 cores).
+# (made on the first group's join; 50 partitions cost seconds on 2 cores); records up to 8 MiB, so
+# the hostile-records test's oversized record (1.5 MB, past Kafka's 1 MB default) reaches the worker.
 KAFKA_TEST_CONFIG = {"group.initial.rebalance.delay.ms": "500", "group.min.session.timeout.ms": "1000",
-                     "offsets.topic.num.partitions": "4"}
+                     "offsets.topic.num.partitions": "4", "message.max.bytes": "8388608",
+                     "replica.fetch.max.bytes": "8388608"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

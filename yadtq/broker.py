@@ -176,7 +176,8 @@ class EpochProbe:
         Raises `BrokerUnavailable` (or a `KafkaError`) when the broker does not answer.
         """
         if self._consumer is None:
-            self._consumer = make_consumer(self.settings, None, request_timeout_ms=
+            # A one-off offsets read: a short request timeout, and a fetch wait below it (Kafka's rule).
+            self._consumer = make_consumer(self.settings, None, fetch_max_wait_ms=100, request_timeout_ms=
                                            int(max(self.settings.connect_timeout, 1.0) * 1000))
             self._consumer.assign([self.tp])
         end = self._consumer.end_offsets([self.tp]).get(self.tp, 0)
