@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -212,7 +213,7 @@ class Worker:
         while True:
             try:
                 out.append(self.executor.finished.get_nowait())
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return out
 
     def _pick_claims(self, freed: int) -> list[tuple[Claim, Entry]]:
@@ -514,7 +515,7 @@ class Worker:
     def _wait_finished(self, timeout: float) -> None:
         try:
             f = self.executor.finished.get(timeout=timeout)
-        except Exception:  # queue.Empty
+        except queue.Empty:
             return
         self.executor.finished.put(f)  # handled by the next turn, with the others
 

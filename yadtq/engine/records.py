@@ -8,10 +8,7 @@ tested (and fuzzed) on its own.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from yadtq.errors import MessageError, TaskError
 from yadtq.messages import ControlMessage, TaskMessage, decode
@@ -59,12 +56,6 @@ class Rejected:
 Work = TaskWork | ControlWork | Rejected
 
 
-def body_digest(task: str, args: Any, kwargs: Any) -> str:
-    """Identifies a task's body, so a record that reuses an id for another task is told apart."""
-    canonical = json.dumps([task, list(args), kwargs], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()
-
-
 def triage(record: Record, registry: Registry, max_bytes: int) -> Work:
     """Reads one record; never raises (any failure to read is a `Rejected`)."""
     try:
@@ -75,7 +66,7 @@ def triage(record: Record, registry: Registry, max_bytes: int) -> Work:
         return Rejected(f"unreadable message: {type(exc).__name__}", None, None)
     if isinstance(msg, ControlMessage):
         return ControlWork(msg)
-    digest = body_digest(msg.task, msg.args, msg.kwargs)
+    digest = msg.digest
     try:
         registry.get(msg.task).check_args(msg.args, msg.kwargs)
     except TaskError as exc:
