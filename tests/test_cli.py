@@ -189,3 +189,12 @@ def test_worker_name_lease_claim_renew_release(settings: Settings, r: redis.Redi
 def test_usage_mistakes_are_one_line(settings: Settings, args: list[str]) -> None:
     out = run_cli(settings, *args)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "error" in out.stderr
+
+
+def test_submit_key_routes_every_task_of_a_key_to_its_partition(settings: Settings, procs: Procs, q: YADTQ) -> None:
+    from yadtq.messages import key_partition
+    procs.worker("W1")
+    ids = [run_cli(settings, "submit", "add", str(i), "1", "--key", "customer-42").stdout.strip() for i in range(3)]
+    recs = [q.wait(t, 60) for t in ids]
+    want = key_partition("customer-42", list(range(settings.partitions)))
+    assert [r.status for r in recs] == ["success"] * 3 and {r.partition for r in recs} == {want}

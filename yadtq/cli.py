@@ -270,7 +270,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
                   "defines it (yadtq worker --tasks MODULE), or the task fails as unknown", file=sys.stderr)
     with YADTQ(s) as q:
         tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
-                       time_limit=args.task_time_limit)
+                       time_limit=args.task_time_limit, key=args.key)
         if not args.wait:
             print(json.dumps({"task-id": tid}) if args.json else tid)
             return RET_OK

@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tries", dest="task_tries", type=int, metavar="N", help="attempts for this task, e.g. --tries 5")
     p.add_argument("--time-limit", dest="task_time_limit", type=float, metavar="S",
                    help="time limit for this task in seconds, e.g. --time-limit 30")
+    p.add_argument("--key", metavar="KEY",
+                   help="ordering key: tasks with the same key run one at a time, in order, e.g. --key customer-42")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                    help="also accept the task names of MODULE, e.g. --tasks mypkg.mytasks")
     p.add_argument("--any-task", action="store_true", help="send a task name no known module defines")
