@@ -282,6 +282,21 @@ def test_a_joining_worker_is_given_partitions_and_keeps_order_across_the_handove
     assert tags == [f"k{i}" for i in range(10)], tags
 
 
+def test_a_commit_made_in_a_lost_log_is_not_trusted(h: Harness) -> None:
+    """After a memory-only broker restart, a worker that had not heard of it yet may commit an offset
+    of the old log into the new one. The next owner, knowing the new epoch, reads from the start."""
+    h.r.set(h.backend.keys.broker_epoch, "E2")
+    stale = [h.submit("sleep", 0.01, tag=f"stale{i}", partition=0) for i in range(4)]
+    fresh = [h.submit("sleep", 0.01, tag=f"fresh{i}", partition=1) for i in range(4)]
+    h.source.committed_offsets.update({0: 2, 1: 2})
+    h.source.committed_tags.update({0: "E1", 1: "E2"})  # 0: committed before the restart; 1: in this log
+    h.source.assign([0, 1])
+    h.worker()
+    h.wait_done(stale + fresh[2:])
+    assert [h.status(t) for t in fresh[:2]] == ["queued", "queued"], "a commit of this log was not trusted"
+    wait_for(lambda: h.source.committed_tags.get(0) == "E2", 5, what="commits noted with the epoch known")
+
+
 def test_a_claim_made_before_a_freeze_is_checked_again_before_it_runs(h: Harness) -> None:
     """A claim older than a third of its lease is confirmed in Redis before its task starts."""
     h.source.assign([0, 1])

@@ -120,6 +120,8 @@ class Worker:
             warn_after=s.warn_running_after, before_run=lambda job: self.hooks.call("before_run", self, job),
             after_run=lambda f: self.hooks.after_run(self, f), on_hard_limit=self._hard_limit,
             on_long_running=self._long_running, confirm=self._confirm, confirm_after=s.lease / 3)
+        # Known before the first assignment: commits are noted with it, and judged by it.
+        self._epoch = self._redis_call(self._read_epoch, None)
         self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
         self._publish_snapshot()
         producer = getattr(self.source, "producer", None)
@@ -203,6 +205,8 @@ class Worker:
                     self.tracker.assign(p, event.starts.get(p))
                 else:
                     self.tracker.revoke(p)
+            if event.kind == ASSIGNED and event.partitions:
+                self._reread_stale_commits(event.partitions)
             self.events.emit(f"partitions_{event.kind}", worker=self.name, partitions=list(event.partitions))
             self.events.flush()
             if event.partitions or event.kind == ASSIGNED:  # the farm and tests read this line
@@ -397,13 +401,35 @@ class Worker:
             self._resume(resume)
             self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
 
+    def _reread_stale_commits(self, partitions: Sequence[int]) -> None:
+        """A commit noted with another broker epoch than the one known here was made in a log the
+        broker has since lost (by a worker that had not heard of the restart yet): its offset means
+        nothing in the new log, and starting there would skip the tasks published again below it.
+        Such partitions, and any whose commit cannot be read, are read from the start (the claim
+        skips what already finished)."""
+        if not self._epoch:
+            return
+        try:
+            noted = self.source.committed_epochs(partitions)
+            stale = [p for p, epoch in noted.items() if epoch and epoch != self._epoch]
+        except Exception as exc:  # the broker went away again: reading from the start costs only time
+            log.warning("committed offsets of partitions %s unreadable (%s): reading them from the start",
+                        list(partitions), exc)
+            stale = list(partitions)
+        if not stale:
+            return
+        log.warning("partitions %s were committed in a log the broker lost: reading them from the start", stale)
+        self.events.emit("partitions_reread", worker=self.name, partitions=stale, reason="commit of a lost log")
+        for p in stale:
+            self.tracker.assign(p, start=0)
+        self.source.read_from_start(stale)
+
     def _check_broker_epoch(self) -> None:
         """The monitor notes a new broker epoch when a memory-only broker restarted and lost its
         log: positions in the old log mean nothing, so read every owned partition from the start."""
-        epoch = self._redis_call(lambda: self.redis.get(self.keys.broker_epoch), None)
+        epoch = self._redis_call(self._read_epoch, None)
         if epoch is None:
             return
-        epoch = str(epoch)
         if self._epoch is not None and epoch != self._epoch:
             parts = self.tracker.partitions
             log.warning("the broker lost its log (epoch %s -> %s): reading partitions %s from the start",
@@ -413,6 +439,10 @@ class Worker:
                 self.tracker.assign(p, start=0)  # a new log starts at offset 0
             self.source.restart_log(parts)
         self._epoch = epoch
+
+    def _read_epoch(self) -> str | None:
+        epoch = self.redis.get(self.keys.broker_epoch)
+        return None if epoch is None else str(epoch)
 
     def _resume(self, partitions: Sequence[int]) -> None:
         self.source.seek(self.tracker.next_offsets(partitions))
@@ -431,7 +461,7 @@ class Worker:
             return
         if not self.source.flush():  # dead letters and republished retries go out first
             return
-        if self.source.commit(offsets):
+        if self.source.commit(offsets, self._epoch or ""):
             for p, o in offsets.items():
                 self.tracker.committed(p, o)
             self.hooks.call("after_commit", self, offsets)

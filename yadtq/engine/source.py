@@ -43,7 +43,9 @@ class TaskSource(Protocol):
 
     def poll(self, timeout: float) -> list[Record]: ...
     def rebalances(self) -> list[Rebalance]: ...
-    def commit(self, offsets: dict[int, int]) -> bool: ...
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool: ...
+    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]: ...
+    def read_from_start(self, partitions: Sequence[int]) -> None: ...
     def seek(self, positions: dict[int, int]) -> None: ...
     def restart_log(self, partitions: Sequence[int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
@@ -131,9 +133,10 @@ class KafkaSource:
             out.append(self.events.popleft())
         return out
 
-    def commit(self, offsets: dict[int, int]) -> bool:
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
+        """Commits `offsets`, noting in each commit's metadata the broker epoch they belong to."""
         try:
-            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
+            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, log_epoch, -1)
                                   for p, o in offsets.items()})
             return True
         except CommitFailedError as exc:
@@ -147,6 +150,24 @@ class KafkaSource:
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
         owned = {tp.partition for tp in self.consumer.assignment()}
         return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+
+    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]:
+        """Per owned partition, the broker epoch noted with its committed offset ("" when none was
+        known, None when nothing is committed). Raises `KafkaError` when the broker does not answer."""
+        out: dict[int, str | None] = {}
+        for tp in self._tps(partitions):
+            got = self.consumer.committed(tp, metadata=True, timeout_ms=int(self.settings.connect_timeout * 1000))
+            out[tp.partition] = None if got is None else str(got.metadata or "")
+        return out
+
+    def read_from_start(self, partitions: Sequence[int]) -> None:
+        """Fetching of these partitions starts again at the beginning of the log."""
+        for p in partitions:
+            self.rewind.pop(p, None)
+            self.lows.pop(p, None)
+        tps = self._tps(partitions)
+        if tps:
+            self.consumer.seek_to_beginning(*tps)
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         """The broker lost its log (a memory-only broker restarted): forget old positions and read
@@ -208,6 +229,7 @@ class MemorySource:
         self.log: list[list[Record]] = [[] for _ in range(partitions)]
         self.position: dict[int, int] = {}
         self.committed_offsets: dict[int, int] = {}
+        self.committed_tags: dict[int, str] = {}
         self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
@@ -259,12 +281,21 @@ class MemorySource:
                 out.append(self.events.popleft())
         return out
 
-    def commit(self, offsets: dict[int, int]) -> bool:
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
         with self.lock:
             for p, o in offsets.items():
                 if p in self.position:
                     self.committed_offsets[p] = o
+                    self.committed_tags[p] = log_epoch
         return True
+
+    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]:
+        with self.lock:
+            return {p: self.committed_tags.get(p) if p in self.committed_offsets else None
+                    for p in partitions if p in self.position}
+
+    def read_from_start(self, partitions: Sequence[int]) -> None:
+        self.restart_log(partitions)
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         with self.lock:
