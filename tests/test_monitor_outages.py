@@ -262,3 +262,25 @@ def test_a_stuck_processing_task_is_requeued_by_the_monitor(ps: Settings, privat
         rec = q.status(tid)
         assert rec.worker == "W2" and rec.result == 3
         assert _requeued(procs) == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_task_running_across_a_broker_restart_that_comes_back_queued_is_published_again(
+        ps: Settings, private: Private, procs: Procs) -> None:
+    """A keyed task claimed from the lost log asks for a retry after the restart's rescan window:
+    it is `queued` again with no message left. The monitor keeps looking while such a task runs."""
+    s = ps.replace(lease=2.0, session_timeout_ms=3000, heartbeat_interval_ms=500, dead_after=3.0,
+                   requeue_stale_after=0.0)
+    window = 2 * (s.lease + s.session_timeout_ms / 1000) + s.dead_after
+    procs.settings = s
+    with YADTQ(s) as q:
+        procs.monitor()
+        procs.worker("W1", "--tasks", "ledger_tasks")
+        procs.wait_assigned(["W1"])
+        tid = q.submit("ledger_slow_retry", [window + 4], key="account-7")
+        wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
+        private.kill_broker()
+        private.start_broker()
+        wait_for(lambda: q.status(tid).status == "success", window + 90, 0.2, "the retry to run after the window")
+        ledger = read_ledger(redis.Redis.from_url(s.redis_url, decode_responses=True), s.prefix)
+        assert [attempt for _, attempt in ledger[tid]] == [1, 2]
