@@ -284,3 +284,36 @@ def test_a_task_running_across_a_broker_restart_that_comes_back_queued_is_publis
         wait_for(lambda: q.status(tid).status == "success", window + 90, 0.2, "the retry to run after the window")
         ledger = read_ledger(redis.Redis.from_url(s.redis_url, decode_responses=True), s.prefix)
         assert [attempt for _, attempt in ledger[tid]] == [1, 2]
+
+
+@pytest.mark.timeout(180)
+def test_leases_of_running_tasks_never_lapse_while_the_broker_is_away(ps: Settings, private: Private,
+                                                                      procs: Procs) -> None:
+    """Lease renewal does not wait on Kafka: with the broker down and back (empty), a running task's
+    lease stays ahead of Redis time all along, so no one else may claim it, and it runs once."""
+    s = ps.replace(lease=2.0)
+    procs.settings = s
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    with YADTQ(s) as q:
+        procs.worker("W1", "--tasks", "ledger_tasks")
+        procs.wait_assigned(["W1"])
+        tid = q.submit("ledger_add", [1, 2, 14])
+        wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
+        private.kill_broker()
+        lapsed: list[float] = []
+
+        def watch(seconds: float) -> None:
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                sec, usec = r.time()
+                lease = float(r.hget(q.backend.keys.task(tid), "lease") or 0)
+                if lease < sec + usec / 1e6:
+                    lapsed.append(sec + usec / 1e6 - lease)
+                time.sleep(0.1)
+
+        watch(5)
+        private.start_broker()
+        watch(4)
+        assert not lapsed, f"the lease lapsed by up to {max(lapsed):.2f}s while the worker ran the task"
+        wait_for(lambda: q.status(tid).status == "success", 60, 0.2, "the task to finish")
+        assert [run for run in read_ledger(r, s.prefix)[tid]] == read_ledger(r, s.prefix)[tid][:1]

@@ -54,7 +54,7 @@ from yadtq.engine.records import ControlWork, Record, Rejected, TaskWork, triage
 from yadtq.engine.rejects import RejectStore
 from yadtq.engine.source import ASSIGNED, KafkaSource, TaskSource
 from yadtq.engine.tracker import Entry, PartitionTracker
-from yadtq.heartbeat import HeartbeatThread
+from yadtq.heartbeat import HeartbeatThread, LeaseRenewer
 from yadtq.keys import Keys
 from yadtq.live import LiveState
 from yadtq.logs import EventLog
@@ -126,7 +126,8 @@ class Worker:
         self._publish_snapshot()
         producer = getattr(self.source, "producer", None)
         self.heartbeat = HeartbeatThread(producer=producer, topic=s.heartbeat_topic, interval=s.heartbeat_interval,
-                                         lease=s.lease, snapshot=self.snapshot, renew=self._renew)
+                                         snapshot=self.snapshot)
+        self.renewer = LeaseRenewer(lease=s.lease, snapshot=self.snapshot, renew=self._renew)
 
     def snapshot(self) -> dict[str, Any]:
         """The loop's latest published state (safe from any thread: replaced, never mutated)."""
@@ -151,6 +152,7 @@ class Worker:
         self.events.emit("worker_joined", worker=self.name, standby=self.standby, concurrency=self.settings.concurrency)
         self.executor.start()
         self.heartbeat.start()
+        self.renewer.start()
         try:
             while not (self._stop.is_set() and (not self._running or self._abandon)):
                 self._iterate()
@@ -165,6 +167,7 @@ class Worker:
         self._flush_steps(final=True)
         self._commit(force=True)
         self.heartbeat.stop()
+        self.renewer.stop()
         self._publish_snapshot(state="stopping")
         self.heartbeat.beat()
         # The goodbye heartbeat may be lost with the broker (everything stopping at once): say it in Redis too.
@@ -608,7 +611,7 @@ class Worker:
 
     # -- called from other threads -------------------------------------------------------
     def _renew(self, claims: list[tuple[str, str]]) -> None:
-        """Heartbeat thread: extends the leases of the running tasks."""
+        """Lease thread: extends the leases of the running tasks."""
         for (task_id, fence), ok in zip(claims, self.claims.renew(claims), strict=True):
             if not ok and (task_id, fence) in self._snapshot.get("claims", ()):  # still running: really lost
                 log.warning("task %s: claim lost while running (its outcome will be discarded)", task_id)
