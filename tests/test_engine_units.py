@@ -229,7 +229,8 @@ def test_results_that_are_not_strict_json_or_too_big_fail_the_task(h: Harness, k
     h.wait_done([tid])
     rec = h.backend.get(tid)
     assert rec.status == "failed" and rec.attempts == 1
-    assert ("exceeds the limit" if kind == "big" else "not JSON") in (rec.error or "")
+    expected = {"nan": "not strict JSON", "big": "exceeds YADTQ_MAX_RESULT_BYTES", "set": "not JSON-serialisable"}
+    assert expected[kind] in (rec.error or ""), rec.error
 
 
 def test_a_time_limit_interrupts_a_running_thread(h: Harness) -> None:
