@@ -195,6 +195,8 @@ def _start_piped(settings: Settings, tmp_path: Path, label: str, *args: str) -> 
                             stderr=open(tmp_path / f"{label}.err", "w"), start_new_session=True)
 
 
+# Its own broker, started and killed here, is the embedded one: the Kafka lane would repeat it as is.
+@pytest.mark.brokers("embedded")
 def test_monitor_and_producer_wait_for_a_broker_that_is_not_there_yet(settings: Settings, procs: Procs,
                                                                       tmp_path: Path) -> None:
     port = free_port()
@@ -233,6 +235,8 @@ def test_monitor_and_producer_wait_for_a_broker_that_is_not_there_yet(settings: 
         broker.wait(timeout=10)
 
 
+# Its own broker, started and killed here, is the embedded one: the Kafka lane would repeat it as is.
+@pytest.mark.brokers("embedded")
 def test_failed_submit_leaves_nothing_behind_and_a_retry_runs_once(settings: Settings, procs: Procs,
                                                                   tmp_path: Path, r: redis.Redis) -> None:
     port = free_port()

@@ -31,6 +31,12 @@ from yadtq.messages import Heartbeat
 from yadtq.services import free_port, start_broker, start_redis
 
 
+# The monitor is what is under test, with a private broker it may kill: the embedded one, whose restart
+# loses its log (what the recovery here is for). On Apache Kafka a restart keeps the log: that case, with a
+# monitor running, is in test_kafka_behaviour.py and in test_faults.py's all-faults chaos on both brokers.
+pytestmark = pytest.mark.brokers("embedded")
+
+
 @dataclass
 class Private:
     """A broker and a Redis of this test only, so killing them disturbs no other test."""
