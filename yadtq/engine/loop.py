@@ -12,7 +12,7 @@ The loop thread owns the partition tracker and the claim pipeline; it repeats
 
 Threads and what they own: the loop thread owns the tracker, the pending
 steps and the counters, and publishes an immutable `snapshot()` that the
-heartbeat thread reads; executor threads run tasks and only send `Finished`
+heartbeat and lease threads read; executor threads run tasks and only send `Finished`
 values back through a queue; the watchdog reads the executor's running slots
 under its lock.
 """
