@@ -298,6 +298,22 @@ def test_a_commit_made_in_a_lost_log_is_not_trusted(h: Harness) -> None:
     wait_for(lambda: h.source.committed_tags.get(0) == "E2", 5, what="commits noted with the epoch known")
 
 
+def test_a_partition_coming_back_after_the_broker_lost_its_log_is_read_from_the_new_start(h: Harness) -> None:
+    """kafka-python keeps a returning partition's old position; in a new, shorter log nothing lies there."""
+    h.r.set(h.backend.keys.broker_epoch, "E1")
+    h.source.assign([0])
+    h.worker()
+    first = [h.submit("add", i, 1, partition=0) for i in range(10)]
+    h.wait_done(first)
+    h.source.revoke([0])
+    h.source.lose_log()
+    h.r.set(h.backend.keys.broker_epoch, "E2")
+    time.sleep(2.5)  # the worker hears of the new epoch while it owns nothing
+    again = [h.submit("add", i, 2, partition=0) for i in range(3)]  # offsets 0-2 of the new log
+    h.source.assign([0])
+    h.wait_done(again)
+
+
 def test_a_claim_made_before_a_freeze_is_checked_again_before_it_runs(h: Harness) -> None:
     """A claim older than a third of its lease is confirmed in Redis before its task starts."""
     h.source.assign([0, 1])

@@ -52,7 +52,7 @@ from yadtq.engine.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
 from yadtq.engine.policies import DeadLetters, Events, Retries
 from yadtq.engine.records import ControlWork, Record, Rejected, TaskWork, triage
 from yadtq.engine.rejects import RejectStore
-from yadtq.engine.source import ASSIGNED, KafkaSource, TaskSource
+from yadtq.engine.source import ASSIGNED, Committed, KafkaSource, TaskSource
 from yadtq.engine.tracker import Entry, PartitionTracker
 from yadtq.heartbeat import HeartbeatThread, LeaseRenewer
 from yadtq.keys import Keys
@@ -209,7 +209,7 @@ class Worker:
                 else:
                     self.tracker.revoke(p)
             if event.kind == ASSIGNED and event.partitions:
-                self._reread_stale_commits(event.partitions)
+                self._place(event.partitions, event.starts)
             self.events.emit(f"partitions_{event.kind}", worker=self.name, partitions=list(event.partitions))
             self.events.flush()
             if event.partitions or event.kind == ASSIGNED:  # the farm and tests read this line
@@ -404,28 +404,39 @@ class Worker:
             self._resume(resume)
             self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
 
-    def _reread_stale_commits(self, partitions: Sequence[int]) -> None:
-        """A commit noted with another broker epoch than the one known here was made in a log the
-        broker has since lost (by a worker that had not heard of the restart yet): its offset means
-        nothing in the new log, and starting there would skip the tasks published again below it.
-        Such partitions, and any whose commit cannot be read, are read from the start (the claim
-        skips what already finished)."""
-        if not self._epoch:
+    def _place(self, partitions: Sequence[int], starts: dict[int, int]) -> None:
+        """Sets where each newly assigned partition is read from, explicitly.
+
+        kafka-python keeps the fetch position of a partition that comes back to this member,
+        whatever happened meanwhile: after a memory-only broker lost its log that position lies
+        past the new log's end, and the embedded broker answers such fetches with nothing, so the
+        partition would never be served. Partitions sought back to this worker's own lowest
+        unfinished record (`starts`) stay there; the others start at their commit when it was made
+        in the log the broker holds now (its noted epoch is the one known here), else at the log's
+        start (nothing committed, or a commit of a lost log: starting there would skip the tasks
+        published again below it). The claim skips whatever already finished."""
+        todo = [p for p in partitions if p not in starts]
+        if not todo:
             return
         try:
-            noted = self.source.committed_epochs(partitions)
-            stale = [p for p, epoch in noted.items() if epoch and epoch != self._epoch]
-        except Exception as exc:  # the broker went away again: reading from the start costs only time
-            log.warning("committed offsets of partitions %s unreadable (%s): reading them from the start",
-                        list(partitions), exc)
-            stale = list(partitions)
-        if not stale:
+            committed = self.source.committed(todo)
+            fresh = [p for p in todo if not self._trusted(committed.get(p))]
+            places = {p: c.offset for p, c in committed.items() if c is not None and p not in fresh}
+            places.update(self.source.beginnings(fresh))
+        except Exception as exc:  # the broker went away again: from the start costs only time
+            log.warning("could not read where partitions %s start (%s): reading them from the start", list(todo), exc)
+            self.source.seek(dict.fromkeys(todo, 0))  # below a log's start, the consumer resets to it
             return
-        log.warning("partitions %s were committed in a log the broker lost: reading them from the start", stale)
-        self.events.emit("partitions_reread", worker=self.name, partitions=stale, reason="commit of a lost log")
-        for p in stale:
-            self.tracker.assign(p, start=0)
-        self.source.read_from_start(stale)
+        stale = [p for p in fresh if committed.get(p) is not None]
+        if stale:
+            log.warning("partitions %s were committed in a log the broker lost: reading them from the start", stale)
+            self.events.emit("partitions_reread", worker=self.name, partitions=stale, reason="commit of a lost log")
+        for p, offset in places.items():
+            self.tracker.assign(p, start=offset)
+        self.source.seek(places)
+
+    def _trusted(self, commit: Committed | None) -> bool:
+        return commit is not None and (not self._epoch or not commit.epoch or commit.epoch == self._epoch)
 
     def _check_broker_epoch(self) -> None:
         """The monitor notes a new broker epoch when a memory-only broker restarted and lost its

@@ -38,14 +38,20 @@ class Rebalance:
     starts: dict[int, int] = field(default_factory=dict)  # assigned: where each partition was sought back to
 
 
+@dataclass(frozen=True)
+class Committed:
+    offset: int
+    epoch: str  # the broker epoch the committing worker knew ("" if none)
+
+
 class TaskSource(Protocol):
     connected: bool
 
     def poll(self, timeout: float) -> list[Record]: ...
     def rebalances(self) -> list[Rebalance]: ...
     def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool: ...
-    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]: ...
-    def read_from_start(self, partitions: Sequence[int]) -> None: ...
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]: ...
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]: ...
     def seek(self, positions: dict[int, int]) -> None: ...
     def restart_log(self, partitions: Sequence[int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
@@ -151,23 +157,23 @@ class KafkaSource:
         owned = {tp.partition for tp in self.consumer.assignment()}
         return [TopicPartition(self.topic, p) for p in partitions if p in owned]
 
-    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]:
-        """Per owned partition, the broker epoch noted with its committed offset ("" when none was
-        known, None when nothing is committed). Raises `KafkaError` when the broker does not answer."""
-        out: dict[int, str | None] = {}
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
+        """Per owned partition, its committed offset and the epoch noted with it (None: nothing
+        committed). Raises `KafkaError` when the broker does not answer."""
+        timeout = int(self.settings.connect_timeout * 1000)
+        out: dict[int, Committed | None] = {}
         for tp in self._tps(partitions):
-            got = self.consumer.committed(tp, metadata=True, timeout_ms=int(self.settings.connect_timeout * 1000))
-            out[tp.partition] = None if got is None else str(got.metadata or "")
+            got = self.consumer.committed(tp, metadata=True, timeout_ms=timeout)
+            out[tp.partition] = None if got is None else Committed(got.offset, str(got.metadata or ""))
         return out
 
-    def read_from_start(self, partitions: Sequence[int]) -> None:
-        """Fetching of these partitions starts again at the beginning of the log."""
-        for p in partitions:
-            self.rewind.pop(p, None)
-            self.lows.pop(p, None)
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per owned partition, the first offset its log still holds. Raises `KafkaError`."""
         tps = self._tps(partitions)
-        if tps:
-            self.consumer.seek_to_beginning(*tps)
+        if not tps:
+            return {}
+        got = self.consumer.beginning_offsets(tps, timeout_ms=int(self.settings.connect_timeout * 1000))
+        return {tp.partition: int(offset) for tp, offset in got.items()}
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         """The broker lost its log (a memory-only broker restarted): forget old positions and read
@@ -230,6 +236,7 @@ class MemorySource:
         self.position: dict[int, int] = {}
         self.committed_offsets: dict[int, int] = {}
         self.committed_tags: dict[int, str] = {}
+        self.retained: dict[int, int] = {}  # positions of partitions revoked from this member
         self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
@@ -250,17 +257,26 @@ class MemorySource:
         return self._rr % len(self.log)
 
     def assign(self, partitions: Sequence[int]) -> None:
-        """The group gives these partitions (from their committed offsets)."""
+        """The group gives these partitions: from their committed offsets, or, as kafka-python
+        does, from the position this member had when one comes back to it."""
         with self.lock:
             for p in partitions:
-                self.position[p] = self.committed_offsets.get(p, 0)
+                self.position[p] = self.retained.pop(p, self.committed_offsets.get(p, 0))
             self.events.append(Rebalance(ASSIGNED, tuple(partitions)))
 
     def revoke(self, partitions: Sequence[int]) -> None:
         with self.lock:
             for p in partitions:
-                self.position.pop(p, None)
+                if p in self.position:
+                    self.retained[p] = self.position.pop(p)
             self.events.append(Rebalance(REVOKED, tuple(partitions)))
+
+    def lose_log(self) -> None:
+        """A memory-only broker restarted: every record and commit is gone (positions held stay)."""
+        with self.lock:
+            self.log = [[] for _ in self.log]
+            self.committed_offsets.clear()
+            self.committed_tags.clear()
 
     # -- the worker's side ------------------------------------------------------------
     def poll(self, timeout: float) -> list[Record]:
@@ -289,13 +305,14 @@ class MemorySource:
                     self.committed_tags[p] = log_epoch
         return True
 
-    def committed_epochs(self, partitions: Sequence[int]) -> dict[int, str | None]:
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
         with self.lock:
-            return {p: self.committed_tags.get(p) if p in self.committed_offsets else None
-                    for p in partitions if p in self.position}
+            return {p: Committed(self.committed_offsets[p], self.committed_tags.get(p, ""))
+                    if p in self.committed_offsets else None for p in partitions if p in self.position}
 
-    def read_from_start(self, partitions: Sequence[int]) -> None:
-        self.restart_log(partitions)
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        with self.lock:
+            return {p: 0 for p in partitions if p in self.position}
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         with self.lock:
