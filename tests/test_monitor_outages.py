@@ -255,7 +255,7 @@ def test_a_stuck_processing_task_is_requeued_by_the_monitor(ps: Settings, privat
     with YADTQ(s) as q:
         w = procs.worker("W1", "--tasks", "ledger_tasks")
         procs.wait_assigned(["W1"])
-        tid = q.submit("ledger_add", [1, 2, 60])
+        tid = q.submit("ledger_add", [1, 2, 12])
         wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
         os.killpg(w.pid, signal.SIGKILL)
         w.wait(timeout=10)
