@@ -42,8 +42,8 @@ from yadtq.config import Settings
 from yadtq.kafka_cluster import KafkaCluster
 from yadtq.services import free_port, start_broker, start_redis
 
-SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill", "wall_s",
-                "throughput", "faults", "recover_s", "alive_at_end")
+SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
+                "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
 FAULT_KINDS = ("kill", "stop", "broker", "redis")
 
 
@@ -151,6 +151,8 @@ class ChaosReport:
     wall_s: float
     throughput: float
     counts: dict[str, int] = field(default_factory=dict)
+    # Runs that raised (no end in the ledger, their process alive) and ran again by the retry policy.
+    retries_after_failure: int = 0
     kill_phase: tuple[float, int] = (0.0, 0)  # (seconds with kills, tasks succeeded by their end)
     unexplained: list[str] = field(default_factory=list, repr=False)  # why each violation counted
     kill_log: list[tuple[float, str, int]] = field(default_factory=list, repr=False)
@@ -403,7 +405,9 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     followed by another one is a violation. With `ended` (when each run's task
     function returned, by the ledger), a run of a killed process is cut off
     when the kill came before it returned, or less than two seconds after (its
-    outcome not stored yet).
+    outcome not stored yet); a run with no end whose process was neither
+    killed nor stopped raised (the ledger task writes to Redis, which the
+    chaos restarts) and its retry is the policy at work, counted apart.
     """
     kill_time = {pid: ts for ts, _, pid in kills}
     killed = set(kill_time)
@@ -415,13 +419,16 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     last_of_task: dict[str, int] = {}
     for i, (tid, _, _) in enumerate(ledger):
         last_of_task[tid] = i
-    reruns, unexplained = 0, []
+    reruns, after_failure, unexplained = 0, 0, []
     for i, (tid, pid, attempt) in enumerate(ledger):
         if last_of_task[tid] == i:
             continue  # the execution whose outcome stands
         if ended is not None:
             end = ended.get((tid, pid, attempt))
             cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+            if end is None and not cut_off and pid not in stopped:
+                after_failure += 1  # the task raised (its Redis went away mid-run): retried by its policy
+                continue
         else:
             cut_off = pid in killed and i in last_of_pid[pid]
         if cut_off or pid in stopped:
@@ -433,6 +440,7 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     return ChaosReport(
         tasks=tasks, kills=len(kills), lost=tasks - len(done & set(ids)),
         run_twice_after_completion=len(unexplained), reruns_after_midrun_kill=reruns,
+        retries_after_failure=after_failure,
         wall_s=round(wall, 2), throughput=round(len(done) / wall, 1) if wall else 0.0,
         counts=dict(counts), unexplained=unexplained, kill_log=list(kills), ledger=ledger)
 
