@@ -449,7 +449,7 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
                  env: dict[str, str] | None = None) -> list[str]:
     """The chaos notebook's input, under `out`: summary.json, kills.csv (ts,
     worker, pid), ledger.csv (task_id, pid, attempt; one row per execution in
-    order), and with `settings`: logs/ (the run's event files) and export/
+    order), and with `settings`: logs/ (the run's event and log files) and export/
     (`yadtq export --out`, when that command exists). Returns notes on what
     was skipped."""
     notes: list[str] = []
@@ -471,8 +471,9 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
         return notes
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    for path in sorted(Path(settings.log_dir).glob("*.events.jsonl")):
-        shutil.copyfile(path, logs / path.name)
+    for pattern in ("*.events.jsonl", "*.log"):
+        for path in sorted(Path(settings.log_dir).glob(pattern)):
+            shutil.copyfile(path, logs / path.name)
     notes += _export(settings, out / "export", env)
     return notes
 

@@ -142,8 +142,9 @@ class KafkaSource:
     def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
         """Commits `offsets`, noting in each commit's metadata the broker epoch they belong to."""
         try:
+            # Bounded: without a timeout kafka-python waits for a coordinator as long as the broker is away.
             self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, log_epoch, -1)
-                                  for p, o in offsets.items()})
+                                  for p, o in offsets.items()}, timeout_ms=int(self.settings.connect_timeout * 1000))
             return True
         except CommitFailedError as exc:
             # The group moved on; the new owner sees finished tasks in Redis and skips them.
