@@ -159,3 +159,12 @@ def test_chaos_judge_tells_a_completed_run_repeated_from_a_cut_off_run_and_a_ret
     assert report.run_twice_after_completion == 1 and "done-twice" in report.unexplained[0]
     assert report.retries_after_failure == 1
     assert report.reruns_after_midrun_kill == 1
+    # With the stored outcomes known: a killed process's run is cut off only if its outcome was not stored.
+    late = [("slow-store", 12, 1), ("slow-store", 13, 2)]
+    ended = {("slow-store", 12, 1): 90.0, ("slow-store", 13, 2): 100.0}  # ended 9 s before the kill
+    report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
+                   ended=ended, stored=set())
+    assert report.run_twice_after_completion == 0 and report.reruns_after_midrun_kill == 1
+    report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
+                   ended=ended, stored={("slow-store", 12, 1)})
+    assert report.run_twice_after_completion == 1

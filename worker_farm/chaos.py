@@ -344,11 +344,28 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
              for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
     cut = {f.pid for f in injector.faults if f.kind == "stop"}
     report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
-                   stopped=cut)
+                   stopped=cut, stored=_stored_outcomes(Path(settings.log_dir)))
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive
     return report
+
+
+def _stored_outcomes(log_dir: Path) -> set[tuple[str, int, int]]:
+    """(task id, pid, attempt) of every run whose outcome a worker stored, by its event log
+    (an event written only after the store; a kill -9 loses at most the last ~100 ms)."""
+    out: set[tuple[str, int, int]] = set()
+    for path in log_dir.glob("worker-*.events.jsonl"):
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if '"task_succeeded"' not in line and '"task_retried"' not in line and '"task_failed"' not in line:
+                    continue
+                try:
+                    e = json.loads(line)
+                    out.add((str(e["task_id"]), int(e["pid"]), int(e["attempt"])))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by a kill
+    return out
 
 
 def _work(rng: random.Random, pause: float, mixed: bool) -> float:
@@ -393,7 +410,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
           kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
-          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None) -> ChaosReport:
+          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None,
+          stored: set[tuple[str, int, int]] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
     was cut off by a fault of its process.
 
@@ -405,7 +423,9 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     followed by another one is a violation. With `ended` (when each run's task
     function returned, by the ledger), a run of a killed process is cut off
     when the kill came before it returned, or less than two seconds after (its
-    outcome not stored yet); a run with no end whose process was neither
+    outcome not stored yet; with `stored`, the runs whose outcome the workers'
+    event logs say was stored, a run of a killed process is cut off when its
+    outcome was not stored); a run with no end whose process was neither
     killed nor stopped raised (the ledger task writes to Redis, which the
     chaos restarts) and its retry is the policy at work, counted apart.
     """
@@ -425,7 +445,10 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
             continue  # the execution whose outcome stands
         if ended is not None:
             end = ended.get((tid, pid, attempt))
-            cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+            if stored is not None:  # killed before its outcome was stored
+                cut_off = pid in killed and (tid, pid, attempt) not in stored
+            else:
+                cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
             if end is None and not cut_off and pid not in stopped:
                 after_failure += 1  # the task raised (its Redis went away mid-run): retried by its policy
                 continue
