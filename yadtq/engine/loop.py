@@ -317,11 +317,12 @@ class Worker:
                 return
             self._running[job.task_id] = job
             if verdict.lost_runs:
-                self._suspect, self._suspect_waiting = job, len(self._running) > 1
-                if self._suspect_waiting:
-                    log.info("task %s was cut off %d time(s) before: it runs alone once the others finish",
-                             job.task_id, verdict.lost_runs)
-                    return
+                # Started next turn, never here: the claims made in this same step are given back
+                # first, or a suspect that kills the process at once would take them down with it.
+                self._suspect, self._suspect_waiting = job, True
+                log.info("task %s was cut off %d time(s) before: it runs alone once the others finish",
+                         job.task_id, verdict.lost_runs)
+                return
             self.executor.submit(job)
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
