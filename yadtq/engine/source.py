@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
 
 from yadtq.assignor import StandbyAwareAssignor
 from yadtq.broker import ensure_topic, make_consumer, make_producer
 from yadtq.config import Settings
 from yadtq.engine.records import Record
+from yadtq.errors import ConfigError
 from yadtq.messages import key_partition
 
 log = logging.getLogger(__name__)
@@ -106,12 +113,30 @@ class KafkaSource:
         try:
             batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
         except KafkaError as exc:
+            refused = self._refused_join(exc)
+            if refused:  # retrying cannot help: the worker would wait outside the group for ever
+                raise ConfigError(refused) from exc
             self._lost("poll", exc)
             time.sleep(min(timeout, 1.0))
             return []
         self.connected = True
         self._check_topic()
         return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
+
+    def _refused_join(self, exc: KafkaError) -> str | None:
+        """What to tell the user when the group coordinator refused the JoinGroup for good
+        (kafka-python raises these as non-retriable from `poll`); None for any other error."""
+        s = self.settings
+        if isinstance(exc, InvalidSessionTimeoutError):
+            return (f"the broker refused the consumer session timeout YADTQ_SESSION_TIMEOUT_MS={s.session_timeout_ms}"
+                    " (INVALID_SESSION_TIMEOUT): it must lie within the broker's group.min.session.timeout.ms"
+                    " .. group.max.session.timeout.ms (6000 .. 1800000 by default)")
+        if isinstance(exc, GroupAuthorizationFailedError):
+            return f"the broker did not authorize this worker to join consumer group {s.group!r} (YADTQ_GROUP)"
+        if isinstance(exc, InconsistentGroupProtocolError):
+            return (f"consumer group {s.group!r} (YADTQ_GROUP) is used by consumers that are not YADTQ workers"
+                    " (another partition assignor); give the workers a group of their own")
+        return None
 
     def _check_topic(self) -> None:
         """A memory-only broker that restarted has lost the topic: create it again."""
