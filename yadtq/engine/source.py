@@ -94,6 +94,8 @@ class KafkaSource:
         self.lows: dict[int, int] = {}
         self.rewind: dict[int, int] = {}
         self._last_topic_check = time.monotonic()
+        self._to_commit: dict[int, int] = {}
+        self._commit_error: Exception | None = None
         ensure_topic(settings, settings.topic, settings.partitions)
         ensure_topic(settings, settings.heartbeat_topic, 1)
         # A send must not block the loop for kafka-python's default minute while the broker is away.
@@ -175,17 +177,46 @@ class KafkaSource:
         return out
 
     def commit(self, offsets: dict[int, int]) -> bool:
+        """Sends the commit without waiting for it: a synchronous commit held the loop for a Kafka
+        round trip through kafka-python's IO thread (3-12 ms, every 50 ms) and starved the steps.
+        A commit that fails is superseded by the next one (the loop commits as it makes progress),
+        and one that never lands costs only a re-delivery that the claim skips (Redis knows the task
+        finished). `close` commits the last offsets synchronously, so a clean stop hands over exact
+        offsets."""
+        failed, self._commit_error = self._commit_error, None
+        if failed is not None and not isinstance(failed, CommitFailedError):
+            self._lost("commit", failed)
+        self._to_commit.update(offsets)
         try:
-            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1)
-                                  for p, o in offsets.items()})
-            return True
-        except CommitFailedError as exc:
-            # The group moved on; the new owner sees finished tasks in Redis and skips them.
-            log.warning("commit refused (rebalanced): %s", exc)
+            self.consumer.commit_async(self._offsets(offsets), callback=self._commit_done)
             return True
         except KafkaError as exc:
             self._lost("commit", exc)
             return False
+
+    def _offsets(self, offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+
+    def _commit_done(self, offsets: Any, response: Any) -> None:
+        """kafka-python calls this from `poll` on the loop's thread."""
+        if isinstance(response, CommitFailedError):
+            # The group moved on; the new owner sees finished tasks in Redis and skips them.
+            log.warning("commit refused (rebalanced): %s", response)
+        elif isinstance(response, Exception):
+            self._commit_error = response
+
+    def _commit_last(self) -> None:
+        """The last offsets asked for, committed and waited for (partitions still owned only)."""
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        last = {p: o for p, o in self._to_commit.items() if p in owned}
+        if not last:
+            return
+        try:
+            self.consumer.commit(self._offsets(last))
+        except CommitFailedError as exc:
+            log.warning("commit refused (rebalanced): %s", exc)
+        except KafkaError as exc:
+            log.warning("final commit failed: %s", exc)
 
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
         owned = {tp.partition for tp in self.consumer.assignment()}
@@ -232,6 +263,7 @@ class KafkaSource:
         self.lows = dict(lows)
 
     def close(self) -> None:
+        self._commit_last()
         try:
             self.consumer.close(autocommit=False)
         except KafkaError as exc:
