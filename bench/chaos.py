@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/chaos.py --tasks 50000 --minutes 5
     .venv/bin/python bench/chaos.py --faults all --tasks 20000 --minutes 5
+    .venv/bin/python bench/chaos.py --faults all --broker kafka --tasks 20000 --minutes 5
 
 `--faults all`: kill -9 of workers, SIGSTOP/SIGCONT of one, broker kill and
 restart, Redis kill and restart on its append-only file, in turn every
@@ -57,6 +58,8 @@ def main() -> int:
     p.add_argument("--lease", type=float, default=3.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos")
+    p.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
+                   help="the run's own broker: the embedded one (a restart loses its log) or an Apache Kafka node")
     p.add_argument("-v", "--verbose", action="store_true", help="print the farm's lines")
     args = p.parse_args()
 
@@ -64,7 +67,9 @@ def main() -> int:
     every_kind = args.faults == "all"
     services_faults = bool({"broker", "redis"} & set(faults))
     base = Path(tempfile.mkdtemp(prefix="yadtq-chaos-"))
-    owned = OwnedServices(base)
+    # Apache Kafka refuses session timeouts below 6 s unless the broker allows them.
+    kafka = {"group.min.session.timeout.ms": "1000", "group.initial.rebalance.delay.ms": "500"}
+    owned = OwnedServices(base, kafka=kafka if args.broker == "kafka" else None)
     u = uuid.uuid4().hex[:8]
     partitions = 4 if services_faults and args.partitions == 8 else args.partitions
     extra = {"concurrency": args.concurrency or 4} if (args.concurrency or every_kind) else {}
@@ -81,7 +86,7 @@ def main() -> int:
         print(f"  {time.monotonic() - started:6.0f}s  " + "  ".join(f"{k}={v}" for k, v in counts.items())
               + f"  faults={faults}", flush=True)
 
-    print(f"chaos: {args.tasks} tasks, {args.workers} workers + {args.standby} standby, a fault "
+    print(f"chaos on the {args.broker} broker: {args.tasks} tasks, {args.workers} workers + {args.standby} standby, a fault "
           f"({', '.join(faults)}) every ~{args.kill_every:g}s for at most {args.minutes:g} min "
           f"(broker :{owned.kport}, redis :{owned.rport})", flush=True)
     try:

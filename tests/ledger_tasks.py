@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from yadtq import current_task, task
+from yadtq import Retry, current_task, task
 
 _client: redis.Redis | None = None
 
@@ -65,3 +65,15 @@ def ledger_die(how: str) -> None:
     if how == "memory":
         hog = [bytearray(64 << 20) for _ in range(10_000)]  # past the worker's address-space limit
         raise AssertionError(f"allocated {len(hog)} blocks")
+
+
+@task
+def ledger_slow_retry(seconds: float) -> str:
+    """The first attempt works `seconds`, then asks for a retry; the next one succeeds."""
+    ctx = current_task()
+    assert ctx is not None
+    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
+    if ctx.attempt == 1:
+        time.sleep(seconds)
+        raise Retry("once more", delay=0.2)
+    return "done"

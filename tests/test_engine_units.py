@@ -229,7 +229,8 @@ def test_results_that_are_not_strict_json_or_too_big_fail_the_task(h: Harness, k
     h.wait_done([tid])
     rec = h.backend.get(tid)
     assert rec.status == "failed" and rec.attempts == 1
-    assert ("exceeds the limit" if kind == "big" else "not JSON") in (rec.error or "")
+    expected = {"nan": "not strict JSON", "big": "exceeds YADTQ_MAX_RESULT_BYTES", "set": "not JSON-serialisable"}
+    assert expected[kind] in (rec.error or ""), rec.error
 
 
 def test_a_time_limit_interrupts_a_running_thread(h: Harness) -> None:
@@ -280,6 +281,37 @@ def test_a_joining_worker_is_given_partitions_and_keeps_order_across_the_handove
     h.wait_done(ids)
     tags = [r[0] for r in sorted(h.ledger.runs, key=lambda r: r[1]) if r[0].startswith("k")]
     assert tags == [f"k{i}" for i in range(10)], tags
+
+
+def test_a_commit_made_in_a_lost_log_is_not_trusted(h: Harness) -> None:
+    """After a memory-only broker restart, a worker that had not heard of it yet may commit an offset
+    of the old log into the new one. The next owner, knowing the new epoch, reads from the start."""
+    h.r.set(h.backend.keys.broker_epoch, "E2")
+    stale = [h.submit("sleep", 0.01, tag=f"stale{i}", partition=0) for i in range(4)]
+    fresh = [h.submit("sleep", 0.01, tag=f"fresh{i}", partition=1) for i in range(4)]
+    h.source.committed_offsets.update({0: 2, 1: 2})
+    h.source.committed_tags.update({0: "E1", 1: "E2"})  # 0: committed before the restart; 1: in this log
+    h.source.assign([0, 1])
+    h.worker()
+    h.wait_done(stale + fresh[2:])
+    assert [h.status(t) for t in fresh[:2]] == ["queued", "queued"], "a commit of this log was not trusted"
+    wait_for(lambda: h.source.committed_tags.get(0) == "E2", 5, what="commits noted with the epoch known")
+
+
+def test_a_partition_coming_back_after_the_broker_lost_its_log_is_read_from_the_new_start(h: Harness) -> None:
+    """kafka-python keeps a returning partition's old position; in a new, shorter log nothing lies there."""
+    h.r.set(h.backend.keys.broker_epoch, "E1")
+    h.source.assign([0])
+    h.worker()
+    first = [h.submit("add", i, 1, partition=0) for i in range(10)]
+    h.wait_done(first)
+    h.source.revoke([0])
+    h.source.lose_log()
+    h.r.set(h.backend.keys.broker_epoch, "E2")
+    time.sleep(2.5)  # the worker hears of the new epoch while it owns nothing
+    again = [h.submit("add", i, 2, partition=0) for i in range(3)]  # offsets 0-2 of the new log
+    h.source.assign([0])
+    h.wait_done(again)
 
 
 def test_a_claim_made_before_a_freeze_is_checked_again_before_it_runs(h: Harness) -> None:

@@ -92,6 +92,8 @@ def test_zombie_worker_is_fenced_out(settings: Settings, procs: Procs, r: redis.
         assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 1, "failed": 0, "cancelled": 0}
 
 
+# Its own broker, started and killed here, is the embedded one: the Kafka lane would repeat it as is.
+@pytest.mark.brokers("embedded")
 def test_broker_restart_loses_no_queued_task(settings: Settings, procs: Procs, tmp_path: Path,
                                              r: redis.Redis) -> None:
     port = free_port()

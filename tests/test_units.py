@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +132,15 @@ def test_assignor_gives_a_joining_worker_its_share() -> None:
     # 8 partitions over 3: 3/3/2, the newcomer takes 2 and the others keep 3 of what they held
     plan = plan_topic("t", list(range(8)), _members(a=(False, [0, 1, 2, 3]), b=(False, [4, 5, 6, 7]), c=(False, [])))
     assert len(plan["c"]) == 2 and set(plan["a"]) <= {0, 1, 2, 3} and set(plan["b"]) <= {4, 5, 6, 7}
+
+
+def test_the_readmes_python_examples_compile_and_their_imports_exist() -> None:
+    """A user copies these: every `from yadtq... import` line in them must work as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for block in blocks:
+        compile(block, "README.md", "exec")
+        for line in block.splitlines():
+            if line.startswith(("from yadtq", "import yadtq")):
+                exec(line.split("#")[0], {})

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
 from yadtq.client import YADTQ
 from yadtq.config import Settings
+from yadtq.kafka_cluster import KafkaCluster
 from yadtq.services import free_port, start_broker, start_redis
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill", "wall_s",
@@ -59,15 +60,26 @@ class ServiceControl:
 class OwnedServices:
     """A broker and a Redis on free ports that this run may kill and restart.
 
+    The broker is the embedded one (a restart loses its log), or with `kafka`
+    a single Apache Kafka node (`kafka` holds its broker settings; a kill -9
+    and restart keeps its log on disk).
+
     Redis runs with `appendfsync always`: with the default `everysec`, a kill -9
     loses up to the last second of writes (a finished task could come back
     `processing` and run again), which is Redis's promise, not YADTQ's.
     """
 
-    def __init__(self, base: Path, down_for: float = 1.0) -> None:
+    def __init__(self, base: Path, down_for: float = 1.0, kafka: Mapping[str, str] | None = None) -> None:
         self.base, self.down_for = base, down_for
         self.kport, self.rport = free_port(), free_port()
-        self.broker = start_broker("127.0.0.1", self.kport, base / "services")
+        self.cluster: KafkaCluster | None = None
+        if kafka is None:
+            self.broker = start_broker("127.0.0.1", self.kport, base / "services")
+        else:
+            self.cluster = KafkaCluster(base / "kafka", base / "services", [self.kport], [free_port()],
+                                        broker_config=kafka)
+            self.cluster.start()
+            self.broker = self.cluster.procs[1]
         self.redis = self._start_redis()
 
     @property
@@ -90,7 +102,11 @@ class OwnedServices:
     def restart_broker(self) -> None:
         _kill9(self.broker)
         time.sleep(self.down_for)
-        self.broker = start_broker("127.0.0.1", self.kport, self.base / "services")
+        if self.cluster is None:
+            self.broker = start_broker("127.0.0.1", self.kport, self.base / "services")
+        else:
+            self.broker = self.cluster.start_node(1)
+            self.cluster.wait_ready()
 
     def restart_redis(self) -> None:
         _kill9(self.redis)
@@ -103,6 +119,8 @@ class OwnedServices:
     def stop(self) -> None:
         for proc in (self.broker, self.redis):
             _kill9(proc)
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 def _kill9(proc: subprocess.Popen[bytes]) -> None:

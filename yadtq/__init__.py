@@ -22,6 +22,7 @@ from yadtq.errors import (
 from yadtq.live import LiveState
 from yadtq.messages import TaskMessage
 from yadtq.middleware import Middleware
+from yadtq.signals import Fail, Retry
 from yadtq.tasks import Registry, current_task, registry, task
 
 __all__ = [
@@ -31,11 +32,13 @@ __all__ = [
                           "BrokerUnavailable",
                           "ConfigError",
                           "ConnectError",
+                          "Fail",
                           "LiveState",
                           "MessageError",
                           "Middleware",
                           "Registry",
                           "ResultTimeout",
+                          "Retry",
                           "Settings",
                           "TaskArgumentError",
                           "TaskError",

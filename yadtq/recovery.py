@@ -8,7 +8,9 @@ Two cases, and no other: a backlog is never republished merely for being old.
   `processing` task whose lease has lapsed, is published again at once. For a
   while after the restart the scan repeats, since claims made before it may
   still be released back to `queued` (a worker stopping, a retry) with no
-  message left to run them.
+  message left to run them; after that window it repeats every
+  `LATE_RESCAN_EVERY` seconds for as long as a task of the lost log is still
+  running.
 * A `processing` task whose lease lapsed more than `requeue_stale_after`
   seconds ago: its worker died and no other worker reclaimed it from a
   redelivered message, so its message is gone. It is requeued (its fence moves
@@ -35,6 +37,7 @@ from yadtq.messages import TaskMessage
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+LATE_RESCAN_EVERY = 10.0  # seconds, after the first window
 
 
 class Recovery:
@@ -84,10 +87,13 @@ class Recovery:
         """Every few seconds: requeue long-lapsed claims, retry what could not be sent,
         and shortly after a restart, look again for queued tasks of the lost epoch."""
         if self._rescan_until and time.monotonic() >= self._next_rescan:
-            self._next_rescan = time.monotonic() + 2.0
+            late = time.monotonic() > self._rescan_until
+            # Past the window only tasks still running from a lost log can come back to `queued`
+            # without a message (a keyed retry, a claim given back): look now and then until none is left.
+            self._next_rescan = time.monotonic() + (LATE_RESCAN_EVERY if late else 2.0)
             lapsed = self._requeue(self.backend.lapsed(0.0, limit=BATCH))
             self._publish(_unique(lapsed + self._lost_queued()), "broker_restart")
-            if time.monotonic() > self._rescan_until:
+            if late and not self._running_from_lost_log():
                 self._rescan_until = 0.0
         if now < self._next_lapsed:
             return
@@ -102,6 +108,14 @@ class Recovery:
                 log.warning("requeued %d task(s) whose worker died over %gs ago and whose message is gone",
                             len(ids), grace)
                 self._publish(ids, "lease_lapsed")
+
+    def _running_from_lost_log(self) -> bool:
+        """Whether a `processing` task's message went to an earlier broker epoch."""
+        ids = self.backend.list_ids("processing", limit=BATCH, newest_first=False)
+        pipe = self.client.redis.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hget(self.keys.task(tid), "epoch")
+        return any(epoch != self._epoch for epoch in pipe.execute())
 
     def _lost_queued(self) -> list[str]:
         """Ids `queued` whose latest message went to an earlier broker epoch."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import inspect
-import json
 import logging
 import queue
 import threading
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.engine.jobs import ERROR, LOST, SUCCESS, Finished, Job
-from yadtq.errors import TimeLimitExceeded
+from yadtq.errors import ResultError, TimeLimitExceeded
+from yadtq.results import encode_result
 from yadtq.signals import Fail, Retry
 from yadtq.tasks import TaskContext
 
@@ -47,17 +47,6 @@ class _Slot:
     interrupted: bool = False
     warned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def encode_result(value: Any, max_bytes: int) -> str:
-    """Strict JSON (no NaN/Infinity) within `max_bytes`; raises ValueError saying why not."""
-    try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"result is not JSON-serialisable: {exc}") from None
-    if len(text) > max_bytes:
-        raise ValueError(f"result of {len(text)} bytes exceeds the limit of {max_bytes} bytes")
-    return text
 
 
 def _describe(exc: BaseException) -> str:
@@ -175,7 +164,7 @@ class Executor:
     def _success(self, job: Job, value: Any, duration: float) -> Finished:
         try:
             return Finished(job, SUCCESS, encode_result(value, self.max_result_bytes), duration=duration)
-        except ValueError as exc:
+        except ResultError as exc:  # the same code would return the same value: no retry
             return Finished(job, ERROR, error=str(exc), duration=duration, retryable=False)
 
     @staticmethod

@@ -12,7 +12,7 @@ The loop thread owns the partition tracker and the claim pipeline; it repeats
 
 Threads and what they own: the loop thread owns the tracker, the pending
 steps and the counters, and publishes an immutable `snapshot()` that the
-heartbeat thread reads; executor threads run tasks and only send `Finished`
+heartbeat and lease threads read; executor threads run tasks and only send `Finished`
 values back through a queue; the watchdog reads the executor's running slots
 under its lock.
 """
@@ -52,9 +52,9 @@ from yadtq.engine.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
 from yadtq.engine.policies import DeadLetters, Events, Retries
 from yadtq.engine.records import ControlWork, Record, Rejected, TaskWork, triage
 from yadtq.engine.rejects import RejectStore
-from yadtq.engine.source import ASSIGNED, KafkaSource, TaskSource
+from yadtq.engine.source import ASSIGNED, Committed, KafkaSource, TaskSource
 from yadtq.engine.tracker import Entry, PartitionTracker
-from yadtq.heartbeat import HeartbeatThread
+from yadtq.heartbeat import HeartbeatThread, LeaseRenewer
 from yadtq.keys import Keys
 from yadtq.live import LiveState
 from yadtq.logs import EventLog
@@ -120,11 +120,14 @@ class Worker:
             warn_after=s.warn_running_after, before_run=lambda job: self.hooks.call("before_run", self, job),
             after_run=lambda f: self.hooks.after_run(self, f), on_hard_limit=self._hard_limit,
             on_long_running=self._long_running, confirm=self._confirm, confirm_after=s.lease / 3)
+        # Known before the first assignment: commits are noted with it, and judged by it.
+        self._epoch = self._redis_call(self._read_epoch, None)
         self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
         self._publish_snapshot()
         producer = getattr(self.source, "producer", None)
         self.heartbeat = HeartbeatThread(producer=producer, topic=s.heartbeat_topic, interval=s.heartbeat_interval,
-                                         lease=s.lease, snapshot=self.snapshot, renew=self._renew)
+                                         snapshot=self.snapshot)
+        self.renewer = LeaseRenewer(lease=s.lease, snapshot=self.snapshot, renew=self._renew)
 
     def snapshot(self) -> dict[str, Any]:
         """The loop's latest published state (safe from any thread: replaced, never mutated)."""
@@ -149,6 +152,7 @@ class Worker:
         self.events.emit("worker_joined", worker=self.name, standby=self.standby, concurrency=self.settings.concurrency)
         self.executor.start()
         self.heartbeat.start()
+        self.renewer.start()
         try:
             while not (self._stop.is_set() and (not self._running or self._abandon)):
                 self._iterate()
@@ -163,6 +167,7 @@ class Worker:
         self._flush_steps(final=True)
         self._commit(force=True)
         self.heartbeat.stop()
+        self.renewer.stop()
         self._publish_snapshot(state="stopping")
         self.heartbeat.beat()
         # The goodbye heartbeat may be lost with the broker (everything stopping at once): say it in Redis too.
@@ -203,6 +208,8 @@ class Worker:
                     self.tracker.assign(p, event.starts.get(p))
                 else:
                     self.tracker.revoke(p)
+            if event.kind == ASSIGNED and event.partitions:
+                self._place(event.partitions, event.starts)
             self.events.emit(f"partitions_{event.kind}", worker=self.name, partitions=list(event.partitions))
             self.events.flush()
             if event.partitions or event.kind == ASSIGNED:  # the farm and tests read this line
@@ -397,13 +404,46 @@ class Worker:
             self._resume(resume)
             self.events.emit("partitions_resumed", worker=self.name, partitions=resume)
 
+    def _place(self, partitions: Sequence[int], starts: dict[int, int]) -> None:
+        """Sets where each newly assigned partition is read from, explicitly.
+
+        kafka-python keeps the fetch position of a partition that comes back to this member,
+        whatever happened meanwhile: after a memory-only broker lost its log that position lies
+        past the new log's end, and the embedded broker answers such fetches with nothing, so the
+        partition would never be served. Partitions sought back to this worker's own lowest
+        unfinished record (`starts`) stay there; the others start at their commit when it was made
+        in the log the broker holds now (its noted epoch is the one known here), else at the log's
+        start (nothing committed, or a commit of a lost log: starting there would skip the tasks
+        published again below it). The claim skips whatever already finished."""
+        todo = [p for p in partitions if p not in starts]
+        if not todo:
+            return
+        try:
+            committed = self.source.committed(todo)
+            fresh = [p for p in todo if not self._trusted(committed.get(p))]
+            places = {p: c.offset for p, c in committed.items() if c is not None and p not in fresh}
+            places.update(self.source.beginnings(fresh))
+        except Exception as exc:  # the broker went away again: from the start costs only time
+            log.warning("could not read where partitions %s start (%s): reading them from the start", list(todo), exc)
+            self.source.seek(dict.fromkeys(todo, 0))  # below a log's start, the consumer resets to it
+            return
+        stale = [p for p in fresh if committed.get(p) is not None]
+        if stale:
+            log.warning("partitions %s were committed in a log the broker lost: reading them from the start", stale)
+            self.events.emit("partitions_reread", worker=self.name, partitions=stale, reason="commit of a lost log")
+        for p, offset in places.items():
+            self.tracker.assign(p, start=offset)
+        self.source.seek(places)
+
+    def _trusted(self, commit: Committed | None) -> bool:
+        return commit is not None and (not self._epoch or not commit.epoch or commit.epoch == self._epoch)
+
     def _check_broker_epoch(self) -> None:
         """The monitor notes a new broker epoch when a memory-only broker restarted and lost its
         log: positions in the old log mean nothing, so read every owned partition from the start."""
-        epoch = self._redis_call(lambda: self.redis.get(self.keys.broker_epoch), None)
+        epoch = self._redis_call(self._read_epoch, None)
         if epoch is None:
             return
-        epoch = str(epoch)
         if self._epoch is not None and epoch != self._epoch:
             parts = self.tracker.partitions
             log.warning("the broker lost its log (epoch %s -> %s): reading partitions %s from the start",
@@ -413,6 +453,10 @@ class Worker:
                 self.tracker.assign(p, start=0)  # a new log starts at offset 0
             self.source.restart_log(parts)
         self._epoch = epoch
+
+    def _read_epoch(self) -> str | None:
+        epoch = self.redis.get(self.keys.broker_epoch)
+        return None if epoch is None else str(epoch)
 
     def _resume(self, partitions: Sequence[int]) -> None:
         self.source.seek(self.tracker.next_offsets(partitions))
@@ -431,7 +475,7 @@ class Worker:
             return
         if not self.source.flush():  # dead letters and republished retries go out first
             return
-        if self.source.commit(offsets):
+        if self.source.commit(offsets, self._epoch or ""):
             for p, o in offsets.items():
                 self.tracker.committed(p, o)
             self.hooks.call("after_commit", self, offsets)
@@ -578,7 +622,7 @@ class Worker:
 
     # -- called from other threads -------------------------------------------------------
     def _renew(self, claims: list[tuple[str, str]]) -> None:
-        """Heartbeat thread: extends the leases of the running tasks."""
+        """Lease thread: extends the leases of the running tasks."""
         for (task_id, fence), ok in zip(claims, self.claims.renew(claims), strict=True):
             if not ok and (task_id, fence) in self._snapshot.get("claims", ()):  # still running: really lost
                 log.warning("task %s: claim lost while running (its outcome will be discarded)", task_id)

@@ -45,12 +45,20 @@ class Rebalance:
     starts: dict[int, int] = field(default_factory=dict)  # assigned: where each partition was sought back to
 
 
+@dataclass(frozen=True)
+class Committed:
+    offset: int
+    epoch: str  # the broker epoch the committing worker knew ("" if none)
+
+
 class TaskSource(Protocol):
     connected: bool
 
     def poll(self, timeout: float) -> list[Record]: ...
     def rebalances(self) -> list[Rebalance]: ...
-    def commit(self, offsets: dict[int, int]) -> bool: ...
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool: ...
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]: ...
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]: ...
     def seek(self, positions: dict[int, int]) -> None: ...
     def restart_log(self, partitions: Sequence[int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
@@ -94,7 +102,7 @@ class KafkaSource:
         self.lows: dict[int, int] = {}
         self.rewind: dict[int, int] = {}
         self._last_topic_check = time.monotonic()
-        self._to_commit: dict[int, int] = {}
+        self._to_commit: dict[int, tuple[int, str]] = {}  # the last offset asked for, and its epoch
         self._commit_error: Exception | None = None
         ensure_topic(settings, settings.topic, settings.partitions)
         ensure_topic(settings, settings.heartbeat_topic, 1)
@@ -176,26 +184,27 @@ class KafkaSource:
             out.append(self.events.popleft())
         return out
 
-    def commit(self, offsets: dict[int, int]) -> bool:
-        """Sends the commit without waiting for it: a synchronous commit held the loop for a Kafka
-        round trip through kafka-python's IO thread (3-12 ms, every 50 ms) and starved the steps.
-        A commit that fails is superseded by the next one (the loop commits as it makes progress),
-        and one that never lands costs only a re-delivery that the claim skips (Redis knows the task
-        finished). `close` commits the last offsets synchronously, so a clean stop hands over exact
-        offsets."""
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
+        """Sends the commit, noting in each commit's metadata the broker epoch its offsets belong
+        to, without waiting for it: a synchronous commit held the loop for a Kafka round trip
+        through kafka-python's IO thread (3-12 ms, every 50 ms) and starved the steps. A commit that
+        fails is superseded by the next one (the loop commits as it makes progress), and one that
+        never lands costs only a re-delivery that the claim skips (Redis knows the task finished).
+        `close` commits the last offsets synchronously, so a clean stop hands over exact offsets."""
         failed, self._commit_error = self._commit_error, None
         if failed is not None and not isinstance(failed, CommitFailedError):
             self._lost("commit", failed)
-        self._to_commit.update(offsets)
+        tagged = {p: (o, log_epoch) for p, o in offsets.items()}
+        self._to_commit.update(tagged)
         try:
-            self.consumer.commit_async(self._offsets(offsets), callback=self._commit_done)
+            self.consumer.commit_async(self._offsets(tagged), callback=self._commit_done)
             return True
         except KafkaError as exc:
             self._lost("commit", exc)
             return False
 
-    def _offsets(self, offsets: dict[int, int]) -> dict[TopicPartition, OffsetAndMetadata]:
-        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+    def _offsets(self, tagged: dict[int, tuple[int, str]]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, epoch, -1) for p, (o, epoch) in tagged.items()}
 
     def _commit_done(self, offsets: Any, response: Any) -> None:
         """kafka-python calls this from `poll` on the loop's thread."""
@@ -221,6 +230,24 @@ class KafkaSource:
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
         owned = {tp.partition for tp in self.consumer.assignment()}
         return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
+        """Per owned partition, its committed offset and the epoch noted with it (None: nothing
+        committed). Raises `KafkaError` when the broker does not answer."""
+        timeout = int(self.settings.connect_timeout * 1000)
+        out: dict[int, Committed | None] = {}
+        for tp in self._tps(partitions):
+            got = self.consumer.committed(tp, metadata=True, timeout_ms=timeout)
+            out[tp.partition] = None if got is None else Committed(got.offset, str(got.metadata or ""))
+        return out
+
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per owned partition, the first offset its log still holds. Raises `KafkaError`."""
+        tps = self._tps(partitions)
+        if not tps:
+            return {}
+        got = self.consumer.beginning_offsets(tps, timeout_ms=int(self.settings.connect_timeout * 1000))
+        return {tp.partition: int(offset) for tp, offset in got.items()}
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         """The broker lost its log (a memory-only broker restarted): forget old positions and read
@@ -283,6 +310,8 @@ class MemorySource:
         self.log: list[list[Record]] = [[] for _ in range(partitions)]
         self.position: dict[int, int] = {}
         self.committed_offsets: dict[int, int] = {}
+        self.committed_tags: dict[int, str] = {}
+        self.retained: dict[int, int] = {}  # positions of partitions revoked from this member
         self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
@@ -303,17 +332,26 @@ class MemorySource:
         return self._rr % len(self.log)
 
     def assign(self, partitions: Sequence[int]) -> None:
-        """The group gives these partitions (from their committed offsets)."""
+        """The group gives these partitions: from their committed offsets, or, as kafka-python
+        does, from the position this member had when one comes back to it."""
         with self.lock:
             for p in partitions:
-                self.position[p] = self.committed_offsets.get(p, 0)
+                self.position[p] = self.retained.pop(p, self.committed_offsets.get(p, 0))
             self.events.append(Rebalance(ASSIGNED, tuple(partitions)))
 
     def revoke(self, partitions: Sequence[int]) -> None:
         with self.lock:
             for p in partitions:
-                self.position.pop(p, None)
+                if p in self.position:
+                    self.retained[p] = self.position.pop(p)
             self.events.append(Rebalance(REVOKED, tuple(partitions)))
+
+    def lose_log(self) -> None:
+        """A memory-only broker restarted: every record and commit is gone (positions held stay)."""
+        with self.lock:
+            self.log = [[] for _ in self.log]
+            self.committed_offsets.clear()
+            self.committed_tags.clear()
 
     # -- the worker's side ------------------------------------------------------------
     def poll(self, timeout: float) -> list[Record]:
@@ -334,12 +372,22 @@ class MemorySource:
                 out.append(self.events.popleft())
         return out
 
-    def commit(self, offsets: dict[int, int]) -> bool:
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
         with self.lock:
             for p, o in offsets.items():
                 if p in self.position:
                     self.committed_offsets[p] = o
+                    self.committed_tags[p] = log_epoch
         return True
+
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
+        with self.lock:
+            return {p: Committed(self.committed_offsets[p], self.committed_tags.get(p, ""))
+                    if p in self.committed_offsets else None for p in partitions if p in self.position}
+
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        with self.lock:
+            return {p: 0 for p in partitions if p in self.position}
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         with self.lock:
