@@ -104,6 +104,7 @@ def main() -> int:
     rows = [("tasks", report.tasks), ("kills", report.kills), ("lost", report.lost),
             ("run twice after completion", report.run_twice_after_completion),
             ("re-runs after a mid-run kill", report.reruns_after_midrun_kill),
+            ("retries after the task raised", report.retries_after_failure),
             ("wall time", f"{report.wall_s:.1f} s"), ("throughput", f"{report.throughput:.1f} tasks/s"),
             ("while killing", f"{report.kill_phase[1]} tasks in {report.kill_phase[0]:.0f} s "
                               f"({report.kill_phase[1] / max(report.kill_phase[0], 1e-9):.1f} tasks/s)"),

@@ -314,6 +314,42 @@ def test_a_partition_coming_back_after_the_broker_lost_its_log_is_read_from_the_
     h.wait_done(again)
 
 
+class HangingAfterDelivery(MemorySource):
+    """Once it has delivered a record, its next poll hangs, like a broker call while the broker is away."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__(partitions)
+        self.delivered = False
+
+    def poll(self, timeout: float) -> list[Record]:
+        if self.delivered:
+            self.delivered = False
+            time.sleep(3)
+        out = super().poll(timeout)
+        self.delivered = bool(out)
+        return out
+
+
+def test_claims_are_renewed_even_when_the_loop_blocks_right_after_claiming(h: Harness) -> None:
+    source = HangingAfterDelivery(2)
+    source.assign([0, 1])
+    w = h.worker(source=source)
+    m = TaskMessage(uuid.uuid4().hex, "sleep", (3.0,), {"tag": "long"}, None, time.time(), None)
+    h.backend.record_queued([m], h.settings.tries)
+    source.append(m.encode(), m.task_id.encode(), 0)
+    wait_for(lambda: h.status(m.task_id) == "processing", 10, 0.01, "the claim")
+    lapsed = []
+    until = time.monotonic() + 2.5  # the loop hangs in its poll all along; the lease is 2 s
+    while time.monotonic() < until:
+        sec, usec = h.r.time()
+        if float(h.r.hget(h.backend.keys.task(m.task_id), "lease") or 0) < sec + usec / 1e6:
+            lapsed.append(sec)
+        time.sleep(0.05)
+    assert not lapsed, "the lease lapsed while the worker ran the task"
+    h.wait_done([m.task_id])
+    assert h.status(m.task_id) == "success" and w.done == 1
+
+
 def test_a_claim_made_before_a_freeze_is_checked_again_before_it_runs(h: Harness) -> None:
     """A claim older than a third of its lease is confirmed in Redis before its task starts."""
     h.source.assign([0, 1])

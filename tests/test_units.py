@@ -144,3 +144,27 @@ def test_the_readmes_python_examples_compile_and_their_imports_exist() -> None:
         for line in block.splitlines():
             if line.startswith(("from yadtq", "import yadtq")):
                 exec(line.split("#")[0], {})
+
+
+def test_chaos_judge_tells_a_completed_run_repeated_from_a_cut_off_run_and_a_retry() -> None:
+    from worker_farm.chaos import judge
+
+    ledger = [("done-twice", 10, 1), ("raised", 10, 1), ("cut", 12, 1),
+              ("done-twice", 11, 2), ("raised", 11, 2), ("cut", 13, 2)]
+    ended = {("done-twice", 10, 1): 100.0, ("done-twice", 11, 2): 101.0, ("raised", 11, 2): 101.0,
+             ("cut", 13, 2): 102.0}  # "raised" by pid 10 never returned; "cut" by 12 was killed mid-run
+    ids = ["done-twice", "raised", "cut"]
+    report = judge(ids, set(ids), {"success": 3}, ledger, [(99.0, "W3", 12)], 10.0, slots=4, ended=ended)
+    assert report.lost == 0
+    assert report.run_twice_after_completion == 1 and "done-twice" in report.unexplained[0]
+    assert report.retries_after_failure == 1
+    assert report.reruns_after_midrun_kill == 1
+    # With the stored outcomes known: a killed process's run is cut off only if its outcome was not stored.
+    late = [("slow-store", 12, 1), ("slow-store", 13, 2)]
+    ended = {("slow-store", 12, 1): 90.0, ("slow-store", 13, 2): 100.0}  # ended 9 s before the kill
+    report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
+                   ended=ended, stored=set())
+    assert report.run_twice_after_completion == 0 and report.reruns_after_midrun_kill == 1
+    report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
+                   ended=ended, stored={("slow-store", 12, 1)})
+    assert report.run_twice_after_completion == 1

@@ -42,8 +42,8 @@ from yadtq.config import Settings
 from yadtq.kafka_cluster import KafkaCluster
 from yadtq.services import free_port, start_broker, start_redis
 
-SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill", "wall_s",
-                "throughput", "faults", "recover_s", "alive_at_end")
+SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
+                "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
 FAULT_KINDS = ("kill", "stop", "broker", "redis")
 
 
@@ -151,6 +151,8 @@ class ChaosReport:
     wall_s: float
     throughput: float
     counts: dict[str, int] = field(default_factory=dict)
+    # Runs that raised (no end in the ledger, their process alive) and ran again by the retry policy.
+    retries_after_failure: int = 0
     kill_phase: tuple[float, int] = (0.0, 0)  # (seconds with kills, tasks succeeded by their end)
     unexplained: list[str] = field(default_factory=list, repr=False)  # why each violation counted
     kill_log: list[tuple[float, str, int]] = field(default_factory=list, repr=False)
@@ -342,11 +344,28 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
              for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
     cut = {f.pid for f in injector.faults if f.kind == "stop"}
     report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
-                   stopped=cut)
+                   stopped=cut, stored=_stored_outcomes(Path(settings.log_dir)))
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive
     return report
+
+
+def _stored_outcomes(log_dir: Path) -> set[tuple[str, int, int]]:
+    """(task id, pid, attempt) of every run whose outcome a worker stored, by its event log
+    (an event written only after the store; a kill -9 loses at most the last ~100 ms)."""
+    out: set[tuple[str, int, int]] = set()
+    for path in log_dir.glob("worker-*.events.jsonl"):
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if '"task_succeeded"' not in line and '"task_retried"' not in line and '"task_failed"' not in line:
+                    continue
+                try:
+                    e = json.loads(line)
+                    out.add((str(e["task_id"]), int(e["pid"]), int(e["attempt"])))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by a kill
+    return out
 
 
 def _work(rng: random.Random, pause: float, mixed: bool) -> float:
@@ -391,7 +410,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
           kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
-          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None) -> ChaosReport:
+          ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None,
+          stored: set[tuple[str, int, int]] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
     was cut off by a fault of its process.
 
@@ -403,7 +423,11 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     followed by another one is a violation. With `ended` (when each run's task
     function returned, by the ledger), a run of a killed process is cut off
     when the kill came before it returned, or less than two seconds after (its
-    outcome not stored yet).
+    outcome not stored yet; with `stored`, the runs whose outcome the workers'
+    event logs say was stored, a run of a killed process is cut off when its
+    outcome was not stored); a run with no end whose process was neither
+    killed nor stopped raised (the ledger task writes to Redis, which the
+    chaos restarts) and its retry is the policy at work, counted apart.
     """
     kill_time = {pid: ts for ts, _, pid in kills}
     killed = set(kill_time)
@@ -415,13 +439,19 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     last_of_task: dict[str, int] = {}
     for i, (tid, _, _) in enumerate(ledger):
         last_of_task[tid] = i
-    reruns, unexplained = 0, []
+    reruns, after_failure, unexplained = 0, 0, []
     for i, (tid, pid, attempt) in enumerate(ledger):
         if last_of_task[tid] == i:
             continue  # the execution whose outcome stands
         if ended is not None:
             end = ended.get((tid, pid, attempt))
-            cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+            if stored is not None:  # killed before its outcome was stored
+                cut_off = pid in killed and (tid, pid, attempt) not in stored
+            else:
+                cut_off = pid in killed and (end is None or kill_time[pid] - end < 2.0)
+            if end is None and not cut_off and pid not in stopped:
+                after_failure += 1  # the task raised (its Redis went away mid-run): retried by its policy
+                continue
         else:
             cut_off = pid in killed and i in last_of_pid[pid]
         if cut_off or pid in stopped:
@@ -433,6 +463,7 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     return ChaosReport(
         tasks=tasks, kills=len(kills), lost=tasks - len(done & set(ids)),
         run_twice_after_completion=len(unexplained), reruns_after_midrun_kill=reruns,
+        retries_after_failure=after_failure,
         wall_s=round(wall, 2), throughput=round(len(done) / wall, 1) if wall else 0.0,
         counts=dict(counts), unexplained=unexplained, kill_log=list(kills), ledger=ledger)
 
@@ -441,7 +472,7 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
                  env: dict[str, str] | None = None) -> list[str]:
     """The chaos notebook's input, under `out`: summary.json, kills.csv (ts,
     worker, pid), ledger.csv (task_id, pid, attempt; one row per execution in
-    order), and with `settings`: logs/ (the run's event files) and export/
+    order), and with `settings`: logs/ (the run's event and log files) and export/
     (`yadtq export --out`, when that command exists). Returns notes on what
     was skipped."""
     notes: list[str] = []
@@ -463,8 +494,9 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
         return notes
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    for path in sorted(Path(settings.log_dir).glob("*.events.jsonl")):
-        shutil.copyfile(path, logs / path.name)
+    for pattern in ("*.events.jsonl", "*.log"):
+        for path in sorted(Path(settings.log_dir).glob(pattern)):
+            shutil.copyfile(path, logs / path.name)
     notes += _export(settings, out / "export", env)
     return notes
 

@@ -21,7 +21,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -78,17 +78,17 @@ class HeartbeatThread(threading.Thread):
 class LeaseRenewer(threading.Thread):
     """Extends the running tasks' leases every third of a lease, whatever the broker does."""
 
-    def __init__(self, *, lease: float, snapshot: Callable[[], dict[str, Any]],
+    def __init__(self, *, lease: float, claims: Callable[[], Sequence[tuple[str, str]]],
                  renew: Callable[[list[tuple[str, str]]], None]) -> None:
         super().__init__(name="yadtq-lease", daemon=True)
         self.every = lease / 3
-        self.snapshot = snapshot
+        self.claims = claims
         self.renew = renew
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.every):
-            claims = list(self.snapshot().get("claims", ()))
+            claims = list(self.claims())
             if not claims:
                 continue
             try:

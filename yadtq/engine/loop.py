@@ -98,6 +98,7 @@ class Worker:
                       "epoch": 0.0}
         self._epoch: str | None = None
         self._snapshot: dict[str, Any] = {}
+        self._held: tuple[tuple[str, str], ...] = ()
         self._hard_limit_hit = threading.Event()
         self._starved = True  # the last turn found fewer ready records than free slots
         # A task whose earlier run was cut off by a worker's death runs alone in this worker (others
@@ -127,11 +128,17 @@ class Worker:
         producer = getattr(self.source, "producer", None)
         self.heartbeat = HeartbeatThread(producer=producer, topic=s.heartbeat_topic, interval=s.heartbeat_interval,
                                          snapshot=self.snapshot)
-        self.renewer = LeaseRenewer(lease=s.lease, snapshot=self.snapshot, renew=self._renew)
+        self.renewer = LeaseRenewer(lease=s.lease, claims=self.held_claims, renew=self._renew)
 
     def snapshot(self) -> dict[str, Any]:
         """The loop's latest published state (safe from any thread: replaced, never mutated)."""
         return self._snapshot
+
+    def held_claims(self) -> tuple[tuple[str, str], ...]:
+        """(task id, fence) of every task claimed here and not settled yet (safe from any thread:
+        replaced, never mutated). Published after each step, not with the periodic snapshot: a loop
+        that blocks right after claiming (a broker call) must not leave its new claims unrenewed."""
+        return self._held
 
     def stop(self) -> None:
         """Asks the loop to stop taking tasks and leave once the running ones finish (signal safe)."""
@@ -249,6 +256,12 @@ class Worker:
         return out
 
     def _step(self, finished: list[Finished], claims: list[tuple[Claim, Entry]]) -> None:
+        try:
+            self._store_and_claim(finished, claims)
+        finally:
+            self._held = tuple((j.task_id, j.run.fence) for j in self._running.values())
+
+    def _store_and_claim(self, finished: list[Finished], claims: list[tuple[Claim, Entry]]) -> None:
         outcomes_f = self._unsent[0] + finished
         claims_all = self._unsent[1] + claims
         lost = [f for f in outcomes_f if f.status == LOST]
@@ -531,7 +544,6 @@ class Worker:
                                else "idle"),
             "current_task": running[0].task_id if running else None,
             "running": tuple(j.task_id for j in running),
-            "claims": tuple((j.task_id, j.run.fence) for j in running),
             "concurrency": self.settings.concurrency,
             "done": self.done, "failed": self.failed, "partitions": tuple(self.tracker.partitions),
             "partition_state": tuple(self.tracker.describe()),
@@ -624,7 +636,7 @@ class Worker:
     def _renew(self, claims: list[tuple[str, str]]) -> None:
         """Lease thread: extends the leases of the running tasks."""
         for (task_id, fence), ok in zip(claims, self.claims.renew(claims), strict=True):
-            if not ok and (task_id, fence) in self._snapshot.get("claims", ()):  # still running: really lost
+            if not ok and (task_id, fence) in self._held:  # still running: really lost
                 log.warning("task %s: claim lost while running (its outcome will be discarded)", task_id)
 
     def _confirm(self, job: Job) -> bool:

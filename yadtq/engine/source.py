@@ -221,7 +221,8 @@ class KafkaSource:
         if not last:
             return
         try:
-            self.consumer.commit(self._offsets(last))
+            # Bounded: without a timeout kafka-python waits for a coordinator as long as the broker is away.
+            self.consumer.commit(self._offsets(last), timeout_ms=int(self.settings.connect_timeout * 1000))
         except CommitFailedError as exc:
             log.warning("commit refused (rebalanced): %s", exc)
         except KafkaError as exc:
