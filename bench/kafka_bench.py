@@ -1,6 +1,6 @@
 """The broker benchmarks on a single Apache Kafka node, beside the embedded broker and Celery.
 
-    .venv/bin/python bench/kafka_bench.py [--quick] [--runs N]      (or `make bench`, through bench/run.py)
+    .venv/bin/python bench/kafka_bench.py [--quick] [--runs N] [--only PART ...] [--out JSON]
 
 Runs yadtq_bench's transport ceiling, end-to-end throughput and latency at 100 tasks/s on one
 Apache Kafka node (fetched once with Maven, see yadtq/kafka_cluster.py), plus failover after
