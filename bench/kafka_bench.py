@@ -1,6 +1,6 @@
 """The broker benchmarks on a single Apache Kafka node, beside the embedded broker and Celery.
 
-    .venv/bin/python bench/kafka_bench.py [--quick] [--runs N]      (or `make bench`, through bench/run.py)
+    .venv/bin/python bench/kafka_bench.py [--quick] [--runs N] [--only PART ...] [--out JSON]
 
 Runs yadtq_bench's transport ceiling, end-to-end throughput and latency at 100 tasks/s on one
 Apache Kafka node (fetched once with Maven, see yadtq/kafka_cluster.py), plus failover after
@@ -16,18 +16,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
 from bench import common, yadtq_bench  # noqa: E402
-from bench.common import save, spawn_workers, stop, summarize, wait_until  # noqa: E402
-from yadtq.client import YADTQ  # noqa: E402
+from bench.common import repeat, save  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
 from yadtq.kafka_cluster import KAFKA_VERSION, KafkaCluster  # noqa: E402
 from yadtq.services import free_port, start_redis  # noqa: E402
@@ -87,68 +85,34 @@ def on(node: KafkaNode | None) -> Iterator[None]:
         yadtq_bench.private_services = saved
 
 
-def failover(services: Callable[..., Any], how: signal.Signals, rate: float = 200) -> dict[str, float]:
-    """A worker holding partitions is stopped (`how`) under steady load: seconds until its partitions
-    complete tasks again on the other worker. Default settings: session timeout 10 s, lease 10 s."""
-    with services(partitions=4) as s:
-        procs = spawn_workers(s, 2)
-        try:
-            with YADTQ(s) as q:
-                q.result(q.submit("add", [0, 0]), timeout=60)
-                time.sleep(12)  # both joined and settled
-                running = threading.Event()
-                running.set()
-
-                def load() -> None:
-                    i = 0
-                    while running.is_set():
-                        q.submit_many([("add", [i, 1])] * max(1, int(rate / 20)))
-                        i += 1
-                        time.sleep(0.05)
-                feeder = threading.Thread(target=load, daemon=True)
-                feeder.start()
-                time.sleep(3)
-                recent = q.backend.list("success", limit=200)
-                victim = next(p for p in procs if f"B{procs.index(p) + 1}" in {r.worker for r in recent})
-                name = f"B{procs.index(victim) + 1}"
-                held = {r.partition for r in recent if r.worker == name}
-                victim.send_signal(how)
-                stopped = time.time()
-
-                def recovered() -> float | None:
-                    for r in q.backend.list("success", limit=500):
-                        if r.partition in held and r.worker != name and r.finished and r.finished > stopped:
-                            return r.finished - stopped
-                    return None
-                took = wait_until(recovered, 120, 0.05)
-                running.clear()
-                feeder.join()
-        finally:
-            stop(procs)
-    return {"failover_s": took, "session_timeout_s": s.session_timeout_ms / 1000}
+PARTS = ("transport", "throughput", "latency", "failover")
 
 
-def repeat(runs: int, fn: Callable[..., dict[str, float]], *args: Any) -> dict[str, dict[str, float]]:
-    results = [fn(*args) for _ in range(runs)]
-    return {k: summarize([r[k] for r in results]) for k in results[0]}
-
-
-def run_all(runs: int, n_tp: int, n_lat: int, rate: float = 100.0, embedded: bool = True) -> dict[str, Any]:
-    """Every broker benchmark on a Kafka node; failover on the embedded broker too (when `embedded`)."""
+def run_all(runs: int, n_tp: int, n_lat: int, rate: float = 100.0, embedded: bool = True,
+            only: Sequence[str] = PARTS) -> dict[str, Any]:
+    """Every broker benchmark (or `only` some) on a Kafka node; failover after a clean stop on the
+    embedded broker too (when `embedded`)."""
     node = KafkaNode()
-    out: dict[str, Any] = {"kafka_version": KAFKA_VERSION, "kafka_start_s": round(node.start_s, 1)}
+    out: dict[str, Any] = {"kafka_version": KAFKA_VERSION, "kafka_start_s": round(node.start_s, 1),
+                           "load_at_start": common.load()}
     try:
         with on(node):
-            out["transport"] = repeat(runs, yadtq_bench.transport, n_tp)
-            out["transport_latency"] = repeat(runs, yadtq_bench.transport_latency, n_lat, rate)
-            out["throughput"] = repeat(runs, yadtq_bench.throughput, n_tp)
-            out["latency"] = repeat(runs, yadtq_bench.latency, n_lat, rate)
-        out["failover"] = repeat(1, failover, node.services, signal.SIGKILL)
-        out["failover_clean"] = repeat(1, failover, node.services, signal.SIGTERM)
+            if "transport" in only:
+                out["transport"] = repeat(runs, yadtq_bench.transport, n_tp)
+                out["transport_latency"] = repeat(runs, yadtq_bench.transport_latency, n_lat, rate)
+            if "throughput" in only:
+                out["throughput"] = repeat(runs, yadtq_bench.throughput, n_tp)
+            if "latency" in only:
+                out["latency"] = repeat(runs, yadtq_bench.latency, n_lat, rate)
+        if "failover" in only:
+            out["failover"] = repeat(1, yadtq_bench.failover, 200, signal.SIGKILL, node.services)
+            out["failover_clean"] = repeat(1, yadtq_bench.failover, 200, signal.SIGTERM, node.services)
     finally:
         node.close()
-    if embedded:
-        out["embedded_failover_clean"] = repeat(1, failover, common.private_services, signal.SIGTERM)
+    if embedded and "failover" in only:
+        out["embedded_failover_clean"] = repeat(1, yadtq_bench.failover, 200, signal.SIGTERM,
+                                                common.private_services)
+    out["load_at_end"] = common.load()
     return out
 
 
@@ -207,11 +171,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes, one run each")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--only", nargs="*", choices=PARTS, default=list(PARTS))
+    p.add_argument("--out", type=Path, metavar="JSON", help="where the results go (default "
+                   "bench/results/kafka-latest.json, or kafka-quick.json with --quick)")
     args = p.parse_args(argv)
     runs = 1 if args.quick else args.runs
     n_tp, n_lat = (2000, 100) if args.quick else (20_000, 1000)
-    out = {"kafka": run_all(runs, n_tp, n_lat)}
-    save("kafka-quick" if args.quick else "kafka-latest", out)
+    out = {"kafka": run_all(runs, n_tp, n_lat, only=args.only)}
+    print(f"wrote {save('kafka-quick' if args.quick else 'kafka-latest', out, args.out)}")
     print_broker_table(out)
     return out
 

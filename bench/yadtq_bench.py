@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -120,10 +123,13 @@ def transport_latency(n: int, rate: float) -> dict[str, float]:
     return {"p50_ms": percentile(lat, 50), "p95_ms": percentile(lat, 95), "p99_ms": percentile(lat, 99)}
 
 
-def failover(rate: float = 200) -> dict[str, float]:
-    """A worker holding partitions is killed with kill -9 under steady load: how long until its
-    partitions complete tasks again (default settings: session timeout 10 s, lease 10 s)."""
-    with private_services(partitions=4) as s:
+def failover(rate: float = 200, how: signal.Signals = signal.SIGKILL,
+             services: Callable[..., Any] | None = None) -> dict[str, float]:
+    """A worker holding partitions is stopped with `how` (kill -9 by default; SIGTERM is a clean
+    stop) under steady load: how long until its partitions complete tasks again on the other
+    worker (default settings: session timeout 10 s, lease 10 s). `services`: where (default
+    `private_services`, a fresh broker and Redis)."""
+    with (services or private_services)(partitions=4) as s:
         procs = spawn_workers(s, 2)
         try:
             with YADTQ(s) as q:
@@ -145,15 +151,15 @@ def failover(rate: float = 200) -> dict[str, float]:
                 victim = next(p for p in procs if f"B{procs.index(p) + 1}" in {r.worker for r in recent})
                 name = f"B{procs.index(victim) + 1}"
                 held = {r.partition for r in recent if r.worker == name}
-                victim.kill()
-                killed = time.time()
+                victim.send_signal(how)
+                stopped = time.time()
 
                 def recovered() -> float | None:
                     for r in q.backend.list("success", limit=500):
-                        if r.partition in held and r.worker != name and r.finished and r.finished > killed:
-                            return r.finished - killed
+                        if r.partition in held and r.worker != name and r.finished and r.finished > stopped:
+                            return r.finished - stopped
                     return None
-                took = wait_until(recovered, 120, 0.1)
+                took = wait_until(recovered, 120, 0.05)
                 running.clear()
                 feeder.join()
         finally:

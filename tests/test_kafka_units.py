@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from yadtq import kafka_cluster
 from yadtq.broker import topic_replication
 from yadtq.config import Settings
 from yadtq.kafka_cluster import KafkaCluster, KafkaSetupError, check_java, java_major, kafka_classpath
@@ -46,6 +47,15 @@ def test_a_data_dir_of_another_layout_is_refused(tmp_path: Path) -> None:
     (data / "cluster.json").write_text(json.dumps({"kafka": "4", "nodes": [[1, 9092, 9093]], "cluster_id": "x"}))
     with pytest.raises(KafkaSetupError, match=r"laid out as \[\[1, 9092, 9093\]\].*remove that directory"):
         KafkaCluster.local(data, tmp_path / "logs", 9092, nodes=3).prepare()
+
+
+def test_a_cluster_id_starting_with_a_dash_formats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1 in 64 random ids starts with "-": the storage tool must not read it as a flag (it did)."""
+    monkeypatch.setattr(kafka_cluster, "new_cluster_id", lambda: "-" + "A" * 21)
+    c = KafkaCluster.local(tmp_path / "kafka", tmp_path / "logs", 9092)
+    c.prepare()
+    assert (tmp_path / "kafka" / "node-1" / "log" / "meta.properties").exists()
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (tmp_path / "kafka" / "node-1" / "log" / "meta.properties").read_text()
 
 
 def test_each_node_is_controller_and_broker_with_replicated_internal_topics(tmp_path: Path) -> None:

@@ -240,7 +240,8 @@ class KafkaCluster:
             props = self._write_properties(n.node_id)
             if (self.node_dir(n.node_id) / "log" / "meta.properties").exists():
                 continue
-            cmd = self._java("kafka.tools.StorageTool", n.node_id, "format", "-t", self._cluster_id,
+            # `--cluster-id=ID` in one argument: an id starting with "-" (1 in 64) is a flag otherwise.
+            cmd = self._java("kafka.tools.StorageTool", n.node_id, "format", f"--cluster-id={self._cluster_id}",
                              "-c", str(props), "--ignore-formatted", heap="256m")
             formats.append((n.node_id, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
         for node_id, proc in formats:

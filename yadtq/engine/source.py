@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
 
 from yadtq.assignor import StandbyAwareAssignor
 from yadtq.broker import ensure_topic, make_consumer, make_producer
 from yadtq.config import Settings
 from yadtq.engine.records import Record
+from yadtq.errors import ConfigError
 from yadtq.messages import key_partition
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,8 @@ class KafkaSource:
         self.lows: dict[int, int] = {}
         self.rewind: dict[int, int] = {}
         self._last_topic_check = time.monotonic()
+        self._to_commit: dict[int, tuple[int, str]] = {}  # the last offset asked for, and its epoch
+        self._commit_error: Exception | None = None
         ensure_topic(settings, settings.topic, settings.partitions)
         ensure_topic(settings, settings.heartbeat_topic, 1)
         # A send must not block the loop for kafka-python's default minute while the broker is away.
@@ -114,12 +123,48 @@ class KafkaSource:
         try:
             batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
         except KafkaError as exc:
+            refused = self._refused_join(exc)
+            if refused:  # retrying cannot help: the worker would wait outside the group for ever
+                raise ConfigError(refused) from exc
             self._lost("poll", exc)
             time.sleep(min(timeout, 1.0))
             return []
         self.connected = True
+        self._keep_unfinished_rejoin()
         self._check_topic()
         return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
+
+    def _keep_unfinished_rejoin(self) -> None:
+        """Works around kafka-python 3.0.12 losing a rejoin that a poll's timeout cut short.
+
+        A rejoin caused by new topic metadata (e.g. a new group's first assignment came before the
+        topic's metadata: it is empty) is wanted only while the leader's assignment snapshot differs
+        from the metadata; the leader's assignment, run on the client's IO thread, makes them equal.
+        If the poll that started the JoinGroup timed out first, its next poll no longer sees a rejoin
+        to finish, the finished join's assignment is never applied, and the worker holds no
+        partitions until the next rebalance (seen for 60-90 s). Marking the rejoin as needed keeps
+        the next poll on it: it applies the join still in flight, or joins again.
+        """
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        join = getattr(coordinator, "_join_task", None)
+        if coordinator is not None and join is not None and not coordinator.need_rejoin():
+            log.info("rejoining the group: the last join finished after its poll returned")
+            coordinator.request_rejoin()
+
+    def _refused_join(self, exc: KafkaError) -> str | None:
+        """What to tell the user when the group coordinator refused the JoinGroup for good
+        (kafka-python raises these as non-retriable from `poll`); None for any other error."""
+        s = self.settings
+        if isinstance(exc, InvalidSessionTimeoutError):
+            return (f"the broker refused the consumer session timeout YADTQ_SESSION_TIMEOUT_MS={s.session_timeout_ms}"
+                    " (INVALID_SESSION_TIMEOUT): it must lie within the broker's group.min.session.timeout.ms"
+                    " .. group.max.session.timeout.ms (6000 .. 1800000 by default)")
+        if isinstance(exc, GroupAuthorizationFailedError):
+            return f"the broker did not authorize this worker to join consumer group {s.group!r} (YADTQ_GROUP)"
+        if isinstance(exc, InconsistentGroupProtocolError):
+            return (f"consumer group {s.group!r} (YADTQ_GROUP) is used by consumers that are not YADTQ workers"
+                    " (another partition assignor); give the workers a group of their own")
+        return None
 
     def _check_topic(self) -> None:
         """A memory-only broker that restarted has lost the topic: create it again."""
@@ -140,19 +185,48 @@ class KafkaSource:
         return out
 
     def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
-        """Commits `offsets`, noting in each commit's metadata the broker epoch they belong to."""
+        """Sends the commit, noting in each commit's metadata the broker epoch its offsets belong
+        to, without waiting for it: a synchronous commit held the loop for a Kafka round trip
+        through kafka-python's IO thread (3-12 ms, every 50 ms) and starved the steps. A commit that
+        fails is superseded by the next one (the loop commits as it makes progress), and one that
+        never lands costs only a re-delivery that the claim skips (Redis knows the task finished).
+        `close` commits the last offsets synchronously, so a clean stop hands over exact offsets."""
+        failed, self._commit_error = self._commit_error, None
+        if failed is not None and not isinstance(failed, CommitFailedError):
+            self._lost("commit", failed)
+        tagged = {p: (o, log_epoch) for p, o in offsets.items()}
+        self._to_commit.update(tagged)
         try:
-            # Bounded: without a timeout kafka-python waits for a coordinator as long as the broker is away.
-            self.consumer.commit({TopicPartition(self.topic, p): OffsetAndMetadata(o, log_epoch, -1)
-                                  for p, o in offsets.items()}, timeout_ms=int(self.settings.connect_timeout * 1000))
-            return True
-        except CommitFailedError as exc:
-            # The group moved on; the new owner sees finished tasks in Redis and skips them.
-            log.warning("commit refused (rebalanced): %s", exc)
+            self.consumer.commit_async(self._offsets(tagged), callback=self._commit_done)
             return True
         except KafkaError as exc:
             self._lost("commit", exc)
             return False
+
+    def _offsets(self, tagged: dict[int, tuple[int, str]]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, epoch, -1) for p, (o, epoch) in tagged.items()}
+
+    def _commit_done(self, offsets: Any, response: Any) -> None:
+        """kafka-python calls this from `poll` on the loop's thread."""
+        if isinstance(response, CommitFailedError):
+            # The group moved on; the new owner sees finished tasks in Redis and skips them.
+            log.warning("commit refused (rebalanced): %s", response)
+        elif isinstance(response, Exception):
+            self._commit_error = response
+
+    def _commit_last(self) -> None:
+        """The last offsets asked for, committed and waited for (partitions still owned only)."""
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        last = {p: o for p, o in self._to_commit.items() if p in owned}
+        if not last:
+            return
+        try:
+            # Bounded: without a timeout kafka-python waits for a coordinator as long as the broker is away.
+            self.consumer.commit(self._offsets(last), timeout_ms=int(self.settings.connect_timeout * 1000))
+        except CommitFailedError as exc:
+            log.warning("commit refused (rebalanced): %s", exc)
+        except KafkaError as exc:
+            log.warning("final commit failed: %s", exc)
 
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
         owned = {tp.partition for tp in self.consumer.assignment()}
@@ -217,6 +291,7 @@ class KafkaSource:
         self.lows = dict(lows)
 
     def close(self) -> None:
+        self._commit_last()
         try:
             self.consumer.close(autocommit=False)
         except KafkaError as exc:
