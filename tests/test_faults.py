@@ -311,7 +311,7 @@ def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monk
                              concurrency=4, lease=3.0, session_timeout_ms=3000, heartbeat_interval_ms=500,
                              requeue_stale_after=5.0)
         lines: list[str] = []
-        report = run_chaos(s, tasks=600, workers=3, standby=1, kill_every=3.0, max_minutes=1.0, drain_minutes=3,
+        report = run_chaos(s, tasks=900, workers=3, standby=1, kill_every=2.0, max_minutes=1.5, drain_minutes=3,
                            seed=10, pause=0.004, say=lines.append, faults=FAULT_KINDS, services=owned.control(),
                            monitor=True, mixed=True)
         figures = {**report.summary(), "counts": report.counts}
@@ -319,7 +319,7 @@ def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monk
         assert all(report.faults.get(kind, 0) >= 1 for kind in FAULT_KINDS), figures
         assert report.lost == 0, (figures, lines[-20:])
         assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
-        assert report.counts_add_up and report.counts["success"] == 600, figures
+        assert report.counts_add_up and report.counts["success"] == 900, figures
         assert report.alive_at_end, (figures, lines[-20:])
     finally:
         owned.stop()
