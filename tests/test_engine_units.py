@@ -298,6 +298,18 @@ def test_a_commit_made_in_a_lost_log_is_not_trusted(h: Harness) -> None:
     wait_for(lambda: h.source.committed_tags.get(0) == "E2", 5, what="commits noted with the epoch known")
 
 
+def test_a_commit_made_without_knowing_the_epoch_is_not_trusted(h: Harness) -> None:
+    """A worker that could not read the epoch (Redis away at its start) notes none with its commits:
+    such a commit may belong to any log, so the next owner reads the partition from the start."""
+    h.r.set(h.backend.keys.broker_epoch, "E2")
+    ids = [h.submit("sleep", 0.01, tag=f"u{i}", partition=0) for i in range(4)]
+    h.source.committed_offsets[0] = 2
+    h.source.committed_tags[0] = ""
+    h.source.assign([0])
+    h.worker()
+    h.wait_done(ids)
+
+
 def test_a_partition_coming_back_after_the_broker_lost_its_log_is_read_from_the_new_start(h: Harness) -> None:
     """kafka-python keeps a returning partition's old position; in a new, shorter log nothing lies there."""
     h.r.set(h.backend.keys.broker_epoch, "E1")

@@ -96,7 +96,8 @@ class Worker:
         self._redis_delay = 0.2
         self._last = {"commit": 0.0, "control": 0.0, "retries": 0.0, "end": 0.0, "snapshot": 0.0, "poll": 0.0,
                       "epoch": 0.0}
-        self._epoch: str | None = None
+        self._epoch: str | None = None  # the broker epoch in Redis (None: none noted there)
+        self._epoch_read = False  # whether `_epoch` was read at all (Redis may be away at the start)
         self._snapshot: dict[str, Any] = {}
         self._held: tuple[tuple[str, str], ...] = ()
         self._hard_limit_hit = threading.Event()
@@ -122,7 +123,7 @@ class Worker:
             after_run=lambda f: self.hooks.after_run(self, f), on_hard_limit=self._hard_limit,
             on_long_running=self._long_running, confirm=self._confirm, confirm_after=s.lease / 3)
         # Known before the first assignment: commits are noted with it, and judged by it.
-        self._epoch = self._redis_call(self._read_epoch, None)
+        self._check_broker_epoch()
         self.events.emit("connected", worker=self.name, kafka=s.kafka_bootstrap, topic=s.topic)
         self._publish_snapshot()
         producer = getattr(self.source, "producer", None)
@@ -432,6 +433,8 @@ class Worker:
         todo = [p for p in partitions if p not in starts]
         if not todo:
             return
+        if not self._epoch_read:
+            self._check_broker_epoch()
         try:
             committed = self.source.committed(todo)
             fresh = [p for p in todo if not self._trusted(committed.get(p))]
@@ -450,23 +453,33 @@ class Worker:
         self.source.seek(places)
 
     def _trusted(self, commit: Committed | None) -> bool:
-        return commit is not None and (not self._epoch or not commit.epoch or commit.epoch == self._epoch)
+        """A commit is trusted when it was made in the log the broker holds now, by its noted epoch
+        (with the epoch unreadable, none is: reading from the start costs only time)."""
+        if commit is None or not self._epoch_read:
+            return False
+        return self._epoch is None or commit.epoch == self._epoch
 
     def _check_broker_epoch(self) -> None:
         """The monitor notes a new broker epoch when a memory-only broker restarted and lost its
         log: positions in the old log mean nothing, so read every owned partition from the start."""
-        epoch = self._redis_call(self._read_epoch, None)
-        if epoch is None:
+        unread = object()
+        read = self._redis_call(self._read_epoch, unread)
+        if read is unread:
             return
-        if self._epoch is not None and epoch != self._epoch:
+        epoch = read if isinstance(read, str) else None
+        # A first read after the start could not read it: positions held since may be of any log.
+        if self._epoch_read:
+            changed = self._epoch is not None and epoch != self._epoch
+        else:
+            changed = bool(self.tracker.partitions)
+        self._epoch, self._epoch_read = epoch, True
+        if changed and epoch is not None:
             parts = self.tracker.partitions
-            log.warning("the broker lost its log (epoch %s -> %s): reading partitions %s from the start",
-                        self._epoch, epoch, parts)
+            log.warning("the broker lost its log (epoch now %s): reading partitions %s from the start", epoch, parts)
             self.events.emit("broker_log_restarted", worker=self.name, partitions=parts, epoch=epoch)
             for p in parts:
                 self.tracker.assign(p, start=0)  # a new log starts at offset 0
             self.source.restart_log(parts)
-        self._epoch = epoch
 
     def _read_epoch(self) -> str | None:
         epoch = self.redis.get(self.keys.broker_epoch)
