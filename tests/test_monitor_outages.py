@@ -323,3 +323,38 @@ def test_leases_of_running_tasks_never_lapse_while_the_broker_is_away(ps: Settin
         assert not lapsed, f"the lease lapsed by up to {max(lapsed):.2f}s while the worker ran the task"
         wait_for(lambda: q.status(tid).status == "success", 60, 0.2, "the task to finish")
         assert [run for run in read_ledger(r, s.prefix)[tid]] == read_ledger(r, s.prefix)[tid][:1]
+
+
+@pytest.mark.timeout(60)
+def test_an_unforeseen_error_in_a_round_is_logged_and_the_monitor_goes_on(ps: Settings) -> None:
+    from yadtq.monitor import Monitor
+
+    monitor = Monitor(ps)
+    monitor.connect()
+    real = monitor._read_heartbeats
+    calls = {"n": 0}
+
+    def flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ValueError("something no handler foresaw")
+        real()
+
+    monitor._read_heartbeats = flaky  # type: ignore[method-assign]
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: calls["n"] >= 5, 30, 0.1, "rounds after the error")
+        assert thread.is_alive()
+        monitor.events.flush()
+        errors = [e for e in _read_events(ps, "monitor") if e["event"] == "monitor_error"]
+        assert len(errors) == 1 and "something no handler foresaw" in errors[0]["error"]
+    finally:
+        monitor.stop()
+        thread.join(timeout=15)
+
+
+def _read_events(s: Settings, name: str) -> list[dict[str, object]]:
+    import json
+    path = Path(s.log_dir) / f"{name}.events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

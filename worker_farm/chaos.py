@@ -494,7 +494,7 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
         return notes
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    for pattern in ("*.events.jsonl", "*.log"):
+    for pattern in ("*.events.jsonl", "*.log", "*.out"):
         for path in sorted(Path(settings.log_dir).glob(pattern)):
             shutil.copyfile(path, logs / path.name)
     notes += _export(settings, out / "export", env)

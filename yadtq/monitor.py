@@ -27,6 +27,7 @@ import logging
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -135,7 +136,12 @@ class Monitor:
     def run(self) -> None:
         try:
             while not self._stop.is_set():
-                self.round()
+                try:
+                    self.round()
+                except Exception:  # an error no handler foresaw must not end the farm's only judge
+                    log.exception("monitor round failed; going on")
+                    self.events.emit("monitor_error", error=traceback.format_exc(limit=3)[-2000:])
+                    self._stop.wait(1.0)
         finally:
             self.consumer.close()
             self.epoch.close()
