@@ -19,7 +19,7 @@ venv: $(STAMP)
 ## BROKER=kafka: Apache Kafka instead of the embedded broker (jars fetched once).
 RUN_ARGS ?=
 run: venv
-	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.kafka_cluster)
+	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.ops.kafka_cluster)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint and types first, then the test suite against real broker and Redis processes (both brokers).

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Stalled, percentile, stop, wait_until
-from yadtq.services import free_port, start_redis
+from yadtq.ops.services import free_port, start_redis
 
 
 def done_at(result: Any) -> float:

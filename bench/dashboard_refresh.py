@@ -18,9 +18,9 @@ from typing import Any
 
 from bench.common import private_services
 from dashboard import data
-from yadtq import search
-from yadtq.client import YADTQ
-from yadtq.keys import Keys
+from yadtq.client.client import YADTQ
+from yadtq.store import search
+from yadtq.store.keys import Keys
 
 TYPES = ("add", "multiply", "resize", "send_mail")
 

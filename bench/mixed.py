@@ -34,7 +34,7 @@ from bench.common import (
     wait_for_count,
     workers_serving,
 )
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 
 PARTITIONS = 8  # enough for 8 single-slot processes
 NAP_S, LONG_S = 0.2, 1.0

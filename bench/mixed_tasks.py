@@ -10,7 +10,7 @@ import time
 from yadtq import current_task, task
 
 try:
-    from yadtq.signals import Retry as _Retry
+    from yadtq.task.outcomes import Retry as _Retry
 except ImportError:  # before issue 9's engine: a plain exception, retried after YADTQ_RETRY_BACKOFF (1 s here)
     _Retry = None  # type: ignore[assignment,misc]
 

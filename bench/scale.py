@@ -21,7 +21,7 @@ if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
 from bench.common import attempt, private_services, repeat, spawn_workers, stop, wait_for_count, workers_serving
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 
 PARTITIONS = 4  # as in the figures before issue 9, so the 2-worker figure stays comparable
 BATCH = 2000

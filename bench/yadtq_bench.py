@@ -14,9 +14,9 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.common import percentile, private_services, spawn_workers, stop, wait_for_count, wait_until
-from yadtq.broker import ensure_topic
-from yadtq.client import YADTQ
-from yadtq.messages import TaskMessage
+from yadtq.broker.clients import ensure_topic
+from yadtq.client.client import YADTQ
+from yadtq.task.messages import TaskMessage
 
 
 def _message(i: int) -> bytes:

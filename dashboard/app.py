@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dashboard.common import client, open_task
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
-from yadtq.tasks import load_task_modules, registry
+from yadtq.task.registry import load_task_modules, registry
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")
 HERE = Path(__file__).resolve().parent

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
-from yadtq.backlog import Backlog, for_settings
-from yadtq.client import YADTQ
+from yadtq.broker.backlog import Backlog, for_settings
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
 

@@ -2,7 +2,7 @@
 
 No Streamlit here, so `bench/dashboard_refresh.py` times exactly what a page
 refresh reads, with a million task records. Counts come from the status
-indexes (ZCARD), lists are pages of them, search is `yadtq.search` (bounded by
+indexes (ZCARD), lists are pages of them, search is `yadtq.store.search` (bounded by
 its budget), histories are capped ranges. Nothing scans the keyspace.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from yadtq import search
-from yadtq.backend import TaskRecord
-from yadtq.backlog import Backlog
-from yadtq.client import YADTQ
+from yadtq.broker.backlog import Backlog
+from yadtq.client.client import YADTQ
 from yadtq.errors import TaskNotFound
-from yadtq.keys import STATUSES
+from yadtq.store import search
+from yadtq.store.backend import TaskRecord
+from yadtq.store.keys import STATUSES
 
 PAGE = 50
 WINDOWS = {"5 minutes": 300.0, "15 minutes": 900.0, "1 hour": 3600.0, "6 hours": 21_600.0, "24 hours": 86_400.0}

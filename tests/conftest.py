@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.kafka_cluster import KafkaCluster
-from yadtq.services import free_port, start_broker, start_redis
+from yadtq.ops.kafka_cluster import KafkaCluster
+from yadtq.ops.services import free_port, start_broker, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""yadtq.analysis on small frames built here: each shaping function's arithmetic."""
+"""notebooks.analysis on small frames built here: each shaping function's arithmetic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yadtq import analysis as A
+from notebooks import analysis as A
 
 
 def ev(ts: float, event: str, process: str = "worker-W1", pid: int = 100, **kw: object) -> dict:

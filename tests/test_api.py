@@ -11,14 +11,14 @@ import httpx
 import pytest
 from conftest import Procs, run_cli, wait_for
 
-from yadtq import search
 from yadtq.api import bind_address
-from yadtq.backlog import Backlog
-from yadtq.client import YADTQ
+from yadtq.broker.backlog import Backlog
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.control import take_commands
 from yadtq.errors import ConfigError
-from yadtq.services import answers, free_port
+from yadtq.ops.services import answers, free_port
+from yadtq.store import search
+from yadtq.store.worker_commands import take_commands
 
 
 def _done(api: httpx.Client, tid: str) -> dict:

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, wait_for
+
 from worker_farm.chaos import SUMMARY_KEYS, run_chaos, write_report
 from yadtq.config import Settings
 

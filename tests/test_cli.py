@@ -16,12 +16,12 @@ import pytest
 import redis
 from conftest import ROOT, Procs, run_cli, wait_for
 
-from yadtq.cli import build_parser
-from yadtq.client import YADTQ
+from yadtq.cli.main import build_parser
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.keys import Keys
-from yadtq.live import LiveState
-from yadtq.names import claim_worker_name, name_holder, release_worker_name, renew_worker_name
+from yadtq.store.keys import Keys
+from yadtq.store.live_state import LiveState
+from yadtq.store.worker_names import claim_worker_name, name_holder, release_worker_name, renew_worker_name
 
 UUID_LEN = 36
 
@@ -192,7 +192,7 @@ def test_usage_mistakes_are_one_line(settings: Settings, args: list[str]) -> Non
 
 
 def test_submit_key_routes_every_task_of_a_key_to_its_partition(settings: Settings, procs: Procs, q: YADTQ) -> None:
-    from yadtq.messages import key_partition
+    from yadtq.task.messages import key_partition
     procs.worker("W1")
     ids = [run_cli(settings, "submit", "add", str(i), "1", "--key", "customer-42").stdout.strip() for i in range(3)]
     recs = [q.wait(t, 60) for t in ids]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaProducer
-
 from conftest import Procs, run_cli, wait_for
+from kafka import KafkaProducer
 from ledger_tasks import read_ledger
-from yadtq.client import YADTQ
+
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")

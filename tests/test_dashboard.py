@@ -10,9 +10,9 @@ import streamlit as st
 from conftest import ROOT, Procs, wait_for
 from streamlit.testing.v1 import AppTest
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.control import take_commands
+from yadtq.store.worker_commands import take_commands
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ("views/overview.py", "views/tasks.py", "views/workers.py", "views/failures.py")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from conftest import ROOT, Procs, wait_for
 
-from yadtq.client import YADTQ
-from yadtq.control import take_commands
-from yadtq.services import answers, free_port
+from yadtq.client.client import YADTQ
+from yadtq.ops.services import answers, free_port
+from yadtq.store.worker_commands import take_commands
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"

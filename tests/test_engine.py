@@ -7,12 +7,12 @@ import time
 
 import pytest
 import redis
+from conftest import Procs, run_cli, wait_for
 from kafka import KafkaProducer
 
-from conftest import Procs, run_cli, wait_for
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.errors import MessageError, TaskFailed, TaskNotFound
-from yadtq.keys import STATUSES
+from yadtq.store.keys import STATUSES
 
 
 def test_arithmetic_through_the_api(q: YADTQ, procs: Procs) -> None:

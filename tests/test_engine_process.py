@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import Procs, wait_for
 from ledger_tasks import read_ledger
-from yadtq.client import YADTQ
+
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.engine import EXIT_HARD_TIME_LIMIT
-from yadtq.services import free_port, start_redis
+from yadtq.ops.services import free_port, start_redis
+from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 
 def _respawning(procs: Procs, name: str, settings: Settings, until: object, timeout: float = 90) -> list[int]:

@@ -17,17 +17,17 @@ from typing import Any
 
 import pytest
 import redis
-
 from conftest import wait_for
-from yadtq.backend import Backend
+
 from yadtq.config import Settings
-from yadtq.engine import MemorySource, Worker
-from yadtq.engine.records import Record, Rejected, TaskWork, triage
-from yadtq.engine.tracker import PartitionTracker
-from yadtq.messages import TaskMessage
-from yadtq.services import free_port, start_redis
-from yadtq.signals import Fail, Retry
-from yadtq.tasks import Registry
+from yadtq.ops.services import free_port, start_redis
+from yadtq.store.backend import Backend
+from yadtq.task.messages import TaskMessage
+from yadtq.task.outcomes import Fail, Retry
+from yadtq.task.registry import Registry
+from yadtq.worker import MemorySource, Worker
+from yadtq.worker.records import Record, Rejected, TaskWork, triage
+from yadtq.worker.tracker import PartitionTracker
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +388,7 @@ def test_the_partition_is_paused_when_its_buffer_is_full(h: Harness) -> None:
 
 
 def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
-    from yadtq.control import send_command
+    from yadtq.store.worker_commands import send_command
     h.source.assign([0, 1])
     w = h.worker()
     send_command(h.r, h.backend.keys, "W1", "pause")

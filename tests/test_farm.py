@@ -16,7 +16,7 @@ from conftest import ROOT, Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
 
 from worker_farm import Farm, WorkerSpec
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.logs import EventLog
 

@@ -15,12 +15,12 @@ import redis
 from conftest import KAFKA_TEST_CONFIG, ROOT, Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 from ledger_tasks import read_ledger
-from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
 
-from yadtq.client import YADTQ
+from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound
-from yadtq.services import free_port, start_broker
+from yadtq.ops.services import free_port, start_broker
 
 
 def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settings, procs: Procs) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import redis
-
 from conftest import Procs, ServiceAddrs, run_cli, wait_for
 from ledger_tasks import read_ledger
-from yadtq.client import YADTQ
+
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.crash import CRASH_EXIT_CODE
 from yadtq.errors import TaskFailed
-from yadtq.services import free_port, start_broker, start_redis
+from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.worker.crash import CRASH_EXIT_CODE
 
 
 def _ledger_tasks(q: YADTQ, n: int, pause: float = 0.0) -> list[str]:

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import yadtq.builtin_tasks  # noqa: F401  (registers the built-ins)
+import yadtq.task.builtins  # noqa: F401  (registers the built-ins)
 from yadtq.errors import MessageError, ResultError, TaskError
-from yadtq.messages import (
+from yadtq.task.messages import (
     MAX_DEPTH,
     ControlMessage,
     TaskMessage,
@@ -28,8 +28,8 @@ from yadtq.messages import (
     decode,
     sniff_task_id,
 )
-from yadtq.results import encode_result
-from yadtq.tasks import registry as builtin_registry
+from yadtq.task.registry import registry as builtin_registry
+from yadtq.task.results import encode_result
 
 LIMIT = 64 * 1024
 PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

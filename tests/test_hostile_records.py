@@ -14,7 +14,7 @@ import pytest
 from conftest import Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 
 # The 100,000-deep record (200 KB) fits and reaches the parser; the huge one is past twice this.

@@ -8,7 +8,7 @@ from conftest import run_cli
 
 from yadtq.config import Settings, redact_options, redact_url
 from yadtq.errors import RET_CONNECT, RET_USAGE, BackendUnavailable, BrokerUnavailable
-from yadtq.services import free_port
+from yadtq.ops.services import free_port
 
 SECRET = "hunter2-s3cret"
 

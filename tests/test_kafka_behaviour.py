@@ -17,12 +17,12 @@ from collections.abc import Iterator
 import pytest
 from conftest import KAFKA_TEST_CONFIG, Procs, ServiceAddrs, wait_for
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.engine.source import ASSIGNED, KafkaSource
 from yadtq.errors import RET_USAGE
-from yadtq.kafka_cluster import KafkaCluster
-from yadtq.services import free_port
+from yadtq.ops.kafka_cluster import KafkaCluster
+from yadtq.ops.services import free_port
+from yadtq.worker.source import ASSIGNED, KafkaSource
 
 pytestmark = pytest.mark.brokers("kafka")
 ZERO_DELAY_ROUNDS = 8  # new groups per test on the zero-delay node: most rounds hit the rejoin race (see below)

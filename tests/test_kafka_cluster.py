@@ -26,11 +26,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from ledger_tasks import read_ledger
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, TaskNotFound
-from yadtq.kafka_cluster import KafkaCluster
-from yadtq.services import free_port
+from yadtq.ops.kafka_cluster import KafkaCluster
+from yadtq.ops.services import free_port
 
 TASKS = 6000
 RATE = 100.0  # tasks submitted per second: the run lasts about a minute, long enough for two kills

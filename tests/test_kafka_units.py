@@ -1,4 +1,4 @@
-"""yadtq.kafka_cluster and topic settings without a broker: what is missing is one clear line."""
+"""yadtq.ops.kafka_cluster and topic settings without a broker: what is missing is one clear line."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from yadtq import kafka_cluster
-from yadtq.broker import topic_replication
+from yadtq.broker.clients import topic_replication
 from yadtq.config import Settings
-from yadtq.kafka_cluster import KafkaCluster, KafkaSetupError, check_java, java_major, kafka_classpath
+from yadtq.ops import kafka_cluster
+from yadtq.ops.kafka_cluster import KafkaCluster, KafkaSetupError, check_java, java_major, kafka_classpath
 
 
 @pytest.mark.parametrize(("output", "major"), [

@@ -22,8 +22,8 @@ import pytest
 import redis
 from conftest import ROOT, ServiceAddrs, wait_for
 
-from yadtq.names import pid_alive
-from yadtq.services import answers, free_port
+from yadtq.ops.services import answers, free_port
+from yadtq.store.worker_names import pid_alive
 
 pytestmark = pytest.mark.slow
 

@@ -25,11 +25,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from ledger_tasks import read_ledger
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.messages import Heartbeat
-from yadtq.services import free_port, start_broker, start_redis
-
+from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.task.messages import Heartbeat
 
 # The monitor is what is under test, with a private broker it may kill: the embedded one, whose restart
 # loses its log (what the recovery here is for). On Apache Kafka a restart keeps the log: that case, with a
@@ -327,7 +326,7 @@ def test_leases_of_running_tasks_never_lapse_while_the_broker_is_away(ps: Settin
 
 @pytest.mark.timeout(60)
 def test_an_unforeseen_error_in_a_round_is_logged_and_the_monitor_goes_on(ps: Settings) -> None:
-    from yadtq.monitor import Monitor
+    from yadtq.monitor.monitor import Monitor
 
     monitor = Monitor(ps)
     monitor.connect()

@@ -21,11 +21,11 @@ import nbformat
 import numpy as np
 import pytest
 import redis
-from nbclient import NotebookClient
-
 from conftest import ROOT, Procs, run_cli, wait_for
 from ledger_tasks import read_ledger
-from yadtq.client import YADTQ
+from nbclient import NotebookClient
+
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -159,8 +159,8 @@ def test_notebooks_run_on_a_real_workload_and_match_redis(settings: Settings, pr
 
 def test_export_pages_through_each_status_and_honours_limit(settings: Settings, q: YADTQ, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from yadtq import export as E
-    from yadtq.analysis import load_export
+    from notebooks.analysis import load_export
+    from yadtq.store import export as E
     monkeypatch.setattr(E, "PAGE", 2)  # several pages from five tasks
     ids = q.submit_many([("add", [i, 1]) for i in range(5)])  # no worker: all stay queued
     stats = E.export(q.backend, q.live, tmp_path / "all")

@@ -13,10 +13,10 @@ from pathlib import Path
 import redis
 from conftest import ROOT, ServiceAddrs, wait_for
 
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.names import pid_alive
-from yadtq.services import answers, free_port, redis_binary, start_redis
+from yadtq.ops.services import answers, free_port, redis_binary, start_redis
+from yadtq.store.worker_names import pid_alive
 
 
 def _services(env: dict[str, str], cwd) -> subprocess.Popen[str]:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from yadtq.assignor import plan_topic
+from yadtq.broker.assignor import plan_topic
+from yadtq.client.line_producer import _value
 from yadtq.config import Settings
 from yadtq.errors import ConfigError, MessageError, TaskArgumentError, UnknownTask
-from yadtq.messages import ControlMessage, TaskMessage, decode
-from yadtq.producer import _value
-from yadtq.tasks import Registry
+from yadtq.task.messages import ControlMessage, TaskMessage, decode
+from yadtq.task.registry import Registry
 
 
 def test_seed_message_decodes() -> None:

@@ -13,12 +13,12 @@ import sys
 
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
-from yadtq.backend import connect_redis
-from yadtq.broker import check_reachable
-from yadtq.cli import settings_from
-from yadtq.crash import CrashInjector
+from yadtq.broker.clients import check_reachable
+from yadtq.cli.main import settings_from
 from yadtq.errors import RET_CONNECT, RET_USAGE, ConfigError, ConnectError
 from yadtq.logs import EventLog
+from yadtq.store.backend import connect_redis
+from yadtq.worker.crash import CrashInjector
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,10 +37,10 @@ import redis
 
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.kafka_cluster import KafkaCluster
-from yadtq.services import free_port, start_broker, start_redis
+from yadtq.ops.kafka_cluster import KafkaCluster
+from yadtq.ops.services import free_port, start_broker, start_redis
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
                 "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
@@ -502,7 +502,7 @@ def write_report(report: ChaosReport, out: Path, settings: Settings | None = Non
 
 
 def _export(settings: Settings, dest: Path, env: dict[str, str] | None) -> list[str]:
-    from yadtq.cli import COMMANDS
+    from yadtq.cli.main import COMMANDS
     if "export" not in COMMANDS:
         return ["export/ skipped: this yadtq has no `export` command yet"]
     child_env = {k: v for k, v in (env or os.environ).items() if not k.startswith("YADTQ_")}

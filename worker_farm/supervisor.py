@@ -34,13 +34,13 @@ import redis
 
 from worker_farm.events import EventTail, describe
 from worker_farm.spec import LineFilter, WorkerSpec, child_env
-from yadtq.backend import Backend, connect_redis
 from yadtq.config import Settings
-from yadtq.crash import CRASH_EXIT_CODE
 from yadtq.errors import RET_USAGE, YADTQError
-from yadtq.live import LiveState
 from yadtq.logs import EventLog
+from yadtq.store.backend import Backend, connect_redis
+from yadtq.store.live_state import LiveState
 from yadtq.worker import EXIT_HARD_TIME_LIMIT
+from yadtq.worker.crash import CRASH_EXIT_CODE
 
 
 @dataclass

@@ -1,8 +1,6 @@
 """YADTQ: a distributed task queue with Kafka as the broker and Redis as the result backend."""
 
-from yadtq import builtin_tasks as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
-from yadtq.backend import Backend, TaskRecord
-from yadtq.client import YADTQ
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import (
                           BackendUnavailable,
@@ -19,11 +17,13 @@ from yadtq.errors import (
                           UnknownTask,
                           YADTQError,
 )
-from yadtq.live import LiveState
-from yadtq.messages import TaskMessage
-from yadtq.middleware import Middleware
-from yadtq.signals import Fail, Retry
-from yadtq.tasks import Registry, current_task, registry, task
+from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.live_state import LiveState
+from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from yadtq.task.messages import TaskMessage
+from yadtq.task.outcomes import Fail, Retry
+from yadtq.task.registry import Registry, current_task, registry, task
+from yadtq.worker.middleware import Middleware
 
 __all__ = [
                           "YADTQ",

@@ -1,5 +1,5 @@
 import sys
 
-from yadtq.cli import main
+from yadtq.cli.main import main
 
 sys.exit(main())

@@ -3,7 +3,7 @@
 Each process writes `<name>.log` and `<name>.events.jsonl`, one file each so
 processes never interleave writes. Event fields (all optional but `ts`,
 `event`, `process`): task_id, task, worker, partition, offset, attempt,
-status, duration, error. The notebooks and `yadtq.analysis` read them.
+status, duration, error. The notebooks and `notebooks.analysis` read them.
 """
 
 from __future__ import annotations

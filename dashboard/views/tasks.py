@@ -9,8 +9,8 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.common import cancel, client, open_task, requeue, settings, show_notice, viewer_tz
-from yadtq import search
-from yadtq.keys import STATUSES
+from yadtq.store import search
+from yadtq.store.keys import STATUSES
 
 ANY_TIME = "any time"
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.common import backlog, client, settings, viewer_tz
-from yadtq.control import COMMANDS, send_command
+from yadtq.store.worker_commands import COMMANDS, send_command
 
 st.title("Workers and partitions")
 

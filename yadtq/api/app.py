@@ -2,7 +2,7 @@
 
 `create_app(settings)` builds the FastAPI application; it takes its
 collaborators as arguments so tests run it against real services. Every read
-goes through the library's bounded read API (`yadtq.search`, the backend, the
+goes through the library's bounded read API (`yadtq.store.search`, the backend, the
 live state); every error is JSON `{"error": ...}` with a fitting status code.
 """
 
@@ -21,17 +21,17 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from yadtq import search
 from yadtq.api import models as m
 from yadtq.api.metrics import Metrics
-from yadtq.backend import TaskNotCancellable
-from yadtq.backlog import for_settings as backlog_for
-from yadtq.client import YADTQ
+from yadtq.broker.backlog import for_settings as backlog_for
+from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.control import COMMANDS, send_command
 from yadtq.errors import ConnectError, MessageError, TaskNotFound, YADTQError
-from yadtq.keys import STATUSES
-from yadtq.messages import TaskMessage
+from yadtq.store import search
+from yadtq.store.backend import TaskNotCancellable
+from yadtq.store.keys import STATUSES
+from yadtq.store.worker_commands import COMMANDS, send_command
+from yadtq.task.messages import TaskMessage
 
 log = logging.getLogger(__name__)
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="the task's id")]

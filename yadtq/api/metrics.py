@@ -17,11 +17,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from yadtq import search
-from yadtq.backend import Backend
-from yadtq.backlog import Backlog
-from yadtq.keys import FINAL
-from yadtq.live import LiveState
+from yadtq.broker.backlog import Backlog
+from yadtq.store import search
+from yadtq.store.backend import Backend
+from yadtq.store.keys import FINAL
+from yadtq.store.live_state import LiveState
 
 TAIL_MAX = 5_000
 MAX_TYPES = 200  # distinct task labels kept; a client may send any name, Prometheus needs bounded labels

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from yadtq.backend import TaskRecord
-from yadtq.keys import STATUSES
-from yadtq.messages import MAX_TASK_NAME
+from yadtq.store.backend import TaskRecord
+from yadtq.store.keys import STATUSES
+from yadtq.task.messages import MAX_TASK_NAME
 
 StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
 assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses

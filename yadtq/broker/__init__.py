@@ -1,0 +1,1 @@
+"""Kafka plumbing through the standard protocol: client factories, the partition assignor, backlog."""

@@ -1,0 +1,1 @@
+"""The `yadtq` command: parses arguments and calls the library."""

@@ -1,0 +1,445 @@
+"""The `yadtq` command: parses flags, builds Settings, calls the library.
+
+Settings come from `YADTQ_*` env vars; the flags here override them.
+Exit codes are the named `RET_*` of `yadtq.errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yadtq.cli.parser import build_parser
+from yadtq.config import Settings
+from yadtq.errors import (
+    RET_CONNECT,
+    RET_ERROR,
+    RET_OK,
+    RET_TASK_FAILED,
+    RET_TIMEOUT,
+    RET_USAGE,
+    ConfigError,
+    ConnectError,
+    ResultTimeout,
+    TaskFailed,
+    TaskNotFound,
+    YADTQError,
+)
+from yadtq.logs import setup_logging
+from yadtq.store.keys import STATUSES
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
+# The first matching row names a command's exit code.
+EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
+    (ConnectError, RET_CONNECT), (ConfigError, RET_USAGE), (TaskFailed, RET_TASK_FAILED),
+    (ResultTimeout, RET_TIMEOUT), (TaskNotFound, RET_ERROR), (YADTQError, RET_ERROR),
+)
+
+
+def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+    COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
+    return fn
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        kafka_bootstrap=args.kafka, redis_url=args.redis, prefix=args.prefix,
+        topic=getattr(args, "topic", None), partitions=getattr(args, "partitions", None),
+        log_dir=args.log_dir, heartbeat_interval=getattr(args, "heartbeat_interval", None),
+        dead_after=getattr(args, "dead_after", None), tries=getattr(args, "tries", None),
+        time_limit=getattr(args, "time_limit", None), concurrency=getattr(args, "concurrency", None))
+
+
+def _value(word: str) -> Any:
+    try:
+        return json.loads(word)
+    except ValueError:
+        return word
+
+
+def _print_record(rec: Any, as_json: bool) -> None:
+    from yadtq.cli.display import record_line
+    print(json.dumps(rec.as_dict()) if as_json else record_line(rec))
+
+
+# -- processes ---------------------------------------------------------------
+@command
+def cmd_run(args: argparse.Namespace, s: Settings) -> int:
+    """What `make run` runs: the Procfile's processes, stopped in order (see yadtq/stack.py)."""
+    from yadtq.ops.procfile import Stack, install_signal_handlers, read_procfile
+    procfile = Path(args.procfile).resolve()
+    entries = read_procfile(procfile)
+    env = dict(os.environ)
+    # The Procfile's `yadtq` and `python` are this installation's, with or without an activated venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace)
+    install_signal_handlers(stack)
+    return stack.run()
+
+
+@command
+def cmd_services(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.ops.services import Services
+    setup_logging(s, "services")
+    s = s.replace(broker=args.broker)
+    services = Services(s, nodes=args.nodes)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        services.start(say=lambda line: print(line, flush=True))
+        if not services.owns_any:
+            if not args.stay:
+                print("nothing to start; exiting", flush=True)
+                return RET_OK
+            # Under a process manager an exit would read as "the stack is over".
+            print("nothing to start: using the services above; staying up until stopped", flush=True)
+            while True:
+                time.sleep(3600)
+        print("services up; Ctrl+C stops what was started here", flush=True)
+        name = services.wait()
+        print(f"{name} exited unexpectedly", file=sys.stderr)
+        return RET_ERROR
+    except KeyboardInterrupt:
+        return RET_OK
+    finally:
+        services.stop()
+
+
+@command
+def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
+    """Used by the Procfile: processes start once the broker and Redis serve (Redis done loading its data)."""
+    from yadtq.ops.services import broker_address, broker_ready, redis_address, redis_ready
+    probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
+    deadline = time.monotonic() + args.timeout
+    for what, (host, port), probe in probes:
+        said, said_at = "", time.monotonic()
+        while True:
+            ok, why = probe(s)
+            if ok:
+                break
+            now = time.monotonic()
+            if why.startswith("loading"):
+                deadline = max(deadline, now + args.timeout)  # it is making progress: keep waiting
+            if now > deadline:
+                print(f"yadtq: error: {what} at {host}:{port} did not serve within {args.timeout:g}s ({why})",
+                      file=sys.stderr)
+                return RET_CONNECT
+            if why != said and (why.startswith("loading") or now - said_at > 5):
+                print(f"yadtq wait: {what} at {host}:{port}: {why}", file=sys.stderr, flush=True)
+                said, said_at = why, now
+            time.sleep(0.2)
+    return RET_OK
+
+
+@command
+def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.store.backend import connect_redis
+    from yadtq.store.keys import Keys
+    from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
+    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.worker import Worker
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    setup_logging(s, f"worker-{name}", args.verbose)
+    _cwd_importable()
+    load_task_modules(args.tasks)
+    middleware = []
+    if args.crash:
+        from yadtq.worker.crash import CrashInjector
+        middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
+    # The name is claimed before anything (event log included) is opened under it.
+    incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
+    client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
+    if not claim_worker_name(client, keys, name, incarnation, ttl):
+        holder = name_holder(client, keys, name)
+        who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \
+            if holder else ""
+        print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
+              "choose another --name, or stop that worker", file=sys.stderr)
+        client.close()
+        return RET_USAGE
+    worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
+
+    def lost(holder: NameHolder | None) -> None:
+        logging.getLogger("yadtq").error("worker name %s was taken over by %s; stopping", name,
+                                         holder.describe() if holder else "another worker")
+        worker.stop()
+
+    lease = NameLease(client, keys, name, incarnation, ttl, on_lost=lost)
+    try:
+        worker.connect()
+        lease.start()
+        worker.install_signal_handlers()
+        logging.getLogger("yadtq").info("worker %s serving %s (tasks: %s)", name, s.topic,
+                                        ", ".join(registry.names()))
+        worker.run()
+    finally:
+        lease.release()
+        client.close()
+    return RET_OK
+
+
+def _cwd_importable() -> None:
+    """`--tasks mypkg.mytasks` finds modules of the folder the command runs in, as `python -m` would."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+@command
+def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.monitor.monitor import Monitor
+    setup_logging(s, "monitor", args.verbose)
+    monitor = Monitor(s)
+    monitor.connect()
+    monitor.install_signal_handlers()
+    logging.getLogger("yadtq").info("monitor watching %s (dead after %gs)", s.heartbeat_topic, s.dead_after)
+    monitor.run()
+    return RET_OK
+
+
+@command
+def cmd_api(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.api import serve
+    setup_logging(s, "api", args.verbose)
+    serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
+    return RET_OK
+
+
+@command
+def cmd_produce(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.display import Progress
+    from yadtq.client.client import YADTQ
+    from yadtq.client.line_producer import produce
+    configured = Settings.from_env().topic
+    with YADTQ(s) as q:
+        if args.topic != configured:
+            print(f"yadtq: warning: producing to topic {args.topic!r}, but workers, the monitor and 'yadtq tasks' "
+                  f"use {configured!r} (YADTQ_TOPIC) unless started with --topic {args.topic}", file=sys.stderr)
+        progress = Progress(sys.stderr if args.ids else sys.stdout)
+        sink: Any = _PrintsIds(q) if args.ids else q
+        try:
+            stats = produce(sink, sys.stdin, out=progress)  # type: ignore[arg-type]
+        finally:
+            progress.close_line()
+    summary = f"done: {stats.sent} sent, {stats.bad} bad line(s) skipped" + (", end sent" if stats.ended else "")
+    print(summary, file=sys.stderr if args.ids else sys.stdout)
+    return RET_OK
+
+
+class _PrintsIds:
+    """The client as `produce` sees it, printing each task id once the broker has it."""
+
+    def __init__(self, q: Any) -> None:
+        self._q = q
+
+    def publish(self, messages: Any, wait: bool = True) -> list[str]:
+        ids: list[str] = self._q.publish(messages, wait=wait)
+        print("\n".join(m.task_id for m in messages), flush=True)
+        return ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._q, name)
+
+
+# -- client ------------------------------------------------------------------
+@command
+def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.display import did_you_mean
+    from yadtq.client.client import YADTQ
+    from yadtq.task.registry import load_task_modules, registry
+    _cwd_importable()
+    load_task_modules(args.tasks)
+    if args.task not in registry:
+        guess = did_you_mean(args.task, registry.names())
+        if guess and not args.any_task:
+            print(f"yadtq: error: unknown task {args.task!r}; did you mean {guess!r}? "
+                  f"(known: {', '.join(registry.names())}; --any-task sends it anyway)", file=sys.stderr)
+            return RET_USAGE
+        if not args.any_task:
+            print(f"yadtq: note: {args.task!r} is not a built-in task: a worker must load the module that "
+                  "defines it (yadtq worker --tasks MODULE), or the task fails as unknown", file=sys.stderr)
+    with YADTQ(s) as q:
+        tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
+                       time_limit=args.task_time_limit, key=args.key)
+        if not args.wait:
+            print(json.dumps({"task-id": tid}) if args.json else tid)
+            return RET_OK
+        if not args.json:
+            print(tid, flush=True)
+        rec = q.wait(tid, args.timeout)
+        _print_record(rec, args.json)
+        return RET_OK if rec.status == "success" else RET_TASK_FAILED
+
+
+@command
+def cmd_status(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.display import record_details
+    from yadtq.client.client import YADTQ
+    with YADTQ(s, create_topic=False) as q:
+        rec = q.status(args.task_id)
+        history = q.backend.events(args.task_id)
+    if args.json:
+        print(json.dumps({**rec.as_dict(), "history": [{"ts": ts, "event": text} for ts, text in history]}))
+        return RET_OK
+    _print_record(rec, False)
+    print("\n".join(record_details(rec, history)))
+    return RET_OK
+
+
+@command
+def cmd_result(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client.client import YADTQ
+    with YADTQ(s, create_topic=False) as q:
+        print(json.dumps(q.result(args.task_id, args.timeout)))
+    return RET_OK
+
+
+@command
+def cmd_tasks(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client.client import YADTQ
+    if args.limit < 0:
+        print("yadtq: error: --limit must be 0 (counts only) or more", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s, create_topic=False) as q:
+        counts = q.backend.counts()
+        statuses = [args.status] if args.status else list(STATUSES)
+        listed = {st: (q.backend.list(st, args.limit) if args.limit else []) for st in statuses}
+    if args.json:
+        print(json.dumps({"counts": counts, "tasks": {st: [r.as_dict() for r in recs] for st, recs in listed.items()}}))
+        return RET_OK
+    print("  ".join(f"{k}={v}" for k, v in counts.items()))
+    for recs in listed.values():
+        for rec in recs:
+            _print_record(rec, False)
+    return RET_OK
+
+
+@command
+def cmd_requeue(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client.client import YADTQ
+    if not args.task_ids and args.stale is None:
+        print("yadtq: error: give task ids, or --stale SECONDS", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s) as q:
+        ids = [q.requeue(tid) for tid in args.task_ids]
+        if args.stale is not None:
+            ids += q.requeue_stale(args.stale)
+    for tid in ids:
+        print(tid)
+    print(f"requeued {len(ids)} task(s)", file=sys.stderr)
+    return RET_OK
+
+
+@command
+def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client.client import YADTQ
+    if args.action == "list" and args.task_ids:
+        print("yadtq: error: dlq list takes no ids (did you mean: yadtq dlq requeue ID...?)", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s) as q:
+        if args.action == "requeue":
+            if not args.task_ids:
+                print("yadtq: error: dlq requeue needs task ids (see: yadtq dlq list)", file=sys.stderr)
+                return RET_USAGE
+            for tid in args.task_ids:
+                print(q.requeue(tid))
+            return RET_OK
+        letters = q.live.dead_letters(args.limit)
+    if args.json:
+        print(json.dumps(letters))
+        return RET_OK
+    for e in letters:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+        print(f"{when} {e.get('task_id') or '(no id)'} {e.get('task') or '-'} "
+              f"p{e['partition']}@{e['offset']}: {e['error']}")
+    if not letters:
+        print("the dead-letter queue is empty")
+    return RET_OK
+
+
+@command
+def cmd_workers(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.display import duration
+    from yadtq.client.client import YADTQ
+    with YADTQ(s, create_topic=False) as q:
+        workers = q.live.workers()
+        done, failed = q.live.completions()
+        failures = q.live.failures(args.limit)
+    if args.json:
+        print(json.dumps({"workers": workers, "failures": failures}))
+        return RET_OK
+    now = time.time()
+    for name, w in sorted(workers.items()):
+        print(f"{name:20} {w['status']:5} {w.get('state', ''):8} "
+              f"last heartbeat {duration(max(0.0, now - w['last_heartbeat']))} ago"
+              f"  done={done.get(name, 0)} failed={failed.get(name, 0)} partitions={w.get('partitions')}"
+              f"  task={w.get('current_task') or '-'}")
+    if not workers:
+        print("no workers have sent a heartbeat (is the monitor running?)")
+    for f in failures:
+        print(_failure_line(f))
+    return RET_OK
+
+
+def _failure_line(f: dict[str, Any]) -> str:
+    def hms(ts: Any) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+    held = ", ".join(f.get("tasks") or []) or "-"
+    where = f" pid {f.get('pid')} on {f.get('host')}" if f.get("pid") else ""
+    if f.get("source") == "farm":
+        return f"CRASH {f['worker']} at {hms(f.get('declared_at'))}{where}: {f.get('reason', '?')}; tasks held: {held}"
+    return (f"DEAD {f['worker']} declared {hms(f.get('declared_at'))} last heartbeat {hms(f.get('last_heartbeat'))}"
+            f"{where} tasks held: {held}")
+
+
+@command
+def cmd_export(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.client.client import YADTQ
+    from yadtq.store.export import export
+    if args.limit is not None and args.limit < 1:
+        print("yadtq: error: --limit must be at least 1", file=sys.stderr)
+        return RET_USAGE
+    with YADTQ(s, create_topic=False) as q:
+        stats = export(q.backend, q.live, args.out, limit=args.limit, fmt=args.format)
+    print(stats.summary())
+    return RET_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `yadtq tasks | head`: the reader left. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return RET_OK
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        s = settings_from(args)
+        return COMMANDS[args.command](args, s)
+    except YADTQError as exc:
+        code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+        label = "error: " if code in (RET_CONNECT, RET_USAGE, RET_ERROR) else ""
+        print(f"yadtq: {label}{exc}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        return RET_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The client API: submit tasks, track them by id.
+
+    q = YADTQ.from_env()
+    tid = q.submit("add", [1, 2])
+    q.result(tid, timeout=10)          # -> 3
+
+A task id is made on the client (uuid4) unless the caller gives one; the
+`queued` record is written to Redis before the message is published, so a
+status query never races the worker.
+
+Submit is all or nothing: when publishing fails, the records this submit made
+are undone (atomically, unless a worker claimed one meanwhile) and the error
+is raised, so nothing runs later behind the caller's back. Submitting again
+with the same id is idempotent: one task, one run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.config import Settings
+from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
+from yadtq.store.backend import Backend, TaskRecord, connect_redis
+from yadtq.store.live_state import LiveState
+from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+
+log = logging.getLogger(__name__)
+TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
+
+
+class YADTQ:
+    def __init__(self, settings: Settings, *, create_topic: bool = True) -> None:
+        self.settings = settings
+        self.redis = connect_redis(settings)
+        self.backend = Backend(self.redis, settings)
+        self.live = LiveState(self.redis, settings)
+        self._producer: Any = None
+        self._create_topic = create_topic
+        self._partitions: list[int] = []
+        self._next = itertools.count()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> YADTQ:
+        return cls(Settings.from_env(**overrides))
+
+    def __enter__(self) -> YADTQ:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+        self.redis.close()
+
+    @property
+    def producer(self) -> Any:
+        """Made on first use, so read-only clients (dashboard, CLI status) need no broker."""
+        if self._producer is None:
+            if self._create_topic:
+                ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+                self._remember_epoch()
+            self._producer = make_producer(self.settings)
+            found = self._producer.partitions_for(self.settings.topic)
+            self._partitions = sorted(found) if found else list(range(self.settings.partitions))
+        return self._producer
+
+    def _remember_epoch(self) -> None:
+        """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
+        started after a broker restart still sees that the broker lost its log."""
+        key = self.backend.keys.broker_epoch
+        if self.redis.exists(key):
+            return
+        probe = EpochProbe(self.settings)
+        try:
+            self.redis.set(key, probe.read() or probe.write(), nx=True)
+        except KafkaError as exc:
+            log.warning("could not read the broker's epoch: %s", exc)
+        finally:
+            probe.close()
+
+    # -- submit ------------------------------------------------------------
+    def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
+                tries: int | None = None, time_limit: float | None = None,
+                task_id: str | None = None, key: str | None = None) -> TaskMessage:
+        """Builds a validated message (raises `MessageError` for a bad one)."""
+        if not isinstance(task, str) or not task:
+            raise MessageError("task name must be a non-empty string")
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise MessageError("args must be a list")
+        if tries is not None and tries < 1:
+            raise MessageError("tries must be >= 1")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
+            raise MessageError("key must be a non-empty string of at most 200 characters")
+        m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
+                        tries or self.settings.tries, time.time(), time_limit, key)
+        size = len(m.encode())
+        if size > self.settings.max_message_bytes:
+            raise MessageError(f"task message of {size} bytes exceeds the limit of "
+                               f"{self.settings.max_message_bytes} bytes", m.task_id)
+        return m
+
+    def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+               **options: Any) -> str:
+        """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
+        return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
+
+    def submit_many(self, specs: Iterable[TaskSpec]) -> list[str]:
+        """Bulk submit: one Redis pipeline, one producer flush."""
+        return self.publish([self._spec(s) for s in specs], wait=True)
+
+    def publish(self, messages: Sequence[TaskMessage], wait: bool = True) -> list[str]:
+        """Records then sends `messages` round-robin over the partitions; returns their ids.
+
+        A message whose id already has a record with the same body is sent only
+        while that record is still `queued` (its earlier message may be lost);
+        a running or finished task is left alone. Raises `MessageError` for an
+        id taken by another body, `BrokerUnavailable` when publishing fails; in
+        both cases the records this call made are undone first (all or nothing).
+        With `wait=False` nothing is confirmed, so nothing can be undone.
+        """
+        token = uuid.uuid4().hex
+        verdicts = self.backend.record_queued(messages, self.settings.tries, token)
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", "queued")]
+        try:
+            self._send(to_send, wait)
+        except BaseException:
+            self.backend.unsubmit(made, token)
+            raise
+        return [m.task_id for m in messages]
+
+    def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
+        """Publishes `messages`; raises `BrokerUnavailable` when that fails.
+
+        After a failure the producer is dropped, so the next call starts afresh:
+        the topic made again if the broker lost it, its partitions read again.
+        """
+        if not messages:
+            return
+        producer = self.producer
+        futures = []
+        try:
+            for m in messages:
+                partition = (key_partition(m.key, self._partitions) if m.key is not None
+                             else self._partitions[next(self._next) % len(self._partitions)])
+                futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
+                                             value=m.encode(), partition=partition))
+            if wait:
+                producer.flush(timeout=self.settings.connect_timeout * 2)
+                for f in futures:
+                    f.get(timeout=self.settings.connect_timeout)
+        except KafkaError as exc:
+            self._drop_producer()
+            raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError as exc:
+                log.debug("closing a failed producer: %s", exc)
+
+    def send_again(self, messages: Sequence[TaskMessage]) -> None:
+        """Publishes messages of tasks that already have records (their messages were lost).
+
+        No record is written or undone: a duplicate message is harmless (the
+        claim skips a finished task and never runs one twice at once). Raises
+        `BrokerUnavailable` or `KafkaError` when publishing fails.
+        """
+        self._send(messages, wait=True)
+
+    def requeue(self, task_id: str, fresh: bool = True) -> str:
+        """Runs a task again from its stored record; returns its id.
+
+        Accepts a failed task, a `queued` one whose message was lost, and a
+        `processing` one whose lease lapsed (its worker is gone); refuses a
+        success and a task running under a live lease (`YADTQError`).
+        `fresh` resets its attempts; otherwise its cut-off run is counted.
+        """
+        _ = self.producer  # connect first: a dead broker must not leave the record half-changed
+        message = self.backend.reset_to_queued(task_id, fresh)
+        self._send([message], wait=True)  # on failure it stays `queued`: requeue again
+        return task_id
+
+    def requeue_stale(self, older_than: float, limit: int = 1000) -> list[str]:
+        """Publishes again the tasks `queued` for more than `older_than` seconds (`yadtq requeue
+        --stale`; the monitor does this by itself only after a broker restart).
+        """
+        ids = self.backend.ids_older_than("queued", time.time() - older_than, limit)
+        if not ids:
+            return []
+        # The topic may have gone with the broker: make sure it is there again.
+        ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+        records = [r for r in self.backend.get_many(ids) if r.status == "queued"]
+        self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
+                         for r in records])
+        return [r.task_id for r in records]
+
+    def _spec(self, spec: TaskSpec) -> TaskMessage:
+        if isinstance(spec, TaskMessage):
+            return spec
+        if isinstance(spec, Mapping):
+            return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
+                                tries=spec.get("tries"), time_limit=spec.get("time_limit"),
+                                task_id=spec.get("task-id") or spec.get("task_id"))
+        name, args, *rest = spec
+        return self.message(name, args, rest[0] if rest else None)
+
+    # -- track -------------------------------------------------------------
+    def status(self, task_id: str) -> TaskRecord:
+        """The stored record; raises `TaskNotFound` for an unknown id."""
+        return self.backend.get(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.02) -> TaskRecord:
+        """Waits for a final status; raises `ResultTimeout` (or `TaskNotFound`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            rec = self.backend.get(task_id)
+            if rec.done:
+                return rec
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ResultTimeout(task_id, timeout or 0, rec.status)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        rec = self.wait(task_id, timeout)
+        if rec.status == "failed":
+            raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
+        return rec.result

@@ -1,0 +1,1 @@
+"""Running the system: embedded services, the Apache Kafka distribution, the Procfile supervisor."""

@@ -1,0 +1,324 @@
+"""The result backend: task records and per-status indexes in Redis.
+
+Every status change goes through a Lua script that moves the task between the
+status indexes in the same step, so the index sizes always add up to the
+number of task records, and counts and listings never scan the keyspace.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from yadtq.config import Settings, redact_url
+from yadtq.errors import BackendUnavailable, ConfigError, MessageError, TaskNotFound, YADTQError
+from yadtq.store import scripts
+from yadtq.store.keys import FINAL, STATUSES, Keys
+from yadtq.task.messages import TaskMessage
+
+LUA_DIR = Path(__file__).parent / "lua"
+# How long an undone submit's id refuses a message that reached the broker after all.
+WITHDRAWN_TTL = 7 * 86_400
+
+
+def lua(name: str) -> str:
+    """The text of `yadtq/store/lua/<name>.lua`."""
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task as stored. `as_dict()` is what a client sees."""
+
+    task_id: str
+    task: str
+    status: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    attempts: int = 0
+    failures: int = 0
+    tries: int | None = None
+    worker: str | None = None
+    submitted: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    time_limit: float | None = None
+    partition: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task-id": self.task_id, "task": self.task, "status": self.status,
+            "result": self.result, "error": self.error, "attempts": self.attempts,
+            "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
+            "submitted": self.submitted, "started": self.started, "finished": self.finished,
+        }
+
+    @classmethod
+    def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
+        return cls(
+            task_id=task_id, task=h.get("task", ""), status=h.get("status", "queued"),
+            args=_loads(h.get("args"), []), kwargs=_loads(h.get("kwargs"), {}),
+            result=_loads(h.get("result"), None), error=h.get("error") or None,
+            attempts=int(h.get("attempts") or 0), failures=int(h.get("failures") or 0),
+            tries=_num(h.get("tries"), int), worker=h.get("worker") or None,
+            submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
+            finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
+            partition=_num(h.get("partition"), int),
+        )
+
+
+class TaskNotCancellable(YADTQError):
+    """Only a queued task can be cancelled; this one is running or finished."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        self.task_id = task_id
+        self.status = status
+
+
+def _loads(raw: str | None, default: Any) -> Any:
+    if raw is None or raw == "":
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _num(raw: str | None, kind: type) -> Any:
+    if raw is None or raw == "":
+        return None
+    return kind(float(raw)) if kind is int else kind(raw)
+
+
+def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
+                  retries: int | None = None) -> redis.Redis:
+    """A client for `settings.redis_url`; raises `BackendUnavailable` if it does not answer.
+
+    `socket_timeout` bounds every command (the worker's loop must not hang on a
+    stalled Redis); `retries=0` turns off redis-py's own retries, for a caller
+    that handles outages itself.
+    """
+    extra: dict[str, Any] = {}
+    if retries is not None:
+        extra["retry"] = Retry(NoBackoff(), retries)
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, decode_responses=True,
+            socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
+            socket_timeout=socket_timeout, health_check_interval=30,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
+        )
+    except (ValueError, TypeError):
+        # The parser's message may quote the URL, password and all.
+        raise ConfigError("YADTQ_REDIS_URL is not a valid Redis URL "
+                          "(redis[s]://[[user]:password@]host[:port][/db])") from None
+    try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise BackendUnavailable(settings.redis_url, redact_url(str(exc).splitlines()[0])) from None
+    return client
+
+
+# connect_redis() sets decode_responses=True, so every reply holds str; redis-py types
+# replies `bytes | str` whatever the client, so reads narrow them with these two.
+def decoded_list(reply: Sequence[object]) -> list[str]:
+    """A list reply (LRANGE, ZRANGE without scores) of a `connect_redis()` client."""
+    return cast("list[str]", reply)
+
+
+def decoded_hash(reply: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """An HGETALL reply of a `connect_redis()` client."""
+    return cast("dict[str, str]", reply)
+
+
+class Backend:
+    """Task records in Redis. Write methods are atomic scripts; reads are bounded."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self._submit = client.register_script(scripts.SUBMIT)
+        self._requeue = client.register_script(lua("requeue"))
+        self._submit_once = client.register_script(lua("submit"))
+        self._unsubmit = client.register_script(lua("unsubmit"))
+        self._cancel = client.register_script(scripts.load("cancel"))
+
+    # -- clients ---------------------------------------------------------
+    def record_queued(self, messages: Sequence[TaskMessage], default_tries: int,
+                      token: str = "") -> list[str]:
+        """Writes `queued` records for `messages` in one pipeline; existing records are kept.
+
+        Returns one verdict per message: "new" (recorded now), or the status of
+        the record that already had that id with the same body. Raises
+        `MessageError` when an id is taken by a task with another body (nothing
+        is written for that message; the others are). `token` marks the new
+        records as this submit's, so `unsubmit` can undo exactly them.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        for m in messages:
+            self._submit_once(
+                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.withdrawn(m.task_id),
+                      self.keys.broker_epoch],
+                args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
+                      m.time_limit or "", m.digest, token],
+                client=pipe)
+        out: list[str] = []
+        for m, reply in zip(messages, pipe.execute(), strict=True):
+            if reply[0] == "foreign":
+                raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
+            out.append("new" if reply[0] == "new" else reply[1])
+        return out
+
+    def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
+        """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
+        since; returns the ids undone. Their ids refuse a late message for a week."""
+        pipe = self.r.pipeline(transaction=False)
+        for tid in task_ids:
+            self._unsubmit(keys=[self.keys.task(tid), self.keys.status("queued"), self.keys.withdrawn(tid)],
+                           args=[tid, token, WITHDRAWN_TTL], client=pipe)
+        return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if undone]
+
+    def get(self, task_id: str) -> TaskRecord:
+        """Raises `TaskNotFound` for an unknown id."""
+        h = self.r.hgetall(self.keys.task(task_id))
+        if not h:
+            raise TaskNotFound(task_id)
+        return TaskRecord.from_hash(task_id, decoded_hash(h))
+
+    def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
+        """Records of the ids that exist, in order (one round trip)."""
+        ids = list(task_ids)
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hgetall(self.keys.task(tid))
+        return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, pipe.execute(), strict=True) if h]
+
+    def events(self, task_id: str) -> list[tuple[float, str]]:
+        """What the record's timestamps cannot tell: retries, failures, reclaims, requeues."""
+        out = []
+        for line in decoded_list(self.r.lrange(self.keys.events(task_id), 0, 49)):
+            ts, _, text = line.partition(" ")
+            out.append((float(ts), text))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        pipe = self.r.pipeline(transaction=False)
+        for s in STATUSES:
+            pipe.zcard(self.keys.status(s))
+        return dict(zip(STATUSES, pipe.execute(), strict=True))
+
+    def list_ids(self, status: str, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[str]:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        key = self.keys.status(status)
+        end = offset + max(limit, 1) - 1
+        if newest_first:
+            return decoded_list(self.r.zrevrange(key, offset, end))
+        return decoded_list(self.r.zrange(key, offset, end))
+
+    def list(self, status: str, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[TaskRecord]:
+        return self.get_many(self.list_ids(status, limit, offset, newest_first))
+
+    # `list` below this line is the method above, hence `builtins.list`.
+    def ids_older_than(self, status: str, before: float, limit: int = 1000) -> builtins.list[str]:
+        return decoded_list(self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit))
+
+    def reset_to_queued(self, task_id: str, fresh: bool = True) -> TaskMessage:
+        """Puts a task back to `queued`; returns the message to publish again.
+
+        Accepts a failed task, a queued one (its message lost), and a `processing`
+        one whose lease lapsed (its worker is gone; the fence moves on so the old
+        run cannot complete it). `fresh` resets its attempts (a user's requeue);
+        otherwise the cut-off run is counted in `lost_runs` (the monitor's).
+        Raises `TaskNotFound`, or `YADTQError` for a task that succeeded or is
+        running under a live lease.
+        """
+        for _ in range(5):  # the status index is a key, so the status is read first
+            found = self.r.hget(self.keys.task(task_id), "status")
+            if found is None:
+                raise TaskNotFound(task_id)
+            status = str(found)
+            got = self._requeue(keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
+                                      self.keys.status("queued")],
+                                args=[task_id, status, "fresh" if fresh else "lost"])
+            if got[0] != "moved":
+                break
+        if got[0] == "missing":
+            raise TaskNotFound(task_id)
+        if got[0] != "ok":
+            what = "running (its lease is live)" if got[0] == "running" else got[0]
+            raise YADTQError(f"task {task_id} is {what}; only failed, queued or abandoned tasks can be requeued")
+        _, name, args, kwargs, tries, limit = got
+        return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
+                           int(tries) if tries else None, time.time(), float(limit) if limit else None)
+
+    def lapsed(self, grace: float, limit: int = 1000) -> builtins.list[str]:
+        """Ids of `processing` tasks whose lease lapsed more than `grace` seconds ago
+        (by Redis server time); bounded to the `limit` longest-running."""
+        ids = self.list_ids("processing", limit=limit, newest_first=False)
+        if not ids:
+            return []
+        sec, usec = self.r.time()
+        now = sec + usec / 1e6
+        pipe = self.r.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hget(self.keys.task(tid), "lease")
+        leases = pipe.execute()
+        return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
+
+    def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
+        """Moves a queued task to `cancelled` (atomically); returns the new record.
+
+        Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
+        a running task is never interrupted.
+        """
+        got = self._cancel(keys=[self.keys.task(task_id), self.keys.status("queued"),
+                                 self.keys.status("cancelled"), self.keys.events(task_id)],
+                           args=[int(self.settings.result_ttl), by, task_id])
+        if got[0] == "missing":
+            raise TaskNotFound(task_id)
+        if got[0] != "ok":
+            raise TaskNotCancellable(task_id, str(got[0]))
+        return self.get(task_id)
+
+    def touch_queued(self, task_ids: Sequence[str]) -> None:
+        """Re-stamps queued tasks as just published (only those still queued)."""
+        if task_ids:
+            self.r.zadd(self.keys.status("queued"), {tid: time.time() for tid in task_ids}, xx=True)
+
+    def purge(self, status: str, batch: int = 1000) -> int:
+        """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
+        if status not in FINAL:
+            raise ValueError("only finished tasks (success, failed) can be purged")
+        ids = decoded_list(self.r.zrange(self.keys.status(status), 0, batch - 1))
+        if ids:
+            pipe = self.r.pipeline(transaction=True)
+            for tid in ids:
+                pipe.delete(self.keys.task(tid), self.keys.events(tid))
+            pipe.zrem(self.keys.status(status), *ids)
+            pipe.execute()
+        return len(ids)
+
+    def prune_finished(self, older_than: float) -> int:
+        """Drops index entries of finished tasks whose records expired (result TTL)."""
+        removed = 0
+        for s in FINAL:
+            removed += self.r.zremrangebyscore(self.keys.status(s), "-inf", older_than)
+        return removed

@@ -1,0 +1,144 @@
+"""`yadtq export`: a run's Redis state as files, so a notebook works offline.
+
+Writes into one directory (CSV by default, Parquet with `fmt="parquet"`):
+
+* `tasks`: every task record, read through `Backend.list` over each status
+  index, page by page (never KEYS/SCAN); nested fields (args, kwargs,
+  result) as JSON text.
+* `heartbeats`: the capped heartbeat log, oldest first.
+* `failures`: the monitor's DEAD declarations, oldest first.
+* `series` (queue depth per status) and `series_by_worker` (cumulative
+  completions per worker), the monitor's time series.
+* `workers`: the registry with the per-worker success/failure counters.
+* `dead_letters`: records that could not run.
+* `meta.json`: when, from which prefix, status counts, whether `limit` cut.
+
+Export a quiet system for an exact picture: on a live one tasks can move
+between status indexes while the pages are read (each task is kept once).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.keys import STATUSES
+from yadtq.store.live_state import DLQ_KEPT, FAILURES_KEPT, LiveState
+
+PAGE = 1000
+FORMATS = ("csv", "parquet")
+TASK_COLUMNS = ("task_id", "task", "status", "worker", "partition", "attempts", "failures", "tries",
+                "submitted", "started", "finished", "error", "args", "kwargs", "result", "time_limit")
+
+
+@dataclass
+class ExportStats:
+    out: Path
+    tasks: int = 0
+    truncated: bool = False
+    files: dict[str, int] = field(default_factory=dict)  # table name -> rows
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{name} {rows}" for name, rows in self.files.items())
+        return f"exported to {self.out}: {parts}" + (" (task list cut by --limit)" if self.truncated else "")
+
+
+def iter_records(backend: Backend, status: str, limit: int | None = None) -> Iterator[TaskRecord]:
+    """Records of one status, oldest first, `PAGE` at a time; at most `limit` ids read."""
+    offset = 0
+    while limit is None or offset < limit:
+        size = PAGE if limit is None else min(PAGE, limit - offset)
+        ids = backend.list_ids(status, limit=size, offset=offset, newest_first=False)
+        yield from backend.get_many(ids)  # drops ids whose record expired (result TTL)
+        if len(ids) < size:
+            return
+        offset += size
+
+
+def task_rows(records: Iterator[TaskRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for rec in records:
+        row = {c: getattr(rec, c) for c in TASK_COLUMNS}
+        for c in ("args", "kwargs", "result"):
+            row[c] = json.dumps(row[c])
+        rows.append(row)
+    return rows
+
+
+def export(backend: Backend, live: LiveState, out: str | Path, limit: int | None = None,
+           fmt: str = "csv") -> ExportStats:
+    """Writes the tables described in the module docstring into `out` (created).
+
+    `limit` caps the task records read per status (None: all of them).
+    Raises ValueError for an unknown `fmt`; Redis errors propagate.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = ExportStats(out)
+    counts = backend.counts()
+    seen: dict[str, dict[str, Any]] = {}
+    for status in STATUSES:
+        for row in task_rows(iter_records(backend, status, limit)):
+            seen.setdefault(row["task_id"], row)  # a task that moved mid-export is kept once
+        stats.truncated |= limit is not None and counts[status] > limit
+    tasks = pd.DataFrame(list(seen.values()), columns=list(TASK_COLUMNS))
+    stats.tasks = len(tasks)
+
+    settings = backend.settings
+    heartbeats = list(reversed(live.heartbeats(settings.heartbeat_history)))
+    failures = list(reversed(live.failures(FAILURES_KEPT)))
+    for f in failures:
+        f["tasks"], f["partitions"] = json.dumps(f.get("tasks", [])), json.dumps(f.get("partitions", []))
+    for hb in heartbeats:
+        hb["partitions"] = json.dumps(hb.get("partitions", []))
+    samples = live.series(settings.series_points)
+    done, failed = live.completions()
+    registry = live.workers()
+    workers = [{**{k: v for k, v in info.items() if k != "partitions"}, "name": name,
+                "partitions": json.dumps(info.get("partitions", [])),
+                "done_total": done.get(name, 0), "failed_total": failed.get(name, 0)}
+               for name, info in sorted(registry.items())]
+    for name in sorted((set(done) | set(failed)) - set(registry)):  # never heartbeated, still counted
+        workers.append({"name": name, "done_total": done.get(name, 0), "failed_total": failed.get(name, 0)})
+
+    tables = {
+        "tasks": tasks,
+        "heartbeats": pd.DataFrame(heartbeats),
+        "failures": pd.DataFrame(failures),
+        "series": pd.DataFrame([{k: v for k, v in s.items() if k not in ("done_by", "failed_by")}
+                                for s in samples]),
+        "series_by_worker": pd.DataFrame(series_by_worker(samples), columns=["ts", "worker", "done", "failed"]),
+        "workers": pd.DataFrame(workers),
+        "dead_letters": pd.DataFrame(live.dead_letters(DLQ_KEPT)[::-1]),
+    }
+    for name, frame in tables.items():
+        path = out / f"{name}.{fmt}"
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        stats.files[name] = len(frame)
+    meta = {"exported_at": time.time(), "prefix": settings.prefix, "topic": settings.topic,
+            "format": fmt, "counts": counts, "heartbeat_interval": settings.heartbeat_interval,
+            "dead_after": settings.dead_after, "tasks": stats.tasks, "limit": limit, "truncated": stats.truncated}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return stats
+
+
+def series_by_worker(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Long rows (ts, worker, done, failed) from the samples' per-worker counters."""
+    rows = []
+    for s in samples:
+        done, failed = s.get("done_by") or {}, s.get("failed_by") or {}
+        for w in sorted(set(done) | set(failed)):
+            rows.append({"ts": s["ts"], "worker": w, "done": done.get(w, 0), "failed": failed.get(w, 0)})
+    return rows

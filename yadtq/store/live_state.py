@@ -1,0 +1,140 @@
+"""Live state in Redis: heartbeats, the worker registry, failure history,
+time series, dead letters and end-of-run markers.
+
+Written by workers and the monitor; read by the CLI, dashboard and notebooks.
+Every list is capped when written and read with bounded ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from yadtq.config import Settings
+from yadtq.store.backend import decoded_hash
+from yadtq.store.keys import Keys
+from yadtq.task.messages import Heartbeat
+
+ALIVE, DEAD = "ALIVE", "DEAD"
+FAILURES_KEPT = 1_000
+DLQ_KEPT = 10_000
+
+# One end run per topic: a new end id starts a fresh set of partitions seen.
+_MARK_END = r"""
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'id', ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'p' .. ARGV[2], ARGV[4])
+if redis.call('HLEN', KEYS[1]) - 1 >= tonumber(ARGV[3]) then
+  redis.call('HSETNX', KEYS[1], 'completed', ARGV[4])
+  return 1
+end
+return 0
+"""
+
+
+class LiveState:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+
+    # -- heartbeats and the worker registry (written by the monitor) ------
+    def record_heartbeat(self, hb: Heartbeat, pipe: Any = None) -> None:
+        p = pipe if pipe is not None else self.r.pipeline(transaction=False)
+        p.lpush(self.keys.heartbeats, hb.encode())
+        p.ltrim(self.keys.heartbeats, 0, self.settings.heartbeat_history - 1)
+        if pipe is None:
+            p.execute()
+
+    def heartbeats(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Newest first."""
+        return [json.loads(x) for x in self.r.lrange(self.keys.heartbeats, 0, limit - 1)]
+
+    def put_worker(self, name: str, info: dict[str, Any], pipe: Any = None) -> None:
+        (pipe if pipe is not None else self.r).hset(self.keys.workers, name, json.dumps(info))
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in decoded_hash(self.r.hgetall(self.keys.workers)).items()}
+
+    def mark_left(self, name: str, incarnation: str) -> bool:
+        """A worker stopping cleanly marks its own registry entry LEFT, so a goodbye heartbeat
+        lost with the broker (everything stopping at once) is not read as a death by the next
+        monitor. Only its own incarnation's entry changes (WATCH/MULTI: atomic)."""
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.keys.workers)  # type: ignore[no-untyped-call]
+                raw = pipe.hget(self.keys.workers, name)
+                info = json.loads(raw) if raw else None
+                if not info or info.get("incarnation") != incarnation:
+                    return False
+                info.update(status="LEFT", state="stopping", since=time.time())
+                pipe.multi()
+                pipe.hset(self.keys.workers, name, json.dumps(info))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False  # the monitor wrote it meanwhile: its next beat decides
+
+    def forget_worker(self, name: str) -> None:
+        self.r.hdel(self.keys.workers, name)
+
+    def _push_capped(self, key: str, entry: dict[str, Any], cap: int) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(key, json.dumps(entry, separators=(",", ":")))
+        pipe.ltrim(key, 0, cap - 1)
+        pipe.execute()
+
+    def record_failure(self, entry: dict[str, Any]) -> None:
+        self._push_capped(self.keys.failures, entry, FAILURES_KEPT)
+
+    def failures(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first: worker, last_heartbeat, declared_at, tasks held."""
+        return [json.loads(x) for x in self.r.lrange(self.keys.failures, 0, limit - 1)]
+
+    def completions(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(successes, failures) per worker, as counted by the complete script."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self.keys.done_by)
+        pipe.hgetall(self.keys.failed_by)
+        done, failed = pipe.execute()
+        return ({k: int(v) for k, v in done.items()}, {k: int(v) for k, v in failed.items()})
+
+    # -- time series (written by the monitor) ------------------------------
+    def add_sample(self, sample: dict[str, Any]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(self.keys.series, json.dumps(sample, separators=(",", ":")))
+        pipe.ltrim(self.keys.series, -self.settings.series_points, -1)
+        pipe.execute()
+
+    def series(self, limit: int = 600) -> list[dict[str, Any]]:
+        """The newest `limit` samples, oldest first."""
+        return [json.loads(x) for x in self.r.lrange(self.keys.series, -limit, -1)]
+
+    # -- dead letters ------------------------------------------------------
+    def add_dead_letter(self, entry: dict[str, Any]) -> None:
+        self._push_capped(self.keys.dlq, entry, DLQ_KEPT)
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self.keys.dlq, 0, limit - 1)]
+
+    def dead_letter_count(self) -> int:
+        """How many dead letters are kept (the list is capped at DLQ_KEPT)."""
+        return int(self.r.llen(self.keys.dlq))
+
+    # -- end of a run ------------------------------------------------------
+    def mark_end(self, topic: str, end_id: str, partition: int, partitions: int) -> bool:
+        """Notes that `partition` reached the end marker `end_id`.
+
+        Returns True once every partition has: the run is over, and every
+        worker and monitor that started before that moment stops.
+        """
+        return bool(self.r.eval(_MARK_END, 1, self.keys.end(topic), end_id, partition, partitions, time.time()))
+
+    def end_completed_at(self, topic: str) -> float | None:
+        raw = self.r.hget(self.keys.end(topic), "completed")
+        return float(raw) if raw else None

@@ -1,0 +1,159 @@
+"""Unique live worker names: each name is leased in Redis by one incarnation at a time.
+
+The registry, the failure history and the per-worker counts are keyed by name,
+so two live workers with one name would merge into one (flipping between LEFT
+and ALIVE). A worker claims its name before it starts and keeps the lease
+alive; a second worker with that name is refused while the lease lasts.
+
+A worker that died without releasing its name (kill -9, crash injection) does
+not block its own restart on the same host: a claim may replace a holder
+whose pid is gone there. Elsewhere the name frees itself when the lease ends.
+
+Interface for the engine: claim once before serving, `renew_worker_name`
+every heartbeat (False: the name was lost, another worker has it), and
+`release_worker_name` at a clean exit. `name_ttl(settings)` is the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import redis
+
+from yadtq.config import Settings
+from yadtq.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+def name_ttl(settings: Settings) -> float:
+    """How long a name stays held without renewal: as long as the monitor waits before DEAD."""
+    return max(settings.dead_after, 3 * settings.heartbeat_interval)
+
+
+@dataclass(frozen=True)
+class NameHolder:
+    incarnation: str
+    host: str
+    pid: int
+    since: float
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+@cache
+def _lua(name: str) -> str:
+    return (resources.files("yadtq.store") / "lua" / f"{name}.lua").read_text()
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+def _claim(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float, replace: str = "") -> bool:
+    return bool(client.eval(_lua("worker_name_claim"), 1, keys.worker_name(name), incarnation, _ms(ttl),
+                            socket.gethostname(), os.getpid(), replace))
+
+
+def claim_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
+    """Takes `name` for `incarnation` for `ttl` seconds. False when another live worker holds it.
+
+    Claiming again with the same incarnation renews. A holder on this host whose
+    process is gone is replaced atomically (only that holder, not one that
+    claimed in between).
+    """
+    if _claim(client, keys, name, incarnation, ttl):
+        return True
+    holder = name_holder(client, keys, name)
+    if holder is None:  # expired between the two calls
+        return _claim(client, keys, name, incarnation, ttl)
+    if holder.host == socket.gethostname() and not pid_alive(holder.pid):
+        return _claim(client, keys, name, incarnation, ttl, replace=holder.incarnation)
+    return False
+
+
+def renew_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
+    """Extends the lease; False when `incarnation` no longer holds the name."""
+    return bool(client.eval(_lua("worker_name_renew"), 1, keys.worker_name(name), incarnation, _ms(ttl)))
+
+
+def release_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str) -> None:
+    """Frees the name if `incarnation` holds it (a no-op otherwise)."""
+    client.eval(_lua("worker_name_release"), 1, keys.worker_name(name), incarnation)
+
+
+def name_holder(client: redis.Redis, keys: Keys, name: str) -> NameHolder | None:
+    raw = client.hgetall(keys.worker_name(name))
+    if not raw:
+        return None
+    h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in raw.items()}
+    return NameHolder(h.get("incarnation", ""), h.get("host", ""), int(h.get("pid") or 0), float(h.get("since") or 0))
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs on this host (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class NameLease:
+    """Keeps a claimed name alive from a daemon thread, every third of its lease, until `release()`.
+
+    `on_lost` runs (once, on that thread) when another incarnation holds the name;
+    a name that merely expired (Redis was away longer than the lease) is claimed again.
+    A Redis error skips one renewal: the next one may still land within the lease.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float,
+                 on_lost: Callable[[NameHolder | None], None]) -> None:
+        self.client, self.keys, self.name, self.incarnation, self.ttl = client, keys, name, incarnation, ttl
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"name-lease-{name}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                if renew_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
+                    continue
+                if claim_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
+                    continue
+                self.on_lost(name_holder(self.client, self.keys, self.name))
+                return
+            except redis.RedisError as exc:
+                log.warning("could not renew worker name %s: %s", self.name, exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        try:
+            release_worker_name(self.client, self.keys, self.name, self.incarnation)
+        except redis.RedisError as exc:
+            log.warning("could not release worker name %s (it frees itself in %gs): %s", self.name, self.ttl, exc)

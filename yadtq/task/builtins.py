@@ -1,0 +1,54 @@
+"""The built-in tasks: what every worker can run without `--tasks`."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from yadtq.task.registry import task
+
+
+@task
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+@task
+def subtract(a: float, b: float) -> float:
+    return a - b
+
+
+@task
+def multiply(a: float, b: float) -> float:
+    return a * b
+
+
+@task
+def divide(a: float, b: float) -> float:
+    return a / b
+
+
+@task
+def sleep(seconds: float) -> float:
+    """Sleeps, then returns how long it slept: for demos and time-limit tests.
+
+    Sleeps in short slices: a time limit interrupts a task between Python
+    bytecodes, never inside one long blocking call."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.05))
+    return seconds
+
+
+@task
+def fail(message: str = "failed on purpose") -> None:
+    """Always raises: shows retries ending in `failed`."""
+    raise RuntimeError(message)
+
+
+@task
+def flaky(probability: float = 0.5, value: float = 0) -> float:
+    """Fails with the given probability, else returns `value`."""
+    if random.random() < probability:
+        raise RuntimeError(f"flaky task failed (p={probability})")
+    return value

@@ -1,0 +1,158 @@
+"""The task registry: tasks are registered and sent by name.
+
+    from yadtq import task
+
+    @task                       # registered as "resize"
+    def resize(path: str, width: int) -> str: ...
+
+    @task("sum", tries=5, time_limit=30)
+    def total(*xs: float) -> float: ...
+
+Arguments are checked against the function's signature and its simple type
+annotations (int, float, str, bool, list, dict) before it runs, so a wrong
+call is a clear `TaskArgumentError` instead of a traceback from inside.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a running task may ask about itself (`yadtq.current_task()`)."""
+
+    task_id: str
+    name: str
+    attempt: int
+    worker: str
+
+
+_current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("yadtq_task", default=None)
+
+
+def current_task() -> TaskContext | None:
+    """The context of the task running in this worker, or None outside a task."""
+    return _current.get()
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    fn: Callable[..., Any]
+    tries: int | None = None
+    time_limit: float | None = None
+    signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raises `TaskArgumentError` when the call does not fit the function."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TaskArgumentError(f"{self.name}: {exc}") from None
+        for pname, value in bound.arguments.items():
+            param = self.signature.parameters[pname]
+            expected = _SIMPLE_TYPES.get(param.annotation if isinstance(param.annotation, str)
+                                         else getattr(param.annotation, "__name__", ""))
+            if expected is None:
+                continue
+            values = value if param.kind is param.VAR_POSITIONAL else (
+                value.values() if param.kind is param.VAR_KEYWORD else (value,))
+            for v in values:
+                if not _is_instance(v, expected):
+                    wanted = param.annotation if isinstance(param.annotation, str) else param.annotation.__name__
+                    raise TaskArgumentError(
+                        f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
+
+    def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
+        token = _current.set(context)
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+    "list": (list,), "dict": (dict,),
+}
+
+
+def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
+    # JSON has no separate bool; True must not pass as a number.
+    if isinstance(value, bool) and bool not in expected:
+        return False
+    return isinstance(value, expected)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
+             time_limit: float | None = None) -> Any:
+        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`."""
+        if callable(name):
+            return self.register(name)
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            return self.register(fn, name, tries=tries, time_limit=time_limit)
+        return decorate
+
+    def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
+                 time_limit: float | None = None) -> Callable[..., Any]:
+        task_name = name or fn.__name__
+        if tries is not None and tries < 1:
+            raise ConfigError(f"task {task_name!r}: tries must be >= 1")
+        if time_limit is not None and time_limit <= 0:
+            raise ConfigError(f"task {task_name!r}: time_limit must be positive")
+        existing = self._tasks.get(task_name)
+        if existing is not None and existing.fn is not fn:
+            raise ConfigError(f"task {task_name!r} is registered twice")
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn))
+        return fn
+
+    def get(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def describe(self, name: str) -> list[tuple[str, str]]:
+        """(parameter, annotation) pairs: what the dashboard's form asks for."""
+        out = []
+        for p in self.get(name).signature.parameters.values():
+            ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
+            prefix = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
+            out.append((prefix + p.name, "" if ann == "_empty" else ann))
+        return out
+
+
+registry = Registry()
+task = registry.task
+
+
+def load_task_modules(modules: list[str] | tuple[str, ...]) -> None:
+    """Import modules whose `@task` functions join the default registry."""
+    import yadtq.task.builtins  # noqa: F401  (registers the built-ins)
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import task module {mod!r}: {exc}") from None

@@ -1,0 +1,48 @@
+"""A task while it runs (`Job`) and what its run produced (`Finished`).
+
+Both are immutable: a `Job` is built by the loop thread when the claim comes
+back and handed to an executor thread; the `Finished` value comes back the
+other way. Neither thread mutates what the other reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from yadtq.task.registry import Task
+from yadtq.worker.claims import Run
+from yadtq.worker.tracker import Entry
+
+SUCCESS, ERROR, RETRY, FAILED, LOST = "success", "error", "retry", "failed", "lost"
+
+
+@dataclass(frozen=True)
+class Job:
+    entry: Entry
+    task_id: str
+    task: Task
+    run: Run
+    time_limit: float | None
+    claimed_at: float  # monotonic time the claim was sent (its lease started no earlier)
+
+    @property
+    def order_key(self) -> str | None:
+        return self.entry.order_key
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One attempt's end. `status`: success | error (not yet judged) | retry | failed | lost (never ran:
+    its claim lapsed before it could start). `delay` is the retry wait in seconds."""
+
+    job: Job
+    status: str
+    result_json: str = "null"
+    error: str = ""
+    duration: float = 0.0
+    delay: float = 0.0
+    retryable: bool = True
+    requested_delay: float | None = None
+
+    def but(self, **changes: object) -> Finished:
+        return replace(self, **changes)  # type: ignore[arg-type]

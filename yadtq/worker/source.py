@@ -1,0 +1,422 @@
+"""Where task records come from: the Kafka consumer group, or memory (unit tests).
+
+A `TaskSource` polls records, commits offsets, pauses and resumes partitions,
+reports rebalances as events the loop applies on its own thread, and publishes
+(dead letters, parked retries coming due). Kafka errors never escape it: a poll
+or commit that fails is logged and reported through `connection`, and the
+caller tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.errors import (
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
+
+from yadtq.broker.assignor import StandbyAwareAssignor
+from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
+from yadtq.config import Settings
+from yadtq.errors import ConfigError
+from yadtq.task.messages import key_partition
+from yadtq.worker.records import Record
+
+log = logging.getLogger(__name__)
+
+ASSIGNED, REVOKED = "assigned", "revoked"
+
+
+@dataclass(frozen=True)
+class Rebalance:
+    kind: str  # assigned | revoked
+    partitions: tuple[int, ...]
+    starts: dict[int, int] = field(default_factory=dict)  # assigned: where each partition was sought back to
+
+
+@dataclass(frozen=True)
+class Committed:
+    offset: int
+    epoch: str  # the broker epoch the committing worker knew ("" if none)
+
+
+class TaskSource(Protocol):
+    connected: bool
+
+    def poll(self, timeout: float) -> list[Record]: ...
+    def rebalances(self) -> list[Rebalance]: ...
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool: ...
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]: ...
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]: ...
+    def seek(self, positions: dict[int, int]) -> None: ...
+    def restart_log(self, partitions: Sequence[int]) -> None: ...
+    def publish(self, topic: str, key: bytes | None, value: bytes,
+                headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
+    def flush(self) -> bool: ...
+    def partition_count(self) -> int: ...
+    def remember_lows(self, lows: dict[int, int]) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs on kafka-python's thread: only queues events (and seeks), never blocks."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        parts = tuple(sorted(tp.partition for tp in revoked))
+        lows = self.source.lows
+        self.source.rewind.update({p: lows[p] for p in parts if p in lows})
+        self.source.events.append(Rebalance(REVOKED, parts))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        parts = tuple(sorted(tp.partition for tp in assigned))
+        starts = {}
+        for p in parts:
+            # kafka-python keeps the fetch position of a partition that comes back to the
+            # same member: without this seek, records dropped at revoke would never return.
+            if p in self.source.rewind:
+                starts[p] = self.source.rewind.pop(p)
+                self.source.consumer.seek(TopicPartition(self.source.topic, p), starts[p])
+        self.source.events.append(Rebalance(ASSIGNED, parts, starts))
+
+
+class KafkaSource:
+    def __init__(self, settings: Settings, name: str, standby: bool) -> None:
+        self.settings = settings
+        self.topic = settings.topic
+        self.connected = True
+        self.events: deque[Rebalance] = deque()
+        self.lows: dict[int, int] = {}
+        self.rewind: dict[int, int] = {}
+        self._last_topic_check = time.monotonic()
+        self._to_commit: dict[int, tuple[int, str]] = {}  # the last offset asked for, and its epoch
+        self._commit_error: Exception | None = None
+        ensure_topic(settings, settings.topic, settings.partitions)
+        ensure_topic(settings, settings.heartbeat_topic, 1)
+        # A send must not block the loop for kafka-python's default minute while the broker is away.
+        self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
+        self.assignor = StandbyAwareAssignor(standby)
+        self.consumer = make_consumer(settings, settings.group, client_id=name,
+                                      partition_assignment_strategy=[self.assignor])
+        self.consumer.subscribe([settings.topic], listener=_Listener(self))
+        self._lock = threading.Lock()
+
+    def _lost(self, what: str, exc: Exception) -> None:
+        if self.connected:
+            log.warning("Kafka %s failed: %s", what, exc)
+        self.connected = False
+
+    def poll(self, timeout: float) -> list[Record]:
+        try:
+            batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
+        except KafkaError as exc:
+            refused = self._refused_join(exc)
+            if refused:  # retrying cannot help: the worker would wait outside the group for ever
+                raise ConfigError(refused) from exc
+            self._lost("poll", exc)
+            time.sleep(min(timeout, 1.0))
+            return []
+        self.connected = True
+        self._keep_unfinished_rejoin()
+        self._check_topic()
+        return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
+
+    def _keep_unfinished_rejoin(self) -> None:
+        """Works around kafka-python 3.0.12 losing a rejoin that a poll's timeout cut short.
+
+        A rejoin caused by new topic metadata (e.g. a new group's first assignment came before the
+        topic's metadata: it is empty) is wanted only while the leader's assignment snapshot differs
+        from the metadata; the leader's assignment, run on the client's IO thread, makes them equal.
+        If the poll that started the JoinGroup timed out first, its next poll no longer sees a rejoin
+        to finish, the finished join's assignment is never applied, and the worker holds no
+        partitions until the next rebalance (seen for 60-90 s). Marking the rejoin as needed keeps
+        the next poll on it: it applies the join still in flight, or joins again.
+        """
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        join = getattr(coordinator, "_join_task", None)
+        if coordinator is not None and join is not None and not coordinator.need_rejoin():
+            log.info("rejoining the group: the last join finished after its poll returned")
+            coordinator.request_rejoin()
+
+    def _refused_join(self, exc: KafkaError) -> str | None:
+        """What to tell the user when the group coordinator refused the JoinGroup for good
+        (kafka-python raises these as non-retriable from `poll`); None for any other error."""
+        s = self.settings
+        if isinstance(exc, InvalidSessionTimeoutError):
+            return (f"the broker refused the consumer session timeout YADTQ_SESSION_TIMEOUT_MS={s.session_timeout_ms}"
+                    " (INVALID_SESSION_TIMEOUT): it must lie within the broker's group.min.session.timeout.ms"
+                    " .. group.max.session.timeout.ms (6000 .. 1800000 by default)")
+        if isinstance(exc, GroupAuthorizationFailedError):
+            return f"the broker did not authorize this worker to join consumer group {s.group!r} (YADTQ_GROUP)"
+        if isinstance(exc, InconsistentGroupProtocolError):
+            return (f"consumer group {s.group!r} (YADTQ_GROUP) is used by consumers that are not YADTQ workers"
+                    " (another partition assignor); give the workers a group of their own")
+        return None
+
+    def _check_topic(self) -> None:
+        """A memory-only broker that restarted has lost the topic: create it again."""
+        now = time.monotonic()
+        if now - self._last_topic_check < 10 or self.consumer.assignment():
+            return
+        self._last_topic_check = now
+        try:
+            if not self.consumer.partitions_for_topic(self.topic):
+                ensure_topic(self.settings, self.topic, self.settings.partitions)
+        except Exception as exc:
+            log.debug("topic check failed: %s", exc)
+
+    def rebalances(self) -> list[Rebalance]:
+        out = []
+        while self.events:
+            out.append(self.events.popleft())
+        return out
+
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
+        """Sends the commit, noting in each commit's metadata the broker epoch its offsets belong
+        to, without waiting for it: a synchronous commit held the loop for a Kafka round trip
+        through kafka-python's IO thread (3-12 ms, every 50 ms) and starved the steps. A commit that
+        fails is superseded by the next one (the loop commits as it makes progress), and one that
+        never lands costs only a re-delivery that the claim skips (Redis knows the task finished).
+        `close` commits the last offsets synchronously, so a clean stop hands over exact offsets."""
+        failed, self._commit_error = self._commit_error, None
+        if failed is not None and not isinstance(failed, CommitFailedError):
+            self._lost("commit", failed)
+        tagged = {p: (o, log_epoch) for p, o in offsets.items()}
+        self._to_commit.update(tagged)
+        try:
+            self.consumer.commit_async(self._offsets(tagged), callback=self._commit_done)
+            return True
+        except KafkaError as exc:
+            self._lost("commit", exc)
+            return False
+
+    def _offsets(self, tagged: dict[int, tuple[int, str]]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, epoch, -1) for p, (o, epoch) in tagged.items()}
+
+    def _commit_done(self, offsets: Any, response: Any) -> None:
+        """kafka-python calls this from `poll` on the loop's thread."""
+        if isinstance(response, CommitFailedError):
+            # The group moved on; the new owner sees finished tasks in Redis and skips them.
+            log.warning("commit refused (rebalanced): %s", response)
+        elif isinstance(response, Exception):
+            self._commit_error = response
+
+    def _commit_last(self) -> None:
+        """The last offsets asked for, committed and waited for (partitions still owned only)."""
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        last = {p: o for p, o in self._to_commit.items() if p in owned}
+        if not last:
+            return
+        try:
+            # Bounded: without a timeout kafka-python waits for a coordinator as long as the broker is away.
+            self.consumer.commit(self._offsets(last), timeout_ms=int(self.settings.connect_timeout * 1000))
+        except CommitFailedError as exc:
+            log.warning("commit refused (rebalanced): %s", exc)
+        except KafkaError as exc:
+            log.warning("final commit failed: %s", exc)
+
+    def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
+        owned = {tp.partition for tp in self.consumer.assignment()}
+        return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
+        """Per owned partition, its committed offset and the epoch noted with it (None: nothing
+        committed). Raises `KafkaError` when the broker does not answer."""
+        timeout = int(self.settings.connect_timeout * 1000)
+        out: dict[int, Committed | None] = {}
+        for tp in self._tps(partitions):
+            got = self.consumer.committed(tp, metadata=True, timeout_ms=timeout)
+            out[tp.partition] = None if got is None else Committed(got.offset, str(got.metadata or ""))
+        return out
+
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per owned partition, the first offset its log still holds. Raises `KafkaError`."""
+        tps = self._tps(partitions)
+        if not tps:
+            return {}
+        got = self.consumer.beginning_offsets(tps, timeout_ms=int(self.settings.connect_timeout * 1000))
+        return {tp.partition: int(offset) for tp, offset in got.items()}
+
+    def restart_log(self, partitions: Sequence[int]) -> None:
+        """The broker lost its log (a memory-only broker restarted): forget old positions and read
+        these partitions from the start of the new log (the claim skips what already finished)."""
+        self.rewind.clear()
+        self.lows = {}
+        tps = self._tps(partitions)
+        if tps:
+            self.consumer.seek_to_beginning(*tps)
+
+    def seek(self, positions: dict[int, int]) -> None:
+        """Fetching goes on from these offsets (records polled and dropped while a partition's
+        intake was closed are fetched again)."""
+        for tp in self._tps(list(positions)):
+            self.consumer.seek(tp, positions[tp.partition])
+
+    def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        partition = None
+        if topic == self.topic and key is not None:
+            parts = sorted(self.consumer.partitions_for_topic(topic) or ())
+            partition = key_partition(key.decode(errors="replace"), parts) if parts else None
+        try:
+            self.producer.send(topic, key=key, value=value, headers=list(headers), partition=partition)
+        except KafkaError as exc:
+            self._lost("publish", exc)
+            raise
+
+    def flush(self) -> bool:
+        try:
+            self.producer.flush(timeout=self.settings.connect_timeout)
+            return True
+        except KafkaError as exc:
+            self._lost("publish", exc)
+            return False
+
+    def partition_count(self) -> int:
+        return len(self.consumer.partitions_for_topic(self.topic) or ()) or self.settings.partitions
+
+    def remember_lows(self, lows: dict[int, int]) -> None:
+        self.lows = dict(lows)
+
+    def close(self) -> None:
+        self._commit_last()
+        try:
+            self.consumer.close(autocommit=False)
+        except KafkaError as exc:
+            log.warning("consumer close: %s", exc)
+        try:
+            self.producer.close(timeout=5)
+        except KafkaError as exc:
+            log.warning("producer close: %s", exc)
+
+
+class MemorySource:
+    """An in-memory topic for unit tests of the engine: partitions, commits, pauses, rebalances."""
+
+    def __init__(self, partitions: int, topic: str = "tasks") -> None:
+        self.topic = topic
+        self.connected = True
+        self.log: list[list[Record]] = [[] for _ in range(partitions)]
+        self.position: dict[int, int] = {}
+        self.committed_offsets: dict[int, int] = {}
+        self.committed_tags: dict[int, str] = {}
+        self.retained: dict[int, int] = {}  # positions of partitions revoked from this member
+        self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
+        self.events: deque[Rebalance] = deque()
+        self.lock = threading.Lock()
+        self._rr = 0
+
+    # -- the test's side -----------------------------------------------------------
+    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None) -> Record:
+        with self.lock:
+            if partition is None:
+                parts = list(range(len(self.log)))
+                partition = key_partition(key.decode(), parts) if key else self._next_partition()
+            rec = Record(partition, len(self.log[partition]), key, value)
+            self.log[partition].append(rec)
+            return rec
+
+    def _next_partition(self) -> int:
+        self._rr += 1
+        return self._rr % len(self.log)
+
+    def assign(self, partitions: Sequence[int]) -> None:
+        """The group gives these partitions: from their committed offsets, or, as kafka-python
+        does, from the position this member had when one comes back to it."""
+        with self.lock:
+            for p in partitions:
+                self.position[p] = self.retained.pop(p, self.committed_offsets.get(p, 0))
+            self.events.append(Rebalance(ASSIGNED, tuple(partitions)))
+
+    def revoke(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                if p in self.position:
+                    self.retained[p] = self.position.pop(p)
+            self.events.append(Rebalance(REVOKED, tuple(partitions)))
+
+    def lose_log(self) -> None:
+        """A memory-only broker restarted: every record and commit is gone (positions held stay)."""
+        with self.lock:
+            self.log = [[] for _ in self.log]
+            self.committed_offsets.clear()
+            self.committed_tags.clear()
+
+    # -- the worker's side ------------------------------------------------------------
+    def poll(self, timeout: float) -> list[Record]:
+        out: list[Record] = []
+        with self.lock:
+            for p, pos in self.position.items():
+                got = self.log[p][pos:pos + 500]
+                self.position[p] = pos + len(got)
+                out.extend(got)
+        if not out and timeout:
+            time.sleep(min(timeout, 0.005))
+        return out
+
+    def rebalances(self) -> list[Rebalance]:
+        out = []
+        with self.lock:
+            while self.events:
+                out.append(self.events.popleft())
+        return out
+
+    def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool:
+        with self.lock:
+            for p, o in offsets.items():
+                if p in self.position:
+                    self.committed_offsets[p] = o
+                    self.committed_tags[p] = log_epoch
+        return True
+
+    def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
+        with self.lock:
+            return {p: Committed(self.committed_offsets[p], self.committed_tags.get(p, ""))
+                    if p in self.committed_offsets else None for p in partitions if p in self.position}
+
+    def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
+        with self.lock:
+            return {p: 0 for p in partitions if p in self.position}
+
+    def restart_log(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                if p in self.position:
+                    self.position[p] = 0
+
+    def seek(self, positions: dict[int, int]) -> None:
+        with self.lock:
+            for p, o in positions.items():
+                if p in self.position:
+                    self.position[p] = o
+
+    def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
+        if topic == self.topic:
+            self.append(value, key)
+        else:
+            with self.lock:
+                self.published.setdefault(topic, []).append((key, value, tuple(headers)))
+
+    def flush(self) -> bool:
+        return True
+
+    def partition_count(self) -> int:
+        return len(self.log)
+
+    def remember_lows(self, lows: dict[int, int]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,270 @@
+"""Partition tracker: which records of each owned partition are waiting, running or done.
+
+Pure bookkeeping, no I/O, owned by the loop thread. It answers three questions:
+
+* what may start now: buffered tasks whose retry wait is over, whose ordering
+  key has no earlier unfinished task in the partition, and whose task id is
+  not already running here; a control record only once everything before it
+  in its partition has finished;
+* how far offsets may be committed: up to the lowest unfinished record;
+* which partitions to pause: those holding `max_buffered` records past their
+  lowest unfinished one, so memory stays bounded under any backlog.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from yadtq.worker.records import ControlWork, Record, TaskWork, Work
+
+BUFFERED, STARTED, DONE = "buffered", "started", "done"
+
+
+@dataclass
+class Entry:
+    """One record while its partition is owned here. Mutated only by the tracker."""
+
+    record: Record
+    work: Work
+    state: str = BUFFERED
+    not_before: float = 0.0  # monotonic time a held-in-place retry may start again
+    wait_reason: str = ""
+
+    @property
+    def partition(self) -> int:
+        return self.record.partition
+
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
+    @property
+    def order_key(self) -> str | None:
+        return self.work.order_key if isinstance(self.work, TaskWork) else None
+
+
+@dataclass
+class _Partition:
+    next_offset: int | None = None  # records below this were seen already (dedupe after a seek)
+    order: deque[int] = field(default_factory=deque)  # unfinished offsets, ascending
+    entries: dict[int, Entry] = field(default_factory=dict)  # unfinished, by offset
+    waiting: deque[Entry] = field(default_factory=deque)  # buffered, ascending (started ones removed lazily)
+    keys: dict[str, deque[int]] = field(default_factory=dict)  # ordering key -> its unfinished offsets
+    committed: int | None = None  # last offset committed (or told committable)
+    paused: bool = False
+
+    def low(self) -> int | None:
+        """The lowest unfinished offset."""
+        while self.order and self.order[0] not in self.entries:
+            self.order.popleft()
+        return self.order[0] if self.order else None
+
+
+class PartitionTracker:
+    def __init__(self, max_buffered: int) -> None:
+        self.max_buffered = max_buffered
+        self._parts: dict[int, _Partition] = {}
+        self._rr = itertools.count()
+        # Intake closed for every partition (a paused worker, Redis away): polled records are dropped.
+        self.closed = False
+        self._newly_paused: list[int] = []
+
+    # -- ownership -----------------------------------------------------------
+    def assign(self, partition: int, start: int | None = None) -> None:
+        """Starts tracking `partition`; `start` drops records below it (they were seen before a seek)."""
+        self._parts[partition] = _Partition(next_offset=start)
+
+    def revoke(self, partition: int) -> list[Entry]:
+        """Stops tracking `partition`; returns its unfinished entries (started ones run on elsewhere)."""
+        part = self._parts.pop(partition, None)
+        return list(part.entries.values()) if part else []
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._parts
+
+    # -- records in ------------------------------------------------------------
+    def accepts(self, record: Record) -> bool:
+        """Whether `add` would buffer this record: its partition is owned and taking records, and the
+        record is the next one (not seen already, and nothing before it was dropped)."""
+        part = self._parts.get(record.partition)
+        if part is None or part.paused or self.closed or len(part.entries) >= self.max_buffered:
+            return False
+        return part.next_offset is None or record.offset == part.next_offset
+
+    def dropped(self, record: Record) -> None:
+        """A polled record not taken in: remember where fetching must go on from."""
+        part = self._parts.get(record.partition)
+        if part is None:
+            return
+        if part.next_offset is None:
+            part.next_offset = record.offset
+        if len(part.entries) >= self.max_buffered and not part.paused:
+            part.paused = True
+            self._newly_paused.append(record.partition)
+
+    def add(self, record: Record, work: Work) -> Entry | None:
+        """Buffers a polled record; None if `accepts` says no (the caller fetches it again after a seek
+        to `next_offsets`, so dropping it loses nothing)."""
+        if not self.accepts(record):
+            return None
+        part = self._parts[record.partition]
+        part.next_offset = record.offset + 1
+        entry = Entry(record, work)
+        part.entries[record.offset] = entry
+        part.order.append(record.offset)
+        part.waiting.append(entry)
+        key = entry.order_key
+        if key is not None:
+            part.keys.setdefault(key, deque()).append(record.offset)
+        return entry
+
+    # -- what may start --------------------------------------------------------
+    def ready(self, limit: int, now: float, running_ids: set[str] | frozenset[str]) -> list[Entry]:
+        """Up to `limit` entries that may start now, fairly across partitions, each partition in offset order."""
+        out: list[Entry] = []
+        parts = list(self._parts.values())
+        if not parts or limit <= 0:
+            return out
+        start = next(self._rr) % len(parts)
+        taken_ids: set[str] = set()
+        for part in parts[start:] + parts[:start]:
+            if len(out) >= limit:
+                break
+            low = part.low()
+            while part.waiting and part.waiting[0].state != BUFFERED:
+                part.waiting.popleft()
+            for entry in part.waiting:
+                if len(out) >= limit:
+                    break
+                if entry.state != BUFFERED:
+                    continue
+                if not self._may_start(part, entry, low, now, running_ids, taken_ids):
+                    continue
+                out.append(entry)
+                if isinstance(entry.work, TaskWork):
+                    taken_ids.add(entry.work.task_id)
+        return out
+
+    @staticmethod
+    def _may_start(part: _Partition, entry: Entry, low: int | None, now: float,
+                   running_ids: set[str] | frozenset[str], taken_ids: set[str]) -> bool:
+        if isinstance(entry.work, ControlWork):
+            entry.wait_reason = "" if entry.offset == low else "end marker waits for earlier tasks"
+            return entry.offset == low
+        if entry.not_before > now:
+            entry.wait_reason = "retry backoff"
+            return False
+        key = entry.order_key
+        if key is not None and part.keys[key][0] != entry.offset:
+            entry.wait_reason = "busy key"
+            return False
+        if isinstance(entry.work, TaskWork) and (entry.work.task_id in running_ids or entry.work.task_id in taken_ids):
+            entry.wait_reason = "same task id running"
+            return False
+        entry.wait_reason = ""
+        return True
+
+    def next_wakeup(self) -> float | None:
+        """The earliest monotonic time a held-in-place retry may start."""
+        times = [e.not_before for p in self._parts.values() for e in p.waiting
+                 if e.state == BUFFERED and e.not_before > 0]
+        return min(times) if times else None
+
+    # -- state changes -----------------------------------------------------------
+    def start(self, entry: Entry) -> None:
+        entry.state = STARTED
+
+    def hold(self, entry: Entry, until: float, reason: str) -> None:
+        """Back to waiting in place (a keyed retry, or a claim another worker holds) until `until`."""
+        part = self._parts.get(entry.partition)
+        if part is None or part.entries.get(entry.offset) is not entry:
+            return
+        entry.state, entry.not_before, entry.wait_reason = BUFFERED, until, reason
+        # keep offset order among waiting entries
+        waiting = [e for e in part.waiting if e.state == BUFFERED and e is not entry] + [entry]
+        part.waiting = deque(sorted(waiting, key=lambda e: e.offset))
+
+    def finish(self, entry: Entry) -> None:
+        """The record is dealt with: its offset may be committed once all below it are."""
+        part = self._parts.get(entry.partition)
+        if part is None or part.entries.get(entry.offset) is not entry:
+            return
+        entry.state = DONE
+        del part.entries[entry.offset]
+        key = entry.order_key
+        if key is not None:
+            queue = part.keys[key]
+            queue.remove(entry.offset)
+            if not queue:
+                del part.keys[key]
+
+    # -- commits and flow control ------------------------------------------------
+    def commit_point(self, partition: int) -> int | None:
+        """The offset to commit (lowest unfinished, or one past the last seen), if it moved."""
+        part = self._parts.get(partition)
+        if part is None:
+            return None
+        low = part.low()
+        point = low if low is not None else part.next_offset
+        if point is None or point == part.committed:
+            return None
+        return point
+
+    def committed(self, partition: int, offset: int) -> None:
+        part = self._parts.get(partition)
+        if part is not None:
+            part.committed = offset
+
+    def low_offsets(self) -> dict[int, int]:
+        """Per partition, where a new owner must start: the lowest unfinished (or next) offset."""
+        out = {}
+        for p, part in self._parts.items():
+            low = part.low()
+            point = low if low is not None else part.next_offset
+            if point is not None:
+                out[p] = point
+        return out
+
+    def flow(self) -> tuple[list[int], list[int]]:
+        """(partitions to pause, partitions to resume) by how much each buffers past its lowest unfinished.
+
+        A paused partition drops what is polled for it; resuming it means seeking back to its
+        `next_offsets` (the client's own pause/resume is not used: kafka-python 3 lost records
+        across it in our measurements)."""
+        pause, resume = [p for p in self._newly_paused if p in self._parts], []
+        self._newly_paused = []
+        for p, part in self._parts.items():
+            if part.paused and len(part.entries) < self.max_buffered // 2:
+                part.paused = False
+                resume.append(p)
+        return pause, resume
+
+    def next_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """Per partition, the first offset not seen yet (where fetching must go on from)."""
+        return {p: n for p in partitions if (part := self._parts.get(p)) and (n := part.next_offset) is not None}
+
+    def buffered(self) -> int:
+        return sum(len(p.entries) for p in self._parts.values())
+
+    def describe(self) -> list[dict[str, object]]:
+        """Per partition: committed offset, buffered/running counts, paused, why tasks wait."""
+        out: list[dict[str, object]] = []
+        for p in sorted(self._parts):
+            part = self._parts[p]
+            reasons: dict[str, int] = {}
+            running = 0
+            for e in part.entries.values():
+                if e.state == STARTED:
+                    running += 1
+                elif e.wait_reason:
+                    reasons[e.wait_reason] = reasons.get(e.wait_reason, 0) + 1
+            out.append({"partition": p, "committed": part.committed, "buffered": len(part.entries) - running,
+                        "running": running, "paused": part.paused, "waiting": reasons})
+        return out
