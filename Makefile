@@ -26,9 +26,10 @@ run: venv
 test: venv lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Lint and types: ruff and mypy --strict on the library and the farm.
+## Lint, layers and types: ruff, import-linter's contracts (pyproject.toml), mypy --strict.
 lint: venv
-	$(VENV)/bin/ruff check yadtq worker_farm
+	$(VENV)/bin/ruff check yadtq worker_farm notebooks/analysis.py
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.

@@ -29,7 +29,8 @@ import redis
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 

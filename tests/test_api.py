@@ -16,7 +16,7 @@ from yadtq.broker.backlog import Backlog
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
-from yadtq.ops.services import answers, free_port
+from yadtq.ops.ports import answers, free_port
 from yadtq.store import search
 from yadtq.store.worker_commands import take_commands
 

@@ -14,7 +14,8 @@ from ledger_tasks import read_ledger
 
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 

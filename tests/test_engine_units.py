@@ -20,7 +20,8 @@ import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from yadtq.config import Settings, redact_options, redact_url
+from yadtq.config import Settings, redact_options
 from yadtq.errors import RET_CONNECT, RET_USAGE, BackendUnavailable, BrokerUnavailable
-from yadtq.ops.services import free_port
+from yadtq.ops.ports import free_port
+from yadtq.redaction import redact_url
 
 SECRET = "hunter2-s3cret"
 

@@ -21,7 +21,7 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_USAGE
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port
+from yadtq.ops.ports import free_port
 from yadtq.worker.source import ASSIGNED, KafkaSource
 
 pytestmark = pytest.mark.brokers("kafka")

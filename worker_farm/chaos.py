@@ -40,7 +40,8 @@ from worker_farm.supervisor import Farm
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
                 "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")

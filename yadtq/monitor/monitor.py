@@ -38,10 +38,11 @@ from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, check_reachable, ensure_topic, make_consumer
 from yadtq.client.client import YADTQ
-from yadtq.config import Settings, redact_url
+from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
+from yadtq.redaction import redact_url
 from yadtq.store.live_state import ALIVE, DEAD
 from yadtq.task.messages import Heartbeat
 

@@ -25,23 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import redis
 
-from yadtq.config import Settings, redact_url
-from yadtq.errors import ConfigError, YADTQError
+from yadtq.config import Settings
+from yadtq.errors import ConfigError
+from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
+from yadtq.ops.ports import ServiceError, answers
+from yadtq.redaction import redact_url
 from yadtq.store.worker_names import pid_alive
 
-if TYPE_CHECKING:
-    from yadtq.ops.kafka_cluster import KafkaCluster
-
 log = logging.getLogger(__name__)
-
-
-class ServiceError(YADTQError):
-    """An embedded service would not start."""
 
 
 class _Said(list[str]):
@@ -54,20 +49,6 @@ class _Said(list[str]):
     def append(self, line: str) -> None:
         super().append(line)
         self.say(line)
-
-
-def answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def broker_address(settings: Settings) -> tuple[str, int]:
@@ -356,7 +337,6 @@ class Services:
         return list(lines)
 
     def _start_kafka(self, host: str, port: int, lines: list[str]) -> None:
-        from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
         data = Path(self.settings.data_dir) / "kafka"
         self.kafka = KafkaCluster.local(data, Path(self.settings.log_dir), port, self.nodes, host=host)
         try:

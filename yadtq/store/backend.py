@@ -19,8 +19,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from yadtq.config import Settings, redact_url
+from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError, MessageError, TaskNotFound, YADTQError
+from yadtq.redaction import redact_url
 from yadtq.store import scripts
 from yadtq.store.keys import FINAL, STATUSES, Keys
 from yadtq.task.messages import TaskMessage
