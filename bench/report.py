@@ -36,7 +36,7 @@ YADTQ, prints one table, writes the figures to `bench/results/latest.json` and r
 this page again from the newest result. Benchmarks are not part of `make test`
 (`tests/test_bench_smoke.py` runs a quick version so the code cannot rot).
 
-    make bench                                                      # everything, about 15-20 minutes on 2 cores
+    make bench                                                      # everything: tens of minutes on 2 cores
     .venv/bin/python bench/run.py --quick --only mixed scale        # a subset, small sizes, one run
     .venv/bin/python bench/run.py --show bench/results/latest.json --markdown   # a saved table again
     .venv/bin/python bench/report.py [RESULT.json]                  # this page again
