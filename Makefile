@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv run test bench lint docs clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,9 +33,20 @@ lint: venv
 	$(VENV)/bin/mypy
 
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
+## Then docs/benchmarks.md is rendered again from the newest result (bench/report.py), even when a part failed.
 bench: venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
-	$(PY) bench/run.py --broker embedded kafka
+	$(PY) bench/run.py --broker embedded kafka; status=$$?; $(PY) bench/report.py && exit $$status
+
+## The documentation site: docs/ and mkdocs.yml into site/, strict (a broken link or a page left out fails).
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): docs/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r docs/requirements.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) logs data .pytest_cache
+	rm -rf $(VENV) logs data .pytest_cache site
