@@ -22,8 +22,8 @@ run: venv
 	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.ops.kafka_cluster)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
-## Lint and types first, then the test suite against real broker and Redis processes (both brokers).
-test: venv lint
+## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
+test: venv lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Lint, layers and types: ruff, import-linter's contracts (pyproject.toml), mypy --strict.
