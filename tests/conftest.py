@@ -51,7 +51,7 @@ BROKERS = ("embedded", "kafka")
 # The test broker's Kafka settings: a new group's first rebalance waits 0.5 s, not 3 s (at 0 the
 # first assignment is often empty and the rejoin after it hit a kafka-python bug, now worked around
 # in KafkaSource and tested on a zero-delay node in test_kafka_behaviour.py; 0 still exposes an
-# engine race, see docs/kafka.md; YADTQ_TEST_KAFKA_INITIAL_DELAY_MS=0 runs the suite so); session timeouts
+# engine race, see docs/limits.md; YADTQ_TEST_KAFKA_INITIAL_DELAY_MS=0 runs the suite so); session timeouts
 # down to 1 s (the chaos test uses 3 s; Kafka refuses below 6 s by default); a small offsets topic
 # (made on the first group's join; 50 partitions cost seconds on 2 cores); records up to 8 MiB, so
 # the hostile-records test's oversized record (1.5 MB, past Kafka's 1 MB default) reaches the worker.

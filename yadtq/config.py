@@ -47,7 +47,7 @@ class Settings:
     max_message_bytes: int = 1_048_576
     log_dir: str = "logs"
     data_dir: str = "data"
-    # Kafka client timings. BROKER_NOTES.md: with kafka-python's defaults the
+    # Kafka client timings. docs/brokers.md: with kafka-python's defaults the
     # first records arrive after ~23 s; these values give ~3 s.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000

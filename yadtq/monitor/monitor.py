@@ -112,7 +112,7 @@ class Monitor:
         s = self.settings
         ensure_topic(s, s.heartbeat_topic, 1)
         # No consumer group: a group rejoin waits out the previous member's session
-        # (BROKER_NOTES.md). The monitor reads the one partition itself and keeps
+        # (docs/brokers.md). The monitor reads the one partition itself and keeps
         # its position in Redis, so a restart neither waits nor replays.
         self.consumer = make_consumer(s, None, fetch_max_wait_ms=100)
         self.partition = TopicPartition(s.heartbeat_topic, 0)

