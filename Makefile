@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench lint docs clean
+.PHONY: venv run test bench lint docs hosts-demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: venv
 	$(VENV)/bin/ruff check yadtq worker_farm notebooks/analysis.py
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
+
+## YADTQ on five hosts made of network namespaces (root): tasks spread over three worker hosts, one cut off and back.
+hosts-demo: venv
+	$(PY) -m worker_farm.hosts_demo $(DEMO_ARGS)
 
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
 ## Then docs/benchmarks.md is rendered again from the newest result (bench/report.py), even when a part failed.

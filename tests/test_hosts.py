@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,16 +52,7 @@ def system(tmp_path: Path) -> Iterator[MultiHost]:
 
 
 def _submit(mh: MultiHost, specs: list[tuple[str, list[Any]]]) -> list[str]:
-    path = mh.base / f"specs-{time.monotonic_ns()}.json"
-    path.write_text(json.dumps(specs))
-    code = ("import json, sys\nfrom yadtq import YADTQ, Settings\n"
-            "q = YADTQ(Settings.from_env())\n"
-            f"print(json.dumps(q.submit_many([tuple(s) for s in json.load(open({str(path)!r}))])))\n")
-    out = subprocess.run(["ip", "netns", "exec", mh.lab.hosts["client"].ns, sys.executable, "-c", code],
-                         env=mh.env(), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    ids: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
-    return ids
+    return mh.submit("client", specs)
 
 
 def _worker_pids(q: YADTQ) -> dict[str, int]:

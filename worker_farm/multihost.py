@@ -7,6 +7,7 @@ address, and everything else reaches them there, as it would across machines.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from worker_farm.hosts import Lab
 from yadtq.config import Settings
@@ -82,3 +84,17 @@ class MultiHost:
 
     def output(self, label: str) -> str:
         return (self.base / f"{label}.out").read_text(errors="replace")
+
+    def submit(self, host: str, specs: Sequence[tuple[str, list[Any]]]) -> list[str]:
+        """Submits `specs` from `host`, as a program running there would; returns the task ids."""
+        path = self.base / f"specs-{time.monotonic_ns()}.json"
+        path.write_text(json.dumps(list(specs)))
+        code = ("import json\nfrom yadtq import YADTQ, Settings\n"
+                "q = YADTQ(Settings.from_env())\n"
+                f"print(json.dumps(q.submit_many([tuple(s) for s in json.load(open({str(path)!r}))])))\n")
+        out = subprocess.run(["ip", "netns", "exec", self.lab.hosts[host].ns, sys.executable, "-c", code],
+                             env=self.env(), capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError(f"submit from {host} failed: {out.stderr[-2000:]}")
+        ids: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+        return ids
