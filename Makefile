@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench lint docs hosts-demo clean
+.PHONY: venv run test test-fast bench lint docs hosts-demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ run: venv
 ## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
 test: venv lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The inner loop, under 2 minutes: lint, then the unit tests (no process) and the engine tests (the worker
+## in-process on a real Redis); no broker is started. `make test` runs these too, and the system tests.
+test-fast: venv lint
+	$(PY) -m pytest tests/unit tests/engine $(PYTEST_ARGS)
 
 ## Lint, layers and types: ruff, import-linter's contracts (pyproject.toml), mypy --strict.
 lint: venv

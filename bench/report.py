@@ -34,7 +34,7 @@ INTRO = """\
 `make bench` runs every benchmark in one invocation on both brokers, with Celery beside
 YADTQ, prints one table, writes the figures to `bench/results/latest.json` and renders
 this page again from the newest result. Benchmarks are not part of `make test`
-(`tests/test_bench_smoke.py` runs a quick version so the code cannot rot).
+(`tests/system/test_bench_smoke.py` runs a quick version so the code cannot rot).
 
     make bench                                                      # everything: tens of minutes on 2 cores
     .venv/bin/python bench/run.py --quick --only mixed scale        # a subset, small sizes, one run

@@ -1,7 +1,14 @@
-"""Fixtures: a private broker and Redis per test session, on free ports.
+"""Fixtures for every layer of the suite, and the helpers its tests import (`from conftest import ...`).
+
+The layers: tests/unit starts no process (pure functions and objects in memory); tests/engine runs the
+worker in-process on an in-memory task source against a real Redis; tests/system runs real processes
+(workers, monitor, CLI, services) against a real broker and Redis. `make test-fast` runs the first two.
+Task modules the worker processes import by name (ledger_tasks) stay in tests/, on their PYTHONPATH.
+
+Broker and Redis: a private pair per test session, on free ports.
 
 Every test that uses a broker runs twice: on the embedded broker (tansu) and on a single Apache
-Kafka node (fetched once with Maven; see yadtq/kafka_cluster.py). `--brokers embedded` (or
+Kafka node (fetched once with Maven; see yadtq/ops/kafka_cluster.py). `--brokers embedded` (or
 YADTQ_TEST_BROKERS=embedded) runs one of them; the `broker_kind` fixture tells a test which.
 
 Each test gets its own topic, group, heartbeat topic and key prefix, so tests

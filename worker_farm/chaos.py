@@ -10,7 +10,7 @@ process runs too (it republishes what a broker restart lost) and must be alive
 at the end. After each fault the run notes how long until the next task
 completed: its time to recover.
 
-Used by tests/test_chaos.py (short) and bench/chaos.py (long). Tasks are
+Used by tests/system/test_chaos.py (short) and bench/chaos.py (long). Tasks are
 `ledger_add` from a ledger module (tests/ledger_tasks.py), which appends
 `<task id> <pid> <attempt>` to the Redis list `<prefix>ledger` as each
 execution starts.
