@@ -149,6 +149,14 @@ def test_the_front_survives_hostile_bytes_and_serves_on(tmp_path: Path, broker_k
             _exchange(port, frame, timeout=1.0)
         for _ in range(50):  # connect and leave at once
             _exchange(port, b"", read=False)
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(200)]
+        try:  # 200 connections at once, each stuck half-way through a header, while others are served
+            for sock in held:
+                sock.sendall(_api_versions_v3(3)[:6])
+            assert speaks_kafka("127.0.0.1", port)
+        finally:
+            for sock in held:
+                sock.close()
         assert broker.poll() is None and speaks_kafka("127.0.0.1", port)
         reply = _exchange(port, _api_versions_v3(78))
         assert struct.unpack(">i", reply[4:8])[0] == 78 and _librdkafka_2_0_2_parse(reply[4:]) > 10

@@ -144,12 +144,14 @@ class _Connection:
         self.fix_correlation: int | None = None  # set when the first request is ApiVersions v3+
 
     def run(self) -> None:
-        up = threading.Thread(target=self._guard, args=(self._client_to_broker,), daemon=True)
-        up.start()
-        self._guard(self._broker_to_client)
-        up.join()
-        for sock in (self.client, self.upstream):
-            sock.close()
+        try:
+            up = threading.Thread(target=self._guard, args=(self._client_to_broker,), daemon=True)
+            up.start()
+            self._guard(self._broker_to_client)
+            up.join()
+        finally:  # also when no second thread could be had: this client retries
+            for sock in (self.client, self.upstream):
+                sock.close()
 
     def _guard(self, direction: Callable[[], None]) -> None:
         try:
