@@ -32,7 +32,7 @@ import redis
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
-from yadtq.ops.ports import ServiceError, answers
+from yadtq.ops.ports import ServiceError, answers, free_port
 from yadtq.redaction import redact_url
 from yadtq.store.worker_names import pid_alive
 
@@ -189,15 +189,27 @@ def _wait_until_answers(proc: subprocess.Popen[bytes], host: str, port: int, wha
     raise ServiceError(f"{what} did not answer on {host}:{port} within {timeout:g}s")
 
 
+def broker_command(host: str, port: int, front: bool = True) -> list[str]:
+    """tansu's command line; with `front`, behind `broker_front` (tansu on an internal port), which
+    lets librdkafka before 2.2 (Debian's kcat) connect: see yadtq/ops/broker_front.py."""
+    url = f"tcp://{host}:{port}"
+    if not front:
+        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    inner = free_port()
+    return [sys.executable, "-I", str(Path(__file__).with_name("broker_front.py")), "--listen", f"{host}:{port}",
+            "--upstream", f"127.0.0.1:{inner}", "--", broker_binary(), "broker",
+            "--listener-url", f"tcp://127.0.0.1:{inner}", "--advertised-listener-url", url]
+
+
 def start_broker(host: str, port: int, log_dir: Path,
-                 started: dict[str, subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
-    """Starts tansu; with `started`, records it there at once, so an interrupt mid-start still stops it."""
+                 started: dict[str, subprocess.Popen[bytes]] | None = None,
+                 front: bool = True) -> subprocess.Popen[bytes]:
+    """Starts tansu (behind its front unless `front=False`; the process returned stops both); with
+    `started`, records it there at once, so an interrupt mid-start still stops it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"broker-{port}.log"
-    url = f"tcp://{host}:{port}"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([*_parent_death_signal(), broker_binary(), "broker", "--listener-url", url,
-                                 "--advertised-listener-url", url],
+        proc = subprocess.Popen([*_parent_death_signal(), *broker_command(host, port, front)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     if started is not None:
         started["broker"] = proc
