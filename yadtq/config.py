@@ -77,6 +77,9 @@ class Settings:
     api_token: str = ""
     linger_ms: int = 5
     connect_timeout: float = 5.0
+    # How long a submit waits for the broker to take its messages: long enough to ride through a
+    # Kafka leader election (a node stopped or killed in a rolling restart), then BrokerUnavailable.
+    publish_timeout: float = 60.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
     # Dashboard: refresh period, when dead workers leave the live view (they
@@ -94,7 +97,7 @@ class Settings:
         positive = (
             "partitions", "heartbeat_interval", "dead_after", "tries", "lease",
             "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
-            "max_poll_interval_ms", "max_poll_records", "connect_timeout",
+            "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
             "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
         )

@@ -241,7 +241,8 @@ def test_monitor_and_producer_wait_for_a_broker_that_is_not_there_yet(settings: 
 def test_failed_submit_leaves_nothing_behind_and_a_retry_runs_once(settings: Settings, procs: Procs,
                                                                   tmp_path: Path, r: redis.Redis) -> None:
     port = free_port()
-    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}")
+    # A publish would wait publish_timeout (30 s) for a broker that may come back; 3 s is enough here.
+    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}", publish_timeout=3.0)
     procs.settings = s
     broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
     try:

@@ -157,9 +157,10 @@ class YADTQ:
                 futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
                                              value=m.encode(), partition=partition))
             if wait:
-                producer.flush(timeout=self.settings.connect_timeout * 2)
+                deadline = time.monotonic() + self.settings.publish_timeout
+                producer.flush(timeout=self.settings.publish_timeout)
                 for f in futures:
-                    f.get(timeout=self.settings.connect_timeout)
+                    f.get(timeout=max(0.1, deadline - time.monotonic()))
         except KafkaError as exc:
             self._drop_producer()
             raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
