@@ -89,7 +89,10 @@ class Monitor:
     def connect(self) -> None:
         """Connects to Redis (raises `BackendUnavailable`), then waits for the broker as long as it takes."""
         s = self.settings
-        self.client = YADTQ(s, create_topic=False)
+        # Republishing is retried on the next scan, so the monitor's own loop never waits a whole
+        # publish_timeout on a broker that is away (it must keep judging heartbeats).
+        self.client = YADTQ(s.replace(publish_timeout=min(s.publish_timeout, 2 * s.connect_timeout)),
+                            create_topic=False)
         self.redis = self.client.redis
         self.backend = self.client.backend
         self.live = self.client.live
