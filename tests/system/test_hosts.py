@@ -121,6 +121,11 @@ def test_network_faults_during_a_mixed_workload_lose_nothing_and_run_nothing_twi
         lab.mend("w1")
         lab.unblock("w3")
         assert lab.degraded_packets("w2") > 0, "w2's connections did not go through the proxy"
+        # The host behind the bad link took part: both its workers ran tasks while it was degraded
+        # (its group joins outlive its short polls: yadtq/broker/group_join.py).
+        ran = _ledger_pids(system)
+        w2_pids = {pid for name, pid in pids.items() if name.startswith("w2-")}
+        assert w2_pids and w2_pids <= ran, f"w2's workers {w2_pids} ran no task while degraded"
         lab.restore("w2", via=svc)
         batch(60)
         wait_for(lambda: _all_done(q, ids), 180, 1.0, f"all {len(ids)} tasks done")
@@ -144,6 +149,15 @@ def test_network_faults_during_a_mixed_workload_lose_nothing_and_run_nothing_twi
         assert system.alive(), "a process of the system ended"
     finally:
         q.close()
+
+
+def _ledger_pids(mh: MultiHost) -> set[int]:
+    """The processes that ran some task so far."""
+    r = redis.Redis.from_url(mh.settings.redis_url, decode_responses=True)
+    try:
+        return {pid for runs in read_ledger(r, mh.settings.prefix).values() for pid, _ in runs}
+    finally:
+        r.close()
 
 
 def _events(log_dir: Path, worker_prefix: str) -> list[dict[str, Any]]:

@@ -110,8 +110,8 @@ def test_a_leader_polling_without_waiting_completes_the_rejoin_a_new_topic_cause
     """With the initial delay at 0 a new group's first assignment is often empty (the topic's
     metadata comes after the join), and the rejoin that follows can outlast a poll(0). kafka-python
     3.0.12 then dropped that join's result: the leader's own assignment was never applied and the
-    worker served nothing (KafkaSource._keep_unfinished_rejoin). Without the workaround most rounds
-    here stay at `[()]`."""
+    worker served nothing (yadtq/broker/group_join.py). Without the workaround most rounds here
+    stay at `[()]`."""
     for round_ in range(ZERO_DELAY_ROUNDS):
         u = uuid.uuid4().hex[:8]
         s = settings.replace(kafka_bootstrap=zero_delay_kafka.bootstrap, topic=f"t0-{u}", group=f"g0-{u}")
