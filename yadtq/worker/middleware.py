@@ -69,16 +69,19 @@ class Hooks:
     def __init__(self, middleware: Sequence[Middleware], ctx: WorkerContext) -> None:
         self.middleware = list(middleware)
         self.ctx = ctx
+        # Per hook, only the middleware that override it: most hooks run several times per task.
+        self._using = {hook: [m for m in self.middleware if getattr(type(m), hook, None) is not base]
+                       for hook, base in vars(Middleware).items() if callable(base) and not hook.startswith("_")}
 
     def call(self, hook: str, *args: Any) -> None:
-        for m in self.middleware:
+        for m in self._using[hook]:
             try:
                 getattr(m, hook)(self.ctx, *args)
             except Exception:
                 log.exception("middleware %s.%s failed", type(m).__name__, hook)
 
     def after_run(self, finished: Finished) -> Finished:
-        for m in self.middleware:
+        for m in self._using["after_run"]:
             try:
                 finished = m.after_run(self.ctx, finished)
             except Exception:
