@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry
 from yadtq.worker import MemorySource, Worker
+from yadtq.worker.context import WorkerContext
+from yadtq.worker.jobs import Finished
+from yadtq.worker.middleware import Middleware
 from yadtq.worker.records import Record
 
 
@@ -123,9 +126,10 @@ class Harness:
         self.backend = Backend(self.r, settings)
         self.workers: list[tuple[Worker, threading.Thread]] = []
 
-    def worker(self, name: str = "W1", source: MemorySource | None = None, **overrides: Any) -> Worker:
+    def worker(self, name: str = "W1", source: MemorySource | None = None,
+               middleware: Sequence[Middleware] = (), **overrides: Any) -> Worker:
         s = self.settings.replace(**overrides) if overrides else self.settings
-        w = Worker(s, make_registry(self.ledger), name, source=source or self.source)
+        w = Worker(s, make_registry(self.ledger), name, source=source or self.source, middleware=middleware)
         w.connect()
         t = threading.Thread(target=w.run, daemon=True)
         t.start()
@@ -189,6 +193,38 @@ def test_many_tasks_run_at_once_and_a_slow_task_holds_one_slot(h: Harness) -> No
     # Four slots: at some moment four tasks ran together.
     overlaps = max(sum(1 for _, s, e in h.ledger.runs if s <= t < e) for t in starts)
     assert overlaps == 4
+
+
+class Watching(Middleware):
+    """A plugin the loop knows nothing about: it sees outcomes, commits and the worker's notices."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, str, bool]] = []
+        self.notices: list[str] = []
+        self.committed: dict[int, int] = {}
+        self.contexts: set[type] = set()
+
+    def after_complete(self, ctx: WorkerContext, finished: Finished, stored: bool) -> None:
+        self.contexts.add(type(ctx))
+        self.outcomes.append((finished.job.task_id, finished.status, stored))
+
+    def after_commit(self, ctx: WorkerContext, offsets: dict[int, int]) -> None:
+        self.committed.update(offsets)
+
+    def on_notice(self, ctx: WorkerContext, event: str, fields: dict[str, Any]) -> None:
+        self.notices.append(event)
+
+
+def test_a_plugin_registered_with_the_worker_sees_its_hooks_through_the_context(h: Harness) -> None:
+    h.source.assign([0])
+    plugin = Watching()
+    h.worker(middleware=[plugin])
+    ok, bad = h.submit("add", 1, 2, partition=0), h.submit("boom", "fail", partition=0)
+    h.wait_done([ok, bad])
+    wait_for(lambda: plugin.committed.get(0) == 2, 5, what="the commit seen by the plugin")
+    assert sorted(plugin.outcomes) == sorted([(ok, "success", True), (bad, "failed", True)])
+    assert plugin.contexts == {WorkerContext}, "a plugin is handed the context, never the worker"
+    assert {"connected", "worker_joined", "partitions_assigned", "task_received"} <= set(plugin.notices)
 
 
 def test_offsets_commit_only_up_to_the_lowest_unfinished_record(h: Harness) -> None:
