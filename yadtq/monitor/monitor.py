@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
@@ -42,12 +41,13 @@ from yadtq.config import Settings, redact_url
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
-from yadtq.store.live_state import ALIVE, DEAD
+from yadtq.store.connection import REDIS_UNAVAILABLE
+from yadtq.store.live_state import ALIVE, DEAD, LEFT
 from yadtq.task.messages import Heartbeat
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LEFT = "LEFT"
 PRUNE_EVERY = 60.0
 # Heartbeats held while Redis is down (the newest kept): a few minutes of a large farm.
 PENDING_CAP = 20_000
@@ -261,7 +261,7 @@ class Monitor:
 
     def tasks_held(self, worker: str, running: list[str | None]) -> list[str]:
         """Tasks still `processing` under `worker` (bounded read), plus those its last beat ran."""
-        held = [r.task_id for r in self.backend.list("processing", limit=1000) if r.worker == worker]
+        held = [r.task_id for r in self.backend.list(Status.PROCESSING, limit=1000) if r.worker == worker]
         held += [t for t in dict.fromkeys(running) if t and t not in held]
         return held
 
@@ -331,7 +331,7 @@ class Monitor:
     def _io(self, call: Callable[[], T]) -> T | None:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             if self._redis_lost is None:
                 self._redis_lost = time.time()
                 self.events.emit("connection_lost", service="redis", error=str(exc))

@@ -34,6 +34,7 @@ from yadtq.client.client import YADTQ
 from yadtq.errors import BrokerUnavailable, YADTQError
 from yadtq.logs import EventLog
 from yadtq.task.messages import TaskMessage
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -111,7 +112,7 @@ class Recovery:
 
     def _running_from_lost_log(self) -> bool:
         """Whether a `processing` task's message went to an earlier broker epoch."""
-        ids = self.backend.list_ids("processing", limit=BATCH, newest_first=False)
+        ids = self.backend.list_ids(Status.PROCESSING, limit=BATCH, newest_first=False)
         pipe = self.client.redis.pipeline(transaction=False)
         for tid in ids:
             pipe.hget(self.keys.task(tid), "epoch")
@@ -127,13 +128,13 @@ class Recovery:
             for tid in chunk:
                 pipe.hmget(self.keys.task(tid), "status", "epoch")
             for tid, (status, epoch) in zip(chunk, pipe.execute(), strict=True):
-                if status == "queued" and epoch != self._epoch:
+                if status == Status.QUEUED and epoch != self._epoch:
                     out.append(tid)
         return out
 
     def _queued_ids(self) -> list[str]:
         """Every id `queued` now, paged by score."""
-        key = self.keys.status("queued")
+        key = self.keys.status(Status.QUEUED)
         sec, usec = self.client.redis.time()
         until = sec + usec / 1e6 + 1.0
         out: list[str] = []
@@ -169,7 +170,7 @@ class Recovery:
         sent: list[str] = []
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
-            records = [r for r in self.backend.get_many(chunk) if r.status == "queued"]
+            records = [r for r in self.backend.get_many(chunk) if r.status == Status.QUEUED]
             try:
                 self.client.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries,
                                                     r.submitted, r.time_limit) for r in records])
