@@ -29,6 +29,7 @@ from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
 from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
 from yadtq.store.worker_commands import send_command
@@ -81,12 +82,12 @@ class YADTQ:
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
         started after a broker restart still sees that the broker lost its log."""
-        key = self.backend.keys.broker_epoch
-        if self.redis.exists(key):
+        epochs = EpochRecords(self.redis, self.backend.keys)
+        if epochs.stored() is not None:
             return
         probe = EpochProbe(self.settings)
         try:
-            self.redis.set(key, probe.read() or probe.write(), nx=True)
+            epochs.remember(probe.read() or probe.write(), first_only=True)
         except KafkaError as exc:
             log.warning("could not read the broker's epoch: %s", exc)
         finally:

@@ -89,7 +89,6 @@ class Monitor:
         """Connects to Redis (raises `BackendUnavailable`), then waits for the broker as long as it takes."""
         s = self.settings
         self.client = YADTQ(s, create_topic=False)
-        self.redis = self.client.redis
         self.backend = self.client.backend
         self.live = self.client.live
         self.recovery = Recovery(self.client, self.events)
@@ -117,9 +116,9 @@ class Monitor:
         self.partition = TopicPartition(s.heartbeat_topic, 0)
         self.consumer.assign([self.partition])
         end = self.consumer.end_offsets([self.partition]).get(self.partition, 0)
-        position = self.redis.get(self.live.keys.monitor_offset)
-        if position is not None and int(position) <= end:
-            self.consumer.seek(self.partition, int(position))
+        position = self.live.monitor_position()
+        if position is not None and position <= end:
+            self.consumer.seek(self.partition, position)
             self._live_from = end
         else:  # first start, or a new heartbeat topic (the broker lost the old one)
             self.consumer.seek_to_beginning(self.partition)
@@ -187,7 +186,7 @@ class Monitor:
             self.record(self._pending)
             self._pending = []
             if self._offset is not None:
-                self.redis.set(self.live.keys.monitor_offset, self._offset)
+                self.live.save_monitor_position(self._offset)
         if self._redis_lost is not None:
             self.events.emit("connection_restored", service="redis", after=round(now - self._redis_lost, 3))
             log.info("Redis is back after %.1fs", now - self._redis_lost)
@@ -209,7 +208,7 @@ class Monitor:
     # -- heartbeats and liveness ----------------------------------------------
     def record(self, beats: list[Beat]) -> None:
         known = self.live.workers()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.live.batch()
         latest: dict[str, Beat] = {}
         for beat in beats:  # in offset order: the last one of each worker is its newest
             self.live.record_heartbeat(beat.hb, pipe)
@@ -308,7 +307,7 @@ class Monitor:
         self.consumer.seek_to_beginning(self.partition)
         self._live_from = 0
         self._offset = 0
-        self.redis.set(self.live.keys.monitor_offset, 0)
+        self.live.save_monitor_position(0)
         self.recovery.after_restart()
 
     def _lost_broker(self, reason: str) -> None:

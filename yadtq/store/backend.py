@@ -206,6 +206,30 @@ class Backend:
                                                        num=limit, withscores=True)
         return [(str(member), float(score)) for member, score in got]
 
+    def all_ids(self, status: str, page: int = 1000) -> builtins.list[str]:
+        """Every id in `status` now (entered up to a second past Redis's clock), paged by score:
+        `page` ids a read, so one read never holds the whole index."""
+        key = self.keys.status(status)
+        sec, usec = self.r.time()
+        until = sec + usec / 1e6 + 1.0
+        out: builtins.list[str] = []
+        seen: set[str] = set()
+        low: float | str = "-inf"
+        while True:
+            rows: builtins.list[Any] = self.r.zrangebyscore(key, low, until, start=0, num=page, withscores=True)
+            got = [(str(row[0]), float(row[1])) for row in rows]
+            fresh = [(tid, score) for tid, score in got if tid not in seen]
+            if not fresh:
+                if len(got) < page:
+                    return out
+                # A full page of one score, all seen: step past that score.
+                low = f"({got[-1][1]}"
+                continue
+            for tid, _ in fresh:
+                seen.add(tid)
+                out.append(tid)
+            low = fresh[-1][1]
+
     def reset_to_queued(self, task_id: str, fresh: bool = True) -> TaskMessage:
         """Puts a task back to `queued`; returns the message to publish again.
 

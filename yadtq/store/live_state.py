@@ -91,6 +91,19 @@ class LiveState:
         done, failed = pipe.execute()
         return ({k: int(v) for k, v in done.items()}, {k: int(v) for k, v in failed.items()})
 
+    def batch(self) -> Any:
+        """A pipeline (no transaction) to pass as `pipe` to record_heartbeat and put_worker;
+        nothing is written until its `execute()`."""
+        return self.r.pipeline(transaction=False)
+
+    def monitor_position(self) -> int | None:
+        """Where the monitor is in the heartbeat topic (None: never noted)."""
+        raw = self.r.get(self.keys.monitor_offset)
+        return None if raw is None else int(raw)
+
+    def save_monitor_position(self, offset: int) -> None:
+        self.r.set(self.keys.monitor_offset, offset)
+
     # -- time series (written by the monitor) ------------------------------
     def add_sample(self, sample: dict[str, Any]) -> None:
         pipe = self.r.pipeline(transaction=False)
