@@ -25,10 +25,10 @@ from yadtq.store.claim_replies import (
     decode_renewals,
     decode_verdict,
 )
+from yadtq.store.claims import ClaimPipeline
 from yadtq.store.keys import Keys
 from yadtq.store.replies import CancelReply, RejectReply, RequeueReply, SubmitReply, decode_flag
 from yadtq.task.status import FINAL, STATUSES, Status
-from yadtq.worker.claims import ClaimPipeline
 from yadtq.worker.jobs import FAILED, RETRY, SUCCESS
 
 ROOT = Path(__file__).resolve().parent.parent

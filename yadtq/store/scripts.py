@@ -3,7 +3,7 @@
 Scripts live in yadtq/store/lua/*.lua, each with a header naming its KEYS, ARGV
 and reply; the reply's typed decoder sits beside the code that calls it
 (yadtq.store.replies, yadtq.store.claim_replies). The worker's whole step (store
-outcomes, then claim) is one call of `step.lua` (see yadtq.worker.claims).
+outcomes, then claim) is one call of `step.lua` (see yadtq.store.claims).
 
 `bind(client, name)` returns redis-py's `Script`: it runs by EVALSHA (the text
 crosses the wire once per server, not on every call) and loads the text again

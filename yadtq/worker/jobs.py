@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from yadtq.store.claim_replies import Run
 from yadtq.task.registry import Task
 from yadtq.task.status import Status
-from yadtq.worker.claims import Run
 from yadtq.worker.tracker import Entry
 
 # How an attempt ended. SUCCESS and FAILED are the statuses the step stores; RETRY stores
