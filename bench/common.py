@@ -22,7 +22,8 @@ RESULTS = ROOT / "bench" / "results"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from yadtq.config import Settings  # noqa: E402
-from yadtq.ops.services import free_port, start_broker, start_redis  # noqa: E402
+from yadtq.ops.ports import free_port  # noqa: E402
+from yadtq.ops.services import start_broker, start_redis  # noqa: E402
 
 # A broker starter: given a scratch directory, starts a broker and returns its
 # bootstrap address and the processes to stop afterwards. New brokers (Apache

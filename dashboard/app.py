@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dashboard.common import client, open_task
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
-from yadtq.task.registry import load_task_modules, registry
+from yadtq.task.modules import load_task_modules
+from yadtq.task.registry import registry
 from yadtq.task.status import Status
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")

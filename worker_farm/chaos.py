@@ -10,7 +10,7 @@ process runs too (it republishes what a broker restart lost) and must be alive
 at the end. After each fault the run notes how long until the next task
 completed: its time to recover.
 
-Used by tests/test_chaos.py (short) and bench/chaos.py (long). Tasks are
+Used by tests/system/test_chaos.py (short) and bench/chaos.py (long). Tasks are
 `ledger_add` from a ledger module (tests/ledger_tasks.py), which appends
 `<task id> <pid> <attempt>` to the Redis list `<prefix>ledger` as each
 execution starts.
@@ -38,7 +38,8 @@ from worker_farm.supervisor import Farm
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 from yadtq.store.connection import RedisError, connect_redis
 from yadtq.task.status import Status
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.common import client, settings, viewer_tz
-from yadtq.config import redact_url
+from yadtq.redaction import redact_url
 from yadtq.task.status import STATUSES
 
 st.title("Overview")

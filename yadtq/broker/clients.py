@@ -89,7 +89,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 
 
 def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> KafkaConsumer:
-    """A consumer with manual commits and the timings BROKER_NOTES.md calls for."""
+    """A consumer with manual commits and the timings docs/brokers.md calls for."""
     config = {
         **_common(settings),
         **NO_AUTO_CREATE,

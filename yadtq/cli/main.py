@@ -147,7 +147,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
     from yadtq.store.keys import Keys
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     from yadtq.worker import Worker
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(s, f"worker-{name}", args.verbose)
@@ -257,7 +258,8 @@ class _PrintsIds:
 def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.cli.display import did_you_mean
     from yadtq.client.client import YADTQ
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     _cwd_importable()
     load_task_modules(args.tasks)
     if args.task not in registry:

@@ -47,7 +47,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from yadtq.cli.display import signature_list
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     load_task_modules([])  # the built-ins, for the help texts
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (flags override YADTQ_* env vars)")

@@ -37,10 +37,11 @@ from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, check_reachable, ensure_topic, make_consumer
 from yadtq.client.client import YADTQ
-from yadtq.config import Settings, redact_url
+from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
+from yadtq.redaction import redact_url
 from yadtq.store.connection import REDIS_UNAVAILABLE
 from yadtq.store.live_state import ALIVE, DEAD, LEFT
 from yadtq.task.messages import Heartbeat
@@ -110,7 +111,7 @@ class Monitor:
         s = self.settings
         ensure_topic(s, s.heartbeat_topic, 1)
         # No consumer group: a group rejoin waits out the previous member's session
-        # (BROKER_NOTES.md). The monitor reads the one partition itself and keeps
+        # (docs/brokers.md). The monitor reads the one partition itself and keeps
         # its position in Redis, so a restart neither waits nor replays.
         self.consumer = make_consumer(s, None, fetch_max_wait_ms=100)
         self.partition = TopicPartition(s.heartbeat_topic, 0)

@@ -13,8 +13,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from yadtq.config import Settings, redact_url
+from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError
+from yadtq.redaction import redact_url
 
 RedisClient = redis.Redis
 RedisError = redis.RedisError

@@ -1,4 +1,4 @@
-"""The worker engine, in parts (see docs/DESIGN.md, "The engine"):
+"""The worker engine, in parts (see docs/architecture.md, "The worker engine"):
 
 * `records`  — a polled record, triaged once (pure);
 * `tracker`  — per-partition positions, gaps, key order, pause/resume (pure);

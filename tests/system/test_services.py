@@ -15,7 +15,8 @@ from conftest import ROOT, ServiceAddrs, wait_for
 
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.ops.services import answers, free_port, redis_binary, start_redis
+from yadtq.ops.ports import answers, free_port
+from yadtq.ops.services import redis_binary, start_redis
 from yadtq.store.worker_names import pid_alive
 
 

@@ -30,7 +30,7 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, TaskNotFound
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port
+from yadtq.ops.ports import free_port
 
 TASKS = 6000
 RATE = 100.0  # tasks submitted per second: the run lasts about a minute, long enough for two kills

@@ -14,7 +14,8 @@ from ledger_tasks import read_ledger
 
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 
@@ -116,7 +117,8 @@ def test_a_claim_that_lapsed_while_its_worker_was_frozen_is_not_run(settings: Se
         first = q.submit("ledger_add", [1, 1, 4.0])  # occupies W1's only slot
         wait_for(lambda: first in read_ledger(r, s.prefix), 30, 0.05, "W1 to start the first task")
         second = q.submit("ledger_add", [2, 2, 0.0])
-        time.sleep(0.5)
+        wait_for(lambda: any(e["event"] == "task_received" and e.get("task_id") == second
+                             for e in procs.events("worker-W1")), 30, 0.05, "W1 to buffer the second task")
         frozen.send_signal(signal.SIGSTOP)
         try:
             procs.worker("W2", "--tasks", "ledger_tasks", settings=s)
@@ -124,7 +126,16 @@ def test_a_claim_that_lapsed_while_its_worker_was_frozen_is_not_run(settings: Se
                      90, 0.2, "W2 to run both tasks")
         finally:
             frozen.send_signal(signal.SIGCONT)
-        time.sleep(3)
+            resumed = time.time()
+
+        def w1_let_go_of_second() -> bool:
+            """W1, awake, has dealt with the second task in its buffer (skipped it, or ran it: the ledger
+            tells), or learnt that its partition was taken and dropped its buffer."""
+            events = procs.events("worker-W1")
+            return any(e.get("task_id") == second and e["event"] not in ("task_received", "task_started")
+                       or e["event"] == "partitions_revoked" and 0 in e["partitions"] and e["ts"] >= resumed
+                       for e in events)
+        wait_for(w1_let_go_of_second, 60, 0.1, "W1 to let go of the second task")
         ledger = read_ledger(r, s.prefix)
         assert len(ledger[second]) == 1, ledger[second]
         assert frozen.poll() is None or frozen.returncode == 0

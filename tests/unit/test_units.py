@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from yadtq.broker.assignor import plan_topic
 from yadtq.client.line_producer import _value
@@ -136,7 +136,7 @@ def test_assignor_gives_a_joining_worker_its_share() -> None:
 
 def test_the_readmes_python_examples_compile_and_their_imports_exist() -> None:
     """A user copies these: every `from yadtq... import` line in them must work as written."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks
     for block in blocks:

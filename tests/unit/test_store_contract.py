@@ -31,7 +31,7 @@ from yadtq.store.replies import CancelReply, RejectReply, RequeueReply, SubmitRe
 from yadtq.task.status import FINAL, STATUSES, Status
 from yadtq.worker.jobs import FAILED, RETRY, SUCCESS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LUA = {name: scripts.source(name) for name in sorted(scripts.NAMES)}
 STATUS_NAMES = {s.value for s in Status}
 

@@ -165,16 +165,6 @@ def test_a_usage_error_is_not_respawned_and_the_farm_fails(settings: Settings) -
     assert out.has("[W1] yadtq: error: cannot import task module 'no_such_task_module'")
 
 
-def test_crash_seeds_are_per_worker_and_reproducible() -> None:
-    from worker_farm.__main__ import build_parser, specs_from
-    args = build_parser().parse_args(["--workers", "3", "--standby", "1", "--crash", "after:3-5"])
-    a, b = specs_from(args, 42), specs_from(args, 42)
-    assert a == b and len({s.seed for s in a[:3]}) == 3
-    assert [s.name for s in a] == ["W1", "W2", "W3", "S1"]
-    assert a[3].standby and a[3].crash is None and "--crash" not in a[3].argv()
-    assert a[0].argv()[-4:] == ["--crash", "after:3-5", "--seed", str(a[0].seed)]
-
-
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
@@ -213,9 +203,3 @@ def test_every_crash_is_in_the_failure_history_even_after_a_fast_respawn(setting
     finally:
         farm.stop()
         thread.join(timeout=30)
-
-
-def test_farm_tasks_take_comma_separated_modules() -> None:
-    from worker_farm.__main__ import build_parser, specs_from
-    args = build_parser().parse_args(["--workers", "1", "--tasks", "a.b, c", "--tasks", "d"])
-    assert specs_from(args, None)[0].tasks == ("a.b", "c", "d")

@@ -20,7 +20,8 @@ from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound
-from yadtq.ops.services import free_port, start_broker
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker
 
 
 def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settings, procs: Procs) -> None:

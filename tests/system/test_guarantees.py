@@ -14,7 +14,8 @@ from ledger_tasks import read_ledger
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import TaskFailed
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 from yadtq.worker.crash import CRASH_EXIT_CODE
 
 

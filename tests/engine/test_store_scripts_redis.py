@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.store.connection import RedisClient, connect_redis
 from yadtq.store.keys import Keys

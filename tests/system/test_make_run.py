@@ -22,7 +22,7 @@ import pytest
 import redis
 from conftest import ROOT, ServiceAddrs, wait_for
 
-from yadtq.ops.services import answers, free_port
+from yadtq.ops.ports import answers, free_port
 from yadtq.store.worker_names import pid_alive
 
 pytestmark = pytest.mark.slow

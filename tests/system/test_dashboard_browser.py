@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, Procs, wait_for
 
 from yadtq.client.client import YADTQ
-from yadtq.ops.services import answers, free_port
+from yadtq.ops.ports import answers, free_port
 from yadtq.store.worker_commands import take_commands
 
 CHROMIUM = "/usr/bin/chromium"

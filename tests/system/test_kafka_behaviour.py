@@ -1,7 +1,7 @@
 """What Apache Kafka does better than the embedded broker, asserted on Apache Kafka.
 
 The embedded broker moves a cleanly closed member's partitions only after its session times out,
-holds every fetch for `fetch_max_wait_ms`, and keeps messages in memory only (BROKER_NOTES.md).
+holds every fetch for `fetch_max_wait_ms`, and keeps messages in memory only (docs/brokers.md).
 Apache Kafka does none of these; these tests hold it to that, so a regression in how YADTQ
 uses the protocol (a worker that does not leave the group, a fetch setting that adds latency,
 a topic that does not survive a restart) shows up.
@@ -21,7 +21,7 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_USAGE
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port
+from yadtq.ops.ports import free_port
 from yadtq.worker.source import ASSIGNED, KafkaSource
 
 pytestmark = pytest.mark.brokers("kafka")

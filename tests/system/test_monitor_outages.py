@@ -27,7 +27,8 @@ from ledger_tasks import read_ledger
 
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 from yadtq.task.messages import Heartbeat
 
 # The monitor is what is under test, with a private broker it may kill: the embedded one, whose restart

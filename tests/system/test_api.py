@@ -11,12 +11,10 @@ import httpx
 import pytest
 from conftest import Procs, run_cli, wait_for
 
-from yadtq.api import bind_address
 from yadtq.broker.backlog import Backlog
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import ConfigError
-from yadtq.ops.services import answers, free_port
+from yadtq.ops.ports import answers, free_port
 from yadtq.store import search
 from yadtq.store.worker_commands import take_commands
 
@@ -260,16 +258,6 @@ def test_worker_commands_go_over_the_control_channel(api: httpx.Client, q: YADTQ
     assert take_commands(q.redis, q.live.keys, "ghost") == ["pause", "resume"]
     assert api.post("/workers/ghost/explode").status_code == 404
     assert api.post("/workers/nobody/stop").status_code == 404
-
-
-def test_bind_address_is_loopback_without_a_token() -> None:
-    host, port, warning = bind_address(Settings(api_address="0.0.0.0:8123"))
-    assert (host, port) == ("127.0.0.1", 8123) and "no YADTQ_API_TOKEN" in (warning or "")
-    assert bind_address(Settings(api_address="0.0.0.0:8123", api_token="t")) == ("0.0.0.0", 8123, None)
-    assert bind_address(Settings(api_address="[::1]:80")) == ("::1", 80, None)
-    for bad in ("8000", "host:", "h:99999", ":80"):
-        with pytest.raises(ConfigError):
-            bind_address(Settings(api_address=bad))
 
 
 def test_yadtq_api_process_with_a_token(settings: Settings, procs: Procs) -> None:

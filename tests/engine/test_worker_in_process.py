@@ -1,6 +1,6 @@
 """The engine's invariants in-process: an in-memory task source, a real Redis, a real `Worker`.
 
-Each test runs in well under a second or two; the process tests (test_guarantees,
+Each test runs in well under a second or two; the process tests (tests/system: test_guarantees,
 test_chaos) keep what only processes show (kill -9, SIGSTOP).
 """
 
@@ -20,14 +20,14 @@ import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry
 from yadtq.worker import MemorySource, Worker
-from yadtq.worker.records import Record, Rejected, TaskWork, triage
-from yadtq.worker.tracker import PartitionTracker
+from yadtq.worker.records import Record
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +102,20 @@ def make_registry(ledger: Ledger) -> Registry:
     return reg
 
 
+class CountingSource(MemorySource):
+    """Counts the worker's commit rounds (one `remember_lows` call each, committing or not), so that a
+    test can wait until the worker has had its chances to do something rather than sleep."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__(partitions)
+        self.commit_rounds = 0
+
+    def remember_lows(self, lows: dict[int, int]) -> None:
+        self.commit_rounds += 1
+
+
 class Harness:
-    def __init__(self, settings: Settings, source: MemorySource, ledger: Ledger) -> None:
+    def __init__(self, settings: Settings, source: CountingSource, ledger: Ledger) -> None:
         self.settings = settings
         self.source = source
         self.ledger = ledger
@@ -130,6 +142,18 @@ class Harness:
     def status(self, task_id: str) -> str:
         return self.backend.get(task_id).status
 
+    def rounds_pass(self, n: int = 3) -> None:
+        """Waits until the worker has run `n` more commit rounds (one every 0.05 s while it loops)."""
+        until = self.source.commit_rounds + n
+        wait_for(lambda: self.source.commit_rounds >= until, 10, 0.01, f"{n} commit rounds of the worker")
+
+    def events(self, name: str = "W1") -> list[dict[str, Any]]:
+        """The worker's event stream so far (it flushes the file on every poll)."""
+        path = Path(self.settings.log_dir) / f"worker-{name}.events.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
     def wait_done(self, ids: list[str], timeout: float = 20) -> None:
         wait_for(lambda: all(self.status(i) in ("success", "failed") for i in ids), timeout,
                  what=f"{len(ids)} tasks finished")
@@ -147,7 +171,7 @@ def h(redis_url: str, tmp_path: Path) -> Iterator[Harness]:
     settings = Settings(redis_url=redis_url, prefix=f"u{u}:", topic="tasks", partitions=2, log_dir=str(tmp_path),
                         concurrency=4, lease=2.0, retry_backoff=0.2, max_buffered=50, time_limit_grace=0.5,
                         max_result_bytes=1000)
-    source = MemorySource(2)
+    source = CountingSource(2)
     harness = Harness(settings, source, Ledger())
     yield harness
     harness.stop()
@@ -173,7 +197,7 @@ def test_offsets_commit_only_up_to_the_lowest_unfinished_record(h: Harness) -> N
     slow = h.submit("sleep", 0.8, tag="slow", partition=0)
     quick = [h.submit("add", i, 1, partition=0) for i in range(5)]
     h.wait_done(quick)
-    time.sleep(0.2)
+    h.rounds_pass()
     assert h.source.committed_offsets.get(0, 0) == 0, "committed past the slow task while it runs"
     h.wait_done([slow])
     wait_for(lambda: h.source.committed_offsets.get(0) == 6, 5, what="commit after the slow task")
@@ -320,23 +344,29 @@ def test_a_partition_coming_back_after_the_broker_lost_its_log_is_read_from_the_
     h.source.revoke([0])
     h.source.lose_log()
     h.r.set(h.backend.keys.broker_epoch, "E2")
-    time.sleep(2.5)  # the worker hears of the new epoch while it owns nothing
+    # The worker hears of the new epoch (it reads it every 2 s) while it owns nothing.
+    wait_for(lambda: any(e["event"] == "broker_log_restarted" and e.get("epoch") == "E2" for e in h.events()), 10,
+             0.05, "the worker to hear of the new epoch")
     again = [h.submit("add", i, 2, partition=0) for i in range(3)]  # offsets 0-2 of the new log
     h.source.assign([0])
     h.wait_done(again)
 
 
 class HangingAfterDelivery(MemorySource):
-    """Once it has delivered a record, its next poll hangs, like a broker call while the broker is away."""
+    """Once it has delivered a record, its next poll hangs until the test releases it, like a broker
+    call while the broker is away."""
 
     def __init__(self, partitions: int) -> None:
         super().__init__(partitions)
         self.delivered = False
+        self.hanging = threading.Event()
+        self.release = threading.Event()
 
     def poll(self, timeout: float) -> list[Record]:
         if self.delivered:
             self.delivered = False
-            time.sleep(3)
+            self.hanging.set()
+            self.release.wait(30)
         out = super().poll(timeout)
         self.delivered = bool(out)
         return out
@@ -350,13 +380,17 @@ def test_claims_are_renewed_even_when_the_loop_blocks_right_after_claiming(h: Ha
     h.backend.record_queued([m], h.settings.tries)
     source.append(m.encode(), m.task_id.encode(), 0)
     wait_for(lambda: h.status(m.task_id) == "processing", 10, 0.01, "the claim")
+    wait_for(source.hanging.is_set, 10, 0.01, "the loop to hang in its poll")
     lapsed = []
-    until = time.monotonic() + 2.5  # the loop hangs in its poll all along; the lease is 2 s
-    while time.monotonic() < until:
-        sec, usec = h.r.time()
-        if float(h.r.hget(h.backend.keys.task(m.task_id), "lease") or 0) < sec + usec / 1e6:
-            lapsed.append(sec)
-        time.sleep(0.05)
+    try:
+        until = time.monotonic() + 2.5  # the loop hangs in its poll all along; the lease is 2 s
+        while time.monotonic() < until:  # watching the lease for longer than it lasts
+            sec, usec = h.r.time()
+            if float(h.r.hget(h.backend.keys.task(m.task_id), "lease") or 0) < sec + usec / 1e6:
+                lapsed.append(sec)
+            time.sleep(0.05)
+    finally:
+        source.release.set()
     assert not lapsed, "the lease lapsed while the worker ran the task"
     h.wait_done([m.task_id])
     assert h.status(m.task_id) == "success" and w.done == 1
@@ -394,7 +428,7 @@ def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
     send_command(h.r, h.backend.keys, "W1", "pause")
     wait_for(lambda: w.paused, 5, what="paused")
     tid = h.submit("add", 2, 2)
-    time.sleep(0.7)
+    h.rounds_pass(10)  # half a second of loop rounds in which a worker not paused would run it
     assert h.status(tid) == "queued"
     send_command(h.r, h.backend.keys, "W1", "resume")
     h.wait_done([tid])
@@ -403,30 +437,3 @@ def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
 
 
 # -- pure parts ------------------------------------------------------------------------
-def test_tracker_commit_point_is_the_lowest_unfinished_offset() -> None:
-    reg = make_registry(Ledger())
-    t = PartitionTracker(max_buffered=10)
-    t.assign(0)
-    entries = []
-    for i in range(4):
-        rec = Record(0, i, None, json.dumps({"task-id": f"t{i}", "task": "add", "args": [1, 2]}).encode())
-        entry = t.add(rec, triage(rec, reg, 10_000))
-        assert entry is not None
-        entries.append(entry)
-    for e in t.ready(4, time.monotonic(), frozenset()):
-        t.start(e)
-    t.finish(entries[2])
-    t.finish(entries[1])
-    assert t.commit_point(0) == 0
-    t.finish(entries[0])
-    assert t.commit_point(0) == 3
-    t.finish(entries[3])
-    assert t.commit_point(0) == 4
-
-
-def test_triage_never_raises_on_hostile_bytes() -> None:
-    reg = make_registry(Ledger())
-    for raw in [None, b"", b"{", b"[" * 200_000, b'{"task-id": 1}', b'{"control": "nope"}', b"\xff" * 10,
-                b'{"task-id": "a", "task": "add", "args": ["x", 1]}', b"1e999999", b'"x"' * 1000]:
-        work = triage(Record(0, 0, None, raw), reg, 100_000)
-        assert isinstance(work, Rejected | TaskWork)
