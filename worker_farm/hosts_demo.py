@@ -20,6 +20,7 @@ from typing import Any
 from worker_farm.hosts import Lab
 from worker_farm.multihost import MultiHost
 from yadtq.client.client import YADTQ
+from yadtq.task.status import Status
 
 HOSTS = ("w1", "w2", "w3")
 QUICK = {"heartbeat_interval": 1.0, "dead_after": 4.0, "lease": 4.0, "session_timeout_ms": 6000,
@@ -75,7 +76,7 @@ def main() -> int:
             lab.mend("w1")
             print("w1 is back; waiting for every task")
             records = _wait_done(q, ids, 120)
-            ok = sum(r.status == "success" for r in records)
+            ok = sum(r.status == Status.SUCCESS for r in records)
             print(f"{ok} of {len(records)} tasks succeeded; where they ran:")
             for host, counts in _by_host(records).items():
                 print(f"  {host}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))

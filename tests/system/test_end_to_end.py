@@ -12,7 +12,7 @@ from kafka import KafkaProducer
 
 from yadtq.client.client import YADTQ
 from yadtq.errors import MessageError, TaskFailed, TaskNotFound
-from yadtq.store.keys import STATUSES
+from yadtq.task.status import STATUSES
 
 
 def test_arithmetic_through_the_api(q: YADTQ, procs: Procs) -> None:

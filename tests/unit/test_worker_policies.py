@@ -16,9 +16,9 @@ import pytest
 import yadtq.worker
 from yadtq.config import Settings
 from yadtq.logs import EventLog
+from yadtq.store.claims import DueRetry, Run
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry
-from yadtq.worker.claims import DueRetry, Run
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.crash import CrashInjector
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job

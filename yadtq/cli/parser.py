@@ -9,7 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
-from yadtq.store.keys import STATUSES
+from yadtq.task.status import STATUSES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "tasks", [common], "counts and lists of tasks by status",
              "yadtq tasks\nyadtq tasks --status failed --limit 5\nyadtq tasks --limit 0   # counts only\n"
              "yadtq tasks --json | jq .counts")
-    p.add_argument("--status", choices=STATUSES, help="only this status, e.g. --status failed")
+    p.add_argument("--status", choices=[s.value for s in STATUSES], help="only this status, e.g. --status failed")
     p.add_argument("--limit", type=int, default=20, metavar="N",
                    help="newest N per status (default 20; 0 = counts only), e.g. --limit 100")
     p.add_argument("--json", action="store_true", help="print counts and records as JSON")

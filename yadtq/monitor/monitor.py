@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
@@ -43,12 +42,13 @@ from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
 from yadtq.redaction import redact_url
-from yadtq.store.live_state import ALIVE, DEAD
+from yadtq.store.connection import REDIS_UNAVAILABLE
+from yadtq.store.live_state import ALIVE, DEAD, LEFT
 from yadtq.task.messages import Heartbeat
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LEFT = "LEFT"
 PRUNE_EVERY = 60.0
 # Heartbeats held while Redis is down (the newest kept): a few minutes of a large farm.
 PENDING_CAP = 20_000
@@ -93,7 +93,6 @@ class Monitor:
         # publish_timeout on a broker that is away (it must keep judging heartbeats).
         self.client = YADTQ(s.replace(publish_timeout=min(s.publish_timeout, 2 * s.connect_timeout)),
                             create_topic=False)
-        self.redis = self.client.redis
         self.backend = self.client.backend
         self.live = self.client.live
         self.recovery = Recovery(self.client, self.events)
@@ -121,9 +120,9 @@ class Monitor:
         self.partition = TopicPartition(s.heartbeat_topic, 0)
         self.consumer.assign([self.partition])
         end = self.consumer.end_offsets([self.partition]).get(self.partition, 0)
-        position = self.redis.get(self.live.keys.monitor_offset)
-        if position is not None and int(position) <= end:
-            self.consumer.seek(self.partition, int(position))
+        position = self.live.monitor_position()
+        if position is not None and position <= end:
+            self.consumer.seek(self.partition, position)
             self._live_from = end
         else:  # first start, or a new heartbeat topic (the broker lost the old one)
             self.consumer.seek_to_beginning(self.partition)
@@ -191,7 +190,7 @@ class Monitor:
             self.record(self._pending)
             self._pending = []
             if self._offset is not None:
-                self.redis.set(self.live.keys.monitor_offset, self._offset)
+                self.live.save_monitor_position(self._offset)
         if self._redis_lost is not None:
             self.events.emit("connection_restored", service="redis", after=round(now - self._redis_lost, 3))
             log.info("Redis is back after %.1fs", now - self._redis_lost)
@@ -213,7 +212,7 @@ class Monitor:
     # -- heartbeats and liveness ----------------------------------------------
     def record(self, beats: list[Beat]) -> None:
         known = self.live.workers()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.live.batch()
         latest: dict[str, Beat] = {}
         for beat in beats:  # in offset order: the last one of each worker is its newest
             self.live.record_heartbeat(beat.hb, pipe)
@@ -265,7 +264,7 @@ class Monitor:
 
     def tasks_held(self, worker: str, running: list[str | None]) -> list[str]:
         """Tasks still `processing` under `worker` (bounded read), plus those its last beat ran."""
-        held = [r.task_id for r in self.backend.list("processing", limit=1000) if r.worker == worker]
+        held = [r.task_id for r in self.backend.list(Status.PROCESSING, limit=1000) if r.worker == worker]
         held += [t for t in dict.fromkeys(running) if t and t not in held]
         return held
 
@@ -312,7 +311,7 @@ class Monitor:
         self.consumer.seek_to_beginning(self.partition)
         self._live_from = 0
         self._offset = 0
-        self.redis.set(self.live.keys.monitor_offset, 0)
+        self.live.save_monitor_position(0)
         self.recovery.after_restart()
 
     def _lost_broker(self, reason: str) -> None:
@@ -335,7 +334,7 @@ class Monitor:
     def _io(self, call: Callable[[], T]) -> T | None:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             if self._redis_lost is None:
                 self._redis_lost = time.time()
                 self.events.emit("connection_lost", service="redis", error=str(exc))

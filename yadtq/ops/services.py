@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-import redis
-
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
@@ -112,24 +110,6 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
             return None
         data += chunk
     return data
-
-
-def redis_ready(settings: Settings) -> tuple[bool, str]:
-    """(True, "") once Redis answers PING; (False, why) while it does not, or is still loading its data."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
-    try:
-        client.ping()
-        return True, ""
-    except redis.BusyLoadingError:
-        try:
-            done = client.info("persistence").get("loading_loaded_perc")
-        except redis.RedisError:
-            done = None
-        return False, "loading its data into memory" + (f" ({float(done):.0f}%)" if done is not None else "")
-    except redis.RedisError as exc:
-        return False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    finally:
-        client.close()
 
 
 def broker_ready(settings: Settings) -> tuple[bool, str]:
@@ -226,7 +206,7 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
     a second of writes, and a finished task could come back and run again.
 
     It answers as soon as it listens, possibly while still loading the file:
-    `redis_ready` tells when it serves.
+    `yadtq.store.connection.redis_ready` tells when it serves.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)

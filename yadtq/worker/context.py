@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from yadtq.config import Settings
 from yadtq.logs import EventLog
+from yadtq.store.claims import ClaimPipeline, DueRetry
 from yadtq.store.live_state import LiveState
-from yadtq.worker.claims import ClaimPipeline, DueRetry
 from yadtq.worker.outages import RedisOutages
 
 

@@ -20,15 +20,15 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Outcome, Parked, Quarantined, Run
 from yadtq.store.live_state import LiveState
+from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
-from yadtq.worker.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Outcome, Parked, Quarantined, Run
 from yadtq.worker.executor import Executor
 from yadtq.worker.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FOREIGN, PARKED, QUARANTINED, REJECTED, SKIPPED, Hooks
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.records import ControlWork, Rejected, TaskWork
-from yadtq.worker.rejects import RejectStore
 from yadtq.worker.source import TaskSource
 from yadtq.worker.tracker import Entry, PartitionTracker
 

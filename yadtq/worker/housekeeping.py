@@ -13,9 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-import redis
-
 from yadtq.config import Settings
+from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 from yadtq.store.live_state import LiveState
 from yadtq.store.worker_commands import take_commands
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Housekeeping:
-    def __init__(self, settings: Settings, name: str, *, client: redis.Redis, keys: Keys, live: LiveState,
+    def __init__(self, settings: Settings, name: str, *, client: RedisClient, keys: Keys, live: LiveState,
                  tracker: PartitionTracker, intake: Intake, placement: Placement, outages: RedisOutages,
                  hooks: Hooks, commit: Callable[[], None], publish_snapshot: Callable[[], None],
                  stopped: threading.Event, started_at: float) -> None:

@@ -35,11 +35,12 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.logs import EventLog
-from yadtq.store.backend import connect_redis
+from yadtq.store.claims import ClaimPipeline
+from yadtq.store.connection import connect_redis
 from yadtq.store.keys import Keys
 from yadtq.store.live_state import LiveState
+from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
-from yadtq.worker.claims import ClaimPipeline
 from yadtq.worker.context import GuardedStore, WorkerContext
 from yadtq.worker.dispatch import Dispatcher
 from yadtq.worker.executor import Executor
@@ -51,7 +52,6 @@ from yadtq.worker.middleware import Hooks, Middleware
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.placement import Placement
 from yadtq.worker.policies import builtin_policies
-from yadtq.worker.rejects import RejectStore
 from yadtq.worker.source import KafkaSource, TaskSource
 from yadtq.worker.tracker import PartitionTracker
 

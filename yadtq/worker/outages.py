@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
+from yadtq.store.connection import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_ERRORS = REDIS_UNAVAILABLE
 
 
 class RedisOutages:

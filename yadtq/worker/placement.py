@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import redis
-
+from yadtq.store.broker_epoch import EpochRecords
+from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 from yadtq.worker.middleware import Hooks
 from yadtq.worker.outages import RedisOutages
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Placement:
-    def __init__(self, client: redis.Redis, keys: Keys, source: TaskSource, tracker: PartitionTracker,
+    def __init__(self, client: RedisClient, keys: Keys, source: TaskSource, tracker: PartitionTracker,
                  outages: RedisOutages, hooks: Hooks) -> None:
         self.redis = client
         self.keys = keys
@@ -95,5 +95,4 @@ class Placement:
             self.source.restart_log(parts)
 
     def _read_epoch(self) -> str | None:
-        epoch = self.redis.get(self.keys.broker_epoch)
-        return None if epoch is None else str(epoch)
+        return EpochRecords(self.redis, self.keys).stored()

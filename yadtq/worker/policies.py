@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
@@ -76,11 +77,11 @@ class Events(Middleware):
         if not stored:
             ctx.events.emit("task_fenced", **common)
         elif finished.status == SUCCESS:
-            ctx.events.emit("task_succeeded", status="success", **common)
+            ctx.events.emit("task_succeeded", status=Status.SUCCESS, **common)
         elif finished.status == RETRY:
-            ctx.events.emit("task_retried", status="queued", error=finished.error, delay=finished.delay, **common)
+            ctx.events.emit("task_retried", status=Status.QUEUED, error=finished.error, delay=finished.delay, **common)
         else:
-            ctx.events.emit("task_failed", status="failed", error=finished.error, **common)
+            ctx.events.emit("task_failed", status=Status.FAILED, error=finished.error, **common)
 
     def on_dropped(self, ctx: WorkerContext, entry: Entry, reason: str, error: str | None) -> None:
         task_id, name = _names(entry)
@@ -88,7 +89,7 @@ class Events(Middleware):
                  FENCED: "task_fenced"}.get(reason, "task_skipped")
         ctx.events.emit(event, task_id=task_id, task=name, worker=ctx.name, partition=entry.partition,
                         offset=entry.offset, error=error, reason=reason,
-                        status="failed" if reason in (REJECTED, QUARANTINED) else None)
+                        status=Status.FAILED if reason in (REJECTED, QUARANTINED) else None)
 
 
 class DeadLetters(Middleware):
