@@ -41,7 +41,8 @@ def _workers(python: str) -> list[list[str]]:
 
 def peers() -> list[Peer]:
     version = pinned(REQUIREMENTS, "arq")
-    return [Peer(f"arq poll {poll:g}", f"arq {version} ({PROCESSES} processes, poll {poll:g} s"
-                 + (", its default" if poll == 0.5 else ""), venv_python, _workers, "bench/arq_app.py",
+    return [Peer(f"arq poll {poll:g}", f"arq {version}",
+                 f"{PROCESSES} processes, poll {poll:g} s" + (", its default" if poll == 0.5 else ""),
+                 venv_python, _workers, "bench/arq_app.py",
                  {"BENCH_ARQ_POLL_DELAY": str(poll)})
             for poll in POLL_DELAYS]

@@ -16,7 +16,7 @@ THREADS = 8  # as YADTQ's concurrency 8
 
 def peer() -> Peer:
     version = pinned(ROOT / "bench" / "requirements.txt", "dramatiq")
-    return Peer("dramatiq", f"Dramatiq {version} ({PROCESSES} processes x {THREADS} threads", lambda: sys.executable,
+    return Peer("dramatiq", f"Dramatiq {version}", f"{PROCESSES} processes x {THREADS} threads", lambda: sys.executable,
                 lambda python: [[python, "-m", "dramatiq", "bench.dramatiq_app", "--processes", str(PROCESSES),
                                  "--threads", str(THREADS)]],
                 "bench/dramatiq_app.py")

@@ -24,7 +24,7 @@ DURABLE_VS_NONE_TARGET = {"dramatiq": 1.5}
 
 def add(table: Table) -> None:
     for key, peer in table.peers.items():
-        name = f"{peer['label']}, {peer['tasks']:,} tasks)"
+        name = peer["label"]
         for setting, (bench, words) in SETTINGS.items():
             _row(table, f"{name}: both {words}", bench, peer.get(setting), EQUAL_TARGET.get(key))
         if key in DURABLE_VS_NONE_TARGET:

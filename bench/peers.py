@@ -27,7 +27,8 @@ CLIENT_TIMEOUT_S = 900
 @dataclass(frozen=True)
 class Peer:
     key: str  # its name in the results, e.g. "dramatiq"
-    label: str  # its name in the table: version and setup
+    name: str  # its name and version, e.g. "Dramatiq 2.2.1"
+    setup: str  # how it runs, e.g. "2 processes x 8 threads"
     python: Callable[[], str]  # its interpreter (arq's venv is made on first use)
     workers: Callable[[str], list[list[str]]]  # interpreter -> one command per worker process group
     client: str  # its app module's path under ROOT, run as `python <client> N`
@@ -64,7 +65,7 @@ def _client(python: str, peer: Peer, env: dict[str, str], n: int) -> dict[str, f
     out = subprocess.run([python, peer.client, str(n)], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=CLIENT_TIMEOUT_S)
     if out.returncode != 0:
-        raise RuntimeError(f"{peer.label} client exited {out.returncode}: {out.stderr.strip()[-600:]}")
+        raise RuntimeError(f"{peer.name} client exited {out.returncode}: {out.stderr.strip()[-600:]}")
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
 
@@ -79,13 +80,14 @@ def throughput(peer: Peer, n: int, runs: int, redis: str) -> dict[str, Any]:
 
 
 def run(peers: Sequence[tuple[Peer, int]], runs: int, say: Any = print) -> dict[str, Any]:
-    """Every (peer, task count) at every Redis setting: {peer key: {"label", setting: figures}}."""
+    """Every (peer, task count) at every Redis setting: {peer key: {"label", "tasks", setting: figures}}."""
     out: dict[str, Any] = {}
     for peer, n in peers:
-        by = out[peer.key] = {"label": peer.label, "tasks": n}
+        label = f"{peer.name} ({peer.setup}, {n:,} tasks)"
+        by = out[peer.key] = {"label": label, "tasks": n}
         for redis in REDIS_SETTINGS:
             by[redis] = fig = attempt(throughput, peer, n, runs, redis)
             text = (f"ERROR {fig['error']}" if "error" in fig else
                     f"{fig['end_to_end_per_s']['median']:,.0f} tasks/s (load {fig['load']['median']:.1f})")
-            say(f"  {peer.label}, Redis {redis.replace('_', ' ')}: {text}", flush=True)
+            say(f"  {label}, Redis {redis.replace('_', ' ')}: {text}", flush=True)
     return out
