@@ -16,7 +16,7 @@ from bench import peer_rows
 from bench.peer_rows import PEER
 
 Figures = dict[str, Any]
-# A YADTQ column's cell: its text, its ratio to Celery, whether it met the target ("" when no target).
+# A YADTQ column's cell: its text, its ratio to Celery or the peer, whether it met the target ("" when no target).
 Cell = tuple[str, str, str]
 
 
