@@ -4,18 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# uv installs the pinned sets: parallel downloads, no bytecode compiled ahead (Python compiles what it
+# imports), about 5x faster than pip from a cold cache. pip brings uv itself, pinned.
+UV_VERSION := 0.13.8
+INSTALL := $(VENV)/bin/uv pip install -q --python $(PY)
 PYTEST_ARGS ?=
 
 .PHONY: venv dev-venv run test bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(INSTALL) -r requirements.txt
+	$(INSTALL) --no-deps -e .
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(INSTALL) -r requirements-dev.txt
 	touch $(DEV_STAMP)
 
 venv: $(STAMP)
