@@ -16,6 +16,7 @@ from redis.retry import Retry
 from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError
 from yadtq.redaction import redact_url
+from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 RedisClient = redis.Redis
 RedisError = redis.RedisError
@@ -37,13 +38,12 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     extra: dict[str, Any] = {}
     if retries is not None:
         extra["retry"] = Retry(NoBackoff(), retries)
+    options: dict[str, Any] = dict(
+        decode_responses=True, socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
+        socket_timeout=socket_timeout, health_check_interval=30,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra)
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True,
-            socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
-            socket_timeout=socket_timeout, health_check_interval=30,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
-        )
+        client = _client(settings.redis_url, options)
     except (ValueError, TypeError):
         # The parser's message may quote the URL, password and all.
         raise ConfigError("YADTQ_REDIS_URL is not a valid Redis URL "
@@ -51,13 +51,21 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client.close()
         raise BackendUnavailable(settings.redis_url, redact_url(str(exc).splitlines()[0])) from None
     return client
 
 
+def _client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client for `url`: a plain Redis URL, or a `redis+sentinel://` one (the current primary)."""
+    if is_sentinel_url(url):
+        return sentinel_client(parse_sentinel_url(url), **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def redis_ready(settings: Settings) -> tuple[bool, str]:
     """(True, "") once Redis answers PING; (False, why) while it does not, or is still loading its data."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    client = _client(settings.redis_url, {"socket_connect_timeout": 1.0, "socket_timeout": 2.0})
     try:
         client.ping()
         return True, ""

@@ -1,0 +1,78 @@
+"""Waiting for replicas: a step whose outcomes must survive the loss of the primary.
+
+Redis replicates asynchronously: the primary answers a write before any replica
+has it, so an outcome stored just before the primary dies can be missing on the
+replica Sentinel promotes, and a task that finished would run again. Where
+that matters (the worker's step: its outcomes and its claims) the script is
+followed by `WAIT N timeout` in the same pipeline: one round trip, answered once
+N replicas hold everything written before it, or at the timeout.
+
+Only with a `redis+sentinel://` URL (see yadtq.store.sentinel for its
+`replicas_ack` and `ack_timeout_ms` options): a lone server has no replica to wait for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+from yadtq.config import Settings
+from yadtq.store.connection import RedisClient
+from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
+
+log = logging.getLogger(__name__)
+WARN_EVERY = 30.0  # seconds between two "unreplicated" warnings of one waiter
+
+
+@dataclass
+class ReplicaAck:
+    """Runs a script, then waits for `replicas` replicas, at most `timeout_ms`."""
+
+    replicas: int
+    timeout_ms: int
+    unreplicated: int = 0  # calls whose replicas did not all answer in time
+    _warned_at: float = 0.0
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ReplicaAck | None:
+        """The wait `settings.redis_url` asks for; None for a plain URL or `replicas_ack=0`."""
+        if not is_sentinel_url(settings.redis_url):
+            return None
+        target = parse_sentinel_url(settings.redis_url)
+        return cls(target.replicas_ack, target.ack_timeout_ms) if target.replicas_ack else None
+
+    def call(self, client: RedisClient, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """`script(keys, args)`'s reply, once replicated (or the wait timed out)."""
+        for attempt in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.replicas, self.timeout_ms)  # type: ignore[no-untyped-call]
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                # A new primary (after a failover) or a restart: the script is not loaded yet.
+                client.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acked, Exception):
+                raise acked
+            self._count(int(acked))
+            return reply
+        raise AssertionError("unreachable")
+
+    def _count(self, acked: int) -> None:
+        if acked >= self.replicas:
+            return
+        self.unreplicated += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning("Redis: %d replica(s) of %d acknowledged within %d ms; writes are on the primary only "
+                        "until a replica catches up (%d such steps so far)",
+                        acked, self.replicas, self.timeout_ms, self.unreplicated)
