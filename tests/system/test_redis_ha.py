@@ -1,0 +1,103 @@
+"""Issue 19 item 4: Redis that survives losing its primary (a primary, a replica, three Sentinels).
+
+The Sentinel URL is parsed without processes; the failover test starts the five
+Redis processes on free ports (yadtq.ops.redis_ha), workers and a monitor that
+use the `redis+sentinel://` URL, and kills the primary with kill -9 mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Procs, wait_for
+from ledger_tasks import read_ledger
+
+from worker_farm.chaos import _stored_outcomes
+from yadtq.client.client import YADTQ
+from yadtq.config import Settings
+from yadtq.errors import ConfigError
+from yadtq.ops.ports import free_port
+from yadtq.ops.redis_ha import RedisHA
+from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.replication import ReplicaAck
+from yadtq.store.sentinel import SentinelTarget, parse_sentinel_url
+from yadtq.task.status import Status
+
+TASKS = 300
+
+
+def test_sentinel_url_names_the_sentinels_master_db_and_options() -> None:
+    got = parse_sentinel_url("redis+sentinel://:s3cret@h1:26379,[::1]:26380/mymaster/2?ack_timeout_ms=250")
+    assert got == SentinelTarget(sentinels=(("h1", 26379), ("::1", 26380)), master="mymaster", db=2,
+                                 password="s3cret", ack_timeout_ms=250)
+    assert parse_sentinel_url("redis+sentinel://h:1/m").db == 0
+    assert ReplicaAck.for_settings(Settings(redis_url="redis://127.0.0.1:6379/0")) is None
+    assert ReplicaAck.for_settings(Settings(redis_url="redis+sentinel://h:1/m?replicas_ack=0")) is None
+    assert ReplicaAck.for_settings(Settings(redis_url="redis+sentinel://h:1/m")) == ReplicaAck(1, 1000)
+    for bad in ("redis+sentinel://h/m", "redis+sentinel://h:1/", "redis+sentinel://h:1/m/x",
+                "redis+sentinel://:pw@h:1/m?nope=1", "redis+sentinel://h:1/m?replicas_ack=-1"):
+        with pytest.raises(ConfigError) as err:
+            parse_sentinel_url(bad)
+        assert "pw" not in str(err.value)
+
+
+@pytest.fixture
+def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
+    ha = RedisHA("127.0.0.1", free_port(), free_port(), (free_port(), free_port(), free_port()),
+                 tmp_path / "ha-data", tmp_path / "ha-logs")
+    ha.data_dir.mkdir()
+    ha.log_dir.mkdir()
+    try:
+        ha.start()
+        yield ha
+    finally:
+        ha.stop()
+
+
+def _ledger_ends(r: RedisClient, prefix: str) -> int:
+    try:
+        return int(r.llen(prefix + "ledger_end"))
+    except Exception:  # the primary is being replaced
+        return -1
+
+
+@pytest.mark.brokers("embedded")  # the broker does not matter here: one lane is enough
+def test_kill9_of_the_primary_under_load_loses_nothing_and_runs_nothing_twice(
+        settings: Settings, redis_ha: RedisHA, tmp_path: Path) -> None:
+    s = settings.replace(redis_url=redis_ha.url, partitions=4)
+    procs = Procs(s, tmp_path)
+    try:
+        workers = [procs.worker(f"W{i}", "--tasks", "ledger_tasks", "--concurrency", "4") for i in (1, 2)]
+        monitor = procs.monitor()
+        procs.wait_assigned(["W1", "W2"])
+        r = connect_redis(s)
+        with YADTQ(s) as q:
+            ids = q.submit_many([("ledger_add", [i, 1, 0.02]) for i in range(TASKS)])
+            wait_for(lambda: _ledger_ends(r, s.prefix) >= TASKS // 3, 60, 0.02, "a third of the tasks to run")
+            before = _ledger_ends(r, s.prefix)
+            killed_at = time.monotonic()
+            os.kill(redis_ha.procs["redis-primary"].pid, signal.SIGKILL)
+            wait_for(lambda: _ledger_ends(r, s.prefix) > before, 60, 0.05, "a completion after the kill")
+            resumed = time.monotonic() - killed_at
+            wait_for(lambda: q.backend.counts().get(Status.SUCCESS, 0) == TASKS, 90, 0.2, "every task to succeed")
+            assert {q.status(t).status for t in ids} == {Status.SUCCESS}
+            ledger = read_ledger(r, s.prefix)
+        stored = _stored_outcomes(Path(s.log_dir))
+        # A run after a run whose outcome was stored (and so acknowledged) would be a second run.
+        again = {tid: runs for tid, runs in ledger.items()
+                 if any((tid, pid, attempt) in stored for pid, attempt in runs[:-1])}
+        assert not again, again
+        assert set(ledger) == set(ids)
+        assert all(w.poll() is None for w in workers) and monitor.poll() is None
+        new_primary = r.connection_pool.get_master_address()  # type: ignore[attr-defined]
+        assert new_primary[1] == redis_ha.replica_port
+        print(f"\nkill -9 of the primary: next completion after {resumed:.1f} s; "
+              f"{sum(len(v) for v in ledger.values())} runs for {TASKS} tasks; new primary {new_primary}")
+        r.close()
+    finally:
+        procs.stop_all()
