@@ -22,7 +22,7 @@ from pathlib import Path
 from yadtq.config import Settings
 from yadtq.ops.ports import ServiceError, answers
 from yadtq.ops.services import _parent_death_signal, _wait_until_answers, redis_address, redis_binary, start_redis
-from yadtq.store.sentinel import SCHEME, is_sentinel_url, parse_sentinel_url, sentinels_ready
+from yadtq.store.sentinel import SCHEME, is_sentinel_url, parse_sentinel_url, primary_address, sentinels_ready
 
 MASTER = "mymaster"
 DEFAULT_SENTINEL_PORTS = (26379, 26380, 26381)
@@ -69,6 +69,22 @@ class RedisHA:
         say(f"redis: started {len(self.sentinel_ports)} Sentinels at {self.host}:"
             f"{','.join(map(str, self.sentinel_ports))} (pid {pids}) watching {self.master!r}, quorum {QUORUM}, "
             f"failover after {self.down_after_ms} ms without an answer")
+
+    def primary(self) -> str:
+        """The name of the data server the Sentinels take for the primary now: redis-primary or redis-replica
+        (after a failover the "replica" serves as the primary)."""
+        found = primary_address(parse_sentinel_url(self.url))
+        if found is None:
+            raise ServiceError("no Sentinel answers")
+        return "redis-primary" if found[1] == self.primary_port else "redis-replica"
+
+    def restart(self, name: str) -> None:
+        """Starts data server `name` again (after it died), on its port with its files: the Sentinels
+        make it a replica of the current primary; returns once they count it in sync."""
+        port = self.primary_port if name == "redis-primary" else self.replica_port
+        extra = () if name == "redis-primary" else ("--replicaof", self.host, str(self.primary_port))
+        self._start_data_server(name, port, *extra)
+        self._wait_ready()
 
     def _start_data_server(self, name: str, port: int, *extra_args: str) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}

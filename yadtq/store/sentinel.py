@@ -144,3 +144,19 @@ def sentinels_ready(target: SentinelTarget, timeout: float = 2.0) -> tuple[bool,
         if int(state.get("num-other-sentinels", 0)) < len(target.sentinels) - 1:
             return False, f"Sentinel {host}:{port} does not know the other Sentinels yet"
     return True, ""
+
+
+def primary_address(target: SentinelTarget, timeout: float = 2.0) -> tuple[str, int] | None:
+    """Where the Sentinels say the primary is now (the first that answers), or None."""
+    for host, port in target.sentinels:
+        client = redis.Redis(host=host, port=port, password=target.sentinel_password,
+                             socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
+        try:
+            got = client.sentinel_get_master_addr_by_name(target.master)
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        if got:
+            return str(got[0]), int(got[1])
+    return None
