@@ -157,6 +157,6 @@ def primary_address(target: SentinelTarget, timeout: float = 2.0) -> tuple[str, 
             continue
         finally:
             client.close()
-        if got:
+        if isinstance(got, (tuple, list)) and got:
             return str(got[0]), int(got[1])
     return None
