@@ -22,6 +22,8 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_port
 from yadtq.ops.redis_ha import RedisHA
+from yadtq.store.connection import connect_redis
+from yadtq.store.replication import ReplicaAck
 from yadtq.task.status import Status
 
 
@@ -41,11 +43,31 @@ def _run(base: Settings, url: str, tasks: int, workers: int) -> float:
         stop(procs)
 
 
+def _step_latency(url: str, calls: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of a small write script called `calls` times as a worker's step is."""
+    s = Settings(redis_url=url)
+    r = connect_redis(s)
+    script = r.register_script("redis.call('HSET', KEYS[1], 'status', ARGV[1], 'result', ARGV[2]) return 1")
+    ack = ReplicaAck.for_settings(s)
+    took = []
+    for i in range(calls):
+        start = time.perf_counter()
+        if ack is None:
+            script(keys=[f"bench:{i}"], args=["success", "42"])
+        else:
+            ack.call(r, script, [f"bench:{i}"], ["success", "42"])
+        took.append((time.perf_counter() - start) * 1000)
+    r.close()
+    took.sort()
+    return took[len(took) // 2], took[int(len(took) * 0.99)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=3000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=5000, help="step-sized writes timed one by one")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="yadtq-ha-bench-"))
     bootstrap, broker = _embedded(tmp)
@@ -65,6 +87,9 @@ def main() -> None:
         for name, rates in figures.items():
             print(f"{name:28} {' '.join(f'{r:7.0f}' for r in rates)} tasks/s "
                   f"({args.tasks} add tasks, {args.workers} workers)")
+        for name, url in urls.items():
+            p50, p99 = _step_latency(url, args.calls)
+            print(f"{name:28} one step: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({args.calls} calls)")
     finally:
         ha.stop()
         stop(broker)
