@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Procs, wait_for
+from conftest import ROOT, Procs, wait_for
 from ledger_tasks import read_ledger
 
 from worker_farm.chaos import _stored_outcomes
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
-from yadtq.ops.ports import free_port
-from yadtq.ops.redis_ha import RedisHA
+from yadtq.ops.ports import answers, free_port
+from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
 from yadtq.store.connection import RedisClient, connect_redis
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.sentinel import SentinelTarget, parse_sentinel_url
@@ -109,3 +111,43 @@ def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_tw
         r.close()
     finally:
         procs.stop_all()
+
+
+def _ha_ports() -> int:
+    """A first Sentinel port whose two neighbours, and whose data servers' ports (minus 20000), are free."""
+    for _ in range(200):
+        first = free_port()
+        ports = [first + 1, first + 2, first - SENTINEL_PORT_OFFSET, first - SENTINEL_PORT_OFFSET + 1]
+        if first - SENTINEL_PORT_OFFSET > 1024 and not any(answers("127.0.0.1", p, 0.1) for p in ports):
+            return first
+    raise AssertionError("no free ports for a Redis HA set")
+
+
+def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> None:
+    first = _ha_ports()
+    url = f"redis+sentinel://127.0.0.1:{first},127.0.0.1:{first + 1},127.0.0.1:{first + 2}/mymaster/0"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}, "PYTHONPATH": str(ROOT),
+           "YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "YADTQ_REDIS_URL": url}
+    proc = subprocess.Popen([sys.executable, "-m", "yadtq", "services", "--redis-ha"], env=env, cwd=tmp_path,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        seen = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "services up" in line:
+                break
+        out = "".join(seen)
+        assert f"YADTQ_REDIS_URL={url}\n" in out, out
+        r = connect_redis(Settings(redis_url=url))
+        r.set("k", "v")
+        assert r.connection_pool.get_master_address()[1] == first - SENTINEL_PORT_OFFSET  # type: ignore[attr-defined]
+        r.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not any(answers("127.0.0.1", p) for p in (first, first + 1, first + 2,
+                                                         first - SENTINEL_PORT_OFFSET))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

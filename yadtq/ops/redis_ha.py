@@ -27,6 +27,7 @@ from yadtq.store.sentinel import SCHEME, is_sentinel_url, parse_sentinel_url, pr
 MASTER = "mymaster"
 DEFAULT_SENTINEL_PORTS = (26379, 26380, 26381)
 QUORUM = 2
+SENTINEL_PORT_OFFSET = 20000  # a Sentinel URL's first port minus this: the primary's port
 
 
 @dataclass
@@ -142,13 +143,18 @@ def start_redis_ha(settings: Settings, started: dict[str, subprocess.Popen[bytes
                    say: Callable[[str], None]) -> str:
     """What `yadtq services --redis-ha` starts; returns the URL to use.
 
-    With a `redis+sentinel://` YADTQ_REDIS_URL the Sentinels take its ports and
-    the primary 6379; otherwise the primary takes the plain URL's port, and the
-    Sentinels their usual 26379-26381. The replica listens one port above the primary.
+    With a `redis+sentinel://` YADTQ_REDIS_URL the Sentinels take its ports and the
+    primary its first Sentinel's port - 20000 (26379 -> 6379, Redis's own pairing);
+    otherwise the primary takes the plain URL's port, and the Sentinels their usual
+    26379-26381. The replica listens one port above the primary.
     """
     if is_sentinel_url(settings.redis_url):
         target = parse_sentinel_url(settings.redis_url)
-        host, primary, sentinel_ports = target.sentinels[0][0], 6379, tuple(p for _, p in target.sentinels)
+        (host, first), sentinel_ports = target.sentinels[0], tuple(p for _, p in target.sentinels)
+        primary = first - SENTINEL_PORT_OFFSET
+        if primary <= 0:
+            raise ServiceError(f"--redis-ha puts the primary at the first Sentinel's port - {SENTINEL_PORT_OFFSET}, "
+                               f"and {first} leaves none: use Sentinel ports above {SENTINEL_PORT_OFFSET}")
     else:
         (host, primary), sentinel_ports = redis_address(settings), DEFAULT_SENTINEL_PORTS
     ha = RedisHA(host, primary, primary + 1, sentinel_ports, Path(settings.data_dir), Path(settings.log_dir),
