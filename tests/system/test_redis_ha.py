@@ -31,6 +31,7 @@ from yadtq.store.sentinel import SentinelTarget, parse_sentinel_url
 from yadtq.task.status import Status
 
 PER_KILL = 200  # tasks submitted before each kill
+DURING = 20  # tasks submitted right after each kill
 KILLS = 2  # the primary, then (after the killed one is back as a replica) the promoted one
 
 
@@ -82,6 +83,7 @@ def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_tw
         with YADTQ(s) as q:
             ids: list[str] = []
             resumed: list[float] = []
+            submitted: list[float] = []
             killed = ""
             for _ in range(KILLS):
                 if killed:  # the killed server back, as a replica: this kill has one to promote
@@ -94,6 +96,9 @@ def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_tw
                 killed, killed_at = redis_ha.primary(), time.monotonic()
                 os.kill(redis_ha.procs[killed].pid, signal.SIGKILL)
                 redis_ha.procs[killed].wait()
+                # A client submitting in the failover window waits it out (no BackendUnavailable).
+                ids += q.submit_many([("ledger_add", [i, 2, 0.02]) for i in range(DURING)])
+                submitted.append(round(time.monotonic() - killed_at, 1))
                 wait_for(lambda b=before: _ledger_ends(r, s.prefix) > b, 60, 0.05, "a completion after the kill")
                 resumed.append(round(time.monotonic() - killed_at, 1))
             wait_for(lambda: q.backend.counts().get(Status.SUCCESS, 0) == len(ids), 90, 0.2, "every task to succeed")
@@ -106,7 +111,8 @@ def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_tw
         assert not again, again
         assert set(ledger) == set(ids)
         assert all(w.poll() is None for w in workers) and monitor.poll() is None
-        print(f"\n{KILLS} kill -9 of the primary: next completion after {resumed} s; "
+        print(f"\n{KILLS} kill -9 of the primary: next completion after {resumed} s, a submit right after "
+              f"each kill returned after {submitted} s; "
               f"{sum(len(v) for v in ledger.values())} runs for {len(ids)} tasks")
         r.close()
     finally:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from yadtq.config import Settings
@@ -27,6 +27,10 @@ REDIS_UNAVAILABLE: tuple[type[redis.RedisError], ...] = (redis.ConnectionError, 
                                                          redis.BusyLoadingError)
 
 
+# 0.1 + 0.2 + 0.4 + 0.8 s, then 1 s apart: about 15 s, several times a local failover (3 to 4 s).
+FAILOVER_RETRIES = 18
+
+
 def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
                   retries: int | None = None) -> redis.Redis:
     """A client for `settings.redis_url`; raises `BackendUnavailable` if it does not answer.
@@ -38,6 +42,10 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     extra: dict[str, Any] = {}
     if retries is not None:
         extra["retry"] = Retry(NoBackoff(), retries)
+    elif is_sentinel_url(settings.redis_url):
+        # Behind Sentinel an outage is usually a failover, over in seconds: a command rides it out
+        # (each retry asks the Sentinels afresh) instead of failing a submit or an API request.
+        extra["retry"] = Retry(ExponentialBackoff(cap=1.0, base=0.05), FAILOVER_RETRIES)
     options: dict[str, Any] = dict(
         decode_responses=True, socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
         socket_timeout=socket_timeout, health_check_interval=30,

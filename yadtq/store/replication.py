@@ -6,9 +6,10 @@ replica Sentinel promotes, and a task that finished would run again. Where
 that matters (the worker's step: its outcomes and its claims) the script is
 followed by `WAIT N timeout` in the same pipeline: one round trip, answered once
 N replicas hold everything written before it, or at the timeout. N is at most
-the replicas the primary has connected (asked every few seconds): with none
-(the replica is down, or was just promoted and has none of its own yet) a step
-does not wait, and a warning says that writes are on the primary only.
+the replicas the primary has connected (asked every few seconds, and on every
+call while it has none, so a replica that comes back is waited for at once):
+with none (the replica is down, or was just promoted and has none of its own
+yet) a step does not wait, and a warning says that writes are on the primary only.
 
 Only with a `redis+sentinel://` URL (see yadtq.store.sentinel for its
 `replicas_ack` and `ack_timeout_ms` options): a lone server has no replica to wait for.
@@ -84,13 +85,17 @@ class ReplicaAck:
             if isinstance(acked, Exception):
                 raise acked
             self._count(int(acked))
+            if int(acked) < want:
+                self._checked_at = 0.0  # a replica gone? ask again before the next wait
             return reply
         raise AssertionError("unreachable")
 
     def _connected(self, client: RedisClient) -> int:
         """The primary's connected replicas, asked at most every CHECK_EVERY seconds."""
         now = time.monotonic()
-        if now - self._checked_at >= CHECK_EVERY:
+        # With none seen, ask on every call: a replica that comes back must be waited for at once
+        # (this costs a round trip per step only while there is no replica).
+        if self._replicas_seen == 0 or now - self._checked_at >= CHECK_EVERY:
             self._replicas_seen = int(client.info("replication").get("connected_slaves", 0))
             self._checked_at = now
         return self._replicas_seen
