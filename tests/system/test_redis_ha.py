@@ -1,8 +1,8 @@
 """Issue 19 item 4: Redis that survives losing its primary (a primary, a replica, three Sentinels).
 
-The Sentinel URL is parsed without processes; the failover test starts the five
-Redis processes on free ports (yadtq.ops.redis_ha), workers and a monitor that
-use the `redis+sentinel://` URL, and kills the primary with kill -9 mid-run.
+The failover test starts the five Redis processes on free ports (yadtq.ops.redis_ha),
+workers and a monitor that use the `redis+sentinel://` URL, and kills the primary with
+kill -9 mid-run. The URL's parsing is tested in tests/unit/test_sentinel_url.py.
 """
 
 from __future__ import annotations
@@ -22,32 +22,14 @@ from ledger_tasks import read_ledger
 from worker_farm.chaos import _stored_outcomes
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import ConfigError
 from yadtq.ops.ports import answers, free_port
 from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
 from yadtq.store.connection import RedisClient, connect_redis
-from yadtq.store.replication import ReplicaAck
-from yadtq.store.sentinel import SentinelTarget, parse_sentinel_url
 from yadtq.task.status import Status
 
 PER_KILL = 200  # tasks submitted before each kill
 DURING = 20  # tasks submitted right after each kill
 KILLS = 2  # the primary, then (after the killed one is back as a replica) the promoted one
-
-
-def test_sentinel_url_names_the_sentinels_master_db_and_options() -> None:
-    got = parse_sentinel_url("redis+sentinel://:s3cret@h1:26379,[::1]:26380/mymaster/2?ack_timeout_ms=250")
-    assert got == SentinelTarget(sentinels=(("h1", 26379), ("::1", 26380)), master="mymaster", db=2,
-                                 password="s3cret", ack_timeout_ms=250)
-    assert parse_sentinel_url("redis+sentinel://h:1/m").db == 0
-    assert ReplicaAck.for_settings(Settings(redis_url="redis://127.0.0.1:6379/0")) is None
-    assert ReplicaAck.for_settings(Settings(redis_url="redis+sentinel://h:1/m?replicas_ack=0")) is None
-    assert ReplicaAck.for_settings(Settings(redis_url="redis+sentinel://h:1/m")) == ReplicaAck(1, 1000)
-    for bad in ("redis+sentinel://h/m", "redis+sentinel://h:1/", "redis+sentinel://h:1/m/x",
-                "redis+sentinel://:pw@h:1/m?nope=1", "redis+sentinel://h:1/m?replicas_ack=-1"):
-        with pytest.raises(ConfigError) as err:
-            parse_sentinel_url(bad)
-        assert "pw" not in str(err.value)
 
 
 @pytest.fixture
