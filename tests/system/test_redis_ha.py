@@ -25,6 +25,7 @@ from yadtq.config import Settings
 from yadtq.ops.ports import answers, free_port
 from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
 from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.replication import ReplicaAck
 from yadtq.task.status import Status
 
 PER_KILL = 200  # tasks submitted before each kill
@@ -43,6 +44,24 @@ def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
         yield ha
     finally:
         ha.stop()
+
+
+def test_a_waited_step_is_on_the_replica_when_it_returns_and_survives_noscript(redis_ha: RedisHA) -> None:
+    s = Settings(redis_url=redis_ha.url)
+    r = connect_redis(s)
+    ack = ReplicaAck.for_settings(s)
+    assert ack is not None
+    script = r.register_script("return redis.call('INCR', KEYS[1])")
+    replica = connect_redis(Settings(redis_url=f"redis://127.0.0.1:{redis_ha.replica_port}/0"))
+    try:
+        assert ack.call(r, script, ["n"], []) == 1
+        assert replica.get("n") == "1"  # WAIT returned: the replica has it
+        r.script_flush()  # as on a freshly promoted primary
+        assert ack.call(r, script, ["n"], []) == 2
+        assert replica.get("n") == "2" and ack.unreplicated == 0
+    finally:
+        r.close()
+        replica.close()
 
 
 def _ledger_ends(r: RedisClient, prefix: str) -> int:
