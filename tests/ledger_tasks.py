@@ -8,15 +8,45 @@ import time
 import redis
 
 from yadtq import Retry, current_task, task
+from yadtq.config import Settings
+from yadtq.store.connection import connect_redis
+from yadtq.store.replication import ReplicaAck
+from yadtq.store.sentinel import is_sentinel_url
 
 _client: redis.Redis | None = None
+_ack: ReplicaAck | None = None
+# Idempotent: a write whose reply a failover cut off is sent again, and must not read as a second run.
+_RPUSH = "if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end return redis.call('RPUSH', KEYS[1], ARGV[1])"
 
 
 def ledger() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+        url = os.environ["YADTQ_REDIS_URL"]
+        _client = connect_redis(Settings(redis_url=url)) if is_sentinel_url(url) \
+            else redis.Redis.from_url(url, decode_responses=True)
     return _client
+
+
+def _record(key: str, line: str) -> None:
+    """Appends `line` to the ledger list `key`. Behind Sentinel (tests/system/test_redis_ha.py) the line
+    waits for a replica as a worker's step does, so a failover cannot lose it (and hide a second run),
+    and a write that meets the failover is tried again."""
+    global _ack
+    if not is_sentinel_url(os.environ["YADTQ_REDIS_URL"]):
+        ledger().rpush(key, line)
+        return
+    if _ack is None:
+        _ack = ReplicaAck(1, 2000)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _ack.call(ledger(), ledger().register_script(_RPUSH), [key], [line])
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @task
@@ -24,11 +54,11 @@ def ledger_add(a: float, b: float, pause: float = 0.0) -> float:
     """Writes `<task id> <pid> <attempt>` to the ledger, then works for `pause` seconds."""
     ctx = current_task()
     assert ctx is not None
-    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
+    _record(os.environ["YADTQ_PREFIX"] + "ledger", f"{ctx.task_id} {os.getpid()} {ctx.attempt}")
     if pause:
         time.sleep(pause)
     # The run's end, with its wall time: a run of a killed process with no end was cut off mid-run.
-    ledger().rpush(os.environ["YADTQ_PREFIX"] + "ledger_end", f"{ctx.task_id} {os.getpid()} {ctx.attempt} {time.time()}")
+    _record(os.environ["YADTQ_PREFIX"] + "ledger_end", f"{ctx.task_id} {os.getpid()} {ctx.attempt} {time.time()}")
     return a + b
 
 

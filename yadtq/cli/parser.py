@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "services", [common, topic], "start the embedded broker and Redis if none answers",
              "yadtq services\n"
-             "YADTQ_REDIS_URL=redis://127.0.0.1:6380/0 yadtq services --stay",
+             "YADTQ_REDIS_URL=redis://127.0.0.1:6380/0 yadtq services --stay\n"
+             "yadtq services --redis-ha",
              "Starts tansu (Kafka protocol) and Redis where nothing answers at the configured\n"
              "addresses, uses what answers there, and adopts ones an earlier run left behind.\n"
              "Refuses a port held by something that is not Kafka/Redis. Ctrl+C stops what it started.")
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Kafka fetched once with Maven, e.g. --broker kafka (YADTQ_BROKER)")
     p.add_argument("--nodes", type=int, default=1, metavar="N",
                    help="Apache Kafka nodes for --broker kafka, e.g. --nodes 3 (default 1)")
+    p.add_argument("--redis-ha", action="store_true",
+                   help="start a Redis primary, a replica and three Sentinels instead of one Redis, and print "
+                        "the YADTQ_REDIS_URL=redis+sentinel://... line every process must then use")
 
     p = _sub(sub, "wait", [common], "wait until the broker and Redis serve (Redis done loading its data)",
              "yadtq wait && yadtq monitor\nyadtq wait --timeout 120")

@@ -33,9 +33,12 @@ from yadtq.extras import needs_extra
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
 from yadtq.ops.ports import ServiceError, answers, free_port
 from yadtq.redaction import redact_url
+from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
 from yadtq.store.worker_names import pid_alive
 
 log = logging.getLogger(__name__)
+# (settings, where to record each process started, say) -> the redis+sentinel:// URL to use.
+RedisHAStarter = Callable[[Settings, dict[str, "subprocess.Popen[bytes]"], Callable[[str], None]], str]
 
 
 class _Said(list[str]):
@@ -60,6 +63,9 @@ def broker_address(settings: Settings) -> tuple[str, int]:
 
 
 def redis_address(settings: Settings) -> tuple[str, int]:
+    """Redis's address; for a `redis+sentinel://` URL, its first Sentinel's."""
+    if is_sentinel_url(settings.redis_url):
+        return parse_sentinel_url(settings.redis_url).sentinels[0]
     url = urlparse(settings.redis_url)
     if url.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"bad Redis URL {redact_url(settings.redis_url)!r} (YADTQ_REDIS_URL)")
@@ -305,6 +311,8 @@ class Services:
     pidfiles: dict[str, PidFile] = field(default_factory=dict)
     nodes: int = 1  # Apache Kafka nodes to start when settings.broker is "kafka"
     kafka: KafkaCluster | None = None
+    # Given (yadtq.ops.redis_ha.start_redis_ha): a primary, a replica and three Sentinels instead of one Redis.
+    redis_ha: RedisHAStarter | None = None
 
     def start(self, say: Callable[[str], None] = lambda line: None) -> list[str]:
         """Starts what does not answer; says (and returns) one line per service as it goes.
@@ -324,12 +332,26 @@ class Services:
             self._record("broker", port, self.started["broker"].pid, broker_binary())
             lines.append(f"broker: started tansu at {host}:{port} (pid {self.started['broker'].pid})")
         host, port = redis_address(self.settings)
-        if not self._use_running("redis", "Redis", host, port, redis_binary(), speaks_redis, lines):
+        if self.redis_ha:
+            self._start_redis_ha(lines)
+        elif is_sentinel_url(self.settings.redis_url):
+            if not answers(host, port):
+                raise ServiceError(f"no Sentinel answers at {host}:{port} (YADTQ_REDIS_URL is a Sentinel URL): "
+                                   "start them with `yadtq services --redis-ha`, or point YADTQ_REDIS_URL elsewhere")
+            lines.append(f"redis: using the Sentinels at {redact_url(self.settings.redis_url)}")
+        elif not self._use_running("redis", "Redis", host, port, redis_binary(), speaks_redis, lines):
             start_redis(host, port, data_dir, log_dir, self.started)
             self._record("redis", port, self.started["redis"].pid, redis_binary())
             lines.append(f"redis: started at {host}:{port} (pid {self.started['redis'].pid}), "
                          f"append-only file in {self.settings.data_dir}/")
         return list(lines)
+
+    def _start_redis_ha(self, lines: list[str]) -> None:
+        assert self.redis_ha is not None
+        # Its processes land in self.started as they start, so stop() ends them even after an interrupt.
+        url = self.redis_ha(self.settings, self.started, lines.append)
+        # One line a script can take as is: every process of the stack uses this URL.
+        lines.append(f"YADTQ_REDIS_URL={url}")
 
     def _start_kafka(self, host: str, port: int, lines: list[str]) -> None:
         data = Path(self.settings.data_dir) / "kafka"
@@ -425,7 +447,8 @@ class Services:
         """Blocks until a started or adopted service exits; returns its name."""
         while True:
             for name, proc in self.started.items():
-                if proc.poll() is not None:
+                # Under --redis-ha the Sentinels ride out the loss of a data server: that is their job.
+                if proc.poll() is not None and not (self.redis_ha is not None and name.startswith("redis-")):
                     return name
             for name, pid in self.adopted.items():
                 if not pid_alive(pid):

@@ -27,6 +27,7 @@ from yadtq.store.claim_replies import (
 )
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
+from yadtq.store.replication import ReplicaAck
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
@@ -75,6 +76,8 @@ class ClaimPipeline:
         self.worker = worker
         self.incarnation = incarnation
         self._step = bind(client, "step")
+        # Behind Sentinel, a step waits for a replica: an outcome the worker acts on survives a failover.
+        self.replica_ack = ReplicaAck.for_settings(settings)
         self._renew = bind(client, "renew")
         self._confirm = bind(client, "confirm")
         self._release = bind(client, "release")
@@ -101,7 +104,9 @@ class ClaimPipeline:
             keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or ""]
-        reply = StepReply.decode(self._step(keys=keys, args=args), len(outcomes))
+        raw = self._step(keys=keys, args=args) if self.replica_ack is None \
+            else self.replica_ack.call(self.r, self._step, keys, args)
+        reply = StepReply.decode(raw, len(outcomes))
         return reply.stored, reply.verdicts
 
     def renew(self, claims: Sequence[tuple[str, str]]) -> list[bool]:

@@ -10,12 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError
 from yadtq.redaction import redact_url
+from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 RedisClient = redis.Redis
 RedisError = redis.RedisError
@@ -24,6 +25,10 @@ WatchError = redis.WatchError
 # its data (BusyLoadingError, a ConnectionError). A caller that waits an outage out catches these.
 REDIS_UNAVAILABLE: tuple[type[redis.RedisError], ...] = (redis.ConnectionError, redis.TimeoutError,
                                                          redis.BusyLoadingError)
+
+
+# 0.1 + 0.2 + 0.4 + 0.8 s, then 1 s apart: about 15 s, several times a local failover (3 to 4 s).
+FAILOVER_RETRIES = 18
 
 
 def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
@@ -37,13 +42,16 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     extra: dict[str, Any] = {}
     if retries is not None:
         extra["retry"] = Retry(NoBackoff(), retries)
+    elif is_sentinel_url(settings.redis_url):
+        # Behind Sentinel an outage is usually a failover, over in seconds: a command rides it out
+        # (each retry asks the Sentinels afresh) instead of failing a submit or an API request.
+        extra["retry"] = Retry(ExponentialBackoff(cap=1.0, base=0.05), FAILOVER_RETRIES)
+    options: dict[str, Any] = dict(
+        decode_responses=True, socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
+        socket_timeout=socket_timeout, health_check_interval=30,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra)
     try:
-        client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True,
-            socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
-            socket_timeout=socket_timeout, health_check_interval=30,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
-        )
+        client = _client(settings.redis_url, options)
     except (ValueError, TypeError):
         # The parser's message may quote the URL, password and all.
         raise ConfigError("YADTQ_REDIS_URL is not a valid Redis URL "
@@ -51,13 +59,21 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client.close()
         raise BackendUnavailable(settings.redis_url, redact_url(str(exc).splitlines()[0])) from None
     return client
 
 
+def _client(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client for `url`: a plain Redis URL, or a `redis+sentinel://` one (the current primary)."""
+    if is_sentinel_url(url):
+        return sentinel_client(parse_sentinel_url(url), **options)
+    return redis.Redis.from_url(url, **options)
+
+
 def redis_ready(settings: Settings) -> tuple[bool, str]:
     """(True, "") once Redis answers PING; (False, why) while it does not, or is still loading its data."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    client = _client(settings.redis_url, {"socket_connect_timeout": 1.0, "socket_timeout": 2.0})
     try:
         client.ping()
         return True, ""

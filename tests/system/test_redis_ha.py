@@ -1,0 +1,160 @@
+"""Issue 19 item 4: Redis that survives losing its primary (a primary, a replica, three Sentinels).
+
+The failover test starts the five Redis processes on free ports (yadtq.ops.redis_ha),
+workers and a monitor that use the `redis+sentinel://` URL, and kills the primary with
+kill -9 mid-run. The URL's parsing is tested in tests/unit/test_sentinel_url.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Procs, wait_for
+from ledger_tasks import read_ledger
+
+from worker_farm.chaos import _stored_outcomes
+from yadtq.client.client import YADTQ
+from yadtq.config import Settings
+from yadtq.ops.ports import answers, free_port
+from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
+from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.replication import ReplicaAck
+from yadtq.task.status import Status
+
+PER_KILL = 200  # tasks submitted before each kill
+DURING = 20  # tasks submitted right after each kill
+KILLS = 2  # the primary, then (after the killed one is back as a replica) the promoted one
+
+
+@pytest.fixture
+def redis_ha(tmp_path: Path) -> Iterator[RedisHA]:
+    ha = RedisHA("127.0.0.1", free_port(), free_port(), (free_port(), free_port(), free_port()),
+                 tmp_path / "ha-data", tmp_path / "ha-logs")
+    ha.data_dir.mkdir()
+    ha.log_dir.mkdir()
+    try:
+        ha.start()
+        yield ha
+    finally:
+        ha.stop()
+
+
+def test_a_waited_step_is_on_the_replica_when_it_returns_and_survives_noscript(redis_ha: RedisHA) -> None:
+    s = Settings(redis_url=redis_ha.url)
+    r = connect_redis(s)
+    ack = ReplicaAck.for_settings(s)
+    assert ack is not None
+    script = r.register_script("return redis.call('INCR', KEYS[1])")
+    replica = connect_redis(Settings(redis_url=f"redis://127.0.0.1:{redis_ha.replica_port}/0"))
+    try:
+        assert ack.call(r, script, ["n"], []) == 1
+        assert replica.get("n") == "1"  # WAIT returned: the replica has it
+        r.script_flush()  # as on a freshly promoted primary
+        assert ack.call(r, script, ["n"], []) == 2
+        assert replica.get("n") == "2" and ack.unreplicated == 0
+    finally:
+        r.close()
+        replica.close()
+
+
+def _ledger_ends(r: RedisClient, prefix: str) -> int:
+    try:
+        return int(r.llen(prefix + "ledger_end"))
+    except Exception:  # the primary is being replaced
+        return -1
+
+
+@pytest.mark.brokers("embedded")  # the broker does not matter here: one lane is enough
+def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_twice(
+        settings: Settings, redis_ha: RedisHA, tmp_path: Path) -> None:
+    s = settings.replace(redis_url=redis_ha.url, partitions=4)
+    procs = Procs(s, tmp_path)
+    try:
+        workers = [procs.worker(f"W{i}", "--tasks", "ledger_tasks", "--concurrency", "4") for i in (1, 2)]
+        monitor = procs.monitor()
+        procs.wait_assigned(["W1", "W2"])
+        r = connect_redis(s)
+        with YADTQ(s) as q:
+            ids: list[str] = []
+            resumed: list[float] = []
+            submitted: list[float] = []
+            killed = ""
+            for _ in range(KILLS):
+                if killed:  # the killed server back, as a replica: this kill has one to promote
+                    redis_ha.restart(killed)
+                ends = _ledger_ends(r, s.prefix)
+                ids += q.submit_many([("ledger_add", [i, 1, 0.02]) for i in range(PER_KILL)])
+                wait_for(lambda e=ends: _ledger_ends(r, s.prefix) >= e + PER_KILL // 3, 60, 0.02,
+                         "a third of the tasks to run")
+                before = _ledger_ends(r, s.prefix)
+                killed, killed_at = redis_ha.primary(), time.monotonic()
+                os.kill(redis_ha.procs[killed].pid, signal.SIGKILL)
+                redis_ha.procs[killed].wait()
+                # A client submitting in the failover window waits it out (no BackendUnavailable).
+                ids += q.submit_many([("ledger_add", [i, 2, 0.02]) for i in range(DURING)])
+                submitted.append(round(time.monotonic() - killed_at, 1))
+                wait_for(lambda b=before: _ledger_ends(r, s.prefix) > b, 60, 0.05, "a completion after the kill")
+                resumed.append(round(time.monotonic() - killed_at, 1))
+            wait_for(lambda: q.backend.counts().get(Status.SUCCESS, 0) == len(ids), 90, 0.2, "every task to succeed")
+            assert {q.status(t).status for t in ids} == {Status.SUCCESS}
+            ledger = read_ledger(r, s.prefix)
+        stored = _stored_outcomes(Path(s.log_dir))
+        # A run after a run whose outcome was stored (and so acknowledged) would be a second run.
+        again = {tid: runs for tid, runs in ledger.items()
+                 if any((tid, pid, attempt) in stored for pid, attempt in runs[:-1])}
+        assert not again, again
+        assert set(ledger) == set(ids)
+        assert all(w.poll() is None for w in workers) and monitor.poll() is None
+        print(f"\n{KILLS} kill -9 of the primary: next completion after {resumed} s, a submit right after "
+              f"each kill returned after {submitted} s; "
+              f"{sum(len(v) for v in ledger.values())} runs for {len(ids)} tasks")
+        r.close()
+    finally:
+        procs.stop_all()
+
+
+def _ha_ports() -> int:
+    """A first Sentinel port whose two neighbours, and whose data servers' ports (minus 20000), are free."""
+    for _ in range(200):
+        first = free_port()
+        ports = [first + 1, first + 2, first - SENTINEL_PORT_OFFSET, first - SENTINEL_PORT_OFFSET + 1]
+        if first - SENTINEL_PORT_OFFSET > 1024 and not any(answers("127.0.0.1", p, 0.1) for p in ports):
+            return first
+    raise AssertionError("no free ports for a Redis HA set")
+
+
+def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> None:
+    first = _ha_ports()
+    url = f"redis+sentinel://127.0.0.1:{first},127.0.0.1:{first + 1},127.0.0.1:{first + 2}/mymaster/0"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}, "PYTHONPATH": str(ROOT),
+           "YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}", "YADTQ_REDIS_URL": url}
+    proc = subprocess.Popen([sys.executable, "-m", "yadtq", "services", "--redis-ha"], env=env, cwd=tmp_path,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        seen = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "services up" in line:
+                break
+        out = "".join(seen)
+        assert f"YADTQ_REDIS_URL={url}\n" in out, out
+        r = connect_redis(Settings(redis_url=url))
+        r.set("k", "v")
+        assert r.connection_pool.get_master_address()[1] == first - SENTINEL_PORT_OFFSET  # type: ignore[attr-defined]
+        r.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not any(answers("127.0.0.1", p) for p in (first, first + 1, first + 2,
+                                                         first - SENTINEL_PORT_OFFSET))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
