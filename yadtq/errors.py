@@ -33,6 +33,17 @@ class ConnectError(YADTQError):
         super().__init__(f"cannot reach {self.service} at {self.address}: {reason}")
 
 
+class AddressInUse(ConnectError):
+    """The address a server was to listen on is taken; the message says by what."""
+
+    service = "address"
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        self.reason = message
+        YADTQError.__init__(self, message)
+
+
 class BrokerUnavailable(ConnectError):
     service = "Kafka broker"
 
