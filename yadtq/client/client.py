@@ -191,6 +191,8 @@ class YADTQ:
         """
         _ = self.producer  # connect first: a dead broker must not leave the record half-changed
         message = self.backend.reset_to_queued(task_id, fresh)
+        # Queued again, so not dead: its dead letters go before it is sent, as its next failure adds a fresh one.
+        self.live.forget_dead_letters(task_id)
         self._send([message], wait=True)  # on failure it stays `queued`: requeue again
         return task_id
 
