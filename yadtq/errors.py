@@ -64,6 +64,11 @@ class MessageError(YADTQError):
         super().__init__(reason)
 
 
+class SubmissionRefused(MessageError):
+    """Refused before publishing: no live worker serves the task, or its arguments do not fit
+    the signature the workers announced. Submit it unchecked to send it all the same."""
+
+
 class TaskError(YADTQError):
     """A task cannot run at all (no retry will help)."""
 

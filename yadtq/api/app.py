@@ -44,7 +44,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ErrorOut, "description": text} for code, text in (
         (400, "a body that is not JSON"), (401, "missing or wrong bearer token"),
         (404, "no such task or worker"), (409, "not in a state that allows it"),
-        (422, "JSON that is not a valid request, or invalid parameters"), (503, "Redis or the broker is unavailable"))
+        (422, "JSON that is not a valid request (or a task no live worker serves, or arguments that fit "
+               "no signature they announced), or invalid parameters"), (503, "Redis or the broker is unavailable"))
 }
 
 
@@ -224,7 +225,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
-    options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id}
+    options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
+                               "unchecked": body.unchecked}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key
