@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv run test bench lint clean
+.PHONY: venv run test test-fast bench lint docs hosts-demo clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,19 +22,40 @@ run: venv
 	$(if $(filter kafka,$(BROKER)),$(PY) -m yadtq.ops.kafka_cluster)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
-## Lint and types first, then the test suite against real broker and Redis processes (both brokers).
-test: venv lint
+## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
+test: venv lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Lint and types: ruff and mypy --strict on the library and the farm.
+## The inner loop, under 2 minutes: lint, then the unit tests (no process) and the engine tests (the worker
+## in-process on a real Redis); no broker is started. `make test` runs these too, and the system tests.
+test-fast: venv lint
+	$(PY) -m pytest tests/unit tests/engine $(PYTEST_ARGS)
+
+## Lint, layers and types: ruff, import-linter's contracts (pyproject.toml), mypy --strict.
 lint: venv
-	$(VENV)/bin/ruff check yadtq worker_farm
+	$(VENV)/bin/ruff check yadtq worker_farm notebooks/analysis.py
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
+## YADTQ on five hosts made of network namespaces (root): tasks spread over three worker hosts, one cut off and back.
+hosts-demo: venv
+	$(PY) -m worker_farm.hosts_demo $(DEMO_ARGS)
+
 ## Benchmarks (not part of the tests): prints tables, writes bench/results/*.json.
+## Then docs/benchmarks.md is rendered again from the newest result (bench/report.py), even when a part failed.
 bench: venv
 	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
-	$(PY) bench/run.py --broker embedded kafka
+	$(PY) bench/run.py --broker embedded kafka; status=$$?; $(PY) bench/report.py && exit $$status
+
+## The documentation site: docs/ and mkdocs.yml into site/, strict (a broken link or a page left out fails).
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): docs/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r docs/requirements.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) logs data .pytest_cache
+	rm -rf $(VENV) logs data .pytest_cache site

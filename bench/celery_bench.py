@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Stalled, percentile, stop, wait_until
-from yadtq.ops.services import free_port, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
 
 
 def done_at(result: Any) -> float:

@@ -22,7 +22,8 @@ RESULTS = ROOT / "bench" / "results"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from yadtq.config import Settings  # noqa: E402
-from yadtq.ops.services import free_port, start_broker, start_redis  # noqa: E402
+from yadtq.ops.ports import free_port  # noqa: E402
+from yadtq.ops.services import start_broker, start_redis  # noqa: E402
 
 # A broker starter: given a scratch directory, starts a broker and returns its
 # bootstrap address and the processes to stop afterwards. New brokers (Apache
@@ -36,6 +37,10 @@ def _embedded(base: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
 
 
 BROKERS: dict[str, BrokerStarter] = {"embedded": _embedded}
+# Redis settings the end-to-end figures are taken at: YADTQ's own (an append-only file synced on
+# every write, `appendfsync always`), and none (what Dramatiq and arq run on by default). The later
+# `--appendonly no` overrides start_redis's `yes`.
+REDIS_SETTINGS: dict[str, tuple[str, ...]] = {"fsync_always": (), "no_persistence": ("--appendonly", "no")}
 # The broker `private_services()` starts when none is named: run.py sets it per
 # column, so the workloads in yadtq_bench.py follow without a parameter each.
 current_broker = "embedded"
@@ -169,14 +174,29 @@ def save(name: str, data: dict[str, Any], path: Path | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def private_services(broker: str | None = None, **overrides: Any) -> Iterator[Settings]:
-    """Settings for a fresh broker (`current_broker` unless named) and Redis on free ports."""
+def private_redis(redis: str = "fsync_always", prefix: str = "bench-redis-") -> Iterator[str]:
+    """The URL of a fresh Redis on a free port with the named REDIS_SETTINGS (the peers' benchmarks)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    proc = start_redis("127.0.0.1", port, base / "data", base / "logs", extra_args=REDIS_SETTINGS[redis])
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop([proc])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_services(broker: str | None = None, redis: str = "fsync_always", **overrides: Any) -> Iterator[Settings]:
+    """Settings for a fresh broker (`current_broker` unless named) and Redis (with the named
+    REDIS_SETTINGS) on free ports."""
     base = Path(tempfile.mkdtemp(prefix="yadtq-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         bootstrap, procs = BROKERS[broker or current_broker](base)
         rport = free_port()
-        procs.append(start_redis("127.0.0.1", rport, base / "data", base / "logs"))
+        procs.append(start_redis("127.0.0.1", rport, base / "data", base / "logs",
+                                 extra_args=REDIS_SETTINGS[redis]))
         u = uuid.uuid4().hex[:8]
         yield Settings(kafka_bootstrap=bootstrap, redis_url=f"redis://127.0.0.1:{rport}/0",
                        topic=f"bench-{u}", heartbeat_topic=f"hb-{u}", group=f"g-{u}", prefix=f"b{u}:",

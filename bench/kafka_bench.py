@@ -28,7 +28,8 @@ from bench import common, yadtq_bench  # noqa: E402
 from bench.common import repeat, save  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster  # noqa: E402
-from yadtq.ops.services import free_port, start_redis  # noqa: E402
+from yadtq.ops.ports import free_port  # noqa: E402
+from yadtq.ops.services import start_redis  # noqa: E402
 
 
 def start_kafka(base: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:

@@ -1,11 +1,14 @@
 """`make bench`: every benchmark in one run, one table with figures, ratios and targets, JSON in bench/results/.
 
-    .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--runs N] [--broker NAME ...] [--no-celery]
+    .venv/bin/python bench/run.py [--quick] [--only NAME ...] [--runs N] [--broker NAME ...] [--no-celery] [--no-peers]
     .venv/bin/python bench/run.py --show bench/results/latest.json [--markdown]
 
 Each benchmark starts its own private broker and Redis. YADTQ is measured on
-each --broker (a column each); Celery runs in the same invocation, so ratios
-are measured on the same (shared, noisy) machine at the same time. Repeated
+each --broker (a column each); Celery runs in the same invocation, and so do
+the peers Dramatiq and arq (with "scale": `add` end to end on 2 worker
+processes, on a Redis with YADTQ's `appendfsync always` and on one without
+persistence, YADTQ measured on both), so ratios are measured on the same
+(shared, noisy) machine at the same time. Repeated
 figures are medians of --runs runs with min and max; the mixed workload runs
 once per setup (it is the long one). Every figure carries the 1-minute load
 average seen when it was taken. Targets are printed as met or not, never
@@ -42,14 +45,18 @@ class Sizes:
     scale_tasks: int
     scale_workers: tuple[int, ...]
     celery_scale_tasks: int
+    peer_tasks: int  # Dramatiq, arq polling every 0.05 s
+    slow_peer_tasks: int  # arq at its default poll (0.5 s): about 200/s, Celery's size
     transport: int
     latency: int
     memory: int
     dashboard: tuple[int, ...]
 
 
-FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 1000, 100_000, (100_000, 1_000_000))
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 2000, 100, 5000, (2_000, 20_000))
+FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
+             (100_000, 1_000_000))
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000))
+PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 
 
@@ -59,8 +66,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     took: dict[str, float] = {}
     out: dict[str, Any] = {"quick": args.quick, "runs": runs, "brokers": args.broker, "mixed_tasks": sizes.mixed_tasks,
                            "load_at_start": common.load(), "cpus": os.cpu_count(), "yadtq": {}, "celery": {},
-                           "section_s": took}
+                           "peers": {}, "section_s": took}
     only = set(args.only)
+    peers = not args.no_peers and "scale" in only
 
     def timed(name: str, fn: Callable[..., Any], *fargs: Any, **kwargs: Any) -> Any:
         """`fn`'s result, or {"error": ...} when it failed (the other parts still run); its wall time
@@ -81,6 +89,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                celery=False, setups=sizes.mixed_setups)
         if "scale" in only:
             y["scale"] = timed(f"scale {broker}", scale.yadtq_run, sizes.scale_tasks, sizes.scale_workers, runs)
+        if peers:  # the peers run on both Redis settings: YADTQ too, for ratios at equal settings
+            y["scale_no_persistence"] = timed(f"scale {broker}, Redis without persistence", scale.yadtq_run,
+                                              sizes.scale_tasks, (PEER_WORKERS,), runs, redis="no_persistence")
         if "latency" in only:
             y["latency"] = timed(f"latency {broker}", repeat, runs, yadtq_bench.latency, sizes.latency, RATE)
         if "transport" in only:
@@ -113,6 +124,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             gc.collect()  # Celery's result objects talk to Redis when collected: before it stops
         finally:
             rig.close()
+    if peers:
+        from bench import arq_bench, dramatiq_bench
+        from bench import peers as peer_bench
+        print(f"Peers (Redis broker and results, {PEER_WORKERS} worker processes)", flush=True)
+        arq_default, arq_fast = arq_bench.peers()
+        out["peers"] = timed("peers", peer_bench.run, [(dramatiq_bench.peer(), sizes.peer_tasks),
+                                                       (arq_default, sizes.slow_peer_tasks),
+                                                       (arq_fast, sizes.peer_tasks)], runs)
     out["load_at_end"] = common.load()
     out["wall_s"] = round(time.time() - t0, 1)
     return out
@@ -125,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--broker", nargs="+", choices=list(common.BROKERS), default=["embedded"],
                    help="brokers YADTQ is measured on, a column each (default: embedded)")
-    p.add_argument("--no-celery", action="store_true", help="YADTQ only")
+    p.add_argument("--no-celery", action="store_true", help="no Celery")
+    p.add_argument("--no-peers", action="store_true", help="no Dramatiq and arq")
     p.add_argument("--show", type=Path, metavar="JSON", help="print the table of a saved result, run nothing")
     p.add_argument("--markdown", action="store_true", help="the table as Markdown (for the README)")
     p.add_argument("--out", type=Path, metavar="JSON",

@@ -27,9 +27,10 @@ PARTITIONS = 4  # as in the figures before issue 9, so the 2-worker figure stays
 BATCH = 2000
 
 
-def yadtq_throughput(n: int, workers: int) -> dict[str, float]:
-    """First submit to last success stored: `n` add tasks on `workers` worker processes."""
-    with private_services(partitions=PARTITIONS) as s:
+def yadtq_throughput(n: int, workers: int, redis: str = "fsync_always") -> dict[str, float]:
+    """First submit to last success stored: `n` add tasks on `workers` worker processes, on a Redis
+    with the named REDIS_SETTINGS (YADTQ's own by default)."""
+    with private_services(partitions=PARTITIONS, redis=redis) as s:
         procs = spawn_workers(s, workers)
         try:
             with YADTQ(s) as q:
@@ -49,11 +50,12 @@ def yadtq_throughput(n: int, workers: int) -> dict[str, float]:
 Table = dict[str, dict[str, dict[str, float]]]  # workers -> figure -> summary
 
 
-def yadtq_run(n: int, workers: Sequence[int], runs: int, say: Any = print) -> Table:
+def yadtq_run(n: int, workers: Sequence[int], runs: int, say: Any = print, redis: str = "fsync_always") -> Table:
     out: Table = {}
+    words = "" if redis == "fsync_always" else f", Redis {redis.replace('_', ' ')}"
     for w in workers:
-        out[str(w)] = fig = attempt(repeat, runs, yadtq_throughput, n, w)
-        say(f"  scale YADTQ {w} worker(s): {describe(fig)}", flush=True)
+        out[str(w)] = fig = attempt(repeat, runs, yadtq_throughput, n, w, redis)
+        say(f"  scale YADTQ {w} worker(s){words}: {describe(fig)}", flush=True)
     return out
 
 

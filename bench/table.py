@@ -1,4 +1,5 @@
-"""The one table of `make bench`: rows of figures, a column per YADTQ broker and Celery, ratio, target, met, load.
+"""The one table of `make bench`: rows of figures, a column per YADTQ broker, Celery and a peer, ratio, target,
+met, load.
 
 Built from the results dict that bench/run.py saves as JSON, so a saved run
 prints again (`run.py --show FILE [--markdown]`). Targets are judged here and
@@ -11,8 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import peer_rows
+from bench.peer_rows import PEER
+
 Figures = dict[str, Any]
-# A YADTQ column's cell: its text, its ratio to Celery, whether it met the target ("" when no target).
+# A YADTQ column's cell: its text, its ratio to Celery or the peer, whether it met the target ("" when no target).
 Cell = tuple[str, str, str]
 
 
@@ -66,10 +70,13 @@ class Table:
         self.out = out
         self.ys: dict[str, Figures] = {f"YADTQ {b}": figs for b, figs in out.get("yadtq", {}).items()}
         self.celery: Figures = out.get("celery", {})
-        self.columns = [*self.ys, *(["Celery"] if self.celery else [])]
+        self.peers: Figures = out.get("peers", {})
+        self.columns = [*self.ys, *(["Celery"] if self.celery else []), *([PEER] if self.peers else [])]
         self.rows: list[Row] = []
         self._mixed()
         self._scale()
+        self._section(f"Peers: `add` end to end, {peer_rows.WORKERS} worker processes, tasks/s, each on the same "
+                      "Redis settings as YADTQ (medians, min..max)", lambda: peer_rows.add(self))
         self._rest()
 
     # --- building blocks ---
@@ -83,9 +90,10 @@ class Table:
             self.rows.pop()
 
     def _add(self, label: str, cell: Callable[[Figures], Cell | None], celery: str | None = None,
-             target: str = "", loads: Iterable[Any] = ()) -> None:
-        """One row: `cell(figures of a YADTQ column)` per YADTQ column; verdicts prefixed with the
-        broker when there are several; `loads` are the figures whose load averages go in the row."""
+             target: str = "", loads: Iterable[Any] = (), column: str = "Celery") -> None:
+        """One row: `cell(figures of a YADTQ column)` per YADTQ column, `celery` in `column` (Celery's, or
+        PEER's); verdicts prefixed with the broker when there are several; `loads` are the figures whose
+        load averages go in the row."""
         cells: dict[str, str] = {}
         ratios, mets = [], []
         for col, y in self.ys.items():
@@ -98,7 +106,7 @@ class Table:
             if met:
                 mets.append(met if len(self.ys) == 1 else f"{col.split()[1]}: {met}")
         if celery is not None:
-            cells["Celery"] = celery
+            cells[column] = celery
         if cells:
             load = " / ".join(f"{v:.1f}" for v in (med(c, "load") for c in loads) if v is not None)
             self.rows.append(Row(label, cells, " / ".join(ratios), target, "; ".join(mets), load))
@@ -245,7 +253,7 @@ class Table:
 
 def render(out: dict[str, Any], markdown: bool = False) -> str:
     table = Table(out)
-    head = ["benchmark", *table.columns, "YADTQ/Celery", "target", "met", "load"]
+    head = ["benchmark", *table.columns, "YADTQ/other" if table.peers else "YADTQ/Celery", "target", "met", "load"]
     lines = [[r.label, *(r.cells.get(c, "") for c in table.columns), r.ratio, r.target, r.met, r.load]
              for r in table.rows]
     text: list[str] = []
@@ -265,7 +273,7 @@ def render(out: dict[str, Any], markdown: bool = False) -> str:
     if failed:
         text.append("\nERRORS (the run went on without these figures):")
         text += [f"  {e}" for e in failed]
-    text.append(f"\n(load = 1-minute load average on {out.get('cpus', '?')} CPUs after the YADTQ / Celery runs; "
+    text.append(f"\n(load = 1-minute load average on {out.get('cpus', '?')} CPUs after the YADTQ / other runs; "
                 f"whole run {out.get('wall_s', '?')} s, load {out.get('load_at_start', '?')} at start, "
                 f"{out.get('load_at_end', '?')} at end)")
     return "\n".join(text)

@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dashboard.common import client, open_task
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
-from yadtq.task.registry import load_task_modules, registry
+from yadtq.task.modules import load_task_modules
+from yadtq.task.registry import registry
+from yadtq.task.status import Status
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")
 HERE = Path(__file__).resolve().parent
@@ -99,7 +101,7 @@ def sidebar(tasks_page: Any) -> None:
                 st.switch_page(tasks_page)
         if q.settings.dashboard_allow_destructive:
             st.header("Maintenance")
-            status = st.selectbox("Purge finished", ["failed", "success", "cancelled"])
+            status = st.selectbox("Purge finished", [Status.FAILED, Status.SUCCESS, Status.CANCELLED])
             if st.button(f"Purge up to 1,000 {status} tasks"):
                 st.success(f"Purged {q.backend.purge(status)} {status} task(s)")
 

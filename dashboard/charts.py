@@ -5,8 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-COLORS = {"queued": "#9aa5b1", "processing": "#f0a500", "success": "#2e9e5b", "failed": "#d64545",
-          "cancelled": "#7b61ff"}
+from yadtq.task.status import Status
+
+COLORS = {Status.QUEUED: "#9aa5b1", Status.PROCESSING: "#f0a500", Status.SUCCESS: "#2e9e5b",
+          Status.FAILED: "#d64545", Status.CANCELLED: "#7b61ff"}
 # Distinct hues for series that are only names (workers); the theme's default shades of one blue are not.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -48,15 +50,15 @@ def heartbeat_timeline(beats: pd.DataFrame, dead_after: float) -> go.Figure:
 
 def type_counts(types: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
-    for outcome, color in (("succeeded", COLORS["success"]), ("failed", COLORS["failed"]),
-                           ("cancelled", COLORS["cancelled"])):
+    for outcome, color in (("succeeded", COLORS[Status.SUCCESS]), ("failed", COLORS[Status.FAILED]),
+                           ("cancelled", COLORS[Status.CANCELLED])):
         fig.add_bar(x=types["task"], y=types[outcome], name=outcome, marker_color=color)
     fig.update_layout(barmode="stack")
     return _layout(fig, "Finished per task type", "tasks")
 
 
 def type_success(types: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(go.Bar(x=types["task"], y=types["success rate"], marker_color=COLORS["success"],
+    fig = go.Figure(go.Bar(x=types["task"], y=types["success rate"], marker_color=COLORS[Status.SUCCESS],
                            name="success rate", text=types["success rate"].map(_percent), textposition="outside",
                            cliponaxis=False))
     fig.update_yaxes(range=[0, 110], tickvals=[0, 25, 50, 75, 100])

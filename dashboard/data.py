@@ -21,7 +21,8 @@ from yadtq.client.client import YADTQ
 from yadtq.errors import TaskNotFound
 from yadtq.store import search
 from yadtq.store.backend import TaskRecord
-from yadtq.store.keys import STATUSES
+from yadtq.store.live_state import ALIVE, DEAD
+from yadtq.task.status import STATUSES, Status
 
 PAGE = 50
 WINDOWS = {"5 minutes": 300.0, "15 minutes": 900.0, "1 hour": 3600.0, "6 hours": 21_600.0, "24 hours": 86_400.0}
@@ -74,11 +75,11 @@ class Overview:
 
     @property
     def alive(self) -> int:
-        return sum(1 for w in self.workers if w.get("status") == "ALIVE")
+        return sum(1 for w in self.workers if w.get("status") == ALIVE)
 
     @property
     def dead(self) -> int:
-        return sum(1 for w in self.workers if w.get("status") == "DEAD")
+        return sum(1 for w in self.workers if w.get("status") == DEAD)
 
     @property
     def throughput_now(self) -> float:
@@ -87,7 +88,8 @@ class Overview:
             return 0.0
         a, b = self.series.iloc[-2], self.series.iloc[-1]
         dt = b["ts"] - a["ts"]
-        return float((b["success"] + b["failed"] - a["success"] - a["failed"]) / dt) if dt > 0 else 0.0
+        finished = b[Status.SUCCESS] + b[Status.FAILED] - a[Status.SUCCESS] - a[Status.FAILED]
+        return float(finished / dt) if dt > 0 else 0.0
 
 
 def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None = None,
@@ -97,12 +99,11 @@ def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None
     samples = thin([x for x in q.live.series(min(s.series_points, int(window / s.series_interval) + 2))
                     if x.get("ts", 0) >= now - window])
     beats = [b for b in q.live.heartbeats(2000) if b.get("ts", 0) >= now - window]
-    oldest = q.backend.r.zrange(q.backend.keys.status("queued"), 0, 0, withscores=True)
     return Overview(
         at=now, counts=q.backend.counts(), workers=search.workers(q.live, now, prune_after),
         series=series_frame(samples, tz), throughput=throughput_frame(samples, tz),
         heartbeats=heartbeats_frame(beats, tz), stats=search.type_stats(q.backend, window, sample, now),
-        oldest_queued=float(oldest[0][1]) if oldest else None)
+        oldest_queued=q.backend.oldest_entered(Status.QUEUED))
 
 
 CHART_POINTS = 360
@@ -167,14 +168,14 @@ def find_tasks(q: YADTQ, query: search.TaskQuery, cursor: str | None = None, lim
 def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
     rows = []
     for r in records:
-        run = r.finished - r.started if r.finished and r.started and r.status != "cancelled" else None
+        run = r.finished - r.started if r.finished and r.started and r.status != Status.CANCELLED else None
         rows.append({"task id": r.task_id, "task": r.task, "status": r.status, "args": str(r.args)[:80],
                      "result": "" if r.result is None else str(r.result)[:80], "error": (r.error or "")[:200],
                      "attempts": r.attempts, "worker": r.worker or "",
                      "submitted": local_time(r.submitted, tz), "started": local_time(r.started, tz),
                      "finished": local_time(r.finished, tz),
                      "run time": duration(run if run is not None else
-                                          (now - r.started if r.status == "processing" and r.started else None))})
+                                          (now - r.started if r.status == Status.PROCESSING and r.started else None))})
     return pd.DataFrame(rows, columns=["task id", "task", "status", "args", "result", "error", "attempts", "worker",
                                        "submitted", "started", "finished", "run time"])
 
@@ -193,7 +194,7 @@ def load_task(q: YADTQ, task_id: str, prune_after: float | None = None) -> TaskV
         return None
     history = q.backend.events(task_id)
     why = search.why_queued(rec, search.workers(q.live, prune_after=prune_after), history) \
-        if rec.status == "queued" else None
+        if rec.status == Status.QUEUED else None
     return TaskView(rec, history, why)
 
 
@@ -210,7 +211,7 @@ def load_farm(q: YADTQ, prune_after: float, backlog: Backlog | None = None) -> F
     now = time.time()
     workers = search.workers(q.live, now, prune_after)
     ends = backlog.end_offsets() if backlog else None
-    return Farm(now, workers, search.partitions(workers, ends), q.backend.counts()["queued"])
+    return Farm(now, workers, search.partitions(workers, ends), q.backend.counts()[Status.QUEUED])
 
 
 def workers_frame(workers: list[dict[str, Any]], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
@@ -238,7 +239,7 @@ def partitions_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def why_waiting(farm: Farm) -> str:
     """One sentence on the queue as a whole: what an operator asks first when tasks pile up."""
-    alive = [w for w in farm.workers if w.get("status") == "ALIVE"]
+    alive = [w for w in farm.workers if w.get("status") == ALIVE]
     if not farm.queued:
         return "Nothing is waiting."
     if not alive:
@@ -273,7 +274,7 @@ class Failures:
 
 
 def load_failures(q: YADTQ, limit: int = PAGE) -> Failures:
-    return Failures(find_tasks(q, search.TaskQuery(statuses=("failed",)), limit=limit),
+    return Failures(find_tasks(q, search.TaskQuery(statuses=(Status.FAILED,)), limit=limit),
                     q.live.failures(limit), q.live.dead_letters(limit))
 
 

@@ -1,7 +1,14 @@
-"""Fixtures: a private broker and Redis per test session, on free ports.
+"""Fixtures for every layer of the suite, and the helpers its tests import (`from conftest import ...`).
+
+The layers: tests/unit starts no process (pure functions and objects in memory); tests/engine runs the
+worker in-process on an in-memory task source against a real Redis; tests/system runs real processes
+(workers, monitor, CLI, services) against a real broker and Redis. `make test-fast` runs the first two.
+Task modules the worker processes import by name (ledger_tasks) stay in tests/, on their PYTHONPATH.
+
+Broker and Redis: a private pair per test session, on free ports.
 
 Every test that uses a broker runs twice: on the embedded broker (tansu) and on a single Apache
-Kafka node (fetched once with Maven; see yadtq/kafka_cluster.py). `--brokers embedded` (or
+Kafka node (fetched once with Maven; see yadtq/ops/kafka_cluster.py). `--brokers embedded` (or
 YADTQ_TEST_BROKERS=embedded) runs one of them; the `broker_kind` fixture tells a test which.
 
 Each test gets its own topic, group, heartbeat topic and key prefix, so tests
@@ -29,7 +36,8 @@ import redis
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,7 +58,7 @@ BROKERS = ("embedded", "kafka")
 # The test broker's Kafka settings: a new group's first rebalance waits 0.5 s, not 3 s (at 0 the
 # first assignment is often empty and the rejoin after it hit a kafka-python bug, now worked around
 # in KafkaSource and tested on a zero-delay node in test_kafka_behaviour.py; 0 still exposes an
-# engine race, see docs/kafka.md; YADTQ_TEST_KAFKA_INITIAL_DELAY_MS=0 runs the suite so); session timeouts
+# engine race, see docs/limits.md; YADTQ_TEST_KAFKA_INITIAL_DELAY_MS=0 runs the suite so); session timeouts
 # down to 1 s (the chaos test uses 3 s; Kafka refuses below 6 s by default); a small offsets topic
 # (made on the first group's join; 50 partitions cost seconds on 2 cores); records up to 8 MiB, so
 # the hostile-records test's oversized record (1.5 MB, past Kafka's 1 MB default) reaches the worker.

@@ -17,7 +17,7 @@ from yadtq.broker.clients import check_reachable
 from yadtq.cli.main import settings_from
 from yadtq.errors import RET_CONNECT, RET_USAGE, ConfigError, ConnectError
 from yadtq.logs import EventLog
-from yadtq.store.backend import connect_redis
+from yadtq.store.connection import connect_redis
 from yadtq.worker.crash import CrashInjector
 
 

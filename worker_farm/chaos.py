@@ -10,7 +10,7 @@ process runs too (it republishes what a broker restart lost) and must be alive
 at the end. After each fault the run notes how long until the next task
 completed: its time to recover.
 
-Used by tests/test_chaos.py (short) and bench/chaos.py (long). Tasks are
+Used by tests/system/test_chaos.py (short) and bench/chaos.py (long). Tasks are
 `ledger_add` from a ledger module (tests/ledger_tasks.py), which appends
 `<task id> <pid> <attempt>` to the Redis list `<prefix>ledger` as each
 execution starts.
@@ -33,14 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.services import free_port, start_broker, start_redis
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_broker, start_redis
+from yadtq.store.connection import RedisError, connect_redis
+from yadtq.task.status import Status
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
                 "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
@@ -92,7 +93,7 @@ class OwnedServices:
 
     def _start_redis(self) -> subprocess.Popen[bytes]:
         proc = start_redis("127.0.0.1", self.rport, self.base / "data", self.base / "services")
-        client = redis.Redis.from_url(self.redis_url)
+        client = connect_redis(Settings(redis_url=self.redis_url))
         try:
             client.config_set("appendfsync", "always")
         finally:
@@ -307,9 +308,9 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
                 counts = _counts(q) or counts
                 now = time.monotonic()
                 if now < kill_until or not kill_phase[0]:
-                    kill_phase = (now - started, counts.get("success", 0))
-                injector.note_progress(counts.get("success", 0), seen)
-                if counts.get("success", 0) >= tasks or now >= drain_until:
+                    kill_phase = (now - started, counts.get(Status.SUCCESS, 0))
+                injector.note_progress(counts.get(Status.SUCCESS, 0), seen)
+                if counts.get(Status.SUCCESS, 0) >= tasks or now >= drain_until:
                     break
                 if now < kill_until:
                     injector.tick()
@@ -331,7 +332,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
         records = [rec for i in range(0, len(ids), 5000) for rec in q.backend.get_many(ids[i:i + 5000])]
         counts = q.backend.counts()
     killer = injector
-    r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    r = connect_redis(settings)
     try:
         # A test/bench-sized list read once at the end (not a dashboard path).
         raw = r.lrange(settings.prefix + "ledger", 0, -1)
@@ -339,7 +340,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     finally:
         r.close()
     ledger = [(str(tid), int(pid), int(attempt)) for tid, pid, attempt in (str(line).split() for line in raw)]
-    done = {rec.task_id for rec in records if rec.status == "success"}
+    done = {rec.task_id for rec in records if rec.status == Status.SUCCESS}
     ended = {(str(tid), int(pid), int(attempt)): float(ts)
              for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
     cut = {f.pid for f in injector.faults if f.kind == "stop"}
@@ -378,7 +379,7 @@ def _work(rng: random.Random, pause: float, mixed: bool) -> float:
 def _counts(q: YADTQ) -> dict[str, int] | None:
     try:
         return q.backend.counts()
-    except redis.RedisError:
+    except RedisError:
         return None  # Redis is being restarted: keep the last figures
 
 

@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import redis
-
 from worker_farm.events import EventTail, describe
 from worker_farm.spec import LineFilter, WorkerSpec, child_env
 from yadtq.config import Settings
 from yadtq.errors import RET_USAGE, YADTQError
 from yadtq.logs import EventLog
-from yadtq.store.backend import Backend, connect_redis
+from yadtq.store.backend import Backend
+from yadtq.store.connection import RedisClient, RedisError, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.task.status import Status
 from yadtq.worker import EXIT_HARD_TIME_LIMIT
 from yadtq.worker.crash import CRASH_EXIT_CODE
 
@@ -93,7 +93,7 @@ class Farm:
         self._lock = threading.RLock()
         # `python -m worker_farm` writes `<log_dir>/farm.events.jsonl`; a farm built in code only if asked.
         self.events = events or EventLog(None, "farm")
-        self._redis: redis.Redis | None = None
+        self._redis: RedisClient | None = None
 
     def say(self, line: str) -> None:
         with self._lock:
@@ -176,18 +176,18 @@ class Farm:
             client = self._redis_client()
             live = LiveState(client, self.settings)
             # Redis knows claims the event stream may not have flushed before a kill -9.
-            entry["tasks"] += [r.task_id for r in Backend(client, self.settings).list("processing", limit=1000)
+            entry["tasks"] += [r.task_id for r in Backend(client, self.settings).list(Status.PROCESSING, limit=1000)
                                if r.worker == name and r.task_id not in tasks]
             entry["last_heartbeat"] = live.workers().get(name, {}).get("last_heartbeat")
             live.record_failure(entry)
-        except (redis.RedisError, YADTQError) as exc:
+        except (RedisError, YADTQError) as exc:
             self.say(f"[farm] could not record {name}'s crash in the failure history: {exc}")
         self.events.emit("worker_crashed", worker=name, worker_pid=child.proc.pid, host=entry["host"],
                          reason=entry["reason"], exit_code=code, tasks=entry["tasks"])
         self.events.flush()
         self.say(f"[farm] {name} held {', '.join(entry['tasks']) or 'no task'}; recorded in the failure history")
 
-    def _redis_client(self) -> redis.Redis:
+    def _redis_client(self) -> RedisClient:
         if self._redis is None:
             self._redis = connect_redis(self.settings)
         return self._redis

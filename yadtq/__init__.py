@@ -23,6 +23,7 @@ from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the 
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry, current_task, registry, task
+from yadtq.task.status import Status
 from yadtq.worker.middleware import Middleware
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
                           "ResultTimeout",
                           "Retry",
                           "Settings",
+                          "Status",
                           "TaskArgumentError",
                           "TaskError",
                           "TaskFailed",

@@ -13,9 +13,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from yadtq.errors import ConfigError
+from yadtq.redaction import redact_url
 
 # Settings whose values are never shown (repr, errors, logs); URLs are shown redacted.
 SECRET_SETTINGS = ("control_token", "api_token", "dashboard_password")
@@ -47,7 +47,7 @@ class Settings:
     max_message_bytes: int = 1_048_576
     log_dir: str = "logs"
     data_dir: str = "data"
-    # Kafka client timings. BROKER_NOTES.md: with kafka-python's defaults the
+    # Kafka client timings. docs/brokers.md: with kafka-python's defaults the
     # first records arrive after ~23 s; these values give ~3 s.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
@@ -77,6 +77,9 @@ class Settings:
     api_token: str = ""
     linger_ms: int = 5
     connect_timeout: float = 5.0
+    # How long a submit waits for the broker to take its messages: long enough to ride through a
+    # Kafka leader election (a node stopped or killed in a rolling restart), then BrokerUnavailable.
+    publish_timeout: float = 60.0
     # Extra kafka-python options (SASL/TLS for a real cluster), as JSON.
     kafka_options: Mapping[str, Any] = field(default_factory=dict)
     # Dashboard: refresh period, when dead workers leave the live view (they
@@ -94,7 +97,7 @@ class Settings:
         positive = (
             "partitions", "heartbeat_interval", "dead_after", "tries", "lease",
             "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
-            "max_poll_interval_ms", "max_poll_records", "connect_timeout",
+            "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
             "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
         )
@@ -192,25 +195,6 @@ def _parse(name: str, raw: str, default: Any) -> Any:
             raise ConfigError(f"{var} must be a JSON object, got a JSON {type(parsed).__name__}")
         return parsed
     return raw
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password (and user name) replaced by `***`: the one way every URL is shown.
-
-    Works on comma-separated lists (Kafka bootstrap addresses) and on text that
-    is not a URL at all (returned as is, unless it has a `user:pass@` part).
-    """
-    if "," in url:
-        return ",".join(redact_url(part) for part in url.split(","))
-    if "@" not in url:
-        return url
-    try:
-        parts = urlsplit(url if "://" in url else f"//{url}")
-        host = parts.netloc.rpartition("@")[2]
-    except ValueError:
-        return "***"
-    redacted = urlunsplit((parts.scheme, f"***@{host}", parts.path, "", ""))
-    return redacted if "://" in url else redacted.removeprefix("//")
 
 
 def redact_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from yadtq.redaction import redact_url
+
 # Exit codes of every `yadtq` command (named, as dramatiq's RET_* are).
 RET_OK = 0
 RET_ERROR = 1
@@ -25,9 +27,7 @@ class ConnectError(YADTQError):
     service = "service"
 
     def __init__(self, address: str, reason: str) -> None:
-        # Imported here: config imports this module. Every address shown is redacted.
-        from yadtq.config import redact_url
-
+        # Every address shown is redacted.
         self.address = redact_url(address)
         self.reason = reason
         super().__init__(f"cannot reach {self.service} at {self.address}: {reason}")

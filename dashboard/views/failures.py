@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.common import client, requeue, show_notice, viewer_tz
+from yadtq.task.status import Status
 
 st.title("Failures")
 show_notice()
@@ -13,7 +14,7 @@ tz = viewer_tz()
 f = data.load_failures(client())
 counts = client().backend.counts()
 
-st.subheader(f"Failed tasks ({counts['failed']:,}; newest {data.PAGE} shown)")
+st.subheader(f"Failed tasks ({counts[Status.FAILED]:,}; newest {data.PAGE} shown)")
 failed = data.tasks_frame(f.failed.tasks, 0.0, tz)
 picked = st.dataframe(failed, hide_index=True, on_select="rerun", selection_mode="multi-row", key="failed")
 chosen = [str(failed.iloc[i]["task id"]) for i in picked.selection.rows]

@@ -6,7 +6,8 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.common import client, settings, viewer_tz
-from yadtq.config import redact_url
+from yadtq.redaction import redact_url
+from yadtq.task.status import STATUSES
 
 st.title("Overview")
 window_name = st.segmented_control("Window", list(data.WINDOWS), default="15 minutes", key="window")
@@ -18,7 +19,7 @@ def live() -> None:
     s = settings()
     o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
     c = st.columns(8)
-    for col, status in zip(c, ("queued", "processing", "success", "failed", "cancelled"), strict=False):
+    for col, status in zip(c, STATUSES, strict=False):
         col.metric(status.capitalize(), f"{o.counts[status]:,}")
     c[5].metric("Workers alive", o.alive, delta=f"{o.dead} dead" if o.dead else None, delta_color="inverse")
     c[6].metric("Throughput now", f"{o.throughput_now:,.1f}/s")

@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import data
 from dashboard.common import cancel, client, open_task, requeue, settings, show_notice, viewer_tz
 from yadtq.store import search
-from yadtq.store.keys import STATUSES
+from yadtq.task.status import STATUSES, Status
 
 ANY_TIME = "any time"
 
@@ -68,9 +68,9 @@ def task_page() -> None:
     c[0].metric("Task", r.task)
     c[1].metric("Status", r.status)
     c[2].metric("Attempts", f"{r.attempts} of {r.tries or '?'}")
-    run = (r.finished - r.started) if r.finished and r.started and r.status != "cancelled" else \
-        (now - r.started if r.status == "processing" and r.started else None)
-    c[3].metric("Run time" + (" so far" if r.status == "processing" else ""), data.duration(run) or "-")
+    run = (r.finished - r.started) if r.finished and r.started and r.status != Status.CANCELLED else \
+        (now - r.started if r.status == Status.PROCESSING and r.started else None)
+    c[3].metric("Run time" + (" so far" if r.status == Status.PROCESSING else ""), data.duration(run) or "-")
     c[4].metric("Worker", r.worker or "-")
     if view.waiting_because:
         st.info(f"Waiting: {view.waiting_because}")
@@ -83,16 +83,16 @@ def task_page() -> None:
     if r.error:
         b.caption("Error")
         b.code(r.error[:4000], language=None)
-    elif r.status == "success":
+    elif r.status == Status.SUCCESS:
         b.caption("Result")
         b.code(json.dumps(r.result, indent=1)[:4000], language="json")
     if view.history:
         st.caption("History (what the times above cannot tell)")
         st.table([{"local time": data.local_time(ts, tz), "event": text} for ts, text in view.history])
     x, y, _ = st.columns([1, 1, 6])
-    x.button("Requeue", on_click=requeue, args=(r.task_id,), disabled=r.status in ("processing", "success"),
+    x.button("Requeue", on_click=requeue, args=(r.task_id,), disabled=r.status in (Status.PROCESSING, Status.SUCCESS),
              help="run it again from its record (failed, cancelled or stuck queued tasks)", key="requeue")
-    y.button("Cancel", on_click=cancel, args=(r.task_id,), disabled=r.status != "queued",
+    y.button("Cancel", on_click=cancel, args=(r.task_id,), disabled=r.status != Status.QUEUED,
              help="only a queued task can be cancelled; a running one is never interrupted", key="cancel")
 
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.common import backlog, client, settings, viewer_tz
-from yadtq.store.worker_commands import COMMANDS, send_command
+from yadtq.store.worker_commands import COMMANDS
 
 st.title("Workers and partitions")
 
@@ -40,7 +40,7 @@ else:
         who = pick.selectbox("Worker", names, key="control-worker")
         for col, command in zip(cols, COMMANDS, strict=False):
             if col.button(command.capitalize(), key=f"control-{command}"):
-                send_command(client().redis, client().live.keys, who, command)
+                client().command_worker(who, command)
                 st.success(f"Sent {command} to {who}; it takes it within about a second.")
     else:
         st.caption("No worker has sent a heartbeat yet.")

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-import redis
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -33,9 +32,10 @@ from yadtq.config import Settings
 from yadtq.errors import ConnectError, MessageError, TaskNotFound, YADTQError
 from yadtq.store import search
 from yadtq.store.backend import TaskNotCancellable
-from yadtq.store.keys import STATUSES
-from yadtq.store.worker_commands import COMMANDS, send_command
+from yadtq.store.connection import RedisError
+from yadtq.store.worker_commands import COMMANDS
 from yadtq.task.messages import TaskMessage
+from yadtq.task.status import STATUSES, Status
 
 log = logging.getLogger(__name__)
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="the task's id")]
@@ -85,10 +85,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
     @app.get("/health", response_model=m.Health, tags=["service"], summary="Is Redis answering")
     def health() -> JSONResponse:
-        try:
-            ok = bool(q.redis.ping())
-        except (redis.RedisError, OSError):
-            ok = False
+        ok = q.redis_answers()
         body = m.Health(status="ok" if ok else "degraded", redis=ok, auth=bool(settings.api_token))
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -102,7 +99,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               summary="Submit one task")
     def submit(body: one) -> m.Submitted:  # type: ignore[valid-type]
         tid = q.publish([_message(q, body)], wait=True)[0]
-        return m.Submitted(task_id=tid, status="queued")
+        return m.Submitted(task_id=tid, status=Status.QUEUED)
 
     @app.post("/tasks/batch", status_code=201, response_model=m.BatchSubmitted, dependencies=auth, tags=["tasks"],
               summary="Submit many tasks (one Redis pipeline, one broker flush)")
@@ -139,7 +136,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     def task_detail(task_id: TaskId) -> m.TaskDetail:
         rec = q.backend.get(task_id)
         history = q.backend.events(task_id)
-        why = search.why_queued(rec, search.workers(q.live), history) if rec.status == "queued" else None
+        why = search.why_queued(rec, search.workers(q.live), history) if rec.status == Status.QUEUED else None
         return m.TaskDetail(**m.TaskOut.of(rec).model_dump(), waiting_because=why,
                             history=[m.HistoryEntry(time=ts, event=text) for ts, text in history])
 
@@ -170,7 +167,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.post("/tasks/{task_id}/requeue", response_model=m.Submitted, dependencies=auth, tags=["tasks"],
               summary="Run a failed task again from its record (fresh attempts)")
     def requeue(task_id: TaskId) -> m.Submitted:
-        return m.Submitted(task_id=q.requeue(task_id), status="queued")
+        return m.Submitted(task_id=q.requeue(task_id), status=Status.QUEUED)
 
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],
@@ -185,7 +182,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
             raise ApiError(404, f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
         if name not in q.live.workers():
             raise ApiError(404, f"no worker named {name!r} in the registry")
-        send_command(q.redis, q.live.keys, name, command)
+        q.command_worker(name, command)
         return m.CommandOut(worker=name, command=command, queued=True)  # type: ignore[arg-type]
 
     @app.get("/partitions", response_model=list[m.Partition], dependencies=auth, tags=["workers"],
@@ -245,7 +242,7 @@ def _handlers(app: FastAPI) -> None:
         (MessageError, lambda e: reply(422, str(e))),
         (search.SearchError, lambda e: reply(422, str(e))),
         (ConnectError, lambda e: reply(503, str(e))),
-        (redis.RedisError, lambda e: reply(503, f"Redis unavailable: {e}")),
+        (RedisError, lambda e: reply(503, f"Redis unavailable: {e}")),
         # What remains of the library's errors is a request the state does not allow (requeue a success).
         (YADTQError, lambda e: reply(409, str(e))),
     ]

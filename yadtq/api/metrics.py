@@ -20,8 +20,8 @@ from prometheus_client.registry import Collector
 from yadtq.broker.backlog import Backlog
 from yadtq.store import search
 from yadtq.store.backend import Backend
-from yadtq.store.keys import FINAL
-from yadtq.store.live_state import LiveState
+from yadtq.store.live_state import ALIVE, DEAD, LEFT, LiveState
+from yadtq.task.status import FINAL, FINAL_IN_ORDER, Status
 
 TAIL_MAX = 5_000
 MAX_TYPES = 200  # distinct task labels kept; a client may send any name, Prometheus needs bounded labels
@@ -42,12 +42,12 @@ class LiveCollector(Collector):
         for status, n in counts.items():
             tasks.add_metric([status], n)
         yield tasks
-        oldest = search.scored(self.backend.r.zrange(self.backend.keys.status("queued"), 0, 0, withscores=True))
+        oldest = self.backend.oldest_entered(Status.QUEUED)
         yield GaugeMetricFamily("yadtq_oldest_queued_age_seconds", "Age of the task queued longest (0: none).",
-                                value=max(0.0, time.time() - oldest[0][1]) if oldest else 0.0)
+                                value=max(0.0, time.time() - oldest) if oldest is not None else 0.0)
         worker_list = search.workers(self.live)
         by_status = GaugeMetricFamily("yadtq_workers", "Workers in the registry by status.", labels=["status"])
-        for status in ("ALIVE", "DEAD", "LEFT"):
+        for status in (ALIVE, DEAD, LEFT):
             by_status.add_metric([status], sum(1 for w in worker_list if w.get("status") == status))
         yield by_status
         done, failed = self.live.completions()
@@ -64,7 +64,7 @@ class LiveCollector(Collector):
         slots = GaugeMetricFamily("yadtq_worker_slots", "Tasks a live worker may run at once.", labels=["worker"])
         busy = GaugeMetricFamily("yadtq_worker_slots_in_use", "Tasks a live worker is running.", labels=["worker"])
         for w in worker_list:
-            if w.get("status") == "ALIVE":
+            if w.get("status") == ALIVE:
                 slots.add_metric([w["name"]], float(w.get("concurrency") or 0))
                 busy.add_metric([w["name"]], w["slots_in_use"])
         yield slots
@@ -134,14 +134,12 @@ class FinishedTail:
 
     def update(self) -> None:
         with self.lock:
-            for status in FINAL:
+            for status in FINAL_IN_ORDER:
                 self._tail(status)
 
     def _tail(self, status: str) -> None:
-        key = self.backend.keys.status(status)
         score, last = self.pos[status]
-        got = search.scored(self.backend.r.zrangebyscore(key, repr(score), "+inf", start=0, num=TAIL_MAX,
-                                                         withscores=True))
+        got = self.backend.entered_since(status, score, TAIL_MAX)
         fresh = [(m, s) for m, s in got if (s, m) > (score, last)]
         if not fresh:
             return
@@ -152,9 +150,9 @@ class FinishedTail:
             self.finished.labels(label, status).inc()
             if rec.attempts > 1:
                 self.retries.labels(label).inc(rec.attempts - 1)
-            if rec.started and rec.finished and status != "cancelled":
+            if rec.started and rec.finished and status != Status.CANCELLED:
                 self.run.labels(label).observe(max(0.0, rec.finished - rec.started))
-            if rec.started and rec.submitted and status != "cancelled":
+            if rec.started and rec.submitted and status != Status.CANCELLED:
                 self.wait.labels(label).observe(max(0.0, rec.started - rec.submitted))
         member, s = fresh[-1]
         self.pos[status] = (s, member)

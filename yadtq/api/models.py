@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from yadtq.store.backend import TaskRecord
-from yadtq.store.keys import STATUSES
 from yadtq.task.messages import MAX_TASK_NAME
+from yadtq.task.status import STATUSES, Status
 
+# The schema lists the names as a plain string enum (what clients generated from it expect).
 StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
 assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses
 MAX_BATCH = 1_000
@@ -131,7 +132,7 @@ class TaskOut(BaseModel):
 
     @classmethod
     def of(cls, rec: TaskRecord) -> TaskOut:
-        run = rec.finished - rec.started if rec.finished and rec.started and rec.status != "cancelled" else None
+        run = rec.finished - rec.started if rec.finished and rec.started and rec.status != Status.CANCELLED else None
         wait = rec.started - rec.submitted if rec.started and rec.submitted else None
         return cls(task_id=rec.task_id, task=rec.task, status=rec.status, args=list(rec.args),
                    kwargs=dict(rec.kwargs), result=rec.result, error=rec.error, attempts=rec.attempts,

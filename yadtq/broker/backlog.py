@@ -5,7 +5,7 @@ it has not read yet is only in the broker. One consumer without a group asks
 for the end offsets (no records are fetched); it is made on first use and kept.
 
 Only for Apache Kafka (`YADTQ_BROKER=kafka`): the embedded broker counts a
-batch of records as one offset in its ListOffsets answer (BROKER_NOTES.md), so
+batch of records as one offset in its ListOffsets answer (docs/brokers.md), so
 `for_settings` gives None there and the pages leave the column empty.
 """
 

@@ -79,9 +79,12 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         # Duplicates are harmless (the claim skips finished tasks); idempotence costs a round trip.
         "enable_idempotence": False,
         "linger_ms": settings.linger_ms,
-        # kafka-python blocks a send up to 60 s for metadata of a topic the broker lost;
-        # a caller must hear of an outage within its own timeouts instead.
-        "max_block_ms": int(settings.connect_timeout * 2000),
+        # A send rides through a leader election (retries until delivery_timeout_ms), and blocks
+        # for metadata (kafka-python's 60 s for a topic the broker lost) no longer than that either:
+        # a caller hears of an outage within publish_timeout.
+        "max_block_ms": int(settings.publish_timeout * 1000),
+        "delivery_timeout_ms": int(settings.publish_timeout * 1000),
+        "request_timeout_ms": max(1000, min(30_000, int(settings.publish_timeout * 1000) - settings.linger_ms)),
         "max_request_size": max(settings.max_message_bytes * 2, 1_048_576),
         **overrides,
     }
@@ -89,7 +92,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 
 
 def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> KafkaConsumer:
-    """A consumer with manual commits and the timings BROKER_NOTES.md calls for."""
+    """A consumer with manual commits and the timings docs/brokers.md calls for."""
     config = {
         **_common(settings),
         **NO_AUTO_CREATE,

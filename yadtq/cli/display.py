@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from yadtq.store.backend import TaskRecord
 from yadtq.task.registry import Registry
+from yadtq.task.status import Status
 
 
 def when(ts: float | None, now: float | None = None) -> str:
@@ -45,7 +46,7 @@ def duration(seconds: float) -> str:
 def record_line(rec: TaskRecord) -> str:
     """One line per task (what `tasks` lists and `status` starts with)."""
     line = f"{rec.task_id} {rec.task} {rec.status}"
-    if rec.status == "success":
+    if rec.status == Status.SUCCESS:
         line += f" result={json.dumps(rec.result)}"
     if rec.error:
         line += f" error={rec.error!r}"
@@ -70,7 +71,7 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
         since = "the requeue" if requeued else "submission"
         total = f"{duration(rec.finished - rec.submitted)} from {since}" if rec.submitted else ""
         lines.append(f"  finished   {when(rec.finished, now)}  ({'; '.join(x for x in (ran, total) if x)})")
-    elif rec.started and rec.status == "processing":
+    elif rec.started and rec.status == Status.PROCESSING:
         lines.append(f"  running    for {duration(now - rec.started)}")
     tries = f" of {rec.tries}" if rec.tries else ""
     limit = f", time limit {rec.time_limit:g}s" if rec.time_limit else ""

@@ -36,7 +36,7 @@ from yadtq.errors import (
     YADTQError,
 )
 from yadtq.logs import setup_logging
-from yadtq.store.keys import STATUSES
+from yadtq.task.status import STATUSES, Status
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {}
 # The first matching row names a command's exit code.
@@ -118,7 +118,8 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
     """Used by the Procfile: processes start once the broker and Redis serve (Redis done loading its data)."""
-    from yadtq.ops.services import broker_address, broker_ready, redis_address, redis_ready
+    from yadtq.ops.services import broker_address, broker_ready, redis_address
+    from yadtq.store.connection import redis_ready
     probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
     deadline = time.monotonic() + args.timeout
     for what, (host, port), probe in probes:
@@ -143,11 +144,12 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.store.backend import connect_redis
+    from yadtq.store.connection import connect_redis
     from yadtq.store.keys import Keys
     from yadtq.store.served import announce, withdraw
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     from yadtq.task.signatures import specs_of
     from yadtq.worker import Worker
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
@@ -260,7 +262,8 @@ class _PrintsIds:
 def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client.client import YADTQ
     from yadtq.errors import SubmissionRefused
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     _cwd_importable()
     load_task_modules(args.tasks)
     with YADTQ(s) as q:
@@ -281,7 +284,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             print(tid, flush=True)
         rec = q.wait(tid, args.timeout)
         _print_record(rec, args.json)
-        return RET_OK if rec.status == "success" else RET_TASK_FAILED
+        return RET_OK if rec.status == Status.SUCCESS else RET_TASK_FAILED
 
 
 def _unknown_here(task: str, registry: Any) -> bool:

@@ -9,7 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
-from yadtq.store.keys import STATUSES
+from yadtq.task.status import STATUSES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,7 +47,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from yadtq.cli.display import signature_list
-    from yadtq.task.registry import load_task_modules, registry
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.registry import registry
     load_task_modules([])  # the built-ins, for the help texts
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection (flags override YADTQ_* env vars)")
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "tasks", [common], "counts and lists of tasks by status",
              "yadtq tasks\nyadtq tasks --status failed --limit 5\nyadtq tasks --limit 0   # counts only\n"
              "yadtq tasks --json | jq .counts")
-    p.add_argument("--status", choices=STATUSES, help="only this status, e.g. --status failed")
+    p.add_argument("--status", choices=[s.value for s in STATUSES], help="only this status, e.g. --status failed")
     p.add_argument("--limit", type=int, default=20, metavar="N",
                    help="newest N per status (default 20; 0 = counts only), e.g. --limit 100")
     p.add_argument("--json", action="store_true", help="print counts and records as JSON")

@@ -29,9 +29,13 @@ from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
-from yadtq.store.backend import Backend, TaskRecord, connect_redis
+from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.broker_epoch import EpochRecords
+from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
@@ -80,12 +84,12 @@ class YADTQ:
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
         started after a broker restart still sees that the broker lost its log."""
-        key = self.backend.keys.broker_epoch
-        if self.redis.exists(key):
+        epochs = EpochRecords(self.redis, self.backend.keys)
+        if epochs.stored() is not None:
             return
         probe = EpochProbe(self.settings)
         try:
-            self.redis.set(key, probe.read() or probe.write(), nx=True)
+            epochs.remember(probe.read() or probe.write(), first_only=True)
         except KafkaError as exc:
             log.warning("could not read the broker's epoch: %s", exc)
         finally:
@@ -140,7 +144,7 @@ class YADTQ:
         token = uuid.uuid4().hex
         verdicts = self.backend.record_queued(messages, self.settings.tries, token)
         made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
-        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", "queued")]
+        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
         try:
             self._send(to_send, wait)
         except BaseException:
@@ -165,9 +169,10 @@ class YADTQ:
                 futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
                                              value=m.encode(), partition=partition))
             if wait:
-                producer.flush(timeout=self.settings.connect_timeout * 2)
+                deadline = time.monotonic() + self.settings.publish_timeout
+                producer.flush(timeout=self.settings.publish_timeout)
                 for f in futures:
-                    f.get(timeout=self.settings.connect_timeout)
+                    f.get(timeout=max(0.1, deadline - time.monotonic()))
         except KafkaError as exc:
             self._drop_producer()
             raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc}") from None
@@ -208,12 +213,12 @@ class YADTQ:
         """Publishes again the tasks `queued` for more than `older_than` seconds (`yadtq requeue
         --stale`; the monitor does this by itself only after a broker restart).
         """
-        ids = self.backend.ids_older_than("queued", time.time() - older_than, limit)
+        ids = self.backend.ids_older_than(Status.QUEUED, time.time() - older_than, limit)
         if not ids:
             return []
         # The topic may have gone with the broker: make sure it is there again.
         ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
-        records = [r for r in self.backend.get_many(ids) if r.status == "queued"]
+        records = [r for r in self.backend.get_many(ids) if r.status == Status.QUEUED]
         self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
                          for r in records])
         return [r.task_id for r in records]
@@ -228,6 +233,16 @@ class YADTQ:
                                 unchecked=unchecked or bool(spec.get("unchecked")))
         name, args, *rest = spec
         return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
+
+    # -- workers and health ------------------------------------------------
+    def command_worker(self, worker: str, command: str) -> None:
+        """Queues pause, resume or stop for one worker (it takes it within about a second);
+        raises ValueError for an unknown command."""
+        send_command(self.redis, self.live.keys, worker, command)
+
+    def redis_answers(self) -> bool:
+        """True when Redis answers PING now (a health check: never raises)."""
+        return answers_ping(self.redis)
 
     # -- track -------------------------------------------------------------
     def status(self, task_id: str) -> TaskRecord:
@@ -250,6 +265,6 @@ class YADTQ:
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
         rec = self.wait(task_id, timeout)
-        if rec.status == "failed":
+        if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
         return rec.result

@@ -19,9 +19,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis
-
 from yadtq.errors import SubmissionRefused, TaskArgumentError
+from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 from yadtq.store.served import live_served
 from yadtq.task.registry import Task
@@ -29,7 +28,7 @@ from yadtq.task.signatures import check_call, compile_spec, signature_text
 
 
 class EdgeCheck:
-    def __init__(self, client: redis.Redis, keys: Keys, ttl: float = 1.0) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, ttl: float = 1.0) -> None:
         self.client, self.keys, self.ttl = client, keys, ttl
         self._read_at = -float("inf")
         self._served: dict[str, list[dict[str, Any]]] = {}

@@ -28,9 +28,9 @@ from typing import Any, TextIO, TypeVar
 from kafka.errors import KafkaError
 
 from yadtq.client.client import YADTQ
-from yadtq.config import redact_url
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
+from yadtq.redaction import redact_url
 from yadtq.task.messages import ControlMessage, TaskMessage, task_from_dict
 
 FLUSH_EVERY = 500

@@ -32,22 +32,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import redis
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, check_reachable, ensure_topic, make_consumer
 from yadtq.client.client import YADTQ
-from yadtq.config import Settings, redact_url
+from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
-from yadtq.store.live_state import ALIVE, DEAD
+from yadtq.redaction import redact_url
+from yadtq.store.connection import REDIS_UNAVAILABLE
+from yadtq.store.live_state import ALIVE, DEAD, LEFT
 from yadtq.task.messages import Heartbeat
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LEFT = "LEFT"
 PRUNE_EVERY = 60.0
 # Heartbeats held while Redis is down (the newest kept): a few minutes of a large farm.
 PENDING_CAP = 20_000
@@ -88,8 +89,10 @@ class Monitor:
     def connect(self) -> None:
         """Connects to Redis (raises `BackendUnavailable`), then waits for the broker as long as it takes."""
         s = self.settings
-        self.client = YADTQ(s, create_topic=False)
-        self.redis = self.client.redis
+        # Republishing is retried on the next scan, so the monitor's own loop never waits a whole
+        # publish_timeout on a broker that is away (it must keep judging heartbeats).
+        self.client = YADTQ(s.replace(publish_timeout=min(s.publish_timeout, 2 * s.connect_timeout)),
+                            create_topic=False)
         self.backend = self.client.backend
         self.live = self.client.live
         self.recovery = Recovery(self.client, self.events)
@@ -111,15 +114,15 @@ class Monitor:
         s = self.settings
         ensure_topic(s, s.heartbeat_topic, 1)
         # No consumer group: a group rejoin waits out the previous member's session
-        # (BROKER_NOTES.md). The monitor reads the one partition itself and keeps
+        # (docs/brokers.md). The monitor reads the one partition itself and keeps
         # its position in Redis, so a restart neither waits nor replays.
         self.consumer = make_consumer(s, None, fetch_max_wait_ms=100)
         self.partition = TopicPartition(s.heartbeat_topic, 0)
         self.consumer.assign([self.partition])
         end = self.consumer.end_offsets([self.partition]).get(self.partition, 0)
-        position = self.redis.get(self.live.keys.monitor_offset)
-        if position is not None and int(position) <= end:
-            self.consumer.seek(self.partition, int(position))
+        position = self.live.monitor_position()
+        if position is not None and position <= end:
+            self.consumer.seek(self.partition, position)
             self._live_from = end
         else:  # first start, or a new heartbeat topic (the broker lost the old one)
             self.consumer.seek_to_beginning(self.partition)
@@ -187,7 +190,7 @@ class Monitor:
             self.record(self._pending)
             self._pending = []
             if self._offset is not None:
-                self.redis.set(self.live.keys.monitor_offset, self._offset)
+                self.live.save_monitor_position(self._offset)
         if self._redis_lost is not None:
             self.events.emit("connection_restored", service="redis", after=round(now - self._redis_lost, 3))
             log.info("Redis is back after %.1fs", now - self._redis_lost)
@@ -209,7 +212,7 @@ class Monitor:
     # -- heartbeats and liveness ----------------------------------------------
     def record(self, beats: list[Beat]) -> None:
         known = self.live.workers()
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.live.batch()
         latest: dict[str, Beat] = {}
         for beat in beats:  # in offset order: the last one of each worker is its newest
             self.live.record_heartbeat(beat.hb, pipe)
@@ -261,7 +264,7 @@ class Monitor:
 
     def tasks_held(self, worker: str, running: list[str | None]) -> list[str]:
         """Tasks still `processing` under `worker` (bounded read), plus those its last beat ran."""
-        held = [r.task_id for r in self.backend.list("processing", limit=1000) if r.worker == worker]
+        held = [r.task_id for r in self.backend.list(Status.PROCESSING, limit=1000) if r.worker == worker]
         held += [t for t in dict.fromkeys(running) if t and t not in held]
         return held
 
@@ -308,7 +311,7 @@ class Monitor:
         self.consumer.seek_to_beginning(self.partition)
         self._live_from = 0
         self._offset = 0
-        self.redis.set(self.live.keys.monitor_offset, 0)
+        self.live.save_monitor_position(0)
         self.recovery.after_restart()
 
     def _lost_broker(self, reason: str) -> None:
@@ -331,7 +334,7 @@ class Monitor:
     def _io(self, call: Callable[[], T]) -> T | None:
         try:
             return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             if self._redis_lost is None:
                 self._redis_lost = time.time()
                 self.events.emit("connection_lost", service="redis", error=str(exc))

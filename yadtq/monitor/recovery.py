@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from kafka.errors import KafkaError
 
@@ -33,7 +32,9 @@ from yadtq.broker.clients import EpochProbe, ensure_topic
 from yadtq.client.client import YADTQ
 from yadtq.errors import BrokerUnavailable, YADTQError
 from yadtq.logs import EventLog
+from yadtq.store.broker_epoch import EpochRecords
 from yadtq.task.messages import TaskMessage
+from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -46,7 +47,7 @@ class Recovery:
         self.settings = client.settings
         self.backend = client.backend
         self.events = events
-        self.keys = client.backend.keys
+        self.epochs = EpochRecords(client.redis, client.backend.keys)
         self._unsent: set[str] = set()
         self._next_lapsed = 0.0
         self._epoch: str | None = None
@@ -60,12 +61,12 @@ class Recovery:
         `BrokerUnavailable`/`KafkaError` when the broker does not answer.
         """
         current = probe.read()
-        stored = self.client.redis.get(self.keys.broker_epoch)
+        stored = self.epochs.stored()
         if current is not None and current == stored:
             return False
         if current is None:
             current = probe.write()
-        self.client.redis.set(self.keys.broker_epoch, current)
+        self.epochs.remember(current)
         self._epoch = current
         if stored is None:
             log.info("broker epoch %s", current)
@@ -111,48 +112,19 @@ class Recovery:
 
     def _running_from_lost_log(self) -> bool:
         """Whether a `processing` task's message went to an earlier broker epoch."""
-        ids = self.backend.list_ids("processing", limit=BATCH, newest_first=False)
-        pipe = self.client.redis.pipeline(transaction=False)
-        for tid in ids:
-            pipe.hget(self.keys.task(tid), "epoch")
-        return any(epoch != self._epoch for epoch in pipe.execute())
+        ids = self.backend.list_ids(Status.PROCESSING, limit=BATCH, newest_first=False)
+        return any(epoch != self._epoch for epoch in self.epochs.of_tasks(ids))
 
     def _lost_queued(self) -> list[str]:
         """Ids `queued` whose latest message went to an earlier broker epoch."""
         out: list[str] = []
-        ids = self._queued_ids()
+        ids = self.backend.all_ids(Status.QUEUED, page=BATCH)
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
-            pipe = self.client.redis.pipeline(transaction=False)
-            for tid in chunk:
-                pipe.hmget(self.keys.task(tid), "status", "epoch")
-            for tid, (status, epoch) in zip(chunk, pipe.execute(), strict=True):
-                if status == "queued" and epoch != self._epoch:
+            for tid, (status, epoch) in zip(chunk, self.epochs.status_and_epoch(chunk), strict=True):
+                if status == Status.QUEUED and epoch != self._epoch:
                     out.append(tid)
         return out
-
-    def _queued_ids(self) -> list[str]:
-        """Every id `queued` now, paged by score."""
-        key = self.keys.status("queued")
-        sec, usec = self.client.redis.time()
-        until = sec + usec / 1e6 + 1.0
-        out: list[str] = []
-        seen: set[str] = set()
-        low: float | str = "-inf"
-        while True:
-            rows: list[Any] = self.client.redis.zrangebyscore(key, low, until, start=0, num=BATCH, withscores=True)
-            page = [(str(row[0]), float(row[1])) for row in rows]
-            fresh = [(tid, score) for tid, score in page if tid not in seen]
-            if not fresh:
-                if len(page) < BATCH:
-                    return out
-                # A full page of one score, all seen: step past that score.
-                low = f"({page[-1][1]}"
-                continue
-            for tid, _ in fresh:
-                seen.add(tid)
-                out.append(tid)
-            low = fresh[-1][1]
 
     def _requeue(self, ids: list[str]) -> list[str]:
         """Moves lapsed `processing` tasks back to `queued` (counting the cut-off run)."""
@@ -169,7 +141,7 @@ class Recovery:
         sent: list[str] = []
         for start in range(0, len(ids), BATCH):
             chunk = ids[start:start + BATCH]
-            records = [r for r in self.backend.get_many(chunk) if r.status == "queued"]
+            records = [r for r in self.backend.get_many(chunk) if r.status == Status.QUEUED]
             try:
                 self.client.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries,
                                                     r.submitted, r.time_limit) for r in records])
@@ -179,10 +151,7 @@ class Recovery:
                 break
             sent += [r.task_id for r in records]
             if self._epoch is not None:  # where their messages are now
-                pipe = self.client.redis.pipeline(transaction=False)
-                for r in records:
-                    pipe.hset(self.keys.task(r.task_id), "epoch", self._epoch)
-                pipe.execute()
+                self.epochs.note([r.task_id for r in records], self._epoch)
         if sent:
             self.events.emit("tasks_requeued", reason=reason, count=len(sent), tasks=sent[:100])
             log.warning("published %d task(s) again (%s)", len(sent), reason)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yadtq.ops.services import ServiceError, answers
+from yadtq.ops.ports import ServiceError, answers
 
 log = logging.getLogger(__name__)
 

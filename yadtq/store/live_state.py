@@ -11,37 +11,24 @@ import json
 import time
 from typing import Any
 
-import redis
-
 from yadtq.config import Settings
-from yadtq.store.backend import decoded_hash, decoded_list
+from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
+from yadtq.store.replies import decode_flag
+from yadtq.store.scripts import bind
 from yadtq.task.messages import Heartbeat
 
-ALIVE, DEAD = "ALIVE", "DEAD"
+# A worker's status in the registry (not a task's: that is yadtq.task.status.Status).
+ALIVE, DEAD, LEFT = "ALIVE", "DEAD", "LEFT"
 FAILURES_KEPT = 1_000
 DLQ_KEPT = 10_000
 
-# One end run per topic: a new end id starts a fresh set of partitions seen.
-_MARK_END = r"""
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'id', ARGV[1])
-end
-redis.call('HSET', KEYS[1], 'p' .. ARGV[2], ARGV[4])
-if redis.call('HLEN', KEYS[1]) - 1 >= tonumber(ARGV[3]) then
-  redis.call('HSETNX', KEYS[1], 'completed', ARGV[4])
-  return 1
-end
-return 0
-"""
-
-
 class LiveState:
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
+        self._mark_end = bind(client, "mark_end")
 
     # -- heartbeats and the worker registry (written by the monitor) ------
     def record_heartbeat(self, hb: Heartbeat, pipe: Any = None) -> None:
@@ -72,12 +59,12 @@ class LiveState:
                 info = json.loads(raw) if raw else None
                 if not info or info.get("incarnation") != incarnation:
                     return False
-                info.update(status="LEFT", state="stopping", since=time.time())
+                info.update(status=LEFT, state="stopping", since=time.time())
                 pipe.multi()
                 pipe.hset(self.keys.workers, name, json.dumps(info))
                 pipe.execute()
                 return True
-            except redis.WatchError:
+            except WatchError:
                 return False  # the monitor wrote it meanwhile: its next beat decides
 
     def forget_worker(self, name: str) -> None:
@@ -103,6 +90,19 @@ class LiveState:
         pipe.hgetall(self.keys.failed_by)
         done, failed = pipe.execute()
         return ({k: int(v) for k, v in done.items()}, {k: int(v) for k, v in failed.items()})
+
+    def batch(self) -> Any:
+        """A pipeline (no transaction) to pass as `pipe` to record_heartbeat and put_worker;
+        nothing is written until its `execute()`."""
+        return self.r.pipeline(transaction=False)
+
+    def monitor_position(self) -> int | None:
+        """Where the monitor is in the heartbeat topic (None: never noted)."""
+        raw = self.r.get(self.keys.monitor_offset)
+        return None if raw is None else int(raw)
+
+    def save_monitor_position(self, offset: int) -> None:
+        self.r.set(self.keys.monitor_offset, offset)
 
     # -- time series (written by the monitor) ------------------------------
     def add_sample(self, sample: dict[str, Any]) -> None:
@@ -146,7 +146,8 @@ class LiveState:
         Returns True once every partition has: the run is over, and every
         worker and monitor that started before that moment stops.
         """
-        return bool(self.r.eval(_MARK_END, 1, self.keys.end(topic), end_id, partition, partitions, time.time()))
+        return decode_flag(self._mark_end(keys=[self.keys.end(topic)],
+                                          args=[end_id, partition, partitions, time.time()]))
 
     def end_completed_at(self, topic: str) -> float | None:
         raw = self.r.hget(self.keys.end(topic), "completed")

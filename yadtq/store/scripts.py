@@ -1,8 +1,13 @@
-"""Lua scripts: every check-then-act on a task record is atomic.
+"""The one loader of the Lua scripts: every check-then-act on a task record is atomic.
 
-Scripts live in yadtq/store/lua/*.lua, each with a header naming its KEYS and ARGV;
-`load(name)` reads one. The worker's whole step (store outcomes, then claim)
-is one call of `step.lua` (see yadtq.worker.claims).
+Scripts live in yadtq/store/lua/*.lua, each with a header naming its KEYS, ARGV
+and reply; the reply's typed decoder sits beside the code that calls it
+(yadtq.store.replies, yadtq.store.claim_replies). The worker's whole step (store
+outcomes, then claim) is one call of `step.lua` (see yadtq.store.claims).
+
+`bind(client, name)` returns redis-py's `Script`: it runs by EVALSHA (the text
+crosses the wire once per server, not on every call) and loads the text again
+when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH), in pipelines too.
 
 The common path (queued, processing, success) writes nothing but the record
 and the status indexes: its history is the record's timestamps. Each task's
@@ -10,39 +15,32 @@ and the status indexes: its history is the record's timestamps. Each task's
 reclaims after a cut-off run, rejections, requeues.
 """
 
+from __future__ import annotations
+
 import functools
 from pathlib import Path
 
-_LUA = Path(__file__).resolve().parent / "lua"
+from redis.commands.core import Script
+
+from yadtq.store.connection import RedisClient
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+# Every script YADTQ runs; `bind` refuses any other name.
+NAMES: frozenset[str] = frozenset(p.stem for p in LUA_DIR.glob("*.lua"))
 
 
 @functools.cache
-def load(name: str) -> str:
-    """The source of yadtq/store/lua/<name>.lua."""
-    return (_LUA / f"{name}.lua").read_text()
+def source(name: str) -> str:
+    """The text of yadtq/store/lua/<name>.lua."""
+    if name not in NAMES:
+        raise ValueError(f"no Lua script {name!r}; one of {', '.join(sorted(NAMES))}")
+    return (LUA_DIR / f"{name}.lua").read_text()
 
 
-# Records a task as queued, unless a record exists (idempotent submit).
-SUBMIT = r"""
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
-  'time_limit', ARGV[6], 'submitted', ARGV[1], 'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0)
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[7])
-return 1
-"""
+def bind(client: RedisClient, name: str) -> Script:
+    """Script `name` on `client`: called by EVALSHA, loaded again on NOSCRIPT.
 
-# Puts a finished or stuck-queued task back to `queued` with fresh attempts;
-# returns its fields so the caller can publish it again. A running or
-# successful task is refused (returns the status instead).
-REQUEUE = r"""
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return {'missing'} end
-if st == 'processing' or st == 'success' then return {st} end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'failures', 0, 'submitted', ARGV[1])
-redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'worker')
-redis.call('PERSIST', KEYS[1])
-redis.call('ZREM', ARGV[2] .. 'status:' .. st, ARGV[3])
-redis.call('ZADD', ARGV[2] .. 'status:queued', ARGV[1], ARGV[3])
-redis.call('RPUSH', KEYS[2], ARGV[1] .. ' requeued (was ' .. st .. ')')
-return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}
-"""
+    Call it as `script(keys=[...], args=[...])`, or with `client=pipe` to queue it
+    in a pipeline; decode the reply with the script's decoder.
+    """
+    return client.register_script(source(name))

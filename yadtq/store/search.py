@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.store.backend import Backend, TaskRecord
-from yadtq.store.keys import FINAL, STATUSES
 from yadtq.store.live_state import ALIVE, LiveState
+from yadtq.task.status import FINAL_IN_ORDER, STATUSES, Status
 
 MAX_LIMIT = 500
 DEFAULT_BUDGET = 5_000
@@ -238,11 +238,11 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
     now = time.time() if now is None else now
     since = now - window
     pipe = backend.r.pipeline(transaction=False)
-    for s in FINAL:
+    for s in FINAL_IN_ORDER:
         pipe.zcount(backend.keys.status(s), repr(since), "+inf")
-    exact = dict(zip(FINAL, (int(n) for n in pipe.execute()), strict=True))
+    exact: dict[str, int] = dict(zip(FINAL_IN_ORDER, (int(n) for n in pipe.execute()), strict=True))
     # Only the five fields the figures need, for the newest `sample` entries of the window.
-    entries = list(itertools.islice(heapq.merge(*(_walk(backend, s, None, repr(since)) for s in FINAL),
+    entries = list(itertools.islice(heapq.merge(*(_walk(backend, s, None, repr(since)) for s in FINAL_IN_ORDER),
                                                 reverse=True), sample))
     pipe = backend.r.pipeline(transaction=False)
     for _, tid, _ in entries:
@@ -255,9 +255,9 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
         read += 1
         st = by_type.setdefault(task, TypeStats(task))
         st.finished += 1
-        if status == "success":
+        if status == Status.SUCCESS:
             st.succeeded += 1
-        elif status == "failed":
+        elif status == Status.FAILED:
             st.failed += 1
         else:
             st.cancelled += 1
@@ -375,7 +375,7 @@ def explain_waiting(waiting: dict[str, int], paused: bool, worker_state: str | N
 def why_queued(rec: TaskRecord, worker_list: Sequence[dict[str, Any]], history: Sequence[tuple[float, str]]
                ) -> str | None:
     """Why a queued task has not started yet, as far as the live state tells; None if it is not queued."""
-    if rec.status != "queued":
+    if rec.status != Status.QUEUED:
         return None
     alive = [w for w in worker_list if w.get("status") == ALIVE]
     if not alive:

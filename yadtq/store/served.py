@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
-
-from yadtq.store.backend import decoded_hash
+from yadtq.store.connection import RedisClient, RedisError, decoded_hash
 from yadtq.store.keys import Keys
 
 
@@ -22,24 +20,24 @@ def served_key(keys: Keys) -> str:
     return f"{keys.prefix}served"
 
 
-def announce(client: redis.Redis, keys: Keys, worker: str, incarnation: str, tasks: dict[str, Any]) -> None:
+def announce(client: RedisClient, keys: Keys, worker: str, incarnation: str, tasks: dict[str, Any]) -> None:
     """Called once the worker holds its name, before it serves."""
     entry = json.dumps({"incarnation": incarnation, "tasks": tasks}, separators=(",", ":"))
     client.hset(served_key(keys), worker, entry)
 
 
-def withdraw(client: redis.Redis, keys: Keys, worker: str, incarnation: str) -> None:
+def withdraw(client: RedisClient, keys: Keys, worker: str, incarnation: str) -> None:
     """Removes the worker's entry if it is still this incarnation's (a clean stop). With Redis
     away it stays, and stops counting once the name lease ends."""
     try:
         raw = client.hget(served_key(keys), worker)
         if raw and json.loads(raw).get("incarnation") == incarnation:
             client.hdel(served_key(keys), worker)
-    except redis.RedisError:
+    except RedisError:
         pass
 
 
-def live_served(client: redis.Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+def live_served(client: RedisClient, keys: Keys) -> dict[str, dict[str, Any]]:
     """worker -> {task name: spec}, of workers whose name lease is held by the announcing incarnation."""
     entries: dict[str, dict[str, Any]] = {}
     for worker, raw in decoded_hash(client.hgetall(served_key(keys))).items():

@@ -8,15 +8,14 @@ anybody who can write to the topic must not be able to stop the farm.
 
 from __future__ import annotations
 
-import redis
-
+from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 
 COMMANDS = ("pause", "resume", "stop")
 _KEPT = 100
 
 
-def send_command(client: redis.Redis, keys: Keys, worker: str, command: str) -> None:
+def send_command(client: RedisClient, keys: Keys, worker: str, command: str) -> None:
     """Queues `command` for `worker`; raises ValueError for an unknown command."""
     if command not in COMMANDS:
         raise ValueError(f"unknown worker command {command!r}; one of {', '.join(COMMANDS)}")
@@ -26,7 +25,7 @@ def send_command(client: redis.Redis, keys: Keys, worker: str, command: str) -> 
     pipe.execute()
 
 
-def take_commands(client: redis.Redis, keys: Keys, worker: str) -> list[str]:
+def take_commands(client: RedisClient, keys: Keys, worker: str) -> list[str]:
     """The commands queued for `worker`, oldest first, removed as they are read."""
     pipe = client.pipeline(transaction=True)
     pipe.lrange(keys.control(worker), 0, _KEPT - 1)

@@ -22,13 +22,12 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
-
-import redis
 
 from yadtq.config import Settings
+from yadtq.store.connection import RedisClient, RedisError
 from yadtq.store.keys import Keys
+from yadtq.store.replies import decode_flag
+from yadtq.store.scripts import bind
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +48,16 @@ class NameHolder:
         return f"pid {self.pid} on {self.host}"
 
 
-@cache
-def _lua(name: str) -> str:
-    return (resources.files("yadtq.store") / "lua" / f"{name}.lua").read_text()
-
-
 def _ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
 
-def _claim(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float, replace: str = "") -> bool:
-    return bool(client.eval(_lua("worker_name_claim"), 1, keys.worker_name(name), incarnation, _ms(ttl),
-                            socket.gethostname(), os.getpid(), replace))
+def _claim(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float, replace: str = "") -> bool:
+    return decode_flag(bind(client, "worker_name_claim")(
+        keys=[keys.worker_name(name)], args=[incarnation, _ms(ttl), socket.gethostname(), os.getpid(), replace]))
 
 
-def claim_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
+def claim_worker_name(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
     """Takes `name` for `incarnation` for `ttl` seconds. False when another live worker holds it.
 
     Claiming again with the same incarnation renews. A holder on this host whose
@@ -80,17 +74,17 @@ def claim_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: s
     return False
 
 
-def renew_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
+def renew_worker_name(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
     """Extends the lease; False when `incarnation` no longer holds the name."""
-    return bool(client.eval(_lua("worker_name_renew"), 1, keys.worker_name(name), incarnation, _ms(ttl)))
+    return decode_flag(bind(client, "worker_name_renew")(keys=[keys.worker_name(name)], args=[incarnation, _ms(ttl)]))
 
 
-def release_worker_name(client: redis.Redis, keys: Keys, name: str, incarnation: str) -> None:
+def release_worker_name(client: RedisClient, keys: Keys, name: str, incarnation: str) -> None:
     """Frees the name if `incarnation` holds it (a no-op otherwise)."""
-    client.eval(_lua("worker_name_release"), 1, keys.worker_name(name), incarnation)
+    bind(client, "worker_name_release")(keys=[keys.worker_name(name)], args=[incarnation])
 
 
-def name_holder(client: redis.Redis, keys: Keys, name: str) -> NameHolder | None:
+def name_holder(client: RedisClient, keys: Keys, name: str) -> NameHolder | None:
     raw = client.hgetall(keys.worker_name(name))
     if not raw:
         return None
@@ -127,7 +121,7 @@ class NameLease:
     A Redis error skips one renewal: the next one may still land within the lease.
     """
 
-    def __init__(self, client: redis.Redis, keys: Keys, name: str, incarnation: str, ttl: float,
+    def __init__(self, client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float,
                  on_lost: Callable[[NameHolder | None], None]) -> None:
         self.client, self.keys, self.name, self.incarnation, self.ttl = client, keys, name, incarnation, ttl
         self.on_lost = on_lost
@@ -146,7 +140,7 @@ class NameLease:
                     continue
                 self.on_lost(name_holder(self.client, self.keys, self.name))
                 return
-            except redis.RedisError as exc:
+            except RedisError as exc:
                 log.warning("could not renew worker name %s: %s", self.name, exc)
 
     def release(self) -> None:
@@ -155,5 +149,5 @@ class NameLease:
             self._thread.join(timeout=5)
         try:
             release_worker_name(self.client, self.keys, self.name, self.incarnation)
-        except redis.RedisError as exc:
+        except RedisError as exc:
             log.warning("could not release worker name %s (it frees itself in %gs): %s", self.name, self.ttl, exc)

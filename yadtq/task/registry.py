@@ -16,7 +16,6 @@ call is a clear `TaskArgumentError` instead of a traceback from inside.
 from __future__ import annotations
 
 import contextvars
-import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -146,13 +145,3 @@ class Registry:
 
 registry = Registry()
 task = registry.task
-
-
-def load_task_modules(modules: list[str] | tuple[str, ...]) -> None:
-    """Import modules whose `@task` functions join the default registry."""
-    import yadtq.task.builtins  # noqa: F401  (registers the built-ins)
-    for mod in modules:
-        try:
-            importlib.import_module(mod)
-        except ImportError as exc:
-            raise ConfigError(f"cannot import task module {mod!r}: {exc}") from None

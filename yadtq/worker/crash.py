@@ -1,4 +1,4 @@
-"""Crash injection: real process exits (`os._exit`) at chosen points.
+"""Crash injection (a plugin like any middleware): real process exits (`os._exit`) at chosen points.
 
 SPEC is TRIGGER[@POINT]:
 
@@ -20,16 +20,13 @@ import logging
 import os
 import random
 import sys
-from typing import TYPE_CHECKING
 
 from yadtq.errors import ConfigError
+from yadtq.worker.context import WorkerContext
+from yadtq.worker.jobs import Finished
 from yadtq.worker.middleware import Middleware
 from yadtq.worker.records import TaskWork
-
-if TYPE_CHECKING:
-    from yadtq.worker.jobs import Finished
-    from yadtq.worker.loop import Worker
-    from yadtq.worker.tracker import Entry
+from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
 POINTS = ("before-claim", "during", "after-complete")
@@ -68,7 +65,7 @@ class CrashInjector(Middleware):
             raise ConfigError(f"bad --crash {spec!r}: {exc}") from None
         raise ConfigError(f"bad --crash {spec!r}: want after:N-M or prob:P, optionally @{'|@'.join(POINTS)}")
 
-    def _maybe_crash(self, worker: Worker, entry: Entry, point: str) -> None:
+    def _maybe_crash(self, ctx: WorkerContext, entry: Entry, point: str) -> None:
         if point != self.point:
             return
         self.seen += 1
@@ -77,19 +74,19 @@ class CrashInjector(Middleware):
         if hit:
             work = entry.work
             task_id = work.task_id if isinstance(work, TaskWork) else None
-            worker.events.emit("crash_injected", worker=worker.name, task_id=task_id, point=point,
+            ctx.events.emit("crash_injected", worker=ctx.name, task_id=task_id, point=point,
                                partition=entry.partition, offset=entry.offset)
-            worker.events.flush()
-            print(f"CRASH {worker.name} pid {os.getpid()} at {point} of task #{self.seen} ({task_id})",
+            ctx.events.flush()
+            print(f"CRASH {ctx.name} pid {os.getpid()} at {point} of task #{self.seen} ({task_id})",
                   file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)
 
-    def before_claim(self, worker: Worker, entry: Entry) -> None:
-        self._maybe_crash(worker, entry, "before-claim")
+    def before_claim(self, ctx: WorkerContext, entry: Entry) -> None:
+        self._maybe_crash(ctx, entry, "before-claim")
 
-    def after_run(self, worker: Worker, finished: Finished) -> Finished:
-        self._maybe_crash(worker, finished.job.entry, "during")
+    def after_run(self, ctx: WorkerContext, finished: Finished) -> Finished:
+        self._maybe_crash(ctx, finished.job.entry, "during")
         return finished
 
-    def after_complete(self, worker: Worker, finished: Finished, stored: bool) -> None:
-        self._maybe_crash(worker, finished.job.entry, "after-complete")
+    def after_complete(self, ctx: WorkerContext, finished: Finished, stored: bool) -> None:
+        self._maybe_crash(ctx, finished.job.entry, "after-complete")

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
 from kafka.errors import KafkaError
 
+from yadtq.store.connection import REDIS_UNAVAILABLE
 from yadtq.task.messages import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class LeaseRenewer(threading.Thread):
                 continue
             try:
                 self.renew(claims)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.warning("lease not renewed: %s", exc)
             except Exception:  # a dead renewer would let every claim lapse: keep going
                 log.exception("lease renewal failed")

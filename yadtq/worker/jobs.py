@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from yadtq.store.claim_replies import Run
 from yadtq.task.registry import Task
-from yadtq.worker.claims import Run
+from yadtq.task.status import Status
 from yadtq.worker.tracker import Entry
 
-SUCCESS, ERROR, RETRY, FAILED, LOST = "success", "error", "retry", "failed", "lost"
+# How an attempt ended. SUCCESS and FAILED are the statuses the step stores; RETRY stores
+# Status.QUEUED (step.lua); ERROR is not judged yet; LOST never ran and stores nothing.
+SUCCESS, FAILED = Status.SUCCESS, Status.FAILED
+ERROR, RETRY, LOST = "error", "retry", "lost"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from kafka.errors import (
 
 from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
+from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.task.messages import key_partition
@@ -120,6 +121,7 @@ class KafkaSource:
         self.connected = False
 
     def poll(self, timeout: float) -> list[Record]:
+        finish_dropped_join(self.consumer)  # before the poll throws it away
         try:
             batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
         except KafkaError as exc:
@@ -130,26 +132,16 @@ class KafkaSource:
             time.sleep(min(timeout, 1.0))
             return []
         self.connected = True
-        self._keep_unfinished_rejoin()
+        self._finish_joins()
         self._check_topic()
         return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
 
-    def _keep_unfinished_rejoin(self) -> None:
-        """Works around kafka-python 3.0.12 losing a rejoin that a poll's timeout cut short.
-
-        A rejoin caused by new topic metadata (e.g. a new group's first assignment came before the
-        topic's metadata: it is empty) is wanted only while the leader's assignment snapshot differs
-        from the metadata; the leader's assignment, run on the client's IO thread, makes them equal.
-        If the poll that started the JoinGroup timed out first, its next poll no longer sees a rejoin
-        to finish, the finished join's assignment is never applied, and the worker holds no
-        partitions until the next rebalance (seen for 60-90 s). Marking the rejoin as needed keeps
-        the next poll on it: it applies the join still in flight, or joins again.
-        """
-        coordinator = getattr(self.consumer, "_coordinator", None)
-        join = getattr(coordinator, "_join_task", None)
-        if coordinator is not None and join is not None and not coordinator.need_rejoin():
-            log.info("rejoining the group: the last join finished after its poll returned")
-            coordinator.request_rejoin()
+    def _finish_joins(self) -> None:
+        """kafka-python 3.0.12 loses a group join that outlives the poll that started it (the
+        worker polls with short timeouts, and a join takes two round trips and the group's
+        rebalance): apply one that finished meanwhile, keep one in flight awaited (group_join.py)."""
+        finish_dropped_join(self.consumer)
+        keep_unfinished_rejoin(self.consumer)
 
     def _refused_join(self, exc: KafkaError) -> str | None:
         """What to tell the user when the group coordinator refused the JoinGroup for good

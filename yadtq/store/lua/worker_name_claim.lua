@@ -1,4 +1,4 @@
--- Claims a live worker name for one incarnation (names.py: claim_worker_name).
+-- Claims a live worker name for one incarnation (worker_names.py: claim_worker_name).
 -- KEYS[1]  the name's hash (Keys.worker_name): incarnation, host, pid, since
 -- ARGV[1]  incarnation claiming the name
 -- ARGV[2]  lease in milliseconds

@@ -1,4 +1,4 @@
--- Frees a worker name, but only if this incarnation still holds it (names.py: release_worker_name).
+-- Frees a worker name, but only if this incarnation still holds it (worker_names.py: release_worker_name).
 -- KEYS[1]  the name's hash (Keys.worker_name)
 -- ARGV[1]  incarnation that claimed the name
 -- Returns 1 when released, 0 when it was not held by ARGV[1].

@@ -1,4 +1,4 @@
--- Extends the lease on a worker name while its incarnation still holds it (names.py: renew_worker_name).
+-- Extends the lease on a worker name while its incarnation still holds it (worker_names.py: renew_worker_name).
 -- KEYS[1]  the name's hash (Keys.worker_name)
 -- ARGV[1]  incarnation that claimed the name
 -- ARGV[2]  lease in milliseconds

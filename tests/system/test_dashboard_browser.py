@@ -1,0 +1,145 @@
+"""The running dashboard of a running system, driven in headless Chromium through every page.
+
+It searches, opens a task, requeues it, pauses and resumes a worker, and keeps
+a screenshot of each page in docs/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, Procs, wait_for
+
+from yadtq.client.client import YADTQ
+from yadtq.ops.ports import answers, free_port
+from yadtq.store.worker_commands import take_commands
+
+CHROMIUM = "/usr/bin/chromium"
+DOCS = ROOT / "docs"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# The engine that obeys pause/resume lands with the engine redesign; until then the channel is what is checked.
+ENGINE_OBEYS = any("take_commands" in p.read_text() for p in (ROOT / "yadtq").rglob("*.py") if p.name != "control.py")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed here when missing (CI starts on a fresh machine)."""
+    if not Path(CHROMIUM).exists():
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+            done = subprocess.run(cmd, capture_output=True, text=True, env={"DEBIAN_FRONTEND": "noninteractive",
+                                                                            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            assert done.returncode == 0, f"{' '.join(cmd)} failed: {done.stderr[-2000:]}"
+    return CHROMIUM
+
+
+def _start_dashboard(procs: Procs, tmp_path: Path) -> int:
+    port = free_port()
+    env = procs.env()
+    env["YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE"] = "true"
+    env["YADTQ_DASHBOARD_REFRESH"] = "1.5"
+    with open(tmp_path / "streamlit.out", "w") as log:
+        app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless",
+                                "true", "--browser.gatherUsageStats", "false"], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True,
+                               cwd=ROOT)  # as the Procfile runs it: .streamlit/config.toml applies
+    procs.procs["streamlit"] = app  # killed at teardown with the rest
+    wait_for(lambda: answers("127.0.0.1", port), 60, 0.2, "streamlit to listen")
+    return port
+
+
+def _settle(page: Any) -> None:
+    """Waits for the page's script run to finish (Streamlit shows a running indicator meanwhile)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
+
+
+@pytest.mark.browser
+def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    procs.monitor()
+    procs.worker("W1")
+    procs.worker("W2")
+    port = _start_dashboard(procs, tmp_path)
+    procs.wait_assigned(["W1", "W2"])
+    ids = q.submit_many([("add", [i, 1]) for i in range(40)] + [("multiply", [i, 3]) for i in range(20)]
+                        + [("sleep", [0.2]) for _ in range(10)])
+    bad = q.submit("fail", ["disk full on /var"], tries=1)
+    for tid in [*ids, bad]:
+        q.wait(tid, 60)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1100}, timezone_id="Europe/Paris")
+        page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
+
+        # Overview: live counts, charts, per-type figures; no Deploy button.
+        success = page.locator('[data-testid="stMetric"]').filter(has_text="Success")
+        expect(success).to_contain_text("70", timeout=60_000)
+        expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
+        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+        assert page.get_by_role("button", name="Deploy").count() == 0
+        page.wait_for_timeout(3000)  # two more refreshes, so the charts carry a few samples
+        page.set_viewport_size({"width": 1600, "height": 1500})  # Streamlit scrolls inside: show the whole page
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(DOCS / "dashboard-overview.png"))
+        page.set_viewport_size({"width": 1600, "height": 1100})
+
+        # Tasks: search by error text, open the failed task, requeue it.
+        page.get_by_role("link", name="Tasks").click()
+        expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible(timeout=30_000)
+        page.get_by_role("textbox", name="Error contains").fill("disk FULL")
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Search").click()
+        expect(page.get_by_text(re.compile(r"Page 1: 1 task\(s\)"))).to_be_visible(timeout=30_000)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.get_by_role("textbox", name="Task id").fill(bad)
+        sidebar.get_by_role("button", name="Open task", exact=True).click()
+        expect(page.get_by_text(f"Task {bad}: failed")).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible()
+        _settle(page)
+        page.set_viewport_size({"width": 1600, "height": 1500})
+        page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
+        page.screenshot(path=str(DOCS / "dashboard-task.png"))
+        page.set_viewport_size({"width": 1600, "height": 1100})
+        page.get_by_role("button", name="Requeue", exact=True).click()
+        wait_for(lambda: len([e for _, e in q.backend.events(bad) if e.startswith("failed by")]) == 2, 60, 0.2,
+                 "the requeued task to run again")
+        expect(page.get_by_text("requeued (was failed)")).to_be_visible(timeout=30_000)
+
+        # Workers and partitions: pause W1, see its tasks wait and why, resume it.
+        page.get_by_role("link", name="Workers and partitions").click()
+        expect(page.get_by_role("heading", name="Partitions", exact=True)).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.get_by_text("Sent pause to W1")).to_be_visible(timeout=30_000)
+        if ENGINE_OBEYS:
+            wait_for(lambda: q.live.workers()["W1"].get("state") == "paused", 30, 0.2, "W1 paused")
+            held = q.submit_many([("sleep", [0.5]) for _ in range(24)])
+            expect(page.get_by_text(re.compile(r"task\(s\) queued"))).to_be_visible(timeout=30_000)
+            _settle(page)
+            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
+        page.get_by_role("button", name="Resume", exact=True).click()
+        expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
+        if ENGINE_OBEYS:
+            wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
+            for tid in held:
+                q.wait(tid, 60)
+        else:
+            assert take_commands(q.redis, q.live.keys, "W1") == ["pause", "resume"]
+            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
+
+        # Failures: failed tasks, dead letters, worker deaths.
+        page.get_by_role("link", name="Failures").click()
+        expect(page.get_by_role("heading", name="Dead letters", exact=True)).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(DOCS / "dashboard-failures.png"))
+        browser.close()
+    log = (tmp_path / "streamlit.out").read_text()
+    assert "Traceback" not in log and "deprecat" not in log.lower(), log[-3000:]
+    for name in ("overview", "task", "workers", "failures"):
+        assert (DOCS / f"dashboard-{name}.png").stat().st_size > 20_000

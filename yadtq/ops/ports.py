@@ -1,0 +1,25 @@
+"""Ports on this machine: whether something answers there, a free one, and the error a service start raises."""
+
+from __future__ import annotations
+
+import socket
+
+from yadtq.errors import YADTQError
+
+
+class ServiceError(YADTQError):
+    """An embedded service would not start."""
+
+
+def answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,97 @@
+"""Typed replies of the record scripts (submit, unsubmit, requeue, cancel, reject, names, end marks).
+
+A Lua script answers with a positional list; each reply type here reads one
+script's list (its shape is in the script's header) once, in `decode`, so no
+caller indexes a reply. The step's replies are in yadtq.store.claim_replies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal, NamedTuple
+
+from yadtq.task.messages import TaskMessage
+
+
+def decode_flag(raw: Any) -> bool:
+    """A script that answers 1 (done) or 0 (refused): unsubmit, confirm, release, the name
+    scripts, mark_end."""
+    return bool(raw)
+
+
+def _loads(raw: str | None, default: Any) -> Any:
+    if raw is None or raw == "":
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class SubmitReply(NamedTuple):
+    """submit.lua: {'new'} | {'exists', status} | {'foreign', digest}."""
+
+    verdict: Literal["new", "exists", "foreign"]
+    status: str = ""  # exists: the status of the record that already had this id (a Status)
+
+    @classmethod
+    def decode(cls, raw: Any) -> SubmitReply:
+        kind = str(raw[0])
+        if kind == "new":
+            return cls("new")
+        if kind == "exists":
+            return cls("exists", str(raw[1]))
+        if kind == "foreign":
+            return cls("foreign")
+        raise ValueError(f"unknown submit reply {raw!r}")
+
+
+class RequeueReply(NamedTuple):
+    """requeue.lua: {'ok', task, args, kwargs, tries, time_limit} | {'missing'} | {'moved', status}
+    | {'running'} | {status} (a status that refuses a requeue: success)."""
+
+    outcome: Literal["ok", "missing", "moved", "running", "refused"]
+    status: str = ""  # moved: the status found instead of the one read; refused: the refusing status
+    message: TaskMessage | None = None  # ok: the task to publish again
+
+    @classmethod
+    def decode(cls, raw: Any, task_id: str) -> RequeueReply:
+        kind = str(raw[0])
+        if kind == "ok":
+            _, name, args, kwargs, tries, limit = raw
+            return cls("ok", message=TaskMessage(
+                task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}), int(tries) if tries else None,
+                time.time(), float(limit) if limit else None))
+        if kind == "missing":
+            return cls("missing")
+        if kind == "moved":
+            return cls("moved", str(raw[1]))
+        if kind == "running":
+            return cls("running")
+        return cls("refused", kind)
+
+
+class CancelReply(NamedTuple):
+    """cancel.lua: {'ok', time} | {'missing'} | {status} (a status that refuses: not queued)."""
+
+    outcome: Literal["ok", "missing", "refused"]
+    status: str = ""  # refused: the task's status
+
+    @classmethod
+    def decode(cls, raw: Any) -> CancelReply:
+        kind = str(raw[0])
+        if kind in ("ok", "missing"):
+            return cls("ok" if kind == "ok" else "missing")
+        return cls("refused", kind)
+
+
+class RejectReply(NamedTuple):
+    """reject.lua: 'rejected' | 'foreign' (the id is another task's: untouched) | the status the task
+    was left in (it had finished or was running)."""
+
+    outcome: str
+
+    @classmethod
+    def decode(cls, raw: Any) -> RejectReply:
+        return cls(str(raw))

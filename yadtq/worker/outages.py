@@ -1,0 +1,65 @@
+"""Redis outages seen from the loop thread: a call that fails starts a backoff, and while it
+runs no Redis call is made at all.
+
+Each failing call can block for the socket timeout, and a few of them in one turn would
+outlast the consumer's poll limit (the worker would drop out of its group). So the loop
+keeps polling during an outage (group membership) but takes nothing in, and tries Redis
+again after 0.2 s, then twice as long each time, up to 5 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from yadtq.store.connection import REDIS_UNAVAILABLE
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+REDIS_ERRORS = REDIS_UNAVAILABLE
+
+
+class RedisOutages:
+    """`on_lost(error)` runs when an outage starts, `on_back()` when a call succeeds again."""
+
+    def __init__(self, on_lost: Callable[[Exception], None], on_back: Callable[[], None]) -> None:
+        self.on_lost = on_lost
+        self.on_back = on_back
+        self.down_until = 0.0  # monotonic time the backoff ends (0.0: Redis is up)
+        self.delay = 0.2
+
+    @property
+    def down(self) -> bool:
+        """An outage's backoff runs: make no Redis call now."""
+        return time.monotonic() < self.down_until
+
+    def call(self, call: Callable[[], T], default: T) -> T:
+        """A Redis call on the loop thread; during an outage returns `default` (callers retry later)."""
+        if self.down:
+            return default
+        try:
+            result = call()
+        except REDIS_ERRORS as exc:
+            self.lost(exc)
+            return default
+        self.ok()
+        return result
+
+    def lost(self, exc: Exception) -> None:
+        """A Redis call failed: start (or lengthen) the backoff."""
+        if self.down_until == 0.0:
+            log.warning("Redis unavailable (%s); pausing intake, retrying", exc)
+            self.on_lost(exc)
+        self.down_until = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, 5.0)
+
+    def ok(self) -> None:
+        """A Redis call succeeded: the outage, if any, is over."""
+        if self.down_until:
+            log.info("Redis available again")
+            self.on_back()
+        self.down_until = 0.0
+        self.delay = 0.2
