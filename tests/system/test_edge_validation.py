@@ -90,6 +90,7 @@ def test_cli_and_api_refuse_what_no_live_worker_runs(settings: Settings, q: YADT
         assert isinstance(api, httpx.Client)
         got = api.post("/tasks", json={"task": "ad", "args": [1, 2]})
         assert got.status_code == 422 and "did you mean 'add'" in got.json()["error"], got.text
+        assert got.json()["error"].endswith('nothing sent ("unchecked": true sends it anyway)')
         got = api.post("/tasks", json={"task": "add", "args": [1]})
         assert got.status_code == 422 and ADD in got.json()["error"], got.text
         batch = api.post("/tasks/batch", json={"tasks": [{"task": "add", "args": [1, 2]}, {"task": "nope"}]})

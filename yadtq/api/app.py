@@ -29,7 +29,7 @@ from yadtq.api.metrics import Metrics
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import ConnectError, MessageError, TaskNotFound, YADTQError
+from yadtq.errors import ConnectError, MessageError, SubmissionRefused, TaskNotFound, YADTQError
 from yadtq.store import search
 from yadtq.store.backend import TaskNotCancellable
 from yadtq.store.connection import RedisError
@@ -239,6 +239,7 @@ def _handlers(app: FastAPI) -> None:
         (ApiError, lambda e: reply(e.status, e.message, e.detail)),  # type: ignore[attr-defined]
         (TaskNotFound, lambda e: reply(404, str(e))),
         (TaskNotCancellable, lambda e: reply(409, str(e))),
+        (SubmissionRefused, lambda e: reply(422, f'{e}; nothing sent ("unchecked": true sends it anyway)')),
         (MessageError, lambda e: reply(422, str(e))),
         (search.SearchError, lambda e: reply(422, str(e))),
         (ConnectError, lambda e: reply(503, str(e))),
