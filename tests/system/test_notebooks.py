@@ -171,3 +171,26 @@ def test_export_pages_through_each_status_and_honours_limit(settings: Settings, 
     assert cut.returncode == 0 and "cut by --limit" in cut.stdout, cut.stderr
     assert len(load_export(tmp_path / "cut").tasks) == 3
     assert run_cli(settings, "export", "--out", str(tmp_path / "x"), "--limit", "0").returncode == 2
+
+
+def test_export_writes_headers_of_empty_tables_and_whole_numbers(settings: Settings, q: YADTQ, tmp_path: Path) -> None:
+    from notebooks.analysis import load_export
+    from yadtq.store import export as E
+    from yadtq.store.keys import Keys
+    claimed, waiting = q.submit_many([("add", [1, 1]), ("add", [2, 2])])
+    q.redis.hset(Keys(settings.prefix).task(claimed), "partition", 1)  # as a claim writes it; `waiting` has none
+    got = run_cli(settings, "export", "--out", str(tmp_path / "csv"))
+    assert got.returncode == 0, got.stderr
+    for name, columns in E.COLUMNS.items():  # no worker died, no heartbeat: empty tables, with their header
+        header = (tmp_path / "csv" / f"{name}.csv").read_text().splitlines()[0]
+        assert header.split(",")[:len(columns)] == list(columns), name
+    assert (tmp_path / "csv" / "failures.csv").read_text() == ",".join(E.COLUMNS["failures"]) + "\n"
+    rows = {line.split(",")[0]: line.split(",") for line in (tmp_path / "csv" / "tasks.csv").read_text().splitlines()}
+    where = E.TASK_COLUMNS.index("partition")
+    assert rows[claimed][where] == "1" and rows[waiting][where] == ""  # not 1.0 and nan
+    assert rows[claimed][E.TASK_COLUMNS.index("tries")] == str(settings.tries)
+    back = load_export(tmp_path / "csv")
+    assert list(back.failures.columns) == list(E.COLUMNS["failures"]) and back.failures.empty
+    E.export(q.backend, q.live, tmp_path / "pq", fmt="parquet")
+    parquet = load_export(tmp_path / "pq")
+    assert str(parquet.tasks["partition"].dtype) == "Int64" and parquet.failures.empty

@@ -3,7 +3,10 @@
 `create_app(settings)` builds the FastAPI application; it takes its
 collaborators as arguments so tests run it against real services. Every read
 goes through the library's bounded read API (`yadtq.store.search`, the backend, the
-live state); every error is JSON `{"error": ...}` with a fitting status code.
+live state); every error is JSON `{"error": ...}` with a fitting status code:
+400 for a body that is not JSON, 422 for JSON that is not a valid request.
+The /docs (Swagger UI) and /redoc pages load their scripts from this server
+(`docs_pages`), so they work without internet.
 """
 
 import asyncio
@@ -11,7 +14,7 @@ import hmac
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -21,11 +24,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from yadtq.api import models as m
+from yadtq.api.docs_pages import add_docs_pages
 from yadtq.api.metrics import Metrics
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
-from yadtq.errors import ConnectError, MessageError, TaskNotFound, YADTQError
+from yadtq.errors import ConnectError, MessageError, SubmissionRefused, TaskNotFound, YADTQError
 from yadtq.store import search
 from yadtq.store.backend import TaskNotCancellable
 from yadtq.store.connection import RedisError
@@ -38,9 +42,10 @@ TaskId = Annotated[str, Path(min_length=1, max_length=200, description="the task
 WorkerName = Annotated[str, Path(min_length=1, max_length=200)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ErrorOut, "description": text} for code, text in (
-        (400, "a body that cannot be parsed"), (401, "missing or wrong bearer token"),
+        (400, "a body that is not JSON"), (401, "missing or wrong bearer token"),
         (404, "no such task or worker"), (409, "not in a state that allows it"),
-        (422, "invalid request"), (503, "Redis or the broker is unavailable"))
+        (422, "JSON that is not a valid request (or a task no live worker serves, or arguments that fit "
+               "no signature they announced), or invalid parameters"), (503, "Redis or the broker is unavailable"))
 }
 
 
@@ -64,7 +69,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
         title="YADTQ", version="1.0",
         description="Submit, follow and cancel tasks of a YADTQ farm; its workers, failures and figures. "
                     "Times are epoch seconds (UTC). With a server token, send `Authorization: Bearer <token>`.",
-        responses=ERRORS)
+        responses=ERRORS, docs_url=None, redoc_url=None)
+    add_docs_pages(app)  # served from this server's own copies of the scripts: they work offline
     app.state.client = q
     if backlog:
         app.router.on_shutdown.append(backlog.close)
@@ -216,7 +222,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
-    options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id}
+    options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
+                               "unchecked": body.unchecked}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key
@@ -232,6 +239,7 @@ def _handlers(app: FastAPI) -> None:
         (ApiError, lambda e: reply(e.status, e.message, e.detail)),  # type: ignore[attr-defined]
         (TaskNotFound, lambda e: reply(404, str(e))),
         (TaskNotCancellable, lambda e: reply(409, str(e))),
+        (SubmissionRefused, lambda e: reply(422, f'{e}; nothing sent ("unchecked": true sends it anyway)')),
         (MessageError, lambda e: reply(422, str(e))),
         (search.SearchError, lambda e: reply(422, str(e))),
         (ConnectError, lambda e: reply(503, str(e))),
@@ -248,6 +256,9 @@ def _handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in errors[:20]]
+        unparsed = _unparsed_body(errors)
+        if unparsed:
+            return reply(400, f"body cannot be parsed: {unparsed}", detail)
         return reply(422, f"invalid request: {where}: {first.get('msg', 'bad input')}", detail)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -256,6 +267,22 @@ def _handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _unparsed_body(errors: Sequence[Any]) -> str | None:
+    """Why the body is not JSON at all (a 400), or None when it parsed and only failed validation (a 422).
+
+    FastAPI reports both as validation errors: a decode error as `json_invalid`,
+    and a body sent as another content type arrives as raw bytes.
+    """
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") == "json_invalid":
+            reason = (e.get("ctx") or {}).get("error") or e.get("msg", "JSON decode error")
+            return f"not JSON ({reason}{f' at character {loc[1]}' if len(loc) > 1 else ''})"
+        if loc == ("body",) and isinstance(e.get("input"), (bytes, bytearray)):
+            return "not read as JSON (send it with content-type: application/json)"
+    return None
 
 
 def _adapt(make: Callable[[Exception], JSONResponse]) -> Callable[[Request, Exception], Any]:

@@ -56,11 +56,16 @@ class SubmitRequest(BaseModel):
     task: str = Field(min_length=1, max_length=MAX_TASK_NAME, description="registered task name")
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    tries: int | None = Field(default=None, ge=1, le=1000, description="attempts at most (default: the server's)")
-    time_limit: float | None = Field(default=None, gt=0, le=86_400 * 7, allow_inf_nan=False,
+    # strict: JSON true is not a number of tries or seconds (pydantic's lax mode would read it as 1)
+    tries: int | None = Field(default=None, ge=1, le=1000, strict=True,
+                              description="attempts at most (default: the server's)")
+    time_limit: float | None = Field(default=None, gt=0, le=86_400 * 7, allow_inf_nan=False, strict=True,
                                      description="seconds one attempt may run")
     task_id: str | None = Field(default=None, min_length=1, max_length=200,
                                 description="your own id (default: a new uuid4); resubmitting an id is idempotent")
+    unchecked: bool = Field(default=False, strict=True,
+                            description="send it without checking it against the tasks live workers serve "
+                                        "(for a task only a future worker will know)")
 
     @field_validator("args", "kwargs")
     @classmethod

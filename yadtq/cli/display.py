@@ -57,13 +57,19 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
     """What `status` shows under the record line: times, durations, attempts, history."""
     now = time.time() if now is None else now
     call = ", ".join([*map(json.dumps, rec.args), *(f"{k}={json.dumps(v)}" for k, v in rec.kwargs.items())])
-    lines = [f"  call       {rec.task}({call})", f"  submitted  {when(rec.submitted, now)}"]
+    lines = [f"  call       {rec.task}({call})"]
+    requeued = rec.first_submitted is not None and rec.first_submitted != rec.submitted
+    if requeued:  # waits count from the latest publish, not from the first submission
+        lines += [f"  submitted  {when(rec.first_submitted, now)}", f"  requeued   {when(rec.submitted, now)}"]
+    else:
+        lines.append(f"  submitted  {when(rec.submitted, now)}")
     if rec.started:
         waited = f"  (waited {duration(rec.started - rec.submitted)})" if rec.submitted else ""
         lines.append(f"  started    {when(rec.started, now)}{waited}")
     if rec.finished:
         ran = f"ran {duration(rec.finished - rec.started)}" if rec.started else ""
-        total = f"{duration(rec.finished - rec.submitted)} from submission" if rec.submitted else ""
+        since = "the requeue" if requeued else "submission"
+        total = f"{duration(rec.finished - rec.submitted)} from {since}" if rec.submitted else ""
         lines.append(f"  finished   {when(rec.finished, now)}  ({'; '.join(x for x in (ran, total) if x)})")
     elif rec.started and rec.status == Status.PROCESSING:
         lines.append(f"  running    for {duration(now - rec.started)}")

@@ -148,9 +148,11 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
     from yadtq.store.keys import Keys
+    from yadtq.store.served import announce, withdraw
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
     from yadtq.task.modules import load_task_modules
     from yadtq.task.registry import registry
+    from yadtq.task.signatures import specs_of
     from yadtq.worker import Worker
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(s, f"worker-{name}", args.verbose)
@@ -172,6 +174,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         client.close()
         return RET_USAGE
     worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
+    announce(client, keys, name, incarnation, specs_of(registry))  # what clients check submissions against
 
     def lost(holder: NameHolder | None) -> None:
         logging.getLogger("yadtq").error("worker name %s was taken over by %s; stopping", name,
@@ -187,6 +190,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
                                         ", ".join(registry.names()))
         worker.run()
     finally:
+        withdraw(client, keys, name, incarnation)
         lease.release()
         client.close()
     return RET_OK
@@ -260,24 +264,23 @@ class _PrintsIds:
 # -- client ------------------------------------------------------------------
 @command
 def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.cli.display import did_you_mean
     from yadtq.client.client import YADTQ
+    from yadtq.errors import SubmissionRefused
     from yadtq.task.modules import load_task_modules
     from yadtq.task.registry import registry
     _cwd_importable()
     load_task_modules(args.tasks)
-    if args.task not in registry:
-        guess = did_you_mean(args.task, registry.names())
-        if guess and not args.any_task:
-            print(f"yadtq: error: unknown task {args.task!r}; did you mean {guess!r}? "
-                  f"(known: {', '.join(registry.names())}; --any-task sends it anyway)", file=sys.stderr)
-            return RET_USAGE
-        if not args.any_task:
-            print(f"yadtq: note: {args.task!r} is not a built-in task: a worker must load the module that "
-                  "defines it (yadtq worker --tasks MODULE), or the task fails as unknown", file=sys.stderr)
     with YADTQ(s) as q:
-        tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
-                       time_limit=args.task_time_limit, key=args.key)
+        # One rule (README, "Validation at the edge"): against what live workers serve; before any
+        # has announced, the names this command knows (built-ins and --tasks modules).
+        if not args.unchecked and not q.edge.served() and _unknown_here(args.task, registry):
+            return RET_USAGE
+        try:
+            tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
+                           time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked)
+        except SubmissionRefused as exc:
+            print(f"yadtq: error: {exc}; nothing sent (--unchecked sends it anyway)", file=sys.stderr)
+            return RET_USAGE
         if not args.wait:
             print(json.dumps({"task-id": tid}) if args.json else tid)
             return RET_OK
@@ -286,6 +289,21 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
         rec = q.wait(tid, args.timeout)
         _print_record(rec, args.json)
         return RET_OK if rec.status == Status.SUCCESS else RET_TASK_FAILED
+
+
+def _unknown_here(task: str, registry: Any) -> bool:
+    """Before any worker has announced: refuses a near-miss of a known name, notes any other unknown one."""
+    from yadtq.cli.display import did_you_mean
+    if task in registry:
+        return False
+    guess = did_you_mean(task, registry.names())
+    if guess:
+        print(f"yadtq: error: unknown task {task!r}; did you mean {guess!r}? "
+              f"(known: {', '.join(registry.names())}; --unchecked sends it anyway)", file=sys.stderr)
+        return True
+    print(f"yadtq: note: {task!r} is not a built-in task: a worker must load the module that "
+          "defines it (yadtq worker --tasks MODULE), or the task fails as unknown", file=sys.stderr)
+    return False
 
 
 @command

@@ -160,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
              "yadtq submit add 1 2 --wait\n"
              "yadtq submit sleep 5 --tries 1 --time-limit 2\n"
              "yadtq submit resize photo.jpg 640 --tasks mypkg.mytasks\n"
-             'yadtq submit echo \'{"a": [1, 2]}\' --any-task',
-             "Submits one task and prints its id. Tasks the built-in workers run:\n" + signature_list(registry))
+             'yadtq submit echo \'{"a": [1, 2]}\' --unchecked',
+             "Submits one task and prints its id. It is checked against the tasks live workers serve "
+             "(unknown name or arguments that do not fit: exit 2, nothing sent); before any worker has "
+             "announced, against the names below. Tasks the built-in workers run:\n" + signature_list(registry))
     p.add_argument("task", help="task name, e.g. add (see the list above)")
     p.add_argument("args", nargs="*", help="arguments, each read as JSON (else as a string), e.g. 1 2 or '[1, 2]'")
     p.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
@@ -175,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ordering key: tasks with the same key run one at a time, in order, e.g. --key customer-42")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                    help="also accept the task names of MODULE, e.g. --tasks mypkg.mytasks")
-    p.add_argument("--any-task", action="store_true", help="send a task name no known module defines")
+    p.add_argument("--unchecked", "--any-task", dest="unchecked", action="store_true",
+                   help="send it without checking it against what live workers serve (a task only a future "
+                        "worker will know)")
 
     p = _sub(sub, "status", [common], "a task's record: status, times, attempts, history",
              "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json")

@@ -26,6 +26,7 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
 from yadtq.store.backend import Backend, TaskRecord
@@ -46,6 +47,7 @@ class YADTQ:
         self.redis = connect_redis(settings)
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
+        self.edge = EdgeCheck(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
         self._partitions: list[int] = []
@@ -96,8 +98,12 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None, key: str | None = None) -> TaskMessage:
-        """Builds a validated message (raises `MessageError` for a bad one)."""
+                task_id: str | None = None, key: str | None = None, unchecked: bool = False) -> TaskMessage:
+        """Builds a validated message (raises `MessageError` for a bad one).
+
+        Unless `unchecked`, the call is checked against what live workers serve
+        (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
+        """
         if not isinstance(task, str) or not task:
             raise MessageError("task name must be a non-empty string")
         if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
@@ -106,6 +112,8 @@ class YADTQ:
             raise MessageError("tries must be >= 1")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
             raise MessageError("key must be a non-empty string of at most 200 characters")
+        if not unchecked:
+            self.edge.check(task, args, kwargs or {})
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
                         tries or self.settings.tries, time.time(), time_limit, key)
         size = len(m.encode())
@@ -119,9 +127,9 @@ class YADTQ:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
-    def submit_many(self, specs: Iterable[TaskSpec]) -> list[str]:
+    def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
         """Bulk submit: one Redis pipeline, one producer flush."""
-        return self.publish([self._spec(s) for s in specs], wait=True)
+        return self.publish([self._spec(s, unchecked) for s in specs], wait=True)
 
     def publish(self, messages: Sequence[TaskMessage], wait: bool = True) -> list[str]:
         """Records then sends `messages` round-robin over the partitions; returns their ids.
@@ -196,6 +204,8 @@ class YADTQ:
         """
         _ = self.producer  # connect first: a dead broker must not leave the record half-changed
         message = self.backend.reset_to_queued(task_id, fresh)
+        # Queued again, so not dead: its dead letters go before it is sent, as its next failure adds a fresh one.
+        self.live.forget_dead_letters(task_id)
         self._send([message], wait=True)  # on failure it stays `queued`: requeue again
         return task_id
 
@@ -213,15 +223,16 @@ class YADTQ:
                          for r in records])
         return [r.task_id for r in records]
 
-    def _spec(self, spec: TaskSpec) -> TaskMessage:
+    def _spec(self, spec: TaskSpec, unchecked: bool = False) -> TaskMessage:
         if isinstance(spec, TaskMessage):
             return spec
         if isinstance(spec, Mapping):
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
                                 tries=spec.get("tries"), time_limit=spec.get("time_limit"),
-                                task_id=spec.get("task-id") or spec.get("task_id"))
+                                task_id=spec.get("task-id") or spec.get("task_id"),
+                                unchecked=unchecked or bool(spec.get("unchecked")))
         name, args, *rest = spec
-        return self.message(name, args, rest[0] if rest else None)
+        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
 
     # -- workers and health ------------------------------------------------
     def command_worker(self, worker: str, command: str) -> None:

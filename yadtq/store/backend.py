@@ -50,6 +50,8 @@ class TaskRecord:
     finished: float | None = None
     time_limit: float | None = None
     partition: int | None = None
+    # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
+    first_submitted: float | None = None
 
     @property
     def done(self) -> bool:
@@ -73,7 +75,7 @@ class TaskRecord:
             tries=_num(h.get("tries"), int), worker=h.get("worker") or None,
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
-            partition=_num(h.get("partition"), int),
+            partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
         )
 
 

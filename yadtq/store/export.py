@@ -36,6 +36,23 @@ PAGE = 1000
 FORMATS = ("csv", "parquet")
 TASK_COLUMNS = ("task_id", "task", "status", "worker", "partition", "attempts", "failures", "tries",
                 "submitted", "started", "finished", "error", "args", "kwargs", "result", "time_limit")
+# Each table's columns, written even when it has no rows (a CSV with a header, not a bare newline);
+# columns a row brings beyond these follow them.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "tasks": TASK_COLUMNS,
+    "heartbeats": ("ts", "worker", "host", "pid", "incarnation", "state", "current_task", "done", "failed",
+                   "partitions", "concurrency", "running", "partition_state"),
+    "failures": ("worker", "host", "pid", "last_heartbeat", "declared_at", "tasks", "partitions", "source", "reason",
+                 "exit_code"),
+    "series": ("ts", *map(str, STATUSES)),
+    "series_by_worker": ("ts", "worker", "done", "failed"),
+    "workers": ("name", "status", "host", "pid", "state", "last_heartbeat", "partitions", "done_total",
+                "failed_total"),
+    "dead_letters": ("ts", "task_id", "task", "error", "topic", "partition", "offset", "size", "raw"),
+}
+# Whole numbers stay whole where some rows lack them (pandas would write 0.0 and NaN; Int64 writes 0 and "").
+INTEGERS = {"partition", "attempts", "failures", "tries", "pid", "done", "failed", "concurrency", "exit_code",
+            "offset", "size", "done_total", "failed_total", *map(str, STATUSES)}
 
 
 @dataclass
@@ -90,7 +107,7 @@ def export(backend: Backend, live: LiveState, out: str | Path, limit: int | None
         for row in task_rows(iter_records(backend, status, limit)):
             seen.setdefault(row["task_id"], row)  # a task that moved mid-export is kept once
         stats.truncated |= limit is not None and counts[status] > limit
-    tasks = pd.DataFrame(list(seen.values()), columns=list(TASK_COLUMNS))
+    tasks = table("tasks", list(seen.values()))
     stats.tasks = len(tasks)
 
     settings = backend.settings
@@ -112,13 +129,13 @@ def export(backend: Backend, live: LiveState, out: str | Path, limit: int | None
 
     tables = {
         "tasks": tasks,
-        "heartbeats": pd.DataFrame(heartbeats),
-        "failures": pd.DataFrame(failures),
-        "series": pd.DataFrame([{k: v for k, v in s.items() if k not in ("done_by", "failed_by")}
-                                for s in samples]),
-        "series_by_worker": pd.DataFrame(series_by_worker(samples), columns=["ts", "worker", "done", "failed"]),
-        "workers": pd.DataFrame(workers),
-        "dead_letters": pd.DataFrame(live.dead_letters(DLQ_KEPT)[::-1]),
+        "heartbeats": table("heartbeats", heartbeats),
+        "failures": table("failures", failures),
+        "series": table("series", [{k: v for k, v in s.items() if k not in ("done_by", "failed_by")}
+                                   for s in samples]),
+        "series_by_worker": table("series_by_worker", series_by_worker(samples)),
+        "workers": table("workers", workers),
+        "dead_letters": table("dead_letters", live.dead_letters(DLQ_KEPT)[::-1]),
     }
     for name, frame in tables.items():
         path = out / f"{name}.{fmt}"
@@ -132,6 +149,22 @@ def export(backend: Backend, live: LiveState, out: str | Path, limit: int | None
             "dead_after": settings.dead_after, "tasks": stats.tasks, "limit": limit, "truncated": stats.truncated}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return stats
+
+
+def table(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows under `COLUMNS[name]` (then any others), whole-number columns as nullable integers."""
+    known = list(COLUMNS[name])
+    extra = sorted({k for row in rows for k in row} - set(known))
+    frame = pd.DataFrame(rows, columns=[*known, *extra])
+    for column in frame.columns:
+        if column in INTEGERS and _whole(frame[column]):
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _whole(values: pd.Series) -> bool:
+    present = values.dropna()
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() for v in present)
 
 
 def series_by_worker(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.connection import RedisClient, WatchError, decoded_hash
+from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
@@ -121,6 +121,19 @@ class LiveState:
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.dlq, 0, limit - 1)]
+
+    def forget_dead_letters(self, task_id: str) -> int:
+        """Drops a task's dead letters (it was requeued, so it is not dead now; failing again
+        adds a fresh entry); returns how many. Reads the capped list once (at most DLQ_KEPT)."""
+        needle = json.dumps(task_id)  # as written, so most entries are passed over unparsed
+        gone = {raw for raw in decoded_list(self.r.lrange(self.keys.dlq, 0, -1))
+                if needle in raw and json.loads(raw).get("task_id") == task_id}
+        if not gone:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        for raw in gone:
+            pipe.lrem(self.keys.dlq, 0, raw)
+        return sum(int(n) for n in pipe.execute())
 
     def dead_letter_count(self) -> int:
         """How many dead letters are kept (the list is capped at DLQ_KEPT)."""

@@ -19,7 +19,10 @@ if ARGV[3] == 'fresh' then
 elseif st == 'processing' then
   redis.call('HINCRBY', KEYS[1], 'lost_runs', 1)
 end
-redis.call('HSET', KEYS[1], 'status', 'queued')
+-- Waits count from this publish: `submitted` moves to now; the first one is kept once.
+local first = redis.call('HGET', KEYS[1], 'submitted')
+if first then redis.call('HSETNX', KEYS[1], 'first_submitted', first) end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'submitted', now)
 redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
