@@ -40,7 +40,7 @@ from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_broker, start_redis
-from yadtq.store.connection import RedisError, connect_redis
+from yadtq.store.connection import RedisError, connect_redis, redis_ready
 from yadtq.task.status import Status
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
@@ -93,7 +93,13 @@ class OwnedServices:
 
     def _start_redis(self) -> subprocess.Popen[bytes]:
         proc = start_redis("127.0.0.1", self.rport, self.base / "data", self.base / "services")
-        client = connect_redis(Settings(redis_url=self.redis_url))
+        settings = Settings(redis_url=self.redis_url)
+        # A restarted Redis answers while still loading its append-only file, and refuses commands
+        # until it is done: wait until it serves.
+        deadline = time.monotonic() + 60
+        while not redis_ready(settings)[0] and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        client = connect_redis(settings)
         try:
             client.config_set("appendfsync", "always")
         finally:
