@@ -41,8 +41,11 @@ run: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
+## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
+## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. TEST_PROCS=0: one.
+TEST_PROCS ?= 2
 test: dev-venv lint docs
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 0,$(TEST_PROCS)),-n $(TEST_PROCS) --dist loadgroup) $(PYTEST_ARGS)
 
 ## The inner loop, under 2 minutes: lint, then the unit tests (no process) and the engine tests (the worker
 ## in-process on a real Redis); no broker is started. `make test` runs these too, and the system tests.
