@@ -41,8 +41,25 @@ run: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
+## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
+## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
+## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
+## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
+TEST_PROCS ?= 2
+## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
+## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
+## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
+## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
+## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
+TEST_PROCS ?= 2
 test: dev-venv lint docs
+ifeq ($(TEST_PROCS),0)
 	$(PY) -m pytest $(PYTEST_ARGS)
+else
+	$(PY) -m pytest -n $(TEST_PROCS) --dist loadgroup -m "not serial" $(PYTEST_ARGS); s=$$?; \
+	$(PY) -m pytest -m serial $(PYTEST_ARGS); t=$$?; \
+	for c in $$s $$t; do [ $$c -eq 0 ] || [ $$c -eq 5 ] || exit $$c; done
+endif
 
 ## The inner loop, under 2 minutes: lint, then the unit tests (no process) and the engine tests (the worker
 ## in-process on a real Redis); no broker is started. `make test` runs these too, and the system tests.

@@ -75,6 +75,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "brokers(*kinds): run only on these brokers (a behaviour only they have)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's --dist loadgroup runs a group on one process")
+    config.addinivalue_line("markers", "serial: a long fault-injection run (chaos, the 3-node cluster) whose timings "
+                            "assume the machine to itself: `make test` runs these alone, after the others")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), each broker's tests run on one worker process, so
+    that each process starts one broker, once; tests without a broker are shared out between them."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("broker_kind") if callspec is not None else None
+        if kind is not None:
+            item.add_marker(pytest.mark.xdist_group(kind))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -180,7 +193,10 @@ def settings(services: ServiceAddrs, tmp_path: Path) -> Settings:
         topic=f"tasks-{u}", heartbeat_topic=f"hb-{u}", group=f"workers-{u}", prefix=f"t{u}:",
         partitions=4, log_dir=str(tmp_path / "logs"), data_dir=str(tmp_path / "data"),
         heartbeat_interval=1.0, dead_after=4.0, lease=4.0, retry_backoff=0.2,
-        session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=20000,
+        # A killed worker's partitions move after the session timeout: 3 s (was 6 s) halves what every
+        # kill, crash and respawn test waits for (a quarantine test: 41 s -> 19 s); beats every 0.5 s keep
+        # six per timeout, as before, and tell members of a rebalance sooner. The chaos tests ran so already.
+        session_timeout_ms=3000, heartbeat_interval_ms=500, max_poll_interval_ms=20000,
         series_interval=0.5, connect_timeout=3.0,
     )
 

@@ -15,6 +15,7 @@ from worker_farm.chaos import SUMMARY_KEYS, run_chaos, write_report
 from yadtq.config import Settings
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(420)
 def test_chaos_kill9_every_two_seconds(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))

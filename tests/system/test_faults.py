@@ -299,6 +299,7 @@ def test_requeue_accepts_a_lapsed_processing_task_but_not_a_live_one(settings: S
     assert len(runs) == 2 and runs[0][0] == w.pid  # the cut-off run, then one more
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(600)
 def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         broker_kind: str) -> None:

@@ -71,6 +71,7 @@ def coordinator_of(admin: KafkaAdminClient, group: str) -> int:
 
 
 @pytest.mark.brokers("kafka")  # with `--brokers embedded` it is left out like every Kafka test
+@pytest.mark.serial
 @pytest.mark.timeout(600)  # about 2 minutes, and the cluster's start, on 2 busy cores
 def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
         broker_kind: str, cluster: KafkaCluster, redis_service: RedisService, tmp_path: Path) -> None:
