@@ -46,18 +46,14 @@ run: venv
 ## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
 ## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
 TEST_PROCS ?= 2
-## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
-## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
-## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
-## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
-## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
-TEST_PROCS ?= 2
 test: dev-venv lint docs
 ifeq ($(TEST_PROCS),0)
 	$(PY) -m pytest $(PYTEST_ARGS)
 else
-	$(PY) -m pytest -n $(TEST_PROCS) --dist loadgroup -m "not serial" $(PYTEST_ARGS); s=$$?; \
-	$(PY) -m pytest -m serial $(PYTEST_ARGS); t=$$?; \
+	rm -f .pytest-parallel.xml .pytest-serial.xml
+	$(PY) -m pytest -n $(TEST_PROCS) --dist loadgroup -m "not serial" --junitxml=.pytest-parallel.xml $(PYTEST_ARGS); s=$$?; \
+	$(PY) -m pytest -m serial --junitxml=.pytest-serial.xml $(PYTEST_ARGS); t=$$?; \
+	$(PY) tests/totals.py .pytest-parallel.xml .pytest-serial.xml; \
 	for c in $$s $$t; do [ $$c -eq 0 ] || [ $$c -eq 5 ] || exit $$c; done
 endif
 
@@ -87,4 +83,4 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) logs data .pytest_cache site
+	rm -rf $(VENV) logs data .pytest_cache site .pytest-*.xml
