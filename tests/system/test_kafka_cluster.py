@@ -193,6 +193,7 @@ def test_losing_a_leader_then_the_coordinator_loses_and_repeats_nothing(
         r.close()
 
 
+@pytest.mark.serial  # shares the 3-node cluster with the test above, in the serial part of `make test`
 @pytest.mark.brokers("kafka")
 @pytest.mark.timeout(900)  # six restarts, each waited back into every in-sync replica set
 def test_a_rolling_restart_fails_no_submit_and_loses_or_repeats_nothing(
