@@ -87,6 +87,7 @@ def test_tasks_of_three_types_spread_over_every_host_and_run_in_parallel(system:
         q.close()
 
 
+@pytest.mark.timeout(900)  # on a fresh machine Toxiproxy is built first (go install, ~2 min)
 def test_network_faults_during_a_mixed_workload_lose_nothing_and_run_nothing_twice(system: MultiHost) -> None:
     lab = system.lab
     svc = "svc"
