@@ -295,6 +295,8 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     injector = Injector(farm, faults, kill_every, rng, services,
                         stop_for or settings.lease + settings.session_timeout_ms / 1000)
     mon = _start_monitor(settings) if monitor else None
+    if mon is not None:
+        _wait_connected(settings, mon)  # before any fault: a monitor cut off at its start exits (RET_CONNECT)
     alive = True
     with YADTQ(settings) as q:
         thread.start()
@@ -404,6 +406,19 @@ def _start_monitor(settings: Settings) -> subprocess.Popen[bytes]:
     with open(Path(settings.log_dir) / "monitor.out", "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "yadtq", "monitor"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_connected(settings: Settings, mon: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Waits until the monitor has connected to Redis and the broker (its `connected` event)."""
+    events = Path(settings.log_dir) / "monitor.events.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if events.exists() and '"connected"' in events.read_text(errors="replace"):
+            return
+        if mon.poll() is not None:
+            raise RuntimeError(f"the monitor exited at its start (code {mon.returncode}); see monitor.out")
+        time.sleep(0.1)
+    raise RuntimeError(f"the monitor did not connect within {timeout:g}s")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
