@@ -18,7 +18,7 @@ from yadtq.config import Settings
 from yadtq.errors import MessageError, TaskNotFound, YADTQError
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
-from yadtq.store.replies import CancelReply, RequeueReply, SubmitReply, decode_flag
+from yadtq.store.replies import CancelReply, RequeueReply, SubmitReply, decode_flag, json_field
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
@@ -69,8 +69,8 @@ class TaskRecord:
     def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
         return cls(
             task_id=task_id, task=h.get("task", ""), status=h.get("status", Status.QUEUED),
-            args=_loads(h.get("args"), []), kwargs=_loads(h.get("kwargs"), {}),
-            result=_loads(h.get("result"), None), error=h.get("error") or None,
+            args=json_field(h.get("args"), []), kwargs=json_field(h.get("kwargs"), {}),
+            result=json_field(h.get("result"), None), error=h.get("error") or None,
             attempts=int(h.get("attempts") or 0), failures=int(h.get("failures") or 0),
             tries=_num(h.get("tries"), int), worker=h.get("worker") or None,
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
@@ -86,15 +86,6 @@ class TaskNotCancellable(YADTQError):
         super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
         self.task_id = task_id
         self.status = status
-
-
-def _loads(raw: str | None, default: Any) -> Any:
-    if raw is None or raw == "":
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
 
 
 def _num(raw: str | None, kind: type) -> Any:

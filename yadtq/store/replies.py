@@ -20,7 +20,8 @@ def decode_flag(raw: Any) -> bool:
     return bool(raw)
 
 
-def _loads(raw: str | None, default: Any) -> Any:
+def json_field(raw: str | None, default: Any) -> Any:
+    """A record field stored as JSON: `default` when absent, the raw text when it is not JSON."""
     if raw is None or raw == "":
         return default
     try:
@@ -61,7 +62,7 @@ class RequeueReply(NamedTuple):
         if kind == "ok":
             _, name, args, kwargs, tries, limit = raw
             return cls("ok", message=TaskMessage(
-                task_id, name, tuple(_loads(args, [])), _loads(kwargs, {}), int(tries) if tries else None,
+                task_id, name, tuple(json_field(args, [])), json_field(kwargs, {}), int(tries) if tries else None,
                 time.time(), float(limit) if limit else None))
         if kind == "missing":
             return cls("missing")
