@@ -39,7 +39,7 @@ STATUS_NAMES = {s.value for s in Status}
 # misspelt status such as 'queue' or 'canceled') fails test_every_quoted_word_is_known.
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
-          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
+          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "result_ttl", "expires_at",
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p"}  # end:<topic>
 REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
@@ -135,12 +135,16 @@ def test_submit_reply() -> None:
 
 
 def test_requeue_reply() -> None:
-    ok = RequeueReply.decode(["ok", "add", "[1, 2]", '{"k": 1}', "3", "2.5"], "t1")
+    ok = RequeueReply.decode(["ok", "add", "[1, 2]", '{"k": 1}', "3", "2.5", "acct-7"], "t1")
     assert ok.outcome == "ok" and ok.message is not None
     m = ok.message
-    assert (m.task_id, m.task, m.args, m.kwargs, m.tries, m.time_limit) == ("t1", "add", (1, 2), {"k": 1}, 3, 2.5)
-    bare = RequeueReply.decode(["ok", "add", "", "", "", ""], "t1").message
-    assert bare is not None and (bare.args, bare.kwargs, bare.tries, bare.time_limit) == ((), {}, None, None)
+    assert (m.task_id, m.task, m.args, m.kwargs, m.tries, m.time_limit, m.key) == (
+        "t1", "add", (1, 2), {"k": 1}, 3, 2.5, "acct-7")
+    assert m.record_key == b"acct-7"
+    bare = RequeueReply.decode(["ok", "add", "", "", "", "", None], "t1").message
+    assert bare is not None and (bare.args, bare.kwargs, bare.tries, bare.time_limit, bare.key) == (
+        (), {}, None, None, None)
+    assert bare.record_key == b"t1"
     assert RequeueReply.decode(["missing"], "t") == RequeueReply("missing")
     assert RequeueReply.decode(["moved", "failed"], "t") == RequeueReply("moved", "failed")
     assert RequeueReply.decode(["running"], "t") == RequeueReply("running")

@@ -33,6 +33,7 @@ from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.store.retention import check_result_ttl
 from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
 from yadtq.task.status import Status
@@ -98,7 +99,8 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None, key: str | None = None, unchecked: bool = False) -> TaskMessage:
+                task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                result_ttl: float | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
 
         Unless `unchecked`, the call is checked against what live workers serve
@@ -112,10 +114,11 @@ class YADTQ:
             raise MessageError("tries must be >= 1")
         if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
             raise MessageError("key must be a non-empty string of at most 200 characters")
+        check_result_ttl(result_ttl)
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key)
+                        tries or self.settings.tries, time.time(), time_limit, key, result_ttl)
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -166,8 +169,8 @@ class YADTQ:
             for m in messages:
                 partition = (key_partition(m.key, self._partitions) if m.key is not None
                              else self._partitions[next(self._next) % len(self._partitions)])
-                futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
-                                             value=m.encode(), partition=partition))
+                futures.append(producer.send(self.settings.topic, key=m.record_key, value=m.encode(),
+                                             partition=partition))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout
                 producer.flush(timeout=self.settings.publish_timeout)
@@ -219,8 +222,7 @@ class YADTQ:
         # The topic may have gone with the broker: make sure it is there again.
         ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
         records = [r for r in self.backend.get_many(ids) if r.status == Status.QUEUED]
-        self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
-                         for r in records])
+        self.send_again([r.message() for r in records])
         return [r.task_id for r in records]
 
     def _spec(self, spec: TaskSpec, unchecked: bool = False) -> TaskMessage:
@@ -229,7 +231,8 @@ class YADTQ:
         if isinstance(spec, Mapping):
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
                                 tries=spec.get("tries"), time_limit=spec.get("time_limit"),
-                                task_id=spec.get("task-id") or spec.get("task_id"),
+                                task_id=spec.get("task-id") or spec.get("task_id"), key=spec.get("key"),
+                                result_ttl=spec.get("result_ttl"),
                                 unchecked=unchecked or bool(spec.get("unchecked")))
         name, args, *rest = spec
         return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)

@@ -33,7 +33,6 @@ from yadtq.client.client import YADTQ
 from yadtq.errors import BrokerUnavailable, YADTQError
 from yadtq.logs import EventLog
 from yadtq.store.broker_epoch import EpochRecords
-from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
@@ -143,8 +142,7 @@ class Recovery:
             chunk = ids[start:start + BATCH]
             records = [r for r in self.backend.get_many(chunk) if r.status == Status.QUEUED]
             try:
-                self.client.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries,
-                                                    r.submitted, r.time_limit) for r in records])
+                self.client.send_again([r.message() for r in records])
             except (BrokerUnavailable, KafkaError) as exc:
                 log.warning("could not publish %d task(s) again (%s); retrying", len(ids) - len(sent), exc)
                 self._unsent.update(ids[start:])

@@ -21,7 +21,7 @@ from yadtq.store.keys import Keys
 from yadtq.store.replies import CancelReply, RequeueReply, SubmitReply, decode_flag, json_field
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
-from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
+from yadtq.task.status import FINAL, STATUSES, Status
 
 # connect_redis lives in yadtq.store.connection; callers that import it from here keep working.
 __all__ = ["WITHDRAWN_TTL", "Backend", "TaskNotCancellable", "TaskRecord", "connect_redis"]
@@ -52,6 +52,8 @@ class TaskRecord:
     partition: int | None = None
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
+    # The ordering key: every publish of the task, the first and any later one, goes with it.
+    key: str | None = None
 
     @property
     def done(self) -> bool:
@@ -63,7 +65,14 @@ class TaskRecord:
             "result": self.result, "error": self.error, "attempts": self.attempts,
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
+            "key": self.key,
         }
+
+    def message(self) -> TaskMessage:
+        """The message that publishes this task again (a requeue, a lost message): the one place a
+        record becomes a message, so every path that publishes again keeps the task's ordering key."""
+        return TaskMessage(self.task_id, self.task, tuple(self.args), self.kwargs, self.tries, self.submitted,
+                           self.time_limit, self.key)
 
     @classmethod
     def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
@@ -76,6 +85,7 @@ class TaskRecord:
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
+            key=h.get("key") or None,
         )
 
 
@@ -123,7 +133,8 @@ class Backend:
                 keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
                       self.keys.broker_epoch],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.digest, token],
+                      m.time_limit or "", m.digest, token, m.key or "",
+                      "" if m.result_ttl is None else m.result_ttl],
                 client=pipe)
         out: list[str] = []
         for m, raw in zip(messages, pipe.execute(), strict=True):
@@ -274,7 +285,7 @@ class Backend:
         got = CancelReply.decode(self._cancel(
             keys=[self.keys.task(task_id), self.keys.status(Status.QUEUED), self.keys.status(Status.CANCELLED),
                   self.keys.events(task_id)],
-            args=[int(self.settings.result_ttl), by, task_id]))
+            args=[0, by, task_id]))  # ARGV[1] unused: the retention sweep removes finished records
         if got.outcome == "missing":
             raise TaskNotFound(task_id)
         if got.outcome != "ok":
@@ -298,10 +309,3 @@ class Backend:
             pipe.zrem(self.keys.status(status), *ids)
             pipe.execute()
         return len(ids)
-
-    def prune_finished(self, older_than: float) -> int:
-        """Drops index entries of finished tasks whose records expired (result TTL)."""
-        removed = 0
-        for s in FINAL_IN_ORDER:
-            removed += self.r.zremrangebyscore(self.keys.status(s), "-inf", older_than)
-        return removed

@@ -65,6 +65,14 @@ class TaskMessage:
     time_limit: float | None = None
     # Ordering key: tasks with the same key go to one partition and run one at a time, in order.
     key: str | None = None
+    # Seconds the finished record is kept (this submit's choice; None: the task's or the farm's).
+    # Kept in the record the client writes before publishing, not sent on the wire.
+    result_ttl: float | None = None
+
+    @property
+    def record_key(self) -> bytes:
+        """The Kafka record key: the ordering key, else the task id."""
+        return (self.key or self.task_id).encode()
 
     def encode(self) -> bytes:
         return self._encoded

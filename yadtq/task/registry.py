@@ -5,7 +5,7 @@
     @task                       # registered as "resize"
     def resize(path: str, width: int) -> str: ...
 
-    @task("sum", tries=5, time_limit=30)
+    @task("sum", tries=5, time_limit=30, result_ttl=3600)
     def total(*xs: float) -> float: ...
 
 Arguments are checked against the function's signature and its simple type
@@ -49,6 +49,7 @@ class Task:
     tries: int | None = None
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+    result_ttl: float | None = None  # seconds its finished records are kept (None: the farm's YADTQ_RESULT_TTL)
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `TaskArgumentError` when the call does not fit the function."""
@@ -96,26 +97,28 @@ class Registry:
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
-             time_limit: float | None = None) -> Any:
+             time_limit: float | None = None, result_ttl: float | None = None) -> Any:
         """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(fn, name, tries=tries, time_limit=time_limit)
+            return self.register(fn, name, tries=tries, time_limit=time_limit, result_ttl=result_ttl)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
-                 time_limit: float | None = None) -> Callable[..., Any]:
+                 time_limit: float | None = None, result_ttl: float | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
         if tries is not None and tries < 1:
             raise ConfigError(f"task {task_name!r}: tries must be >= 1")
         if time_limit is not None and time_limit <= 0:
             raise ConfigError(f"task {task_name!r}: time_limit must be positive")
+        if result_ttl is not None and not 0 <= result_ttl < float("inf"):
+            raise ConfigError(f"task {task_name!r}: result_ttl must be seconds >= 0 (0 keeps its results forever)")
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn))
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), result_ttl=result_ttl)
         return fn
 
     def get(self, name: str) -> Task:

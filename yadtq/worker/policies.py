@@ -11,11 +11,13 @@ import threading
 import time
 from typing import Any
 
+from yadtq.task.registry import Registry
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
+from yadtq.worker.retention import RetentionSweep
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -177,7 +179,7 @@ class ParkedRetries(Middleware):
         try:
             for due in taken:
                 m = due.message
-                ctx.publisher.publish(ctx.settings.topic, (m.key or m.task_id).encode(), m.encode())
+                ctx.publisher.publish(ctx.settings.topic, m.record_key, m.encode())
         except Exception as exc:  # they stay parked, re-armed: published again later
             log.warning("parked retries not published yet: %s", exc)
             return
@@ -186,6 +188,8 @@ class ParkedRetries(Middleware):
             ctx.events.emit("tasks_republished", worker=ctx.name, count=len(taken), reason="retry due")
 
 
-def builtin_policies() -> list[Middleware]:
-    """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries()]
+def builtin_policies(registry: Registry | None = None) -> list[Middleware]:
+    """The policies every worker runs, in this order, before any middleware given to it (the retention
+    sweep with the tasks' own `result_ttl` of `registry`)."""
+    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(),
+            RetentionSweep.of(registry or Registry())]

@@ -1,7 +1,8 @@
 -- Cancels a task that is still queued: it ends `cancelled` and the claim never runs it.
 -- A task that is running or finished is left alone (a running task is not interrupted).
 -- KEYS[1] task hash, KEYS[2] status:queued index, KEYS[3] status:cancelled index, KEYS[4] the task's events list
--- ARGV[1] result TTL in seconds (0: keep), ARGV[2] who cancelled (for the history), ARGV[3] the task id
+-- ARGV[1] unused (the retention sweep removes finished records, store/retention.py), ARGV[2] who cancelled
+-- (for the history), ARGV[3] the task id
 -- Returns {'ok', time} | {'missing'} | {status}
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
@@ -19,9 +20,4 @@ redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' cancelled by ' .. ARGV[2])
 redis.call('LTRIM', KEYS[4], -50, -1)
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[4], ttl)
-end
 return {'ok', tostring(now)}

@@ -6,7 +6,8 @@
 -- KEYS[7] retries (sorted set: task id -> due time of a parked retry)
 -- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>
 --
--- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
+-- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] unused (finished records
+--   leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
@@ -20,7 +21,6 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, incarnation = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
 local n_out = tonumber(ARGV[5])
 local max_lost = tonumber(ARGV[6])
 local IDX = {queued = KEYS[1], processing = KEYS[2], success = KEYS[3], failed = KEYS[4]}
@@ -34,7 +34,6 @@ end
 local function event(ek, text)
   redis.call('RPUSH', ek, now .. ' ' .. text)
   redis.call('LTRIM', ek, -50, -1)
-  if ttl > 0 then redis.call('EXPIRE', ek, ttl) end
 end
 
 local k = 8
@@ -53,7 +52,6 @@ for _ = 1, n_out do
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
       move(id, 'processing', 'success')
       redis.call('HINCRBY', KEYS[5], worker, 1)
-      if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
     elseif outcome == 'retry' then
       redis.call('HSET', tk, 'status', 'queued', 'error', err)
       redis.call('HINCRBY', tk, 'failures', 1)
@@ -68,7 +66,6 @@ for _ = 1, n_out do
       redis.call('HINCRBY', tk, 'failures', 1)
       move(id, 'processing', 'failed')
       redis.call('HINCRBY', KEYS[6], worker, 1)
-      if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
     end
     table.insert(out, 'ok')

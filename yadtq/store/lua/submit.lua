@@ -2,6 +2,8 @@
 -- KEYS[1] task:<id>   KEYS[2] status:queued   KEYS[3] withdrawn:<id>   KEYS[4] broker:epoch
 -- ARGV[1] id  ARGV[2] task name  ARGV[3] args (JSON)  ARGV[4] kwargs (JSON)  ARGV[5] tries
 -- ARGV[6] time limit ("" for none)  ARGV[7] digest of [task, args, kwargs]  ARGV[8] submit token
+-- ARGV[9] ordering key ("" for none: every later publish of the task uses the stored one)
+-- ARGV[10] result ttl of this submit in seconds ("" for the task's or the farm's; see store/retention.py)
 -- Returns {'new'} | {'exists', status} | {'foreign', digest}: 'foreign' when the id is taken
 -- by a task with another body. Timestamps are Redis server time (one clock for every host).
 -- `epoch` notes the broker epoch the message goes to, so a message lost with that broker is known.
@@ -15,7 +17,8 @@ end
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
   'time_limit', ARGV[6], 'digest', ARGV[7], 'submit_token', ARGV[8], 'submitted', now,
   'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0,
-  'epoch', redis.call('GET', KEYS[4]) or '')
+  'epoch', redis.call('GET', KEYS[4]) or '', 'key', ARGV[9])
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'result_ttl', ARGV[10]) end
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('DEL', KEYS[3])
 return {'new'}
