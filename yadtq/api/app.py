@@ -223,7 +223,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
-                               "unchecked": body.unchecked}
+                               "unchecked": body.unchecked, "result_ttl": body.result_ttl}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key

@@ -277,7 +277,8 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             return RET_USAGE
         try:
             tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
-                           time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked)
+                           time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked,
+                           result_ttl=args.task_result_ttl)
         except SubmissionRefused as exc:
             print(f"yadtq: error: {exc}; nothing sent (--unchecked sends it anyway)", file=sys.stderr)
             return RET_USAGE

@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time limit for this task in seconds, e.g. --time-limit 30")
     p.add_argument("--key", metavar="KEY",
                    help="ordering key: tasks with the same key run one at a time, in order, e.g. --key customer-42")
+    p.add_argument("--result-ttl", dest="task_result_ttl", type=float, metavar="S",
+                   help="keep its finished record S seconds (0: forever), e.g. --result-ttl 3600 "
+                        "(default: the task's own, else YADTQ_RESULT_TTL)")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                    help="also accept the task names of MODULE, e.g. --tasks mypkg.mytasks")
     p.add_argument("--unchecked", "--any-task", dest="unchecked", action="store_true",
