@@ -17,12 +17,14 @@ All times are Redis server time (`TIME`, or read with `now()`), never a local cl
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.errors import ConfigError
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 from yadtq.store.scripts import bind
@@ -30,6 +32,7 @@ from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
 
+log = logging.getLogger(__name__)
 # Seconds a fired slot's task waits parked before the parked-retries path publishes it, should
 # the scheduler that fired it die before it publishes (it confirms far sooner when alive).
 HOLD = 10.0
@@ -130,7 +133,15 @@ class ScheduleStore:
             pipe.hgetall(self.keys.schedule(n))
         (sec, usec), *hashes = pipe.execute()
         now = float(sec) + float(usec) / 1e6
-        return [ScheduleState.from_hash(h, now) for h in hashes if h and "definition" in h]
+        out = []
+        for h in hashes:
+            if not h or "definition" not in h:
+                continue  # removed meanwhile
+            try:
+                out.append(ScheduleState.from_hash(h, now))
+            except (ConfigError, ValueError, KeyError, TypeError) as exc:  # written by hand, or an older version
+                log.warning("schedule %s cannot be read (%s); skipped", h.get("name"), exc)
+        return out
 
     # -- firing -----------------------------------------------------------------
     def due(self, limit: int = 100) -> tuple[float, list[ScheduleState], float | None]:

@@ -30,10 +30,17 @@ MIN_GRACE, MAX_GRACE = 1.0, 60.0
 
 
 def check_cron(expr: str) -> str:
-    """The expression, stripped; `ConfigError` when croniter cannot read it."""
+    """The expression, stripped; `ConfigError` when croniter cannot read it or it has no next
+    and previous time (`0 0 31 2 *`)."""
     expr = expr.strip() if isinstance(expr, str) else expr
-    if not isinstance(expr, str) or not croniter.is_valid(expr):
-        raise ConfigError(f"cron {expr!r} is not a valid cron expression (e.g. '*/5 * * * *')")
+    try:
+        if not isinstance(expr, str) or not croniter.is_valid(expr):
+            raise ValueError("not valid")
+        now = datetime.now(UTC)
+        croniter(expr, now).get_next(float)
+        croniter(expr, now).get_prev(float)
+    except (ValueError, TypeError, OverflowError):  # croniter's errors are ValueErrors
+        raise ConfigError(f"cron {expr!r} is not a valid cron expression (e.g. '*/5 * * * *')") from None
     return expr
 
 
