@@ -168,3 +168,35 @@ def test_a_slot_fires_once_and_a_skipped_slot_leaves_no_task(client: RedisClient
     assert store.fire(state, "fire", slot - 60, slot + 60)[0] == "taken"  # an older one too
     after = store.get("tick")
     assert after is not None and (after.fired, after.skipped, after.last_task) == (1, 1, fired.message.task_id)
+
+
+def test_the_dashboard_lists_schedules_with_next_and_last_run_and_adds_one(
+        client: RedisClient, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    store = ScheduleStore(client, settings)
+    store.define(ScheduleSpec("tick", "add", every=60, args=(1, 2)))
+    state = store.get("tick")
+    assert state is not None
+    client.hset(Keys(settings.prefix).schedule("tick"), "last_slot", state.last_slot - 60)
+    assert store.fire(state, "fire", state.last_slot, state.next_run)[0] == "fired"
+    for k, v in {**settings.env(), "YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE": "true"}.items():
+        monkeypatch.setenv(k, v)
+    st.cache_resource.clear()  # the cached client belongs to another test's settings
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=30).run()
+    at.switch_page("views/schedules.py").run()
+    assert not at.exception, at.exception
+    row = at.dataframe[0].value.iloc[0]
+    assert (row["name"], row["when"], row["fired"]) == ("tick", "every 60s", 1)
+    assert row["next run"] != "-" and row["last run"] != "-" and row["last task"].startswith("periodic:tick:")
+    at.text_input[0].set_value("nightly")
+    at.text_input[1].set_value("add")
+    at.text_input[2].set_value("[1, 2]")
+    at.radio[0].set_value("cron")
+    at.text_input[3].set_value("0 3 * * *")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    added = store.get("nightly")
+    assert added is not None and added.spec.cron == "0 3 * * *" and added.spec.args == (1, 2)
