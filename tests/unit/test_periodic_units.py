@@ -8,6 +8,7 @@ import pytest
 
 from yadtq.errors import ConfigError
 from yadtq.store.schedules import slot_task_id
+from yadtq.task import periodic as periodic_module
 from yadtq.task import slots
 from yadtq.task.periodic import ScheduleSpec, declared, periodic
 from yadtq.task.registry import Registry
@@ -74,7 +75,9 @@ def test_a_spec_is_checked_when_made() -> None:
     assert ScheduleSpec.from_definition("s", spec.definition()) == spec
 
 
-def test_the_decorator_goes_above_task_and_declares_the_schedule() -> None:
+def test_the_decorator_goes_above_task_and_declares_the_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A private book: in-process workers of later tests register what this process declared.
+    monkeypatch.setattr(periodic_module, "_declared", periodic_module.Declared())
     reg = Registry()
 
     @periodic(every=30, args=[1, 2], name="unit-sum", tasks=reg)
