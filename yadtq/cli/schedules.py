@@ -31,7 +31,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser], make: SubParser
              "imports them starts, and those added at run time) with their next and last run. Every\n"
              "worker and the monitor fire them; each slot fires once. Cron times are UTC.")
     p.add_argument("--json", action="store_true", help="print JSON")
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions = p.add_subparsers(dest="action", metavar="ACTION",
+                               help="add or remove (none: list the schedules)")
     a = actions.add_parser("add", parents=parents, help="add a schedule, or replace one of that name")
     a.add_argument("name", help="schedule name, e.g. nightly")
     a.add_argument("task", help="task name, e.g. add")
