@@ -19,10 +19,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from yadtq.api import events
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
 from yadtq.api.metrics import Metrics
@@ -157,6 +158,13 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
             delay = min(delay * 1.5, 0.5)
         body = m.ResultOut(task_id=task_id, status=rec.status, done=rec.done, result=rec.result, error=rec.error)
         return JSONResponse(body.model_dump(), status_code=200 if rec.done else 202)
+
+    @app.get("/tasks/{task_id}/events", dependencies=auth, tags=["tasks"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+             summary="A task's changes (status, progress) as server-sent events, until it ends")
+    def task_events(task_id: TaskId, timeout: Annotated[float, Query(gt=0, le=events.MAX_STREAM, allow_inf_nan=False,
+                    description="end the stream after this many seconds")] = 300.0) -> StreamingResponse:
+        return events.task_events(q, task_id, timeout)
 
     # -- act ----------------------------------------------------------------
     @app.post("/tasks/{task_id}/cancel", response_model=m.TaskOut, dependencies=auth, tags=["tasks"],
