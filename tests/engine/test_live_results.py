@@ -8,6 +8,7 @@ outcome (not on its polling), also after a Redis restart broke its subscription.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -158,7 +159,7 @@ def test_a_tight_loop_costs_a_few_writes_per_second(farm: Farm) -> None:
     farm.gates.gate("tight").set()
     assert writes, "progress was announced"
     # 100,000 reports; one write per 0.1 s (progress_interval) at most: spaced, and few.
-    gaps = [b - a for a, b in zip(writes, writes[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(writes)]
     assert all(gap > 0.05 for gap in gaps), gaps
     assert len(writes) <= 2 + (writes[-1] - writes[0]) / 0.1
 
