@@ -35,6 +35,7 @@ from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.store.readiness import waiting_note
 from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
 from yadtq.task.status import Status
@@ -261,6 +262,10 @@ class YADTQ:
         """The record now, then each time its status or progress changes, until it is final
         (`yadtq status --follow`); raises `ResultTimeout`, `TaskNotFound`."""
         return follow(self.backend, self.announcements, task_id, timeout, self.settings.result_poll)
+
+    def waiting_note(self) -> str | None:
+        """Why no task can start now (workers still joining their group, none alive), or None."""
+        return waiting_note(self.live.workers().values())
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
