@@ -20,7 +20,7 @@ import threading
 import time
 
 from yadtq.config import Settings
-from yadtq.store.connection import REDIS_UNAVAILABLE, RedisClient
+from yadtq.store.connection import RedisClient, RedisError
 from yadtq.store.progress import ProgressReport, ProgressStore
 from yadtq.task.progress import ProgressSink
 from yadtq.worker.jobs import Job
@@ -116,8 +116,8 @@ class ProgressWriter:
             return
         try:
             stored = self.store.write(reports)
-        except REDIS_UNAVAILABLE as exc:  # progress is advisory: a value lost to an outage is replaced by the next
-            log.debug("progress not stored (Redis unavailable: %s)", exc)
+        except RedisError as exc:  # progress is advisory: a value lost to an outage is replaced by the next
+            log.debug("progress not stored (%s)", exc)
             return
         for r, ok in zip(reports, stored, strict=True):
             if not ok:
