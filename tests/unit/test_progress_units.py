@@ -79,3 +79,16 @@ def test_current_task_inside_an_async_def_task() -> None:
     task = reg.get("a")
     assert asyncio.run(task.run([], {}, TaskContext("t-async", "a", 1, "W"))) == "t-async"
     assert current_task() is None
+
+
+def test_status_and_follow_show_progress_as_a_bar() -> None:
+    from yadtq.cli.display import record_details
+    from yadtq.cli.follow import change_line
+    from yadtq.store.backend import TaskRecord
+
+    rec = TaskRecord("t1", "resize", "processing", attempts=1, worker="W1", submitted=100.0, started=101.0,
+                     progress=0.25, progress_message="resizing")
+    assert "  progress   [#####...............]  25%  resizing" in record_details(rec, [], now=102.0)
+    assert change_line(rec, at=0.0).endswith("processing  [#####...............]  25%  resizing")
+    done = TaskRecord("t1", "resize", "success", result=3, progress=1.0)
+    assert change_line(done, at=0.0).endswith("success     result=3")
