@@ -9,11 +9,9 @@ The /docs (Swagger UI) and /redoc pages load their scripts from this server
 (`docs_pages`), so they work without internet.
 """
 
-import asyncio
 import hmac
 import inspect
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
@@ -149,14 +147,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
                      wait: Annotated[float, Query(ge=0, le=m.MAX_WAIT, allow_inf_nan=False,
                                                   description="seconds to wait for the outcome")] = 0.0
                      ) -> JSONResponse:
-        deadline = time.monotonic() + wait
-        delay = 0.02
-        while True:
-            rec = q.backend.get(task_id)
-            if rec.done or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+        rec = await events.wait_record(q, task_id, wait)  # woken when the outcome is stored
         body = m.ResultOut(task_id=task_id, status=rec.status, done=rec.done, result=rec.result, error=rec.error)
         return JSONResponse(body.model_dump(), status_code=200 if rec.done else 202)
 

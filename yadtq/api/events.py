@@ -1,4 +1,5 @@
-"""`GET /tasks/{id}/events`: a task's changes as server-sent events, until it ends.
+"""`GET /tasks/{id}/events`: a task's changes as server-sent events, until it ends; and the
+long-poll of `GET /tasks/{id}/result`, woken the same way.
 
     event: task
     data: {"task_id": "...", "status": "processing", "progress": 0.4, "progress_message": "resizing", ...}
@@ -27,6 +28,7 @@ from fastapi.responses import StreamingResponse
 from yadtq.api.models import TaskOut
 from yadtq.client.client import YADTQ
 from yadtq.errors import ResultTimeout
+from yadtq.store.backend import TaskRecord
 
 MAX_STREAM = 3600.0
 STREAMS = 64  # streams waiting at once; more wait for a thread
@@ -60,6 +62,17 @@ class _Stepper:
     def close(self) -> None:
         with self.lock:
             self.it.close()
+
+
+async def wait_record(q: YADTQ, task_id: str, wait: float) -> TaskRecord:
+    """The record once final, or as it is after `wait` seconds (the long-poll of /result), on the
+    streams' pool; raises `TaskNotFound`."""
+    def final_or_now() -> TaskRecord:
+        try:
+            return q.wait(task_id, wait)
+        except ResultTimeout:
+            return q.status(task_id)
+    return await asyncio.get_running_loop().run_in_executor(_pool, final_or_now)
 
 
 def task_events(q: YADTQ, task_id: str, timeout: float) -> StreamingResponse:
