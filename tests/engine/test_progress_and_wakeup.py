@@ -8,7 +8,6 @@ outcome (not on its polling), also after a Redis restart broke its subscription.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
 import uuid
@@ -147,21 +146,22 @@ def test_a_tight_loop_costs_a_few_writes_per_second(farm: Farm) -> None:
     sub = farm.r.pubsub()
     sub.subscribe(farm.backend.keys.changes(tid))
     m = TaskMessage(tid, "steps", ("tight", 100_000), {}, 1, time.time(), None, None)
+    began = time.monotonic()
     farm.backend.record_queued([m], 1)
     farm.source.append(m.encode(), tid.encode(), 0)
-    writes: list[float] = []
-    deadline = time.monotonic() + 20
+    writes = 0
+    deadline = began + 20
     while farm.backend.get(tid).progress != 0.5 and time.monotonic() < deadline:
         msg = sub.get_message(timeout=0.05)
-        if msg and msg["type"] == "message" and msg["data"] == "progress":
-            writes.append(time.monotonic())
+        writes += bool(msg and msg["type"] == "message" and msg["data"] == "progress")
+    took = time.monotonic() - began  # every write of the loop happened within this
+    while (msg := sub.get_message(timeout=0.2)) is not None:  # announcements still in flight
+        writes += msg["type"] == "message" and msg["data"] == "progress"
     sub.close()
     farm.gates.gate("tight").set()
-    assert writes, "progress was announced"
-    # 100,000 reports; one write per 0.1 s (progress_interval) at most: spaced, and few.
-    gaps = [b - a for a, b in itertools.pairwise(writes)]
-    assert all(gap > 0.05 for gap in gaps), gaps
-    assert len(writes) <= 2 + (writes[-1] - writes[0]) / 0.1
+    # 100,000 reports; the writer stores one per 0.1 s (progress_interval) at most. (Gaps between
+    # announcements as received are no measure: a loaded machine delivers them in bunches.)
+    assert 1 <= writes <= 1 + took / 0.1, (writes, took)
 
 
 def test_a_cut_off_run_cannot_write_progress(farm: Farm) -> None:
