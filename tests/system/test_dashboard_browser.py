@@ -57,6 +57,12 @@ def _settle(page: Any) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
 
 
+def _dimmed(page: Any) -> list[str]:
+    """The element containers drawn at less than full opacity now (Streamlit's stale-element fade)."""
+    return list(page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
+        .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.99).map(e => e.innerText.slice(0, 40))"""))
+
+
 @pytest.mark.browser
 def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -82,7 +88,10 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
         expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
-        page.wait_for_timeout(3000)  # two more refreshes, so the charts carry a few samples
+        # Two more refreshes, so the charts carry a few samples; meanwhile the live panels update in place,
+        # never greyed out while their next values are on the way (sampled every 100 ms).
+        dimmed = [_dimmed(page) for _ in range(30) if not page.wait_for_timeout(100)]
+        assert not any(dimmed), f"greyed out in {sum(map(bool, dimmed))} of {len(dimmed)} samples: {dimmed}"
         page.set_viewport_size({"width": 1600, "height": 1500})  # Streamlit scrolls inside: show the whole page
         page.wait_for_timeout(1000)
         page.screenshot(path=str(DOCS / "dashboard-overview.png"))
