@@ -74,3 +74,10 @@ def test_key_concurrency_lets_n_tasks_of_one_key_start_in_offset_order() -> None
     t.finish(first[1])  # the second ends first: the third may start, the fourth still waits
     assert [e.offset for e in t.ready(10, time.monotonic(), frozenset())] == [2]
     assert entries[3].wait_reason == "busy key"
+
+
+def test_the_limits_mix_finds_the_busiest_second() -> None:
+    from worker_farm.mixes.limits import most_in_one_second
+    assert most_in_one_second([]) == (0, 0.0)
+    assert most_in_one_second([5.0, 0.0, 0.5, 0.99, 1.5, 1.6])[0] == 3
+    assert most_in_one_second([float(i) / 10 for i in range(25)])[0] == 10

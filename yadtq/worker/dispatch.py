@@ -90,6 +90,7 @@ class Dispatcher:
         free = self.settings.concurrency - len(self.running) + freed - len(self.unsent[1])
         out: list[tuple[Claim, Entry]] = []
         now = time.monotonic()
+        self.limits.new_step()
         for entry in self.tracker.ready(max(free, 0) + 8, now, frozenset(self.running)):
             work = entry.work
             if isinstance(work, TaskWork):
@@ -183,6 +184,7 @@ class Dispatcher:
                 self.tracker.hold(entry, time.monotonic() + 0.5, "waits for a suspect task")
                 return
             self.running[job.task_id] = job
+            self.limits.ran(verdict.task)
             if verdict.lost_runs:
                 # Started next turn, never here: the claims made in this same step are given back
                 # first, or a suspect that kills the process at once would take them down with it.

@@ -196,6 +196,9 @@ class PartitionTracker:
         part = self._parts.get(entry.partition)
         if part is None or part.entries.get(entry.offset) is not entry:
             return
+        if entry.state == BUFFERED:  # never left `waiting` (held aside before a claim): no re-sort
+            entry.not_before, entry.wait_reason = until, reason
+            return
         entry.state, entry.not_before, entry.wait_reason = BUFFERED, until, reason
         # keep offset order among waiting entries
         waiting = [e for e in part.waiting if e.state == BUFFERED and e is not entry] + [entry]
