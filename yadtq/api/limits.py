@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Path
 from fastapi.params import Depends
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from yadtq.client.client import YADTQ
 from yadtq.errors import ConfigError
@@ -37,6 +37,7 @@ class LimitOut(BaseModel):
 class LimitSet(BaseModel):
     """Only the fields given change; null means no limit (over the decorator's)."""
 
+    model_config = ConfigDict(extra="forbid")
     rate_limit: str | None = Field(default=None, examples=["10/s", "100/m", "5/h"])
     max_concurrency: int | None = Field(default=None, ge=1, examples=[3])
 
