@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq.cli.parser import build_parser
+from yadtq.cli.schedules import cmd_schedules
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -50,6 +51,9 @@ EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
+
+
+COMMANDS["schedules"] = cmd_schedules
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

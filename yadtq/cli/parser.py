@@ -9,6 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
+from yadtq.cli.schedules import add_parser as add_schedules_parser
 from yadtq.task.status import STATUSES
 
 
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     from yadtq.cli import limits
     limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
                               limits.EXAMPLES))
+    add_schedules_parser(sub, [common], _sub)
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",
              "yadtq export --out export/\nyadtq export --out export/ --format parquet --limit 10000")

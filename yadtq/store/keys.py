@@ -97,3 +97,12 @@ class Keys:
     def limit_running(self, task: str) -> str:
         """Sorted set: task:<id> key -> lease end, the runs counted against a `max_concurrency`."""
         return f"{self.prefix}limit:running:{task}"
+
+    def schedule(self, name: str) -> str:
+        """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """Sorted set: schedule name -> Redis time a scheduler should look at it next."""
+        return f"{self.prefix}schedules"
