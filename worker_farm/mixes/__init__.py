@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.limits import LimitsMix
+from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
@@ -17,5 +18,6 @@ def all_mixes() -> list[ChaosMix]:
         RetriesMix(),
         LimitsMix(),
         PeriodicMix(),
+        LiveMix(),
     ]
     return mixes
