@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.keys import KeysMix
+from worker_farm.mixes.limits import LimitsMix
+from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
@@ -16,6 +18,8 @@ def all_mixes() -> list[ChaosMix]:
     mixes: list[ChaosMix] = [
         RetriesMix(),
         KeysMix(),
+        LimitsMix(),
         PeriodicMix(),
+        LiveMix(),
     ]
     return mixes

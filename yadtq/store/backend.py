@@ -54,6 +54,9 @@ class TaskRecord:
     first_submitted: float | None = None
     # The ordering key: every publish of the task, the first and any later one, goes with it.
     key: str | None = None
+    # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
+    progress: float | None = None
+    progress_message: str | None = None
 
     @property
     def done(self) -> bool:
@@ -66,6 +69,7 @@ class TaskRecord:
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
             "key": self.key,
+            "progress": self.progress, "progress_message": self.progress_message,
         }
 
     def message(self) -> TaskMessage:
@@ -86,6 +90,7 @@ class TaskRecord:
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
             key=h.get("key") or None,
+            progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
         )
 
 

@@ -20,4 +20,5 @@ redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' cancelled by ' .. ARGV[2])
 redis.call('LTRIM', KEYS[4], -50, -1)
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'cancelled')  -- see step.lua's announce
 return {'ok', tostring(now)}

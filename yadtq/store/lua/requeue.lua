@@ -33,4 +33,5 @@ redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
 -- No longer finished: the retention sweep must not delete it (store/retention.py).
 redis.call('HDEL', KEYS[1], 'expires_at')
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'key'))}
