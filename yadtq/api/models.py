@@ -12,7 +12,7 @@ from yadtq.task.messages import MAX_TASK_NAME
 from yadtq.task.status import STATUSES, Status
 
 # The schema lists the names as a plain string enum (what clients generated from it expect).
-StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
+StatusName = Literal["scheduled", "queued", "processing", "success", "failed", "cancelled", "expired"]
 assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses
 MAX_BATCH = 1_000
 MAX_WAIT = 30.0
@@ -166,11 +166,13 @@ class TaskPage(BaseModel):
 
 class Counts(BaseModel):
     model_config = ConfigDict(extra="allow")
+    scheduled: int = 0
     queued: int
     processing: int
     success: int
     failed: int
     cancelled: int
+    expired: int = 0
 
 
 class TypeRow(BaseModel):

@@ -85,7 +85,8 @@ class ClaimPipeline:
         self._untake = bind(client, "untake")
         k = self.keys
         self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
-                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries]
+                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries,
+                       k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -103,7 +104,8 @@ class ClaimPipeline:
             m = c.work.message
             keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
-                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or ""]
+                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
+                     *m.timing.lua_args()]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))

@@ -83,3 +83,8 @@ class Keys:
     def retries(self) -> str:
         """Sorted set: task id -> Redis time a parked retry is due to be published again."""
         return f"{self.prefix}retries"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set: task id -> Redis time a delayed task is due to be published (yadtq.store.schedule)."""
+        return f"{self.prefix}scheduled"

@@ -16,6 +16,7 @@ from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
+from yadtq.worker.scheduler import DueTasks
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -188,4 +189,4 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries()]
+    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), DueTasks()]
