@@ -66,6 +66,13 @@ class SubmitRequest(BaseModel):
     unchecked: bool = Field(default=False, strict=True,
                             description="send it without checking it against the tasks live workers serve "
                                         "(for a task only a future worker will know)")
+    countdown: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
+                                    description="run it no sooner than this many seconds from now (`scheduled` "
+                                                "until then)")
+    eta: float | str | None = Field(default=None, description="run it no sooner than this time: epoch seconds or "
+                                                              "ISO-8601 (UTC unless it says)")
+    expires: float | str | None = Field(default=None, description="not started within this many seconds (or by "
+                                                                  "this ISO-8601 time), it ends `expired`")
 
     @field_validator("args", "kwargs")
     @classmethod
