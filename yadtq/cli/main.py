@@ -287,7 +287,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             return RET_OK
         if not args.json:
             print(tid, flush=True)
-        rec = q.wait(tid, args.timeout)
+        rec = _wait_telling_why(q, tid, args.timeout)
         _print_record(rec, args.json)
         return RET_OK if rec.status == Status.SUCCESS else RET_TASK_FAILED
 
@@ -298,6 +298,21 @@ def _when(text: str | None) -> float | str | None:
         return None if text is None else float(text)
     except ValueError:
         return text
+
+
+def _wait_telling_why(q: Any, tid: str, timeout: float | None) -> Any:
+    """Waits for the task's end; when it has not ended within a second and no worker serves yet
+    (a farm still joining its group), says so once on stderr instead of only waiting."""
+    first = 1.0 if timeout is None else min(1.0, timeout)
+    try:
+        return q.wait(tid, first)
+    except ResultTimeout:
+        if timeout is not None and timeout <= first:
+            raise
+    note = q.waiting_note()
+    if note:
+        print(f"yadtq: waiting: {note}", file=sys.stderr, flush=True)
+    return q.wait(tid, None if timeout is None else timeout - first)
 
 
 def _unknown_here(task: str, registry: Any) -> bool:
