@@ -11,10 +11,14 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 import redis
 from conftest import wait_for
 from test_worker_in_process import Harness, h, redis_url  # noqa: F401  (fixtures)
 
+from yadtq.client.client import YADTQ
+from yadtq.config import Settings
+from yadtq.errors import MessageError
 from yadtq.store.schedule import Schedule
 from yadtq.task.messages import TaskMessage
 from yadtq.task.timing import Timing
@@ -139,3 +143,15 @@ def test_a_waiting_task_takes_under_a_kilobyte_of_redis(h: Harness) -> None:
     assert h.r.zcard(h.backend.keys.scheduled) == 2000
     print(f"{per_task:.0f} bytes per waiting task")
     assert per_task < 1024, f"{per_task:.0f} bytes of Redis per waiting task"
+
+
+def test_submit_many_specs_carry_the_same_options(redis_url: str) -> None:  # noqa: F811
+    q = YADTQ(Settings(redis_url=redis_url), create_topic=False)  # no broker is needed
+    as_tuple = q._spec(("add", [1, 2], {}, {"countdown": 5, "expires": 60}), unchecked=True)
+    as_dict = q._spec({"task": "add", "args": [1, 2], "eta": 1_800_000_000.0, "expires": 60}, unchecked=True)
+    assert as_tuple.timing == Timing(countdown=5.0, expires=60.0)
+    assert as_dict.timing == Timing(eta=1_800_000_000.0, expires=60.0)
+    with pytest.raises(MessageError, match="unknown task options"):
+        q._spec(("add", [1, 2], {}, {"countdwn": 5}), unchecked=True)
+    with pytest.raises(MessageError, match="countdown"):
+        q.message("add", [1, 2], countdown=-5, unchecked=True)

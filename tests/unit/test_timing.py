@@ -7,8 +7,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from yadtq.client.client import YADTQ
-from yadtq.config import Settings
 from yadtq.errors import MessageError
 from yadtq.task.messages import TaskMessage, decode
 from yadtq.task.timing import NO_TIMING, Timing
@@ -76,14 +74,3 @@ def test_a_bad_seed_field_is_a_message_error_with_the_task_id(body: dict[str, ob
         decode(raw, 10_000)
     assert err.value.task_id == "bad1"  # type: ignore[attr-defined]
 
-
-def test_submit_many_specs_carry_the_same_options() -> None:
-    q = YADTQ(Settings(redis_url="redis://127.0.0.1:1/0"), create_topic=False)  # no connection is made
-    as_tuple = q._spec(("add", [1, 2], {}, {"countdown": 5, "expires": 60}), unchecked=True)
-    as_dict = q._spec({"task": "add", "args": [1, 2], "eta": EPOCH, "expires": 60}, unchecked=True)
-    assert as_tuple.timing == Timing(countdown=5.0, expires=60.0)
-    assert as_dict.timing == Timing(eta=EPOCH, expires=60.0)
-    with pytest.raises(MessageError, match="unknown task options"):
-        q._spec(("add", [1, 2], {}, {"countdwn": 5}), unchecked=True)
-    with pytest.raises(MessageError, match="countdown"):
-        q.message("add", [1, 2], countdown=-5, unchecked=True)
