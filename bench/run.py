@@ -31,11 +31,11 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
+from bench import common, delayed, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "delayed", "dashboard")
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,12 @@ class Sizes:
     latency: int
     memory: int
     dashboard: tuple[int, ...]
+    delayed: int = 10_000  # tasks due in the same second
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
              (100_000, 1_000_000))
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000))
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 1000)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 
@@ -102,6 +103,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
+        if "delayed" in only:
+            y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
