@@ -13,7 +13,6 @@ Memory: Redis used_memory after recording the `n` waiting tasks, minus before, p
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import redis

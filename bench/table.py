@@ -244,7 +244,8 @@ class Table:
                      target="< 1 KB", ok=lambda v: v < 1024)
         for q in ("p50", "p99"):
             self._simple(f"delayed: lateness {q}, all due in one second", "delayed", f"released_{q}_ms", "ms",
-                         "{:,.0f}", target="< 1 s" if q == "p99" else "", ok=(lambda v: v < 1000) if q == "p99" else None)
+                         "{:,.0f}", target="< 1 s" if q == "p99" else "",
+                         ok=(lambda v: v < 1000) if q == "p99" else None)
         self._simple("delayed: start lateness p99 (runs the burst)", "delayed", "start_p99_ms", "ms", "{:,.0f}")
         self._simple("delayed: Redis memory per waiting task", "delayed", "bytes_per_waiting_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
