@@ -40,7 +40,7 @@ def redis_now(r: redis.Redis) -> float:
 
 def test_a_delayed_task_never_runs_early_even_when_its_message_comes_first(h: Harness) -> None:
     h.source.assign([0, 1])
-    h.worker()
+    h.worker(schedule_lead=0.0)  # published when due: the early message meets a `scheduled` record
     early, verdict = submit(h, "sleep", 0.0, "early", timing=Timing(countdown=0.8), publish=True)
     plain, _ = submit(h, "sleep", 0.0, "plain", timing=Timing(countdown=0.8))
     assert verdict == "scheduled" and h.status(early) == "scheduled"
@@ -53,6 +53,18 @@ def test_a_delayed_task_never_runs_early_even_when_its_message_comes_first(h: Ha
         assert rec.started >= rec.eta, f"started {rec.eta - rec.started:.3f}s early"
     assert sorted(r[0] for r in h.ledger.runs) == ["early", "plain"], "a delayed task ran twice"
     wait_for(lambda: h.r.zcard(h.backend.keys.scheduled) == 0, 5, what="scheduled set emptied")
+
+
+def test_a_task_published_ahead_of_its_eta_is_held_by_the_worker_until_then(h: Harness) -> None:
+    h.source.assign([0, 1])
+    h.worker()  # schedule_lead 2 s: published at once, claimed early, held
+    tid, _ = submit(h, "sleep", 0.0, "ahead", timing=Timing(countdown=1.0))
+    wait_for(lambda: h.status(tid) == "queued", 5, what="published ahead of its eta")
+    assert h.backend.get(tid).eta > redis_now(h.r) and not h.ledger.runs  # type: ignore[operator]
+    h.wait_done([tid])
+    rec = h.backend.get(tid)
+    assert rec.started is not None and rec.eta is not None and rec.started >= rec.eta
+    assert [r[0] for r in h.ledger.runs] == ["ahead"]
 
 
 def test_a_message_with_a_countdown_from_any_client_is_held_until_due(h: Harness) -> None:
@@ -103,7 +115,8 @@ def test_several_schedulers_take_each_due_task_once_and_a_dead_takers_tasks_agai
     assert set(h.backend.record_queued(msgs, 3)) == {"scheduled"}
     ids = [m.task_id for m in msgs]
     # A taker killed between take and publish: takes a few, never confirms.
-    dead = Schedule(h.r, h.settings)
+    s = h.settings.replace(schedule_lead=0.0)  # taken when due, so the dead taker's hold counts from then
+    dead = Schedule(h.r, s)
     wait_for(lambda: h.r.zcount(h.backend.keys.scheduled, "-inf", redis_now(h.r)) == len(ids), 5, what="all due")
     lost = dead.take(limit=50, hold=0.5)
     assert len(lost) == 50
@@ -111,13 +124,13 @@ def test_several_schedulers_take_each_due_task_once_and_a_dead_takers_tasks_agai
     lock = threading.Lock()
 
     def scheduler() -> None:
-        s = Schedule(redis.Redis.from_url(h.settings.redis_url, decode_responses=True), h.settings)
+        mine = Schedule(redis.Redis.from_url(h.settings.redis_url, decode_responses=True), s)
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 1.0:
-            got = s.take(limit=100)
+            got = mine.take(limit=100)
             if got:
                 idle_since = time.monotonic()
-                s.confirm(got)
+                mine.confirm(got)
                 with lock:
                     taken.extend(d.message.task_id for d in got)
             else:

@@ -27,7 +27,9 @@ def test_countdown_from_client_and_cli_runs_after_its_eta_and_an_expiring_task_e
     assert sub.returncode == 0, sub.stderr
     by_cli = json.loads(sub.stdout)["task-id"]
     expiring = q.submit("add", [2, 2], countdown=1.0, expires=0.5)
-    assert {q.status(t).status for t in (by_client, by_cli, expiring)} == {"scheduled"}
+    # Scheduled, or already published ahead of the eta (YADTQ_SCHEDULE_LEAD) and held by the worker: not run.
+    early = [q.status(t) for t in (by_client, by_cli, expiring)]
+    assert all(rec.status in ("scheduled", "queued") and rec.started is None for rec in early), early
     assert q.result(by_client, timeout=60) == 3 and q.result(by_cli, timeout=60) == 42
     for tid in (by_client, by_cli):
         rec = q.status(tid)

@@ -43,7 +43,7 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "eta", "expires", "released",  # delayed and expiring tasks
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p"}  # end:<topic>
-REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
+REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked", "early",
                "quarantined", "run", "fenced", "rejected", WITHDRAWN}
 ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
                   "fresh"}  # requeue.lua: reset attempts (else "lost")

@@ -17,6 +17,7 @@ from yadtq.store.claim_replies import (
     Busy,
     Done,
     DueRetry,
+    Early,
     Foreign,
     Parked,
     Quarantined,
@@ -33,7 +34,7 @@ from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 
-__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Foreign", "Outcome", "Parked",
+__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Early", "Foreign", "Outcome", "Parked",
            "Quarantined", "Run", "Verdict"]
 
 

@@ -5,7 +5,10 @@ sits in the sorted set `scheduled` (id -> due time, Redis time). Any number
 of schedulers (every worker runs one, `yadtq.worker.scheduler`) call `take`:
 take_scheduled.lua hands each due task to exactly one of them, turns it
 `queued` and re-arms it `hold` seconds ahead; the taker publishes it and then
-`confirm`s. A taker killed between take and publish loses nothing: after
+`confirm`s. Tasks are taken `Settings.schedule_lead` seconds before their eta, so a burst due
+at once is on the broker in time; a worker that claims one early holds it and
+claims it again at its eta (step.lua answers 'early'), so it never runs early.
+A taker killed between take and publish loses nothing: after
 `hold` the task comes due again and another scheduler takes it (its message
 may then reach the broker twice; the claim runs it once).
 
@@ -66,16 +69,17 @@ class Schedule:
         self._take = bind(client, "take_scheduled")
         self._untake = bind(client, "untake")
 
-    def take(self, limit: int = BATCH, hold: float = HOLD) -> list[DueTask]:
-        """Up to `limit` due tasks, now this caller's to publish (re-armed `hold` seconds ahead)."""
-        ids = [i.decode() if isinstance(i, bytes) else str(i)
-               for i in self._due_ids(keys=[self.keys.scheduled], args=[limit])]
+    def take(self, limit: int = BATCH, hold: float = HOLD, lead: float | None = None) -> list[DueTask]:
+        """Up to `limit` tasks due within `lead` seconds (default `Settings.schedule_lead`), now this
+        caller's to publish (re-armed `hold` seconds past the lead)."""
+        lead = self.settings.schedule_lead if lead is None else lead
+        ids = [str(i) for i in self._due_ids(keys=[self.keys.scheduled], args=[limit, lead])]
         if not ids:
             return []
         k = self.keys
         got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED), k.status(Status.QUEUED),
                                k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
-                         args=[hold, int(self.settings.result_ttl), *ids])
+                         args=[hold, int(self.settings.result_ttl), lead, *ids])
         return DueTask.decode_all(got)
 
     def confirm(self, taken: Sequence[DueTask]) -> None:

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Outcome, Parked, Quarantined, Run
+from yadtq.store.claims import Busy, Claim, ClaimPipeline, Done, Early, Foreign, Outcome, Parked, Quarantined, Run
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
@@ -189,6 +189,8 @@ class Dispatcher:
             self.executor.submit(job)
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
+        elif isinstance(verdict, Early):  # a delayed task published ahead: claimed again at its eta
+            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now, "not due yet")
         elif isinstance(verdict, Done):
             self.tracker.finish(entry)
             self.hooks.call("on_dropped", entry, SKIPPED, verdict.status)

@@ -20,6 +20,7 @@
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
+--   | {'early', eta, now}
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -139,6 +140,9 @@ while a <= #ARGV do
     verdict = {'run', r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tostring(lease_until), r[9] or '0'}
   elseif st == 'processing' and tonumber(rec[5] or '0') > now then
     verdict = {'busy', rec[5]}
+  elseif st == 'queued' and tonumber(rec[7] or '') and tonumber(rec[7]) > now then
+    -- published ahead of its eta (the schedule's lead): the worker holds it until then
+    verdict = {'early', rec[7], tostring(now)}
   elseif tonumber(rec[8] or '') and now >= tonumber(rec[8]) then
     -- not started before it expired (a late message, or a retry after its expiry): it never runs
     redis.call('HSET', tk, 'status', 'expired', 'result', 'null', 'finished', now,

@@ -1,4 +1,5 @@
--- Takes delayed tasks that are due, so the caller publishes them. Atomic: of several schedulers
+-- Takes delayed tasks that are due within `lead` seconds, so the caller publishes them (a worker
+-- that claims one before its eta holds it until then: step.lua answers 'early'). Atomic: of several schedulers
 -- at once, each due task is taken by one. A taken task turns `queued` (noting `released`, the
 -- Redis time it was let go) and is re-armed `hold` seconds ahead, so a caller that dies before
 -- publishing loses nothing: it comes due again and another scheduler takes it. The caller confirms
@@ -6,19 +7,21 @@
 -- A task past its `expires` time ends `expired` here instead of being published.
 -- KEYS[1] scheduled (sorted set)  KEYS[2] broker:epoch  KEYS[3] status:scheduled  KEYS[4] status:queued
 -- KEYS[5] status:expired, then task:<id> per candidate.
--- ARGV[1] hold seconds, ARGV[2] result TTL (0 keeps), then one task id per candidate (same order as KEYS[6..]).
+-- ARGV[1] hold seconds, ARGV[2] result TTL (0 keeps), ARGV[3] lead seconds, then one task id per candidate
+-- (same order as KEYS[6..]).
 -- Returns per taken task: {id, armed_score, task, args, kwargs, tries, time_limit, submitted, key, eta, expires}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local hold = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
+local lead = tonumber(ARGV[3])
 local out = {}
 local epoch = redis.call('GET', KEYS[2]) or ''
 for i = 6, #KEYS do
-  local id = ARGV[i - 3]
+  local id = ARGV[i - 2]
   local tk = KEYS[i]
   local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now then
+  if score and tonumber(score) <= now + lead then
     local r = redis.call('HMGET', tk, 'status', 'expires')
     local st = r[1]
     if st == 'scheduled' and tonumber(r[2] or '') and now >= tonumber(r[2]) then
@@ -35,7 +38,7 @@ for i = 6, #KEYS do
         redis.call('ZADD', KEYS[4], now, id)
         redis.call('HSET', tk, 'status', 'queued', 'released', now)
       end
-      local armed = now + hold
+      local armed = now + lead + hold
       redis.call('ZADD', KEYS[1], armed, id)
       redis.call('HSET', tk, 'epoch', epoch)
       local m = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'submitted', 'key',
