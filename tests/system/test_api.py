@@ -123,7 +123,8 @@ def test_cancel_a_queued_task(api: httpx.Client, q: YADTQ) -> None:
     got = api.post(f"/tasks/{tid}/cancel")
     assert got.status_code == 200 and got.json()["status"] == "cancelled" and got.json()["done"]
     assert api.get(f"/tasks/{tid}/result").json()["status"] == "cancelled"
-    assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 0, "failed": 0, "cancelled": 1}
+    assert q.backend.counts() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 0, "failed": 0,
+                                  "cancelled": 1, "expired": 0}
     assert "cancelled by api" in api.get(f"/tasks/{tid}").json()["history"][0]["event"]
     assert api.post(f"/tasks/{tid}/cancel").status_code == 409
 
