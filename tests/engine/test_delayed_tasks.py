@@ -19,7 +19,7 @@ from test_worker_in_process import Harness, h, redis_url  # noqa: F401  (fixture
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import MessageError
-from yadtq.store.schedule import Schedule
+from yadtq.store.delayed import DelayedTasks
 from yadtq.task.messages import TaskMessage
 from yadtq.task.timing import Timing
 
@@ -116,7 +116,7 @@ def test_several_schedulers_take_each_due_task_once_and_a_dead_takers_tasks_agai
     ids = [m.task_id for m in msgs]
     # A taker killed between take and publish: takes a few, never confirms.
     s = h.settings.replace(schedule_lead=0.0)  # taken when due, so the dead taker's hold counts from then
-    dead = Schedule(h.r, s)
+    dead = DelayedTasks(h.r, s)
     wait_for(lambda: h.r.zcount(h.backend.keys.scheduled, "-inf", redis_now(h.r)) == len(ids), 5, what="all due")
     lost = dead.take(limit=50, hold=0.5)
     assert len(lost) == 50
@@ -124,7 +124,7 @@ def test_several_schedulers_take_each_due_task_once_and_a_dead_takers_tasks_agai
     lock = threading.Lock()
 
     def scheduler() -> None:
-        mine = Schedule(redis.Redis.from_url(h.settings.redis_url, decode_responses=True), s)
+        mine = DelayedTasks(redis.Redis.from_url(h.settings.redis_url, decode_responses=True), s)
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 1.0:
             got = mine.take(limit=100)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq.cli.parser import build_parser
+from yadtq.cli.schedules import cmd_schedules
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -50,6 +51,9 @@ EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
+
+
+COMMANDS["schedules"] = cmd_schedules
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -301,18 +305,24 @@ def _when(text: str | None) -> float | str | None:
 
 
 def _wait_telling_why(q: Any, tid: str, timeout: float | None) -> Any:
-    """Waits for the task's end; when it has not ended within a second and no worker serves yet
-    (a farm still joining its group), says so once on stderr instead of only waiting."""
-    first = 1.0 if timeout is None else min(1.0, timeout)
-    try:
-        return q.wait(tid, first)
-    except ResultTimeout:
-        if timeout is not None and timeout <= first:
-            raise
-    note = q.waiting_note()
-    if note:
-        print(f"yadtq: waiting: {note}", file=sys.stderr, flush=True)
-    return q.wait(tid, None if timeout is None else timeout - first)
+    """Waits for the task's end; while it has not ended and no worker serves yet (a farm still
+    joining its group), says so once on stderr instead of only waiting."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told = False
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if told or (left is not None and left <= 1.0):
+            return q.wait(tid, left)
+        try:
+            return q.wait(tid, 1.0)
+        except ResultTimeout:
+            pass
+        note = q.waiting_note()
+        if note:
+            print(f"yadtq: waiting: {note}", file=sys.stderr, flush=True)
+            told = True
+        elif q.status(tid).status != Status.QUEUED:
+            told = True  # it started: the rest is its own run time
 
 
 def _unknown_here(task: str, registry: Any) -> bool:

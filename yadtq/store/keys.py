@@ -86,5 +86,14 @@ class Keys:
 
     @property
     def scheduled(self) -> str:
-        """Sorted set: task id -> Redis time a delayed task is due to be published (yadtq.store.schedule)."""
+        """Sorted set: task id -> Redis time a delayed task is due to be published (yadtq.store.delayed)."""
         return f"{self.prefix}scheduled"
+
+    def schedule(self, name: str) -> str:
+        """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """Sorted set: schedule name -> Redis time a scheduler should look at it next."""
+        return f"{self.prefix}schedules"

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from yadtq.config import Settings
 from yadtq.logs import EventLog
 from yadtq.store.claims import ClaimPipeline, DueRetry
+from yadtq.store.delayed import DelayedTasks, DueTask
 from yadtq.store.live_state import LiveState
-from yadtq.store.schedule import DueTask, Schedule
 from yadtq.worker.outages import RedisOutages
 
 
@@ -62,7 +62,7 @@ class GuardedStore:
         self.live = live
         self.claims = claims
         self.outages = outages
-        self.schedule = Schedule(claims.r, claims.settings)
+        self.delayed = DelayedTasks(claims.r, claims.settings)
 
     @property
     def available(self) -> bool:
@@ -80,7 +80,7 @@ class GuardedStore:
 
     def take_scheduled(self, limit: int) -> list[DueTask]:
         nothing: list[DueTask] = []
-        return self.outages.call(lambda: self.schedule.take(limit), nothing)
+        return self.outages.call(lambda: self.delayed.take(limit), nothing)
 
     def confirm_scheduled(self, taken: Sequence[DueTask]) -> None:
-        self.outages.call(lambda: self.schedule.confirm(taken), None)
+        self.outages.call(lambda: self.delayed.confirm(taken), None)

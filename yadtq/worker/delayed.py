@@ -1,6 +1,6 @@
 """Publishes delayed tasks once they are due: every worker runs this (a standby worker does not).
 
-Taking is atomic in Redis (yadtq.store.schedule), so any number of workers
+Taking is atomic in Redis (yadtq.store.delayed), so any number of workers
 share the work and each due task is taken by one of them; a taken task is
 confirmed only once the broker has it, so one lost with its worker (kill -9)
 or a broker outage is taken again after the hold. Each look is bounded: a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 
-from yadtq.store.schedule import BATCH
+from yadtq.store.delayed import BATCH
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.middleware import Middleware
 

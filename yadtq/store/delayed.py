@@ -2,7 +2,7 @@
 
 A delayed task (`countdown`/`eta`) is recorded `scheduled` by submit.lua and
 sits in the sorted set `scheduled` (id -> due time, Redis time). Any number
-of schedulers (every worker runs one, `yadtq.worker.scheduler`) call `take`:
+of schedulers (every worker runs one, `yadtq.worker.delayed`) call `take`:
 take_scheduled.lua hands each due task to exactly one of them, turns it
 `queued` and re-arms it `hold` seconds ahead; the taker publishes it and then
 `confirm`s. Tasks are taken `Settings.schedule_lead` seconds before their eta, so a burst due
@@ -58,7 +58,7 @@ class DueTask:
         return out
 
 
-class Schedule:
+class DelayedTasks:
     """The delayed tasks of one prefix: take the due ones, confirm them, count the waiting."""
 
     def __init__(self, client: RedisClient, settings: Settings) -> None:
