@@ -87,7 +87,7 @@ class TaskNotCancellable(YADTQError):
     """Only a queued task can be cancelled; this one is running or finished."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
         self.task_id = task_id
         self.status = status
 
@@ -273,7 +273,7 @@ class Backend:
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
-        """Moves a queued task to `cancelled` (atomically); returns the new record.
+        """Moves a queued or scheduled (delayed) task to `cancelled` (atomically); returns the new record.
 
         Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
         a running task is never interrupted.

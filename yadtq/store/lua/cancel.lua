@@ -1,4 +1,4 @@
--- Cancels a task that is still queued: it ends `cancelled` and the claim never runs it.
+-- Cancels a task that is still queued or scheduled: it ends `cancelled` and the claim never runs it.
 -- A task that is running or finished is left alone (a running task is not interrupted).
 -- KEYS[1] task hash, KEYS[2] status:queued index, KEYS[3] status:cancelled index, KEYS[4] the task's events list
 -- KEYS[5] status:scheduled index, KEYS[6] scheduled (due set): a delayed task is cancelled before it is published
