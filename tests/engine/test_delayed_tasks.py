@@ -168,3 +168,14 @@ def test_submit_many_specs_carry_the_same_options(redis_url: str) -> None:  # no
         q._spec(("add", [1, 2], {}, {"countdwn": 5}), unchecked=True)
     with pytest.raises(MessageError, match="countdown"):
         q.message("add", [1, 2], countdown=-5, unchecked=True)
+
+
+def test_a_requeued_expired_task_runs_without_its_expiry(h: Harness) -> None:
+    tid, _ = submit(h, "sleep", 0.0, "again", timing=Timing(countdown=0.2, expires=0.1))
+    h.source.assign([0, 1])
+    h.worker()
+    wait_for(lambda: h.status(tid) == "expired", 10, what="expired")
+    message = h.backend.reset_to_queued(tid)
+    h.source.append(message.encode(), tid.encode())
+    h.wait_done([tid])
+    assert h.status(tid) == "success" and [r[0] for r in h.ledger.runs] == ["again"]
