@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.delayed import DelayedMix
+from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
@@ -16,6 +17,7 @@ def all_mixes() -> list[ChaosMix]:
     mixes: list[ChaosMix] = [
         RetriesMix(),
         DelayedMix(),
+        LimitsMix(),
         PeriodicMix(),
     ]
     return mixes
