@@ -44,6 +44,7 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
           "eta", "expires", "released",  # delayed and expiring tasks
+          "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
           "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`

@@ -8,6 +8,7 @@ from __future__ import annotations
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.delayed import DelayedMix
 from worker_farm.mixes.limits import LimitsMix
+from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
@@ -19,5 +20,6 @@ def all_mixes() -> list[ChaosMix]:
         DelayedMix(),
         LimitsMix(),
         PeriodicMix(),
+        LiveMix(),
     ]
     return mixes

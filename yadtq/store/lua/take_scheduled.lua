@@ -31,12 +31,14 @@ for i = 6, #KEYS do
       redis.call('ZADD', KEYS[5], now, id)
       redis.call('ZREM', KEYS[1], id)
       if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
+      redis.call('PUBLISH', tk .. ':changes', 'expired')  -- wakes a waiter (see step.lua's announce)
     elseif st == 'scheduled' or st == 'queued' then
       -- queued: taken before by a scheduler that did not confirm (it died, or the broker was away)
       if st == 'scheduled' then
         redis.call('ZREM', KEYS[3], id)
         redis.call('ZADD', KEYS[4], now, id)
         redis.call('HSET', tk, 'status', 'queued', 'released', now)
+        redis.call('PUBLISH', tk .. ':changes', 'queued')
       end
       local armed = now + lead + hold
       redis.call('ZADD', KEYS[1], armed, id)
