@@ -45,6 +45,9 @@ class Settings:
     result_ttl: float = 86_400.0
     failed_ttl: float = 7 * 86_400.0
     sweep_interval: float = 5.0  # seconds between retention sweeps, farm-wide
+    # Delayed tasks are published this many seconds before their eta, so a burst due at once is on
+    # the broker by then; a worker holds one that comes early and claims it at its eta.
+    schedule_lead: float = 2.0
     # The monitor republishes tasks `queued` for longer than this (their message
     # may be gone with a memory-only broker's restart); 0 turns it off.
     requeue_stale_after: float = 120.0
@@ -116,7 +119,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl",
+        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas"):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.delayed import DelayedMix
 from worker_farm.mixes.keys import KeysMix
 from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.live import LiveMix
@@ -18,6 +19,7 @@ def all_mixes() -> list[ChaosMix]:
     mixes: list[ChaosMix] = [
         RetriesMix(),
         KeysMix(),
+        DelayedMix(),
         LimitsMix(),
         PeriodicMix(),
         LiveMix(),

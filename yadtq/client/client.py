@@ -43,9 +43,13 @@ from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
+from yadtq.task.timing import Timing, When
 
 log = logging.getLogger(__name__)
-TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
+# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
+TaskSpec = Any
+# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
+SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires", "result_ttl")
 
 
 class YADTQ:
@@ -107,8 +111,13 @@ class YADTQ:
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
                 task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                countdown: float | None = None, eta: When | None = None, expires: When | None = None,
                 result_ttl: float | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
+
+        `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
+        until due, then published. `expires` (seconds from submit, or a datetime): not started
+        by then, it ends `expired` and never runs (yadtq.task.timing).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -124,8 +133,9 @@ class YADTQ:
         check_result_ttl(result_ttl)
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
+        timing = Timing.of(countdown, eta, expires, task_id)
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key, result_ttl)
+                        tries or self.settings.tries, time.time(), time_limit, key, timing, result_ttl)
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -134,7 +144,10 @@ class YADTQ:
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
-        """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
+        """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
+
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        a delayed task is recorded `scheduled` and published when due (no broker needed now)."""
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
     def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -153,7 +166,7 @@ class YADTQ:
         """
         token = uuid.uuid4().hex
         verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
         to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
         try:
             self._send(to_send, wait)
@@ -237,12 +250,15 @@ class YADTQ:
             return spec
         if isinstance(spec, Mapping):
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                                tries=spec.get("tries"), time_limit=spec.get("time_limit"),
-                                task_id=spec.get("task-id") or spec.get("task_id"), key=spec.get("key"),
-                                result_ttl=spec.get("result_ttl"),
-                                unchecked=unchecked or bool(spec.get("unchecked")))
+                                task_id=spec.get("task-id") or spec.get("task_id"),
+                                unchecked=unchecked or bool(spec.get("unchecked")),
+                                **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None})
         name, args, *rest = spec
-        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
+        options = rest[1] if len(rest) > 1 else {}
+        unknown = set(options) - set(SPEC_OPTIONS)
+        if unknown:
+            raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
+        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked, **options)
 
     # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
     def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,

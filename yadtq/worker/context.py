@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from yadtq.config import Settings
 from yadtq.logs import EventLog
 from yadtq.store.claims import ClaimPipeline, DueRetry
+from yadtq.store.delayed import DelayedTasks, DueTask
 from yadtq.store.live_state import LiveState
 from yadtq.store.retention import Retention, Swept
 from yadtq.worker.outages import RedisOutages
@@ -40,6 +41,8 @@ class PolicyStore(Protocol):
     def untake_retries(self, taken: Sequence[DueRetry]) -> None: ...
     def announce_task_ttls(self, ttls: Mapping[str, float | None]) -> None: ...
     def sweep_retention(self) -> Swept | None: ...
+    def take_scheduled(self, limit: int) -> list[DueTask]: ...
+    def confirm_scheduled(self, taken: Sequence[DueTask]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class GuardedStore:
         self.claims = claims
         self.outages = outages
         self.retention = Retention(live.r, live.settings)
+        self.delayed = DelayedTasks(claims.r, claims.settings)
 
     @property
     def available(self) -> bool:
@@ -83,3 +87,10 @@ class GuardedStore:
 
     def sweep_retention(self) -> Swept | None:
         return self.outages.call(self.retention.sweep_if_due, None)
+
+    def take_scheduled(self, limit: int) -> list[DueTask]:
+        nothing: list[DueTask] = []
+        return self.outages.call(lambda: self.delayed.take(limit), nothing)
+
+    def confirm_scheduled(self, taken: Sequence[DueTask]) -> None:
+        self.outages.call(lambda: self.delayed.confirm(taken), None)
