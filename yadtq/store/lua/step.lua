@@ -209,7 +209,6 @@ while a <= #ARGV do
       'error', 'expired: not started before ' .. rec[8])
     redis.call('HDEL', tk, 'lease', 'owner', 'due')
     move(id, st, 'expired')
-    if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
     event(ek, 'expired: not started before its expiry')
     announce(tk, 'expired')
     verdict = {'done', 'expired'}
