@@ -108,6 +108,18 @@ def h(redis_url: str, tmp_path: Path) -> Iterator[Harness]:
     harness.stop()
 
 
+def test_a_delayed_task_is_published_when_due_with_its_key(h: Harness) -> None:
+    q = Recording(h.settings)
+    tid = q.submit("add", [1, 2], key="acct-5", countdown=0.3, unchecked=True)  # recorded `scheduled`, not sent
+    assert not q.sent_keys() and q.status(tid).as_dict()["key"] == "acct-5"
+    h.source.assign([0, 1])
+    h.worker()
+    h.wait_done([tid])
+    published = [r for part in h.source.log for r in part if json.loads(r.value or b"{}").get("task-id") == tid]
+    assert [r.key for r in published] == [b"acct-5"]
+    q.close()
+
+
 def test_a_dead_letter_requeue_keeps_the_key(h: Harness) -> None:
     """(A keyed retry is never published again: it waits in place, holding its key.)"""
     h.source.assign([0, 1])
