@@ -35,7 +35,7 @@ from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard", "wakeup")
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,12 @@ class Sizes:
     latency: int
     memory: int
     dashboard: tuple[int, ...]
+    wakeup: int  # result() calls woken by an outcome, pushed and polled each
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
-             (100_000, 1_000_000))
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000))
+             (100_000, 1_000_000), 200)
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 
@@ -107,6 +108,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         from bench import dashboard_refresh
         refresh = timed("dashboard", dashboard_refresh.main, sizes.dashboard)
         out["dashboard"] = refresh if "error" in refresh else {k: summarize([v]) for k, v in refresh.items()}
+    if "wakeup" in only:  # Redis only: no broker dimension
+        from bench import wakeup
+        out["wakeup"] = timed("result() wake-up", wakeup.main, sizes.wakeup)
     if not args.no_celery and only & {"mixed", "scale", "latency"}:
         from bench import celery_bench
         print("Celery 5 (Redis broker and backend, acks_late)", flush=True)

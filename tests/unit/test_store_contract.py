@@ -40,6 +40,7 @@ STATUS_NAMES = {s.value for s in Status}
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
+          "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
           # schedule:<name>, and the task record's schedule

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
@@ -15,5 +16,6 @@ def all_mixes() -> list[ChaosMix]:
     mixes: list[ChaosMix] = [
         RetriesMix(),
         PeriodicMix(),
+        LiveMix(),
     ]
     return mixes

@@ -335,6 +335,8 @@ def _unknown_here(task: str, registry: Any) -> bool:
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.cli.display import record_details
     from yadtq.client.client import YADTQ
+    if args.follow:
+        return _follow(args, s)
     with YADTQ(s, create_topic=False) as q:
         rec = q.status(args.task_id)
         history = q.backend.events(args.task_id)
@@ -344,6 +346,17 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     _print_record(rec, False)
     print("\n".join(record_details(rec, history)))
     return RET_OK
+
+
+def _follow(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.follow import follow_line
+    from yadtq.client.client import YADTQ
+    status = ""
+    with YADTQ(s, create_topic=False) as q:
+        for rec in q.follow(args.task_id):
+            print(follow_line(rec, args.json), flush=True)
+            status = rec.status
+    return RET_OK if status == Status.SUCCESS else RET_TASK_FAILED
 
 
 @command

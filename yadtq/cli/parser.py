@@ -183,9 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker will know)")
 
     p = _sub(sub, "status", [common], "a task's record: status, times, attempts, history",
-             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json")
+             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json\nyadtq status 3f1c...-uuid --follow")
     p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")
     p.add_argument("--json", action="store_true", help="print the record and its history as JSON")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print each change (status, progress) as it happens, until the task ends "
+                        "(exit code as for `result`; with --json one JSON record per line)")
 
     p = _sub(sub, "result", [common], "wait for a task's result and print it as JSON",
              "yadtq result 3f1c...-uuid --timeout 30")

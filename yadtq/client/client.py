@@ -20,15 +20,17 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
+from yadtq.errors import BrokerUnavailable, MessageError, TaskFailed
+from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
@@ -51,6 +53,7 @@ class YADTQ:
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
+        self.announcements = Announcements(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
         self._partitions: list[int] = []
@@ -276,18 +279,15 @@ class YADTQ:
         """The stored record; raises `TaskNotFound` for an unknown id."""
         return self.backend.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.02) -> TaskRecord:
-        """Waits for a final status; raises `ResultTimeout` (or `TaskNotFound`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            rec = self.backend.get(task_id)
-            if rec.done:
-                return rec
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(task_id, timeout or 0, rec.status)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+    def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
+        """Waits for a final status, woken when it is stored (and re-reading the record every `poll`
+        seconds, default `result_poll`, should pub/sub be unavailable); raises `ResultTimeout`, `TaskNotFound`."""
+        return wait_done(self.backend, self.announcements, task_id, timeout, poll or self.settings.result_poll)
+
+    def follow(self, task_id: str, timeout: float | None = None) -> Iterator[TaskRecord]:
+        """The record now, then each time its status or progress changes, until it is final
+        (`yadtq status --follow`); raises `ResultTimeout`, `TaskNotFound`."""
+        return follow(self.backend, self.announcements, task_id, timeout, self.settings.result_poll)
 
     def waiting_note(self) -> str | None:
         """Why no task can start now (workers still joining their group, none alive), or None."""

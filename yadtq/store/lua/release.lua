@@ -16,4 +16,5 @@ end
 redis.call('HDEL', KEYS[1], 'owner', 'lease', 'started')
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return 1

@@ -30,4 +30,5 @@ redis.call('ZADD', KEYS[4], now, ARGV[1])
 local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}

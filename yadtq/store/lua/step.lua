@@ -31,6 +31,10 @@ local function move(id, from, to)
   redis.call('ZADD', IDX[to], now, id)
 end
 
+-- Tells subscribers (YADTQ.wait, `status --follow`, the API's event stream) that a record changed,
+-- atomically with the change: channel <task key>:changes (Keys.changes), payload the new status.
+local function announce(tk, what) redis.call('PUBLISH', tk .. ':changes', what) end
+
 local function event(ek, text)
   redis.call('RPUSH', ek, now .. ' ' .. text)
   redis.call('LTRIM', ek, -50, -1)
@@ -54,6 +58,7 @@ for _ = 1, n_out do
       move(id, 'processing', 'success')
       redis.call('HINCRBY', KEYS[5], worker, 1)
       if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
+      announce(tk, 'success')
     elseif outcome == 'retry' then
       redis.call('HSET', tk, 'status', 'queued', 'error', err)
       redis.call('HINCRBY', tk, 'failures', 1)
@@ -63,6 +68,7 @@ for _ = 1, n_out do
         redis.call('ZADD', KEYS[7], now + park, id)
       end
       event(ek, 'retry after error: ' .. string.sub(err, 1, 200) .. ' (due in ' .. string.format('%.1f', park) .. 's)')
+      announce(tk, 'queued')
     else
       redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
       redis.call('HINCRBY', tk, 'failures', 1)
@@ -70,6 +76,7 @@ for _ = 1, n_out do
       redis.call('HINCRBY', KEYS[6], worker, 1)
       if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
+      announce(tk, 'failed')
     end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
@@ -133,6 +140,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
+        announce(tk, 'failed')
         verdict = {'quarantined', err}
       end
     end
@@ -142,8 +150,9 @@ while a <= #ARGV do
       local lease_until = now + lease
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
         'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8])
-      redis.call('HDEL', tk, 'due')
+      redis.call('HDEL', tk, 'due', 'progress', 'progress_message')  -- a new attempt starts from nothing
       move(id, st, 'processing')
+      announce(tk, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
       local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
       verdict = {'run', tostring(fence), tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6],
