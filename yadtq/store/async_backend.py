@@ -13,7 +13,6 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.commands.core import AsyncScript
 
 from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError, TaskNotFound
@@ -29,7 +28,7 @@ from yadtq.store.script_calls import (
     undone,
     unsubmit_call,
 )
-from yadtq.store.scripts import source
+from yadtq.store.scripts import bind_async
 from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
 from yadtq.store.served import served_entries, served_key, split_live
 from yadtq.task.messages import TaskMessage
@@ -70,13 +69,9 @@ class AsyncBackend:
         self.r = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
-        self._submit = self._bind("submit")
-        self._unsubmit = self._bind("unsubmit")
-        self._cancel = self._bind("cancel")
-
-    def _bind(self, name: str) -> AsyncScript:
-        script: AsyncScript = self.r.register_script(source(name))
-        return script
+        self._submit = bind_async(client, "submit")
+        self._unsubmit = bind_async(client, "unsubmit")
+        self._cancel = bind_async(client, "cancel")
 
     async def record_queued(self, messages: Sequence[TaskMessage], default_tries: int, token: str) -> list[str]:
         """`Backend.record_queued`: one verdict per message ("new" or the existing record's status)."""
