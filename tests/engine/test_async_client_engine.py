@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from yadtq import AsyncYADTQ
 from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, TaskNotFound
+from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskNotFound
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
 from yadtq.store.backend import TaskNotCancellable
@@ -133,6 +133,8 @@ def test_async_client_submits_tracks_and_wakes_on_the_announcement(farm: Farm) -
             assert both[1] == "fixed-id"
             assert [await q.result(t, timeout=10) for t in both] == [3, 7]
             await asyncio.wait_for(_until_processing(q, held), 10)
+            with pytest.raises(ResultTimeout):
+                await q.result(held, timeout=0.1)
             waiter = asyncio.create_task(q.result(held, timeout=30))
             await asyncio.sleep(0.2)
             assert not waiter.done()

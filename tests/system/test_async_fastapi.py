@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from yadtq import AsyncYADTQ
+from yadtq import YADTQ, AsyncYADTQ
 from yadtq.broker.clients import make_consumer
 from yadtq.config import Settings
 
@@ -53,6 +53,8 @@ def test_a_fastapi_handler_submits_and_awaits_the_result(settings: Settings, pro
             assert await q.result(traced, timeout=60) == 2
             return [r.json() for r in replies], traced, span.get_span_context().trace_id
     bodies, traced, trace_id = asyncio.run(scenario())
+    with YADTQ(settings) as q, trace.get_tracer("test").start_as_current_span("sync-request") as sync_span:
+        traced_sync = q.submit("add", [2, 2])  # the blocking client carries the context the same way
     assert [b["result"] for b in bodies] == [100 + i for i in range(6)]
     assert len({b["id"] for b in bodies}) == 6
     # The traced submit's record carries the span's context through the broker (W3C traceparent).
@@ -64,10 +66,12 @@ def test_a_fastapi_handler_submits_and_awaits_the_result(settings: Settings, pro
         def read() -> bool:
             for batch in consumer.poll(timeout_ms=500).values():
                 found.update({rec.key: dict(rec.headers or ()) for rec in batch})
-            return traced.encode() in found
+            return traced.encode() in found and traced_sync.encode() in found
         wait_for(read, 30, 0, "the traced record")
     finally:
         consumer.close()
     assert found[traced.encode()]["traceparent"].decode().split("-")[1] == f"{trace_id:032x}"
+    sync_trace = found[traced_sync.encode()]["traceparent"].decode().split("-")[1]
+    assert sync_trace == f"{sync_span.get_span_context().trace_id:032x}"
     # A submit outside any span starts a trace of its own (its submit span is the root).
     assert found[bodies[0]["id"].encode()]["traceparent"].decode().split("-")[1] != f"{trace_id:032x}"
