@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from yadtq.api import events
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
+from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
 from yadtq.api.schedules import add_routes as add_schedule_routes
 from yadtq.broker.backlog import for_settings as backlog_for
@@ -169,6 +170,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               summary="Run a failed task again from its record (fresh attempts)")
     def requeue(task_id: TaskId) -> m.Submitted:
         return m.Submitted(task_id=q.requeue(task_id), status=Status.QUEUED)
+
+    add_limit_routes(app, q, auth)
 
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],

@@ -482,6 +482,12 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
+@command
+def cmd_limits(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli import limits
+    return limits.run(args, s)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)

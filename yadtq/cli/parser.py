@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
 
+    from yadtq.cli import limits
+    limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
+                              limits.EXAMPLES))
     add_schedules_parser(sub, [common], _sub)
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",

@@ -35,6 +35,7 @@ from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
+from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.readiness import waiting_note
 from yadtq.store.schedules import ScheduleState, ScheduleStore
@@ -252,6 +253,22 @@ class YADTQ:
         return ScheduleStore(self.redis, self.settings).states()
 
     # -- workers and health ------------------------------------------------
+    def set_limit(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET,
+                  reset: bool = False) -> dict[str, Any]:
+        """Sets a task name's farm-wide limits at run time, over its decorator's: `rate_limit="10/s"`
+        (also /m, /h), `max_concurrency=3`; None means no limit; an argument not given stays as it is;
+        `reset=True` first drops every run-time limit (the decorator's apply again). Returns the task's
+        limits now (as `limits()` rows). Applies from the next claim on every worker."""
+        store = LimitStore(self.redis, self.settings)
+        if reset:
+            store.reset(task)
+        return store.set(task, rate_limit=rate_limit, max_concurrency=max_concurrency)
+
+    def limits(self) -> list[dict[str, Any]]:
+        """Every task name with limits: rate_limit, max_concurrency, key_concurrency, where each comes
+        from ("code": a worker's decorator; "set": at run time), and `running` (counted runs now)."""
+        return LimitStore(self.redis, self.settings).all()
+
     def command_worker(self, worker: str, command: str) -> None:
         """Queues pause, resume or stop for one worker (it takes it within about a second);
         raises ValueError for an unknown command."""
