@@ -125,8 +125,9 @@ class AsyncYADTQ:
 
     async def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
         """Waits for a final status, woken when it is stored; raises `ResultTimeout`, `TaskNotFound`."""
+        backend = self.backend  # raises when not connected
         assert self._announcements is not None
-        return await async_wait_done(self.backend, self._announcements, task_id, timeout,
+        return await async_wait_done(backend, self._announcements, task_id, timeout,
                                      poll or self.settings.result_poll)
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
