@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from conftest import wait_for
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -29,7 +30,7 @@ from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskNotFound
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
-from yadtq.store.backend import TaskNotCancellable
+from yadtq.store.backend import Backend, TaskNotCancellable
 from yadtq.task import trace_context
 from yadtq.task.messages import Header, TaskMessage
 from yadtq.task.outcomes import Retry
@@ -187,6 +188,28 @@ def test_the_run_span_is_a_child_of_the_submit_span_across_the_headers(farm: Far
     assert runs[0].attributes["yadtq.task_id"] == tid
     (inside,) = by_name["inside-the-task"]
     assert inside.parent.span_id == runs[1].context.span_id, "the run span is current while the task runs"
+    # A record without headers (the seed's wire format, any Kafka client) runs as before, in a trace of its own.
+    plain = TaskMessage(uuid.uuid4().hex, "add", (1, 2), {}, 1, time.time())
+    client = redis.Redis.from_url(farm.settings.redis_url, decode_responses=True)
+    Backend(client, farm.settings).record_queued([plain], 1)
+    client.close()
+    farm.source.append(plain.encode(), plain.task_id.encode(), 0)
+    (run,) = wait_for(lambda: [s for s in EXPORTER.get_finished_spans() if s.name == "yadtq.run"
+                               and s.attributes["yadtq.task_id"] == plain.task_id], 10, 0.02, "the plain run's span")
+    assert run.parent is None and run.attributes["yadtq.outcome"] == "success"
+
+
+def test_a_broker_that_is_not_there_fails_the_submit_and_leaves_no_record(redis_url: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=redis_url, prefix=f"u{uuid.uuid4().hex[:8]}:",
+                        kafka_bootstrap=f"127.0.0.1:{free_port()}", connect_timeout=0.5, log_dir=str(tmp_path))
+
+    async def scenario() -> None:
+        async with AsyncYADTQ(settings) as q:  # Kafka's own publisher, nobody listening on its port
+            with pytest.raises(BrokerUnavailable):
+                await q.submit("add", [1, 2], task_id="never", unchecked=True)
+            with pytest.raises(TaskNotFound):
+                await q.status("never")
+    asyncio.run(scenario())
 
 
 def test_without_opentelemetry_nothing_is_traced_and_no_policy_is_added(monkeypatch: pytest.MonkeyPatch) -> None:
