@@ -51,11 +51,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def spans() -> InMemorySpanExporter:
+def spans() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
     trace.set_tracer_provider(provider)  # once per process; a later call is ignored with a warning
-    return EXPORTER
+    yield EXPORTER
+    provider.shutdown()  # later tests in this process export nothing (no spans pile up)
+    EXPORTER.clear()
 
 
 class MemoryPublisher:
@@ -137,12 +139,16 @@ def test_async_client_submits_tracks_and_wakes_on_the_announcement(farm: Farm) -
             with pytest.raises(ResultTimeout):
                 await q.result(held, timeout=0.1)
             waiter = asyncio.create_task(q.result(held, timeout=30))
+            first = asyncio.Event()
+            seen = asyncio.create_task(_statuses(q, held, first))
+            await asyncio.wait_for(first.wait(), 10)  # the follower read `processing` and listens
             await asyncio.sleep(0.2)
             assert not waiter.done()
             released = time.monotonic()
             farm.gate.set()
             assert await waiter == "released"
             assert time.monotonic() - released < 2.0, "woken by the announcement, well before the 10 s poll"
+            assert await asyncio.wait_for(seen, 5) == ["processing", "success"]
             # A publish that fails leaves no record behind; a queued task can be cancelled.
             farm.publisher.drop = True
             with pytest.raises(BrokerUnavailable):
@@ -155,6 +161,14 @@ def test_async_client_submits_tracks_and_wakes_on_the_announcement(farm: Farm) -
             with pytest.raises(TaskNotCancellable):
                 await q.cancel(both[0])
     asyncio.run(scenario())
+
+
+async def _statuses(q: AsyncYADTQ, task_id: str, first: asyncio.Event) -> list[str]:
+    out = []
+    async for rec in q.follow(task_id, timeout=30):
+        out.append(rec.status)
+        first.set()
+    return out
 
 
 async def _until_processing(q: AsyncYADTQ, task_id: str) -> None:

@@ -1,5 +1,6 @@
-"""Waiting for a task's final record from asyncio: `yadtq.client.changes.wait_done` on the asyncio
-store. Subscribed before the first read (no lost wake-up), woken by the record's announcements,
+"""Following a task's record from asyncio: `yadtq.client.changes` on the asyncio store.
+
+Subscribed before the first read (no lost wake-up), woken by the record's announcements,
 re-reading at least every `poll` seconds (pub/sub is lost across a Redis restart), riding out a
 Redis outage while reading for up to `RIDE_OUT` seconds and never past the timeout.
 """
@@ -7,6 +8,7 @@ Redis outage while reading for up to `RIDE_OUT` seconds and never past the timeo
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 from yadtq.client.changes import RIDE_OUT
 from yadtq.errors import ResultTimeout
@@ -16,11 +18,14 @@ from yadtq.store.backend import TaskRecord
 from yadtq.store.connection import REDIS_UNAVAILABLE
 
 
-async def async_wait_done(backend: AsyncBackend, announcements: AsyncAnnouncements, task_id: str,
-                          timeout: float | None = None, poll: float = 1.0) -> TaskRecord:
-    """The task's final record; raises `ResultTimeout`, `TaskNotFound`."""
+async def async_follow(backend: AsyncBackend, announcements: AsyncAnnouncements, task_id: str,
+                       timeout: float | None = None, poll: float = 1.0,
+                       progress: bool = True) -> AsyncIterator[TaskRecord]:
+    """The record now, then each changed version (`progress` False: status changes only), ending with
+    the final one. Raises `TaskNotFound`, `ResultTimeout` when not final within `timeout` seconds."""
     deadline = None if timeout is None else time.monotonic() + timeout
     down_since: float | None = None
+    last: tuple[object, ...] | None = None
     async with announcements.listen([task_id]) as changes:
         while True:
             try:
@@ -32,9 +37,24 @@ async def async_wait_done(backend: AsyncBackend, announcements: AsyncAnnouncemen
                 if now - down_since >= RIDE_OUT or (deadline is not None and now >= deadline):
                     raise
                 rec = None
-            if rec is not None and rec.done:
-                return rec
+            if rec is not None:
+                seen = (rec.status, rec.attempts, rec.progress, rec.progress_message) if progress else \
+                    (rec.status, rec.attempts)
+                if seen != last:
+                    last = seen
+                    yield rec
+                if rec.done:
+                    return
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ResultTimeout(task_id, timeout or 0, rec.status if rec else "unknown")
             await changes.wait(poll if left is None else min(poll, left))
+
+
+async def async_wait_done(backend: AsyncBackend, announcements: AsyncAnnouncements, task_id: str,
+                          timeout: float | None = None, poll: float = 1.0) -> TaskRecord:
+    """The task's final record; raises `ResultTimeout`, `TaskNotFound`."""
+    async for rec in async_follow(backend, announcements, task_id, timeout, poll, progress=False):
+        if rec.done:
+            return rec
+    raise AssertionError("follow ends with a final record")  # pragma: no cover

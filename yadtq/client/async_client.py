@@ -14,10 +14,10 @@ undone and raises; submitting again with the same id is idempotent.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
-from yadtq.client.async_changes import async_wait_done
+from yadtq.client.async_changes import async_follow, async_wait_done
 from yadtq.client.async_publish import AsyncPublisher
 from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.edge_check import EdgeCheck
@@ -129,6 +129,14 @@ class AsyncYADTQ:
         assert self._announcements is not None
         return await async_wait_done(backend, self._announcements, task_id, timeout,
                                      poll or self.settings.result_poll)
+
+    async def follow(self, task_id: str, timeout: float | None = None) -> AsyncIterator[TaskRecord]:
+        """`YADTQ.follow`: the record now, then each time its status or progress changes, until it
+        is final (`async for rec in q.follow(id)`); raises `ResultTimeout`, `TaskNotFound`."""
+        backend = self.backend
+        assert self._announcements is not None
+        async for rec in async_follow(backend, self._announcements, task_id, timeout, self.settings.result_poll):
+            yield rec
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
