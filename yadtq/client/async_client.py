@@ -29,6 +29,7 @@ from yadtq.store.backend import TaskRecord
 from yadtq.store.keys import Keys
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
+from yadtq.task.timing import Timing, When
 from yadtq.task.trace_context import headers, submit_span
 
 
@@ -78,15 +79,17 @@ class AsyncYADTQ:
     # -- submit ------------------------------------------------------------
     async def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                       tries: int | None = None, time_limit: float | None = None, task_id: str | None = None,
-                      key: str | None = None, unchecked: bool = False) -> TaskMessage:
-        """`YADTQ.message`: a validated message, checked against what live workers serve unless `unchecked`."""
+                      key: str | None = None, unchecked: bool = False, countdown: float | None = None,
+                      eta: When | None = None, expires: When | None = None) -> TaskMessage:
+        """`YADTQ.message`: a validated message (delayed by `countdown`/`eta`, expiring at `expires`),
+        checked against what live workers serve unless `unchecked`."""
         validate_call(task, args, tries, key)
         if not unchecked:
             if self.edge.due():
                 self.edge.update(await self.backend.live_served())
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
-                            task_id=task_id, key=key)
+                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id))
 
     async def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                      **options: Any) -> str:
@@ -109,7 +112,7 @@ class AsyncYADTQ:
         with submit_span([m.task_id for m in messages], [m.task for m in messages]):
             token = uuid.uuid4().hex
             verdicts = await self.backend.record_queued(messages, self.settings.tries, token)
-            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
             to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
             try:
                 await self.publisher.send(to_send, headers())

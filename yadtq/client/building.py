@@ -11,8 +11,12 @@ from typing import Any
 from yadtq.config import Settings
 from yadtq.errors import MessageError
 from yadtq.task.messages import TaskMessage, new_task_id
+from yadtq.task.timing import NO_TIMING, Timing
 
-TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
+# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
+TaskSpec = Any
+# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
+SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires")
 
 
 def validate_call(task: str, args: Sequence[Any], tries: int | None, key: str | None) -> None:
@@ -28,10 +32,11 @@ def validate_call(task: str, args: Sequence[Any], tries: int | None, key: str | 
 
 
 def make_message(settings: Settings, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, *,
-                 tries: int | None, time_limit: float | None, task_id: str | None, key: str | None) -> TaskMessage:
+                 tries: int | None, time_limit: float | None, task_id: str | None, key: str | None,
+                 timing: Timing = NO_TIMING) -> TaskMessage:
     """The message of a validated call; raises `MessageError` when it is over the size limit."""
     m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                    tries or settings.tries, time.time(), time_limit, key)
+                    tries or settings.tries, time.time(), time_limit, key, timing)
     size = len(m.encode())
     if size > settings.max_message_bytes:
         raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -41,11 +46,16 @@ def make_message(settings: Settings, task: str, args: Sequence[Any], kwargs: Map
 
 def spec_call(spec: TaskSpec, unchecked: bool = False) -> tuple[str, Sequence[Any], Mapping[str, Any] | None,
                                                                  dict[str, Any]]:
-    """(task, args, kwargs, options of `message`) of one `submit_many` spec."""
+    """(task, args, kwargs, options of `message`) of one `submit_many` spec; raises `MessageError`
+    for an unknown option."""
     if isinstance(spec, Mapping):
         return (spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                {"tries": spec.get("tries"), "time_limit": spec.get("time_limit"),
-                 "task_id": spec.get("task-id") or spec.get("task_id"),
-                 "unchecked": unchecked or bool(spec.get("unchecked"))})
+                {"task_id": spec.get("task-id") or spec.get("task_id"),
+                 "unchecked": unchecked or bool(spec.get("unchecked")),
+                 **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None}})
     name, args, *rest = spec
-    return name, args, rest[0] if rest else None, {"unchecked": unchecked}
+    options = rest[1] if len(rest) > 1 else {}
+    unknown = set(options) - set(SPEC_OPTIONS)
+    if unknown:
+        raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
+    return name, args, rest[0] if rest else None, {"unchecked": unchecked, **options}

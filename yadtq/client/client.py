@@ -43,6 +43,7 @@ from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
+from yadtq.task.timing import Timing, When
 from yadtq.task.trace_context import headers as trace_headers
 from yadtq.task.trace_context import submit_span
 
@@ -107,8 +108,13 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None, key: str | None = None, unchecked: bool = False) -> TaskMessage:
+                task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                countdown: float | None = None, eta: When | None = None, expires: When | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
+
+        `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
+        until due, then published. `expires` (seconds from submit, or a datetime): not started
+        by then, it ends `expired` and never runs (yadtq.task.timing).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -117,11 +123,14 @@ class YADTQ:
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
-                            task_id=task_id, key=key)
+                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id))
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
-        """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
+        """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
+
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        a delayed task is recorded `scheduled` and published when due (no broker needed now)."""
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
     def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -141,7 +150,7 @@ class YADTQ:
         with submit_span([m.task_id for m in messages], [m.task for m in messages]):
             token = uuid.uuid4().hex
             verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
             to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
             try:
                 self._send(to_send, wait)

@@ -62,6 +62,8 @@ class TaskRecord:
     # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
     progress: float | None = None
     progress_message: str | None = None
+    eta: float | None = None  # a delayed task: not run before (Redis time)
+    expires: float | None = None  # not started by then: ends `expired`
 
     @property
     def done(self) -> bool:
@@ -74,6 +76,7 @@ class TaskRecord:
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
             "progress": self.progress, "progress_message": self.progress_message,
+            **{k: v for k, v in (("eta", self.eta), ("expires", self.expires)) if v is not None},
         }
 
     @classmethod
@@ -88,6 +91,7 @@ class TaskRecord:
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
             progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
+            eta=_num(h.get("eta"), float), expires=_num(h.get("expires"), float),
         )
 
 
@@ -114,8 +118,9 @@ class Backend:
                       token: str = "") -> list[str]:
         """Writes `queued` records for `messages` in one pipeline; existing records are kept.
 
-        Returns one verdict per message: "new" (recorded now), or the status of
-        the record that already had that id with the same body. Raises
+        Returns one verdict per message: "new" (recorded now as queued: publish it),
+        "scheduled" (recorded now as delayed: the scheduler publishes it when due),
+        or the status of the record that already had that id with the same body. Raises
         `MessageError` when an id is taken by a task with another body (nothing
         is written for that message; the others are). `token` marks the new
         records as this submit's, so `unsubmit` can undo exactly them.
@@ -259,7 +264,7 @@ class Backend:
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
-        """Moves a queued task to `cancelled` (atomically); returns the new record.
+        """Moves a queued or scheduled (delayed) task to `cancelled` (atomically); returns the new record.
 
         Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
         a running task is never interrupted.

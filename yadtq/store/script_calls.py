@@ -24,29 +24,32 @@ class TaskNotCancellable(YADTQError):
     """Only a queued task can be cancelled; this one is running or finished."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
         self.task_id = task_id
         self.status = status
 
 
 def submit_call(keys: Keys, m: TaskMessage, default_tries: int, token: str) -> Call:
     """submit.lua for one message: its `queued` record unless the id has one already."""
-    return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch],
+    return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch,
+             keys.scheduled, keys.status(Status.SCHEDULED)],
             [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-             m.time_limit or "", m.digest, token])
+             m.time_limit or "", m.digest, token, *m.timing.lua_args()])
 
 
 def submit_verdict(m: TaskMessage, raw: Any) -> str:
-    """"new", or the status of the record that had the id with the same body; raises `MessageError`
-    when the id is taken by another body."""
+    """"new" (or "scheduled": new and delayed), or the status of the record that had the id with
+    the same body; raises `MessageError` when the id is taken by another body."""
     reply = SubmitReply.decode(raw)
     if reply.verdict == "foreign":
         raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
-    return "new" if reply.verdict == "new" else reply.status
+    new = "scheduled" if reply.status == Status.SCHEDULED else "new"
+    return new if reply.verdict == "new" else reply.status
 
 
 def unsubmit_call(keys: Keys, task_id: str, token: str) -> Call:
-    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.withdrawn(task_id)],
+    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.withdrawn(task_id), keys.status(Status.SCHEDULED),
+             keys.scheduled],
             [task_id, token, WITHDRAWN_TTL])
 
 
@@ -56,7 +59,8 @@ def undone(task_ids: list[str], raws: list[Any]) -> list[str]:
 
 
 def cancel_call(keys: Keys, task_id: str, result_ttl: float, by: str) -> Call:
-    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.status(Status.CANCELLED), keys.events(task_id)],
+    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.status(Status.CANCELLED), keys.events(task_id),
+             keys.status(Status.SCHEDULED), keys.scheduled],
             [int(result_ttl), by, task_id])
 
 
