@@ -160,6 +160,10 @@ def test_async_client_submits_tracks_and_wakes_on_the_announcement(farm: Farm) -
             assert (await q.cancel(queued)).status == "cancelled"
             with pytest.raises(TaskNotCancellable):
                 await q.cancel(both[0])
+            farm.publisher.hold = False
+            delayed = await q.submit("add", [5, 5], countdown=600)  # waits in Redis: never published yet
+            assert (await q.status(delayed)).status == "scheduled"
+            assert (await q.cancel(delayed)).status == "cancelled"
     asyncio.run(scenario())
 
 
