@@ -20,6 +20,7 @@ from yadtq.errors import (
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.live_state import LiveState
 from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from yadtq.task.canvas import Signature, chain, chord, group, signature
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry, current_task, registry, task
@@ -41,6 +42,7 @@ __all__ = [
                           "ResultTimeout",
                           "Retry",
                           "Settings",
+                          "Signature",
                           "Status",
                           "TaskArgumentError",
                           "TaskError",
@@ -51,8 +53,12 @@ __all__ = [
                           "TimeLimitExceeded",
                           "UnknownTask",
                           "YADTQError",
+                          "chain",
+                          "chord",
                           "current_task",
+                          "group",
                           "registry",
+                          "signature",
                           "task",
 ]
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 -- KEYS[1] task hash, KEYS[2] status:queued index, KEYS[3] status:cancelled index, KEYS[4] the task's events list
 -- ARGV[1] result TTL in seconds (0: keep), ARGV[2] who cancelled (for the history), ARGV[3] the task id
 -- Returns {'ok', time} | {'missing'} | {status}
+--! include workflow
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {'missing'}
@@ -20,6 +21,7 @@ redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' cancelled by ' .. ARGV[2])
 redis.call('LTRIM', KEYS[4], -50, -1)
 local ttl = tonumber(ARGV[1])
+wf_task_ended(wf_prefix(KEYS[2]), now, ttl, KEYS[1], 'failed', 'null', 'cancelled by ' .. ARGV[2])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[4], ttl)
