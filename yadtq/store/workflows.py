@@ -191,13 +191,17 @@ class WorkflowStore:
             self._untake(keys=[self.keys.retries],
                          args=[x for m in started.messages for x in (m.task_id, started.armed)])
 
+    def recent(self, limit: int = 50) -> list[str]:
+        """Ids of the newest workflows (the index keeps the latest 10,000), newest first."""
+        return [str(x) for x in self.r.zrevrange(f"{self.keys.prefix}workflows", 0, max(limit, 1) - 1)]
+
     def exists(self, workflow_id: str) -> bool:
         return bool(self.r.exists(workflow_key(self.keys, workflow_id)))
 
     def status(self, workflow_id: str) -> tuple[str, Any, str | None] | None:
         """(status, result, error) in one read; None for an unknown id."""
         st, res, err = (x.decode() if isinstance(x, bytes) else x for x in
-                        self.r.hmget(workflow_key(self.keys, workflow_id), "status", "result", "error"))
+                        self.r.hmget(workflow_key(self.keys, workflow_id), "state", "result", "error"))
         if st is None:
             return None
         return str(st), json_field(res, None), err
@@ -227,7 +231,7 @@ class WorkflowStore:
             nodes.append(NodeState(i, h.get(f"k:{i}", "?"), int(parent), int(position or 0), state, kids,
                                    spec["task"] if spec else None, spec["id"] if spec else None,
                                    json_field(h.get(f"r:{i}"), None), error))
-        return WorkflowState(workflow_id, h.get("status", "running"), json_field(h.get("result"), None),
+        return WorkflowState(workflow_id, h.get("state", "running"), json_field(h.get("result"), None),
                              h.get("error") or None, _float(h.get("created")), _float(h.get("finished")), nodes,
                              json_field(h.get("shape"), {}))
 

@@ -14,7 +14,11 @@ for a = 4, #ARGV do table.insert(fields, ARGV[a]) end
 for start = 1, #fields, 2000 do
   redis.call('HSET', KEYS[1], unpack(fields, start, math.min(start + 1999, #fields)))
 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'created', now, 'failing', 0)
+redis.call('HSET', KEYS[1], 'state', 'running', 'created', now, 'failing', 0)
+-- the newest workflows, for listings (the dashboard): capped, ids only
+local index = wf_prefix(KEYS[2]) .. 'workflows'
+redis.call('ZADD', index, now, ARGV[1])
+redis.call('ZREMRANGEBYRANK', index, 0, -10001)
 local armed = now + tonumber(ARGV[2])
 local ctx = wf_context(wf_prefix(KEYS[2]), ARGV[1], now, tonumber(ARGV[3]), armed)
 wf_start(ctx, '0', nil)

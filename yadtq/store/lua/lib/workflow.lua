@@ -4,7 +4,7 @@
 -- next step's task record and queueing it for publishing are one atomic step with that outcome:
 -- no unlock task polls, two last members cannot both see zero, a crash cannot split them.
 --
--- <prefix>workflow:<id> is a hash: status (running|success|failed), result, error, created,
+-- <prefix>workflow:<id> is a hash: state (running|success|failed), result, error, created,
 -- finished, failing (members failed now), nodes; then per node i (0 is the root):
 --   k:i kind (task|chain|group|chord)   p:i "parent,position" (parent -1: root; -2: an error callback)
 --   c:i children, comma-separated        spec:i a task node's call (JSON: id, task, args and kwargs
@@ -75,7 +75,7 @@ wf_finish = function(ctx, i, value)
   local parent, pos = wf_parent(ctx.wk, i)
   if parent == '-2' then return end
   if parent == '-1' then
-    redis.call('HSET', ctx.wk, 'status', 'success', 'result', value, 'finished', ctx.now)
+    redis.call('HSET', ctx.wk, 'state', 'success', 'result', value, 'finished', ctx.now)
     redis.call('HDEL', ctx.wk, 'error')
     if ctx.ttl > 0 then redis.call('EXPIRE', ctx.wk, ctx.ttl) end
     return
@@ -118,7 +118,7 @@ local function wf_task_ended(prefix, now, ttl, tk, outcome, result, err)
     if prev == 'failed' and parent ~= '-2' then
       -- a failed member succeeded after a requeue that was not seen (defensive): resume
       if redis.call('HINCRBY', ctx.wk, 'failing', -1) <= 0 then
-        redis.call('HSET', ctx.wk, 'status', 'running')
+        redis.call('HSET', ctx.wk, 'state', 'running')
         redis.call('HDEL', ctx.wk, 'error', 'finished')
       end
     end
@@ -130,8 +130,8 @@ local function wf_task_ended(prefix, now, ttl, tk, outcome, result, err)
   if parent == '-2' then return end  -- an error callback that failed fails nothing else
   redis.call('HINCRBY', ctx.wk, 'failing', 1)
   local spec = cjson.decode(redis.call('HGET', ctx.wk, 'spec:' .. i))
-  if redis.call('HGET', ctx.wk, 'status') ~= 'failed' then
-    redis.call('HSET', ctx.wk, 'status', 'failed', 'finished', now,
+  if redis.call('HGET', ctx.wk, 'state') ~= 'failed' then
+    redis.call('HSET', ctx.wk, 'state', 'failed', 'finished', now,
       'error', meta[3] .. ' (' .. spec.id .. ') failed: ' .. err)
   end
   if spec.errback then
@@ -149,7 +149,7 @@ local function wf_task_requeued(prefix, tk)
   redis.call('HDEL', wk, 'e:' .. meta[2])
   local parent = wf_parent(wk, meta[2])
   if parent ~= '-2' and redis.call('HINCRBY', wk, 'failing', -1) <= 0 then
-    redis.call('HSET', wk, 'status', 'running')
+    redis.call('HSET', wk, 'state', 'running')
     redis.call('HDEL', wk, 'error', 'finished')
   end
   redis.call('PERSIST', wk)
