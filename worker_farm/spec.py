@@ -24,11 +24,13 @@ class WorkerSpec:
     crash: str | None = None
     seed: int | None = None
     tasks: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # more `yadtq worker` arguments (e.g. `--queues`)
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "yadtq", "worker", "--name", self.name]
         for mod in self.tasks:
             args += ["--tasks", mod]
+        args += self.args
         if self.standby:
             args.append("--standby")
         if self.crash:
