@@ -35,7 +35,7 @@ from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "workflows", "dashboard")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
+        if "workflows" in only:
+            from bench import workflows_bench
+            y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,
+                                   *(workflows_bench.QUICK if args.quick else workflows_bench.FULL))
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh

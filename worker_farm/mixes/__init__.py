@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.retries import RetriesMix
+from worker_farm.mixes.workflows import WorkflowsMix
 
 
 def all_mixes() -> list[ChaosMix]:
     """A fresh instance of every mix (each keeps the ids it submitted)."""
     mixes: list[ChaosMix] = [
         RetriesMix(),
+        WorkflowsMix(),
     ]
     return mixes
