@@ -53,6 +53,7 @@ class Plan:
     fields: dict[str, str] = field(default_factory=dict)
     task_ids: list[str] = field(default_factory=list)
     count: int = 0
+    _seen: set[str] = field(default_factory=set, repr=False)
 
     def add(self, node: Canvas, parent: int, position: int) -> int:
         i = self.count
@@ -86,8 +87,9 @@ class Plan:
 
     def _task(self, i: int, sig: Signature) -> None:
         tid = sig.task_id or f"{self.workflow_id}.{i}"
-        if tid in self.task_ids:
+        if tid in self._seen:
             raise MessageError(f"task id {tid!r} appears twice in the workflow")
+        self._seen.add(tid)
         self.task_ids.append(tid)
         spec = {"id": tid, "task": sig.task, "args": json.dumps(list(sig.args)), "kwargs": json.dumps(sig.kwargs),
                 "tries": str(sig.tries or self.default_tries),
@@ -171,10 +173,9 @@ class WorkflowStore:
         for k, v in p.fields.items():
             args += [k, v]
         raw = self._start(keys=[workflow_key(self.keys, p.workflow_id), self.keys.status(Status.QUEUED)], args=args)
-        reply = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
-        if reply[0] != "new":
+        if str(raw[0]) != "new":
             return Started([], "", False)
-        ids = reply[2:]
+        armed, ids = str(raw[1]), [str(x) for x in raw[2]]
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
             pipe.hmget(self.keys.task(tid), "task", "args", "kwargs", "tries", "time_limit", "submitted")
@@ -183,7 +184,7 @@ class WorkflowStore:
             task, a, kw, tries, limit, sub = (x.decode() if isinstance(x, bytes) else x for x in row)
             messages.append(TaskMessage(tid, task, tuple(json.loads(a)), json.loads(kw), int(tries),
                                         float(sub), float(limit) if limit else None))
-        return Started(messages, reply[1], True)
+        return Started(messages, armed, True)
 
     def confirm(self, started: Started) -> None:
         """The first messages are on the topic: take them out of the outbox."""

@@ -4,7 +4,7 @@
 -- Idempotent: a workflow id that exists is left alone.
 -- KEYS[1] workflow:<id>   KEYS[2] status:queued (its prefix names every other key)
 -- ARGV[1] workflow id   ARGV[2] hold seconds   ARGV[3] result ttl (0 keeps)   then field, value pairs
--- Returns {'new', armed score, task id...} | {'exists'}
+-- Returns {'new', armed score, {task id...}} | {'exists'}
 --! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -22,4 +22,4 @@ redis.call('ZREMRANGEBYRANK', index, 0, -10001)
 local armed = now + tonumber(ARGV[2])
 local ctx = wf_context(wf_prefix(KEYS[2]), ARGV[1], now, tonumber(ARGV[3]), armed)
 wf_start(ctx, '0', nil)
-return {'new', tostring(armed), unpack(ctx.created)}
+return {'new', tostring(armed), ctx.created}
