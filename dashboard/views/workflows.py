@@ -31,6 +31,6 @@ if wid:
         st.subheader(f"{wf.status}" + (f": {json.dumps(wf.result)[:200]}" if wf.status == "success" else ""))
         if wf.error:
             st.error(wf.error)
-        st.plotly_chart(figure(wf), use_container_width=True)
+        st.plotly_chart(figure(wf), width="stretch")
         st.caption(" ".join(f"{state}: {colour}" for state, colour in COLOURS.items()))
         st.dataframe(pd.DataFrame([n.as_dict() for n in wf.nodes]).astype({"result": str}), hide_index=True)

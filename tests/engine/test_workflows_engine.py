@@ -244,3 +244,4 @@ def test_first_steps_recorded_but_never_published_are_published_by_a_worker(farm
     assert len(started.messages) == 1
     farm.worker()
     assert farm.result(wid) == 6
+
