@@ -23,6 +23,7 @@ from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the 
 from yadtq.task.canvas import Signature, chain, chord, group, signature
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
+from yadtq.task.periodic import periodic
 from yadtq.task.registry import Registry, current_task, registry, task
 from yadtq.task.status import Status
 from yadtq.worker.middleware import Middleware
@@ -57,6 +58,7 @@ __all__ = [
                           "chord",
                           "current_task",
                           "group",
+                          "periodic",
                           "registry",
                           "signature",
                           "task",

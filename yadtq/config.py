@@ -93,6 +93,10 @@ class Settings:
     dashboard_allow_destructive: bool = False
     dashboard_tasks: str = ""  # comma-separated task modules whose tasks the submit form offers
     heartbeat_history: int = 10_000
+    # Live results: the least time between two progress writes of one task (the latest value always
+    # lands), and how often a waiter re-reads a record besides waking on its announcements.
+    progress_interval: float = 0.25
+    result_poll: float = 1.0
     series_points: int = 3_600
     series_interval: float = 1.0
 
@@ -103,6 +107,7 @@ class Settings:
             "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
             "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
+            "progress_interval", "result_poll",
         )
         for name in positive:
             if getattr(self, name) <= 0:

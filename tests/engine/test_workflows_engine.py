@@ -25,6 +25,7 @@ from yadtq.config import Settings
 from yadtq.errors import TaskFailed
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
+from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Run
 from yadtq.store.workflows import WorkflowStore, plan
@@ -59,7 +60,8 @@ class Farm:
         self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
         self.backend = Backend(self.r, settings)
         self.store = WorkflowStore(self.r, settings)
-        self.flow = Workflows(self.store, EdgeCheck(self.r, self.backend.keys), self.send, settings.tries)
+        self.flow = Workflows(self.store, EdgeCheck(self.r, self.backend.keys), self.send, settings.tries,
+                              Announcements(self.r, self.backend.keys))
         self.runs: Counter[str] = Counter()
         self.broken: set[str] = set()
         self.lock = threading.Lock()

@@ -9,23 +9,24 @@ The /docs (Swagger UI) and /redoc pages load their scripts from this server
 (`docs_pages`), so they work without internet.
 """
 
-import asyncio
 import hmac
 import inspect
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from yadtq.api import events
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
+from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
+from yadtq.api.schedules import add_routes as add_schedule_routes
 from yadtq.api.workflows import workflow_routes
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
@@ -151,16 +152,16 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
                      wait: Annotated[float, Query(ge=0, le=m.MAX_WAIT, allow_inf_nan=False,
                                                   description="seconds to wait for the outcome")] = 0.0
                      ) -> JSONResponse:
-        deadline = time.monotonic() + wait
-        delay = 0.02
-        while True:
-            rec = q.backend.get(task_id)
-            if rec.done or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+        rec = await events.wait_record(q, task_id, wait)  # woken when the outcome is stored
         body = m.ResultOut(task_id=task_id, status=rec.status, done=rec.done, result=rec.result, error=rec.error)
         return JSONResponse(body.model_dump(), status_code=200 if rec.done else 202)
+
+    @app.get("/tasks/{task_id}/events", dependencies=auth, tags=["tasks"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+             summary="A task's changes (status, progress) as server-sent events, until it ends")
+    def task_events(task_id: TaskId, timeout: Annotated[float, Query(gt=0, le=events.MAX_STREAM, allow_inf_nan=False,
+                    description="end the stream after this many seconds")] = 300.0) -> StreamingResponse:
+        return events.task_events(q, task_id, timeout)
 
     # -- act ----------------------------------------------------------------
     @app.post("/tasks/{task_id}/cancel", response_model=m.TaskOut, dependencies=auth, tags=["tasks"],
@@ -172,6 +173,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               summary="Run a failed task again from its record (fresh attempts)")
     def requeue(task_id: TaskId) -> m.Submitted:
         return m.Submitted(task_id=q.requeue(task_id), status=Status.QUEUED)
+
+    add_limit_routes(app, q, auth)
 
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],
@@ -215,6 +218,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               sample: Annotated[int, Query(ge=1, le=search.MAX_BUDGET)] = search.DEFAULT_SAMPLE) -> dict[str, Any]:
         report = search.type_stats(q.backend, window, sample)
         return {"counts": q.backend.counts(), **report.as_dict()}
+
+    add_schedule_routes(app, q, auth)  # GET, POST /schedules, DELETE /schedules/{name}
 
     @app.get("/metrics", dependencies=auth, tags=["service"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},

@@ -128,6 +128,8 @@ class TaskOut(BaseModel):
     finished: float | None = None
     run_time: float | None = Field(default=None, description="finished - started (the last attempt)")
     queue_wait: float | None = Field(default=None, description="started - submitted")
+    progress: float | None = Field(default=None, description="what the task last reported: a fraction 0..1")
+    progress_message: str | None = Field(default=None, description="and what it said it was doing")
     done: bool
 
     @classmethod
@@ -137,7 +139,8 @@ class TaskOut(BaseModel):
         return cls(task_id=rec.task_id, task=rec.task, status=rec.status, args=list(rec.args),
                    kwargs=dict(rec.kwargs), result=rec.result, error=rec.error, attempts=rec.attempts,
                    tries=rec.tries, worker=rec.worker, partition=rec.partition, submitted=rec.submitted,
-                   started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done)
+                   started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done,
+                   progress=rec.progress, progress_message=rec.progress_message)
 
 
 class HistoryEntry(BaseModel):

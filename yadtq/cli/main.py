@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq.cli.parser import build_parser
+from yadtq.cli.schedules import cmd_schedules
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -50,6 +51,9 @@ EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
+
+
+COMMANDS["schedules"] = cmd_schedules
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -331,6 +335,8 @@ def _unknown_here(task: str, registry: Any) -> bool:
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.cli.display import record_details
     from yadtq.client.client import YADTQ
+    if args.follow:
+        return _follow(args, s)
     with YADTQ(s, create_topic=False) as q:
         rec = q.status(args.task_id)
         history = q.backend.events(args.task_id)
@@ -340,6 +346,17 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     _print_record(rec, False)
     print("\n".join(record_details(rec, history)))
     return RET_OK
+
+
+def _follow(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.follow import follow_line
+    from yadtq.client.client import YADTQ
+    status = ""
+    with YADTQ(s, create_topic=False) as q:
+        for rec in q.follow(args.task_id):
+            print(follow_line(rec, args.json), flush=True)
+            status = rec.status
+    return RET_OK if status == Status.SUCCESS else RET_TASK_FAILED
 
 
 @command
@@ -473,6 +490,12 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
         stats = export(q.backend, q.live, args.out, limit=args.limit, fmt=args.format)
     print(stats.summary())
     return RET_OK
+
+
+@command
+def cmd_limits(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli import limits
+    return limits.run(args, s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
+from yadtq.cli.schedules import add_parser as add_schedules_parser
 from yadtq.task.status import STATUSES
 
 
@@ -182,9 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker will know)")
 
     p = _sub(sub, "status", [common], "a task's record: status, times, attempts, history",
-             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json")
+             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json\nyadtq status 3f1c...-uuid --follow")
     p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")
     p.add_argument("--json", action="store_true", help="print the record and its history as JSON")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print each change (status, progress) as it happens, until the task ends "
+                        "(exit code as for `result`; with --json one JSON record per line)")
 
     p = _sub(sub, "workflow", [common], "a workflow's status and each node's state, as a tree",
              "yadtq workflow wf-3f1c...\nyadtq workflow wf-3f1c... --json")
@@ -223,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
              "yadtq workers\nyadtq workers --json | jq '.workers | keys'")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
+
+    from yadtq.cli import limits
+    limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
+                              limits.EXAMPLES))
+    add_schedules_parser(sub, [common], _sub)
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",
              "yadtq export --out export/\nyadtq export --out export/ --format parquet --limit 10000")

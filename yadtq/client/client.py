@@ -20,25 +20,30 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
+from yadtq.errors import BrokerUnavailable, MessageError, TaskFailed
+from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
+from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.readiness import waiting_note
+from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
 from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
 from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
@@ -52,12 +57,13 @@ class YADTQ:
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
+        self.announcements = Announcements(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
         self._partitions: list[int] = []
         self._next = itertools.count()
         self.workflows = Workflows(WorkflowStore(self.redis, settings), self.edge,
-                                   lambda ms: self._send(ms, wait=True), settings.tries)
+                                   lambda ms: self._send(ms, wait=True), settings.tries, self.announcements)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> YADTQ:
@@ -246,7 +252,47 @@ class YADTQ:
         name, args, *rest = spec
         return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
 
+    # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
+    def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,
+                     args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, catch_up: str = "once",
+                     unchecked: bool = False) -> ScheduleState:
+        """Adds (or replaces, keeping its last run) schedule `name`: `task` every `every` seconds or at the
+        times of `cron` (UTC). Raises `ConfigError` for a bad schedule, `SubmissionRefused` for a call no
+        live worker would run (unless `unchecked`)."""
+        spec = ScheduleSpec(name, task, every, cron, tuple(args), dict(kwargs or {}), catch_up)
+        if not unchecked:
+            self.edge.check(task, spec.args, spec.kwargs)
+        store = ScheduleStore(self.redis, self.settings)
+        store.define(spec)
+        state = store.get(name)
+        assert state is not None
+        return state
+
+    def remove_schedule(self, name: str) -> bool:
+        """Removes schedule `name` (False: there was none); tasks it fired already are kept."""
+        return ScheduleStore(self.redis, self.settings).remove(name)
+
+    def schedules(self) -> list[ScheduleState]:
+        """Every schedule with its next and last run (Redis time), by name."""
+        return ScheduleStore(self.redis, self.settings).states()
+
     # -- workers and health ------------------------------------------------
+    def set_limit(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET,
+                  reset: bool = False) -> dict[str, Any]:
+        """Sets a task name's farm-wide limits at run time, over its decorator's: `rate_limit="10/s"`
+        (also /m, /h), `max_concurrency=3`; None means no limit; an argument not given stays as it is;
+        `reset=True` first drops every run-time limit (the decorator's apply again). Returns the task's
+        limits now (as `limits()` rows). Applies from the next claim on every worker."""
+        store = LimitStore(self.redis, self.settings)
+        if reset:
+            store.reset(task)
+        return store.set(task, rate_limit=rate_limit, max_concurrency=max_concurrency)
+
+    def limits(self) -> list[dict[str, Any]]:
+        """Every task name with limits: rate_limit, max_concurrency, key_concurrency, where each comes
+        from ("code": a worker's decorator; "set": at run time), and `running` (counted runs now)."""
+        return LimitStore(self.redis, self.settings).all()
+
     def command_worker(self, worker: str, command: str) -> None:
         """Queues pause, resume or stop for one worker (it takes it within about a second);
         raises ValueError for an unknown command."""
@@ -261,18 +307,15 @@ class YADTQ:
         """The stored record; raises `TaskNotFound` for an unknown id."""
         return self.backend.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.02) -> TaskRecord:
-        """Waits for a final status; raises `ResultTimeout` (or `TaskNotFound`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            rec = self.backend.get(task_id)
-            if rec.done:
-                return rec
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(task_id, timeout or 0, rec.status)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+    def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
+        """Waits for a final status, woken when it is stored (and re-reading the record every `poll`
+        seconds, default `result_poll`, should pub/sub be unavailable); raises `ResultTimeout`, `TaskNotFound`."""
+        return wait_done(self.backend, self.announcements, task_id, timeout, poll or self.settings.result_poll)
+
+    def follow(self, task_id: str, timeout: float | None = None) -> Iterator[TaskRecord]:
+        """The record now, then each time its status or progress changes, until it is final
+        (`yadtq status --follow`); raises `ResultTimeout`, `TaskNotFound`."""
+        return follow(self.backend, self.announcements, task_id, timeout, self.settings.result_poll)
 
     def waiting_note(self) -> str | None:
         """Why no task can start now (workers still joining their group, none alive), or None."""

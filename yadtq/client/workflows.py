@@ -13,6 +13,7 @@ recorded; submitting again with the same `workflow_id` is idempotent).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import time
@@ -23,6 +24,7 @@ from kafka.errors import KafkaError
 
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, SubmissionRefused, TaskFailed, TaskNotFound
+from yadtq.store.announcements import Announcements
 from yadtq.store.workflows import WorkflowState, WorkflowStore, new_workflow_id, plan
 from yadtq.task.canvas import CANVAS_TYPES, Canvas, Signature, chain, chord, from_dict, group
 from yadtq.task.messages import TaskMessage
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 
 class Workflows:
     def __init__(self, store: WorkflowStore, edge: EdgeCheck, send: Callable[[Sequence[TaskMessage]], None],
-                 default_tries: int) -> None:
+                 default_tries: int, announcements: Announcements | None = None) -> None:
         self.store = store
+        self.announcements = announcements
         self.edge = edge
         self.send = send
         self.default_tries = default_tries
@@ -88,23 +91,31 @@ class Workflows:
             raise TaskNotFound(workflow_id)
         return found
 
-    def result(self, workflow_id: str, timeout: float | None = None, poll: float = 0.02) -> Any:
-        """The final result; raises `TaskFailed` (a member's error), `ResultTimeout`, `TaskNotFound`."""
+    def result(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> Any:
+        """The final result; raises `TaskFailed` (a member's error), `ResultTimeout`, `TaskNotFound`.
+
+        Woken by the engine's announcement when the workflow ends (subscribed before the first read,
+        so none is missed); re-reads every `poll` seconds besides, for when pub/sub is unavailable."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            got = self.store.status(workflow_id)
-            if got is None:
-                raise TaskNotFound(workflow_id)
-            status, result, error = got
-            if status == Status.SUCCESS:
-                return result
-            if status == Status.FAILED:
-                raise TaskFailed(workflow_id, error or "a member failed", 0)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(workflow_id, timeout or 0, status)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        with contextlib.ExitStack() as stack:
+            changes = stack.enter_context(self.announcements.listen([workflow_id])) if self.announcements else None
+            while True:
+                got = self.store.status(workflow_id)
+                if got is None:
+                    raise TaskNotFound(workflow_id)
+                status, result, error = got
+                if status == Status.SUCCESS:
+                    return result
+                if status == Status.FAILED:
+                    raise TaskFailed(workflow_id, error or "a member failed", 0)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ResultTimeout(workflow_id, timeout or 0, status)
+                wait = poll if left is None else min(poll, left)
+                if changes is not None:
+                    changes.wait(wait)
+                else:
+                    time.sleep(min(wait, 0.02))
 
 
 def _signatures(x: Any, what: str) -> list[Signature]:

@@ -52,6 +52,9 @@ class TaskRecord:
     partition: int | None = None
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
+    # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
+    progress: float | None = None
+    progress_message: str | None = None
 
     @property
     def done(self) -> bool:
@@ -63,6 +66,7 @@ class TaskRecord:
             "result": self.result, "error": self.error, "attempts": self.attempts,
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
+            "progress": self.progress, "progress_message": self.progress_message,
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class TaskRecord:
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
+            progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
         )
 
 

@@ -23,4 +23,5 @@ redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
 redis.call('RPUSH', KEYS[2], now .. ' rejected: ' .. string.sub(ARGV[3], 1, 200))
 redis.call('LTRIM', KEYS[2], -50, -1)
 wf_task_ended(wf_prefix(KEYS[3]), now, 0, KEYS[1], 'failed', 'null', ARGV[3])
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'failed')  -- see step.lua's announce
 return 'rejected'

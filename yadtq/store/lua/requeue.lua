@@ -32,4 +32,5 @@ local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
 wf_task_requeued(wf_prefix(KEYS[4]), KEYS[1])
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit'))}

@@ -18,6 +18,12 @@ local function wf_prefix(queued_index_key)
   return string.sub(queued_index_key, 1, #queued_index_key - #'status:queued')
 end
 
+-- Wakes waiters on the workflow's state (`YADTQ.result(workflow id)`), on the channel a task of
+-- that id would use (Keys.changes): payload the new state.
+local function wf_announce(ctx, state)
+  redis.call('PUBLISH', ctx.prefix .. 'task:' .. ctx.id .. ':changes', state)
+end
+
 local function wf_children(wk, i)
   local out = {}
   local c = redis.call('HGET', wk, 'c:' .. i)
@@ -78,6 +84,7 @@ wf_finish = function(ctx, i, value)
     redis.call('HSET', ctx.wk, 'state', 'success', 'result', value, 'finished', ctx.now)
     redis.call('HDEL', ctx.wk, 'error')
     if ctx.ttl > 0 then redis.call('EXPIRE', ctx.wk, ctx.ttl) end
+    wf_announce(ctx, 'success')
     return
   end
   local pk = redis.call('HGET', ctx.wk, 'k:' .. parent)
@@ -133,6 +140,7 @@ local function wf_task_ended(prefix, now, ttl, tk, outcome, result, err)
   if redis.call('HGET', ctx.wk, 'state') ~= 'failed' then
     redis.call('HSET', ctx.wk, 'state', 'failed', 'finished', now,
       'error', meta[3] .. ' (' .. spec.id .. ') failed: ' .. err)
+    wf_announce(ctx, 'failed')
   end
   if spec.errback then
     wf_create_task(ctx, spec.errback, cjson.encode(spec.id) .. ',' .. cjson.encode(err))
