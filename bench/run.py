@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 
 from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     common,
+    delayed,
     kafka_bench,
     limits_bench,
     mixed,
@@ -42,8 +43,8 @@ from bench import (  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "workflows", "dashboard",
-         "wakeup")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "workflows",
+         "dashboard", "wakeup")
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,12 @@ class Sizes:
     memory: int
     dashboard: tuple[int, ...]
     wakeup: int  # result() calls woken by an outcome, pushed and polled each
+    delayed: int  # tasks due in the same second
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
-             (100_000, 1_000_000), 200)
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30)
+             (100_000, 1_000_000), 200, 10_000)
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
@@ -116,6 +118,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if "limits" in only:
             y["limits"] = timed(f"limits {broker}", limits_bench.run, args.limit_seconds or (10 if args.quick else 60),
                                 LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
+        if "delayed" in only:
+            y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
         if "workflows" in only:
             from bench import workflows_bench
             y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,

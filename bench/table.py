@@ -247,6 +247,13 @@ class Table:
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         self._limits_rows()
+        for q in ("p50", "p99"):
+            self._simple(f"delayed: lateness {q}, all due in one second", "delayed", f"released_{q}_ms", "ms",
+                         "{:,.0f}", target="< 1 s" if q == "p99" else "",
+                         ok=(lambda v: v < 1000) if q == "p99" else None)
+        self._simple("delayed: start lateness p99 (runs the burst)", "delayed", "start_p99_ms", "ms", "{:,.0f}")
+        self._simple("delayed: Redis memory per waiting task", "delayed", "bytes_per_waiting_task", "B", "{:,.0f}",
+                     target="< 1 KB", ok=lambda v: v < 1024)
         dashboard = self.out.get("dashboard", {})
         for key in sorted((k for k in dashboard if k != "error"), key=lambda k: int(k.rsplit("_", 1)[1])):
             v = dashboard[key]["median"]

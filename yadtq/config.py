@@ -41,6 +41,9 @@ class Settings:
     time_limit: float = 0.0
     lease: float = 10.0
     result_ttl: float = 0.0
+    # Delayed tasks are published this many seconds before their eta, so a burst due at once is on
+    # the broker by then; a worker holds one that comes early and claims it at its eta.
+    schedule_lead: float = 2.0
     # The monitor republishes tasks `queued` for longer than this (their message
     # may be gone with a memory-only broker's restart); 0 turns it off.
     requeue_stale_after: float = 120.0
@@ -112,7 +115,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
+        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas"):

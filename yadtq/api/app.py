@@ -101,8 +101,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.post("/tasks", status_code=201, response_model=m.Submitted, dependencies=auth, tags=["tasks"],
               summary="Submit one task")
     def submit(body: one) -> m.Submitted:  # type: ignore[valid-type]
-        tid = q.publish([_message(q, body)], wait=True)[0]
-        return m.Submitted(task_id=tid, status=Status.QUEUED)
+        message = _message(q, body)
+        tid = q.publish([message], wait=True)[0]
+        return m.Submitted(task_id=tid, status=q.status(tid).status if message.timing.delayed else Status.QUEUED)
 
     @app.post("/tasks/batch", status_code=201, response_model=m.BatchSubmitted, dependencies=auth, tags=["tasks"],
               summary="Submit many tasks (one Redis pipeline, one broker flush)")
@@ -232,7 +233,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
-                               "unchecked": body.unchecked}
+                               "unchecked": body.unchecked, "countdown": body.countdown, "eta": body.eta,
+                               "expires": body.expires}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key

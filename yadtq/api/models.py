@@ -12,7 +12,7 @@ from yadtq.task.messages import MAX_TASK_NAME
 from yadtq.task.status import STATUSES, Status
 
 # The schema lists the names as a plain string enum (what clients generated from it expect).
-StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
+StatusName = Literal["scheduled", "queued", "processing", "success", "failed", "cancelled", "expired"]
 assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses
 MAX_BATCH = 1_000
 MAX_WAIT = 30.0
@@ -66,6 +66,13 @@ class SubmitRequest(BaseModel):
     unchecked: bool = Field(default=False, strict=True,
                             description="send it without checking it against the tasks live workers serve "
                                         "(for a task only a future worker will know)")
+    countdown: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
+                                    description="run it no sooner than this many seconds from now (`scheduled` "
+                                                "until then)")
+    eta: float | str | None = Field(default=None, description="run it no sooner than this time: epoch seconds or "
+                                                              "ISO-8601 (UTC unless it says)")
+    expires: float | str | None = Field(default=None, description="not started within this many seconds (or by "
+                                                                  "this ISO-8601 time), it ends `expired`")
 
     @field_validator("args", "kwargs")
     @classmethod
@@ -169,11 +176,13 @@ class TaskPage(BaseModel):
 
 class Counts(BaseModel):
     model_config = ConfigDict(extra="allow")
+    scheduled: int = 0
     queued: int
     processing: int
     success: int
     failed: int
     cancelled: int
+    expired: int = 0
 
 
 class TypeRow(BaseModel):

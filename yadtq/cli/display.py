@@ -64,6 +64,10 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
         lines += [f"  submitted  {when(rec.first_submitted, now)}", f"  requeued   {when(rec.submitted, now)}"]
     else:
         lines.append(f"  submitted  {when(rec.submitted, now)}")
+    if rec.eta:
+        lines.append(f"  not before {when(rec.eta, now)}")
+    if rec.expires:
+        lines.append(f"  expires    {when(rec.expires, now)}")
     if rec.started:
         waited = f"  (waited {duration(rec.started - rec.submitted)})" if rec.submitted else ""
         lines.append(f"  started    {when(rec.started, now)}{waited}")

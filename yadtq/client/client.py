@@ -45,9 +45,13 @@ from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
+from yadtq.task.timing import Timing, When
 
 log = logging.getLogger(__name__)
-TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
+# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
+TaskSpec = Any
+# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
+SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires")
 
 
 class YADTQ:
@@ -110,8 +114,13 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None, key: str | None = None, unchecked: bool = False) -> TaskMessage:
+                task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                countdown: float | None = None, eta: When | None = None, expires: When | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
+
+        `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
+        until due, then published. `expires` (seconds from submit, or a datetime): not started
+        by then, it ends `expired` and never runs (yadtq.task.timing).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -126,8 +135,9 @@ class YADTQ:
             raise MessageError("key must be a non-empty string of at most 200 characters")
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
+        timing = Timing.of(countdown, eta, expires, task_id)
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key)
+                        tries or self.settings.tries, time.time(), time_limit, key, timing)
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -138,6 +148,8 @@ class YADTQ:
                **options: Any) -> str:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
 
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        a delayed task is recorded `scheduled` and published when due (no broker needed now).
         `link=add.s(10)` runs a callback with its result first, `link_error=sig` one with its id
         and error first, if it fails (see yadtq.client.workflows)."""
         link, link_error = options.pop("link", None), options.pop("link_error", None)
@@ -161,7 +173,7 @@ class YADTQ:
         """
         token = uuid.uuid4().hex
         verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
         to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
         try:
             self._send(to_send, wait)
@@ -246,11 +258,15 @@ class YADTQ:
             return spec
         if isinstance(spec, Mapping):
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                                tries=spec.get("tries"), time_limit=spec.get("time_limit"),
                                 task_id=spec.get("task-id") or spec.get("task_id"),
-                                unchecked=unchecked or bool(spec.get("unchecked")))
+                                unchecked=unchecked or bool(spec.get("unchecked")),
+                                **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None})
         name, args, *rest = spec
-        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
+        options = rest[1] if len(rest) > 1 else {}
+        unknown = set(options) - set(SPEC_OPTIONS)
+        if unknown:
+            raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
+        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked, **options)
 
     # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
     def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,

@@ -29,6 +29,7 @@ from yadtq.store.workflows import WorkflowState, WorkflowStore, new_workflow_id,
 from yadtq.task.canvas import CANVAS_TYPES, Canvas, Signature, chain, chord, from_dict, group
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
+from yadtq.task.timing import NO_TIMING
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,9 @@ class Workflows:
 
     def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         """One task with callbacks: `link` gets its result first, `link_error` its id and error."""
-        if m.key is not None:
-            raise MessageError("an ordering key cannot be combined with link= or link_error=")
+        if m.key is not None or m.timing != NO_TIMING:
+            raise MessageError("an ordering key, countdown, eta or expires cannot be combined with link= or "
+                               "link_error=")
         sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id)
         links = _signatures(link, "link")
         errbacks = _signatures(link_error, "link_error")

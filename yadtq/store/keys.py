@@ -90,6 +90,11 @@ class Keys:
         return f"{self.prefix}retries"
 
     @property
+    def scheduled(self) -> str:
+        """Sorted set: task id -> Redis time a delayed task is due to be published (yadtq.store.delayed)."""
+        return f"{self.prefix}scheduled"
+
+    @property
     def limits(self) -> str:
         """Hash of rate and concurrency limits: `code:<task>` (from a worker's decorator) and
         `set:<task>` (set at run time, over it), each JSON (yadtq.store.limits)."""
