@@ -98,8 +98,8 @@ class ClaimPipeline:
         """
         s = self.settings
         keys = list(self._fixed)
-        # ARGV[4] is unused: finished records leave by the retention sweep (yadtq.store.retention).
-        args: list[Any] = [self.worker, self.incarnation, s.lease, 0, len(outcomes), s.max_lost_runs]
+        # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
+        args: list[Any] = [self.worker, self.incarnation, s.lease, int(s.result_ttl), len(outcomes), s.max_lost_runs]
         for o in outcomes:
             keys += [self.keys.task(o.task_id), self.keys.events(o.task_id)]
             args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]

@@ -2,9 +2,10 @@
 -- A task that is running or finished is left alone (a running task is not interrupted).
 -- KEYS[1] task hash, KEYS[2] status:queued index, KEYS[3] status:cancelled index, KEYS[4] the task's events list
 -- KEYS[5] status:scheduled index, KEYS[6] scheduled (due set): a delayed task is cancelled before it is published
--- ARGV[1] unused (the retention sweep removes finished records, store/retention.py), ARGV[2] who cancelled
+-- ARGV[1] result TTL: a workflow's state only (the task record leaves by the retention sweep), ARGV[2] who cancelled
 -- (for the history), ARGV[3] the task id
 -- Returns {'ok', time} | {'missing'} | {status}
+--! include workflow
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {'missing'}
@@ -23,5 +24,7 @@ redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' cancelled by ' .. ARGV[2])
 redis.call('LTRIM', KEYS[4], -50, -1)
+local ttl = tonumber(ARGV[1])  -- a workflow's state only: the task record leaves by the retention sweep
+wf_task_ended(wf_prefix(KEYS[2]), now, ttl, KEYS[1], 'failed', 'null', 'cancelled by ' .. ARGV[2])
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'cancelled')  -- see step.lua's announce
 return {'ok', tostring(now)}

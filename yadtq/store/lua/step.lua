@@ -11,8 +11,8 @@
 -- (a run counted against a max_concurrency notes its limit:running key in its record, field
 -- 'limit_key'; outcomes, renew.lua and release.lua take it from there)
 --
--- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] unused (finished records
---   leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
+-- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl: a workflow's state only
+--   (task records leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
@@ -27,10 +27,12 @@
 --   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
 --   | {'early', eta, now}: a delayed task published ahead of its eta, held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
+--! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, incarnation = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
 local n_out = tonumber(ARGV[5])
 local max_lost = tonumber(ARGV[6])
 local IDX = {queued = KEYS[1], processing = KEYS[2], success = KEYS[3], failed = KEYS[4], scheduled = KEYS[10],
@@ -104,7 +106,7 @@ for _ = 1, n_out do
   local tk, ek = KEYS[k], KEYS[k+1]
   a = a + 6
   k = k + 2
-  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner')
+  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow')
   local want = outcome == 'retry' and 'queued' or outcome
   if cur[1] == fence and cur[2] == 'processing' then
     redis.call('HDEL', tk, 'lease')
@@ -136,6 +138,8 @@ for _ = 1, n_out do
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
       announce(tk, 'failed')
     end
+    -- a workflow member: count it and record the next step in this same step (lib/workflow.lua)
+    if cur[4] and outcome ~= 'retry' then wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, outcome, result, err) end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
     -- the same step sent again after a lost connection: already applied
@@ -231,6 +235,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
+        wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
       end
