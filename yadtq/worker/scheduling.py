@@ -73,5 +73,5 @@ class Schedules(Middleware):
 def _publish(ctx: WorkerContext, messages: Sequence[TaskMessage]) -> bool:
     topic = ctx.settings.topic
     for m in messages:
-        ctx.publisher.publish(topic, (m.key or m.task_id).encode(), m.encode())
+        ctx.publisher.publish(topic, m.record_key, m.encode())
     return ctx.publisher.flush()
