@@ -80,10 +80,10 @@ class TaskRecord:
 
 
 class TaskNotCancellable(YADTQError):
-    """Only a queued task can be cancelled; this one is running or finished."""
+    """A finished task cannot be cancelled."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        super().__init__(f"task {task_id} is {status}; only a task that has not finished can be cancelled")
         self.task_id = task_id
         self.status = status
 
@@ -266,19 +266,26 @@ class Backend:
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
-        """Moves a queued task to `cancelled` (atomically); returns the new record.
+        """Ends a task that has not finished as `cancelled` (atomically); returns the new record.
 
-        Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
-        a running task is never interrupted.
+        A waiting task never runs. A running one is `cancelled` at once and its worker is told
+        to interrupt the run (within about half a second; see docs/time-and-flow.md).
+        Raises `TaskNotFound`, or `TaskNotCancellable` for a finished task.
         """
-        got = CancelReply.decode(self._cancel(
-            keys=[self.keys.task(task_id), self.keys.status(Status.QUEUED), self.keys.status(Status.CANCELLED),
-                  self.keys.events(task_id)],
-            args=[int(self.settings.result_ttl), by, task_id]))
+        k = self.keys
+        got = CancelReply("moved")
+        for _ in range(5):  # 'moved': claimed by another worker between the read and the script
+            worker = str(self.r.hget(k.task(task_id), "worker") or "")
+            got = CancelReply.decode(self._cancel(
+                keys=[k.task(task_id), k.status(Status.QUEUED), k.status(Status.CANCELLED), k.events(task_id),
+                      k.status(Status.PROCESSING), k.control(worker)],
+                args=[int(self.settings.result_ttl), by, task_id, worker]))
+            if got.outcome != "moved":
+                break
         if got.outcome == "missing":
             raise TaskNotFound(task_id)
         if got.outcome != "ok":
-            raise TaskNotCancellable(task_id, got.status)
+            raise TaskNotCancellable(task_id, got.status or Status.PROCESSING)
         return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:

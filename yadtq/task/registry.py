@@ -8,6 +8,12 @@
     @task("sum", tries=5, time_limit=30)
     def total(*xs: float) -> float: ...
 
+    @task(retry_on=(TimeoutError, ConnectionError))   # retry only these; others fail at once
+    def fetch(url: str) -> str: ...
+
+    @task(fail_on=(ValueError,))                      # never retry these; others as usual
+    def parse(text: str) -> dict: ...
+
 Arguments are checked against the function's signature and its simple type
 annotations (int, float, str, bool, list, dict) before it runs, so a wrong
 call is a clear `TaskArgumentError` instead of a traceback from inside.
@@ -49,6 +55,9 @@ class Task:
     tries: int | None = None
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+    # Which errors are worth a retry (the worker's RetryRules policy): empty = any error.
+    retry_on: tuple[type[BaseException], ...] = ()
+    fail_on: tuple[type[BaseException], ...] = ()
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `TaskArgumentError` when the call does not fit the function."""
@@ -84,6 +93,20 @@ _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def _exception_types(task_name: str, option: str, given: ExceptionTypes | None) -> tuple[type[BaseException], ...]:
+    """`retry_on`/`fail_on` as a tuple of exception classes (one class alone is accepted too)."""
+    if given is None:
+        return ()
+    types = given if isinstance(given, tuple) else (given,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ConfigError(f"task {task_name!r}: {option} takes exception classes, got {t!r}")
+    return types
+
+
 def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
     # JSON has no separate bool; True must not pass as a number.
     if isinstance(value, bool) and bool not in expected:
@@ -96,17 +119,19 @@ class Registry:
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
-             time_limit: float | None = None) -> Any:
-        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`."""
+             time_limit: float | None = None, retry_on: ExceptionTypes | None = None,
+             fail_on: ExceptionTypes | None = None) -> Any:
+        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10, fail_on=(ValueError,))`."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(fn, name, tries=tries, time_limit=time_limit)
+            return self.register(fn, name, tries=tries, time_limit=time_limit, retry_on=retry_on, fail_on=fail_on)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
-                 time_limit: float | None = None) -> Callable[..., Any]:
+                 time_limit: float | None = None, retry_on: ExceptionTypes | None = None,
+                 fail_on: ExceptionTypes | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
         if tries is not None and tries < 1:
             raise ConfigError(f"task {task_name!r}: tries must be >= 1")
@@ -115,7 +140,9 @@ class Registry:
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn))
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn),
+                                      _exception_types(task_name, "retry_on", retry_on),
+                                      _exception_types(task_name, "fail_on", fail_on))
         return fn
 
     def get(self, name: str) -> Task:

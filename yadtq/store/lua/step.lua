@@ -8,7 +8,7 @@
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
--- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
+-- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
 -- then per claim (11): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key
 --
@@ -47,7 +47,8 @@ for _ = 1, n_out do
   k = k + 2
   local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner')
   local want = outcome == 'retry' and 'queued' or outcome
-  if cur[1] == fence and cur[2] == 'processing' then
+  -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
+  if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
     redis.call('HDEL', tk, 'lease')
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
