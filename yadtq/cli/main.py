@@ -444,6 +444,11 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
+from yadtq.cli.control import COMMANDS as CONTROL_COMMANDS  # noqa: E402  (cancel, purge, pause, inspect...)
+
+COMMANDS.update(CONTROL_COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)

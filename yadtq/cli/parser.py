@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
 
+    from yadtq.cli.control import add_parsers as add_control_parsers
+    add_control_parsers(sub, common, _sub)  # cancel, purge, pause, resume, stop, inspect
+
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",
              "yadtq export --out export/\nyadtq export --out export/ --format parquet --limit 10000")
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write (created), e.g. --out export/")
