@@ -45,7 +45,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, make: Callable[..., a
         p = make(sub, name, [common], f"tell one worker to {what}",
                  f"yadtq {name} W1\nyadtq {name} W1 W2",
                  f"Queues `{name}` for each named worker; it takes it within about a second.")
-        p.add_argument("workers", nargs="+", metavar="WORKER", help="worker names, as `yadtq workers` lists them")
+        p.add_argument("workers", nargs="+", metavar="WORKER",
+                       help="worker names, as `yadtq workers` lists them, e.g. W1 W2")
 
     p = make(sub, "inspect", [common], "what each live worker runs now, with its slots and partitions",
              "yadtq inspect\nyadtq inspect --json | jq '.[].tasks'")
