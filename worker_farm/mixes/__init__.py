@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.cancels import CancelsMix
 from worker_farm.mixes.retries import RetriesMix
 
 
@@ -13,5 +14,6 @@ def all_mixes() -> list[ChaosMix]:
     """A fresh instance of every mix (each keeps the ids it submitted)."""
     mixes: list[ChaosMix] = [
         RetriesMix(),
+        CancelsMix(),
     ]
     return mixes
