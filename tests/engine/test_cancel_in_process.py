@@ -95,6 +95,8 @@ def test_cancelling_a_running_task_interrupts_it_and_it_ends_cancelled(h: Harnes
     wait_for(lambda: any(e["event"] == "task_cancelled" and e["task_id"] == tid for e in h.events()), 5,
              what="the task_cancelled event")
     assert h.backend.get(tid).status == "cancelled" and not w.dispatch.running, "the slot was not freed"
+    fence = str(h.r.hget(h.backend.keys.task(tid), "fence"))
+    assert w.claims.renew([(tid, fence)]) == [True], "a cancelled claim read as lost (a false warning)"
     assert w.failed == 0 and not w._stop.is_set()
 
 
