@@ -27,6 +27,10 @@ from yadtq.task.registry import registry
 from yadtq.task.status import Status
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")
+# Live panels rerun every few seconds: Streamlit greys an element out while its new value is on its way,
+# which on a refresh this frequent reads as flicker. The old value stays as it is until replaced.
+st.html("<style>[data-stale='true'], [data-stale='true'] * {opacity: 1 !important; transition: none !important;}"
+        "</style>")
 HERE = Path(__file__).resolve().parent
 
 

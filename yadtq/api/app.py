@@ -86,7 +86,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.get("/health", response_model=m.Health, tags=["service"], summary="Is Redis answering")
     def health() -> JSONResponse:
         ok = q.redis_answers()
-        body = m.Health(status="ok" if ok else "degraded", redis=ok, auth=bool(settings.api_token))
+        body = m.Health(status="ok" if ok else "degraded", redis=ok, auth=bool(settings.api_token),
+                        waiting=q.waiting_note() if ok else None)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     # -- submit ----------------------------------------------------------------

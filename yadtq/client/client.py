@@ -33,6 +33,7 @@ from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.store.readiness import waiting_note
 from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
 from yadtq.task.status import Status
@@ -268,6 +269,10 @@ class YADTQ:
                 raise ResultTimeout(task_id, timeout or 0, rec.status)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def waiting_note(self) -> str | None:
+        """Why no task can start now (workers still joining their group, none alive), or None."""
+        return waiting_note(self.live.workers().values())
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
