@@ -31,11 +31,11 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
+from bench import common, kafka_bench, limits_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "dashboard")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 
 QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000))
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
+LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
+LIMIT_UNLIMITED = {False: 3000, True: 1000}  # add tasks timed beside the saturated limit (full, --quick)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,6 +104,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
+        if "limits" in only:
+            y["limits"] = timed(f"limits {broker}", limits_bench.run, args.limit_seconds or (10 if args.quick else 60),
+                                LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--broker", nargs="+", choices=list(common.BROKERS), default=["embedded"],
                    help="brokers YADTQ is measured on, a column each (default: embedded)")
     p.add_argument("--no-celery", action="store_true", help="no Celery")
+    p.add_argument("--limit-seconds", type=float, metavar="S",
+                   help="how long the limits benchmark keeps its rate-limited type saturated (default 60, quick 10)")
     p.add_argument("--no-peers", action="store_true", help="no Dramatiq and arq")
     p.add_argument("--show", type=Path, metavar="JSON", help="print the table of a saved result, run nothing")
     p.add_argument("--markdown", action="store_true", help="the table as Markdown (for the README)")

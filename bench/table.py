@@ -242,6 +242,7 @@ class Table:
         self._simple("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
+        self._limits_rows()
         dashboard = self.out.get("dashboard", {})
         for key in sorted((k for k in dashboard if k != "error"), key=lambda k: int(k.rsplit("_", 1)[1])):
             v = dashboard[key]["median"]
@@ -249,6 +250,16 @@ class Table:
             self.rows.append(Row(f"dashboard refresh, {int(key.rsplit('_', 1)[1]):,} records",
                                  {self.columns[0]: f"{v:.1f} ms"} if self.columns else {}, target="< 300 ms",
                                  met=verdict([("< 300 ms", v < 300)])))
+
+
+    def _limits_rows(self) -> None:
+        """The limits benchmark (bench/limits_bench.py): a 20/s limit saturated, one run."""
+        self._simple("rate limit 20/s saturated: achieved", "limits", "rate_achieved_per_s", "/s", "{:.1f}",
+                     target="20 ± 5%", ok=lambda v: 19 <= v <= 21)
+        self._simple("rate limit 20/s: most starts in any 1 s (2 workers)", "limits", "most_in_1s", "", "{:.0f}",
+                     target="<= 22", ok=lambda v: v <= 22)
+        self._simple("unlimited throughput beside a saturated limit, ratio to none", "limits", "unlimited_ratio",
+                     "", "{:.2f}", target=">= 0.9", ok=lambda v: v >= 0.9)
 
 
 def render(out: dict[str, Any], markdown: bool = False) -> str:

@@ -1,6 +1,6 @@
 """YADTQ dashboard: `streamlit run dashboard/app.py` (the Procfile runs it).
 
-Four pages: Overview, Tasks, Workers and partitions, Failures. Settings come
+Five pages: Overview, Tasks, Workers and partitions, Failures, Schedules. Settings come
 from the same `YADTQ_*` variables as every other process. Live panels refresh
 every `YADTQ_DASHBOARD_REFRESH` seconds without reloading the page; every read
 goes through the library's bounded read API (`dashboard/data.py`).
@@ -120,7 +120,8 @@ def main() -> None:
              for name, title, icon in (("overview", "Overview", ":material/monitoring:"),
                                        ("tasks", "Tasks", ":material/list_alt:"),
                                        ("workers", "Workers and partitions", ":material/dns:"),
-                                       ("failures", "Failures", ":material/error:"))}
+                                       ("failures", "Failures", ":material/error:"),
+                                       ("schedules", "Schedules", ":material/schedule:"))}
     current = st.navigation(list(pages.values()))
     sidebar(pages["tasks"])
     current.run()

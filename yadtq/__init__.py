@@ -23,6 +23,7 @@ from yadtq.store.live_state import LiveState
 from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
+from yadtq.task.periodic import periodic
 from yadtq.task.registry import Registry, current_task, registry, task
 from yadtq.task.status import Status
 from yadtq.worker.middleware import Middleware
@@ -54,6 +55,7 @@ __all__ = [
                           "UnknownTask",
                           "YADTQError",
                           "current_task",
+                          "periodic",
                           "registry",
                           "task",
 ]

@@ -13,11 +13,14 @@ import redis
 from yadtq.config import Settings
 from yadtq.store import scripts
 from yadtq.store.claim_replies import (
+    CONCURRENCY,
+    RATE,
     WITHDRAWN,
     Busy,
     Done,
     DueRetry,
     Foreign,
+    Limited,
     Parked,
     Quarantined,
     Run,
@@ -41,11 +44,17 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
           "incarnation", "host", "pid", "since",  # worker_name:<name>
-          "id", "completed", "p"}  # end:<topic>
+          "id", "completed", "p",  # end:<topic>
+          "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`
+          # schedule:<name>, and the task record's schedule
+          "name", "definition", "version", "origin", "defined_at", "created_at", "last_slot", "last_run", "last_task",
+          "fired", "skipped", "last_skipped", "schedule"}
 REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
-               "quarantined", "run", "fenced", "rejected", WITHDRAWN}
+               "quarantined", "run", "fenced", "rejected", WITHDRAWN, "limited", RATE, CONCURRENCY,
+               "same", "changed", "gone", "waiting", "taken", "early"}  # schedule_define.lua, schedule_fire.lua
 ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
-                  "fresh"}  # requeue.lua: reset attempts (else "lost")
+                  "fresh",  # requeue.lua: reset attempts (else "lost")
+                  "wait", "skip"}  # schedule_fire.lua: the scheduler's decision (else fire)
 VALUES = {"null", "requeued"}  # a JSON null result; an events line
 
 
@@ -159,11 +168,12 @@ def test_step_reply() -> None:
     raw = ["ok", "fenced",
            ["run", "7", "2", "add", "[1]", "{}", "3", "", "1", "100.5", "1"],
            ["done", "success"], ["done", WITHDRAWN], ["busy", "99.0"], ["parked", "101.0"],
-           ["quarantined", "died 3 times"], ["foreign", "another task"]]
+           ["quarantined", "died 3 times"], ["foreign", "another task"], ["limited", "0.25", RATE]]
     reply = StepReply.decode(raw, outcomes=2)
     assert reply.stored == [True, False]
     assert reply.verdicts == [Run("7", 2, "add", [1], {}, 3, None, 1, 100.5, 1), Done("success"), Done(WITHDRAWN),
-                              Busy(99.0), Parked(101.0), Quarantined("died 3 times"), Foreign("another task")]
+                              Busy(99.0), Parked(101.0), Quarantined("died 3 times"), Foreign("another task"),
+                              Limited(0.25, RATE)]
     with pytest.raises(ValueError, match="unknown claim verdict"):
         decode_verdict(["what"])
     assert decode_renewals([1, 0]) == [True, False]

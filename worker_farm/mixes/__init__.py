@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.cancels import CancelsMix
+from worker_farm.mixes.limits import LimitsMix
+from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
 
 
@@ -14,6 +16,8 @@ def all_mixes() -> list[ChaosMix]:
     """A fresh instance of every mix (each keeps the ids it submitted)."""
     mixes: list[ChaosMix] = [
         RetriesMix(),
+        LimitsMix(),
+        PeriodicMix(),
         CancelsMix(),
     ]
     return mixes

@@ -25,7 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
+from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
+from yadtq.api.schedules import add_routes as add_schedule_routes
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
@@ -170,6 +172,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     def requeue(task_id: TaskId) -> m.Submitted:
         return m.Submitted(task_id=q.requeue(task_id), status=Status.QUEUED)
 
+    add_limit_routes(app, q, auth)
+
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],
              summary="Workers: status, host, pid, slots, running tasks, partitions")
@@ -212,6 +216,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               sample: Annotated[int, Query(ge=1, le=search.MAX_BUDGET)] = search.DEFAULT_SAMPLE) -> dict[str, Any]:
         report = search.type_stats(q.backend, window, sample)
         return {"counts": q.backend.counts(), **report.as_dict()}
+
+    add_schedule_routes(app, q, auth)  # GET, POST /schedules, DELETE /schedules/{name}
 
     @app.get("/metrics", dependencies=auth, tags=["service"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq.cli.parser import build_parser
+from yadtq.cli.schedules import cmd_schedules
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -50,6 +51,9 @@ EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
+
+
+COMMANDS["schedules"] = cmd_schedules
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -463,6 +467,12 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
         stats = export(q.backend, q.live, args.out, limit=args.limit, fmt=args.format)
     print(stats.summary())
     return RET_OK
+
+
+@command
+def cmd_limits(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli import limits
+    return limits.run(args, s)
 
 
 from yadtq.cli.control import COMMANDS as CONTROL_COMMANDS  # noqa: E402  (cancel, purge, pause, inspect...)

@@ -9,6 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
+from yadtq.cli.schedules import add_parser as add_schedules_parser
 from yadtq.task.status import STATUSES
 
 
@@ -219,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
 
+    from yadtq.cli import limits
+    limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
+                              limits.EXAMPLES))
+    add_schedules_parser(sub, [common], _sub)
     from yadtq.cli.control import add_parsers as add_control_parsers
     add_control_parsers(sub, common, _sub)  # cancel, purge, pause, resume, stop, inspect
 

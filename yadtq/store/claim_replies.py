@@ -69,7 +69,18 @@ class Foreign:
     reason: str
 
 
-Verdict = Run | Done | Busy | Parked | Quarantined | Foreign
+@dataclass(frozen=True)
+class Limited:
+    """Over its task name's rate or concurrency limit (`reason`): nothing was changed; claim it again
+    in `delay` seconds (a rate's next start, or a short wait for a running one to end)."""
+
+    delay: float
+    reason: str  # RATE | CONCURRENCY
+
+
+RATE, CONCURRENCY = "rate", "concurrency"
+
+Verdict = Run | Done | Busy | Parked | Quarantined | Foreign | Limited
 
 
 def decode_verdict(raw: list[Any]) -> Verdict:
@@ -90,6 +101,8 @@ def decode_verdict(raw: list[Any]) -> Verdict:
         return Quarantined(raw[1])
     if kind == "foreign":
         return Foreign(raw[1])
+    if kind == "limited":
+        return Limited(float(raw[1]), raw[2])
     raise ValueError(f"unknown claim verdict {raw!r}")
 
 

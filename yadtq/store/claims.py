@@ -18,6 +18,7 @@ from yadtq.store.claim_replies import (
     Done,
     DueRetry,
     Foreign,
+    Limited,
     Parked,
     Quarantined,
     Run,
@@ -33,8 +34,8 @@ from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 
-__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Foreign", "Outcome", "Parked",
-           "Quarantined", "Run", "Verdict"]
+__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Foreign", "Limited", "Outcome",
+           "Parked", "Quarantined", "Run", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class ClaimPipeline:
         self._untake = bind(client, "untake")
         k = self.keys
         self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
-                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries]
+                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits]
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -101,7 +102,8 @@ class ClaimPipeline:
             args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
         for c in claims:
             m = c.work.message
-            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id)]
+            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
+                     self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or ""]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \

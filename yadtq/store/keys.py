@@ -83,3 +83,26 @@ class Keys:
     def retries(self) -> str:
         """Sorted set: task id -> Redis time a parked retry is due to be published again."""
         return f"{self.prefix}retries"
+
+    @property
+    def limits(self) -> str:
+        """Hash of rate and concurrency limits: `code:<task>` (from a worker's decorator) and
+        `set:<task>` (set at run time, over it), each JSON (yadtq.store.limits)."""
+        return f"{self.prefix}limits"
+
+    def limit_rate(self, task: str) -> str:
+        """String: the Redis time a rate-limited task name may next start (GCRA's TAT)."""
+        return f"{self.prefix}limit:rate:{task}"
+
+    def limit_running(self, task: str) -> str:
+        """Sorted set: task:<id> key -> lease end, the runs counted against a `max_concurrency`."""
+        return f"{self.prefix}limit:running:{task}"
+
+    def schedule(self, name: str) -> str:
+        """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """Sorted set: schedule name -> Redis time a scheduler should look at it next."""
+        return f"{self.prefix}schedules"

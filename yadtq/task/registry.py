@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+from yadtq.task.limits import Limits
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Task:
     tries: int | None = None
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+    limits: Limits = field(default_factory=Limits)  # rate and concurrency limits (yadtq.task.limits)
     # Which errors are worth a retry (the worker's RetryRules policy): empty = any error.
     retry_on: tuple[type[BaseException], ...] = ()
     fail_on: tuple[type[BaseException], ...] = ()
@@ -119,20 +121,30 @@ class Registry:
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
-             time_limit: float | None = None, retry_on: ExceptionTypes | None = None,
+             time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
+             key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
              fail_on: ExceptionTypes | None = None) -> Any:
-        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10, fail_on=(ValueError,))`."""
+        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`;
+        limits: `rate_limit="100/s"`, `max_concurrency=3`, `key_concurrency=2` (yadtq.task.limits);
+        which errors are worth a retry: `retry_on=(TimeoutError,)`, `fail_on=(ValueError,)`."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(fn, name, tries=tries, time_limit=time_limit, retry_on=retry_on, fail_on=fail_on)
+            return self.register(fn, name, tries=tries, time_limit=time_limit, rate_limit=rate_limit,
+                                 max_concurrency=max_concurrency, key_concurrency=key_concurrency,
+                                 retry_on=retry_on, fail_on=fail_on)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
-                 time_limit: float | None = None, retry_on: ExceptionTypes | None = None,
+                 time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
+                 key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
                  fail_on: ExceptionTypes | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
+        try:
+            limits = Limits(rate_limit, max_concurrency, key_concurrency)
+        except ConfigError as exc:
+            raise ConfigError(f"task {task_name!r}: {exc}") from None
         if tries is not None and tries < 1:
             raise ConfigError(f"task {task_name!r}: tries must be >= 1")
         if time_limit is not None and time_limit <= 0:
@@ -140,7 +152,7 @@ class Registry:
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn),
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits,
                                       _exception_types(task_name, "retry_on", retry_on),
                                       _exception_types(task_name, "fail_on", fail_on))
         return fn

@@ -1,5 +1,6 @@
 """The worker's built-in policies, as middleware: which errors are worth a retry (`RetryRules`,
-its own module), retries, events, dead letters, time limits, and publishing parked retries.
+its own module), retries, events, dead letters, time limits, publishing parked retries, and
+the scheduler of periodic tasks (`Schedules`, its own module).
 Each sees only the `WorkerContext` (see docs/extending.md)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from yadtq.worker.jobs import CANCELLED, ERROR, FAILED, RETRY, SUCCESS, Finished
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
 from yadtq.worker.retry_rules import RetryRules
+from yadtq.worker.scheduling import Schedules
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -193,4 +195,4 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries()]
+    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules()]

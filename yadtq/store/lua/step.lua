@@ -3,8 +3,11 @@
 --
 -- KEYS[1] status:queued   KEYS[2] status:processing   KEYS[3] status:success
 -- KEYS[4] status:failed   KEYS[5] done_by             KEYS[6] failed_by
--- KEYS[7] retries (sorted set: task id -> due time of a parked retry)
--- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>
+-- KEYS[7] retries (sorted set: task id -> due time of a parked retry)   KEYS[8] limits (hash, yadtq.store.limits)
+-- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>,
+--   limit:rate:<task>, limit:running:<task>
+-- (a run counted against a max_concurrency notes its limit:running key in its record, field
+-- 'limit_key'; outcomes, renew.lua and release.lua take it from there)
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
@@ -15,6 +18,7 @@
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
+--   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -37,7 +41,52 @@ local function event(ek, text)
   if ttl > 0 then redis.call('EXPIRE', ek, ttl) end
 end
 
-local k = 8
+-- Rate and concurrency limits of a task name: `set:` (run time) over `code:` (decorator), per field;
+-- a JSON null is explicitly no limit.
+local limit_cache = {}
+local function limits_of(task)
+  local got = limit_cache[task]
+  if got then return got end
+  local raw = redis.call('HMGET', KEYS[8], 'set:' .. task, 'code:' .. task)
+  local set = raw[1] and cjson.decode(raw[1]) or {}
+  local code = raw[2] and cjson.decode(raw[2]) or {}
+  local function pick(f)
+    local v = set[f]
+    if v == nil then v = code[f] end
+    if v == cjson.null then return nil end
+    return v
+  end
+  got = {interval = pick('interval'), max = pick('max_concurrency')}
+  limit_cache[task] = got
+  return got
+end
+
+-- nil when a new run may start now (a rate's next start is then taken), else a 'limited' verdict.
+-- Rates are GCRA: one start per interval T, a start allowed up to 0.9 T early, so a claim that
+-- comes a little late does not lose its turn, and no 1-second window holds more than rate + 1.
+local function over_limit(lim, rk, ck)
+  if lim.max then
+    redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
+    if redis.call('ZCARD', ck) >= lim.max then return {'limited', '0.1', 'concurrency'} end
+  end
+  if lim.interval then
+    local T = lim.interval
+    local tat = tonumber(redis.call('GET', rk) or '0')
+    if tat - 0.9 * T > now then return {'limited', tostring(tat - 0.9 * T - now), 'rate'} end
+    local nxt = math.max(tat, now) + T
+    redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
+  end
+  return nil
+end
+
+local function count_run(lim, ck, tk, lease_until)
+  if lim.max then
+    redis.call('ZADD', ck, lease_until, tk)
+    redis.call('HSET', tk, 'limit_key', ck)
+  end
+end
+
+local k = 9
 local a = 7
 for _ = 1, n_out do
   local id, fence, outcome, result, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
@@ -50,6 +99,11 @@ for _ = 1, n_out do
   -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
   if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
     redis.call('HDEL', tk, 'lease')
+    local lk = redis.call('HGET', tk, 'limit_key')
+    if lk then
+      redis.call('ZREM', lk, tk)
+      redis.call('HDEL', tk, 'limit_key')
+    end
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
       move(id, 'processing', 'success')
@@ -74,7 +128,13 @@ for _ = 1, n_out do
     end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
-    -- the same step sent again after a lost connection: already applied
+    -- the same step sent again after a lost connection: already applied; or the end of a run
+    -- cancel.lua had ended: its max_concurrency count (if any) ends now, with the run
+    local lk = outcome == 'cancelled' and redis.call('HGET', tk, 'limit_key')
+    if lk then
+      redis.call('ZREM', lk, tk)
+      redis.call('HDEL', tk, 'limit_key')
+    end
     table.insert(out, 'ok')
   else
     table.insert(out, 'fenced')
@@ -83,7 +143,7 @@ end
 
 while a <= #ARGV do
   local id = ARGV[a]
-  local tk, ek, wk = KEYS[k], KEYS[k+1], KEYS[k+2]
+  local tk, ek, wk, rk, ck = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
   local digest = ARGV[a+9]
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due')
   local st = rec[1]
@@ -114,12 +174,16 @@ while a <= #ARGV do
       'failures', 'lost_runs')
     local lease_until = now + lease
     redis.call('HSET', tk, 'lease', lease_until)
+    local lk = redis.call('HGET', tk, 'limit_key')
+    if lk then redis.call('ZADD', lk, 'XX', lease_until, tk) end
     verdict = {'run', r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tostring(lease_until), r[9] or '0'}
   elseif st == 'processing' and tonumber(rec[5] or '0') > now then
     verdict = {'busy', rec[5]}
   else
+    local lim = limits_of(ARGV[a+1])
+    verdict = over_limit(lim, rk, ck)
     local lost = 0
-    if st == 'processing' then
+    if not verdict and st == 'processing' then
       -- its worker died or froze mid-run: a run cut off
       lost = redis.call('HINCRBY', tk, 'lost_runs', 1)
       local prev = redis.call('HGET', tk, 'worker') or '?'
@@ -144,6 +208,7 @@ while a <= #ARGV do
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
         'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8])
       redis.call('HDEL', tk, 'due')
+      count_run(lim, ck, tk, lease_until)
       move(id, st, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
       local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
@@ -153,6 +218,6 @@ while a <= #ARGV do
   end
   table.insert(out, verdict)
   a = a + 11
-  k = k + 3
+  k = k + 5
 end
 return out
