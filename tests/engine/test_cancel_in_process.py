@@ -52,6 +52,10 @@ def _registry() -> Registry:
         ended[tag] = "returned"
         return tag
 
+    @reg.task("one_at_a_time", max_concurrency=1)
+    def one_at_a_time(seconds: float, tag: str) -> str:
+        return str(slices(seconds, tag))
+
     @reg.task("stubborn")
     def stubborn(tag: str) -> str:
         started[tag] = time.monotonic()
@@ -136,3 +140,18 @@ def test_a_task_cancelled_before_it_starts_never_runs(h: Harness) -> None:  # no
     rec = h.backend.get(waiting)
     assert victim not in started and (rec.status, rec.attempts, rec.started) == ("cancelled", 0, None)
 
+
+
+def test_a_cancelled_run_gives_its_max_concurrency_slot_back_when_it_ends(h: Harness) -> None:  # noqa: F811
+    h.source.assign([0, 1])
+    start(h, lease=10.0)  # a count left to its lease would hold the slot for 10 s more
+    first, second = f"limited1-{h.settings.prefix}", f"limited2-{h.settings.prefix}"
+    running = h.submit("one_at_a_time", 30.0, first)
+    _running(h, running, first)
+    waiting = h.submit("one_at_a_time", 0.1, second)
+    h.rounds_pass(5)
+    assert second not in started, "max_concurrency=1 let a second run start"
+    h.backend.cancel(running, by="test")
+    t0 = time.monotonic()
+    h.wait_done([waiting], timeout=8)
+    assert time.monotonic() - t0 < 4.0, "the cancelled run's slot was held until its lease lapsed"
