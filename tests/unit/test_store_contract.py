@@ -43,6 +43,8 @@ STATUS_NAMES = {s.value for s in Status}
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
+          "eta", "expires", "released",  # delayed and expiring tasks
+          "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
           "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`
@@ -115,7 +117,8 @@ def test_every_quoted_word_is_known() -> None:
 
 
 def test_statuses_are_listed_in_order_and_final_is_a_frozenset() -> None:
-    assert STATUSES == (Status.QUEUED, Status.PROCESSING, Status.SUCCESS, Status.FAILED, Status.CANCELLED)
+    assert STATUSES == (Status.SCHEDULED, Status.QUEUED, Status.PROCESSING, Status.SUCCESS, Status.FAILED,
+                        Status.CANCELLED, Status.EXPIRED)
     assert isinstance(FINAL, frozenset) and all(s.final == (s in FINAL) for s in Status)
     assert json.dumps({Status.QUEUED: Status.FAILED}) == '{"queued": "failed"}'  # records and JSON hold names
 
@@ -136,7 +139,8 @@ def test_bind_refuses_an_unknown_script() -> None:
 
 # -- decoders: one per reply shape in each script's header -------------------------------
 def test_submit_reply() -> None:
-    assert SubmitReply.decode(["new"]) == SubmitReply("new")
+    assert SubmitReply.decode(["new", "queued"]) == SubmitReply("new", "queued")
+    assert SubmitReply.decode(["new", "scheduled"]) == SubmitReply("new", "scheduled")
     assert SubmitReply.decode(["exists", "processing"]) == SubmitReply("exists", "processing")
     assert SubmitReply.decode(["foreign", "abc"]).verdict == "foreign"
     with pytest.raises(ValueError):

@@ -52,6 +52,11 @@ class TaskRecord:
     partition: int | None = None
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
+    # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
+    progress: float | None = None
+    progress_message: str | None = None
+    eta: float | None = None  # a delayed task: not run before (Redis time)
+    expires: float | None = None  # not started by then: ends `expired`
 
     @property
     def done(self) -> bool:
@@ -63,6 +68,8 @@ class TaskRecord:
             "result": self.result, "error": self.error, "attempts": self.attempts,
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
+            "progress": self.progress, "progress_message": self.progress_message,
+            **{k: v for k, v in (("eta", self.eta), ("expires", self.expires)) if v is not None},
         }
 
     @classmethod
@@ -76,6 +83,8 @@ class TaskRecord:
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
+            progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
+            eta=_num(h.get("eta"), float), expires=_num(h.get("expires"), float),
         )
 
 
@@ -111,8 +120,9 @@ class Backend:
                       token: str = "") -> list[str]:
         """Writes `queued` records for `messages` in one pipeline; existing records are kept.
 
-        Returns one verdict per message: "new" (recorded now), or the status of
-        the record that already had that id with the same body. Raises
+        Returns one verdict per message: "new" (recorded now as queued: publish it),
+        "scheduled" (recorded now as delayed: the scheduler publishes it when due),
+        or the status of the record that already had that id with the same body. Raises
         `MessageError` when an id is taken by a task with another body (nothing
         is written for that message; the others are). `token` marks the new
         records as this submit's, so `unsubmit` can undo exactly them.
@@ -121,16 +131,17 @@ class Backend:
         for m in messages:
             self._submit(
                 keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
-                      self.keys.broker_epoch],
+                      self.keys.broker_epoch, self.keys.scheduled, self.keys.status(Status.SCHEDULED)],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.digest, token],
+                      m.time_limit or "", m.digest, token, *m.timing.lua_args()],
                 client=pipe)
         out: list[str] = []
         for m, raw in zip(messages, pipe.execute(), strict=True):
             reply = SubmitReply.decode(raw)
             if reply.verdict == "foreign":
                 raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
-            out.append("new" if reply.verdict == "new" else reply.status)
+            new = "scheduled" if reply.status == Status.SCHEDULED else "new"
+            out.append(new if reply.verdict == "new" else reply.status)
         return out
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
@@ -138,7 +149,8 @@ class Backend:
         since; returns the ids undone. Their ids refuse a late message for a week."""
         pipe = self.r.pipeline(transaction=False)
         for tid in task_ids:
-            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid)],
+            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid),
+                                 self.keys.status(Status.SCHEDULED), self.keys.scheduled],
                            args=[tid, token, WITHDRAWN_TTL], client=pipe)
         return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if decode_flag(undone)]
 
@@ -278,7 +290,7 @@ class Backend:
             worker = str(self.r.hget(k.task(task_id), "worker") or "")
             got = CancelReply.decode(self._cancel(
                 keys=[k.task(task_id), k.status(Status.QUEUED), k.status(Status.CANCELLED), k.events(task_id),
-                      k.status(Status.PROCESSING), k.control(worker)],
+                      k.status(Status.SCHEDULED), k.scheduled, k.status(Status.PROCESSING), k.control(worker)],
                 args=[int(self.settings.result_ttl), by, task_id, worker]))
             if got.outcome != "moved":
                 break

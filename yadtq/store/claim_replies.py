@@ -56,6 +56,15 @@ class Parked:
 
 
 @dataclass(frozen=True)
+class Early:
+    """A delayed task published ahead of its `eta` (Redis time; `now` is Redis time at the claim):
+    hold it and claim it again then."""
+
+    eta: float
+    now: float
+
+
+@dataclass(frozen=True)
 class Quarantined:
     """Its workers died under it too often: failed without running."""
 
@@ -80,7 +89,7 @@ class Limited:
 
 RATE, CONCURRENCY = "rate", "concurrency"
 
-Verdict = Run | Done | Busy | Parked | Quarantined | Foreign | Limited
+Verdict = Run | Done | Busy | Parked | Early | Quarantined | Foreign | Limited
 
 
 def decode_verdict(raw: list[Any]) -> Verdict:
@@ -97,6 +106,8 @@ def decode_verdict(raw: list[Any]) -> Verdict:
         return Busy(float(raw[1]))
     if kind == "parked":
         return Parked(float(raw[1]))
+    if kind == "early":
+        return Early(float(raw[1]), float(raw[2]))
     if kind == "quarantined":
         return Quarantined(raw[1])
     if kind == "foreign":

@@ -17,6 +17,7 @@ from yadtq.store.claim_replies import (
     Busy,
     Done,
     DueRetry,
+    Early,
     Foreign,
     Limited,
     Parked,
@@ -34,8 +35,8 @@ from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 
-__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Foreign", "Limited", "Outcome",
-           "Parked", "Quarantined", "Run", "Verdict"]
+__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Early", "Foreign", "Limited",
+           "Outcome", "Parked", "Quarantined", "Run", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class ClaimPipeline:
         self._untake = bind(client, "untake")
         k = self.keys
         self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
-                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits]
+                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits,
+                       k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -105,7 +107,8 @@ class ClaimPipeline:
             keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
                      self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
-                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or ""]
+                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
+                     *m.timing.lua_args()]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))

@@ -29,16 +29,22 @@ from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
 from yadtq.task.limits import Limits
+from yadtq.task.progress import ProgressSink, in_context, report_progress
 
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a running task may ask about itself (`yadtq.current_task()`)."""
+    """What a running task may ask about itself (`yadtq.current_task()`), and how it reports progress."""
 
     task_id: str
     name: str
     attempt: int
     worker: str
+    reporter: ProgressSink | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Reports how far the task is (0..1) and what it does now; see yadtq.task.progress."""
+        report_progress(self.reporter, fraction, message)
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("yadtq_task", default=None)
@@ -82,6 +88,8 @@ class Task:
                         f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
 
     def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
+        if inspect.iscoroutinefunction(self.fn):  # its body runs later, when awaited: set the context there
+            return in_context(_current, context, self.fn(*args, **kwargs))
         token = _current.set(context)
         try:
             return self.fn(*args, **kwargs)

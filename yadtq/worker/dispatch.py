@@ -20,7 +20,19 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Limited, Outcome, Parked, Quarantined, Run
+from yadtq.store.claims import (
+    Busy,
+    Claim,
+    ClaimPipeline,
+    Done,
+    Early,
+    Foreign,
+    Limited,
+    Outcome,
+    Parked,
+    Quarantined,
+    Run,
+)
 from yadtq.store.limits import LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
@@ -207,6 +219,8 @@ class Dispatcher:
             self.limits.limited(entry, verdict)
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
+        elif isinstance(verdict, Early):  # a delayed task published ahead: claimed again at its eta
+            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now, "not due yet")
         elif isinstance(verdict, Done):
             self.tracker.finish(entry)
             self.hooks.call("on_dropped", entry, SKIPPED, verdict.status)

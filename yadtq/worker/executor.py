@@ -35,6 +35,7 @@ from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import TaskContext
 from yadtq.task.results import encode_result
 from yadtq.worker.jobs import CANCELLED, ERROR, LOST, SUCCESS, Finished, Job
+from yadtq.worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Executor:
                  warn_after: float, before_run: Callable[[Job], None],
                  after_run: Callable[[Finished], Finished], on_hard_limit: Callable[[Job], None],
                  on_long_running: Callable[[Job, float], None], confirm: Callable[[Job], bool],
-                 confirm_after: float) -> None:
+                 confirm_after: float, progress: ProgressWriter | None = None) -> None:
         self.concurrency = concurrency
         self.worker_name = worker_name
         self.max_result_bytes = max_result_bytes
@@ -88,6 +89,7 @@ class Executor:
         self.on_long_running = on_long_running
         self.confirm = confirm
         self.confirm_after = confirm_after
+        self.progress = progress
         self.finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._slots: dict[str, _Slot] = {}
@@ -103,6 +105,8 @@ class Executor:
         for t in self._threads:
             t.start()
         self._watchdog.start()
+        if self.progress is not None:
+            self.progress.start()
 
     def submit(self, job: Job) -> None:
         if inspect.iscoroutinefunction(job.task.fn):
@@ -135,6 +139,8 @@ class Executor:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self.progress is not None:
+            self.progress.stop()
         for _ in self._threads:
             self._jobs.put(None)
         if self._loop is not None:
@@ -186,7 +192,8 @@ class Executor:
         return round(time.monotonic() - slot.started, 6)
 
     def _context(self, job: Job) -> TaskContext:
-        return TaskContext(job.task_id, job.task.name, job.run.attempt, self.worker_name)
+        return TaskContext(job.task_id, job.task.name, job.run.attempt, self.worker_name,
+                           None if self.progress is None else self.progress.sink(job))
 
     def _run_sync(self, job: Job) -> Finished:
         slot = self._begin(job, threading.get_ident())
@@ -200,6 +207,8 @@ class Executor:
                 value = job.task.run(job.run.args, job.run.kwargs, self._context(job))
             finally:
                 duration = self._end(slot)
+                if self.progress is not None:  # its last value lands before its outcome is stored
+                    self.progress.finish(job)
             done = self._success(job, value, duration)
         except TimeLimitExceeded:
             done = self._timed_out(job, round(time.monotonic() - slot.started, 6))
@@ -258,6 +267,8 @@ class Executor:
                 value = await asyncio.wait_for(run, job.time_limit)
             finally:
                 duration = self._end(slot)
+                if self.progress is not None:
+                    await asyncio.to_thread(self.progress.finish, job)
             done = self._success(job, value, duration)
         except TimeoutError:
             done = self._timed_out(job, round(time.monotonic() - slot.started, 6))

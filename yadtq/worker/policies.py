@@ -15,6 +15,7 @@ from typing import Any
 
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
+from yadtq.worker.delayed import DueTasks
 from yadtq.worker.jobs import CANCELLED, ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
@@ -195,4 +196,5 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules()]
+    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(),
+            DueTasks()]

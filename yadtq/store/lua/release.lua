@@ -18,4 +18,5 @@ if lk then redis.call('ZREM', lk, KEYS[1]) end
 redis.call('HDEL', KEYS[1], 'owner', 'lease', 'started', 'limit_key')
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return 1
