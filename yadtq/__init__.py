@@ -1,5 +1,6 @@
 """YADTQ: a distributed task queue with Kafka as the broker and Redis as the result backend."""
 
+from yadtq.client.async_client import AsyncYADTQ
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import (
@@ -21,6 +22,7 @@ from yadtq.errors import (
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.live_state import LiveState
 from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from yadtq.task.canvas import Signature, chain, chord, group, signature
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.periodic import periodic
@@ -30,6 +32,7 @@ from yadtq.worker.middleware import Middleware
 
 __all__ = [
                           "YADTQ",
+                          "AsyncYADTQ",
                           "Backend",
                           "BackendUnavailable",
                           "BrokerUnavailable",
@@ -43,6 +46,7 @@ __all__ = [
                           "ResultTimeout",
                           "Retry",
                           "Settings",
+                          "Signature",
                           "Status",
                           "TaskArgumentError",
                           "TaskCancelled",
@@ -54,9 +58,13 @@ __all__ = [
                           "TimeLimitExceeded",
                           "UnknownTask",
                           "YADTQError",
+                          "chain",
+                          "chord",
                           "current_task",
+                          "group",
                           "periodic",
                           "registry",
+                          "signature",
                           "task",
 ]
 __version__ = "0.1.0"

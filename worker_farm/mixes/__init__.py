@@ -12,6 +12,7 @@ from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.retries import RetriesMix
+from worker_farm.mixes.workflows import WorkflowsMix
 
 
 def all_mixes() -> list[ChaosMix]:
@@ -22,6 +23,7 @@ def all_mixes() -> list[ChaosMix]:
         LimitsMix(),
         PeriodicMix(),
         LiveMix(),
+        WorkflowsMix(),
         CancelsMix(),
     ]
     return mixes

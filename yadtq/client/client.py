@@ -26,10 +26,12 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, MessageError, TaskFailed
+from yadtq.errors import BrokerUnavailable, TaskFailed
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
@@ -39,16 +41,16 @@ from yadtq.store.live_state import LiveState
 from yadtq.store.readiness import waiting_note
 from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
-from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
+from yadtq.task.canvas import Canvas, Signature, signature
+from yadtq.task.messages import TaskMessage, key_partition
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing, When
+from yadtq.task.trace_context import headers as trace_headers
+from yadtq.task.trace_context import submit_span
 
 log = logging.getLogger(__name__)
-# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
-TaskSpec = Any
-# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
-SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires")
 
 
 class YADTQ:
@@ -63,6 +65,8 @@ class YADTQ:
         self._create_topic = create_topic
         self._partitions: list[int] = []
         self._next = itertools.count()
+        self.workflows = Workflows(WorkflowStore(self.redis, settings), self.edge,
+                                   lambda ms: self._send(ms, wait=True), settings.tries, self.announcements)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> YADTQ:
@@ -120,31 +124,23 @@ class YADTQ:
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
         """
-        if not isinstance(task, str) or not task:
-            raise MessageError("task name must be a non-empty string")
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise MessageError("args must be a list")
-        if tries is not None and tries < 1:
-            raise MessageError("tries must be >= 1")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
-            raise MessageError("key must be a non-empty string of at most 200 characters")
+        validate_call(task, args, tries, key)
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
-        timing = Timing.of(countdown, eta, expires, task_id)
-        m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key, timing)
-        size = len(m.encode())
-        if size > self.settings.max_message_bytes:
-            raise MessageError(f"task message of {size} bytes exceeds the limit of "
-                               f"{self.settings.max_message_bytes} bytes", m.task_id)
-        return m
+        return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
+                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id))
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
 
         Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
-        a delayed task is recorded `scheduled` and published when due (no broker needed now)."""
+        a delayed task is recorded `scheduled` and published when due (no broker needed now).
+        `link=add.s(10)` runs a callback with its result first, `link_error=sig` one with its id
+        and error first, if it fails (see yadtq.client.workflows)."""
+        link, link_error = options.pop("link", None), options.pop("link_error", None)
+        if link is not None or link_error is not None:
+            return self.workflows.submit_linked(self.message(task, args, kwargs, **options), link, link_error)
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
     def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -161,15 +157,16 @@ class YADTQ:
         both cases the records this call made are undone first (all or nothing).
         With `wait=False` nothing is confirmed, so nothing can be undone.
         """
-        token = uuid.uuid4().hex
-        verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
-        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
-        try:
-            self._send(to_send, wait)
-        except BaseException:
-            self.backend.unsubmit(made, token)
-            raise
+        with submit_span([m.task_id for m in messages], [m.task for m in messages]):
+            token = uuid.uuid4().hex
+            verdicts = self.backend.record_queued(messages, self.settings.tries, token)
+            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
+            to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
+            try:
+                self._send(to_send, wait)
+            except BaseException:
+                self.backend.unsubmit(made, token)
+                raise
         return [m.task_id for m in messages]
 
     def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
@@ -182,12 +179,13 @@ class YADTQ:
             return
         producer = self.producer
         futures = []
+        trace = trace_headers() or None  # the submitter's trace context (yadtq[otel]), or none
         try:
             for m in messages:
                 partition = (key_partition(m.key, self._partitions) if m.key is not None
                              else self._partitions[next(self._next) % len(self._partitions)])
                 futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
-                                             value=m.encode(), partition=partition))
+                                             value=m.encode(), partition=partition, headers=trace))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout
                 producer.flush(timeout=self.settings.publish_timeout)
@@ -253,17 +251,8 @@ class YADTQ:
     def _spec(self, spec: TaskSpec, unchecked: bool = False) -> TaskMessage:
         if isinstance(spec, TaskMessage):
             return spec
-        if isinstance(spec, Mapping):
-            return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                                task_id=spec.get("task-id") or spec.get("task_id"),
-                                unchecked=unchecked or bool(spec.get("unchecked")),
-                                **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None})
-        name, args, *rest = spec
-        options = rest[1] if len(rest) > 1 else {}
-        unknown = set(options) - set(SPEC_OPTIONS)
-        if unknown:
-            raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
-        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked, **options)
+        task, args, kwargs, options = spec_call(spec, unchecked)
+        return self.message(task, args, kwargs, **options)
 
     # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
     def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,
@@ -335,8 +324,27 @@ class YADTQ:
         return waiting_note(self.live.workers().values())
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
-        """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        """The task's (or workflow's) result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        if is_workflow_id(task_id) and self.workflows.store.exists(task_id):
+            return self.workflows.result(task_id, timeout)
         rec = self.wait(task_id, timeout)
         if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
         return rec.result
+
+    # -- workflows (yadtq.client.workflows) --------------------------------
+    def signature(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                  **options: Any) -> Signature:
+        """A signature of a task this client does not import: `q.signature("add", [1, 2])`."""
+        return signature(task, args, kwargs, **options)
+
+    def submit_workflow(self, wf: Canvas | Mapping[str, Any], *, workflow_id: str | None = None,
+                        unchecked: bool = False) -> str:
+        """Records and starts a chain, group, chord or signature; returns the workflow id
+        (`result(id)` waits for its final result)."""
+        return self.workflows.submit(wf if not isinstance(wf, Mapping) else dict(wf), workflow_id=workflow_id,
+                                     unchecked=unchecked)
+
+    def workflow(self, workflow_id: str) -> WorkflowState:
+        """The state of every node; raises `TaskNotFound` for an unknown id."""
+        return self.workflows.get(workflow_id)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+from yadtq.task.canvas import attach as attach_signatures
 from yadtq.task.limits import Limits
 from yadtq.task.progress import ProgressSink, in_context, report_progress
 
@@ -163,6 +164,7 @@ class Registry:
         self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits,
                                       _exception_types(task_name, "retry_on", retry_on),
                                       _exception_types(task_name, "fail_on", fail_on))
+        attach_signatures(fn, task_name)  # add.s(1, 2), add.si(1, 2): see yadtq.task.canvas
         return fn
 
     def get(self, name: str) -> Task:

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from yadtq.store.workflows import is_workflow_id
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.delayed import DueTasks
@@ -21,6 +22,7 @@ from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Midd
 from yadtq.worker.records import Rejected, TaskWork
 from yadtq.worker.retry_rules import RetryRules
 from yadtq.worker.scheduling import Schedules
+from yadtq.worker.tracing import tracing_policies
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -162,7 +164,8 @@ class TimeLimits(Middleware):
 
 
 class ParkedRetries(Middleware):
-    """Publishes the parked retries that are due back to the tasks topic (a standby worker never does).
+    """Publishes the parked retries that are due back to the tasks topic (a standby worker never does),
+    and the workflow steps recorded there by the step that stored their predecessor's outcome.
 
     Taking re-arms them in Redis; they are confirmed (`untake`) only once the broker has them,
     so a retry lost with a worker or a broker outage is published again later."""
@@ -171,6 +174,12 @@ class ParkedRetries(Middleware):
 
     def __init__(self) -> None:
         self._last = 0.0
+
+    def after_complete(self, ctx: WorkerContext, finished: Finished, stored: bool) -> None:
+        # A workflow member's outcome may have put its next step in this same set, due now
+        # (yadtq/store/lua/lib/workflow.lua): look at once, so a chain step waits a loop turn.
+        if stored and is_workflow_id(finished.job.task_id):
+            self._last = 0.0
 
     def on_tick(self, ctx: WorkerContext) -> None:
         if not ctx.store.available or ctx.standby:
@@ -196,5 +205,5 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(),
-            DueTasks()]
+    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks(),
+            *tracing_policies()]

@@ -134,7 +134,8 @@ class KafkaSource:
         self.connected = True
         self._finish_joins()
         self._check_topic()
-        return [Record(r.partition, r.offset, r.key, r.value) for recs in batches.values() for r in recs]
+        return [Record(r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
+                for recs in batches.values() for r in recs]
 
     def _finish_joins(self) -> None:
         """kafka-python 3.0.12 loses a group join that outlives the poll that started it (the
@@ -311,12 +312,13 @@ class MemorySource:
         self._rr = 0
 
     # -- the test's side -----------------------------------------------------------
-    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None) -> Record:
+    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None,
+               headers: Sequence[tuple[str, bytes]] = ()) -> Record:
         with self.lock:
             if partition is None:
                 parts = list(range(len(self.log)))
                 partition = key_partition(key.decode(), parts) if key else self._next_partition()
-            rec = Record(partition, len(self.log[partition]), key, value)
+            rec = Record(partition, len(self.log[partition]), key, value, tuple(headers))
             self.log[partition].append(rec)
             return rec
 

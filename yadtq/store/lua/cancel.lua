@@ -11,6 +11,7 @@
 -- ARGV[1] result TTL in seconds (0: keep), ARGV[2] who cancelled (for the history), ARGV[3] the task id,
 -- ARGV[4] the worker the caller read in the record ('' if none)
 -- Returns {'ok', time} | {'missing'} | {'moved'} (running on another worker than read: read again) | {status}
+--! include workflow
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {'missing'}
@@ -41,6 +42,7 @@ redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' ' .. note)
 redis.call('LTRIM', KEYS[4], -50, -1)
 local ttl = tonumber(ARGV[1])
+wf_task_ended(wf_prefix(KEYS[2]), now, ttl, KEYS[1], 'failed', 'null', note)
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[4], ttl)
