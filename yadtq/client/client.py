@@ -27,14 +27,17 @@ from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
 from yadtq.client.edge_check import EdgeCheck
-from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, TaskFailed
+from yadtq.config import DEFAULT_QUEUE, Settings
+from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, ResultTimeout, TaskFailed
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
+from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.task.queues import check_queue_name
+from yadtq.task.registry import registry
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,10 @@ class YADTQ:
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
+        self.queue_stats = QueueStats(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
-        self._partitions: list[int] = []
+        self._partitions: dict[str, list[int]] = {}  # per topic, as the producer sees it
         self._next = itertools.count()
 
     @classmethod
@@ -74,13 +78,33 @@ class YADTQ:
         """Made on first use, so read-only clients (dashboard, CLI status) need no broker."""
         if self._producer is None:
             if self._create_topic:
-                ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
                 self._remember_epoch()
             self._producer = make_producer(self.settings)
-            found = self._producer.partitions_for(self.settings.topic)
-            self._partitions = sorted(found) if found else list(range(self.settings.partitions))
+            self._partitions = {}
+            self._partitions_of(self.settings.topic)
         return self._producer
 
+    def _partitions_of(self, topic: str) -> list[int]:
+        """The partitions of a queue's topic (made the first time this client sends to it)."""
+        if topic not in self._partitions:
+            if self._create_topic:
+                ensure_topic(self.settings, topic, self.settings.partitions)
+            found = self.producer.partitions_for(topic)
+            self._partitions[topic] = sorted(found) if found else list(range(self.settings.partitions))
+        return self._partitions[topic]
+
+    def queue_of(self, task: str, queue: str | None = None) -> str | None:
+        """Where a submit of `task` goes: `queue` when given, else the queue its `@task(queue=...)`
+        names (in this process's registry, or as live workers announce it); None: the default queue."""
+        if queue is None:
+            declared = registry.get(task).queue if task in registry else None
+            queue = declared or self.edge.queue_of(task)
+        if queue is None or queue == DEFAULT_QUEUE:
+            return None
+        try:
+            return check_queue_name(queue)
+        except ConfigError as exc:
+            raise MessageError(str(exc)) from None
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
         started after a broker restart still sees that the broker lost its log."""
@@ -98,8 +122,11 @@ class YADTQ:
     # -- submit ------------------------------------------------------------
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
-                task_id: str | None = None, key: str | None = None, unchecked: bool = False) -> TaskMessage:
+                task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                queue: str | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
+
+        `queue` overrides the queue the task's `@task(queue=...)` names (see `queue_of`).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -115,7 +142,7 @@ class YADTQ:
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key)
+                        tries or self.settings.tries, time.time(), time_limit, key, self.queue_of(task, queue))
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -164,9 +191,11 @@ class YADTQ:
         futures = []
         try:
             for m in messages:
-                partition = (key_partition(m.key, self._partitions) if m.key is not None
-                             else self._partitions[next(self._next) % len(self._partitions)])
-                futures.append(producer.send(self.settings.topic, key=(m.key or m.task_id).encode(),
+                topic = self.settings.topic_for(m.queue)
+                parts = self._partitions_of(topic)
+                partition = (key_partition(m.key, parts) if m.key is not None
+                             else parts[next(self._next) % len(parts)])
+                futures.append(producer.send(topic, key=(m.key or m.task_id).encode(),
                                              value=m.encode(), partition=partition))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout
@@ -205,7 +234,7 @@ class YADTQ:
         _ = self.producer  # connect first: a dead broker must not leave the record half-changed
         message = self.backend.reset_to_queued(task_id, fresh)
         # Queued again, so not dead: its dead letters go before it is sent, as its next failure adds a fresh one.
-        self.live.forget_dead_letters(task_id)
+        self.live.forget_dead_letters(task_id, message.queue)
         self._send([message], wait=True)  # on failure it stays `queued`: requeue again
         return task_id
 
@@ -216,11 +245,11 @@ class YADTQ:
         ids = self.backend.ids_older_than(Status.QUEUED, time.time() - older_than, limit)
         if not ids:
             return []
-        # The topic may have gone with the broker: make sure it is there again.
-        ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
         records = [r for r in self.backend.get_many(ids) if r.status == Status.QUEUED]
-        self.send_again([TaskMessage(r.task_id, r.task, tuple(r.args), r.kwargs, r.tries, r.submitted, r.time_limit)
-                         for r in records])
+        # The topics may have gone with the broker: make sure they are there again.
+        for topic in {self.settings.topic_for(r.queue) for r in records}:
+            ensure_topic(self.settings, topic, self.settings.partitions)
+        self.send_again([r.message() for r in records])
         return [r.task_id for r in records]
 
     def _spec(self, spec: TaskSpec, unchecked: bool = False) -> TaskMessage:
@@ -230,9 +259,14 @@ class YADTQ:
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
                                 tries=spec.get("tries"), time_limit=spec.get("time_limit"),
                                 task_id=spec.get("task-id") or spec.get("task_id"),
-                                unchecked=unchecked or bool(spec.get("unchecked")))
+                                unchecked=unchecked or bool(spec.get("unchecked")), queue=spec.get("queue"))
         name, args, *rest = spec
         return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
+
+    def queues(self, window: float = 60.0) -> list[QueueDepth]:
+        """Per queue (the default one, and every one tasks were submitted to): tasks waiting,
+        how long the oldest has waited, tasks finished per second over `window`, dead letters."""
+        return self.queue_stats.all(window=window)
 
     # -- workers and health ------------------------------------------------
     def command_worker(self, worker: str, command: str) -> None:

@@ -48,6 +48,13 @@ class EdgeCheck:
             self._served, self._read_at = by_task, now
         return self._served
 
+    def queue_of(self, task: str) -> str | None:
+        """The queue live workers announce for `task` (its `@task(queue=...)`), or None."""
+        for spec in self.served().get(task, []):
+            if isinstance(spec.get("queue"), str):
+                return str(spec["queue"])
+        return None
+
     def check(self, task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `SubmissionRefused` for a call no live worker would run."""
         served = self.served()

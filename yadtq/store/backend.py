@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError, TaskNotFound, YADTQError
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
@@ -50,6 +50,7 @@ class TaskRecord:
     finished: float | None = None
     time_limit: float | None = None
     partition: int | None = None
+    queue: str = DEFAULT_QUEUE  # the named queue (its topic) the task is published to
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
 
@@ -63,6 +64,7 @@ class TaskRecord:
             "result": self.result, "error": self.error, "attempts": self.attempts,
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
+            "queue": self.queue,
         }
 
     @classmethod
@@ -76,7 +78,13 @@ class TaskRecord:
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
+            queue=h.get("queue") or DEFAULT_QUEUE,
         )
+
+    def message(self) -> TaskMessage:
+        """The message that publishes this task again (to its own queue)."""
+        return TaskMessage(self.task_id, self.task, tuple(self.args), self.kwargs, self.tries, self.submitted,
+                           self.time_limit, queue=None if self.queue == DEFAULT_QUEUE else self.queue)
 
 
 class TaskNotCancellable(YADTQError):
@@ -121,12 +129,15 @@ class Backend:
         for m in messages:
             self._submit(
                 keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
-                      self.keys.broker_epoch],
+                      self.keys.broker_epoch, self.keys.queue_index(m.queue or DEFAULT_QUEUE)],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.digest, token],
+                      m.time_limit or "", m.digest, token, m.queue or ""],
                 client=pipe)
+        named = {m.queue for m in messages if m.queue and m.queue != DEFAULT_QUEUE}
+        if named:  # what `yadtq queues` lists
+            pipe.sadd(self.keys.queues, *sorted(named))
         out: list[str] = []
-        for m, raw in zip(messages, pipe.execute(), strict=True):
+        for m, raw in zip(messages, pipe.execute()[:len(messages)], strict=True):
             reply = SubmitReply.decode(raw)
             if reply.verdict == "foreign":
                 raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
@@ -234,13 +245,13 @@ class Backend:
         running under a live lease.
         """
         for _ in range(5):  # the status index is a key, so the status is read first
-            found = self.r.hget(self.keys.task(task_id), "status")
+            found, queue = self.r.hmget(self.keys.task(task_id), ["status", "queue"])
             if found is None:
                 raise TaskNotFound(task_id)
             status = str(found)
             got = RequeueReply.decode(self._requeue(
                 keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
-                      self.keys.status(Status.QUEUED)],
+                      self.keys.status(Status.QUEUED), self.keys.queue_index(str(queue or DEFAULT_QUEUE))],
                 args=[task_id, status, "fresh" if fresh else "lost"]), task_id)
             if got.outcome != "moved":
                 break

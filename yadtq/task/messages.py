@@ -18,6 +18,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from yadtq.errors import MessageError
+from yadtq.task.queues import queue_problem
 
 MAX_TASK_NAME = 200
 MAX_TASK_ID = 200
@@ -65,6 +66,8 @@ class TaskMessage:
     time_limit: float | None = None
     # Ordering key: tasks with the same key go to one partition and run one at a time, in order.
     key: str | None = None
+    # Named queue (its own topic); None: the default queue.
+    queue: str | None = None
 
     def encode(self) -> bytes:
         return self._encoded
@@ -83,6 +86,8 @@ class TaskMessage:
             body["time-limit"] = self.time_limit
         if self.key is not None:
             body["key"] = self.key
+        if self.queue is not None:
+            body["queue"] = self.queue
         try:
             return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
@@ -181,7 +186,10 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
         raise MessageError("'key' must be a non-empty string of at most 200 characters", task_id)
-    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key)
+    queue = body.get("queue")
+    if queue is not None and (problem := queue_problem(queue)):
+        raise MessageError(f"'queue': {problem}", task_id)
+    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key, queue)
 
 
 def _valid_id(task_id: Any) -> bool:

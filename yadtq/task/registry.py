@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+from yadtq.task.queues import check_queue_name
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Task:
     tries: int | None = None
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+    queue: str | None = None  # named queue its submits go to (None: the default queue)
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `TaskArgumentError` when the call does not fit the function."""
@@ -96,26 +98,28 @@ class Registry:
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
-             time_limit: float | None = None) -> Any:
-        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`."""
+             time_limit: float | None = None, queue: str | None = None) -> Any:
+        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10, queue="email")`."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(fn, name, tries=tries, time_limit=time_limit)
+            return self.register(fn, name, tries=tries, time_limit=time_limit, queue=queue)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
-                 time_limit: float | None = None) -> Callable[..., Any]:
+                 time_limit: float | None = None, queue: str | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
         if tries is not None and tries < 1:
             raise ConfigError(f"task {task_name!r}: tries must be >= 1")
         if time_limit is not None and time_limit <= 0:
             raise ConfigError(f"task {task_name!r}: time_limit must be positive")
+        if queue is not None:
+            check_queue_name(queue)
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn))
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), queue)
         return fn
 
     def get(self, name: str) -> Task:

@@ -10,7 +10,8 @@
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (11): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key
+-- then per claim (12): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+--   queue (named queue the record came from; '' for the default one)
 --
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
@@ -93,7 +94,7 @@ while a <= #ARGV do
     -- a message from any Kafka client, with no record yet: create it
     redis.call('HSET', tk, 'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
       'time_limit', ARGV[a+5], 'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'failures', 0,
-      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10])
+      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10], 'queue', ARGV[a+11])
     redis.call('ZADD', KEYS[1], now, id)
     event(ek, 'queued (record created by worker)')
     st = 'queued'
@@ -151,7 +152,7 @@ while a <= #ARGV do
     end
   end
   table.insert(out, verdict)
-  a = a + 11
+  a = a + 12
   k = k + 3
 end
 return out

@@ -1,5 +1,6 @@
 -- Records a task as queued, unless a record of its id exists (idempotent submit).
 -- KEYS[1] task:<id>   KEYS[2] status:queued   KEYS[3] withdrawn:<id>   KEYS[4] broker:epoch
+-- KEYS[5] queue:<name> (the task's queue index)   ARGV[9] queue name
 -- ARGV[1] id  ARGV[2] task name  ARGV[3] args (JSON)  ARGV[4] kwargs (JSON)  ARGV[5] tries
 -- ARGV[6] time limit ("" for none)  ARGV[7] digest of [task, args, kwargs]  ARGV[8] submit token
 -- Returns {'new'} | {'exists', status} | {'foreign', digest}: 'foreign' when the id is taken
@@ -15,7 +16,8 @@ end
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
   'time_limit', ARGV[6], 'digest', ARGV[7], 'submit_token', ARGV[8], 'submitted', now,
   'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0,
-  'epoch', redis.call('GET', KEYS[4]) or '')
+  'epoch', redis.call('GET', KEYS[4]) or '', 'queue', ARGV[9])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZADD', KEYS[5], now, ARGV[1])
 redis.call('DEL', KEYS[3])
 return {'new'}
