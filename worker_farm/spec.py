@@ -24,6 +24,7 @@ class WorkerSpec:
     crash: str | None = None
     seed: int | None = None
     tasks: tuple[str, ...] = ()
+    queues: str | None = None  # named queues served (`--queues`); None: YADTQ_QUEUES, else the default queue
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "yadtq", "worker", "--name", self.name]
@@ -31,6 +32,8 @@ class WorkerSpec:
             args += ["--tasks", mod]
         if self.standby:
             args.append("--standby")
+        if self.queues:
+            args += ["--queues", self.queues]
         if self.crash:
             args += ["--crash", self.crash]
             if self.seed is not None:
