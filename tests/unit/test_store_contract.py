@@ -39,7 +39,7 @@ STATUS_NAMES = {s.value for s in Status}
 # misspelt status such as 'queue' or 'canceled') fails test_every_quoted_word_is_known.
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
-          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
+          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "queue",
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p"}  # end:<topic>
 REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
