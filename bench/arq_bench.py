@@ -27,9 +27,16 @@ def venv_python() -> str:
     wanted = REQUIREMENTS.read_text()
     if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
         print(f"  (making arq's venv {VENV} from {REQUIREMENTS.name})", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-                        str(REQUIREMENTS)], check=True)
+        uv = Path(sys.executable).parent / "uv"  # the Makefile's installer: several times faster than pip
+        if uv.exists():
+            subprocess.run([str(uv), "venv", "-q", "--allow-existing", "--python", sys.executable, str(VENV)],
+                           check=True)
+            subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), "-r", str(REQUIREMENTS)],
+                           check=True)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                            str(REQUIREMENTS)], check=True)
         stamp.write_text(wanted)
     return str(python)
 

@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
 
 from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos, write_report  # noqa: E402
+from worker_farm.mixes import all_mixes  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
 
 
@@ -60,6 +61,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos")
     p.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
                    help="the run's own broker: the embedded one (a restart loses its log) or an Apache Kafka node")
+    p.add_argument("--mixes", action="store_true",
+                   help="also run the capability mixes (worker_farm/mixes) beside the ledger tasks, each judged apart")
     p.add_argument("-v", "--verbose", action="store_true", help="print the farm's lines")
     args = p.parse_args()
 
@@ -93,7 +96,8 @@ def main() -> int:
         report = run_chaos(settings, args.tasks, args.workers, args.standby, args.kill_every, args.minutes,
                            args.seed, pause=args.pause, drain_minutes=args.drain_minutes,
                            say=print if args.verbose else None, progress=progress, faults=faults,
-                           services=owned.control(), monitor=services_faults or every_kind, mixed=every_kind)
+                           services=owned.control(), monitor=services_faults or every_kind, mixed=every_kind,
+                           mixes=all_mixes() if args.mixes else ())
         if args.out.exists():
             shutil.rmtree(args.out)
         notes = write_report(report, args.out, settings)
@@ -113,12 +117,15 @@ def main() -> int:
             ("status counts", report.counts)]
     for name, value in rows:
         print(f"{name:30} {value}")
+    for name, problems in report.mix_problems.items():
+        print(f"mix {name}: {len(problems)} broken: " + "; ".join(problems[:5]))
     for line in report.unexplained[:20]:
         print(f"  violation: {line}")
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {args.out}")
-    return 0 if report.lost == 0 and report.run_twice_after_completion == 0 and report.alive_at_end else 1
+    ok = report.lost == 0 and report.run_twice_after_completion == 0 and report.alive_at_end and not report.mix_problems
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """YADTQ dashboard: `streamlit run dashboard/app.py` (the Procfile runs it).
 
-Four pages: Overview, Tasks, Workers and partitions, Failures. Settings come
+Five pages: Overview, Tasks, Workers and partitions, Failures, Schedules. Settings come
 from the same `YADTQ_*` variables as every other process. Live panels refresh
 every `YADTQ_DASHBOARD_REFRESH` seconds without reloading the page; every read
 goes through the library's bounded read API (`dashboard/data.py`).
@@ -27,6 +27,10 @@ from yadtq.task.registry import registry
 from yadtq.task.status import Status
 
 st.set_page_config(page_title="YADTQ", page_icon="⚙️", layout="wide")
+# Live panels rerun every few seconds: Streamlit greys an element out while its new value is on its way,
+# which on a refresh this frequent reads as flicker. The old value stays as it is until replaced.
+st.html("<style>[data-stale='true'], [data-stale='true'] * {opacity: 1 !important; transition: none !important;}"
+        "</style>")
 HERE = Path(__file__).resolve().parent
 
 
@@ -117,7 +121,8 @@ def main() -> None:
                                        ("tasks", "Tasks", ":material/list_alt:"),
                                        ("workers", "Workers and partitions", ":material/dns:"),
                                        ("queues", "Queues", ":material/stacks:"),
-                                       ("failures", "Failures", ":material/error:"))}
+                                       ("failures", "Failures", ":material/error:"),
+                                       ("schedules", "Schedules", ":material/schedule:"))}
     current = st.navigation(list(pages.values()))
     sidebar(pages["tasks"])
     current.run()

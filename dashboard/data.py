@@ -22,6 +22,7 @@ from yadtq.errors import TaskNotFound
 from yadtq.store import search
 from yadtq.store.backend import TaskRecord
 from yadtq.store.live_state import ALIVE, DEAD
+from yadtq.store.readiness import waiting_note
 from yadtq.task.status import STATUSES, Status
 
 PAGE = 50
@@ -76,6 +77,11 @@ class Overview:
     @property
     def alive(self) -> int:
         return sum(1 for w in self.workers if w.get("status") == ALIVE)
+
+    @property
+    def waiting(self) -> str | None:
+        """Why no task can start now (workers still joining, none alive), or None."""
+        return waiting_note(self.workers)
 
     @property
     def dead(self) -> int:
@@ -242,6 +248,9 @@ def why_waiting(farm: Farm) -> str:
     alive = [w for w in farm.workers if w.get("status") == ALIVE]
     if not farm.queued:
         return "Nothing is waiting."
+    note = waiting_note(farm.workers)
+    if note:
+        return f"{farm.queued:,} task(s) queued; {note}."
     if not alive:
         return f"{farm.queued:,} task(s) queued and no worker is alive to run them."
     paused = [w["name"] for w in alive if w.get("state") == "paused"]

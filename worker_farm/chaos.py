@@ -28,11 +28,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker_farm.chaos_mix import ChaosMix, mix_modules, mix_worker_args
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
 from yadtq.client.client import YADTQ
@@ -166,6 +168,7 @@ class ChaosReport:
     ledger: list[tuple[str, int, int]] = field(default_factory=list, repr=False)
     fault_log: list[Fault] = field(default_factory=list, repr=False)
     alive_at_end: bool = True  # every worker and the monitor running when the run ended
+    mix_problems: dict[str, list[str]] = field(default_factory=dict)  # per mix, its broken promises
 
     @property
     def faults(self) -> dict[str, int]:
@@ -278,17 +281,21 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
               pause: float = 0.004, say: Callable[[str], None] | None = None, drain_minutes: float = 0.0,
               progress: Callable[[dict[str, int], int], None] | None = None, faults: tuple[str, ...] = ("kill",),
               services: ServiceControl | None = None, monitor: bool = False, mixed: bool = False,
-              stop_for: float = 0.0, pauses: Sequence[float] | None = None) -> ChaosReport:
+              stop_for: float = 0.0, pauses: Sequence[float] | None = None,
+              mixes: Sequence[ChaosMix] = ()) -> ChaosReport:
     """Submits `tasks` ledger tasks, injects `faults` while they run (every
     ~`kill_every` s, for at most `max_minutes`), then lets the farm finish
     without faults for at most `drain_minutes`, stops it and judges. `mixed`
     varies the tasks' work (mostly quick, some 20x and 100x `pause`);
     `pauses`, when given, are task durations drawn at random per task.
+    `mixes` add work of other kinds beside the ledger tasks (worker_farm/chaos_mix.py):
+    the run also waits for them, and the report keeps each one's broken promises.
     Children inherit this process's environment: PYTHONPATH must let them
-    import `task_module`."""
+    import `task_module` and the mixes' modules."""
     rng = random.Random(seed)
-    specs = [WorkerSpec(f"W{i}", tasks=(task_module,)) for i in range(1, workers + 1)]
-    specs += [WorkerSpec(f"S{i}", standby=True, tasks=(task_module,)) for i in range(1, standby + 1)]
+    modules, extra = (task_module, *mix_modules(mixes)), mix_worker_args(mixes)
+    specs = [WorkerSpec(f"W{i}", tasks=modules, args=extra) for i in range(1, workers + 1)]
+    specs += [WorkerSpec(f"S{i}", standby=True, tasks=modules, args=extra) for i in range(1, standby + 1)]
     # A worker is killed every ~8 s on average: keep its respawn quick.
     farm = Farm(settings, specs, respawn=True, out=say or (lambda line: None), backoff_max=1.0)
     thread = threading.Thread(target=farm.run, name="chaos-farm", daemon=True)
@@ -306,6 +313,9 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             for i in range(0, tasks, 1000):
                 ids += q.submit_many([("ledger_add", [n, 1, rng.choice(pauses) if pauses else _work(rng, pause, mixed)])
                                       for n in range(i, min(tasks, i + 1000))])
+            for mix in mixes:
+                mix.submit(q, rng)
+            pending = list(ids)
             last_report = started
             kill_until = started + max_minutes * 60
             drain_until = kill_until + drain_minutes * 60
@@ -318,7 +328,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
                 if now < kill_until or not kill_phase[0]:
                     kill_phase = (now - started, counts.get(Status.SUCCESS, 0))
                 injector.note_progress(counts.get(Status.SUCCESS, 0), seen)
-                if counts.get(Status.SUCCESS, 0) >= tasks or now >= drain_until:
+                if now >= drain_until or (counts.get(Status.SUCCESS, 0) >= tasks and _all_ended(q, pending, mixes)):
                     break
                 if now < kill_until:
                     injector.tick()
@@ -338,7 +348,9 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             if mon is not None:
                 _stop(mon)
         records = [rec for i in range(0, len(ids), 5000) for rec in q.backend.get_many(ids[i:i + 5000])]
-        counts = q.backend.counts()
+        # The ledger tasks' own counts: the mixes' tasks are judged by the mixes.
+        counts = dict(Counter(str(rec.status) for rec in records))
+        broken = {mix.name: mix.check(q) for mix in mixes}
     killer = injector
     r = connect_redis(settings)
     try:
@@ -357,6 +369,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive
+    report.mix_problems = {name: lines for name, lines in broken.items() if lines}
     return report
 
 
@@ -382,6 +395,19 @@ def _work(rng: random.Random, pause: float, mixed: bool) -> float:
         return pause
     roll = rng.random()
     return pause * (100 if roll < 0.02 else 20 if roll < 0.15 else 1)
+
+
+def _all_ended(q: YADTQ, pending: list[str], mixes: Sequence[ChaosMix]) -> bool:
+    """Every ledger task in `pending` succeeded (read per task: the counts include the mixes'
+    tasks; `pending` keeps only those not succeeded yet) and every mix ended."""
+    try:
+        done = {rec.task_id for i in range(0, len(pending), 5000)
+                for rec in q.backend.get_many(pending[i:i + 5000]) if rec.status == Status.SUCCESS}
+        left = [tid for tid in pending if tid not in done]  # a missing record is not ended either
+        pending[:] = left
+        return not left and all(mix.finished(q) for mix in mixes)
+    except RedisError:
+        return False  # Redis restarting under a fault: ask again on the next turn
 
 
 def _counts(q: YADTQ) -> dict[str, int] | None:

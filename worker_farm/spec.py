@@ -24,16 +24,15 @@ class WorkerSpec:
     crash: str | None = None
     seed: int | None = None
     tasks: tuple[str, ...] = ()
-    queues: str | None = None  # named queues served (`--queues`); None: YADTQ_QUEUES, else the default queue
+    args: tuple[str, ...] = ()  # more `yadtq worker` arguments (e.g. `--queues`)
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "yadtq", "worker", "--name", self.name]
         for mod in self.tasks:
             args += ["--tasks", mod]
+        args += self.args
         if self.standby:
             args.append("--standby")
-        if self.queues:
-            args += ["--queues", self.queues]
         if self.crash:
             args += ["--crash", self.crash]
             if self.seed is not None:

@@ -22,6 +22,7 @@ from yadtq.store.live_state import LiveState
 from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
+from yadtq.task.periodic import periodic
 from yadtq.task.registry import Registry, current_task, registry, task
 from yadtq.task.status import Status
 from yadtq.worker.middleware import Middleware
@@ -52,6 +53,7 @@ __all__ = [
                           "UnknownTask",
                           "YADTQError",
                           "current_task",
+                          "periodic",
                           "registry",
                           "task",
 ]

@@ -51,8 +51,11 @@ class Settings:
     log_dir: str = "logs"
     data_dir: str = "data"
     # Kafka client timings. docs/brokers.md: with kafka-python's defaults the
-    # first records arrive after ~23 s; these values give ~3 s.
-    session_timeout_ms: int = 10_000
+    # first records arrive after ~23 s. The embedded broker holds a group's join
+    # for half the session timeout: 6 s (Apache Kafka's lowest by default) makes
+    # a new farm serve ~3 s after it starts, and a dead worker's partitions move
+    # after 6 s.
+    session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20

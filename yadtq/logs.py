@@ -41,6 +41,22 @@ def setup_logging(settings: Settings, process: str, verbose: bool = False) -> No
     file.setFormatter(fmt)
     root.addHandler(file)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    for name in ("kafka.cluster", "kafka.net.selector"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, KafkaNoise) for f in logger.filters):
+            logger.addFilter(KafkaNoise())
+
+
+class KafkaNoise(logging.Filter):
+    """Drops kafka-python lines that ask nothing of a user: the broker-epoch probe's topic missing
+    before its first write (it is made on demand), and its own event loop running a step late
+    (on a busy machine; the consumer catches up, and our own timers say when it does not)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg.startswith("Topic %s not found in cluster metadata") and record.args:
+            return not str(record.args[0] if isinstance(record.args, tuple) else "").endswith(".epoch")
+        return "blocking the event loop" not in record.getMessage()
 
 
 class EventLog:

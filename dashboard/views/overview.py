@@ -18,6 +18,8 @@ window = data.WINDOWS[window_name or "15 minutes"]
 def live() -> None:
     s = settings()
     o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
+    if o.waiting:
+        st.info(o.waiting[0].upper() + o.waiting[1:] + ".", icon=":material/hourglass_top:")
     c = st.columns(8)
     for col, status in zip(c, STATUSES, strict=False):
         col.metric(status.capitalize(), f"{o.counts[status]:,}")

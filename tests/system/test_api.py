@@ -261,6 +261,14 @@ def test_backlog_counts_records_past_the_committed_position(settings: Settings, 
     assert Backlog(settings.replace(kafka_bootstrap="127.0.0.1:1")).end_offsets() is None
 
 
+def test_health_says_when_the_workers_are_still_joining(api: httpx.Client, q: YADTQ) -> None:
+    assert api.get("/health").json()["waiting"] is None  # no registry yet: nothing to tell
+    q.live.put_worker("W1", {"name": "W1", "status": "ALIVE", "state": "joining", "partitions": []})
+    assert "workers are joining the group (W1)" in api.get("/health").json()["waiting"]
+    q.live.put_worker("W1", {"name": "W1", "status": "ALIVE", "state": "idle", "partitions": [0]})
+    assert api.get("/health").json()["waiting"] is None
+
+
 def test_worker_commands_go_over_the_control_channel(api: httpx.Client, q: YADTQ) -> None:
     q.live.put_worker("ghost", {"name": "ghost", "status": "ALIVE", "last_heartbeat": time.time()})
     assert api.post("/workers/ghost/pause").json() == {"worker": "ghost", "command": "pause", "queued": True}
@@ -277,7 +285,7 @@ def test_yadtq_api_process_with_a_token(settings: Settings, procs: Procs) -> Non
     wait_for(lambda: answers("127.0.0.1", port) or proc.poll() is not None, 60, 0.1, "the API to listen")
     assert proc.poll() is None, procs.output("api")
     base = f"http://127.0.0.1:{port}"
-    assert httpx.get(f"{base}/health").json() == {"status": "ok", "redis": True, "auth": True}
+    assert httpx.get(f"{base}/health").json() == {"status": "ok", "redis": True, "auth": True, "waiting": None}
     denied = httpx.post(f"{base}/tasks", json={"task": "add", "args": [1, 2]})
     assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
     assert httpx.get(f"{base}/tasks", headers={"Authorization": "Bearer wrong"}).status_code == 401

@@ -20,8 +20,10 @@ def install_peers() -> None:
     """Dramatiq is pinned in bench/requirements.txt, which only `make bench` installs: installed here when
     missing. (arq makes its own venv, .venv-arq, the first time the benchmark needs it.)"""
     if importlib.util.find_spec("dramatiq") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-                        "bench/requirements.txt"], cwd=ROOT, check=True, timeout=600)
+        uv = Path(sys.executable).parent / "uv"  # as the Makefile installs
+        installer = [str(uv), "pip", "install", "-q", "--python", sys.executable] if uv.exists() \
+            else [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*installer, "-r", "bench/requirements.txt"], cwd=ROOT, check=True, timeout=600)
 
 
 @pytest.mark.timeout(600)  # the peers add about a minute on a loaded machine

@@ -232,3 +232,17 @@ def test_submit_key_routes_every_task_of_a_key_to_its_partition(settings: Settin
     recs = [q.wait(t, 60) for t in ids]
     want = key_partition("customer-42", list(range(settings.partitions)))
     assert [r.status for r in recs] == ["success"] * 3 and {r.partition for r in recs} == {want}
+
+
+@pytest.mark.brokers("embedded")  # its group join takes half a session timeout: a window to submit in
+def test_a_submit_while_the_workers_join_says_so_then_runs(settings: Settings, q: YADTQ, procs: Procs) -> None:
+    slow_join = settings.replace(session_timeout_ms=20_000, heartbeat_interval_ms=2_000, max_poll_interval_ms=30_000)
+    procs.monitor()
+    procs.worker("W1", settings=slow_join)
+    wait_for(lambda: q.waiting_note() is not None, 60, 0.1, "the registry to show W1 joining")
+    assert "workers are joining the group (W1)" in (q.waiting_note() or "")
+    out = run_cli(slow_join, "submit", "add", "1", "2", "--wait", "--timeout", "60", timeout=90)
+    assert out.returncode == 0 and "result=3" in out.stdout, out.stderr
+    assert "yadtq: waiting: workers are joining the group (W1)" in out.stderr
+    # Its assignment is sent at once, not at the next heartbeat: the registry says W1 serves.
+    wait_for(lambda: q.waiting_note() is None, 10, 0.1, "the registry to show W1 serving")

@@ -17,14 +17,11 @@ from conftest import ROOT, Procs, wait_for
 
 from yadtq.client.client import YADTQ
 from yadtq.ops.ports import answers, free_port
-from yadtq.store.worker_commands import take_commands
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# The engine that obeys pause/resume lands with the engine redesign; until then the channel is what is checked.
-ENGINE_OBEYS = any("take_commands" in p.read_text() for p in (ROOT / "yadtq").rglob("*.py") if p.name != "control.py")
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +57,12 @@ def _settle(page: Any) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=30_000)
 
 
+def _dimmed(page: Any) -> list[str]:
+    """The element containers drawn at less than full opacity now (Streamlit's stale-element fade)."""
+    return list(page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
+        .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.99).map(e => e.innerText.slice(0, 40))"""))
+
+
 @pytest.mark.browser
 def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -85,7 +88,10 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
         expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
-        page.wait_for_timeout(3000)  # two more refreshes, so the charts carry a few samples
+        # Two more refreshes, so the charts carry a few samples; meanwhile the live panels update in place,
+        # never greyed out while their next values are on the way (sampled every 100 ms).
+        dimmed = [_dimmed(page) for _ in range(30) if not page.wait_for_timeout(100)]
+        assert not any(dimmed), f"greyed out in {sum(map(bool, dimmed))} of {len(dimmed)} samples: {dimmed}"
         page.set_viewport_size({"width": 1600, "height": 1500})  # Streamlit scrolls inside: show the whole page
         page.wait_for_timeout(1000)
         page.screenshot(path=str(DOCS / "dashboard-overview.png"))
@@ -117,21 +123,16 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         expect(page.get_by_role("heading", name="Partitions", exact=True)).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="Pause", exact=True).click()
         expect(page.get_by_text("Sent pause to W1")).to_be_visible(timeout=30_000)
-        if ENGINE_OBEYS:
-            wait_for(lambda: q.live.workers()["W1"].get("state") == "paused", 30, 0.2, "W1 paused")
-            held = q.submit_many([("sleep", [0.5]) for _ in range(24)])
-            expect(page.get_by_text(re.compile(r"task\(s\) queued"))).to_be_visible(timeout=30_000)
-            _settle(page)
-            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
+        wait_for(lambda: q.live.workers()["W1"].get("state") == "paused", 30, 0.2, "W1 paused")
+        held = q.submit_many([("sleep", [0.5]) for _ in range(24)])
+        expect(page.get_by_text(re.compile(r"task\(s\) queued"))).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(DOCS / "dashboard-workers.png"))
         page.get_by_role("button", name="Resume", exact=True).click()
         expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
-        if ENGINE_OBEYS:
-            wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
-            for tid in held:
-                q.wait(tid, 60)
-        else:
-            assert take_commands(q.redis, q.live.keys, "W1") == ["pause", "resume"]
-            page.screenshot(path=str(DOCS / "dashboard-workers.png"))
+        wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
+        for tid in held:
+            q.wait(tid, 60)
 
         # Failures: failed tasks, dead letters, worker deaths.
         page.get_by_role("link", name="Failures").click()

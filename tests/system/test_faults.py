@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from ledger_tasks import read_ledger
 
 from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos
+from worker_farm.mixes import all_mixes
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound
@@ -316,7 +317,7 @@ def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monk
         lines: list[str] = []
         report = run_chaos(s, tasks=900, workers=3, standby=1, kill_every=2.0, max_minutes=1.5, drain_minutes=3,
                            seed=10, pause=0.004, say=lines.append, faults=FAULT_KINDS, services=owned.control(),
-                           monitor=True, mixed=True)
+                           monitor=True, mixed=True, mixes=all_mixes())
         figures = {**report.summary(), "counts": report.counts}
         print(figures)
         assert all(report.faults.get(kind, 0) >= 1 for kind in FAULT_KINDS), figures
@@ -324,5 +325,6 @@ def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monk
         assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
         assert report.counts_add_up and report.counts["success"] == 900, figures
         assert report.alive_at_end, (figures, lines[-20:])
+        assert not report.mix_problems, report.mix_problems
     finally:
         owned.stop()

@@ -196,21 +196,31 @@ def test_ctrl_c_through_tee_leaves_nothing_running(tmp_path: Path, stacks) -> No
 
 
 def test_make_run_uses_services_that_already_answer(tmp_path: Path, services: ServiceAddrs, stacks) -> None:
+    """On each broker: a run, a task, Ctrl+C, a second run on the same services, a task, Ctrl+C;
+    the services stay up (not ours), and the log asks nothing of a user."""
     env = _env(tmp_path, kafka=services.kafka, redis_url=services.redis_url)
-    stack = Stack(env)
-    stacks.append(stack)
-    stack.up()
-    assert stack.has(rf"services\s+\| broker: using the one answering at {services.kafka}")
-    assert stack.has(r"services\s+\| redis: using the one answering at")
-    assert stack.has(r"services\s+\| nothing to start: using the services above; staying up")
-    assert not stack.has(r"exited with code") and stack.proc.poll() is None
-    processes = stack.tree()
-    stack.ctrl_c()
-    stack.finish()
-    assert re.findall(r"run\s+\| (\w+) stopped in", stack.text) == ["api", "farm", "dashboard", "monitor", "services"]
-    wait_for(lambda: not [p for p in processes if pid_alive(p)], 30, 0.2, "the stack to end")
-    host, port = services.kafka.rsplit(":", 1)
-    assert answers(host, int(port)) and answers("127.0.0.1", services.redis_port)  # not ours: still up
+    runs = []
+    for n in (6, 7):
+        stack = Stack(env)
+        stacks.append(stack)
+        runs.append(stack)
+        stack.up()
+        assert stack.has(rf"services\s+\| broker: using the one answering at {services.kafka}")
+        assert stack.has(r"services\s+\| redis: using the one answering at")
+        assert stack.has(r"services\s+\| nothing to start: using the services above; staying up")
+        assert not stack.has(r"exited with code") and stack.proc.poll() is None
+        out = subprocess.run(["bash", "-c", f". .venv/bin/activate && yadtq submit multiply {n} 7 --wait --timeout 60"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and f"result={n * 7}" in out.stdout, out.stderr
+        processes = stack.tree()
+        stack.ctrl_c()
+        stack.finish()
+        assert re.findall(r"run\s+\| (\w+) stopped in", stack.text) == ["api", "farm", "dashboard", "monitor",
+                                                                        "services"]
+        wait_for(lambda: not [p for p in processes if pid_alive(p)], 30, 0.2, "the stack to end")
+        host, port = services.kafka.rsplit(":", 1)
+        assert answers(host, int(port)) and answers("127.0.0.1", services.redis_port)  # not ours: still up
+    assert [_alarms(stack) for stack in runs] == [[], []]
 
 
 def test_end_ends_the_stack_cleanly_and_a_restart_finds_the_data(tmp_path: Path, stacks) -> None:
@@ -243,6 +253,13 @@ def test_end_ends_the_stack_cleanly_and_a_restart_finds_the_data(tmp_path: Path,
     again.ctrl_c()
     again.finish()
     _nothing_left(processes, env)
+    # A quiet log: an ordinary run, its end and a restart ask nothing of a user.
+    assert _alarms(stack) == [] and _alarms(again) == []
+
+
+def _alarms(stack: Stack) -> list[str]:
+    """The stack's WARNING and ERROR lines, and its tracebacks."""
+    return [line for line in stack.lines if re.search(r" (WARNING|ERROR|CRITICAL) |Traceback", line)]
 
 
 def test_supervisor_kills_after_grace_and_ends_with_the_first_failure(tmp_path: Path) -> None:

@@ -41,11 +41,16 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "queue",
           "incarnation", "host", "pid", "since",  # worker_name:<name>
-          "id", "completed", "p"}  # end:<topic>
+          "id", "completed", "p",  # end:<topic>
+          # schedule:<name>, and the task record's schedule
+          "name", "definition", "version", "origin", "defined_at", "created_at", "last_slot", "last_run", "last_task",
+          "fired", "skipped", "last_skipped", "schedule"}
 REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
-               "quarantined", "run", "fenced", "rejected", WITHDRAWN}
+               "quarantined", "run", "fenced", "rejected", WITHDRAWN,
+               "same", "changed", "gone", "waiting", "taken", "early"}  # schedule_define.lua, schedule_fire.lua
 ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
-                  "fresh"}  # requeue.lua: reset attempts (else "lost")
+                  "fresh",  # requeue.lua: reset attempts (else "lost")
+                  "wait", "skip"}  # schedule_fire.lua: the scheduler's decision (else fire)
 VALUES = {"null", "requeued"}  # a JSON null result; an events line
 
 

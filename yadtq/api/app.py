@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
 from yadtq.api.metrics import Metrics
+from yadtq.api.schedules import add_routes as add_schedule_routes
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
@@ -86,7 +87,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.get("/health", response_model=m.Health, tags=["service"], summary="Is Redis answering")
     def health() -> JSONResponse:
         ok = q.redis_answers()
-        body = m.Health(status="ok" if ok else "degraded", redis=ok, auth=bool(settings.api_token))
+        body = m.Health(status="ok" if ok else "degraded", redis=ok, auth=bool(settings.api_token),
+                        waiting=q.waiting_note() if ok else None)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     # -- submit ----------------------------------------------------------------
@@ -220,6 +222,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               sample: Annotated[int, Query(ge=1, le=search.MAX_BUDGET)] = search.DEFAULT_SAMPLE) -> dict[str, Any]:
         report = search.type_stats(q.backend, window, sample)
         return {"counts": q.backend.counts(), **report.as_dict()}
+
+    add_schedule_routes(app, q, auth)  # GET, POST /schedules, DELETE /schedules/{name}
 
     @app.get("/metrics", dependencies=auth, tags=["service"], response_class=Response,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},

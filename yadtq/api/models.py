@@ -252,3 +252,5 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     redis: bool
     auth: bool = Field(description="whether a bearer token guards the API")
+    waiting: str | None = Field(default=None, description="why no task can start now (workers still joining "
+                                "their group, none alive), from the worker registry; null when a worker serves")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yadtq.cli.parser import build_parser
+from yadtq.cli.schedules import cmd_schedules
 from yadtq.config import Settings
 from yadtq.errors import (
     RET_CONNECT,
@@ -50,6 +51,9 @@ EXIT_CODES: tuple[tuple[type[YADTQError], int], ...] = (
 def command(fn: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     COMMANDS[fn.__name__.removeprefix("cmd_").replace("_", "-")] = fn
     return fn
+
+
+COMMANDS["schedules"] = cmd_schedules
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -293,9 +297,30 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             return RET_OK
         if not args.json:
             print(tid, flush=True)
-        rec = q.wait(tid, args.timeout)
+        rec = _wait_telling_why(q, tid, args.timeout)
         _print_record(rec, args.json)
         return RET_OK if rec.status == Status.SUCCESS else RET_TASK_FAILED
+
+
+def _wait_telling_why(q: Any, tid: str, timeout: float | None) -> Any:
+    """Waits for the task's end; while it has not ended and no worker serves yet (a farm still
+    joining its group), says so once on stderr instead of only waiting."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    told = False
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if told or (left is not None and left <= 1.0):
+            return q.wait(tid, left)
+        try:
+            return q.wait(tid, 1.0)
+        except ResultTimeout:
+            pass
+        note = q.waiting_note()
+        if note:
+            print(f"yadtq: waiting: {note}", file=sys.stderr, flush=True)
+            told = True
+        elif q.status(tid).status != Status.QUEUED:
+            told = True  # it started: the rest is its own run time
 
 
 def _unknown_here(task: str, registry: Any) -> bool:

@@ -9,6 +9,7 @@ import argparse
 import re
 from typing import Any, NoReturn
 
+from yadtq.cli.schedules import add_parser as add_schedules_parser
 from yadtq.task.status import STATUSES
 
 
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
              "yadtq workers\nyadtq workers --json | jq '.workers | keys'")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
+
+    add_schedules_parser(sub, [common], _sub)
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",
              "yadtq export --out export/\nyadtq export --out export/ --format parquet --limit 10000")

@@ -34,8 +34,11 @@ from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.live_state import LiveState
 from yadtq.store.queue_stats import QueueDepth, QueueStats
+from yadtq.store.readiness import waiting_note
+from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
 from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.queues import check_queue_name
 from yadtq.task.registry import registry
 from yadtq.task.status import Status
@@ -267,6 +270,29 @@ class YADTQ:
         """Per queue (the default one, and every one tasks were submitted to): tasks waiting,
         how long the oldest has waited, tasks finished per second over `window`, dead letters."""
         return self.queue_stats.all(window=window)
+    # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
+    def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,
+                     args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, catch_up: str = "once",
+                     unchecked: bool = False) -> ScheduleState:
+        """Adds (or replaces, keeping its last run) schedule `name`: `task` every `every` seconds or at the
+        times of `cron` (UTC). Raises `ConfigError` for a bad schedule, `SubmissionRefused` for a call no
+        live worker would run (unless `unchecked`)."""
+        spec = ScheduleSpec(name, task, every, cron, tuple(args), dict(kwargs or {}), catch_up)
+        if not unchecked:
+            self.edge.check(task, spec.args, spec.kwargs)
+        store = ScheduleStore(self.redis, self.settings)
+        store.define(spec)
+        state = store.get(name)
+        assert state is not None
+        return state
+
+    def remove_schedule(self, name: str) -> bool:
+        """Removes schedule `name` (False: there was none); tasks it fired already are kept."""
+        return ScheduleStore(self.redis, self.settings).remove(name)
+
+    def schedules(self) -> list[ScheduleState]:
+        """Every schedule with its next and last run (Redis time), by name."""
+        return ScheduleStore(self.redis, self.settings).states()
 
     # -- workers and health ------------------------------------------------
     def command_worker(self, worker: str, command: str) -> None:
@@ -295,6 +321,10 @@ class YADTQ:
                 raise ResultTimeout(task_id, timeout or 0, rec.status)
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def waiting_note(self) -> str | None:
+        """Why no task can start now (workers still joining their group, none alive), or None."""
+        return waiting_note(self.live.workers().values())
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""

@@ -15,6 +15,8 @@ the broker is unreachable, for `dead_after` after it returns or restarts, after
 the monitor itself stalled, and for heartbeats it read but could not yet store
 (Redis down; they are kept and stored when Redis returns).
 
+Periodic tasks: the monitor runs a scheduler (`yadtq.client.scheduler`) beside the workers'.
+
 Recovery (see `Recovery`): after a restart of a memory-only broker the tasks
 whose messages went with it are published again, each once; a `processing`
 task whose lease lapsed long ago (its worker died and its message is gone) is
@@ -28,7 +30,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,6 +39,7 @@ from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, check_reachable, ensure_topic, make_consumer
 from yadtq.client.client import YADTQ
+from yadtq.client.scheduler import Scheduler
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, MessageError
 from yadtq.logs import EventLog
@@ -44,7 +47,8 @@ from yadtq.monitor.recovery import Recovery
 from yadtq.redaction import redact_url
 from yadtq.store.connection import REDIS_UNAVAILABLE
 from yadtq.store.live_state import ALIVE, DEAD, LEFT
-from yadtq.task.messages import Heartbeat
+from yadtq.store.schedules import ScheduleStore
+from yadtq.task.messages import Heartbeat, TaskMessage
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,10 @@ class Monitor:
         self.backend = self.client.backend
         self.live = self.client.live
         self.recovery = Recovery(self.client, self.events)
+        # Periodic tasks: the monitor fires due slots too (beside every worker; each slot fires once).
+        self.scheduler = Scheduler(ScheduleStore(self.client.redis, s), self._send_scheduled, who="monitor",
+                                   events=self.events)
+        self._next_schedule = 0.0
         self.epoch = EpochProbe(s)
         delay = 0.5
         while not self._stop.is_set():
@@ -201,6 +209,8 @@ class Monitor:
             self._next_sample = now + self.settings.series_interval
         if self._broker_lost is None:
             self.recovery.tick(now)
+            if now >= self._next_schedule:
+                self._next_schedule = now + self.scheduler.tick()
         if self.settings.result_ttl and now >= self._next_prune:
             self.backend.prune_finished(now - self.settings.result_ttl)
             self._next_prune = now + PRUNE_EVERY
@@ -208,6 +218,10 @@ class Monitor:
         if completed and completed > self.started_at:
             log.info("end of run: stopping the monitor")
             self.stop()
+
+    def _send_scheduled(self, messages: Sequence[TaskMessage]) -> bool:
+        self.client.send_again(messages)
+        return True
 
     # -- heartbeats and liveness ----------------------------------------------
     def record(self, beats: list[Beat]) -> None:
@@ -303,8 +317,12 @@ class Monitor:
             return
         if not restarted:
             return
-        log.warning("the broker restarted and lost its log: reading the new heartbeat topic from its start, "
-                    "publishing lost tasks again")
+        # A memory-only broker (the embedded one) starts empty after every restart, a clean one
+        # included: that alone asks nothing of a user. What it cost is said where it shows:
+        # "published N task(s) again" when queued tasks had lost their messages.
+        log.info("the broker started with a new, empty log (an embedded broker keeps nothing across a restart): "
+                 "reading the new heartbeat topic from its start; queued tasks whose messages it lost are "
+                 "published again")
         self._visible_since = time.time()
         s = self.settings
         ensure_topic(s, s.heartbeat_topic, 1)

@@ -99,3 +99,12 @@ class Keys:
     def retries(self) -> str:
         """Sorted set: task id -> Redis time a parked retry is due to be published again."""
         return f"{self.prefix}retries"
+
+    def schedule(self, name: str) -> str:
+        """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """Sorted set: schedule name -> Redis time a scheduler should look at it next."""
+        return f"{self.prefix}schedules"

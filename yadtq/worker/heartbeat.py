@@ -30,6 +30,7 @@ from yadtq.store.connection import REDIS_UNAVAILABLE
 from yadtq.task.messages import Heartbeat
 
 log = logging.getLogger(__name__)
+CHANGE_CHECK = 0.25  # seconds between looks at the snapshot for a change worth a beat at once
 
 
 class HeartbeatThread(threading.Thread):
@@ -59,9 +60,14 @@ class HeartbeatThread(threading.Thread):
 
     def run(self) -> None:
         next_beat = time.monotonic()
+        sent_for = None
         while not self.stopped.is_set():
             now = time.monotonic()
-            if now >= next_beat:
+            # A change of partitions or state is sent at once, not at the next beat: the registry then
+            # tells clients, the API and the dashboard within a moment that a worker serves.
+            current = self._what_changes()
+            if now >= next_beat or current != sent_for:
+                sent_for = current
                 try:
                     self.beat()
                 except Exception:  # a dead heartbeat thread would look like a dead worker: keep going
@@ -69,7 +75,14 @@ class HeartbeatThread(threading.Thread):
                 next_beat += self.interval
                 if next_beat < now:  # fell far behind (a frozen process): start the schedule again
                     next_beat = now + self.interval
-            self.stopped.wait(max(0.0, next_beat - time.monotonic()))
+            self.stopped.wait(max(0.0, min(next_beat - time.monotonic(), CHANGE_CHECK)))
+
+    def _what_changes(self) -> tuple[tuple[int, ...], Any] | None:
+        s = self.snapshot()
+        if not s:
+            return None
+        state = s.get("state")  # busy and idle alternate with every task: not worth a beat of their own
+        return tuple(s.get("partitions", ())), "serving" if state in ("busy", "idle") else state
 
     def stop(self) -> None:
         self.stopped.set()

@@ -40,6 +40,7 @@ class Intake:
         self.events = events
         self.paused = False  # by a `pause` command (until `resume`)
         self.last_poll = 0.0  # monotonic time of the last poll
+        self.joined = False  # given its first assignment (until then the worker says it is joining)
 
     # -- open and closed ---------------------------------------------------------------
     def resume(self, partitions: Sequence[int]) -> None:
@@ -60,6 +61,8 @@ class Intake:
                     self.tracker.assign(p, event.starts.get(p))
                 else:
                     self.tracker.revoke(p)
+            if event.kind == ASSIGNED:
+                self.joined = True
             if event.kind == ASSIGNED and event.partitions:
                 self.placement.place(event.partitions, event.starts)
             self.hooks.notice(f"partitions_{event.kind}", partitions=list(event.partitions))

@@ -221,7 +221,7 @@ class Worker:
             "name": self.name, "incarnation": self.incarnation,
             "state": state or ("stopping" if self._stop.is_set() else "paused" if self.paused else
                                "busy" if busy else "standby" if self.standby and not self.tracker.partitions
-                               else "idle"),
+                               else "idle" if self.intake.joined else "joining"),
             "current_task": running[0].task_id if running else None,
             "running": tuple(j.task_id for j in running),
             "concurrency": self.settings.concurrency,

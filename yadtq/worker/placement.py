@@ -88,7 +88,9 @@ class Placement:
         self.epoch, self.epoch_read = epoch, True
         if changed and epoch is not None:
             parts = self.tracker.partitions
-            log.warning("the broker lost its log (epoch now %s): reading partitions %s from the start", epoch, parts)
+            # Only worth a warning when positions held here meant something in the lost log.
+            (log.warning if parts else log.info)(
+                "the broker lost its log (epoch now %s): reading partitions %s from the start", epoch, parts)
             self.hooks.notice("broker_log_restarted", partitions=parts, epoch=epoch)
             for p in parts:
                 self.tracker.assign(p, start=0)  # a new log starts at offset 0

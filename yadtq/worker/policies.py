@@ -1,5 +1,6 @@
 """The worker's built-in policies, as middleware: retries, events, dead letters, time limits,
-and publishing parked retries. Each sees only the `WorkerContext` (see docs/extending.md)."""
+publishing parked retries, and the scheduler of periodic tasks (`Schedules`, its own module).
+Each sees only the `WorkerContext` (see docs/extending.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
+from yadtq.worker.scheduling import Schedules
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -191,4 +193,4 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries()]
+    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules()]

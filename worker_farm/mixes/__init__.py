@@ -1,0 +1,19 @@
+"""Chaos mixes (worker_farm/chaos_mix.py): one module per capability under test.
+
+`all_mixes()` is what the all-faults chaos test runs; each mix module adds one line there.
+"""
+
+from __future__ import annotations
+
+from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.periodic import PeriodicMix
+from worker_farm.mixes.retries import RetriesMix
+
+
+def all_mixes() -> list[ChaosMix]:
+    """A fresh instance of every mix (each keeps the ids it submitted)."""
+    mixes: list[ChaosMix] = [
+        RetriesMix(),
+        PeriodicMix(),
+    ]
+    return mixes
