@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.periodic import PeriodicMix
+from worker_farm.mixes.queues import QueuesMix
 from worker_farm.mixes.retries import RetriesMix
 
 
@@ -15,5 +16,6 @@ def all_mixes() -> list[ChaosMix]:
     mixes: list[ChaosMix] = [
         RetriesMix(),
         PeriodicMix(),
+        QueuesMix(),
     ]
     return mixes
