@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Reads tasks from stdin, one per line, and publishes them:\n"
              "  add 1 2                                   shorthand: task name, then arguments (JSON, else text)\n"
              '  {"task": "add", "args": [1, 2]}           a JSON task message ("task-id", "kwargs",\n'
-             '                                            "tries", "time-limit" optional)\n'
+             '                                            "tries", "time-limit", "queue" optional)\n'
              "  # comment, blank lines                    skipped; a bad line is reported and skipped\n"
              "  end                                       sends the end marker to every partition: every\n"
              "                                            worker drains and exits, then the monitor (this\n"
