@@ -11,7 +11,8 @@
 -- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
 -- then per claim (12): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
---   queue (named queue the record came from; '' for the default one)
+--   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
+--   published by a path that did not record its queue is republished where it ran)
 --
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
@@ -142,7 +143,7 @@ while a <= #ARGV do
       local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
       local lease_until = now + lease
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
-        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8])
+        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+11])
       redis.call('HDEL', tk, 'due')
       move(id, st, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
