@@ -108,6 +108,7 @@ class YADTQ:
             return check_queue_name(queue)
         except ConfigError as exc:
             raise MessageError(str(exc)) from None
+
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
         started after a broker restart still sees that the broker lost its log."""
