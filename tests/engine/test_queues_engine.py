@@ -63,3 +63,21 @@ def test_the_high_queue_goes_first_and_depth_retries_and_dead_letters_stay_per_q
     assert live.dead_letters(10) == []  # the default queue's list
     rows = {r.queue: r for r in stats.all()}
     assert rows["high"].queued == 0 and rows["high"].throughput > 0 and rows["low"].dead_letters == 1
+
+
+def test_the_api_and_metrics_report_each_queue(redis_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from yadtq.api.app import create_app
+    from yadtq.client.client import YADTQ
+
+    settings = Settings(redis_url=redis_url, prefix=f"a{uuid.uuid4().hex[:8]}:", log_dir=str(tmp_path))
+    with YADTQ(settings, create_topic=False) as q:  # reads only: no broker needed
+        q.backend.record_queued([TaskMessage(f"e{n}", "add", (n, n), queue="email") for n in range(3)], 3)
+        with TestClient(create_app(settings, client=q)) as http:
+            rows = {row["queue"]: row for row in http.get("/queues").json()}
+            assert rows["email"]["queued"] == 3 and rows["default"]["queued"] == 0
+            assert rows["email"]["lag"] is not None and rows["email"]["lag"] >= 0
+            assert 'yadtq_queue_depth{queue="email"} 3.0' in http.get("/metrics").text
+            assert http.get("/dead-letters", params={"queue": "email"}).json() == []
+            assert http.get("/dead-letters", params={"queue": "no/such"}).status_code == 422
