@@ -114,8 +114,11 @@ class KafkaSource:
         # A send must not block the loop for kafka-python's default minute while the broker is away.
         self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
         self.assignor = StandbyAwareAssignor(standby)
+        # Several topics: a topic made again (or first) after the group settled is seen within 10 s, not
+        # kafka-python's 5 minutes of metadata age, so its partitions are assigned at the next rebalance.
+        several = {"metadata_max_age_ms": 10_000} if len(self.queues.topics) > 1 else {}
         self.consumer = make_consumer(settings, settings.group, client_id=name,
-                                      partition_assignment_strategy=[self.assignor])
+                                      partition_assignment_strategy=[self.assignor], **several)
         self.consumer.subscribe(list(self.queues.topics), listener=_Listener(self))
         self._lock = threading.Lock()
 
@@ -164,9 +167,10 @@ class KafkaSource:
         return None
 
     def _check_topic(self) -> None:
-        """A memory-only broker that restarted has lost the topic: create it again."""
+        """A memory-only broker that restarted has lost the topic: create it again. A worker of several
+        queues looks every time (owning partitions of one topic says nothing of the others)."""
         now = time.monotonic()
-        if now - self._last_topic_check < 10 or self.consumer.assignment():
+        if now - self._last_topic_check < 10 or (len(self.queues.topics) == 1 and self.consumer.assignment()):
             return
         self._last_topic_check = now
         try:
