@@ -31,11 +31,19 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from bench import common, kafka_bench, mixed, scale, yadtq_bench  # noqa: F401 (kafka_bench registers "kafka")
+from bench import (  # noqa: F401 (kafka_bench registers "kafka")
+    common,
+    delayed,
+    kafka_bench,
+    limits_bench,
+    mixed,
+    scale,
+    yadtq_bench,
+)
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "dashboard")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "dashboard", "wakeup")
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,17 @@ class Sizes:
     latency: int
     memory: int
     dashboard: tuple[int, ...]
+    wakeup: int  # result() calls woken by an outcome, pushed and polled each
+    delayed: int  # tasks due in the same second
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
-             (100_000, 1_000_000))
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000))
+             (100_000, 1_000_000), 200, 10_000)
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
+LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
+LIMIT_UNLIMITED = {False: 3000, True: 1000}  # add tasks timed beside the saturated limit (full, --quick)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,11 +114,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
+        if "limits" in only:
+            y["limits"] = timed(f"limits {broker}", limits_bench.run, args.limit_seconds or (10 if args.quick else 60),
+                                LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
+        if "delayed" in only:
+            y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh
         refresh = timed("dashboard", dashboard_refresh.main, sizes.dashboard)
         out["dashboard"] = refresh if "error" in refresh else {k: summarize([v]) for k, v in refresh.items()}
+    if "wakeup" in only:  # Redis only: no broker dimension
+        from bench import wakeup
+        out["wakeup"] = timed("result() wake-up", wakeup.main, sizes.wakeup)
     if not args.no_celery and only & {"mixed", "scale", "latency"}:
         from bench import celery_bench
         print("Celery 5 (Redis broker and backend, acks_late)", flush=True)
@@ -145,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--broker", nargs="+", choices=list(common.BROKERS), default=["embedded"],
                    help="brokers YADTQ is measured on, a column each (default: embedded)")
     p.add_argument("--no-celery", action="store_true", help="no Celery")
+    p.add_argument("--limit-seconds", type=float, metavar="S",
+                   help="how long the limits benchmark keeps its rate-limited type saturated (default 60, quick 10)")
     p.add_argument("--no-peers", action="store_true", help="no Dramatiq and arq")
     p.add_argument("--show", type=Path, metavar="JSON", help="print the table of a saved result, run nothing")
     p.add_argument("--markdown", action="store_true", help="the table as Markdown (for the README)")

@@ -242,6 +242,14 @@ class Table:
         self._simple("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
+        self._limits_rows()
+        for q in ("p50", "p99"):
+            self._simple(f"delayed: lateness {q}, all due in one second", "delayed", f"released_{q}_ms", "ms",
+                         "{:,.0f}", target="< 1 s" if q == "p99" else "",
+                         ok=(lambda v: v < 1000) if q == "p99" else None)
+        self._simple("delayed: start lateness p99 (runs the burst)", "delayed", "start_p99_ms", "ms", "{:,.0f}")
+        self._simple("delayed: Redis memory per waiting task", "delayed", "bytes_per_waiting_task", "B", "{:,.0f}",
+                     target="< 1 KB", ok=lambda v: v < 1024)
         dashboard = self.out.get("dashboard", {})
         for key in sorted((k for k in dashboard if k != "error"), key=lambda k: int(k.rsplit("_", 1)[1])):
             v = dashboard[key]["median"]
@@ -249,6 +257,25 @@ class Table:
             self.rows.append(Row(f"dashboard refresh, {int(key.rsplit('_', 1)[1]):,} records",
                                  {self.columns[0]: f"{v:.1f} ms"} if self.columns else {}, target="< 300 ms",
                                  met=verdict([("< 300 ms", v < 300)])))
+        wake = self.out.get("wakeup", {})
+        for q in ("p50", "p99") if "pushed_p50_ms" in wake else ():
+            pushed, polled = wake[f"pushed_{q}_ms"], wake[f"polled_{q}_ms"]
+            target = "< 5 ms" if q == "p99" else ""
+            # Redis only, no broker: shown under the first column, beside the polling it replaced.
+            self.rows.append(Row(f"result() wake-up latency {q} (outcome stored to return)",
+                                 {self.columns[0]: f"{pushed:.1f} ms (polling: {polled:.0f} ms)"} if self.columns
+                                 else {}, target=target,
+                                 met=verdict([(target, pushed < 5)]) if target else ""))
+
+
+    def _limits_rows(self) -> None:
+        """The limits benchmark (bench/limits_bench.py): a 20/s limit saturated, one run."""
+        self._simple("rate limit 20/s saturated: achieved", "limits", "rate_achieved_per_s", "/s", "{:.1f}",
+                     target="20 ± 5%", ok=lambda v: 19 <= v <= 21)
+        self._simple("rate limit 20/s: most starts in any 1 s (2 workers)", "limits", "most_in_1s", "", "{:.0f}",
+                     target="<= 22", ok=lambda v: v <= 22)
+        self._simple("unlimited throughput beside a saturated limit, ratio to none", "limits", "unlimited_ratio",
+                     "", "{:.2f}", target=">= 0.9", ok=lambda v: v >= 0.9)
 
 
 def render(out: dict[str, Any], markdown: bool = False) -> str:

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 
 from yadtq.task.status import Status
 
-COLORS = {Status.QUEUED: "#9aa5b1", Status.PROCESSING: "#f0a500", Status.SUCCESS: "#2e9e5b",
-          Status.FAILED: "#d64545", Status.CANCELLED: "#7b61ff"}
+COLORS = {Status.SCHEDULED: "#5b8def", Status.QUEUED: "#9aa5b1", Status.PROCESSING: "#f0a500",
+          Status.SUCCESS: "#2e9e5b", Status.FAILED: "#d64545", Status.CANCELLED: "#7b61ff", Status.EXPIRED: "#8d6e63"}
 # Distinct hues for series that are only names (workers); the theme's default shades of one blue are not.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")

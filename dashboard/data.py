@@ -177,13 +177,13 @@ def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None)
         run = r.finished - r.started if r.finished and r.started and r.status != Status.CANCELLED else None
         rows.append({"task id": r.task_id, "task": r.task, "status": r.status, "args": str(r.args)[:80],
                      "result": "" if r.result is None else str(r.result)[:80], "error": (r.error or "")[:200],
-                     "attempts": r.attempts, "worker": r.worker or "",
+                     "attempts": r.attempts, "worker": r.worker or "", "progress": r.progress,
                      "submitted": local_time(r.submitted, tz), "started": local_time(r.started, tz),
                      "finished": local_time(r.finished, tz),
                      "run time": duration(run if run is not None else
                                           (now - r.started if r.status == Status.PROCESSING and r.started else None))})
     return pd.DataFrame(rows, columns=["task id", "task", "status", "args", "result", "error", "attempts", "worker",
-                                       "submitted", "started", "finished", "run time"])
+                                       "progress", "submitted", "started", "finished", "run time"])
 
 
 @dataclass

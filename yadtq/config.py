@@ -44,6 +44,9 @@ class Settings:
     time_limit: float = 0.0
     lease: float = 10.0
     result_ttl: float = 0.0
+    # Delayed tasks are published this many seconds before their eta, so a burst due at once is on
+    # the broker by then; a worker holds one that comes early and claims it at its eta.
+    schedule_lead: float = 2.0
     # The monitor republishes tasks `queued` for longer than this (their message
     # may be gone with a memory-only broker's restart); 0 turns it off.
     requeue_stale_after: float = 120.0
@@ -96,6 +99,10 @@ class Settings:
     dashboard_allow_destructive: bool = False
     dashboard_tasks: str = ""  # comma-separated task modules whose tasks the submit form offers
     heartbeat_history: int = 10_000
+    # Live results: the least time between two progress writes of one task (the latest value always
+    # lands), and how often a waiter re-reads a record besides waking on its announcements.
+    progress_interval: float = 0.25
+    result_poll: float = 1.0
     series_points: int = 3_600
     series_interval: float = 1.0
 
@@ -106,11 +113,12 @@ class Settings:
             "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
             "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
+            "progress_interval", "result_poll",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl",
+        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas"):

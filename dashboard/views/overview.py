@@ -20,12 +20,12 @@ def live() -> None:
     o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
     if o.waiting:
         st.info(o.waiting[0].upper() + o.waiting[1:] + ".", icon=":material/hourglass_top:")
-    c = st.columns(8)
-    for col, status in zip(c, STATUSES, strict=False):
-        col.metric(status.capitalize(), f"{o.counts[status]:,}")
-    c[5].metric("Workers alive", o.alive, delta=f"{o.dead} dead" if o.dead else None, delta_color="inverse")
-    c[6].metric("Throughput now", f"{o.throughput_now:,.1f}/s")
-    c[7].metric("Oldest queued", data.duration(o.at - o.oldest_queued) if o.oldest_queued else "none")
+    for col, status in zip(st.columns(len(STATUSES)), STATUSES, strict=True):
+        col.metric(status.capitalize(), f"{o.counts.get(status, 0):,}")
+    c = st.columns(3, gap="small")
+    c[0].metric("Workers alive", o.alive, delta=f"{o.dead} dead" if o.dead else None, delta_color="inverse")
+    c[1].metric("Throughput now", f"{o.throughput_now:,.1f}/s")
+    c[2].metric("Oldest queued", data.duration(o.at - o.oldest_queued) if o.oldest_queued else "none")
     left, middle, right = st.columns(3)
     left.plotly_chart(charts.queue_depth(o.series), key="depth")
     middle.plotly_chart(charts.worker_throughput(o.throughput), key="throughput")

@@ -38,7 +38,10 @@ frame = data.tasks_frame(page.tasks, time.time(), tz)
 more = " (more beyond: page on)" if page.next_cursor else ""
 st.caption(f"Page {len(cursors)}: {len(page.tasks)} task(s), newest first, from {page.scanned:,} examined{more}. "
            "Select a row to open the task.")
-picked = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", key="results")
+picked = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", key="results",
+                      column_config={"progress": st.column_config.ProgressColumn(
+                          "progress", min_value=0.0, max_value=1.0, format="percent",
+                          help="what a task last reported of its run")})
 if picked.selection.rows:
     open_task(str(frame.iloc[picked.selection.rows[0]]["task id"]))
 left, right, _ = st.columns([1, 1, 6])
@@ -72,6 +75,8 @@ def task_page() -> None:
         (now - r.started if r.status == Status.PROCESSING and r.started else None)
     c[3].metric("Run time" + (" so far" if r.status == Status.PROCESSING else ""), data.duration(run) or "-")
     c[4].metric("Worker", r.worker or "-")
+    if r.progress is not None:  # what the task last reported (live while it runs)
+        st.progress(r.progress, text=f"{r.progress:.0%}" + (f": {r.progress_message}" if r.progress_message else ""))
     if view.waiting_because:
         st.info(f"Waiting: {view.waiting_because}")
     times = {"submitted": r.submitted, "started": r.started, "finished": r.finished}

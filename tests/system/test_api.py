@@ -41,7 +41,8 @@ def test_submit_follow_and_result(api: httpx.Client, procs: Procs) -> None:
     outcomes = [_done(api, t) for t in ids]
     assert [o["result"] for o in outcomes[:5]] == [0, 2, 4, 6, 8]
     assert outcomes[5]["status"] == "failed" and "no luck" in outcomes[5]["error"]
-    assert api.get("/counts").json() == {"queued": 0, "processing": 0, "success": 6, "failed": 1, "cancelled": 0}
+    assert api.get("/counts").json() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 6, "failed": 1, "cancelled": 0,
+            "expired": 0}
 
 
 def test_tasks_with_one_key_run_in_order_on_one_partition(api: httpx.Client, q: YADTQ, procs: Procs) -> None:
@@ -122,7 +123,8 @@ def test_cancel_a_queued_task(api: httpx.Client, q: YADTQ) -> None:
     got = api.post(f"/tasks/{tid}/cancel")
     assert got.status_code == 200 and got.json()["status"] == "cancelled" and got.json()["done"]
     assert api.get(f"/tasks/{tid}/result").json()["status"] == "cancelled"
-    assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 0, "failed": 0, "cancelled": 1}
+    assert q.backend.counts() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 0, "failed": 0,
+                                  "cancelled": 1, "expired": 0}
     assert "cancelled by api" in api.get(f"/tasks/{tid}").json()["history"][0]["event"]
     assert api.post(f"/tasks/{tid}/cancel").status_code == 409
 

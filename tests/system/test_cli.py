@@ -118,7 +118,7 @@ def test_dlq_lists_a_requeued_task_once(settings: Settings, q: YADTQ, procs: Pro
 def test_tasks_and_workers_print_json_and_limit_zero_means_counts(settings: Settings, q: YADTQ) -> None:
     q.submit_many([("add", [i, i]) for i in range(3)])
     counts_only = run_cli(settings, "tasks", "--limit", "0")
-    assert counts_only.stdout.strip().splitlines() == ["queued=3  processing=0  success=0  failed=0  cancelled=0"]
+    assert counts_only.stdout.strip().splitlines() == ["scheduled=0  queued=3  processing=0  success=0  failed=0  cancelled=0  expired=0"]
     listing = json.loads(run_cli(settings, "tasks", "--json", "--limit", "2").stdout)
     assert listing["counts"]["queued"] == 3 and len(listing["tasks"]["queued"]) == 2
     assert run_cli(settings, "tasks", "--limit", "-1").returncode == 2

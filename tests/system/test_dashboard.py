@@ -94,12 +94,17 @@ def test_search_open_requeue_and_cancel(app, q: YADTQ, procs: Procs) -> None:
 
 def test_task_times_are_human(app, q: YADTQ, procs: Procs) -> None:
     procs.worker("W1")
-    tid = q.submit("add", [1, 2])
+    tid = q.submit("sleep", [0.2])  # it reports its progress
     q.wait(tid, 60)
     at = app("views/tasks.py")
     row = _frames(at)[0].iloc[0]
     assert row["finished"].count(":") == 2 and row["finished"].startswith("20")  # 2026-11-22 23:09:29
     assert row["run time"].endswith(("ms", " s"))
+    assert row["progress"] == 1.0  # shown as a bar in the table
+    at.session_state["task"] = tid
+    at.run()
+    bars = at.get("progress")
+    assert len(bars) == 1 and bars[0].proto.value == 100 and "100%" in bars[0].proto.text
 
 
 def test_workers_partitions_and_controls(app, q: YADTQ, procs: Procs) -> None:

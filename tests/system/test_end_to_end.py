@@ -25,7 +25,8 @@ def test_arithmetic_through_the_api(q: YADTQ, procs: Procs) -> None:
     assert rec.as_dict()["status"] == "success" and rec.as_dict()["result"] == 3
     assert rec.worker == "W1" and rec.attempts == 1
     assert rec.submitted <= rec.started <= rec.finished
-    assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 4, "failed": 0, "cancelled": 0}
+    assert q.backend.counts() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 4, "failed": 0, "cancelled": 0,
+            "expired": 0}
 
 
 def test_submit_many_and_unknown_id(q: YADTQ, procs: Procs) -> None:

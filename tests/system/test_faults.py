@@ -62,7 +62,8 @@ def test_bad_messages_fail_cleanly_and_the_worker_keeps_serving(settings: Settin
         assert len(letters) == len(bad) * s.partitions
         assert sum("not JSON" in e["error"] for e in letters) == s.partitions
         counts = q.backend.counts()
-        assert counts == {"queued": 0, "processing": 0, "success": 9, "failed": 5, "cancelled": 0}
+        assert counts == {"scheduled": 0, "queued": 0, "processing": 0, "success": 9, "failed": 5, "cancelled": 0,
+            "expired": 0}
 
     dlq = KafkaConsumer(s.dlq_topic, bootstrap_servers=s.kafka_bootstrap, auto_offset_reset="earliest",
                         consumer_timeout_ms=5000)
@@ -145,7 +146,8 @@ def test_end_drains_and_stops_every_worker_and_the_monitor(settings: Settings, p
     for proc in [*workers, procs.procs["monitor"]]:
         assert proc.wait(timeout=60) == 0
     counts = q.backend.counts()
-    assert counts == {"queued": 0, "processing": 0, "success": 42, "failed": 0, "cancelled": 0}
+    assert counts == {"scheduled": 0, "queued": 0, "processing": 0, "success": 42, "failed": 0, "cancelled": 0,
+            "expired": 0}
 
 
 def test_sigterm_finishes_the_task_in_hand_then_leaves(settings: Settings, procs: Procs, q: YADTQ) -> None:

@@ -90,7 +90,8 @@ def test_zombie_worker_is_fenced_out(settings: Settings, procs: Procs, r: redis.
         final = q.status(tid)
         assert (final.status, final.worker, final.attempts, final.result) == ("success", "W2", 2, 42)
         assert [pid for pid, _ in read_ledger(r, s.prefix)[tid]] == [zombie.pid, procs.procs["W2"].pid]
-        assert q.backend.counts() == {"queued": 0, "processing": 0, "success": 1, "failed": 0, "cancelled": 0}
+        assert q.backend.counts() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 1, "failed": 0, "cancelled": 0,
+            "expired": 0}
 
 
 # Its own broker, started and killed here, is the embedded one: the Kafka lane would repeat it as is.
@@ -132,7 +133,8 @@ def test_redis_restart_loses_no_record_and_workers_reconnect(services: ServiceAd
         services.redis_proc = start_redis("127.0.0.1", services.redis_port, services.data_dir, services.log_dir)
         wait_for(lambda: _success(q) == 60, 120, 0.3, "all 60 after the Redis restart")
         counts = q.backend.counts()
-        assert counts == {"queued": 0, "processing": 0, "success": 60, "failed": 0, "cancelled": 0}
+        assert counts == {"scheduled": 0, "queued": 0, "processing": 0, "success": 60, "failed": 0, "cancelled": 0,
+            "expired": 0}
         assert len(q.backend.get_many(ids)) == 60
     ledger = read_ledger(r, settings.prefix)
     assert sorted(ledger) == sorted(ids)

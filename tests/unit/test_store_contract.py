@@ -13,11 +13,14 @@ import redis
 from yadtq.config import Settings
 from yadtq.store import scripts
 from yadtq.store.claim_replies import (
+    CONCURRENCY,
+    RATE,
     WITHDRAWN,
     Busy,
     Done,
     DueRetry,
     Foreign,
+    Limited,
     Parked,
     Quarantined,
     Run,
@@ -40,13 +43,16 @@ STATUS_NAMES = {s.value for s in Status}
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
           "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "queue",
+          "eta", "expires", "released",  # delayed and expiring tasks
+          "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
+          "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`
           # schedule:<name>, and the task record's schedule
           "name", "definition", "version", "origin", "defined_at", "created_at", "last_slot", "last_run", "last_task",
           "fired", "skipped", "last_skipped", "schedule"}
 REPLY_WORDS = {"new", "exists", "foreign", "ok", "missing", "moved", "running", "done", "busy", "parked",
-               "quarantined", "run", "fenced", "rejected", WITHDRAWN,
+               "quarantined", "run", "fenced", "rejected", WITHDRAWN, "limited", RATE, CONCURRENCY,
                "same", "changed", "gone", "waiting", "taken", "early"}  # schedule_define.lua, schedule_fire.lua
 ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
                   "fresh",  # requeue.lua: reset attempts (else "lost")
@@ -111,7 +117,8 @@ def test_every_quoted_word_is_known() -> None:
 
 
 def test_statuses_are_listed_in_order_and_final_is_a_frozenset() -> None:
-    assert STATUSES == (Status.QUEUED, Status.PROCESSING, Status.SUCCESS, Status.FAILED, Status.CANCELLED)
+    assert STATUSES == (Status.SCHEDULED, Status.QUEUED, Status.PROCESSING, Status.SUCCESS, Status.FAILED,
+                        Status.CANCELLED, Status.EXPIRED)
     assert isinstance(FINAL, frozenset) and all(s.final == (s in FINAL) for s in Status)
     assert json.dumps({Status.QUEUED: Status.FAILED}) == '{"queued": "failed"}'  # records and JSON hold names
 
@@ -132,7 +139,8 @@ def test_bind_refuses_an_unknown_script() -> None:
 
 # -- decoders: one per reply shape in each script's header -------------------------------
 def test_submit_reply() -> None:
-    assert SubmitReply.decode(["new"]) == SubmitReply("new")
+    assert SubmitReply.decode(["new", "queued"]) == SubmitReply("new", "queued")
+    assert SubmitReply.decode(["new", "scheduled"]) == SubmitReply("new", "scheduled")
     assert SubmitReply.decode(["exists", "processing"]) == SubmitReply("exists", "processing")
     assert SubmitReply.decode(["foreign", "abc"]).verdict == "foreign"
     with pytest.raises(ValueError):
@@ -164,11 +172,12 @@ def test_step_reply() -> None:
     raw = ["ok", "fenced",
            ["run", "7", "2", "add", "[1]", "{}", "3", "", "1", "100.5", "1"],
            ["done", "success"], ["done", WITHDRAWN], ["busy", "99.0"], ["parked", "101.0"],
-           ["quarantined", "died 3 times"], ["foreign", "another task"]]
+           ["quarantined", "died 3 times"], ["foreign", "another task"], ["limited", "0.25", RATE]]
     reply = StepReply.decode(raw, outcomes=2)
     assert reply.stored == [True, False]
     assert reply.verdicts == [Run("7", 2, "add", [1], {}, 3, None, 1, 100.5, 1), Done("success"), Done(WITHDRAWN),
-                              Busy(99.0), Parked(101.0), Quarantined("died 3 times"), Foreign("another task")]
+                              Busy(99.0), Parked(101.0), Quarantined("died 3 times"), Foreign("another task"),
+                              Limited(0.25, RATE)]
     with pytest.raises(ValueError, match="unknown claim verdict"):
         decode_verdict(["what"])
     assert decode_renewals([1, 0]) == [True, False]

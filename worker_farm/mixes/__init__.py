@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.delayed import DelayedMix
+from worker_farm.mixes.limits import LimitsMix
+from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.queues import QueuesMix
 from worker_farm.mixes.retries import RetriesMix
@@ -15,7 +18,10 @@ def all_mixes() -> list[ChaosMix]:
     """A fresh instance of every mix (each keeps the ids it submitted)."""
     mixes: list[ChaosMix] = [
         RetriesMix(),
+        DelayedMix(),
+        LimitsMix(),
         PeriodicMix(),
         QueuesMix(),
+        LiveMix(),
     ]
     return mixes

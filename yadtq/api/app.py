@@ -9,22 +9,22 @@ The /docs (Swagger UI) and /redoc pages load their scripts from this server
 (`docs_pages`), so they work without internet.
 """
 
-import asyncio
 import hmac
 import inspect
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from yadtq.api import events
 from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
+from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
 from yadtq.api.schedules import add_routes as add_schedule_routes
 from yadtq.broker.backlog import for_settings as backlog_for
@@ -100,8 +100,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     @app.post("/tasks", status_code=201, response_model=m.Submitted, dependencies=auth, tags=["tasks"],
               summary="Submit one task")
     def submit(body: one) -> m.Submitted:  # type: ignore[valid-type]
-        tid = q.publish([_message(q, body)], wait=True)[0]
-        return m.Submitted(task_id=tid, status=Status.QUEUED)
+        message = _message(q, body)
+        tid = q.publish([message], wait=True)[0]
+        return m.Submitted(task_id=tid, status=q.status(tid).status if message.timing.delayed else Status.QUEUED)
 
     @app.post("/tasks/batch", status_code=201, response_model=m.BatchSubmitted, dependencies=auth, tags=["tasks"],
               summary="Submit many tasks (one Redis pipeline, one broker flush)")
@@ -149,16 +150,16 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
                      wait: Annotated[float, Query(ge=0, le=m.MAX_WAIT, allow_inf_nan=False,
                                                   description="seconds to wait for the outcome")] = 0.0
                      ) -> JSONResponse:
-        deadline = time.monotonic() + wait
-        delay = 0.02
-        while True:
-            rec = q.backend.get(task_id)
-            if rec.done or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+        rec = await events.wait_record(q, task_id, wait)  # woken when the outcome is stored
         body = m.ResultOut(task_id=task_id, status=rec.status, done=rec.done, result=rec.result, error=rec.error)
         return JSONResponse(body.model_dump(), status_code=200 if rec.done else 202)
+
+    @app.get("/tasks/{task_id}/events", dependencies=auth, tags=["tasks"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+             summary="A task's changes (status, progress) as server-sent events, until it ends")
+    def task_events(task_id: TaskId, timeout: Annotated[float, Query(gt=0, le=events.MAX_STREAM, allow_inf_nan=False,
+                    description="end the stream after this many seconds")] = 300.0) -> StreamingResponse:
+        return events.task_events(q, task_id, timeout)
 
     # -- act ----------------------------------------------------------------
     @app.post("/tasks/{task_id}/cancel", response_model=m.TaskOut, dependencies=auth, tags=["tasks"],
@@ -170,6 +171,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
               summary="Run a failed task again from its record (fresh attempts)")
     def requeue(task_id: TaskId) -> m.Submitted:
         return m.Submitted(task_id=q.requeue(task_id), status=Status.QUEUED)
+
+    add_limit_routes(app, q, auth)
 
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],
@@ -236,7 +239,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
-                               "unchecked": body.unchecked, "queue": body.queue}
+                               "unchecked": body.unchecked, "countdown": body.countdown, "eta": body.eta,
+                               "expires": body.expires, "queue": body.queue}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key

@@ -12,7 +12,7 @@ from yadtq.task.messages import MAX_TASK_NAME
 from yadtq.task.status import STATUSES, Status
 
 # The schema lists the names as a plain string enum (what clients generated from it expect).
-StatusName = Literal["queued", "processing", "success", "failed", "cancelled"]
+StatusName = Literal["scheduled", "queued", "processing", "success", "failed", "cancelled", "expired"]
 assert StatusName.__args__ == STATUSES  # type: ignore[attr-defined]  # one list of statuses
 MAX_BATCH = 1_000
 MAX_WAIT = 30.0
@@ -68,6 +68,13 @@ class SubmitRequest(BaseModel):
                                         "(for a task only a future worker will know)")
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,100}$",
                               description="named queue (default: the task's own, else 'default')")
+    countdown: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
+                                    description="run it no sooner than this many seconds from now (`scheduled` "
+                                                "until then)")
+    eta: float | str | None = Field(default=None, description="run it no sooner than this time: epoch seconds or "
+                                                              "ISO-8601 (UTC unless it says)")
+    expires: float | str | None = Field(default=None, description="not started within this many seconds (or by "
+                                                                  "this ISO-8601 time), it ends `expired`")
 
     @field_validator("args", "kwargs")
     @classmethod
@@ -131,6 +138,8 @@ class TaskOut(BaseModel):
     finished: float | None = None
     run_time: float | None = Field(default=None, description="finished - started (the last attempt)")
     queue_wait: float | None = Field(default=None, description="started - submitted")
+    progress: float | None = Field(default=None, description="what the task last reported: a fraction 0..1")
+    progress_message: str | None = Field(default=None, description="and what it said it was doing")
     done: bool
 
     @classmethod
@@ -141,7 +150,8 @@ class TaskOut(BaseModel):
                    kwargs=dict(rec.kwargs), result=rec.result, error=rec.error, attempts=rec.attempts,
                    tries=rec.tries, worker=rec.worker, partition=rec.partition, queue=rec.queue,
                    submitted=rec.submitted,
-                   started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done)
+                   started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done,
+                   progress=rec.progress, progress_message=rec.progress_message)
 
 
 class HistoryEntry(BaseModel):
@@ -180,11 +190,13 @@ class TaskPage(BaseModel):
 
 class Counts(BaseModel):
     model_config = ConfigDict(extra="allow")
+    scheduled: int = 0
     queued: int
     processing: int
     success: int
     failed: int
     cancelled: int
+    expired: int = 0
 
 
 class TypeRow(BaseModel):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
+from yadtq.cli.follow import progress_text
 from yadtq.store.backend import TaskRecord
 from yadtq.store.queue_stats import QueueDepth
 from yadtq.task.registry import Registry
@@ -64,6 +65,10 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
         lines += [f"  submitted  {when(rec.first_submitted, now)}", f"  requeued   {when(rec.submitted, now)}"]
     else:
         lines.append(f"  submitted  {when(rec.submitted, now)}")
+    if rec.eta:
+        lines.append(f"  not before {when(rec.eta, now)}")
+    if rec.expires:
+        lines.append(f"  expires    {when(rec.expires, now)}")
     if rec.started:
         waited = f"  (waited {duration(rec.started - rec.submitted)})" if rec.submitted else ""
         lines.append(f"  started    {when(rec.started, now)}{waited}")
@@ -74,6 +79,8 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
         lines.append(f"  finished   {when(rec.finished, now)}  ({'; '.join(x for x in (ran, total) if x)})")
     elif rec.started and rec.status == Status.PROCESSING:
         lines.append(f"  running    for {duration(now - rec.started)}")
+    if rec.progress is not None:
+        lines.append(f"  progress   {progress_text(rec)}")
     tries = f" of {rec.tries}" if rec.tries else ""
     limit = f", time limit {rec.time_limit:g}s" if rec.time_limit else ""
     lines.append(f"  attempts   {rec.attempts}{tries}{limit}" + (f", on worker {rec.worker}" if rec.worker else ""))

@@ -288,6 +288,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
         try:
             tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
                            time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked,
+                           countdown=args.countdown, eta=_when(args.eta), expires=_when(args.expires),
                            queue=args.queue)
         except SubmissionRefused as exc:
             print(f"yadtq: error: {exc}; nothing sent (--unchecked sends it anyway)", file=sys.stderr)
@@ -300,6 +301,14 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
         rec = _wait_telling_why(q, tid, args.timeout)
         _print_record(rec, args.json)
         return RET_OK if rec.status == Status.SUCCESS else RET_TASK_FAILED
+
+
+def _when(text: str | None) -> float | str | None:
+    """--eta/--expires: a number (epoch seconds for --eta, seconds from now for --expires) or an ISO-8601 time."""
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return text
 
 
 def _wait_telling_why(q: Any, tid: str, timeout: float | None) -> Any:
@@ -342,6 +351,8 @@ def _unknown_here(task: str, registry: Any) -> bool:
 def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.cli.display import record_details
     from yadtq.client.client import YADTQ
+    if args.follow:
+        return _follow(args, s)
     with YADTQ(s, create_topic=False) as q:
         rec = q.status(args.task_id)
         history = q.backend.events(args.task_id)
@@ -351,6 +362,17 @@ def cmd_status(args: argparse.Namespace, s: Settings) -> int:
     _print_record(rec, False)
     print("\n".join(record_details(rec, history)))
     return RET_OK
+
+
+def _follow(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.follow import follow_line
+    from yadtq.client.client import YADTQ
+    status = ""
+    with YADTQ(s, create_topic=False) as q:
+        for rec in q.follow(args.task_id):
+            print(follow_line(rec, args.json), flush=True)
+            status = rec.status
+    return RET_OK if status == Status.SUCCESS else RET_TASK_FAILED
 
 
 @command
@@ -484,6 +506,12 @@ def cmd_export(args: argparse.Namespace, s: Settings) -> int:
         stats = export(q.backend, q.live, args.out, limit=args.limit, fmt=args.format)
     print(stats.summary())
     return RET_OK
+
+
+@command
+def cmd_limits(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli import limits
+    return limits.run(args, s)
 
 
 def main(argv: list[str] | None = None) -> int:

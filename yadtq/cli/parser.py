@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
              "yadtq submit add 1 2 --wait\n"
              "yadtq submit sleep 5 --tries 1 --time-limit 2\n"
              "yadtq submit resize photo.jpg 640 --tasks mypkg.mytasks\n"
+             "yadtq submit add 1 2 --countdown 60 --expires 300\n"
+             "yadtq submit add 1 2 --eta 2026-12-24T18:00:00Z\n"
              'yadtq submit echo \'{"a": [1, 2]}\' --unchecked',
              "Submits one task and prints its id. It is checked against the tasks live workers serve "
              "(unknown name or arguments that do not fit: exit 2, nothing sent); before any worker has "
@@ -183,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ordering key: tasks with the same key run one at a time, in order, e.g. --key customer-42")
     p.add_argument("--queue", metavar="NAME",
                    help="named queue to send it to (default: the task's own, else 'default'), e.g. --queue email")
+    p.add_argument("--countdown", type=float, metavar="S",
+                   help="run it no sooner than S seconds from now (it is `scheduled` until then), e.g. --countdown 60")
+    p.add_argument("--eta", metavar="TIME",
+                   help="run it no sooner than TIME: ISO-8601 (UTC unless it says) or epoch seconds, "
+                        "e.g. --eta 2026-12-24T18:00:00Z")
+    p.add_argument("--expires", metavar="S|TIME",
+                   help="not started within S seconds (or by TIME), it ends `expired` and never runs, "
+                        "e.g. --expires 300")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                    help="also accept the task names of MODULE, e.g. --tasks mypkg.mytasks")
     p.add_argument("--unchecked", "--any-task", dest="unchecked", action="store_true",
@@ -190,9 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker will know)")
 
     p = _sub(sub, "status", [common], "a task's record: status, times, attempts, history",
-             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json")
+             "yadtq status 3f1c...-uuid\nyadtq status 3f1c...-uuid --json\nyadtq status 3f1c...-uuid --follow")
     p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")
     p.add_argument("--json", action="store_true", help="print the record and its history as JSON")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="print each change (status, progress) as it happens, until the task ends "
+                        "(exit code as for `result`; with --json one JSON record per line)")
 
     p = _sub(sub, "result", [common], "wait for a task's result and print it as JSON",
              "yadtq result 3f1c...-uuid --timeout 30")
@@ -234,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20, metavar="N", help="newest N failures (default 20)")
     p.add_argument("--json", action="store_true", help="print the registry and failures as JSON")
 
+    from yadtq.cli import limits
+    limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
+                              limits.EXAMPLES))
     add_schedules_parser(sub, [common], _sub)
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",

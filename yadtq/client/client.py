@@ -20,18 +20,21 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import DEFAULT_QUEUE, Settings
-from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, ResultTimeout, TaskFailed
+from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, TaskFailed
+from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
+from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
@@ -42,9 +45,13 @@ from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.queues import check_queue_name
 from yadtq.task.registry import registry
 from yadtq.task.status import Status
+from yadtq.task.timing import Timing, When
 
 log = logging.getLogger(__name__)
-TaskSpec = Any  # (name, args) | (name, args, kwargs) | {"task": ..., "args": ..., ...}
+# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
+TaskSpec = Any
+# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
+SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires", "queue")
 
 
 class YADTQ:
@@ -55,6 +62,7 @@ class YADTQ:
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
         self.queue_stats = QueueStats(self.redis, self.backend.keys)
+        self.announcements = Announcements(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
         self._partitions: dict[str, list[int]] = {}  # per topic, as the producer sees it
@@ -127,10 +135,14 @@ class YADTQ:
     def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                 tries: int | None = None, time_limit: float | None = None,
                 task_id: str | None = None, key: str | None = None, unchecked: bool = False,
+                countdown: float | None = None, eta: When | None = None, expires: When | None = None,
                 queue: str | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
 
-        `queue` overrides the queue the task's `@task(queue=...)` names (see `queue_of`).
+        `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
+        until due, then published. `expires` (seconds from submit, or a datetime): not started
+        by then, it ends `expired` and never runs (yadtq.task.timing). `queue` overrides the queue the
+        task's `@task(queue=...)` names (see `queue_of`).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -145,8 +157,10 @@ class YADTQ:
             raise MessageError("key must be a non-empty string of at most 200 characters")
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
+        timing = Timing.of(countdown, eta, expires, task_id)
         m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key, self.queue_of(task, queue))
+                        tries or self.settings.tries, time.time(), time_limit, key, timing,
+                        self.queue_of(task, queue))
         size = len(m.encode())
         if size > self.settings.max_message_bytes:
             raise MessageError(f"task message of {size} bytes exceeds the limit of "
@@ -155,7 +169,10 @@ class YADTQ:
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
-        """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
+        """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
+
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        a delayed task is recorded `scheduled` and published when due (no broker needed now)."""
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
     def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -174,7 +191,7 @@ class YADTQ:
         """
         token = uuid.uuid4().hex
         verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v == "new"]
+        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
         to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
         try:
             self._send(to_send, wait)
@@ -261,11 +278,15 @@ class YADTQ:
             return spec
         if isinstance(spec, Mapping):
             return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                                tries=spec.get("tries"), time_limit=spec.get("time_limit"),
                                 task_id=spec.get("task-id") or spec.get("task_id"),
-                                unchecked=unchecked or bool(spec.get("unchecked")), queue=spec.get("queue"))
+                                unchecked=unchecked or bool(spec.get("unchecked")),
+                                **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None})
         name, args, *rest = spec
-        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked)
+        options = rest[1] if len(rest) > 1 else {}
+        unknown = set(options) - set(SPEC_OPTIONS)
+        if unknown:
+            raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
+        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked, **options)
 
     def queues(self, window: float = 60.0) -> list[QueueDepth]:
         """Per queue (the default one, and every one tasks were submitted to): tasks waiting,
@@ -296,6 +317,22 @@ class YADTQ:
         return ScheduleStore(self.redis, self.settings).states()
 
     # -- workers and health ------------------------------------------------
+    def set_limit(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET,
+                  reset: bool = False) -> dict[str, Any]:
+        """Sets a task name's farm-wide limits at run time, over its decorator's: `rate_limit="10/s"`
+        (also /m, /h), `max_concurrency=3`; None means no limit; an argument not given stays as it is;
+        `reset=True` first drops every run-time limit (the decorator's apply again). Returns the task's
+        limits now (as `limits()` rows). Applies from the next claim on every worker."""
+        store = LimitStore(self.redis, self.settings)
+        if reset:
+            store.reset(task)
+        return store.set(task, rate_limit=rate_limit, max_concurrency=max_concurrency)
+
+    def limits(self) -> list[dict[str, Any]]:
+        """Every task name with limits: rate_limit, max_concurrency, key_concurrency, where each comes
+        from ("code": a worker's decorator; "set": at run time), and `running` (counted runs now)."""
+        return LimitStore(self.redis, self.settings).all()
+
     def command_worker(self, worker: str, command: str) -> None:
         """Queues pause, resume or stop for one worker (it takes it within about a second);
         raises ValueError for an unknown command."""
@@ -310,18 +347,15 @@ class YADTQ:
         """The stored record; raises `TaskNotFound` for an unknown id."""
         return self.backend.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.02) -> TaskRecord:
-        """Waits for a final status; raises `ResultTimeout` (or `TaskNotFound`)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            rec = self.backend.get(task_id)
-            if rec.done:
-                return rec
-            if deadline is not None and time.monotonic() >= deadline:
-                raise ResultTimeout(task_id, timeout or 0, rec.status)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+    def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
+        """Waits for a final status, woken when it is stored (and re-reading the record every `poll`
+        seconds, default `result_poll`, should pub/sub be unavailable); raises `ResultTimeout`, `TaskNotFound`."""
+        return wait_done(self.backend, self.announcements, task_id, timeout, poll or self.settings.result_poll)
+
+    def follow(self, task_id: str, timeout: float | None = None) -> Iterator[TaskRecord]:
+        """The record now, then each time its status or progress changes, until it is final
+        (`yadtq status --follow`); raises `ResultTimeout`, `TaskNotFound`."""
+        return follow(self.backend, self.announcements, task_id, timeout, self.settings.result_poll)
 
     def waiting_note(self) -> str | None:
         """Why no task can start now (workers still joining their group, none alive), or None."""

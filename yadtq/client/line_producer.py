@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO, TypeVar
 
 from kafka.errors import KafkaError
@@ -54,8 +54,9 @@ def parse_line(line: str, q: YADTQ) -> TaskMessage | str | None:
             raise MessageError("expected a JSON object")
         body.setdefault("task-id", str(uuid.uuid4()))
         m = task_from_dict(body)
-        return q.message(m.task, m.args, m.kwargs, tries=m.tries, time_limit=m.time_limit, task_id=m.task_id,
-                         queue=m.queue)
+        checked = q.message(m.task, m.args, m.kwargs, tries=m.tries, time_limit=m.time_limit, task_id=m.task_id,
+                            queue=m.queue)
+        return replace(checked, timing=m.timing)  # "countdown", "eta", "expires" as read
     try:
         words = shlex.split(text)
     except ValueError as exc:

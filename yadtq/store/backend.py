@@ -53,6 +53,11 @@ class TaskRecord:
     queue: str = DEFAULT_QUEUE  # the named queue (its topic) the task is published to
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
+    # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
+    progress: float | None = None
+    progress_message: str | None = None
+    eta: float | None = None  # a delayed task: not run before (Redis time)
+    expires: float | None = None  # not started by then: ends `expired`
 
     @property
     def done(self) -> bool:
@@ -65,6 +70,8 @@ class TaskRecord:
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
             "queue": self.queue,
+            "progress": self.progress, "progress_message": self.progress_message,
+            **{k: v for k, v in (("eta", self.eta), ("expires", self.expires)) if v is not None},
         }
 
     @classmethod
@@ -79,6 +86,8 @@ class TaskRecord:
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
             queue=h.get("queue") or DEFAULT_QUEUE,
+            progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
+            eta=_num(h.get("eta"), float), expires=_num(h.get("expires"), float),
         )
 
     def message(self) -> TaskMessage:
@@ -91,7 +100,7 @@ class TaskNotCancellable(YADTQError):
     """Only a queued task can be cancelled; this one is running or finished."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued task can be cancelled")
+        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
         self.task_id = task_id
         self.status = status
 
@@ -119,8 +128,9 @@ class Backend:
                       token: str = "") -> list[str]:
         """Writes `queued` records for `messages` in one pipeline; existing records are kept.
 
-        Returns one verdict per message: "new" (recorded now), or the status of
-        the record that already had that id with the same body. Raises
+        Returns one verdict per message: "new" (recorded now as queued: publish it),
+        "scheduled" (recorded now as delayed: the scheduler publishes it when due),
+        or the status of the record that already had that id with the same body. Raises
         `MessageError` when an id is taken by a task with another body (nothing
         is written for that message; the others are). `token` marks the new
         records as this submit's, so `unsubmit` can undo exactly them.
@@ -129,9 +139,10 @@ class Backend:
         for m in messages:
             self._submit(
                 keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
-                      self.keys.broker_epoch, self.keys.queue_index(m.queue or DEFAULT_QUEUE)],
+                      self.keys.broker_epoch, self.keys.scheduled, self.keys.status(Status.SCHEDULED),
+                      self.keys.queue_index(m.queue or DEFAULT_QUEUE)],
                 args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.digest, token, m.queue or ""],
+                      m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.queue or ""],
                 client=pipe)
         named = {m.queue for m in messages if m.queue and m.queue != DEFAULT_QUEUE}
         if named:  # what `yadtq queues` lists
@@ -141,7 +152,8 @@ class Backend:
             reply = SubmitReply.decode(raw)
             if reply.verdict == "foreign":
                 raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
-            out.append("new" if reply.verdict == "new" else reply.status)
+            new = "scheduled" if reply.status == Status.SCHEDULED else "new"
+            out.append(new if reply.verdict == "new" else reply.status)
         return out
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
@@ -149,7 +161,8 @@ class Backend:
         since; returns the ids undone. Their ids refuse a late message for a week."""
         pipe = self.r.pipeline(transaction=False)
         for tid in task_ids:
-            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid)],
+            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid),
+                                 self.keys.status(Status.SCHEDULED), self.keys.scheduled],
                            args=[tid, token, WITHDRAWN_TTL], client=pipe)
         return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if decode_flag(undone)]
 
@@ -277,14 +290,14 @@ class Backend:
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
-        """Moves a queued task to `cancelled` (atomically); returns the new record.
+        """Moves a queued or scheduled (delayed) task to `cancelled` (atomically); returns the new record.
 
         Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
         a running task is never interrupted.
         """
         got = CancelReply.decode(self._cancel(
             keys=[self.keys.task(task_id), self.keys.status(Status.QUEUED), self.keys.status(Status.CANCELLED),
-                  self.keys.events(task_id)],
+                  self.keys.events(task_id), self.keys.status(Status.SCHEDULED), self.keys.scheduled],
             args=[int(self.settings.result_ttl), by, task_id]))
         if got.outcome == "missing":
             raise TaskNotFound(task_id)

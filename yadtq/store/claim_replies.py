@@ -56,6 +56,15 @@ class Parked:
 
 
 @dataclass(frozen=True)
+class Early:
+    """A delayed task published ahead of its `eta` (Redis time; `now` is Redis time at the claim):
+    hold it and claim it again then."""
+
+    eta: float
+    now: float
+
+
+@dataclass(frozen=True)
 class Quarantined:
     """Its workers died under it too often: failed without running."""
 
@@ -69,7 +78,18 @@ class Foreign:
     reason: str
 
 
-Verdict = Run | Done | Busy | Parked | Quarantined | Foreign
+@dataclass(frozen=True)
+class Limited:
+    """Over its task name's rate or concurrency limit (`reason`): nothing was changed; claim it again
+    in `delay` seconds (a rate's next start, or a short wait for a running one to end)."""
+
+    delay: float
+    reason: str  # RATE | CONCURRENCY
+
+
+RATE, CONCURRENCY = "rate", "concurrency"
+
+Verdict = Run | Done | Busy | Parked | Early | Quarantined | Foreign | Limited
 
 
 def decode_verdict(raw: list[Any]) -> Verdict:
@@ -86,10 +106,14 @@ def decode_verdict(raw: list[Any]) -> Verdict:
         return Busy(float(raw[1]))
     if kind == "parked":
         return Parked(float(raw[1]))
+    if kind == "early":
+        return Early(float(raw[1]), float(raw[2]))
     if kind == "quarantined":
         return Quarantined(raw[1])
     if kind == "foreign":
         return Foreign(raw[1])
+    if kind == "limited":
+        return Limited(float(raw[1]), raw[2])
     raise ValueError(f"unknown claim verdict {raw!r}")
 
 
@@ -126,6 +150,6 @@ class DueRetry:
             queue = rest[0] if rest else ""
             msg = TaskMessage(tid, task, tuple(json.loads(args)), json.loads(kwargs), int(tries) if tries else None,
                               float(submitted) if submitted else None, float(limit_s) if limit_s else None,
-                              key or None, queue or None)
+                              key or None, queue=queue or None)
             out.append(cls(msg, armed))
         return out

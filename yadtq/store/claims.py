@@ -17,7 +17,9 @@ from yadtq.store.claim_replies import (
     Busy,
     Done,
     DueRetry,
+    Early,
     Foreign,
+    Limited,
     Parked,
     Quarantined,
     Run,
@@ -34,8 +36,8 @@ from yadtq.task.messages import TaskMessage
 from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
 
-__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Foreign", "Outcome", "Parked",
-           "Quarantined", "Run", "Verdict"]
+__all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Early", "Foreign", "Limited",
+           "Outcome", "Parked", "Quarantined", "Run", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class ClaimPipeline:
         self.plan = parse_queues(settings.queues)
         k = self.keys
         self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
-                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries]
+                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits,
+                       k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
 
     def _queue_of(self, named: str | None, partition: int) -> str:
         """The queue a claimed record came from ('' for the default queue): as its message names it,
@@ -109,10 +112,11 @@ class ClaimPipeline:
             args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
         for c in claims:
             m = c.work.message
-            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id)]
+            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
+                     self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
-                     self._queue_of(m.queue, c.partition)]
+                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition)]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))

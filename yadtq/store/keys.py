@@ -72,6 +72,11 @@ class Keys:
         """Hash of the latest `end` run of `topic`: id, partitions seen, completion time."""
         return f"{self.prefix}end:{topic}"
 
+    def changes(self, task_id: str) -> str:
+        """Pub/sub channel on which the Lua step that changes a task's record announces it (payload:
+        the new status, or "progress"); the scripts derive it from the task key (`task(id)` + ":changes")."""
+        return f"{self.task(task_id)}:changes"
+
     def events(self, task_id: str) -> str:
         """A task's own capped event history (what the dashboard's lookup shows)."""
         return f"{self.prefix}events:{task_id}"
@@ -99,6 +104,25 @@ class Keys:
     def retries(self) -> str:
         """Sorted set: task id -> Redis time a parked retry is due to be published again."""
         return f"{self.prefix}retries"
+
+    @property
+    def scheduled(self) -> str:
+        """Sorted set: task id -> Redis time a delayed task is due to be published (yadtq.store.delayed)."""
+        return f"{self.prefix}scheduled"
+
+    @property
+    def limits(self) -> str:
+        """Hash of rate and concurrency limits: `code:<task>` (from a worker's decorator) and
+        `set:<task>` (set at run time, over it), each JSON (yadtq.store.limits)."""
+        return f"{self.prefix}limits"
+
+    def limit_rate(self, task: str) -> str:
+        """String: the Redis time a rate-limited task name may next start (GCRA's TAT)."""
+        return f"{self.prefix}limit:rate:{task}"
+
+    def limit_running(self, task: str) -> str:
+        """Sorted set: task:<id> key -> lease end, the runs counted against a `max_concurrency`."""
+        return f"{self.prefix}limit:running:{task}"
 
     def schedule(self, name: str) -> str:
         """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""

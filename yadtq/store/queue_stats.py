@@ -61,7 +61,7 @@ class QueueStats:
         """Keeps in the queue's index only the ids queued or processing (queue_prune.lua)."""
         index = self.keys.queue_index(queue)
         self._prune(keys=[index, self.keys.status(Status.QUEUED), self.keys.status(Status.PROCESSING),
-                          f"{index}:scratch"])
+                          f"{index}:scratch", self.keys.status(Status.SCHEDULED)])
 
     def lag(self, queue: str, now: float) -> float | None:
         index = self.keys.queue_index(queue)

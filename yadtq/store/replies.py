@@ -31,16 +31,17 @@ def json_field(raw: str | None, default: Any) -> Any:
 
 
 class SubmitReply(NamedTuple):
-    """submit.lua: {'new'} | {'exists', status} | {'foreign', digest}."""
+    """submit.lua: {'new', status} | {'exists', status} | {'foreign', digest}."""
 
     verdict: Literal["new", "exists", "foreign"]
-    status: str = ""  # exists: the status of the record that already had this id (a Status)
+    # new: queued or scheduled; exists: the status of the record that already had this id (a Status)
+    status: str = ""
 
     @classmethod
     def decode(cls, raw: Any) -> SubmitReply:
         kind = str(raw[0])
         if kind == "new":
-            return cls("new")
+            return cls("new", str(raw[1]) if len(raw) > 1 else "queued")
         if kind == "exists":
             return cls("exists", str(raw[1]))
         if kind == "foreign":

@@ -286,6 +286,8 @@ WAIT_REASONS = {
     "key_busy": "an earlier task with the same key is running",
     "paused": "its partition is paused (buffer full or worker paused)",
     "no_slot": "every slot of the worker is busy",
+    "rate limit": "wait for their task's rate limit",  # yadtq.worker.limits
+    "concurrency limit": "wait for a free place under their task's max_concurrency",
 }
 
 

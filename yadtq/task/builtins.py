@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 
-from yadtq.task.registry import task
+from yadtq.task.registry import current_task, task
 
 
 @task
@@ -33,10 +33,15 @@ def sleep(seconds: float) -> float:
     """Sleeps, then returns how long it slept: for demos and time-limit tests.
 
     Sleeps in short slices: a time limit interrupts a task between Python
-    bytecodes, never inside one long blocking call."""
+    bytecodes, never inside one long blocking call. Reports its progress
+    after each slice (the worker stores a few of these per second)."""
     end = time.monotonic() + seconds
+    ctx = current_task()
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(left, 0.05))
+        if ctx is not None and seconds > 0:
+            slept = seconds - max(0.0, end - time.monotonic())
+            ctx.progress(min(1.0, slept / seconds), f"slept {slept:.1f}s")
     return seconds
 
 

@@ -19,6 +19,7 @@ from kafka.partitioner.default import murmur2
 
 from yadtq.errors import MessageError
 from yadtq.task.queues import queue_problem
+from yadtq.task.timing import NO_TIMING, Timing
 
 MAX_TASK_NAME = 200
 MAX_TASK_ID = 200
@@ -66,6 +67,8 @@ class TaskMessage:
     time_limit: float | None = None
     # Ordering key: tasks with the same key go to one partition and run one at a time, in order.
     key: str | None = None
+    # Not before / not after (yadtq.task.timing): fields "eta", "countdown", "expires", "expires-at".
+    timing: Timing = NO_TIMING
     # Named queue (its own topic); None: the default queue.
     queue: str | None = None
 
@@ -88,6 +91,7 @@ class TaskMessage:
             body["key"] = self.key
         if self.queue is not None:
             body["queue"] = self.queue
+        body.update(self.timing.json_fields())
         try:
             return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:
@@ -189,7 +193,8 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
     queue = body.get("queue")
     if queue is not None and (problem := queue_problem(queue)):
         raise MessageError(f"'queue': {problem}", task_id)
-    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key, queue)
+    return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key,
+                       Timing.from_json(body, task_id), queue)
 
 
 def _valid_id(task_id: Any) -> bool:

@@ -22,17 +22,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+from yadtq.task.limits import Limits
+from yadtq.task.progress import ProgressSink, in_context, report_progress
 from yadtq.task.queues import check_queue_name
 
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a running task may ask about itself (`yadtq.current_task()`)."""
+    """What a running task may ask about itself (`yadtq.current_task()`), and how it reports progress."""
 
     task_id: str
     name: str
     attempt: int
     worker: str
+    reporter: ProgressSink | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Reports how far the task is (0..1) and what it does now; see yadtq.task.progress."""
+        report_progress(self.reporter, fraction, message)
 
 
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar("yadtq_task", default=None)
@@ -50,6 +57,7 @@ class Task:
     tries: int | None = None
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
+    limits: Limits = field(default_factory=Limits)  # rate and concurrency limits (yadtq.task.limits)
     queue: str | None = None  # named queue its submits go to (None: the default queue)
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
@@ -73,6 +81,8 @@ class Task:
                         f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
 
     def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
+        if inspect.iscoroutinefunction(self.fn):  # its body runs later, when awaited: set the context there
+            return in_context(_current, context, self.fn(*args, **kwargs))
         token = _current.set(context)
         try:
             return self.fn(*args, **kwargs)
@@ -98,18 +108,27 @@ class Registry:
         self._tasks: dict[str, Task] = {}
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
-             time_limit: float | None = None, queue: str | None = None) -> Any:
-        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10, queue="email")`."""
+             time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
+             key_concurrency: int | None = None, queue: str | None = None) -> Any:
+        """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`;
+        a named queue: `queue="email"`; limits: `rate_limit="100/s"`, `max_concurrency=3`,
+        `key_concurrency=2` (yadtq.task.limits)."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-            return self.register(fn, name, tries=tries, time_limit=time_limit, queue=queue)
+            return self.register(fn, name, tries=tries, time_limit=time_limit, rate_limit=rate_limit,
+                                 max_concurrency=max_concurrency, key_concurrency=key_concurrency, queue=queue)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
-                 time_limit: float | None = None, queue: str | None = None) -> Callable[..., Any]:
+                 time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
+                 key_concurrency: int | None = None, queue: str | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
+        try:
+            limits = Limits(rate_limit, max_concurrency, key_concurrency)
+        except ConfigError as exc:
+            raise ConfigError(f"task {task_name!r}: {exc}") from None
         if tries is not None and tries < 1:
             raise ConfigError(f"task {task_name!r}: tries must be >= 1")
         if time_limit is not None and time_limit <= 0:
@@ -119,7 +138,7 @@ class Registry:
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), queue)
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits, queue)
         return fn
 
     def get(self, name: str) -> Task:

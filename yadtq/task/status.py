@@ -11,11 +11,13 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"    # delayed (countdown/eta): waits in Redis until due, then is published
     QUEUED = "queued"          # waiting for a worker (or a parked retry waiting until it is due)
     PROCESSING = "processing"  # claimed by a worker under a lease
     SUCCESS = "success"
     FAILED = "failed"
     CANCELLED = "cancelled"    # a queued task withdrawn before any worker claimed it
+    EXPIRED = "expired"        # not started before its `expires` time: it never runs
 
     @property
     def final(self) -> bool:
@@ -25,6 +27,6 @@ class Status(StrEnum):
 
 # In the order the CLI, the API and the dashboard list them.
 STATUSES: tuple[Status, ...] = tuple(Status)
-FINAL: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+FINAL: frozenset[Status] = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED, Status.EXPIRED})
 # FINAL in list order, for loops whose output is shown or zipped with replies.
 FINAL_IN_ORDER: tuple[Status, ...] = tuple(s for s in STATUSES if s in FINAL)

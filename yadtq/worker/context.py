@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from yadtq.config import Settings
 from yadtq.logs import EventLog
 from yadtq.store.claims import ClaimPipeline, DueRetry
+from yadtq.store.delayed import DelayedTasks, DueTask
 from yadtq.store.live_state import LiveState
 from yadtq.worker.outages import RedisOutages
 
@@ -37,6 +38,8 @@ class PolicyStore(Protocol):
     def add_dead_letter(self, record: dict[str, Any]) -> None: ...
     def take_due_retries(self) -> list[DueRetry]: ...
     def untake_retries(self, taken: Sequence[DueRetry]) -> None: ...
+    def take_scheduled(self, limit: int) -> list[DueTask]: ...
+    def confirm_scheduled(self, taken: Sequence[DueTask]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class GuardedStore:
         self.live = live
         self.claims = claims
         self.outages = outages
+        self.delayed = DelayedTasks(claims.r, claims.settings)
 
     @property
     def available(self) -> bool:
@@ -73,3 +77,10 @@ class GuardedStore:
 
     def untake_retries(self, taken: Sequence[DueRetry]) -> None:
         self.outages.call(lambda: self.claims.untake(taken), None)
+
+    def take_scheduled(self, limit: int) -> list[DueTask]:
+        nothing: list[DueTask] = []
+        return self.outages.call(lambda: self.delayed.take(limit), nothing)
+
+    def confirm_scheduled(self, taken: Sequence[DueTask]) -> None:
+        self.outages.call(lambda: self.delayed.confirm(taken), None)

@@ -20,12 +20,26 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.claims import Busy, Claim, ClaimPipeline, Done, Foreign, Outcome, Parked, Quarantined, Run
+from yadtq.store.claims import (
+    Busy,
+    Claim,
+    ClaimPipeline,
+    Done,
+    Early,
+    Foreign,
+    Limited,
+    Outcome,
+    Parked,
+    Quarantined,
+    Run,
+)
+from yadtq.store.limits import LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
 from yadtq.worker.executor import Executor
 from yadtq.worker.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
+from yadtq.worker.limits import LimitGates
 from yadtq.worker.middleware import FOREIGN, PARKED, QUARANTINED, REJECTED, SKIPPED, Hooks
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.records import ControlWork, Rejected, TaskWork
@@ -61,6 +75,7 @@ class Dispatcher:
         self.starved = True  # the last turn found fewer ready records than free slots
         self._suspect: Job | None = None
         self._suspect_waiting = False  # claimed, not started: other tasks still run
+        self.limits = LimitGates(tracker, LimitStore(claims.r, settings), registry, outages)
 
     def start_suspect_when_alone(self) -> None:
         job = self._suspect
@@ -86,10 +101,12 @@ class Dispatcher:
             return []
         free = self.settings.concurrency - len(self.running) + freed - len(self.unsent[1])
         out: list[tuple[Claim, Entry]] = []
-        for entry in self.tracker.ready(max(free, 0) + 8, time.monotonic(), frozenset(self.running)):
+        now = time.monotonic()
+        self.limits.new_step()
+        for entry in self.tracker.ready(max(free, 0) + 8, now, frozenset(self.running)):
             work = entry.work
             if isinstance(work, TaskWork):
-                if len(out) >= free:
+                if len(out) >= free or self.limits.gated(entry, now):
                     continue
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
@@ -179,6 +196,7 @@ class Dispatcher:
                 self.tracker.hold(entry, time.monotonic() + 0.5, "waits for a suspect task")
                 return
             self.running[job.task_id] = job
+            self.limits.ran(verdict.task)
             if verdict.lost_runs:
                 # Started next turn, never here: the claims made in this same step are given back
                 # first, or a suspect that kills the process at once would take them down with it.
@@ -187,8 +205,12 @@ class Dispatcher:
                          job.task_id, verdict.lost_runs)
                 return
             self.executor.submit(job)
+        elif isinstance(verdict, Limited):
+            self.limits.limited(entry, verdict)
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
+        elif isinstance(verdict, Early):  # a delayed task published ahead: claimed again at its eta
+            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now, "not due yet")
         elif isinstance(verdict, Done):
             self.tracker.finish(entry)
             self.hooks.call("on_dropped", entry, SKIPPED, verdict.status)

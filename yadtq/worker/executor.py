@@ -30,6 +30,7 @@ from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import TaskContext
 from yadtq.task.results import encode_result
 from yadtq.worker.jobs import ERROR, LOST, SUCCESS, Finished, Job
+from yadtq.worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Executor:
                  warn_after: float, before_run: Callable[[Job], None],
                  after_run: Callable[[Finished], Finished], on_hard_limit: Callable[[Job], None],
                  on_long_running: Callable[[Job, float], None], confirm: Callable[[Job], bool],
-                 confirm_after: float) -> None:
+                 confirm_after: float, progress: ProgressWriter | None = None) -> None:
         self.concurrency = concurrency
         self.worker_name = worker_name
         self.max_result_bytes = max_result_bytes
@@ -79,6 +80,7 @@ class Executor:
         self.on_long_running = on_long_running
         self.confirm = confirm
         self.confirm_after = confirm_after
+        self.progress = progress
         self.finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._slots: dict[str, _Slot] = {}
@@ -93,6 +95,8 @@ class Executor:
         for t in self._threads:
             t.start()
         self._watchdog.start()
+        if self.progress is not None:
+            self.progress.start()
 
     def submit(self, job: Job) -> None:
         if inspect.iscoroutinefunction(job.task.fn):
@@ -106,6 +110,8 @@ class Executor:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self.progress is not None:
+            self.progress.stop()
         for _ in self._threads:
             self._jobs.put(None)
         if self._loop is not None:
@@ -141,7 +147,8 @@ class Executor:
         return round(time.monotonic() - slot.started, 6)
 
     def _context(self, job: Job) -> TaskContext:
-        return TaskContext(job.task_id, job.task.name, job.run.attempt, self.worker_name)
+        return TaskContext(job.task_id, job.task.name, job.run.attempt, self.worker_name,
+                           None if self.progress is None else self.progress.sink(job))
 
     def _run_sync(self, job: Job) -> Finished:
         slot = self._begin(job, threading.get_ident())
@@ -153,6 +160,8 @@ class Executor:
                 value = job.task.run(job.run.args, job.run.kwargs, self._context(job))
             finally:
                 duration = self._end(slot)
+                if self.progress is not None:  # its last value lands before its outcome is stored
+                    self.progress.finish(job)
             done = self._success(job, value, duration)
         except TimeLimitExceeded:
             done = Finished(job, ERROR, error=f"TimeLimitExceeded: time limit of {job.time_limit:g}s exceeded",
@@ -200,6 +209,8 @@ class Executor:
                                                job.time_limit)
             finally:
                 duration = self._end(slot)
+                if self.progress is not None:
+                    await asyncio.to_thread(self.progress.finish, job)
             done = self._success(job, value, duration)
         except TimeoutError:
             done = Finished(job, ERROR, error=f"TimeLimitExceeded: time limit of {job.time_limit:g}s exceeded",

@@ -53,6 +53,7 @@ from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.placement import Placement
 from yadtq.worker.policies import builtin_policies
 from yadtq.worker.priorities import partition_order
+from yadtq.worker.progress import ProgressWriter
 from yadtq.worker.source import KafkaSource, TaskSource
 from yadtq.worker.tracker import PartitionTracker
 
@@ -98,8 +99,8 @@ class Worker:
             s.concurrency, worker_name=self.name, max_result_bytes=s.max_result_bytes, grace=s.time_limit_grace,
             warn_after=s.warn_running_after, before_run=lambda job: hooks.call("before_run", job),
             after_run=hooks.after_run, on_hard_limit=lambda job: hooks.call("on_hard_limit", job),
-            on_long_running=lambda job, elapsed: hooks.call("on_long_running", job, elapsed),
-            confirm=self._confirm, confirm_after=s.lease / 3)
+            on_long_running=lambda job, elapsed: hooks.call("on_long_running", job, elapsed), confirm=self._confirm,
+            confirm_after=s.lease / 3, progress=ProgressWriter.of(self.redis, s, self.incarnation))
         self.dispatch = Dispatcher(
             s, self.registry, self.name, tracker=self.tracker, claims=self.claims,
             rejects=RejectStore(self.redis, s), live=self.live, source=self.source, executor=self.executor,

@@ -15,6 +15,7 @@ from typing import Any
 from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
+from yadtq.worker.delayed import DueTasks
 from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
@@ -193,4 +194,4 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules()]
+    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks()]

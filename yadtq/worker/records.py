@@ -29,6 +29,7 @@ class Record:
 class TaskWork:
     message: TaskMessage
     digest: str
+    key_slots: int = 1  # how many tasks of its ordering key may run at once (`@task(key_concurrency=N)`)
 
     @property
     def task_id(self) -> str:
@@ -36,7 +37,7 @@ class TaskWork:
 
     @property
     def order_key(self) -> str | None:
-        """Tasks sharing this key run one at a time, in offset order."""
+        """Tasks sharing this key start in offset order, `key_slots` (default one) at a time."""
         return self.message.key
 
 
@@ -68,7 +69,8 @@ def triage(record: Record, registry: Registry, max_bytes: int) -> Work:
         return ControlWork(msg)
     digest = msg.digest
     try:
-        registry.get(msg.task).check_args(msg.args, msg.kwargs)
+        task = registry.get(msg.task)
+        task.check_args(msg.args, msg.kwargs)
     except TaskError as exc:
         return Rejected(str(exc), msg.task_id, msg.task, digest)
-    return TaskWork(msg, digest)
+    return TaskWork(msg, digest, task.limits.key_concurrency or 1)

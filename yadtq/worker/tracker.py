@@ -3,7 +3,8 @@
 Pure bookkeeping, no I/O, owned by the loop thread. It answers three questions:
 
 * what may start now: buffered tasks whose retry wait is over, whose ordering
-  key has no earlier unfinished task in the partition, and whose task id is
+  key has fewer than its `key_slots` (default one) earlier unfinished tasks in
+  the partition, and whose task id is
   not already running here; a control record only once everything before it
   in its partition has finished;
 * how far offsets may be committed: up to the lowest unfinished record;
@@ -62,6 +63,15 @@ class _Partition:
         while self.order and self.order[0] not in self.entries:
             self.order.popleft()
         return self.order[0] if self.order else None
+
+
+def _key_slots(entry: Entry) -> int:
+    return entry.work.key_slots if isinstance(entry.work, TaskWork) else 1
+
+
+def _first(offsets: deque[int], n: int) -> tuple[int, ...]:
+    """The `n` lowest unfinished offsets of one ordering key."""
+    return (offsets[0],) if n == 1 else tuple(itertools.islice(offsets, n))
 
 
 class PartitionTracker:
@@ -164,7 +174,7 @@ class PartitionTracker:
             entry.wait_reason = "retry backoff"
             return False
         key = entry.order_key
-        if key is not None and part.keys[key][0] != entry.offset:
+        if key is not None and entry.offset not in _first(part.keys[key], _key_slots(entry)):
             entry.wait_reason = "busy key"
             return False
         if isinstance(entry.work, TaskWork) and (entry.work.task_id in running_ids or entry.work.task_id in taken_ids):
@@ -189,6 +199,9 @@ class PartitionTracker:
         """Back to waiting in place (a keyed retry, or a claim another worker holds) until `until`."""
         part = self._parts.get(entry.partition)
         if part is None or part.entries.get(entry.offset) is not entry:
+            return
+        if entry.state == BUFFERED:  # never left `waiting` (held aside before a claim): no re-sort
+            entry.not_before, entry.wait_reason = until, reason
             return
         entry.state, entry.not_before, entry.wait_reason = BUFFERED, until, reason
         # keep offset order among waiting entries

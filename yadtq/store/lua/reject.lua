@@ -21,4 +21,5 @@ redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
 redis.call('RPUSH', KEYS[2], now .. ' rejected: ' .. string.sub(ARGV[3], 1, 200))
 redis.call('LTRIM', KEYS[2], -50, -1)
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'failed')  -- see step.lua's announce
 return 'rejected'

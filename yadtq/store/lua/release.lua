@@ -13,7 +13,10 @@ else
   redis.call('RPUSH', KEYS[4], now .. ' released mid-run by a stopping worker')
   redis.call('LTRIM', KEYS[4], -50, -1)
 end
-redis.call('HDEL', KEYS[1], 'owner', 'lease', 'started')
+local lk = redis.call('HGET', KEYS[1], 'limit_key')  -- a run counted against a max_concurrency (step.lua)
+if lk then redis.call('ZREM', lk, KEYS[1]) end
+redis.call('HDEL', KEYS[1], 'owner', 'lease', 'started', 'limit_key')
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return 1

@@ -8,6 +8,8 @@ for i, tk in ipairs(KEYS) do
   local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner')
   if cur[1] == ARGV[i + 2] and cur[2] == 'processing' and cur[3] == ARGV[2] then
     redis.call('HSET', tk, 'lease', until_)
+    local lk = redis.call('HGET', tk, 'limit_key')  -- a run counted against a max_concurrency (step.lua)
+    if lk then redis.call('ZADD', lk, 'XX', until_, tk) end
     out[i] = 1
   else
     out[i] = 0

@@ -24,7 +24,8 @@ end
 local first = redis.call('HGET', KEYS[1], 'submitted')
 if first then redis.call('HSETNX', KEYS[1], 'first_submitted', first) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'submitted', now)
-redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner')
+-- A requeue runs it now: a delayed task's eta and an expired task's expiry no longer hold.
+redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'eta', 'expires')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
@@ -32,4 +33,5 @@ redis.call('ZADD', KEYS[5], now, ARGV[1])
 local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
+redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'queue'))}

@@ -3,20 +3,30 @@
 --
 -- KEYS[1] status:queued   KEYS[2] status:processing   KEYS[3] status:success
 -- KEYS[4] status:failed   KEYS[5] done_by             KEYS[6] failed_by
--- KEYS[7] retries (sorted set: task id -> due time of a parked retry)
--- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>
+-- KEYS[7] retries (sorted set: task id -> due time of a parked retry)   KEYS[8] limits (hash, yadtq.store.limits)
+-- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>,
+--   limit:rate:<task>, limit:running:<task>
+-- KEYS[9] scheduled (sorted set: task id -> due time of a delayed task)   KEYS[10] status:scheduled
+-- KEYS[11] status:expired
+-- (a run counted against a max_concurrency notes its limit:running key in its record, field
+-- 'limit_key'; outcomes, renew.lua and release.lua take it from there)
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (12): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+-- then per claim (16): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+--   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
 --   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
 --   published by a path that did not record its queue is republished where it ran)
+-- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
+-- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
 -- Returns one verdict per outcome: 'ok' | 'fenced'; then one per claim:
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
+--   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
+--   | {'early', eta, now}: a delayed task published ahead of its eta, held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -25,7 +35,8 @@ local lease = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local n_out = tonumber(ARGV[5])
 local max_lost = tonumber(ARGV[6])
-local IDX = {queued = KEYS[1], processing = KEYS[2], success = KEYS[3], failed = KEYS[4]}
+local IDX = {queued = KEYS[1], processing = KEYS[2], success = KEYS[3], failed = KEYS[4], scheduled = KEYS[10],
+  expired = KEYS[11]}
 local out = {}
 
 local function move(id, from, to)
@@ -33,13 +44,62 @@ local function move(id, from, to)
   redis.call('ZADD', IDX[to], now, id)
 end
 
+-- Tells subscribers (YADTQ.wait, `status --follow`, the API's event stream) that a record changed,
+-- atomically with the change: channel <task key>:changes (Keys.changes), payload the new status.
+local function announce(tk, what) redis.call('PUBLISH', tk .. ':changes', what) end
+
 local function event(ek, text)
   redis.call('RPUSH', ek, now .. ' ' .. text)
   redis.call('LTRIM', ek, -50, -1)
   if ttl > 0 then redis.call('EXPIRE', ek, ttl) end
 end
 
-local k = 8
+-- Rate and concurrency limits of a task name: `set:` (run time) over `code:` (decorator), per field;
+-- a JSON null is explicitly no limit.
+local limit_cache = {}
+local function limits_of(task)
+  local got = limit_cache[task]
+  if got then return got end
+  local raw = redis.call('HMGET', KEYS[8], 'set:' .. task, 'code:' .. task)
+  local set = raw[1] and cjson.decode(raw[1]) or {}
+  local code = raw[2] and cjson.decode(raw[2]) or {}
+  local function pick(f)
+    local v = set[f]
+    if v == nil then v = code[f] end
+    if v == cjson.null then return nil end
+    return v
+  end
+  got = {interval = pick('interval'), max = pick('max_concurrency')}
+  limit_cache[task] = got
+  return got
+end
+
+-- nil when a new run may start now (a rate's next start is then taken), else a 'limited' verdict.
+-- Rates are GCRA: one start per interval T, a start allowed up to 0.9 T early, so a claim that
+-- comes a little late does not lose its turn, and no 1-second window holds more than rate + 1.
+local function over_limit(lim, rk, ck)
+  if lim.max then
+    redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
+    if redis.call('ZCARD', ck) >= lim.max then return {'limited', '0.1', 'concurrency'} end
+  end
+  if lim.interval then
+    local T = lim.interval
+    local tat = tonumber(redis.call('GET', rk) or '0')
+    if tat - 0.9 * T > now then return {'limited', tostring(tat - 0.9 * T - now), 'rate'} end
+    local nxt = math.max(tat, now) + T
+    redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
+  end
+  return nil
+end
+
+local function count_run(lim, ck, tk, lease_until)
+  if lim.max then
+    redis.call('ZADD', ck, lease_until, tk)
+    redis.call('HSET', tk, 'limit_key', ck)
+  end
+end
+
+local k = 12
 local a = 7
 for _ = 1, n_out do
   local id, fence, outcome, result, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
@@ -51,11 +111,17 @@ for _ = 1, n_out do
   local want = outcome == 'retry' and 'queued' or outcome
   if cur[1] == fence and cur[2] == 'processing' then
     redis.call('HDEL', tk, 'lease')
+    local lk = redis.call('HGET', tk, 'limit_key')
+    if lk then
+      redis.call('ZREM', lk, tk)
+      redis.call('HDEL', tk, 'limit_key')
+    end
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
       move(id, 'processing', 'success')
       redis.call('HINCRBY', KEYS[5], worker, 1)
       if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
+      announce(tk, 'success')
     elseif outcome == 'retry' then
       redis.call('HSET', tk, 'status', 'queued', 'error', err)
       redis.call('HINCRBY', tk, 'failures', 1)
@@ -65,6 +131,7 @@ for _ = 1, n_out do
         redis.call('ZADD', KEYS[7], now + park, id)
       end
       event(ek, 'retry after error: ' .. string.sub(err, 1, 200) .. ' (due in ' .. string.format('%.1f', park) .. 's)')
+      announce(tk, 'queued')
     else
       redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
       redis.call('HINCRBY', tk, 'failures', 1)
@@ -72,6 +139,7 @@ for _ = 1, n_out do
       redis.call('HINCRBY', KEYS[6], worker, 1)
       if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
+      announce(tk, 'failed')
     end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
@@ -84,9 +152,9 @@ end
 
 while a <= #ARGV do
   local id = ARGV[a]
-  local tk, ek, wk = KEYS[k], KEYS[k+1], KEYS[k+2]
+  local tk, ek, wk, rk, ck = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
   local digest = ARGV[a+9]
-  local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due')
+  local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires')
   local st = rec[1]
   local verdict = nil
   if not st and redis.call('EXISTS', wk) == 1 then
@@ -95,18 +163,35 @@ while a <= #ARGV do
     -- a message from any Kafka client, with no record yet: create it
     redis.call('HSET', tk, 'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
       'time_limit', ARGV[a+5], 'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'failures', 0,
-      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10], 'queue', ARGV[a+11])
-    redis.call('ZADD', KEYS[1], now, id)
-    event(ek, 'queued (record created by worker)')
-    st = 'queued'
+      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10], 'queue', ARGV[a+15])
+    local due, exp = nil, nil
+    if ARGV[a+11] ~= '' then due = tonumber(ARGV[a+11]) elseif ARGV[a+12] ~= '' then due = now + tonumber(ARGV[a+12]) end
+    if ARGV[a+13] ~= '' then exp = tonumber(ARGV[a+13]) elseif ARGV[a+14] ~= '' then exp = now + tonumber(ARGV[a+14]) end
+    if due then redis.call('HSET', tk, 'eta', tostring(due)) end
+    if exp then redis.call('HSET', tk, 'expires', tostring(exp)) end
+    rec[7], rec[8] = due and tostring(due), exp and tostring(exp)
+    if due and due > now then
+      redis.call('HSET', tk, 'status', 'scheduled')
+      redis.call('ZADD', KEYS[10], now, id)
+      redis.call('ZADD', KEYS[9], due, id)
+      event(ek, 'scheduled (record created by worker)')
+      st = 'scheduled'
+    else
+      redis.call('ZADD', KEYS[1], now, id)
+      event(ek, 'queued (record created by worker)')
+      st = 'queued'
+    end
   elseif (rec[2] and rec[2] ~= '' and digest ~= '' and rec[2] ~= digest) or
          ((not rec[2] or rec[2] == '') and rec[3] ~= ARGV[a+1]) then
     verdict = {'foreign', 'task id ' .. id .. ' belongs to another task (' .. (rec[3] or '?') .. ')'}
   end
   if verdict then
     -- decided above
-  elseif st == 'success' or st == 'failed' or st == 'cancelled' then
+  elseif st == 'success' or st == 'failed' or st == 'cancelled' or st == 'expired' then
     verdict = {'done', st}
+  elseif st == 'scheduled' then
+    -- its message came early: the scheduler publishes it again once due
+    verdict = {'parked', rec[7] or tostring(now)}
   elseif st == 'queued' and tonumber(rec[6] or '0') > now then
     verdict = {'parked', rec[6]}
   elseif st == 'processing' and rec[4] == incarnation then
@@ -115,12 +200,29 @@ while a <= #ARGV do
       'failures', 'lost_runs')
     local lease_until = now + lease
     redis.call('HSET', tk, 'lease', lease_until)
+    local lk = redis.call('HGET', tk, 'limit_key')
+    if lk then redis.call('ZADD', lk, 'XX', lease_until, tk) end
     verdict = {'run', r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tostring(lease_until), r[9] or '0'}
   elseif st == 'processing' and tonumber(rec[5] or '0') > now then
     verdict = {'busy', rec[5]}
+  elseif st == 'queued' and tonumber(rec[7] or '') and tonumber(rec[7]) > now then
+    -- published ahead of its eta (the schedule's lead): the worker holds it until then
+    verdict = {'early', rec[7], tostring(now)}
+  elseif tonumber(rec[8] or '') and now >= tonumber(rec[8]) then
+    -- not started before it expired (a late message, or a retry after its expiry): it never runs
+    redis.call('HSET', tk, 'status', 'expired', 'result', 'null', 'finished', now,
+      'error', 'expired: not started before ' .. rec[8])
+    redis.call('HDEL', tk, 'lease', 'owner', 'due')
+    move(id, st, 'expired')
+    if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
+    event(ek, 'expired: not started before its expiry')
+    announce(tk, 'expired')
+    verdict = {'done', 'expired'}
   else
+    local lim = limits_of(ARGV[a+1])
+    verdict = over_limit(lim, rk, ck)
     local lost = 0
-    if st == 'processing' then
+    if not verdict and st == 'processing' then
       -- its worker died or froze mid-run: a run cut off
       lost = redis.call('HINCRBY', tk, 'lost_runs', 1)
       local prev = redis.call('HGET', tk, 'worker') or '?'
@@ -135,6 +237,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
+        announce(tk, 'failed')
         verdict = {'quarantined', err}
       end
     end
@@ -143,9 +246,12 @@ while a <= #ARGV do
       local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
       local lease_until = now + lease
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
-        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+11])
-      redis.call('HDEL', tk, 'due')
+        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+15])
+      redis.call('HDEL', tk, 'due', 'progress', 'progress_message')  -- a new attempt starts from nothing
+      if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
+      count_run(lim, ck, tk, lease_until)
       move(id, st, 'processing')
+      announce(tk, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
       local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
       verdict = {'run', tostring(fence), tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6],
@@ -153,7 +259,7 @@ while a <= #ARGV do
     end
   end
   table.insert(out, verdict)
-  a = a + 12
-  k = k + 3
+  a = a + 16
+  k = k + 5
 end
 return out

@@ -1,0 +1,177 @@
+"""Rate and concurrency limits on a real Redis with in-process workers (an in-memory task source).
+
+What each limit promises: a rate never exceeded in any 1-second window by more than one start
+per worker; max_concurrency never exceeded, farm-wide, even by runs longer than the lease; the
+concurrency of a worker that died comes back when its lease lapses; an unlimited task is not held
+back while a limited one is saturated.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import wait_for
+
+from yadtq.config import Settings
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
+from yadtq.store.backend import Backend
+from yadtq.store.claims import Claim, ClaimPipeline, Run
+from yadtq.store.limits import LimitStore
+from yadtq.task.messages import TaskMessage
+from yadtq.task.registry import Registry
+from yadtq.worker import MemorySource, Worker
+from yadtq.worker.records import TaskWork
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("limits-redis")
+    port = free_port()
+    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+class Farm:
+    """Workers in threads, each with its own one-partition source; the tasks note their starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.backend = Backend(self.r, settings)
+        self.starts: list[tuple[str, float]] = []
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.sources: list[MemorySource] = []
+        self.workers: list[tuple[Worker, threading.Thread]] = []
+
+    def registry(self) -> Registry:
+        reg = Registry()
+        counter = self.settings.prefix + "test:running"
+
+        def note(name: str) -> None:
+            with self.lock:
+                self.starts.append((name, time.monotonic()))
+
+        @reg.task("tick")  # limited at run time by the test
+        def tick() -> None:
+            note("tick")
+
+        @reg.task("scarce", max_concurrency=2)
+        def scarce(seconds: float) -> None:
+            note("scarce")
+            now = self.r.incr(counter)  # counted in Redis, as a farm would count it
+            with self.lock:
+                self.peak = max(self.peak, now)
+            time.sleep(seconds)
+            self.r.decr(counter)
+
+        @reg.task("slow2", rate_limit="2/s")
+        def slow2() -> None:
+            note("slow2")
+
+        @reg.task("add")
+        def add(x: int, y: int) -> int:
+            note("add")
+            return x + y
+
+        return reg
+
+    def worker(self, name: str) -> MemorySource:
+        source = MemorySource(1)
+        source.assign([0])
+        w = Worker(self.settings, self.registry(), name, source=source)
+        w.connect()
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        self.sources.append(source)
+        self.workers.append((w, t))
+        return source
+
+    def submit(self, source: MemorySource, task: str, *args: Any) -> str:
+        m = TaskMessage(uuid.uuid4().hex, task, args, {}, None, time.time(), None, None)
+        self.backend.record_queued([m], self.settings.tries)
+        source.append(m.encode(), None, 0)
+        return m.task_id
+
+    def status(self, task_id: str) -> str:
+        return self.backend.get(task_id).status
+
+    def wait_done(self, ids: list[str], timeout: float = 20) -> None:
+        wait_for(lambda: all(self.status(i) == "success" for i in ids), timeout, what=f"{len(ids)} tasks done")
+
+    def stop(self) -> None:
+        for w, _ in self.workers:
+            w.stop()
+        for _, t in self.workers:
+            t.join(timeout=15)
+        self.r.close()
+
+
+@pytest.fixture
+def farm(redis_url: str, tmp_path: Path) -> Iterator[Farm]:
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=0.6, max_buffered=200)
+    f = Farm(settings)
+    yield f
+    f.stop()
+
+
+def most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
+
+
+def test_a_rate_set_at_run_time_holds_in_every_second_across_two_workers(farm: Farm) -> None:
+    LimitStore(farm.r, farm.settings).set("tick", rate_limit="30/s")
+    a, b = farm.worker("A"), farm.worker("B")
+    ids = [farm.submit(src, "tick") for src in (a, b) for _ in range(30)]
+    farm.wait_done(ids)
+    starts = [t for n, t in farm.starts if n == "tick"]
+    assert most_in_one_second(starts) <= 30 + 2, "over the rate by more than one start per worker"
+    assert max(starts) - min(starts) >= 59 / 30 - 0.1, "60 starts at 30/s went faster than the rate"
+
+
+def test_max_concurrency_holds_farm_wide_even_for_runs_longer_than_the_lease(farm: Farm) -> None:
+    a, b = farm.worker("A"), farm.worker("B")
+    ids = [farm.submit(a, "scarce", 1.5)]  # 1.5 s with a 0.6 s lease: renewed, still counted
+    ids += [farm.submit(src, "scarce", 0.1) for src in (a, b) for _ in range(6)]
+    farm.wait_done(ids)
+    assert farm.peak == 2
+    rows = {row["task"]: row for row in LimitStore(farm.r, farm.settings).all()}
+    assert rows["scarce"]["max_concurrency"] == 2 and rows["scarce"]["max_concurrency_from"] == "code"
+    assert rows["scarce"]["running"] == 0, "a finished run still counted"
+
+
+def test_a_dead_holders_concurrency_comes_back_when_its_lease_lapses(farm: Farm) -> None:
+    s = farm.settings
+    LimitStore(farm.r, s).set("scarce", max_concurrency=1)
+    dead = ClaimPipeline(farm.r, s, "dead", "dead:1")
+    held = TaskMessage(uuid.uuid4().hex, "scarce", (0.1,), {}, None, time.time(), None, None)
+    farm.backend.record_queued([held], s.tries)
+    _, [verdict] = dead.step([], [Claim(TaskWork(held, held.digest), 0, 0)])
+    assert isinstance(verdict, Run)  # claimed by a worker that then dies: never renewed, no outcome
+    claimed_at = time.monotonic()
+    a = farm.worker("A")
+    task = farm.submit(a, "scarce", 0.01)
+    farm.wait_done([task], timeout=10)
+    started = [t for n, t in farm.starts if n == "scarce"]
+    assert started and started[0] - claimed_at >= s.lease - 0.05, "ran beside a live holder of the only slot"
+
+
+def test_an_unlimited_task_is_not_held_back_while_a_limited_one_is_saturated(farm: Farm) -> None:
+    a = farm.worker("A")
+    limited = [farm.submit(a, "slow2") for _ in range(20)]  # ahead of the others in the same partition
+    free = [farm.submit(a, "add", i, 1) for i in range(40)]
+    farm.wait_done(free, timeout=5)
+    waiting = sum(1 for i in limited if farm.status(i) == "queued")
+    assert waiting >= 15, "the limited ones ran faster than 2/s"

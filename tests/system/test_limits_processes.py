@@ -1,0 +1,43 @@
+"""Rate limits on worker processes, on each broker: a decorator's limit is registered by the workers
+that import it, set over at run time from the CLI, shown and reset through the HTTP API, and held
+across two workers in every 1-second window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import Procs, run_cli, wait_for
+
+from yadtq.client.client import YADTQ
+from yadtq.config import Settings
+
+
+def most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times))
+
+
+def test_a_rate_set_from_the_cli_holds_across_two_workers(settings: Settings, procs: Procs, q: YADTQ,
+                                                           api: Any) -> None:
+    for name in ("W1", "W2"):
+        procs.worker(name, "--tasks", "limit_tasks", "--concurrency", "4")
+    procs.wait_assigned(["W1", "W2"])
+    row = wait_for(lambda: next((r for r in api.get("/limits").json() if r["task"] == "paced"), None), 20,
+                   what="the decorator's limit registered by the workers")
+    assert (row["rate_limit"], row["rate_limit_from"]) == ("10/s", "code")
+
+    done = run_cli(settings, "limits", "set", "paced", "--rate", "15/s")
+    assert done.returncode == 0, done.stderr
+    assert "15/s (set)" in done.stdout
+
+    ids = [q.submit("paced", [i]) for i in range(45)]
+    wait_for(lambda: all(q.status(i).status == "success" for i in ids), 60, 0.2, "45 paced tasks done")
+    starts = [q.status(i).started for i in ids]
+    assert all(s is not None for s in starts)
+    times = [float(s) for s in starts if s is not None]
+    assert most_in_one_second(times) <= 15 + 2, "over the rate by more than one start per worker"
+    assert max(times) - min(times) >= 44 / 15 - 0.1, "45 starts at 15/s went faster than the rate"
+
+    reset = api.delete("/limits/paced").json()
+    assert (reset["rate_limit"], reset["rate_limit_from"]) == ("10/s", "code")
+    assert api.put("/limits/paced", json={"rate_limit": "fast"}).status_code == 422

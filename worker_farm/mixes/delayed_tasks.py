@@ -1,0 +1,29 @@
+"""The delayed mix's task: notes when it started (Redis time) and which attempt it is."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+from yadtq import current_task, task
+
+_client: redis.Redis | None = None
+
+
+def _ledger() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+    return _client
+
+
+@task
+def mix_delayed(n: int) -> int:
+    """Notes `<task id> <attempt> <Redis time>` and returns `n`."""
+    ctx = current_task()
+    assert ctx is not None
+    r = _ledger()
+    sec, usec = r.time()
+    r.rpush(os.environ["YADTQ_PREFIX"] + "mix:delayed", f"{ctx.task_id} {ctx.attempt} {sec + usec / 1e6}")
+    return n

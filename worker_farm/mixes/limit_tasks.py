@@ -1,0 +1,32 @@
+"""The limits mix's task: rate-limited farm-wide, notes when (Redis time) and where each run started."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+from yadtq import current_task, task
+
+RATE = 10  # starts per second, the mix's promise
+_client: redis.Redis | None = None
+
+
+def _ledger() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+    return _client
+
+
+def mix_paced(n: int) -> int:
+    """Notes `<task id> <worker> <Redis time>` as it starts, returns `n`."""
+    ctx = current_task()
+    assert ctx is not None
+    r = _ledger()
+    sec, usec = r.time()
+    r.rpush(os.environ["YADTQ_PREFIX"] + "mix:paced", f"{ctx.task_id} {ctx.worker} {sec + usec / 1e6:.6f}")
+    return n
+
+
+task(rate_limit=f"{RATE}/s")(mix_paced)  # registered as "mix_paced"
