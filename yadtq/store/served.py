@@ -39,26 +39,38 @@ def withdraw(client: RedisClient, keys: Keys, worker: str, incarnation: str) -> 
 
 def live_served(client: RedisClient, keys: Keys) -> dict[str, dict[str, Any]]:
     """worker -> {task name: spec}, of workers whose name lease is held by the announcing incarnation."""
-    entries: dict[str, dict[str, Any]] = {}
-    for worker, raw in decoded_hash(client.hgetall(served_key(keys))).items():
-        try:
-            entry = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("tasks"), dict):
-            entries[worker] = entry
+    entries = served_entries(decoded_hash(client.hgetall(served_key(keys))))
     if not entries:
         return {}
     pipe = client.pipeline(transaction=False)
     for worker in entries:
         pipe.hget(keys.worker_name(worker), "incarnation")
-    holders = pipe.execute()
+    live, gone = split_live(entries, pipe.execute())
+    if gone:  # their leases ended (killed workers); a new claim of the name announces afresh
+        client.hdel(served_key(keys), *gone)
+    return live
+
+
+def served_entries(raw: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The readable announcements of the served hash (worker -> {"incarnation", "tasks"})."""
+    entries: dict[str, dict[str, Any]] = {}
+    for worker, text in raw.items():
+        try:
+            entry = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("tasks"), dict):
+            entries[worker] = entry
+    return entries
+
+
+def split_live(entries: dict[str, dict[str, Any]], holders: list[Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(worker -> tasks of the live announcers, workers whose name lease is gone), given each entry's
+    name-lease holder in order."""
     live, gone = {}, []
     for (worker, entry), holder in zip(entries.items(), holders, strict=True):
         if holder is not None and str(holder) == entry.get("incarnation"):
             live[worker] = entry["tasks"]
         elif holder is None:
             gone.append(worker)
-    if gone:  # their leases ended (killed workers); a new claim of the name announces afresh
-        client.hdel(served_key(keys), *gone)
-    return live
+    return live, gone

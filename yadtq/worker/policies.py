@@ -20,6 +20,7 @@ from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
 from yadtq.worker.scheduling import Schedules
+from yadtq.worker.tracing import tracing_policies
 from yadtq.worker.tracker import Entry
 
 log = logging.getLogger(__name__)
@@ -194,4 +195,5 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks()]
+    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks(),
+            *tracing_policies()]

@@ -23,6 +23,8 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    # Kafka record headers (the submitter's trace context, yadtq.task.trace_context); optional.
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ class KafkaSource:
         self._finish_joins()
         self._check_topic()
         number = self.queues.number
-        return [Record(number(tp), r.offset, r.key, r.value) for tp, recs in batches.items() for r in recs]
+        return [Record(number(tp), r.offset, r.key, r.value, tuple(r.headers or ()))
+                for tp, recs in batches.items() for r in recs]
 
     def _finish_joins(self) -> None:
         """kafka-python 3.0.12 loses a group join that outlives the poll that started it (the
@@ -324,12 +325,13 @@ class MemorySource:
         self._rr = 0
 
     # -- the test's side -----------------------------------------------------------
-    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None) -> Record:
+    def append(self, value: bytes, key: bytes | None = None, partition: int | None = None,
+               headers: Sequence[tuple[str, bytes]] = ()) -> Record:
         with self.lock:
             if partition is None:
                 parts = list(range(len(self.log)))
                 partition = key_partition(key.decode(), parts) if key else self._next_partition()
-            rec = Record(partition, len(self.log[partition]), key, value)
+            rec = Record(partition, len(self.log[partition]), key, value, tuple(headers))
             self.log[partition].append(rec)
             return rec
 

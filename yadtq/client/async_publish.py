@@ -1,0 +1,105 @@
+"""Publishing task messages from asyncio without blocking the event loop.
+
+kafka-python's producer is thread based: `send()` appends to a buffer (and may block for
+metadata or buffer space) and returns a future its sender thread completes when the broker
+acks. So the producer is made, and `send()` called, on a worker thread (`asyncio.to_thread`),
+and each future's callbacks complete an asyncio future on the loop (`call_soon_threadsafe`):
+no thread waits on a flush, and the loop only awaits acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from yadtq.broker.clients import ensure_topic, make_producer
+from yadtq.config import Settings
+from yadtq.errors import BrokerUnavailable
+from yadtq.task.messages import Header, TaskMessage, key_partition
+
+log = logging.getLogger(__name__)
+
+
+class AsyncPublisher:
+    """The producer of one `AsyncYADTQ`, made on first use (read-only clients need no broker)."""
+
+    def __init__(self, settings: Settings, create_topic: bool = True) -> None:
+        self.settings = settings
+        self._create_topic = create_topic
+        self._producer: Any = None
+        self._partitions: list[int] = []
+        self._next = itertools.count()
+        self._lock = asyncio.Lock()
+
+    async def send(self, messages: Sequence[TaskMessage], headers: Sequence[Header] = ()) -> None:
+        """Publishes `messages` and waits for the broker's acks (up to `publish_timeout`); raises
+        `BrokerUnavailable` when that fails, and drops the producer so the next call starts afresh."""
+        if not messages:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            producer = await self._ready()
+            acks = await asyncio.to_thread(self._send_all, producer, messages, list(headers), loop)
+            await asyncio.wait_for(asyncio.gather(*acks), self.settings.publish_timeout)
+        except (KafkaError, TimeoutError) as exc:
+            await self.close(timeout=0)
+            raise BrokerUnavailable(self.settings.kafka_bootstrap, f"publish failed: {exc!r}") from None
+
+    async def close(self, timeout: float = 5) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.to_thread(producer.close, timeout=timeout)
+            except KafkaError as exc:
+                log.debug("closing a producer: %s", exc)
+
+    async def _ready(self) -> Any:
+        async with self._lock:
+            if self._producer is None:
+                self._producer, self._partitions = await asyncio.to_thread(self._make)
+            return self._producer
+
+    def _make(self) -> tuple[Any, list[int]]:
+        """(producer, partitions of the topic), the topic made first unless told not to (thread)."""
+        if self._create_topic:
+            ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
+        producer = make_producer(self.settings)
+        found = producer.partitions_for(self.settings.topic)
+        return producer, sorted(found) if found else list(range(self.settings.partitions))
+
+    def _send_all(self, producer: Any, messages: Sequence[TaskMessage], headers: list[Header],
+                  loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[Any]]:
+        """Calls `send()` for each message (thread); returns asyncio futures of their acks."""
+        acks: list[asyncio.Future[Any]] = []
+        for m in messages:
+            partition = (key_partition(m.key, self._partitions) if m.key is not None
+                         else self._partitions[next(self._next) % len(self._partitions)])
+            sent = producer.send(self.settings.topic, key=(m.key or m.task_id).encode(), value=m.encode(),
+                                 partition=partition, headers=headers or None)
+            ack: asyncio.Future[Any] = loop.create_future()
+            sent.add_callback(_settle, loop, ack, None)
+            sent.add_errback(_fail, loop, ack)
+            acks.append(ack)
+        return acks
+
+
+def _settle(loop: asyncio.AbstractEventLoop, ack: asyncio.Future[Any], _: object, metadata: Any) -> None:
+    loop.call_soon_threadsafe(_set, ack, metadata, None)
+
+
+def _fail(loop: asyncio.AbstractEventLoop, ack: asyncio.Future[Any], exc: BaseException) -> None:
+    loop.call_soon_threadsafe(_set, ack, None, exc)
+
+
+def _set(ack: asyncio.Future[Any], metadata: Any, exc: BaseException | None) -> None:
+    if ack.done():  # cancelled by a timeout meanwhile
+        return
+    if exc is not None:
+        ack.set_exception(exc)
+    else:
+        ack.set_result(metadata)

@@ -1,0 +1,74 @@
+"""The KEYS and ARGV of the client's script calls, and what their replies mean: shared by the
+blocking backend (yadtq.store.backend) and the asyncio one (yadtq.store.async_backend), so both
+send the same call and read its reply the same way. Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from yadtq.config import DEFAULT_QUEUE
+from yadtq.errors import MessageError, TaskNotFound, YADTQError
+from yadtq.store.keys import Keys
+from yadtq.store.replies import CancelReply, SubmitReply, decode_flag
+from yadtq.task.messages import TaskMessage
+from yadtq.task.status import Status
+
+# How long an undone submit's id refuses a message that reached the broker after all.
+WITHDRAWN_TTL = 7 * 86_400
+
+Call = tuple[list[str], list[Any]]
+
+
+class TaskNotCancellable(YADTQError):
+    """Only a queued task can be cancelled; this one is running or finished."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
+        self.task_id = task_id
+        self.status = status
+
+
+def submit_call(keys: Keys, m: TaskMessage, default_tries: int, token: str) -> Call:
+    """submit.lua for one message: its `queued` record unless the id has one already."""
+    return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch,
+             keys.scheduled, keys.status(Status.SCHEDULED), keys.queue_index(m.queue or DEFAULT_QUEUE)],
+            [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
+             m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.queue or ""])
+
+
+def submit_verdict(m: TaskMessage, raw: Any) -> str:
+    """"new" (or "scheduled": new and delayed), or the status of the record that had the id with
+    the same body; raises `MessageError` when the id is taken by another body."""
+    reply = SubmitReply.decode(raw)
+    if reply.verdict == "foreign":
+        raise MessageError(f"task id {m.task_id!r} is taken by a task with another body", m.task_id)
+    new = "scheduled" if reply.status == Status.SCHEDULED else "new"
+    return new if reply.verdict == "new" else reply.status
+
+
+def unsubmit_call(keys: Keys, task_id: str, token: str) -> Call:
+    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.withdrawn(task_id), keys.status(Status.SCHEDULED),
+             keys.scheduled],
+            [task_id, token, WITHDRAWN_TTL])
+
+
+def undone(task_ids: list[str], raws: list[Any]) -> list[str]:
+    """The ids unsubmit.lua undid, from its replies."""
+    return [tid for tid, raw in zip(task_ids, raws, strict=True) if decode_flag(raw)]
+
+
+def cancel_call(keys: Keys, task_id: str, result_ttl: float, by: str) -> Call:
+    return ([keys.task(task_id), keys.status(Status.QUEUED), keys.status(Status.CANCELLED), keys.events(task_id),
+             keys.status(Status.SCHEDULED), keys.scheduled],
+            [int(result_ttl), by, task_id])
+
+
+def check_cancelled(task_id: str, raw: Any) -> None:
+    """Raises `TaskNotFound`, or `TaskNotCancellable` unless cancel.lua moved the task."""
+    got = CancelReply.decode(raw)
+    if got.outcome == "missing":
+        raise TaskNotFound(task_id)
+    if got.outcome != "ok":
+        raise TaskNotCancellable(task_id, got.status)
