@@ -36,7 +36,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
 
 from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos, write_report  # noqa: E402
+from worker_farm.chaos_mix import ChaosMix  # noqa: E402
 from worker_farm.mixes import all_mixes  # noqa: E402
+from worker_farm.mixes.workflows import WorkflowsMix  # noqa: E402
 from yadtq.config import Settings  # noqa: E402
 
 
@@ -63,6 +65,9 @@ def main() -> int:
                    help="the run's own broker: the embedded one (a restart loses its log) or an Apache Kafka node")
     p.add_argument("--mixes", action="store_true",
                    help="also run the capability mixes (worker_farm/mixes) beside the ledger tasks, each judged apart")
+    p.add_argument("--workflows", type=int, default=0, metavar="N",
+                   help="also run N workflows of mixed shapes (chain, group, chord, a chord in a chain) beside "
+                        "the ledger tasks: every one must end, every callback run once (with or without --mixes)")
     p.add_argument("-v", "--verbose", action="store_true", help="print the farm's lines")
     args = p.parse_args()
 
@@ -97,7 +102,7 @@ def main() -> int:
                            args.seed, pause=args.pause, drain_minutes=args.drain_minutes,
                            say=print if args.verbose else None, progress=progress, faults=faults,
                            services=owned.control(), monitor=services_faults or every_kind, mixed=every_kind,
-                           mixes=all_mixes() if args.mixes else ())
+                           mixes=_mixes(args))
         if args.out.exists():
             shutil.rmtree(args.out)
         notes = write_report(report, args.out, settings)
@@ -126,6 +131,14 @@ def main() -> int:
     print(f"wrote {args.out}")
     ok = report.lost == 0 and report.run_twice_after_completion == 0 and report.alive_at_end and not report.mix_problems
     return 0 if ok else 1
+
+
+def _mixes(args: argparse.Namespace) -> list[ChaosMix]:
+    """--mixes: every mix; --workflows N: the workflows mix at N workflows (alone, or instead of its default)."""
+    mixes = all_mixes() if args.mixes else []
+    if args.workflows:
+        mixes = [m for m in mixes if m.name != "workflows"] + [WorkflowsMix(count=args.workflows)]
+    return mixes
 
 
 if __name__ == "__main__":

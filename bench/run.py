@@ -43,7 +43,8 @@ from bench import (  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "dashboard", "wakeup")
+NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "workflows",
+         "dashboard", "wakeup")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                 LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
         if "delayed" in only:
             y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
+        if "workflows" in only:
+            from bench import workflows_bench
+            y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,
+                                   *(workflows_bench.QUICK if args.quick else workflows_bench.FULL))
     common.use_broker(args.broker[0])
     if "dashboard" in only:  # Redis only: no broker dimension
         from bench import dashboard_refresh

@@ -240,6 +240,10 @@ class Table:
         self._simple("Kafka alone: consume", "transport", "consume_per_s", "msg/s", "{:,.0f}")
         self._simple("Kafka alone: ceiling (produce then consume)", "transport", "ceiling_per_s", "msg/s", "{:,.0f}")
         self._simple("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
+        self._simple("workflows: chord callback start after its last member", "workflows", "chord_callback_ms",
+                     "ms", "{:.1f}")
+        for q in ("p50", "p99"):
+            self._simple(f"workflows: chain step overhead {q}", "workflows", f"chain_step_{q}_ms", "ms", "{:.1f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         self._limits_rows()

@@ -1,6 +1,6 @@
 """YADTQ dashboard: `streamlit run dashboard/app.py` (the Procfile runs it).
 
-Five pages: Overview, Tasks, Workers and partitions, Failures, Schedules. Settings come
+Six pages: Overview, Tasks, Workers and partitions, Failures, Schedules, Workflows. Settings come
 from the same `YADTQ_*` variables as every other process. Live panels refresh
 every `YADTQ_DASHBOARD_REFRESH` seconds without reloading the page; every read
 goes through the library's bounded read API (`dashboard/data.py`).
@@ -122,7 +122,8 @@ def main() -> None:
                                        ("workers", "Workers and partitions", ":material/dns:"),
                                        ("queues", "Queues", ":material/stacks:"),
                                        ("failures", "Failures", ":material/error:"),
-                                       ("schedules", "Schedules", ":material/schedule:"))}
+                                       ("schedules", "Schedules", ":material/schedule:"),
+                                       ("workflows", "Workflows", ":material/account_tree:"))}
     current = st.navigation(list(pages.values()))
     sidebar(pages["tasks"])
     current.run()

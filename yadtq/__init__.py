@@ -21,6 +21,7 @@ from yadtq.errors import (
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.live_state import LiveState
 from yadtq.task import builtins as _builtin_tasks  # noqa: F401  (registers the built-in tasks)
+from yadtq.task.canvas import Signature, chain, chord, group, signature
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.periodic import periodic
@@ -44,6 +45,7 @@ __all__ = [
                           "ResultTimeout",
                           "Retry",
                           "Settings",
+                          "Signature",
                           "Status",
                           "TaskArgumentError",
                           "TaskError",
@@ -54,9 +56,13 @@ __all__ = [
                           "TimeLimitExceeded",
                           "UnknownTask",
                           "YADTQError",
+                          "chain",
+                          "chord",
                           "current_task",
+                          "group",
                           "periodic",
                           "registry",
+                          "signature",
                           "task",
 ]
 __version__ = "0.1.0"

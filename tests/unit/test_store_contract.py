@@ -58,6 +58,10 @@ ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
                   "fresh",  # requeue.lua: reset attempts (else "lost")
                   "wait", "skip"}  # schedule_fire.lua: the scheduler's decision (else fire)
 VALUES = {"null", "requeued"}  # a JSON null result; an events line
+# lib/workflow.lua: a task record's workflow fields, the workflow hash's fields and node kinds and states,
+# and the keys it names under the prefix (the outbox is the retries set).
+WORKFLOW_WORDS = {"workflow", "node", "state", "failing", "task", "chain", "group", "chord", "running",
+                  "retries", "workflows", "created"}
 
 
 def _status_words(text: str) -> set[str]:
@@ -109,7 +113,7 @@ def test_step_index_keys_match_the_claim_pipeline() -> None:
 
 
 def test_every_quoted_word_is_known() -> None:
-    known = STATUS_NAMES | FIELDS | REPLY_WORDS | ARGUMENT_WORDS | VALUES
+    known = STATUS_NAMES | FIELDS | REPLY_WORDS | ARGUMENT_WORDS | VALUES | WORKFLOW_WORDS
     for name, text in LUA.items():
         code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())  # comments may say anything
         unknown = {w for w in re.findall(r"'([a-z_]+)'", code)} - known

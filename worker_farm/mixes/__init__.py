@@ -12,6 +12,7 @@ from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
 from worker_farm.mixes.queues import QueuesMix
 from worker_farm.mixes.retries import RetriesMix
+from worker_farm.mixes.workflows import WorkflowsMix
 
 
 def all_mixes() -> list[ChaosMix]:
@@ -23,5 +24,6 @@ def all_mixes() -> list[ChaosMix]:
         PeriodicMix(),
         QueuesMix(),
         LiveMix(),
+        WorkflowsMix(),
     ]
     return mixes

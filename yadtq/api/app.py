@@ -27,6 +27,7 @@ from yadtq.api.docs_pages import add_docs_pages
 from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
 from yadtq.api.schedules import add_routes as add_schedule_routes
+from yadtq.api.workflows import workflow_routes
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
@@ -109,6 +110,8 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     def submit_many(body: many) -> m.BatchSubmitted:  # type: ignore[valid-type]
         tasks = body.tasks  # type: ignore[attr-defined]
         return m.BatchSubmitted(task_ids=q.publish([_message(q, t) for t in tasks], wait=True))
+
+    app.include_router(workflow_routes(q, auth))  # POST /workflows, GET /workflows/{id}
 
     # -- follow ----------------------------------------------------------------
     @app.get("/tasks", response_model=m.TaskPage, dependencies=auth, tags=["tasks"],

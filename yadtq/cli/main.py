@@ -376,6 +376,16 @@ def _follow(args: argparse.Namespace, s: Settings) -> int:
 
 
 @command
+def cmd_workflow(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.workflow_view import workflow_lines
+    from yadtq.client.client import YADTQ
+    with YADTQ(s, create_topic=False) as q:
+        wf = q.workflow(args.workflow_id)
+    print(json.dumps(wf.as_dict()) if args.json else "\n".join(workflow_lines(wf)))
+    return RET_OK
+
+
+@command
 def cmd_result(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.client.client import YADTQ
     with YADTQ(s, create_topic=False) as q:

@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each change (status, progress) as it happens, until the task ends "
                         "(exit code as for `result`; with --json one JSON record per line)")
 
+    p = _sub(sub, "workflow", [common], "a workflow's status and each node's state, as a tree",
+             "yadtq workflow wf-3f1c...\nyadtq workflow wf-3f1c... --json")
+    p.add_argument("workflow_id", metavar="ID", help="the id submit_workflow returned, e.g. wf-3f1c...")
+    p.add_argument("--json", action="store_true", help="print the workflow and its nodes as JSON")
+
     p = _sub(sub, "result", [common], "wait for a task's result and print it as JSON",
              "yadtq result 3f1c...-uuid --timeout 30")
     p.add_argument("task_id", metavar="ID", help="the id submit printed, e.g. 3f1c2b9e-...")

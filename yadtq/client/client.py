@@ -29,6 +29,7 @@ from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
 from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.workflows import Workflows
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, TaskFailed
 from yadtq.store.announcements import Announcements
@@ -41,6 +42,8 @@ from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
 from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
+from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
+from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.queues import check_queue_name
@@ -66,6 +69,8 @@ class YADTQ:
         self._create_topic = create_topic
         self._partitions: dict[str, list[int]] = {}  # per topic, as the producer sees it
         self._next = itertools.count()
+        self.workflows = Workflows(WorkflowStore(self.redis, settings), self.edge,
+                                   lambda ms: self._send(ms, wait=True), settings.tries, self.announcements)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> YADTQ:
@@ -158,7 +163,12 @@ class YADTQ:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
 
         Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
-        a delayed task is recorded `scheduled` and published when due (no broker needed now)."""
+        a delayed task is recorded `scheduled` and published when due (no broker needed now).
+        `link=add.s(10)` runs a callback with its result first, `link_error=sig` one with its id
+        and error first, if it fails (see yadtq.client.workflows)."""
+        link, link_error = options.pop("link", None), options.pop("link_error", None)
+        if link is not None or link_error is not None:
+            return self.workflows.submit_linked(self.message(task, args, kwargs, **options), link, link_error)
         return self.publish([self.message(task, args, kwargs, **options)], wait=True)[0]
 
     def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -341,8 +351,27 @@ class YADTQ:
         return waiting_note(self.live.workers().values())
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
-        """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        """The task's (or workflow's) result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        if is_workflow_id(task_id) and self.workflows.store.exists(task_id):
+            return self.workflows.result(task_id, timeout)
         rec = self.wait(task_id, timeout)
         if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
         return rec.result
+
+    # -- workflows (yadtq.client.workflows) --------------------------------
+    def signature(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                  **options: Any) -> Signature:
+        """A signature of a task this client does not import: `q.signature("add", [1, 2])`."""
+        return signature(task, args, kwargs, **options)
+
+    def submit_workflow(self, wf: Canvas | Mapping[str, Any], *, workflow_id: str | None = None,
+                        unchecked: bool = False) -> str:
+        """Records and starts a chain, group, chord or signature; returns the workflow id
+        (`result(id)` waits for its final result)."""
+        return self.workflows.submit(wf if not isinstance(wf, Mapping) else dict(wf), workflow_id=workflow_id,
+                                     unchecked=unchecked)
+
+    def workflow(self, workflow_id: str) -> WorkflowState:
+        """The state of every node; raises `TaskNotFound` for an unknown id."""
+        return self.workflows.get(workflow_id)

@@ -5,6 +5,9 @@ and reply; the reply's typed decoder sits beside the code that calls it
 (yadtq.store.replies, yadtq.store.claim_replies). The worker's whole step (store
 outcomes, then claim) is one call of `step.lua` (see yadtq.store.claims).
 
+A script may include a library of yadtq/store/lua/lib/ with a line `--! include NAME`
+(the workflow engine is one, shared by every script that ends a task).
+
 `bind(client, name)` returns redis-py's `Script`: it runs by EVALSHA (the text
 crosses the wire once per server, not on every call) and loads the text again
 when Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH), in pipelines too.
@@ -18,6 +21,7 @@ reclaims after a cut-off run, rejections, requeues.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from redis.asyncio import Redis as AsyncRedisClient
@@ -35,7 +39,9 @@ def source(name: str) -> str:
     """The text of yadtq/store/lua/<name>.lua."""
     if name not in NAMES:
         raise ValueError(f"no Lua script {name!r}; one of {', '.join(sorted(NAMES))}")
-    return (LUA_DIR / f"{name}.lua").read_text()
+    text = (LUA_DIR / f"{name}.lua").read_text()
+    return re.sub(r"^--! include (\w+)$", lambda m: (LUA_DIR / "lib" / f"{m[1]}.lua").read_text(), text,
+                  flags=re.MULTILINE)
 
 
 def bind(client: RedisClient, name: str) -> Script:

@@ -57,3 +57,9 @@ def flaky(probability: float = 0.5, value: float = 0) -> float:
     if random.random() < probability:
         raise RuntimeError(f"flaky task failed (p={probability})")
     return value
+
+
+@task
+def total(values: list[float]) -> float:
+    """The sum of a list: a chord's callback over its members' results."""
+    return float(sum(values))

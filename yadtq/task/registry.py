@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.errors import ConfigError, TaskArgumentError, UnknownTask
+from yadtq.task.canvas import attach as attach_signatures
 from yadtq.task.limits import Limits
 from yadtq.task.progress import ProgressSink, in_context, report_progress
 from yadtq.task.queues import check_queue_name
@@ -139,6 +140,7 @@ class Registry:
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
         self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits, queue)
+        attach_signatures(fn, task_name)  # add.s(1, 2), add.si(1, 2): see yadtq.task.canvas
         return fn
 
     def get(self, name: str) -> Task:

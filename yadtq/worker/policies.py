@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from yadtq.store.workflows import is_workflow_id
 from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
@@ -161,7 +162,8 @@ class TimeLimits(Middleware):
 
 
 class ParkedRetries(Middleware):
-    """Publishes the parked retries that are due back to the tasks topic (a standby worker never does).
+    """Publishes the parked retries that are due back to the tasks topic (a standby worker never does),
+    and the workflow steps recorded there by the step that stored their predecessor's outcome.
 
     Taking re-arms them in Redis; they are confirmed (`untake`) only once the broker has them,
     so a retry lost with a worker or a broker outage is published again later."""
@@ -170,6 +172,12 @@ class ParkedRetries(Middleware):
 
     def __init__(self) -> None:
         self._last = 0.0
+
+    def after_complete(self, ctx: WorkerContext, finished: Finished, stored: bool) -> None:
+        # A workflow member's outcome may have put its next step in this same set, due now
+        # (yadtq/store/lua/lib/workflow.lua): look at once, so a chain step waits a loop turn.
+        if stored and is_workflow_id(finished.job.task_id):
+            self._last = 0.0
 
     def on_tick(self, ctx: WorkerContext) -> None:
         if not ctx.store.available or ctx.standby:

@@ -4,6 +4,7 @@
 -- KEYS[5] status:scheduled index, KEYS[6] scheduled (due set): a delayed task is cancelled before it is published
 -- ARGV[1] result TTL in seconds (0: keep), ARGV[2] who cancelled (for the history), ARGV[3] the task id
 -- Returns {'ok', time} | {'missing'} | {status}
+--! include workflow
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return {'missing'}
@@ -23,6 +24,7 @@ redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' cancelled by ' .. ARGV[2])
 redis.call('LTRIM', KEYS[4], -50, -1)
 local ttl = tonumber(ARGV[1])
+wf_task_ended(wf_prefix(KEYS[2]), now, ttl, KEYS[1], 'failed', 'null', 'cancelled by ' .. ARGV[2])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[4], ttl)

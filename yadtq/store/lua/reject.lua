@@ -3,6 +3,7 @@
 -- KEYS[1] task:<id>, KEYS[2] events:<id>, KEYS[3] status:queued, KEYS[4] status:failed, KEYS[5] failed_by
 -- ARGV[1] task id, ARGV[2] task name ('' if unreadable), ARGV[3] error, ARGV[4] digest ('' if none), ARGV[5] worker
 -- Returns 'rejected' | 'foreign' | the status it was left in.
+--! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local rec = redis.call('HMGET', KEYS[1], 'status', 'task', 'digest')
@@ -21,5 +22,6 @@ redis.call('ZADD', KEYS[4], now, ARGV[1])
 redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
 redis.call('RPUSH', KEYS[2], now .. ' rejected: ' .. string.sub(ARGV[3], 1, 200))
 redis.call('LTRIM', KEYS[2], -50, -1)
+wf_task_ended(wf_prefix(KEYS[3]), now, 0, KEYS[1], 'failed', 'null', ARGV[3])
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'failed')  -- see step.lua's announce
 return 'rejected'

@@ -6,6 +6,7 @@
 -- KEYS[5] queue:<name> (the index of the queue the caller read)
 -- KEYS[3] must be the index of the status the caller read; a changed status returns {'moved', st}.
 -- ARGV[1] id  ARGV[2] status read by the caller  ARGV[3] "fresh" (reset attempts) | "lost" (count a cut-off run)
+--! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cur = redis.call('HMGET', KEYS[1], 'status', 'lease')
@@ -33,5 +34,6 @@ redis.call('ZADD', KEYS[5], now, ARGV[1])
 local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
+wf_task_requeued(wf_prefix(KEYS[4]), KEYS[1])
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
 return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'queue'))}

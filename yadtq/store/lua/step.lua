@@ -28,6 +28,7 @@
 --   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
 --   | {'early', eta, now}: a delayed task published ahead of its eta, held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
+--! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, incarnation = ARGV[1], ARGV[2]
@@ -107,7 +108,7 @@ for _ = 1, n_out do
   local tk, ek = KEYS[k], KEYS[k+1]
   a = a + 6
   k = k + 2
-  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner')
+  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow')
   local want = outcome == 'retry' and 'queued' or outcome
   if cur[1] == fence and cur[2] == 'processing' then
     redis.call('HDEL', tk, 'lease')
@@ -141,6 +142,8 @@ for _ = 1, n_out do
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
       announce(tk, 'failed')
     end
+    -- a workflow member: count it and record the next step in this same step (lib/workflow.lua)
+    if cur[4] and outcome ~= 'retry' then wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, outcome, result, err) end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
     -- the same step sent again after a lost connection: already applied
@@ -237,6 +240,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
+        wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
       end

@@ -1,0 +1,36 @@
+"""Workflows: the newest ones, and one drawn as a graph with each node's state."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.common import client, show_notice
+from dashboard.workflow_graph import COLOURS, figure
+
+st.title("Workflows")
+show_notice()
+q = client()
+recent = q.workflows.store.recent(50)
+rows = []
+for wid in recent:
+    got = q.workflows.store.status(wid)
+    if got is not None:
+        rows.append({"workflow id": wid, "status": got[0], "result": json.dumps(got[1])[:80], "error": got[2] or ""})
+frame = pd.DataFrame(rows, columns=["workflow id", "status", "result", "error"])
+picked = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", key="workflows")
+chosen = str(frame.iloc[picked.selection.rows[0]]["workflow id"]) if picked.selection.rows else ""
+wid = st.text_input("Workflow id", value=chosen, placeholder="wf-...").strip()
+if wid:
+    wf = q.workflows.store.get(wid)
+    if wf is None:
+        st.warning(f"No workflow {wid} (unknown, or expired with its results)")
+    else:
+        st.subheader(f"{wf.status}" + (f": {json.dumps(wf.result)[:200]}" if wf.status == "success" else ""))
+        if wf.error:
+            st.error(wf.error)
+        st.plotly_chart(figure(wf), width="stretch")
+        st.caption(" ".join(f"{state}: {colour}" for state, colour in COLOURS.items()))
+        st.dataframe(pd.DataFrame([n.as_dict() for n in wf.nodes]).astype({"result": str}), hide_index=True)

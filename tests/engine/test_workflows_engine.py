@@ -1,0 +1,249 @@
+"""Workflows on the real engine: an in-process worker, a real Redis, the worker's own publisher.
+
+The completion counting is Lua run inside the step that stores each member's outcome
+(yadtq/store/lua/lib/workflow.lua); these tests drive it through real workers and, for the
+races and the crash windows, through the claim pipeline directly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import wait_for
+
+from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.workflows import Workflows
+from yadtq.config import Settings
+from yadtq.errors import TaskFailed
+from yadtq.ops.ports import free_port
+from yadtq.ops.services import start_redis
+from yadtq.store.announcements import Announcements
+from yadtq.store.backend import Backend
+from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Run
+from yadtq.store.workflows import WorkflowStore, plan
+from yadtq.task.canvas import Canvas, chain, chord, group, signature
+from yadtq.task.messages import TaskMessage, body_digest
+from yadtq.task.outcomes import Fail
+from yadtq.task.registry import Registry
+from yadtq.worker import MemorySource, Worker
+
+
+def s(task: str, *args: Any, **kwargs: Any) -> Any:
+    return signature(task, args, kwargs)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("wf-redis")
+    port = free_port()
+    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+class Farm:
+    """Workers on one in-memory topic; every run of every task is counted by its tag."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.source = MemorySource(2)
+        self.source.assign([0, 1])
+        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.backend = Backend(self.r, settings)
+        self.store = WorkflowStore(self.r, settings)
+        self.flow = Workflows(self.store, EdgeCheck(self.r, self.backend.keys), self.send, settings.tries,
+                              Announcements(self.r, self.backend.keys))
+        self.runs: Counter[str] = Counter()
+        self.broken: set[str] = set()
+        self.lock = threading.Lock()
+        self.workers: list[tuple[Worker, threading.Thread]] = []
+
+    def send(self, messages: Any) -> None:
+        for m in messages:
+            self.source.append(m.encode(), m.task_id.encode())
+
+    def registry(self) -> Registry:
+        reg = Registry()
+
+        def ran(tag: str) -> None:
+            with self.lock:
+                self.runs[tag] += 1
+
+        @reg.task("add")
+        def add(x: float, y: float, tag: str = "") -> float:
+            ran(tag or f"add{x},{y}")
+            return x + y
+
+        @reg.task("total")
+        def total(values: list[float], tag: str = "") -> float:
+            ran(tag or "total")
+            return float(sum(values))
+
+        @reg.task("pair")
+        def pair(values: list[Any]) -> list[Any]:
+            return ["got", values]
+
+        @reg.task("broken")
+        def broken(tag: str) -> str:
+            ran(tag)
+            if tag in self.broken:
+                raise Fail(f"{tag} is broken")
+            return tag
+
+        @reg.task("errback")
+        def errback(task_id: str, error: str, tag: str) -> str:
+            ran(tag)
+            return f"{task_id}: {error}"
+
+        return reg
+
+    def worker(self, name: str = "W1") -> Worker:
+        w = Worker(self.settings, self.registry(), name, source=self.source)
+        w.connect()
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        self.workers.append((w, t))
+        return w
+
+    def result(self, wid: str, timeout: float = 15) -> Any:
+        return self.flow.result(wid, timeout)
+
+    def stop(self) -> None:
+        for w, t in self.workers:
+            w.stop()
+            t.join(timeout=15)
+        self.r.close()
+
+
+@pytest.fixture
+def farm(redis_url: str, tmp_path: Path) -> Iterator[Farm]:
+    settings = Settings(redis_url=redis_url, prefix=f"wf{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=2,
+                        log_dir=str(tmp_path), concurrency=4, lease=2.0, retry_backoff=0.1, tries=1)
+    f = Farm(settings)
+    yield f
+    f.stop()
+
+
+def test_chain_group_chord_and_their_nesting(farm: Farm) -> None:
+    farm.worker()
+    shapes: list[tuple[Canvas, Any]] = [
+        (chain(s("add", 1, 2), s("add", 10), s("add", 100)), 113),
+        (group(s("add", 1, 1), s("add", 2, 2), s("add", 3, 3)), [2, 4, 6]),
+        (chord(group([s("add", i, i) for i in range(5)]), s("total", tag="cb")), 20.0),
+        # a chain of groups: the first group's list goes first into each member of the next
+        (chain(group(s("add", 1, 1), s("add", 2, 2)), group(s("pair"), s("pair"))),
+         [["got", [2, 4]], ["got", [2, 4]]]),
+        # a chord inside a chain, after a step whose result reaches every header member
+        (chain(s("add", 1, 1), chord([s("add", 10), s("add", 20)], s("total", tag="cb2")), s("add", 0.5)), 34.5),
+        # immutable steps ignore the previous result; an empty group is the empty list
+        (chain(s("add", 1, 1), signature("add", [5, 5], immutable=True)), 10),
+        (chain(s("add", 1, 1), group()), []),
+        (chord(group(chain(s("add", 1, 1), s("add", 1)), group(s("add", 2, 2))), s("pair")),
+         ["got", [3, [4]]]),
+    ]
+    ids = [farm.flow.submit(wf) for wf, _ in shapes]
+    for wid, (wf, want) in zip(ids, shapes, strict=True):
+        assert farm.result(wid) == want, wf
+    assert farm.runs["cb"] == 1 and farm.runs["cb2"] == 1
+    state = farm.store.get(ids[2])
+    assert state is not None and state.status == "success"
+    assert [n.kind for n in state.nodes] == ["chord", "group", *["task"] * 5, "task"]
+    assert [n.state for n in state.nodes] == ["success"] * 8
+    assert state.nodes[7].task == "total" and state.nodes[7].result == 20.0
+
+
+def test_a_failed_member_fails_the_chord_and_its_requeue_resumes_it(farm: Farm) -> None:
+    farm.broken.add("m1")
+    farm.worker()
+    wid = farm.flow.submit(chord(group(s("broken", "m0"), s("broken", "m1"), s("broken", "m2")), s("pair")))
+    with pytest.raises(TaskFailed, match="m1 is broken"):
+        farm.result(wid)
+    state = farm.store.get(wid)
+    assert state is not None and state.status == "failed"
+    member = next(n for n in state.nodes if n.task == "broken" and n.state == "failed")
+    wait_for(lambda: farm.runs["m0"] == 1 and farm.runs["m2"] == 1, 10, what="the other members")
+    callback = state.nodes[-1]
+    assert callback.state == "waiting" and not farm.r.exists(farm.backend.keys.task(callback.task_id or ""))
+    # Requeue the failed member (fixed now): the workflow runs again and the callback runs once.
+    farm.broken.clear()
+    assert member.task_id is not None
+    message = farm.backend.reset_to_queued(member.task_id)
+    assert farm.store.status(wid) == ("running", None, None)
+    farm.send([message])
+    assert farm.result(wid) == ["got", ["m0", "m1", "m2"]]
+    assert farm.runs["m1"] == 2
+
+
+def test_link_and_link_error_on_a_single_task(farm: Farm) -> None:
+    farm.broken.add("bad")
+    farm.worker()
+    good = TaskMessage("good-" + uuid.uuid4().hex, "add", (1, 2), {}, 1, time.time())
+    farm.flow.submit_linked(good, s("add", 10, tag="linked"), None)
+    bad = TaskMessage("bad-" + uuid.uuid4().hex, "broken", ("bad",), {}, 1, time.time())
+    farm.flow.submit_linked(bad, s("add", 1, tag="never"), s("errback", tag="eb"))
+    wait_for(lambda: farm.runs["linked"] == 1 and farm.runs["eb"] == 1, 15, what="both callbacks")
+    assert farm.backend.get(good.task_id).result == 3
+    linked = [r for r in farm.backend.list("success", limit=20) if r.args[:2] == [3, 10]]
+    assert len(linked) == 1 and linked[0].result == 13
+    eb = [r for r in farm.backend.list("success", limit=20) if r.task == "errback"]
+    assert eb[0].result == f"{bad.task_id}: Fail: bad is broken"
+    assert farm.runs["never"] == 0
+
+
+def _claim(pipe: ClaimPipeline, m: TaskMessage) -> Run:
+    class Work:
+        message = m
+        digest = body_digest(m.task, m.args, m.kwargs)
+    _, verdicts = pipe.step([], [Claim(Work(), 0, 0)])
+    assert isinstance(verdicts[0], Run), verdicts
+    return verdicts[0]
+
+
+def test_the_last_two_members_racing_fire_the_callback_once(farm: Farm) -> None:
+    """Two workers store the last two members' outcomes at the same moment, many times over."""
+    pipes = [ClaimPipeline(farm.r, farm.settings, f"W{i}", f"inc{i}") for i in range(2)]
+    wids = []
+    for _ in range(40):
+        wid = f"wf-race{uuid.uuid4().hex}"
+        started = farm.store.start(plan(wid, chord([s("add", 1, 1), s("add", 2, 2)], s("total")), 1))
+        farm.store.confirm(started)  # as if published: out of the outbox
+        runs = [_claim(p, m) for p, m in zip(pipes, started.messages, strict=True)]
+        barrier = threading.Barrier(2)
+
+        def finish(p: ClaimPipeline, m: TaskMessage, run: Run, value: str, barrier: threading.Barrier) -> None:
+            barrier.wait()
+            p.step([Outcome(m.task_id, run.fence, "success", value)], [])
+        threads = [threading.Thread(target=finish, args=(p, m, run, v, barrier)) for p, m, run, v in
+                   zip(pipes, started.messages, runs, ("2", "4"), strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wids.append(wid)
+    queued = farm.backend.get_many(farm.backend.list_ids("queued", limit=1000))
+    callbacks = Counter(r.task_id.rsplit(".", 1)[0] for r in queued if r.task == "total")
+    assert sorted(callbacks) == sorted(wids) and set(callbacks.values()) == {1}
+    assert all(r.args == [[2, 4]] for r in queued if r.task == "total")
+    # Each callback waits in the outbox (a crash before its publish loses nothing): a worker publishes and runs it.
+    assert farm.r.zcard(farm.backend.keys.retries) == 40
+    farm.worker()
+    assert [farm.result(w) for w in wids] == [6.0] * 40
+
+
+def test_first_steps_recorded_but_never_published_are_published_by_a_worker(farm: Farm) -> None:
+    """The submitter dies between recording the workflow and publishing: after the hold, a worker does it."""
+    wid = f"wf-lost{uuid.uuid4().hex}"
+    started = farm.store.start(plan(wid, chain(s("add", 1, 2), s("add", 3)), 1), hold=0.3)
+    assert len(started.messages) == 1
+    farm.worker()
+    assert farm.result(wid) == 6
+

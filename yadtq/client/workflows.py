@@ -1,0 +1,142 @@
+"""The client side of workflows: submit a canvas, wait for its end (used by `YADTQ`).
+
+    wf = chord(group(add.s(1, 1), add.s(2, 2)), total.s())
+    wid = q.submit_workflow(wf)
+    q.result(wid, timeout=10)            # -> 6.0
+    q.workflow(wid).nodes                # each node's state
+
+Submitting records the whole workflow and its first task records in one Lua call, then
+publishes those first messages. If publishing fails, nothing is undone: the records wait in
+the outbox and any worker publishes them within `HOLD` seconds (the workflow is accepted once
+recorded; submitting again with the same `workflow_id` is idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from yadtq.client.edge_check import EdgeCheck
+from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, SubmissionRefused, TaskFailed, TaskNotFound
+from yadtq.store.announcements import Announcements
+from yadtq.store.workflows import WorkflowState, WorkflowStore, new_workflow_id, plan
+from yadtq.task.canvas import CANVAS_TYPES, Canvas, Signature, chain, chord, from_dict, group
+from yadtq.task.messages import TaskMessage
+from yadtq.task.status import Status
+from yadtq.task.timing import NO_TIMING
+
+log = logging.getLogger(__name__)
+
+
+class Workflows:
+    def __init__(self, store: WorkflowStore, edge: EdgeCheck, send: Callable[[Sequence[TaskMessage]], None],
+                 default_tries: int, announcements: Announcements | None = None) -> None:
+        self.store = store
+        self.announcements = announcements
+        self.edge = edge
+        self.send = send
+        self.default_tries = default_tries
+
+    def submit(self, wf: Canvas | dict[str, Any], *, workflow_id: str | None = None, unchecked: bool = False,
+               errback: Signature | None = None) -> str:
+        """Records and starts `wf` (a canvas or its JSON description); returns the workflow id."""
+        canvas = wf if isinstance(wf, CANVAS_TYPES) else from_dict(wf)
+        if not unchecked:
+            self.check_names(canvas if errback is None else group(canvas, errback))
+        wid = workflow_id or new_workflow_id()
+        started = self.store.start(plan(wid, canvas, self.default_tries, errback))
+        if started.messages:
+            try:
+                self.send(started.messages)
+            except (BrokerUnavailable, KafkaError) as exc:
+                log.warning("workflow %s recorded; its first %d task(s) wait in the outbox (%s)",
+                            wid, len(started.messages), exc)
+                return wid
+            self.store.confirm(started)
+        return wid
+
+    def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
+        """One task with callbacks: `link` gets its result first, `link_error` its id and error."""
+        if m.key is not None or m.timing != NO_TIMING:
+            raise MessageError("an ordering key, countdown, eta or expires cannot be combined with link= or "
+                               "link_error=")
+        sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id)
+        links = _signatures(link, "link")
+        errbacks = _signatures(link_error, "link_error")
+        if len(errbacks) > 1:
+            raise MessageError("link_error takes one signature")
+        canvas: Canvas = sig if not links else chain(sig, links[0] if len(links) == 1 else group(links))
+        self.submit(canvas, errback=errbacks[0] if errbacks else None, unchecked=True)
+        return m.task_id
+
+    def check_names(self, canvas: Canvas) -> None:
+        """Refuses a workflow naming a task no live worker serves (arguments are checked by the
+        worker: a chained step's first argument is not known yet)."""
+        served = self.edge.served()
+        if not served:
+            return
+        for name in sorted({s.task for s in _leaves(canvas)}):
+            if name not in served:
+                close = difflib.get_close_matches(name, list(served), n=1, cutoff=0.6)
+                guess = f"; did you mean {close[0]!r}?" if close else ""
+                raise SubmissionRefused(f"no live worker serves task {name!r}{guess}")
+
+    def get(self, workflow_id: str) -> WorkflowState:
+        found = self.store.get(workflow_id)
+        if found is None:
+            raise TaskNotFound(workflow_id)
+        return found
+
+    def result(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> Any:
+        """The final result; raises `TaskFailed` (a member's error), `ResultTimeout`, `TaskNotFound`.
+
+        Woken by the engine's announcement when the workflow ends (subscribed before the first read,
+        so none is missed); re-reads every `poll` seconds besides, for when pub/sub is unavailable."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with contextlib.ExitStack() as stack:
+            changes = stack.enter_context(self.announcements.listen([workflow_id])) if self.announcements else None
+            while True:
+                got = self.store.status(workflow_id)
+                if got is None:
+                    raise TaskNotFound(workflow_id)
+                status, result, error = got
+                if status == Status.SUCCESS:
+                    return result
+                if status == Status.FAILED:
+                    raise TaskFailed(workflow_id, error or "a member failed", 0)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ResultTimeout(workflow_id, timeout or 0, status)
+                wait = poll if left is None else min(poll, left)
+                if changes is not None:
+                    changes.wait(wait)
+                else:
+                    time.sleep(min(wait, 0.02))
+
+
+def _signatures(x: Any, what: str) -> list[Signature]:
+    if x is None:
+        return []
+    items = [x] if isinstance(x, Signature) else list(x) if isinstance(x, Iterable) else [x]
+    for s in items:
+        if not isinstance(s, Signature):
+            raise MessageError(f"{what} takes a signature (task.s(...)) or a list of them")
+    return items
+
+
+def _leaves(c: Canvas) -> list[Signature]:
+    if isinstance(c, Signature):
+        return [c]
+    if isinstance(c, chain):
+        return [s for step in c.steps for s in _leaves(step)]
+    if isinstance(c, group):
+        return [s for m in c.members for s in _leaves(m)]
+    if isinstance(c, chord):
+        return _leaves(c.header) + _leaves(c.body)
+    raise MessageError(f"not a workflow node: {type(c).__name__}")
