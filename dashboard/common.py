@@ -48,7 +48,7 @@ def requeue(task_id: str) -> None:
 
 def cancel(task_id: str) -> None:
     try:
-        client().backend.cancel(task_id, by="dashboard")
+        client().cancel(task_id, by="dashboard")
         st.session_state["notice"] = ("success", f"Cancelled {task_id}")
     except YADTQError as exc:
         st.session_state["notice"] = ("error", f"Not cancelled: {exc}")

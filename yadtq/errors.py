@@ -94,6 +94,11 @@ class TimeLimitExceeded(YADTQError):
     """Raised inside a task that ran past its time limit (counts as a failed try)."""
 
 
+class TaskCancelled(YADTQError):
+    """Raised inside a running task that was cancelled (as `TimeLimitExceeded` is at a time limit);
+    the run ends `cancelled` whatever the task does with it."""
+
+
 class TaskNotFound(YADTQError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id

@@ -97,8 +97,8 @@ def task_page() -> None:
     x, y, _ = st.columns([1, 1, 6])
     x.button("Requeue", on_click=requeue, args=(r.task_id,), disabled=r.status in (Status.PROCESSING, Status.SUCCESS),
              help="run it again from its record (failed, cancelled or stuck queued tasks)", key="requeue")
-    y.button("Cancel", on_click=cancel, args=(r.task_id,), disabled=r.status != Status.QUEUED,
-             help="only a queued task can be cancelled; a running one is never interrupted", key="cancel")
+    y.button("Cancel", on_click=cancel, args=(r.task_id,), disabled=r.done,
+             help="a waiting task never runs; a running one is interrupted (as a time limit would)", key="cancel")
 
 
 task_page()

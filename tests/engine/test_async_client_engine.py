@@ -26,12 +26,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from yadtq import AsyncYADTQ
+from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskNotFound
+from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskFailed, TaskNotFound
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend, TaskNotCancellable
+from yadtq.store.keys import Keys
+from yadtq.store.workflows import WorkflowStore
 from yadtq.task import trace_context
+from yadtq.task.canvas import chain, chord, group, signature
 from yadtq.task.messages import Header, TaskMessage
 from yadtq.task.outcomes import Retry
 from yadtq.task.registry import Registry
@@ -89,6 +94,10 @@ class Farm:
         @reg.task("add")
         def add(x: int, y: int) -> int:
             return x + y
+
+        @reg.task("total")
+        def total(values: list[float]) -> float:
+            return float(sum(values))
 
         @reg.task("hold")
         def hold() -> str:
@@ -216,6 +225,55 @@ def test_the_run_span_is_a_child_of_the_submit_span_across_the_headers(farm: Far
                                and s.attributes["yadtq.task_id"] == plain.task_id], 10, 0.02, "the plain run's span")
     assert run.parent is None and run.attributes["yadtq.outcome"] == "success"
 
+
+def test_async_client_runs_a_chain_a_group_and_a_chord_under_a_workflow_span(farm: Farm) -> None:
+    EXPORTER.clear()
+
+    async def scenario() -> list[str]:
+        async with farm.client(result_poll=10.0) as q:  # only the workflows' announcements wake result() in time
+            def add(*args: int) -> Any:
+                return q.signature("add", args)
+            with trace.get_tracer("test").start_as_current_span("request"):
+                wids = [await q.submit_workflow(chain(add(1, 2), add(10), add(100))),
+                        await q.submit_workflow(group(add(1, 1), add(2, 2))),
+                        await q.submit_workflow(chord(group(add(1, 1), add(2, 2)), q.signature("total")).to_dict())]
+            started = time.monotonic()
+            got = await asyncio.gather(*(q.result(w, timeout=8) for w in wids))
+            assert got == [113, [2, 4], 6.0]
+            assert time.monotonic() - started < 5, "woken by the announcements, well before the 10 s poll"
+            state = await q.workflow(wids[2])
+            assert state.status == "success" and [n.state for n in state.nodes] == ["success"] * 5
+            failing = await q.submit_workflow(chain(add(1, 1), q.signature("add", [1], {"y": 2})))
+            with pytest.raises(TaskFailed, match="add"):
+                await q.result(failing, timeout=8)
+            linked = await q.submit("add", [1, 2], link=add(10))
+            assert await q.result(linked, timeout=8) == 3
+            with pytest.raises(TaskNotFound):
+                await q.workflow("wf-unknown")
+            with pytest.raises(TaskNotFound):
+                await q.result("wf-unknown", timeout=1)
+            return wids
+    wids = asyncio.run(scenario())
+    wait_for(lambda: len([s for s in EXPORTER.get_finished_spans() if s.name == "yadtq.run"]) >= 9, 10, 0.02,
+             "the runs' spans")
+    spans = EXPORTER.get_finished_spans()
+    (request,) = [s for s in spans if s.name == "request"]
+    flows = {s.attributes["yadtq.workflow_id"]: s for s in spans if s.name == "yadtq.workflow"}
+    assert set(wids) <= set(flows) and {flows[w].parent.span_id for w in wids} == {request.context.span_id}
+    first = [s for s in spans if s.name == "yadtq.run" and s.attributes["yadtq.task_id"] == f"{wids[0]}.1"]
+    assert len(first) == 1 and first[0].parent.span_id == flows[wids[0]].context.span_id
+    assert first[0].context.trace_id == request.context.trace_id
+
+def test_the_blocking_client_sends_a_workflows_first_steps_under_its_workflow_span(farm: Farm) -> None:
+    client = redis.Redis.from_url(farm.settings.redis_url, decode_responses=True)
+    sent: list[list[Header]] = []
+    flow = Workflows(WorkflowStore(client, farm.settings), EdgeCheck(client, Keys(farm.settings.prefix)),
+                     lambda ms: sent.append(trace_context.headers()), 1)
+    wid = flow.submit(group(signature("add", [1, 2]), signature("add", [3, 4])), unchecked=True)
+    client.close()
+    (span,) = [s for s in EXPORTER.get_finished_spans() if s.attributes.get("yadtq.workflow_id") == wid]
+    assert span.name == "yadtq.workflow" and len(sent) == 1
+    assert dict(sent[0])["traceparent"].decode().split("-")[2] == f"{span.context.span_id:016x}"
 
 def test_a_broker_that_is_not_there_fails_the_submit_and_leaves_no_record(redis_url: str, tmp_path: Path) -> None:
     settings = Settings(redis_url=redis_url, prefix=f"u{uuid.uuid4().hex[:8]}:",

@@ -199,6 +199,34 @@ def test_link_and_link_error_on_a_single_task(farm: Farm) -> None:
     assert farm.runs["never"] == 0
 
 
+def test_a_cancelled_or_rejected_member_fails_the_workflow_and_the_callback_never_runs(farm: Farm) -> None:
+    # Cancelled: the member is withdrawn while queued (no worker yet), then the others run.
+    cancelled = farm.flow.submit(chord(group(s("add", 1, 1, tag="c0"), s("add", 2, 2, tag="c1")),
+                                       s("total", tag="cb-cancelled")))
+    member = f"{cancelled}.3"  # node 0 chord, 1 group, 2 and 3 its members
+    assert farm.backend.cancel(member, by="test").status == "cancelled"
+    # Rejected: one member names a task no worker knows, another's arguments fit no signature.
+    unknown = farm.flow.submit(chord(group(s("add", 3, 3, tag="u0"), s("nosuch", 1)), s("total", tag="cb-unknown")),
+                               unchecked=True)
+    badargs = farm.flow.submit(chain(s("add", 1, 2, 3), s("total", tag="cb-badargs")))
+    farm.worker()
+    with pytest.raises(TaskFailed, match="cancelled by test"):
+        farm.result(cancelled)
+    with pytest.raises(TaskFailed, match="unknown task 'nosuch'"):
+        farm.result(unknown)
+    with pytest.raises(TaskFailed, match=r"\.1\) failed: add: argument 'tag' must be str, got int 3"):
+        farm.result(badargs)
+    wait_for(lambda: farm.runs["c0"] == 1 and farm.runs["u0"] == 1, 10, what="the members that could run")
+    for wid, error in ((cancelled, "cancelled by test"), (unknown, "unknown task 'nosuch'"),
+                       (badargs, "argument 'tag' must be str")):
+        state = farm.store.get(wid)
+        assert state is not None and state.status == "failed" and error in (state.error or "")
+        failed = [n for n in state.nodes if n.task_id and n.state in ("cancelled", "failed")]
+        assert len(failed) == 1 and error in (failed[0].error or "")
+        callback = state.nodes[-1]
+        assert callback.state == "waiting" and not farm.r.exists(farm.backend.keys.task(callback.task_id or ""))
+    assert farm.runs["c1"] == 0 and not any(farm.runs[f"cb-{k}"] for k in ("cancelled", "unknown", "badargs"))
+
 def _claim(pipe: ClaimPipeline, m: TaskMessage) -> Run:
     class Work:
         message = m

@@ -81,6 +81,15 @@ def test_search_open_requeue_and_cancel(app, q: YADTQ, procs: Procs) -> None:
     assert not at.exception, at.exception
     wait_for(lambda: len([e for _, e in q.backend.events(bad) if e.startswith("failed by")]) == 2, 60, 0.1,
              "the requeued run")
+    running = q.submit("sleep", [60])  # a running task is cancelled from its page too: its run is interrupted
+    wait_for(lambda: q.status(running).status == "processing", 60, 0.1, "the long task to run")
+    at.session_state["task"] = running
+    at.run()
+    [cancel] = [b for b in at.main.button if b.label == "Cancel"]
+    cancel.click().run()
+    assert "while running on W1" in (q.status(running).error or "")
+    wait_for(lambda: any(e["event"] == "task_cancelled" for e in procs.events("worker-W1")), 10, 0.1,
+             "the run to be interrupted")
     procs.stop_all()
     waiting = q.submit("add", [1, 1])
     at.session_state["task"] = waiting

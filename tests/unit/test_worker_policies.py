@@ -198,7 +198,7 @@ def test_a_failing_hook_is_skipped_and_the_others_still_run() -> None:
 
 def test_the_built_in_policies_come_first_in_their_order() -> None:
     assert [type(m).__name__ for m in builtin_policies()] == [
-        "Retries", "Events", "DeadLetters", "TimeLimits", "ParkedRetries", "Schedules", "DueTasks",
+        "RetryRules", "Retries", "Events", "DeadLetters", "TimeLimits", "ParkedRetries", "Schedules", "DueTasks",
         "Tracing"]  # last, so it sees the outcome the others judged; only with opentelemetry installed
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from worker_farm.chaos_mix import ChaosMix
+from worker_farm.mixes.cancels import CancelsMix
 from worker_farm.mixes.delayed import DelayedMix
 from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.live import LiveMix
@@ -25,5 +26,6 @@ def all_mixes() -> list[ChaosMix]:
         QueuesMix(),
         LiveMix(),
         WorkflowsMix(),
+        CancelsMix(),
     ]
     return mixes

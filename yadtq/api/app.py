@@ -166,9 +166,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
     # -- act ----------------------------------------------------------------
     @app.post("/tasks/{task_id}/cancel", response_model=m.TaskOut, dependencies=auth, tags=["tasks"],
-              summary="Cancel a queued task (it ends `cancelled` and never runs); 409 once it runs")
+              summary="Cancel a task: waiting, it never runs; running, it is interrupted; 409 once finished")
     def cancel(task_id: TaskId) -> m.TaskOut:
-        return m.TaskOut.of(q.backend.cancel(task_id, by="api"))
+        return m.TaskOut.of(q.cancel(task_id, by="api"))
 
     @app.post("/tasks/{task_id}/requeue", response_model=m.Submitted, dependencies=auth, tags=["tasks"],
               summary="Run a failed task again from its record (fresh attempts)")

@@ -524,6 +524,11 @@ def cmd_limits(args: argparse.Namespace, s: Settings) -> int:
     return limits.run(args, s)
 
 
+from yadtq.cli.control import COMMANDS as CONTROL_COMMANDS  # noqa: E402  (cancel, purge, pause, inspect...)
+
+COMMANDS.update(CONTROL_COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)

@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_arguments(_sub(sub, "limits", [common], "farm-wide rate and concurrency limits: list, set, reset",
                               limits.EXAMPLES))
     add_schedules_parser(sub, [common], _sub)
+    from yadtq.cli.control import add_parsers as add_control_parsers
+    add_control_parsers(sub, common, _sub)  # cancel, purge, pause, resume, stop, inspect
 
     p = _sub(sub, "export", [common], "write task records, heartbeats, failures, series to files",
              "yadtq export --out export/\nyadtq export --out export/ --format parquet --limit 10000")

@@ -19,14 +19,18 @@ from typing import Any
 
 from yadtq.client.async_changes import async_follow, async_wait_done
 from yadtq.client.async_publish import AsyncPublisher
+from yadtq.client.async_workflows import AsyncWorkflows
 from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import Settings
 from yadtq.errors import TaskFailed
 from yadtq.store.async_announcements import AsyncAnnouncements
 from yadtq.store.async_backend import AsyncBackend, AsyncRedisClient, connect_async_redis
+from yadtq.store.async_workflows import AsyncWorkflowStore
 from yadtq.store.backend import TaskRecord
 from yadtq.store.keys import Keys
+from yadtq.store.workflows import WorkflowState, is_workflow_id
+from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing, When
@@ -45,6 +49,7 @@ class AsyncYADTQ:
         self._redis: AsyncRedisClient | None = None
         self._backend: AsyncBackend | None = None
         self._announcements: AsyncAnnouncements | None = None
+        self._workflows: AsyncWorkflows | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> AsyncYADTQ:
@@ -56,6 +61,8 @@ class AsyncYADTQ:
             self._redis = await connect_async_redis(self.settings)
             self._backend = AsyncBackend(self._redis, self.settings)
             self._announcements = AsyncAnnouncements(self._redis, self._backend.keys)
+            self._workflows = AsyncWorkflows(AsyncWorkflowStore(self._redis, self.settings), self._served,
+                                             self._send, self.settings.tries, self._announcements)
         return self
 
     async def aclose(self) -> None:
@@ -85,15 +92,19 @@ class AsyncYADTQ:
         checked against what live workers serve unless `unchecked`."""
         validate_call(task, args, tries, key)
         if not unchecked:
-            if self.edge.due():
-                self.edge.update(await self.backend.live_served())
+            await self._served()
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
                             task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id))
 
     async def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                      **options: Any) -> str:
-        """Records the task as queued, publishes it, waits for the broker's ack; returns its id."""
+        """Records the task as queued, publishes it, waits for the broker's ack; returns its id
+        (`link=`/`link_error=`: callbacks, as `YADTQ.submit`)."""
+        link, link_error = options.pop("link", None), options.pop("link_error", None)
+        if link is not None or link_error is not None:
+            return await self.workflows.submit_linked(await self.message(task, args, kwargs, **options), link,
+                                                      link_error)
         return (await self.publish([await self.message(task, args, kwargs, **options)]))[0]
 
     async def submit_many(self, specs: Iterable[TaskSpec], *, unchecked: bool = False) -> list[str]:
@@ -115,11 +126,19 @@ class AsyncYADTQ:
             made = [m.task_id for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.SCHEDULED)]
             to_send = [m for m, v in zip(messages, verdicts, strict=True) if v in ("new", Status.QUEUED)]
             try:
-                await self.publisher.send(to_send, headers())
+                await self._send(to_send)
             except BaseException:
                 await self.backend.unsubmit(made, token)
                 raise
         return [m.task_id for m in messages]
+
+    async def _send(self, messages: Sequence[TaskMessage]) -> None:
+        await self.publisher.send(messages, headers())  # the current span's context (yadtq[otel])
+
+    async def _served(self) -> dict[str, list[dict[str, Any]]]:
+        if self.edge.due():
+            self.edge.update(await self.backend.live_served())
+        return self.edge.served()
 
     # -- track -------------------------------------------------------------
     async def status(self, task_id: str) -> TaskRecord:
@@ -142,7 +161,9 @@ class AsyncYADTQ:
             yield rec
 
     async def result(self, task_id: str, timeout: float | None = None) -> Any:
-        """The task's result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        """The task's (or workflow's) result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
+        if is_workflow_id(task_id) and await self.workflows.store.exists(task_id):
+            return await self.workflows.result(task_id, timeout, self.settings.result_poll)
         rec = await self.wait(task_id, timeout)
         if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
@@ -151,3 +172,25 @@ class AsyncYADTQ:
     async def cancel(self, task_id: str, by: str = "client") -> TaskRecord:
         """Moves a queued task to `cancelled`; raises `TaskNotFound`, `TaskNotCancellable`."""
         return await self.backend.cancel(task_id, by)
+
+    # -- workflows (yadtq.client.async_workflows) --------------------------
+    @property
+    def workflows(self) -> AsyncWorkflows:
+        if self._workflows is None:
+            raise RuntimeError("AsyncYADTQ is not connected: use `async with` or `await q.connect()`")
+        return self._workflows
+
+    def signature(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                  **options: Any) -> Signature:
+        """A signature of a task this client does not import: `q.signature("add", [1, 2])`."""
+        return signature(task, args, kwargs, **options)
+
+    async def submit_workflow(self, wf: Canvas | Mapping[str, Any], *, workflow_id: str | None = None,
+                              unchecked: bool = False) -> str:
+        """Records and starts a chain, group, chord or signature; returns the workflow id
+        (`await result(id)` waits for its final result)."""
+        return await self.workflows.submit(wf, workflow_id=workflow_id, unchecked=unchecked)
+
+    async def workflow(self, workflow_id: str) -> WorkflowState:
+        """The state of every node; raises `TaskNotFound` for an unknown id."""
+        return await self.workflows.get(workflow_id)

@@ -257,6 +257,13 @@ class YADTQ:
         self._send([message], wait=True)  # on failure it stays `queued`: requeue again
         return task_id
 
+    def cancel(self, task_id: str, by: str = "client") -> TaskRecord:
+        """Cancels a task that has not finished; returns its record, now `cancelled`. A waiting
+        task never runs; a running one is interrupted (about half a second later, as a time limit
+        would interrupt it) and nothing it returns is stored. Raises `TaskNotFound`, or
+        `TaskNotCancellable` (a `YADTQError`) for a task that finished already."""
+        return self.backend.cancel(task_id, by=by)
+
     def requeue_stale(self, older_than: float, limit: int = 1000) -> list[str]:
         """Publishes again the tasks `queued` for more than `older_than` seconds (`yadtq requeue
         --stale`; the monitor does this by itself only after a broker restart).

@@ -17,7 +17,7 @@ import contextlib
 import difflib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -25,11 +25,12 @@ from kafka.errors import KafkaError
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, SubmissionRefused, TaskFailed, TaskNotFound
 from yadtq.store.announcements import Announcements
-from yadtq.store.workflows import WorkflowState, WorkflowStore, new_workflow_id, plan
+from yadtq.store.workflows import Started, WorkflowState, WorkflowStore, new_workflow_id, plan
 from yadtq.task.canvas import CANVAS_TYPES, Canvas, Signature, chain, chord, from_dict, group
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 from yadtq.task.timing import NO_TIMING
+from yadtq.task.trace_context import workflow_span
 
 log = logging.getLogger(__name__)
 
@@ -46,46 +47,26 @@ class Workflows:
     def submit(self, wf: Canvas | dict[str, Any], *, workflow_id: str | None = None, unchecked: bool = False,
                errback: Signature | None = None) -> str:
         """Records and starts `wf` (a canvas or its JSON description); returns the workflow id."""
-        canvas = wf if isinstance(wf, CANVAS_TYPES) else from_dict(wf)
+        canvas = as_canvas(wf)
         if not unchecked:
-            self.check_names(canvas if errback is None else group(canvas, errback))
+            check_names(canvas if errback is None else group(canvas, errback), self.edge.served())
         wid = workflow_id or new_workflow_id()
-        started = self.store.start(plan(wid, canvas, self.default_tries, errback))
-        if started.messages:
-            try:
-                self.send(started.messages)
-            except (BrokerUnavailable, KafkaError) as exc:
-                log.warning("workflow %s recorded; its first %d task(s) wait in the outbox (%s)",
-                            wid, len(started.messages), exc)
-                return wid
-            self.store.confirm(started)
+        with workflow_span(wid):
+            started = self.store.start(plan(wid, canvas, self.default_tries, errback))
+            if started.messages:
+                try:
+                    self.send(started.messages)
+                except (BrokerUnavailable, KafkaError) as exc:
+                    log_outbox(wid, started, exc)
+                    return wid
+                self.store.confirm(started)
         return wid
 
     def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         """One task with callbacks: `link` gets its result first, `link_error` its id and error."""
-        if m.key is not None or m.timing != NO_TIMING:
-            raise MessageError("an ordering key, countdown, eta or expires cannot be combined with link= or "
-                               "link_error=")
-        sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id)
-        links = _signatures(link, "link")
-        errbacks = _signatures(link_error, "link_error")
-        if len(errbacks) > 1:
-            raise MessageError("link_error takes one signature")
-        canvas: Canvas = sig if not links else chain(sig, links[0] if len(links) == 1 else group(links))
-        self.submit(canvas, errback=errbacks[0] if errbacks else None, unchecked=True)
+        canvas, errback = linked(m, link, link_error)
+        self.submit(canvas, errback=errback, unchecked=True)
         return m.task_id
-
-    def check_names(self, canvas: Canvas) -> None:
-        """Refuses a workflow naming a task no live worker serves (arguments are checked by the
-        worker: a chained step's first argument is not known yet)."""
-        served = self.edge.served()
-        if not served:
-            return
-        for name in sorted({s.task for s in _leaves(canvas)}):
-            if name not in served:
-                close = difflib.get_close_matches(name, list(served), n=1, cutoff=0.6)
-                guess = f"; did you mean {close[0]!r}?" if close else ""
-                raise SubmissionRefused(f"no live worker serves task {name!r}{guess}")
 
     def get(self, workflow_id: str) -> WorkflowState:
         found = self.store.get(workflow_id)
@@ -102,14 +83,9 @@ class Workflows:
         with contextlib.ExitStack() as stack:
             changes = stack.enter_context(self.announcements.listen([workflow_id])) if self.announcements else None
             while True:
-                got = self.store.status(workflow_id)
-                if got is None:
-                    raise TaskNotFound(workflow_id)
-                status, result, error = got
+                status, result = outcome(workflow_id, self.store.status(workflow_id))
                 if status == Status.SUCCESS:
                     return result
-                if status == Status.FAILED:
-                    raise TaskFailed(workflow_id, error or "a member failed", 0)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise ResultTimeout(workflow_id, timeout or 0, status)
@@ -118,6 +94,53 @@ class Workflows:
                     changes.wait(wait)
                 else:
                     time.sleep(min(wait, 0.02))
+
+
+def as_canvas(wf: Canvas | Mapping[str, Any]) -> Canvas:
+    """A canvas, or one built from its JSON description."""
+    return wf if isinstance(wf, CANVAS_TYPES) else from_dict(dict(wf))
+
+
+def check_names(canvas: Canvas, served: Mapping[str, Any]) -> None:
+    """Refuses a workflow naming a task no live worker serves (arguments are checked by the
+    worker: a chained step's first argument is not known yet)."""
+    if not served:
+        return
+    for name in sorted({s.task for s in _leaves(canvas)}):
+        if name not in served:
+            close = difflib.get_close_matches(name, list(served), n=1, cutoff=0.6)
+            guess = f"; did you mean {close[0]!r}?" if close else ""
+            raise SubmissionRefused(f"no live worker serves task {name!r}{guess}")
+
+
+def linked(m: TaskMessage, link: Any, link_error: Any) -> tuple[Canvas, Signature | None]:
+    """The workflow of one task with callbacks: (its canvas, its error callback)."""
+    if m.key is not None or m.timing != NO_TIMING:
+        raise MessageError("an ordering key, countdown, eta or expires cannot be combined with link= or "
+                           "link_error=")
+    sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id)
+    links = _signatures(link, "link")
+    errbacks = _signatures(link_error, "link_error")
+    if len(errbacks) > 1:
+        raise MessageError("link_error takes one signature")
+    canvas: Canvas = sig if not links else chain(sig, links[0] if len(links) == 1 else group(links))
+    return canvas, errbacks[0] if errbacks else None
+
+
+def log_outbox(workflow_id: str, started: Started, exc: Exception) -> None:
+    log.warning("workflow %s recorded; its first %d task(s) wait in the outbox (%s)",
+                workflow_id, len(started.messages), exc)
+
+
+def outcome(workflow_id: str, got: tuple[str, Any, str | None] | None) -> tuple[str, Any]:
+    """(status, result) of a workflow's status read; raises `TaskNotFound`, or `TaskFailed` with
+    the failing member's error."""
+    if got is None:
+        raise TaskNotFound(workflow_id)
+    status, result, error = got
+    if status == Status.FAILED:
+        raise TaskFailed(workflow_id, error or "a member failed", 0)
+    return status, result
 
 
 def _signatures(x: Any, what: str) -> list[Signature]:

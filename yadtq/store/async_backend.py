@@ -21,6 +21,7 @@ from yadtq.store.backend import TaskRecord
 from yadtq.store.connection import decoded_hash
 from yadtq.store.keys import Keys
 from yadtq.store.script_calls import (
+    CANCEL_TRIES,
     cancel_call,
     check_cancelled,
     submit_call,
@@ -98,8 +99,11 @@ class AsyncBackend:
 
     async def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
         """`Backend.cancel`: raises `TaskNotFound`, `TaskNotCancellable`."""
-        keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by)
-        check_cancelled(task_id, await self._cancel(keys=keys, args=args))
+        for attempt in range(1, CANCEL_TRIES + 1):
+            worker = str(await self.r.hget(self.keys.task(task_id), "worker") or "")
+            keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by, worker)
+            if check_cancelled(task_id, await self._cancel(keys=keys, args=args), last_try=attempt == CANCEL_TRIES):
+                break
         return await self.get(task_id)
 
     async def live_served(self) -> dict[str, dict[str, Any]]:

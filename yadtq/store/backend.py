@@ -19,6 +19,7 @@ from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, dec
 from yadtq.store.keys import Keys
 from yadtq.store.replies import RequeueReply, json_field
 from yadtq.store.script_calls import (
+    CANCEL_TRIES,
     WITHDRAWN_TTL,
     TaskNotCancellable,
     cancel_call,
@@ -276,13 +277,17 @@ class Backend:
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
-        """Moves a queued or scheduled (delayed) task to `cancelled` (atomically); returns the new record.
+        """Ends a task that has not finished as `cancelled` (atomically); returns the new record.
 
-        Raises `TaskNotFound`, or `TaskNotCancellable` for a task that is running or finished:
-        a running task is never interrupted.
+        A waiting task never runs. A running one is `cancelled` at once and its worker is told
+        to interrupt the run (within about half a second; see docs/time-and-flow.md).
+        Raises `TaskNotFound`, or `TaskNotCancellable` for a finished task.
         """
-        keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by)
-        check_cancelled(task_id, self._cancel(keys=keys, args=args))
+        for attempt in range(1, CANCEL_TRIES + 1):
+            worker = str(self.r.hget(self.keys.task(task_id), "worker") or "")
+            keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by, worker)
+            if check_cancelled(task_id, self._cancel(keys=keys, args=args), last_try=attempt == CANCEL_TRIES):
+                break
         return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:

@@ -130,7 +130,7 @@ class StepReply:
 
 
 def decode_renewals(raw: list[Any]) -> list[bool]:
-    """renew.lua: one 1 (renewed) or 0 (claim lost) per claim."""
+    """renew.lua: one 1 (renewed, or cancelled under this claim) or 0 (claim lost) per claim."""
     return [bool(x) for x in raw]
 
 

@@ -76,16 +76,17 @@ class RequeueReply(NamedTuple):
 
 
 class CancelReply(NamedTuple):
-    """cancel.lua: {'ok', time} | {'missing'} | {status} (a status that refuses: not queued)."""
+    """cancel.lua: {'ok', time} | {'missing'} | {'moved'} (running on another worker than the caller
+    read: read again) | {status} (a status that refuses: finished)."""
 
-    outcome: Literal["ok", "missing", "refused"]
+    outcome: Literal["ok", "missing", "moved", "refused"]
     status: str = ""  # refused: the task's status
 
     @classmethod
     def decode(cls, raw: Any) -> CancelReply:
         kind = str(raw[0])
-        if kind in ("ok", "missing"):
-            return cls("ok" if kind == "ok" else "missing")
+        if kind in ("ok", "missing", "moved"):
+            return cls(kind)  # type: ignore[arg-type]
         return cls("refused", kind)
 
 

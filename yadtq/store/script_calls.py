@@ -22,10 +22,10 @@ Call = tuple[list[str], list[Any]]
 
 
 class TaskNotCancellable(YADTQError):
-    """Only a queued task can be cancelled; this one is running or finished."""
+    """A finished task cannot be cancelled."""
 
     def __init__(self, task_id: str, status: str) -> None:
-        super().__init__(f"task {task_id} is {status}; only a queued or scheduled task can be cancelled")
+        super().__init__(f"task {task_id} is {status}; only a task that has not finished can be cancelled")
         self.task_id = task_id
         self.status = status
 
@@ -59,16 +59,25 @@ def undone(task_ids: list[str], raws: list[Any]) -> list[str]:
     return [tid for tid, raw in zip(task_ids, raws, strict=True) if decode_flag(raw)]
 
 
-def cancel_call(keys: Keys, task_id: str, result_ttl: float, by: str) -> Call:
+# cancel.lua answers 'moved' when a running task's worker is not the one the caller read: read again.
+CANCEL_TRIES = 5
+
+
+def cancel_call(keys: Keys, task_id: str, result_ttl: float, by: str, worker: str) -> Call:
+    """`worker`: the record's `worker` as read just before (its command list gets a running task's cancel)."""
     return ([keys.task(task_id), keys.status(Status.QUEUED), keys.status(Status.CANCELLED), keys.events(task_id),
-             keys.status(Status.SCHEDULED), keys.scheduled],
-            [int(result_ttl), by, task_id])
+             keys.status(Status.SCHEDULED), keys.scheduled, keys.status(Status.PROCESSING), keys.control(worker)],
+            [int(result_ttl), by, task_id, worker])
 
 
-def check_cancelled(task_id: str, raw: Any) -> None:
-    """Raises `TaskNotFound`, or `TaskNotCancellable` unless cancel.lua moved the task."""
+def check_cancelled(task_id: str, raw: Any, last_try: bool = True) -> bool:
+    """True once cancel.lua cancelled the task; False when it asks for another try ('moved').
+    Raises `TaskNotFound`, or `TaskNotCancellable` for a finished task."""
     got = CancelReply.decode(raw)
     if got.outcome == "missing":
         raise TaskNotFound(task_id)
+    if got.outcome == "moved" and not last_try:
+        return False
     if got.outcome != "ok":
-        raise TaskNotCancellable(task_id, got.status)
+        raise TaskNotCancellable(task_id, got.status or Status.PROCESSING)
+    return True

@@ -1,7 +1,9 @@
-"""Commands to one worker (pause, resume, stop) over Redis.
+"""Commands to one worker (pause, resume, stop, and cancel a running task) over Redis.
 
-Only the dashboard and the HTTP API send them (guarded like destructive
-actions); a worker takes its pending commands about twice a second. Redis, not
+The dashboard, the HTTP API and the CLI send them (guarded like destructive
+actions); a worker takes its pending commands about twice a second. A cancel
+order (`cancel:<fence>:<task id>`) is queued by cancel.lua itself, in the same
+step that cancels the task's record, for the worker that runs it. Redis, not
 the tasks topic, carries them: a command must reach one named worker, and
 anybody who can write to the topic must not be able to stop the farm.
 """
@@ -12,7 +14,16 @@ from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 
 COMMANDS = ("pause", "resume", "stop")
+CANCEL = "cancel:"  # + fence + ":" + task id (written by cancel.lua)
 _KEPT = 100
+
+
+def cancel_order(command: str) -> tuple[str, str] | None:
+    """(task id, fence) of a cancel order; None for any other command."""
+    if not command.startswith(CANCEL):
+        return None
+    fence, _, task_id = command.removeprefix(CANCEL).partition(":")
+    return (task_id, fence) if task_id else None
 
 
 def send_command(client: RedisClient, keys: Keys, worker: str, command: str) -> None:
@@ -26,9 +37,9 @@ def send_command(client: RedisClient, keys: Keys, worker: str, command: str) -> 
 
 
 def take_commands(client: RedisClient, keys: Keys, worker: str) -> list[str]:
-    """The commands queued for `worker`, oldest first, removed as they are read."""
+    """The commands (and cancel orders) queued for `worker`, oldest first, removed as they are read."""
     pipe = client.pipeline(transaction=True)
     pipe.lrange(keys.control(worker), 0, _KEPT - 1)
     pipe.delete(keys.control(worker))
     got, _ = pipe.execute()
-    return [c for c in got if c in COMMANDS]
+    return [c for c in got if c in COMMANDS or c.startswith(CANCEL)]

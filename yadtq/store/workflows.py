@@ -3,7 +3,8 @@
 The engine itself is Lua (yadtq/store/lua/lib/workflow.lua), included into every script that
 ends a task: the step that stores a member's outcome also counts it and records the next step,
 in one atomic call. This module lays a canvas (yadtq.task.canvas) out as the hash fields that
-engine reads, starts it (workflow_start.lua), and reads a workflow back.
+engine reads, starts it (workflow_start.lua), and reads a workflow back (the calls and their
+replies: yadtq.store.workflow_calls, shared with the asyncio store).
 
 Member task ids are `<workflow id>.<node>` unless a signature names its own; workflow ids
 start with `wf-`, so a client tells them from task ids without a lookup.
@@ -21,11 +22,33 @@ from yadtq.config import Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash
 from yadtq.store.keys import Keys
-from yadtq.store.replies import json_field
 from yadtq.store.scripts import bind
+from yadtq.store.workflow_calls import (
+    LIVE_FIELDS,
+    MESSAGE_FIELDS,
+    NOT_NEW,
+    STATUS_FIELDS,
+    message_of,
+    start_call,
+    start_reply,
+    state_of,
+    status_of,
+    task_specs,
+    untake_call,
+)
+from yadtq.store.workflow_calls import (
+    NodeState as NodeState,
+)
+from yadtq.store.workflow_calls import (
+    Started as Started,
+)
+from yadtq.store.workflow_calls import (
+    WorkflowState as WorkflowState,
+)
+from yadtq.store.workflow_calls import (
+    workflow_key as workflow_key,
+)
 from yadtq.task.canvas import MAX_NODES, Canvas, Signature, chain, chord, group
-from yadtq.task.messages import TaskMessage
-from yadtq.task.status import Status
 
 WORKFLOW_PREFIX = "wf-"
 # How long the first steps stay armed in the outbox while the submitter publishes them.
@@ -38,10 +61,6 @@ def new_workflow_id() -> str:
 
 def is_workflow_id(some_id: str) -> bool:
     return some_id.startswith(WORKFLOW_PREFIX)
-
-
-def workflow_key(keys: Keys, workflow_id: str) -> str:
-    return f"{keys.prefix}workflow:{workflow_id}"
 
 
 @dataclass
@@ -109,55 +128,6 @@ def plan(workflow_id: str, canvas: Canvas, default_tries: int, errback: Signatur
     return p
 
 
-@dataclass(frozen=True)
-class NodeState:
-    index: int
-    kind: str
-    parent: int  # -1: the root; -2: an error callback (its `position` is the node it serves)
-    position: int
-    state: str  # waiting | queued | processing | running | success | failed | cancelled
-    children: list[int]
-    task: str | None = None
-    task_id: str | None = None
-    result: Any = None
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "kind": self.kind, "parent": self.parent, "position": self.position,
-                "state": self.state, "children": self.children, "task": self.task, "task_id": self.task_id,
-                "result": self.result, "error": self.error}
-
-
-@dataclass(frozen=True)
-class WorkflowState:
-    workflow_id: str
-    status: str  # running | success | failed
-    result: Any
-    error: str | None
-    created: float | None
-    finished: float | None
-    nodes: list[NodeState]
-    shape: dict[str, Any]
-
-    @property
-    def done(self) -> bool:
-        return self.status in (Status.SUCCESS, Status.FAILED)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"workflow-id": self.workflow_id, "status": self.status, "result": self.result,
-                "error": self.error, "created": self.created, "finished": self.finished,
-                "nodes": [n.as_dict() for n in self.nodes]}
-
-
-@dataclass(frozen=True)
-class Started:
-    """A new workflow's first task messages, armed in the outbox until `confirm`."""
-
-    messages: list[TaskMessage]
-    armed: str
-    new: bool
-
-
 class WorkflowStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
@@ -169,28 +139,20 @@ class WorkflowStore:
     def start(self, p: Plan, hold: float = HOLD) -> Started:
         """Records and starts the workflow (idempotent by its id); returns what to publish now,
         armed in the outbox for `hold` seconds (then any worker publishes them)."""
-        args: list[Any] = [p.workflow_id, hold, int(self.settings.result_ttl)]
-        for k, v in p.fields.items():
-            args += [k, v]
-        raw = self._start(keys=[workflow_key(self.keys, p.workflow_id), self.keys.status(Status.QUEUED)], args=args)
-        if str(raw[0]) != "new":
-            return Started([], "", False)
-        armed, ids = str(raw[1]), [str(x) for x in raw[2]]
+        keys, args = start_call(self.keys, p.workflow_id, p.fields, hold, self.settings.result_ttl)
+        new, armed, ids = start_reply(self._start(keys=keys, args=args))
+        if not new:
+            return NOT_NEW
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            pipe.hmget(self.keys.task(tid), "task", "args", "kwargs", "tries", "time_limit", "submitted")
-        messages = []
-        for tid, row in zip(ids, pipe.execute(), strict=True):
-            task, a, kw, tries, limit, sub = (x.decode() if isinstance(x, bytes) else x for x in row)
-            messages.append(TaskMessage(tid, task, tuple(json.loads(a)), json.loads(kw), int(tries),
-                                        float(sub), float(limit) if limit else None))
-        return Started(messages, armed, True)
+            pipe.hmget(self.keys.task(tid), *MESSAGE_FIELDS)
+        return Started([message_of(tid, row) for tid, row in zip(ids, pipe.execute(), strict=True)], armed, True)
 
     def confirm(self, started: Started) -> None:
         """The first messages are on the topic: take them out of the outbox."""
         if started.messages:
-            self._untake(keys=[self.keys.retries],
-                         args=[x for m in started.messages for x in (m.task_id, started.armed)])
+            keys, args = untake_call(self.keys, started)
+            self._untake(keys=keys, args=args)
 
     def recent(self, limit: int = 50) -> list[str]:
         """Ids of the newest workflows (the index keeps the latest 10,000), newest first."""
@@ -201,41 +163,15 @@ class WorkflowStore:
 
     def status(self, workflow_id: str) -> tuple[str, Any, str | None] | None:
         """(status, result, error) in one read; None for an unknown id."""
-        st, res, err = (x.decode() if isinstance(x, bytes) else x for x in
-                        self.r.hmget(workflow_key(self.keys, workflow_id), "state", "result", "error"))
-        if st is None:
-            return None
-        return str(st), json_field(res, None), err
+        return status_of(self.r.hmget(workflow_key(self.keys, workflow_id), *STATUS_FIELDS))
 
     def get(self, workflow_id: str) -> WorkflowState | None:
         """Every node's state (task nodes from their task records); None for an unknown id."""
         h = decoded_hash(self.r.hgetall(workflow_key(self.keys, workflow_id)))
         if not h:
             return None
-        count = int(h.get("nodes") or 0)
-        specs = {i: json.loads(h[f"spec:{i}"]) for i in range(count) if f"spec:{i}" in h}
+        specs = task_specs(h)
         pipe = self.r.pipeline(transaction=False)
-        for i in specs:
-            pipe.hmget(self.keys.task(specs[i]["id"]), "status", "error")
-        live = dict(zip(specs, pipe.execute(), strict=True))
-        nodes = []
-        for i in range(count):
-            parent, _, position = h.get(f"p:{i}", "-1,0").partition(",")
-            kids = [int(c) for c in h.get(f"c:{i}", "").split(",") if c]
-            state = h.get(f"s:{i}", "waiting")
-            error = h.get(f"e:{i}")
-            spec = specs.get(i)
-            if spec is not None:
-                rec_status, rec_error = (x.decode() if isinstance(x, bytes) else x for x in live[i])
-                if rec_status and state != Status.SUCCESS:
-                    state, error = str(rec_status), error or rec_error
-            nodes.append(NodeState(i, h.get(f"k:{i}", "?"), int(parent), int(position or 0), state, kids,
-                                   spec["task"] if spec else None, spec["id"] if spec else None,
-                                   json_field(h.get(f"r:{i}"), None), error))
-        return WorkflowState(workflow_id, h.get("state", "running"), json_field(h.get("result"), None),
-                             h.get("error") or None, _float(h.get("created")), _float(h.get("finished")), nodes,
-                             json_field(h.get("shape"), {}))
-
-
-def _float(raw: str | None) -> float | None:
-    return float(raw) if raw else None
+        for spec in specs.values():
+            pipe.hmget(self.keys.task(spec["id"]), *LIVE_FIELDS)
+        return state_of(workflow_id, h, specs, pipe.execute())

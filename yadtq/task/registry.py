@@ -8,6 +8,12 @@
     @task("sum", tries=5, time_limit=30)
     def total(*xs: float) -> float: ...
 
+    @task(retry_on=(TimeoutError, ConnectionError))   # retry only these; others fail at once
+    def fetch(url: str) -> str: ...
+
+    @task(fail_on=(ValueError,))                      # never retry these; others as usual
+    def parse(text: str) -> dict: ...
+
 Arguments are checked against the function's signature and its simple type
 annotations (int, float, str, bool, list, dict) before it runs, so a wrong
 call is a clear `TaskArgumentError` instead of a traceback from inside.
@@ -59,6 +65,9 @@ class Task:
     time_limit: float | None = None
     signature: inspect.Signature = field(repr=False, default=None)  # type: ignore[assignment]
     limits: Limits = field(default_factory=Limits)  # rate and concurrency limits (yadtq.task.limits)
+    # Which errors are worth a retry (the worker's RetryRules policy): empty = any error.
+    retry_on: tuple[type[BaseException], ...] = ()
+    fail_on: tuple[type[BaseException], ...] = ()
     queue: str | None = None  # named queue its submits go to (None: the default queue)
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
@@ -97,6 +106,20 @@ _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
+
+
+def _exception_types(task_name: str, option: str, given: ExceptionTypes | None) -> tuple[type[BaseException], ...]:
+    """`retry_on`/`fail_on` as a tuple of exception classes (one class alone is accepted too)."""
+    if given is None:
+        return ()
+    types = given if isinstance(given, tuple) else (given,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ConfigError(f"task {task_name!r}: {option} takes exception classes, got {t!r}")
+    return types
+
+
 def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
     # JSON has no separate bool; True must not pass as a number.
     if isinstance(value, bool) and bool not in expected:
@@ -110,21 +133,25 @@ class Registry:
 
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
              time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
-             key_concurrency: int | None = None, queue: str | None = None) -> Any:
+             key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
+             fail_on: ExceptionTypes | None = None, queue: str | None = None) -> Any:
         """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`;
         a named queue: `queue="email"`; limits: `rate_limit="100/s"`, `max_concurrency=3`,
-        `key_concurrency=2` (yadtq.task.limits)."""
+        `key_concurrency=2` (yadtq.task.limits);
+        which errors are worth a retry: `retry_on=(TimeoutError,)`, `fail_on=(ValueError,)`."""
         if callable(name):
             return self.register(name)
 
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             return self.register(fn, name, tries=tries, time_limit=time_limit, rate_limit=rate_limit,
-                                 max_concurrency=max_concurrency, key_concurrency=key_concurrency, queue=queue)
+                                 max_concurrency=max_concurrency, key_concurrency=key_concurrency,
+                                 retry_on=retry_on, fail_on=fail_on, queue=queue)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
                  time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
-                 key_concurrency: int | None = None, queue: str | None = None) -> Callable[..., Any]:
+                 key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
+                 fail_on: ExceptionTypes | None = None, queue: str | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
         try:
             limits = Limits(rate_limit, max_concurrency, key_concurrency)
@@ -139,7 +166,9 @@ class Registry:
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
-        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits, queue)
+        self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits,
+                                      _exception_types(task_name, "retry_on", retry_on),
+                                      _exception_types(task_name, "fail_on", fail_on), queue)
         attach_signatures(fn, task_name)  # add.s(1, 2), add.si(1, 2): see yadtq.task.canvas
         return fn
 

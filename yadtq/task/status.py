@@ -16,7 +16,7 @@ class Status(StrEnum):
     PROCESSING = "processing"  # claimed by a worker under a lease
     SUCCESS = "success"
     FAILED = "failed"
-    CANCELLED = "cancelled"    # a queued task withdrawn before any worker claimed it
+    CANCELLED = "cancelled"    # cancelled while waiting (never runs) or running (its run is interrupted)
     EXPIRED = "expired"        # not started before its `expires` time: it never runs
 
     @property

@@ -5,9 +5,10 @@ task's Kafka record, beside its JSON value, so the wire format of the value does
 record without headers runs as before. Without opentelemetry installed every function here is a
 no-op: `headers()` gives no headers and `submit_span()` is a null context.
 
-Spans (tracer `yadtq`): `yadtq.submit` (client, PRODUCER), then on the worker `yadtq.run`
-(CONSUMER, a child of the submit span through the headers) with the queue wait as an attribute and
-a `yadtq.queued` span covering it, retries as events of the run span (yadtq.worker.tracing).
+Spans (tracer `yadtq`): `yadtq.submit` (client, PRODUCER; `yadtq.workflow` around a workflow's
+submit), then on the worker `yadtq.run` (CONSUMER, a child of the submit span through the headers)
+with the queue wait as an attribute and a `yadtq.queued` span covering it, retries as events of
+the run span (yadtq.worker.tracing).
 """
 
 from __future__ import annotations
@@ -71,4 +72,16 @@ def submit_span(task_ids: Sequence[str], task_names: Sequence[str]) -> Iterator[
     attributes = {"messaging.system": "kafka", "yadtq.task_ids": list(task_ids)[:100],
                   "yadtq.tasks": sorted(set(task_names))[:20], "messaging.batch.message_count": len(task_ids)}
     with tracer().start_as_current_span("yadtq.submit", kind=trace.SpanKind.PRODUCER, attributes=attributes):
+        yield
+
+
+@contextlib.contextmanager
+def workflow_span(workflow_id: str) -> Iterator[None]:
+    """A `yadtq.workflow` span around submitting a workflow: its first steps' headers carry it, so
+    their runs (and the steps they lead to) join the submitter's trace under one parent."""
+    if trace is None:
+        yield
+        return
+    with tracer().start_as_current_span("yadtq.workflow", kind=trace.SpanKind.PRODUCER,
+                                        attributes={"yadtq.workflow_id": workflow_id}):
         yield

@@ -135,6 +135,16 @@ class Dispatcher:
                 return
             time.sleep(0.2)
 
+    def cancel(self, task_id: str, fence: str) -> None:
+        """A cancel order (its record is `cancelled` already): interrupts that run if it is still ours
+        (a later claim of the same task, after a requeue, has another fence and is left alone)."""
+        job = self.running.get(task_id)
+        if job is None or job.run.fence != fence:
+            return
+        log.info("task %s cancelled: interrupting its run", task_id)
+        self.hooks.notice("task_cancel_received", task_id=task_id, task=job.task.name)
+        self.executor.cancel(task_id)
+
     def give_back_running(self) -> None:
         """Abandoned on a second signal: lets the next owner claim the running tasks at once."""
         for job in list(self.running.values()):

@@ -8,6 +8,11 @@ will not stop (blocked in C code, or an event loop it blocks) is ended with its
 process `time_limit_grace` seconds later (`on_hard_limit`); the farm respawns the
 worker and the run counts as cut off, so a task that always hangs ends in quarantine.
 
+Cancels (`cancel`) interrupt a running task the same way (`TaskCancelled` in its thread, an
+`async` task cancelled), and a task that ignores it for `time_limit_grace` seconds goes the
+same hard-limit way; a task cancelled before its function is called is never called. A
+cancelled run's outcome is `cancelled`, whatever the task returned or raised afterwards.
+
 Threads: the executor's threads run tasks and middleware `before_run`/`after_run`
 hooks; the watchdog thread reads `running()`, a copy taken under a lock.
 """
@@ -22,19 +27,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from yadtq.errors import ResultError, TimeLimitExceeded
+from yadtq.errors import ResultError, TaskCancelled, TimeLimitExceeded
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import TaskContext
 from yadtq.task.results import encode_result
-from yadtq.worker.jobs import ERROR, LOST, SUCCESS, Finished, Job
+from yadtq.worker.jobs import CANCELLED, ERROR, LOST, SUCCESS, Finished, Job
 from yadtq.worker.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
-RUNNING, ENDED = "running", "ended"
+# A slot is READY from its registration until its function is called (a cancel then stops it
+# from being called at all), RUNNING while it runs, ENDED after.
+READY, RUNNING, ENDED = "ready", "running", "ended"
 
 
 @dataclass
@@ -44,9 +51,11 @@ class _Slot:
     job: Job
     thread_id: int | None
     started: float = field(default_factory=time.monotonic)
-    state: str = RUNNING
+    state: str = READY
     interrupted: bool = False
     warned: bool = False
+    cancelled_at: float | None = None  # monotonic time a cancel reached it
+    future: asyncio.Future[Any] | None = None  # an async task's own asyncio task, to cancel it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -55,8 +64,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _interrupt(thread_id: int) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(TimeLimitExceeded))
+def _interrupt(thread_id: int, exc: type[BaseException] = TimeLimitExceeded) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
 
 
 def _clear_interrupt(thread_id: int) -> None:
@@ -84,6 +93,7 @@ class Executor:
         self.finished: queue.SimpleQueue[Finished] = queue.SimpleQueue()
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._slots: dict[str, _Slot] = {}
+        self._cancelled: set[str] = set()  # cancelled after being handed over, before they began
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._threads = [threading.Thread(target=self._work, name=f"yadtq-task-{i}", daemon=True)
@@ -108,6 +118,25 @@ class Executor:
         with self._lock:
             return [s.job for s in self._slots.values()]
 
+    def cancel(self, task_id: str) -> None:
+        """Interrupts a task handed over here the way its time limit would; one not begun yet never begins."""
+        with self._lock:
+            slot = self._slots.get(task_id)
+            if slot is None:
+                self._cancelled.add(task_id)
+                return
+        with slot.lock:
+            if slot.cancelled_at is not None or slot.state == ENDED:
+                return
+            slot.cancelled_at = time.monotonic()
+            if slot.state != RUNNING:  # READY: `_enter` refuses to call it
+                return
+            slot.interrupted = True
+            if slot.thread_id is not None:
+                _interrupt(slot.thread_id, TaskCancelled)
+            elif slot.future is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(slot.future.cancel)
+
     def stop(self) -> None:
         self._stopped.set()
         if self.progress is not None:
@@ -125,17 +154,33 @@ class Executor:
                 return
             try:
                 self.finished.put(self._run_sync(job))
-            except TimeLimitExceeded:  # an interrupt that landed after the task ended
+            except (TimeLimitExceeded, TaskCancelled):  # an interrupt that landed after the task ended
                 log.debug("late time-limit interrupt ignored for %s", job.task_id)
 
-    def _begin(self, job: Job, thread_id: int | None) -> _Slot | None:
-        """Registers the run; None if the claim is too old to trust and no longer holds."""
+    def _begin(self, job: Job, thread_id: int | None) -> _Slot | Finished:
+        """Registers the run; or its outcome without running: lost (the claim is too old to
+        trust and no longer holds), or cancelled before it began."""
         if time.monotonic() - job.claimed_at > self.confirm_after and not self.confirm(job):
-            return None
+            with self._lock:
+                self._cancelled.discard(job.task_id)
+            return Finished(job, LOST, error="claim lapsed before the task started")
         slot = _Slot(job, thread_id)
         with self._lock:
+            if job.task_id in self._cancelled:
+                self._cancelled.discard(job.task_id)
+                return Finished(job, CANCELLED, error="cancelled before it started")
             self._slots[job.task_id] = slot
         return slot
+
+    @staticmethod
+    def _enter(slot: _Slot, future: asyncio.Future[Any] | None = None) -> bool:
+        """The function is about to be called: from now on a cancel interrupts it. False: cancelled already."""
+        with slot.lock:
+            slot.future = future
+            if slot.cancelled_at is not None:
+                return False
+            slot.state = RUNNING
+            return True
 
     def _end(self, slot: _Slot) -> float:
         with slot.lock:
@@ -152,11 +197,13 @@ class Executor:
 
     def _run_sync(self, job: Job) -> Finished:
         slot = self._begin(job, threading.get_ident())
-        if slot is None:
-            return Finished(job, LOST, error="claim lapsed before the task started")
+        if isinstance(slot, Finished):
+            return slot
         self.before_run(job)
         try:
             try:
+                if not self._enter(slot):
+                    raise TaskCancelled("cancelled before it started")
                 value = job.task.run(job.run.args, job.run.kwargs, self._context(job))
             finally:
                 duration = self._end(slot)
@@ -164,11 +211,18 @@ class Executor:
                     self.progress.finish(job)
             done = self._success(job, value, duration)
         except TimeLimitExceeded:
-            done = Finished(job, ERROR, error=f"TimeLimitExceeded: time limit of {job.time_limit:g}s exceeded",
-                            duration=round(time.monotonic() - slot.started, 6))
+            done = self._timed_out(job, round(time.monotonic() - slot.started, 6))
         except BaseException as exc:
             done = self._failure(job, exc, round(time.monotonic() - slot.started, 6))
-        return self.after_run(done)
+        return self.after_run(self._unless_cancelled(slot, done))
+
+    def _unless_cancelled(self, slot: _Slot, done: Finished) -> Finished:
+        """A cancelled run ends `cancelled` whatever it returned or raised after the cancel."""
+        if slot.state != ENDED:  # the interrupt landed inside `_end` itself, before it was done
+            self._end(slot)
+        if slot.cancelled_at is None:
+            return done
+        return done.but(status=CANCELLED, result_json="null", error="cancelled while running", exception=None)
 
     def _success(self, job: Job, value: Any, duration: float) -> Finished:
         try:
@@ -179,8 +233,10 @@ class Executor:
     @staticmethod
     def _failure(job: Job, exc: BaseException, duration: float) -> Finished:
         if isinstance(exc, Retry):
-            return Finished(job, ERROR, error=_describe(exc), duration=duration, requested_delay=exc.delay)
-        return Finished(job, ERROR, error=_describe(exc), duration=duration, retryable=not isinstance(exc, Fail))
+            return Finished(job, ERROR, error=_describe(exc), duration=duration, requested_delay=exc.delay,
+                            exception=exc)
+        return Finished(job, ERROR, error=_describe(exc), duration=duration, retryable=not isinstance(exc, Fail),
+                        exception=exc)
 
     # -- async tasks -----------------------------------------------------------------
     def _event_loop(self) -> asyncio.AbstractEventLoop:
@@ -200,26 +256,34 @@ class Executor:
 
     async def _attempt_async(self, job: Job) -> Finished:
         slot = await asyncio.to_thread(self._begin, job, None)
-        if slot is None:
-            return Finished(job, LOST, error="claim lapsed before the task started")
+        if isinstance(slot, Finished):
+            return slot
         self.before_run(job)
         try:
             try:
-                value = await asyncio.wait_for(job.task.run(job.run.args, job.run.kwargs, self._context(job)),
-                                               job.time_limit)
+                run = asyncio.ensure_future(job.task.run(job.run.args, job.run.kwargs, self._context(job)))
+                if not self._enter(slot, run):
+                    run.cancel()
+                value = await asyncio.wait_for(run, job.time_limit)
             finally:
                 duration = self._end(slot)
                 if self.progress is not None:
                     await asyncio.to_thread(self.progress.finish, job)
             done = self._success(job, value, duration)
         except TimeoutError:
-            done = Finished(job, ERROR, error=f"TimeLimitExceeded: time limit of {job.time_limit:g}s exceeded",
-                            duration=round(time.monotonic() - slot.started, 6))
+            done = self._timed_out(job, round(time.monotonic() - slot.started, 6))
         except asyncio.CancelledError:
-            raise
+            if slot.cancelled_at is None:  # not our cancel: the event loop is going away
+                raise
+            done = Finished(job, CANCELLED, duration=round(time.monotonic() - slot.started, 6))
         except BaseException as exc:
             done = self._failure(job, exc, round(time.monotonic() - slot.started, 6))
-        return self.after_run(done)
+        return self.after_run(self._unless_cancelled(slot, done))
+
+    @staticmethod
+    def _timed_out(job: Job, duration: float) -> Finished:
+        error = TimeLimitExceeded(f"time limit of {job.time_limit:g}s exceeded")
+        return Finished(job, ERROR, error=_describe(error), duration=duration, exception=error)
 
     # -- the watchdog -----------------------------------------------------------------
     def _watch(self) -> None:
@@ -231,6 +295,10 @@ class Executor:
                 self._check(slot, now)
 
     def _check(self, slot: _Slot, now: float) -> None:
+        if slot.cancelled_at is not None:  # a cancel ignored is handled as a time limit ignored
+            if now - slot.cancelled_at > self.grace and slot.state == RUNNING:
+                self.on_hard_limit(replace(slot.job, cancelled=True))
+            return
         limit = slot.job.time_limit
         elapsed = now - slot.started
         if not limit:

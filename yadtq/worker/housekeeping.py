@@ -1,5 +1,6 @@
 """The loop's timed chores, each at its own interval, done once a turn when due: commit
-offsets, publish the snapshot the heartbeat sends, obey pause/resume/stop commands, give
+offsets, publish the snapshot the heartbeat sends, obey pause/resume/stop commands and
+cancel orders for running tasks (`cancel_run`), give
 the policies their tick, check the broker's epoch, notice the end of a run, and pause or
 resume partitions as their buffers fill and drain.
 
@@ -17,7 +18,7 @@ from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
 from yadtq.store.live_state import LiveState
-from yadtq.store.worker_commands import take_commands
+from yadtq.store.worker_commands import cancel_order, take_commands
 from yadtq.worker.intake import Intake
 from yadtq.worker.middleware import Hooks
 from yadtq.worker.outages import RedisOutages
@@ -31,7 +32,7 @@ class Housekeeping:
     def __init__(self, settings: Settings, name: str, *, client: RedisClient, keys: Keys, live: LiveState,
                  tracker: PartitionTracker, intake: Intake, placement: Placement, outages: RedisOutages,
                  hooks: Hooks, commit: Callable[[], None], publish_snapshot: Callable[[], None],
-                 stopped: threading.Event, started_at: float) -> None:
+                 stopped: threading.Event, started_at: float, cancel_run: Callable[[str, str], None]) -> None:
         self.settings = settings
         self.name = name
         self.redis = client
@@ -46,6 +47,7 @@ class Housekeeping:
         self.publish_snapshot = publish_snapshot
         self.stopped = stopped  # set: the worker is stopping (a `stop` command or the end of the run sets it)
         self.started_at = started_at  # an end of run completed before this is an earlier run's
+        self.cancel_run = cancel_run  # (task id, fence): interrupt that run, if it is still ours
         self._last = {"commit": 0.0, "control": 0.0, "end": 0.0, "snapshot": 0.0, "epoch": 0.0}
 
     def _due(self, what: str, every: float) -> bool:
@@ -81,6 +83,9 @@ class Housekeeping:
     def _obey_commands(self) -> None:
         none: list[str] = []
         for command in self.outages.call(lambda: take_commands(self.redis, self.keys, self.name), none):
+            if (order := cancel_order(command)) is not None:
+                self.cancel_run(*order)
+                continue
             log.info("command %s received", command)
             self.hooks.notice("worker_command", command=command)
             if command == "pause" and not self.intake.paused:

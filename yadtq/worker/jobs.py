@@ -15,8 +15,9 @@ from yadtq.task.status import Status
 from yadtq.worker.tracker import Entry
 
 # How an attempt ended. SUCCESS and FAILED are the statuses the step stores; RETRY stores
-# Status.QUEUED (step.lua); ERROR is not judged yet; LOST never ran and stores nothing.
-SUCCESS, FAILED = Status.SUCCESS, Status.FAILED
+# Status.QUEUED (step.lua); ERROR is not judged yet; LOST never ran and stores nothing;
+# CANCELLED was interrupted (or never begun) on a cancel: its record says so already (cancel.lua).
+SUCCESS, FAILED, CANCELLED = Status.SUCCESS, Status.FAILED, Status.CANCELLED
 ERROR, RETRY, LOST = "error", "retry", "lost"
 
 
@@ -28,6 +29,7 @@ class Job:
     run: Run
     time_limit: float | None
     claimed_at: float  # monotonic time the claim was sent (its lease started no earlier)
+    cancelled: bool = False  # set on the copy `on_hard_limit` gets when the run ignored a cancel
 
     @property
     def order_key(self) -> str | None:
@@ -37,7 +39,8 @@ class Job:
 @dataclass(frozen=True)
 class Finished:
     """One attempt's end. `status`: success | error (not yet judged) | retry | failed | lost (never ran:
-    its claim lapsed before it could start). `delay` is the retry wait in seconds."""
+    its claim lapsed before it could start) | cancelled. `delay` is the retry wait in seconds.
+    `exception` is what the task raised (for policies such as `RetryRules`), None otherwise."""
 
     job: Job
     status: str
@@ -47,6 +50,7 @@ class Finished:
     delay: float = 0.0
     retryable: bool = True
     requested_delay: float | None = None
+    exception: BaseException | None = None
 
     def but(self, **changes: object) -> Finished:
         return replace(self, **changes)  # type: ignore[arg-type]

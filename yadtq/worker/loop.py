@@ -111,7 +111,8 @@ class Worker:
         self.housekeeping = Housekeeping(
             s, self.name, client=self.redis, keys=self.keys, live=self.live, tracker=self.tracker,
             intake=self.intake, placement=self.placement, outages=self.outages, hooks=hooks, commit=self._commit,
-            publish_snapshot=self._publish_snapshot, stopped=self._stop, started_at=self.started_at)
+            publish_snapshot=self._publish_snapshot, stopped=self._stop, started_at=self.started_at,
+            cancel_run=self.dispatch.cancel)
         # Known before the first assignment: commits are noted with it, and judged by it.
         self.placement.check_broker_epoch()
         hooks.notice("connected", kafka=s.kafka_bootstrap, topic=s.topic)

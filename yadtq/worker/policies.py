@@ -1,5 +1,6 @@
-"""The worker's built-in policies, as middleware: retries, events, dead letters, time limits,
-publishing parked retries, and the scheduler of periodic tasks (`Schedules`, its own module).
+"""The worker's built-in policies, as middleware: which errors are worth a retry (`RetryRules`,
+its own module), retries, events, dead letters, time limits, publishing parked retries, and
+the scheduler of periodic tasks (`Schedules`, its own module).
 Each sees only the `WorkerContext` (see docs/extending.md)."""
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.delayed import DueTasks
-from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
+from yadtq.worker.jobs import CANCELLED, ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
+from yadtq.worker.retry_rules import RetryRules
 from yadtq.worker.scheduling import Schedules
 from yadtq.worker.tracing import tracing_policies
 from yadtq.worker.tracker import Entry
@@ -84,6 +86,8 @@ class Events(Middleware):
             ctx.events.emit("task_fenced", **common)
         elif finished.status == SUCCESS:
             ctx.events.emit("task_succeeded", status=Status.SUCCESS, **common)
+        elif finished.status == CANCELLED:
+            ctx.events.emit("task_cancelled", status=Status.CANCELLED, **common)
         elif finished.status == RETRY:
             ctx.events.emit("task_retried", status=Status.QUEUED, error=finished.error, delay=finished.delay, **common)
         else:
@@ -151,11 +155,12 @@ class TimeLimits(Middleware):
         if self._hard_limit_hit.is_set():
             return
         self._hard_limit_hit.set()
-        msg = (f"task {job.task_id} ({job.task.name}) ignored its time limit of {job.time_limit:g}s for "
+        ignored = "its cancel" if job.cancelled else f"its time limit of {job.time_limit:g}s"
+        msg = (f"task {job.task_id} ({job.task.name}) ignored {ignored} for "
                f"{ctx.settings.time_limit_grace:g}s more; ending worker {ctx.name}")
         log.error(msg)
         ctx.events.emit("worker_hard_limit", worker=ctx.name, task_id=job.task_id, task=job.task.name,
-                        time_limit=job.time_limit)
+                        time_limit=job.time_limit, reason="cancelled" if job.cancelled else "time limit")
         ctx.events.flush()
         print(msg, file=sys.stderr, flush=True)
         os._exit(EXIT_HARD_TIME_LIMIT)
@@ -203,5 +208,5 @@ class ParkedRetries(Middleware):
 
 def builtin_policies() -> list[Middleware]:
     """The policies every worker runs, in this order, before any middleware given to it."""
-    return [Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks(),
+    return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks(),
             *tracing_policies()]

@@ -13,7 +13,7 @@
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
--- then per outcome (6): id, fence, outcome (success|retry|failed), result json, error, park delay
+-- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
 -- then per claim (16): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
 --   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
@@ -110,7 +110,8 @@ for _ = 1, n_out do
   k = k + 2
   local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow')
   local want = outcome == 'retry' and 'queued' or outcome
-  if cur[1] == fence and cur[2] == 'processing' then
+  -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
+  if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
     redis.call('HDEL', tk, 'lease')
     local lk = redis.call('HGET', tk, 'limit_key')
     if lk then
@@ -146,7 +147,13 @@ for _ = 1, n_out do
     if cur[4] and outcome ~= 'retry' then wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, outcome, result, err) end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
-    -- the same step sent again after a lost connection: already applied
+    -- the same step sent again after a lost connection: already applied; or the end of a run
+    -- cancel.lua had ended: its max_concurrency count (if any) ends now, with the run
+    local lk = outcome == 'cancelled' and redis.call('HGET', tk, 'limit_key')
+    if lk then
+      redis.call('ZREM', lk, tk)
+      redis.call('HDEL', tk, 'limit_key')
+    end
     table.insert(out, 'ok')
   else
     table.insert(out, 'fenced')
