@@ -42,7 +42,7 @@ STATUS_NAMES = {s.value for s in Status}
 # misspelt status such as 'queue' or 'canceled') fails test_every_quoted_word_is_known.
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
-          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted",
+          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "queue",
           "eta", "expires", "released",  # delayed and expiring tasks
           "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
