@@ -120,6 +120,7 @@ def main() -> None:
              for name, title, icon in (("overview", "Overview", ":material/monitoring:"),
                                        ("tasks", "Tasks", ":material/list_alt:"),
                                        ("workers", "Workers and partitions", ":material/dns:"),
+                                       ("queues", "Queues", ":material/stacks:"),
                                        ("failures", "Failures", ":material/error:"),
                                        ("schedules", "Schedules", ":material/schedule:"),
                                        ("workflows", "Workflows", ":material/account_tree:"))}

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tries", type=int, help="default attempts per task (YADTQ_TRIES)")
     g.add_argument("--time-limit", type=float, help="default time limit per task, seconds (YADTQ_TIME_LIMIT)")
     g.add_argument("--heartbeat-interval", type=float, help="seconds (YADTQ_HEARTBEAT_INTERVAL)")
+    g.add_argument("--queues", metavar="LIST", help="named queues every worker serves, e.g. high,default,low "
+                   "or high:5,default:3,low:1 (YADTQ_QUEUES)")
     return p
 
 
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: farm.stop())
     farm.say(f"[farm] {args.workers} worker(s), {args.standby} standby; respawn {'on' if args.respawn else 'off'}"
              + (f"; crash {args.crash} seed {seed}" if args.crash else "")
-             + f"; topic {settings.topic}, group {settings.group}")
+             + f"; topic {settings.topic}, group {settings.group}"
+             + (f", queues {settings.queues}" if settings.queues else ""))
     return farm.run()
 
 

@@ -29,6 +29,9 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
     topic: str = "tasks"
+    # Named queues a worker serves, in priority order ("high,default,low"; "high:5,low:1" weighs
+    # them instead); empty: the default queue only. Parsed by yadtq.task.queues.
+    queues: str = ""
     partitions: int = 4
     group: str = "workers"
     prefix: str = "yadtq:"
@@ -152,6 +155,15 @@ class Settings:
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
 
+    def topic_for(self, queue: str | None) -> str:
+        """The Kafka topic of a named queue: the default queue keeps `topic`, queue "email" is
+        `<topic>.email`. The one place a queue's topic is derived."""
+        return self.topic if not queue or queue == DEFAULT_QUEUE else f"{self.topic}.{queue}"
+
+    def dlq_topic_for(self, queue: str | None) -> str:
+        """The dead-letter topic of a named queue (`dlq_topic` for the default queue)."""
+        return f"{self.topic_for(queue)}.dlq"
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied; `None` values are ignored (unset flags)."""
         given = {k: v for k, v in changes.items() if v is not None}
@@ -182,6 +194,8 @@ class Settings:
 
 
 ENV_PREFIX = "YADTQ_"
+# The queue of a task that names none; its topic is `Settings.topic`, as before queues existed.
+DEFAULT_QUEUE = "default"
 
 
 def _parse(name: str, raw: str, default: Any) -> Any:

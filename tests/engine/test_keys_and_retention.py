@@ -152,6 +152,9 @@ def test_finished_records_leave_every_index_when_their_time_is_up(h: Harness) ->
         h.source.append(own.encode(), own.record_key)
     h.wait_done([brief, plain, bad, "own", "kept"])
     r, keys, live = h.r, h.backend.keys, LiveState(h.r, s)
+    # A named queue's dead letters (their own list) are kept as long as the default queue's.
+    r.sadd(keys.queues, "email")
+    r.lpush(keys.dlq_of("email"), json.dumps({"task_id": "mail-1", "queue": "email", "ts": time.time()}))
     assert [d["task_id"] for d in live.dead_letters()] == [bad]
     wait_for(lambda: r.hget(keys.task(plain), "expires_at") and r.hget(keys.task(bad), "expires_at"), 10, 0.05,
              "the sweep to give the finished tasks their expiry")
@@ -169,6 +172,7 @@ def test_finished_records_leave_every_index_when_their_time_is_up(h: Harness) ->
     wait_for(lambda: not r.exists(keys.task(plain)), 10, 0.05, "the farm's retention to end")
     wait_for(lambda: not r.exists(keys.task(bad)) and not live.dead_letters(), 10, 0.05,
              "the failure and its dead letter to go")
+    wait_for(lambda: not live.dead_letters(10, "email"), 10, 0.05, "the named queue's dead letter to go")
     assert not r.exists(keys.events(bad)) and r.zcard(keys.expiry) == 0
     assert h.backend.counts() == {**{st: 0 for st in Status}, Status.SUCCESS: 1}  # "kept" only
     assert [t.task_id for t in search(h.backend, TaskQuery()).tasks] == ["kept"]

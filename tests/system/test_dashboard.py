@@ -204,3 +204,12 @@ def test_no_deprecation_warnings(app, q: YADTQ, procs: Procs, page: str, monkeyp
     said += [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
     assert not said
     assert not at.exception and not at.warning
+
+
+@pytest.mark.brokers("embedded")  # the page reads Redis only
+def test_queues_page_shows_each_queue_with_its_topic_and_depth(app, q: YADTQ) -> None:
+    q.submit_many([{"task": "add", "args": [1, 2], "queue": "email"}] * 2 + [("add", [3, 4])])
+    at = app("views/queues.py")
+    frame = _frames(at)[0].set_index("queue")
+    assert frame.loc["email", "queued"] == 2 and frame.loc["default", "queued"] == 1
+    assert frame.loc["email", "topic"] == f"{q.settings.topic}.email"

@@ -12,6 +12,7 @@ from worker_farm.mixes.keys import KeysMix
 from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
+from worker_farm.mixes.queues import QueuesMix
 from worker_farm.mixes.retries import RetriesMix
 from worker_farm.mixes.workflows import WorkflowsMix
 
@@ -24,6 +25,7 @@ def all_mixes() -> list[ChaosMix]:
         DelayedMix(),
         LimitsMix(),
         PeriodicMix(),
+        QueuesMix(),
         LiveMix(),
         WorkflowsMix(),
         CancelsMix(),

@@ -205,8 +205,17 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 
     @app.get("/dead-letters", response_model=list[dict[str, Any]], dependencies=auth, tags=["tasks"],
              summary="Records that could not be run, newest first")
-    def dead_letters(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
-        return q.live.dead_letters(limit)
+    def dead_letters(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     queue: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,100}$",
+                                                        description="a named queue's")] = None) -> list[dict[str, Any]]:
+        return q.live.dead_letters(limit, queue)
+
+    @app.get("/queues", response_model=list[m.QueueOut], dependencies=auth, tags=["stats"],
+             summary="Per named queue: tasks waiting, lag, throughput, dead letters")
+    def queues(window: Annotated[float, Query(gt=0, le=86_400, allow_inf_nan=False,
+                                              description="throughput over this many seconds")] = 60.0,
+               ) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in q.queues(window)]
 
     @app.get("/counts", response_model=m.Counts, dependencies=auth, tags=["stats"], summary="Tasks by status")
     def counts() -> dict[str, int]:
@@ -234,7 +243,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
                                "unchecked": body.unchecked, "countdown": body.countdown, "eta": body.eta,
-                               "expires": body.expires, "result_ttl": body.result_ttl}
+                               "expires": body.expires, "result_ttl": body.result_ttl, "queue": body.queue}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key

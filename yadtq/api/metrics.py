@@ -17,10 +17,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from yadtq.api.queue_metrics import QueueCollector
 from yadtq.broker.backlog import Backlog
 from yadtq.store import search
 from yadtq.store.backend import Backend
 from yadtq.store.live_state import ALIVE, DEAD, LEFT, LiveState
+from yadtq.store.queue_stats import QueueStats
 from yadtq.task.status import FINAL, FINAL_IN_ORDER, Status
 
 TAIL_MAX = 5_000
@@ -164,6 +166,7 @@ class Metrics:
     def __init__(self, backend: Backend, live: LiveState, backlog: Backlog | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(LiveCollector(backend, live, backlog))
+        self.registry.register(QueueCollector(QueueStats(backend.r, backend.keys)))
         self.tail = FinishedTail(backend, self.registry)
 
     def render(self) -> bytes:

@@ -69,6 +69,8 @@ class SubmitRequest(BaseModel):
     unchecked: bool = Field(default=False, strict=True,
                             description="send it without checking it against the tasks live workers serve "
                                         "(for a task only a future worker will know)")
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,100}$",
+                              description="named queue (default: the task's own, else 'default')")
     countdown: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
                                     description="run it no sooner than this many seconds from now (`scheduled` "
                                                 "until then)")
@@ -134,6 +136,7 @@ class TaskOut(BaseModel):
     worker: str | None = None
     partition: int | None = None
     key: str | None = Field(default=None, description="ordering key (every publish of the task goes with it)")
+    queue: str = "default"
     submitted: float | None = None
     started: float | None = None
     finished: float | None = None
@@ -149,7 +152,8 @@ class TaskOut(BaseModel):
         wait = rec.started - rec.submitted if rec.started and rec.submitted else None
         return cls(task_id=rec.task_id, task=rec.task, status=rec.status, args=list(rec.args),
                    kwargs=dict(rec.kwargs), result=rec.result, error=rec.error, attempts=rec.attempts,
-                   tries=rec.tries, worker=rec.worker, partition=rec.partition, key=rec.key, submitted=rec.submitted,
+                   tries=rec.tries, worker=rec.worker, partition=rec.partition, key=rec.key, queue=rec.queue,
+                   submitted=rec.submitted,
                    started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done,
                    progress=rec.progress, progress_message=rec.progress_message)
 
@@ -170,6 +174,16 @@ class ResultOut(BaseModel):
     done: bool
     result: Any = None
     error: str | None = None
+
+
+class QueueOut(BaseModel):
+    """One named queue's figures, counted in Redis."""
+
+    queue: str
+    queued: int = Field(description="tasks waiting in it now")
+    lag: float | None = Field(description="seconds the oldest waiting task has waited (null: none waits)")
+    throughput: float = Field(description="tasks finished per second over the window (estimated from a sample)")
+    dead_letters: int
 
 
 class TaskPage(BaseModel):

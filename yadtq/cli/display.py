@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from yadtq.cli.follow import progress_text
 from yadtq.store.backend import TaskRecord
+from yadtq.store.queue_stats import QueueDepth
 from yadtq.task.registry import Registry
 from yadtq.task.status import Status
 
@@ -164,3 +165,12 @@ class Progress:
         elif not self.tty and self._pending:
             print(self._pending, file=self.stream, flush=True)
         self._pending = ""
+
+
+def queues_table(rows: Iterable[QueueDepth]) -> str:
+    """`yadtq queues`: one line per queue."""
+    lines = [f"{'QUEUE':<20} {'QUEUED':>8} {'LAG':>9} {'DONE/S':>8} {'DEAD':>6}"]
+    for r in rows:
+        lag = duration(r.lag) if r.lag is not None else "-"
+        lines.append(f"{r.queue:<20} {r.queued:>8} {lag:>9} {r.throughput:>8.2f} {r.dead_letters:>6}")
+    return "\n".join(lines)

@@ -62,7 +62,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         topic=getattr(args, "topic", None), partitions=getattr(args, "partitions", None),
         log_dir=args.log_dir, heartbeat_interval=getattr(args, "heartbeat_interval", None),
         dead_after=getattr(args, "dead_after", None), tries=getattr(args, "tries", None),
-        time_limit=getattr(args, "time_limit", None), concurrency=getattr(args, "concurrency", None))
+        time_limit=getattr(args, "time_limit", None), concurrency=getattr(args, "concurrency", None),
+        queues=getattr(args, "queues", None))
 
 
 def _value(word: str) -> Any:
@@ -82,12 +83,15 @@ def _print_record(rec: Any, as_json: bool) -> None:
 def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     """What `make run` runs: the Procfile's processes, stopped in order (see yadtq/stack.py)."""
     from yadtq.ops.procfile import Stack, install_signal_handlers, read_procfile
+    from yadtq.task.queues import parse_queues
     procfile = Path(args.procfile).resolve()
     entries = read_procfile(procfile)
     env = dict(os.environ)
     # The Procfile's `yadtq` and `python` are this installation's, with or without an activated venv.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    if args.queues:  # every worker the Procfile starts (the farm's) serves these queues
+        env["YADTQ_QUEUES"] = parse_queues(args.queues).describe()
     stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace)
     install_signal_handlers(stack)
     return stack.run()
@@ -155,9 +159,11 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.served import announce, withdraw
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
     from yadtq.task.modules import load_task_modules
+    from yadtq.task.queues import parse_queues
     from yadtq.task.registry import registry
     from yadtq.task.signatures import specs_of
     from yadtq.worker import Worker
+    parse_queues(s.queues)  # a bad --queues is a usage error before anything starts
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(s, f"worker-{name}", args.verbose)
     _cwd_importable()
@@ -190,8 +196,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         worker.connect()
         lease.start()
         worker.install_signal_handlers()
-        logging.getLogger("yadtq").info("worker %s serving %s (tasks: %s)", name, s.topic,
-                                        ", ".join(registry.names()))
+        logging.getLogger("yadtq").info("worker %s serving %s (queues %s; tasks: %s)", name, s.topic,
+                                        parse_queues(s.queues).describe(), ", ".join(registry.names()))
         worker.run()
     finally:
         withdraw(client, keys, name, incarnation)
@@ -283,7 +289,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
                            time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked,
                            countdown=args.countdown, eta=_when(args.eta), expires=_when(args.expires),
-                           result_ttl=args.task_result_ttl)
+                           result_ttl=args.task_result_ttl, queue=args.queue)
         except SubmissionRefused as exc:
             print(f"yadtq: error: {exc}; nothing sent (--unchecked sends it anyway)", file=sys.stderr)
             return RET_USAGE
@@ -437,7 +443,7 @@ def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
             for tid in args.task_ids:
                 print(q.requeue(tid))
             return RET_OK
-        letters = q.live.dead_letters(args.limit)
+        letters = q.live.dead_letters(args.limit, args.queue)
     if args.json:
         print(json.dumps(letters))
         return RET_OK
@@ -447,6 +453,16 @@ def cmd_dlq(args: argparse.Namespace, s: Settings) -> int:
               f"p{e['partition']}@{e['offset']}: {e['error']}")
     if not letters:
         print("the dead-letter queue is empty")
+    return RET_OK
+
+
+@command
+def cmd_queues(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.cli.display import queues_table
+    from yadtq.client.client import YADTQ
+    with YADTQ(s, create_topic=False) as q:
+        rows = q.queues(args.window)
+    print(json.dumps([r.as_dict() for r in rows]) if args.json else queues_table(rows))
     return RET_OK
 
 

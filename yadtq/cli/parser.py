@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--procfile", default="Procfile", metavar="PATH", help="e.g. --procfile Procfile (the default)")
     p.add_argument("--grace", type=float, default=30.0, metavar="S",
                    help="seconds each process gets to stop before it is killed, e.g. --grace 60 (default 30)")
+    p.add_argument("--queues", metavar="LIST", help="named queues the farm's workers serve, e.g. "
+                   "--queues high,default,low or high:5,default:3,low:1 (YADTQ_QUEUES)")
 
     p = _sub(sub, "services", [common, topic], "start the embedded broker and Redis if none answers",
              "yadtq services\n"
@@ -128,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="seed for --crash, e.g. --seed 7")
     p.add_argument("--heartbeat-interval", type=float, metavar="S",
                    help="seconds between heartbeats, e.g. --heartbeat-interval 2 (YADTQ_HEARTBEAT_INTERVAL)")
+    p.add_argument("--queues", metavar="LIST",
+                   help="named queues to serve, highest priority first, e.g. --queues high,default,low; "
+                        "with weights instead of strict order: --queues high:5,default:3,low:1 (YADTQ_QUEUES)")
 
     p = _sub(sub, "monitor", [common, topic], "watch heartbeats, declare workers ALIVE/DEAD",
              "yadtq monitor\nyadtq monitor --dead-after 30")
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Reads tasks from stdin, one per line, and publishes them:\n"
              "  add 1 2                                   shorthand: task name, then arguments (JSON, else text)\n"
              '  {"task": "add", "args": [1, 2]}           a JSON task message ("task-id", "kwargs",\n'
-             '                                            "tries", "time-limit" optional)\n'
+             '                                            "tries", "time-limit", "queue" optional)\n'
              "  # comment, blank lines                    skipped; a bad line is reported and skipped\n"
              "  end                                       sends the end marker to every partition: every\n"
              "                                            worker drains and exits, then the monitor (this\n"
@@ -178,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time limit for this task in seconds, e.g. --time-limit 30")
     p.add_argument("--key", metavar="KEY",
                    help="ordering key: tasks with the same key run one at a time, in order, e.g. --key customer-42")
+    p.add_argument("--queue", metavar="NAME",
+                   help="named queue to send it to (default: the task's own, else 'default'), e.g. --queue email")
     p.add_argument("--countdown", type=float, metavar="S",
                    help="run it no sooner than S seconds from now (it is `scheduled` until then), e.g. --countdown 60")
     p.add_argument("--eta", metavar="TIME",
@@ -234,7 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list (the default) or requeue")
     p.add_argument("task_ids", nargs="*", metavar="ID", help="with requeue: task ids, e.g. 3f1c...-uuid")
     p.add_argument("--limit", type=int, default=50, metavar="N", help="newest N letters (default 50)")
+    p.add_argument("--queue", metavar="NAME", help="the dead letters of this named queue, e.g. --queue email")
     p.add_argument("--json", action="store_true", help="print the letters as JSON")
+
+    p = _sub(sub, "queues", [common, topic], "per named queue: tasks waiting, lag, throughput, dead letters",
+             "yadtq queues\nyadtq queues --json | jq '.[] | select(.queued > 0)'")
+    p.add_argument("--window", type=float, default=60.0, metavar="S",
+                   help="throughput over the last S seconds (default 60)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     p = _sub(sub, "workers", [common], "the worker registry and failure history",
              "yadtq workers\nyadtq workers --json | jq '.workers | keys'")

@@ -30,14 +30,15 @@ from yadtq.client.building import TaskSpec, make_message, spec_call, validate_ca
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.workflows import Workflows
-from yadtq.config import Settings
-from yadtq.errors import BrokerUnavailable, TaskFailed
+from yadtq.config import DEFAULT_QUEUE, Settings
+from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, TaskFailed
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
 from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
+from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
 from yadtq.store.retention import check_result_ttl
 from yadtq.store.schedules import ScheduleState, ScheduleStore
@@ -46,6 +47,8 @@ from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
 from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition
 from yadtq.task.periodic import ScheduleSpec
+from yadtq.task.queues import check_queue_name
+from yadtq.task.registry import registry
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing, When
 from yadtq.task.trace_context import headers as trace_headers
@@ -61,10 +64,11 @@ class YADTQ:
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
+        self.queue_stats = QueueStats(self.redis, self.backend.keys)
         self.announcements = Announcements(self.redis, self.backend.keys)
         self._producer: Any = None
         self._create_topic = create_topic
-        self._partitions: list[int] = []
+        self._partitions: dict[str, list[int]] = {}  # per topic, as the producer sees it
         self._next = itertools.count()
         self.workflows = Workflows(WorkflowStore(self.redis, settings), self.edge,
                                    lambda ms: self._send(ms, wait=True), settings.tries, self.announcements)
@@ -90,12 +94,33 @@ class YADTQ:
         """Made on first use, so read-only clients (dashboard, CLI status) need no broker."""
         if self._producer is None:
             if self._create_topic:
-                ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
                 self._remember_epoch()
             self._producer = make_producer(self.settings)
-            found = self._producer.partitions_for(self.settings.topic)
-            self._partitions = sorted(found) if found else list(range(self.settings.partitions))
+            self._partitions = {}
+            self._partitions_of(self.settings.topic)
         return self._producer
+
+    def _partitions_of(self, topic: str) -> list[int]:
+        """The partitions of a queue's topic (made the first time this client sends to it)."""
+        if topic not in self._partitions:
+            if self._create_topic:
+                ensure_topic(self.settings, topic, self.settings.partitions)
+            found = self.producer.partitions_for(topic)
+            self._partitions[topic] = sorted(found) if found else list(range(self.settings.partitions))
+        return self._partitions[topic]
+
+    def queue_of(self, task: str, queue: str | None = None) -> str | None:
+        """Where a submit of `task` goes: `queue` when given, else the queue its `@task(queue=...)`
+        names (in this process's registry, or as live workers announce it); None: the default queue."""
+        if queue is None:
+            declared = registry.get(task).queue if task in registry else None
+            queue = declared or self.edge.queue_of(task)
+        if queue is None or queue == DEFAULT_QUEUE:
+            return None
+        try:
+            return check_queue_name(queue)
+        except ConfigError as exc:
+            raise MessageError(str(exc)) from None
 
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
@@ -116,12 +141,13 @@ class YADTQ:
                 tries: int | None = None, time_limit: float | None = None,
                 task_id: str | None = None, key: str | None = None, unchecked: bool = False,
                 countdown: float | None = None, eta: When | None = None, expires: When | None = None,
-                result_ttl: float | None = None) -> TaskMessage:
+                result_ttl: float | None = None, queue: str | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
 
         `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
         until due, then published. `expires` (seconds from submit, or a datetime): not started
-        by then, it ends `expired` and never runs (yadtq.task.timing).
+        by then, it ends `expired` and never runs (yadtq.task.timing). `queue` overrides the queue the
+        task's `@task(queue=...)` names (see `queue_of`).
 
         Unless `unchecked`, the call is checked against what live workers serve
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
@@ -132,13 +158,14 @@ class YADTQ:
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
                             task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id),
-                            result_ttl=result_ttl)
+                            result_ttl=result_ttl, queue=self.queue_of(task, queue))
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
 
-        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires, result_ttl, queue
+        (see `message`);
         a delayed task is recorded `scheduled` and published when due (no broker needed now).
         `link=add.s(10)` runs a callback with its result first, `link_error=sig` one with its id
         and error first, if it fails (see yadtq.client.workflows)."""
@@ -186,9 +213,11 @@ class YADTQ:
         trace = trace_headers() or None  # the submitter's trace context (yadtq[otel]), or none
         try:
             for m in messages:
-                partition = (key_partition(m.key, self._partitions) if m.key is not None
-                             else self._partitions[next(self._next) % len(self._partitions)])
-                futures.append(producer.send(self.settings.topic, key=m.record_key,
+                topic = self.settings.topic_for(m.queue)
+                parts = self._partitions_of(topic)
+                partition = (key_partition(m.key, parts) if m.key is not None
+                             else parts[next(self._next) % len(parts)])
+                futures.append(producer.send(topic, key=m.record_key,
                                              value=m.encode(), partition=partition, headers=trace))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout
@@ -227,7 +256,7 @@ class YADTQ:
         _ = self.producer  # connect first: a dead broker must not leave the record half-changed
         message = self.backend.reset_to_queued(task_id, fresh)
         # Queued again, so not dead: its dead letters go before it is sent, as its next failure adds a fresh one.
-        self.live.forget_dead_letters(task_id)
+        self.live.forget_dead_letters(task_id, message.queue)
         self._send([message], wait=True)  # on failure it stays `queued`: requeue again
         return task_id
 
@@ -245,9 +274,10 @@ class YADTQ:
         ids = self.backend.ids_older_than(Status.QUEUED, time.time() - older_than, limit)
         if not ids:
             return []
-        # The topic may have gone with the broker: make sure it is there again.
-        ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
         records = [r for r in self.backend.get_many(ids) if r.status == Status.QUEUED]
+        # The topics may have gone with the broker: make sure they are there again.
+        for topic in {self.settings.topic_for(r.queue) for r in records}:
+            ensure_topic(self.settings, topic, self.settings.partitions)
         self.send_again([r.message() for r in records])
         return [r.task_id for r in records]
 
@@ -257,6 +287,10 @@ class YADTQ:
         task, args, kwargs, options = spec_call(spec, unchecked)
         return self.message(task, args, kwargs, **options)
 
+    def queues(self, window: float = 60.0) -> list[QueueDepth]:
+        """Per queue (the default one, and every one tasks were submitted to): tasks waiting,
+        how long the oldest has waited, tasks finished per second over `window`, dead letters."""
+        return self.queue_stats.all(window=window)
     # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
     def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,
                      args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, catch_up: str = "once",

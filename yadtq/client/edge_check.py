@@ -57,6 +57,13 @@ class EdgeCheck:
             self._compiled = {name: [compile_spec(spec) for spec in specs] for name, specs in by_task.items()}
         self._served, self._read_at = by_task, time.monotonic()
 
+    def queue_of(self, task: str) -> str | None:
+        """The queue live workers announce for `task` (its `@task(queue=...)`), or None."""
+        for spec in self.served().get(task, []):
+            if isinstance(spec.get("queue"), str):
+                return str(spec["queue"])
+        return None
+
     def check(self, task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `SubmissionRefused` for a call no live worker would run."""
         served = self.served()

@@ -76,7 +76,8 @@ class Recovery:
     def after_restart(self) -> None:
         """Publishes again what the broker lost: queued tasks of older epochs and lapsed claims."""
         s = self.settings
-        ensure_topic(s, s.topic, s.partitions)
+        for queue in self.client.queue_stats.known():  # every queue's topic went with the broker
+            ensure_topic(s, s.topic_for(queue), s.partitions)
         lapsed = self._requeue(self.backend.lapsed(0.0, limit=100_000))
         self._publish(_unique(lapsed + self._lost_queued()), "broker_restart")
         # Claims of the old epoch settle within a lease, a rebalance and a death's notice.
@@ -142,7 +143,7 @@ class Recovery:
             chunk = ids[start:start + BATCH]
             records = [r for r in self.backend.get_many(chunk) if r.status == Status.QUEUED]
             try:
-                self.client.send_again([r.message() for r in records])
+                self.client.send_again([r.message() for r in records])  # each to its own queue and key
             except (BrokerUnavailable, KafkaError) as exc:
                 log.warning("could not publish %d task(s) again (%s); retrying", len(ids) - len(sent), exc)
                 self._unsent.update(ids[start:])

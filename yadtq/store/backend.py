@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import TaskNotFound, YADTQError
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
@@ -58,6 +58,7 @@ class TaskRecord:
     finished: float | None = None
     time_limit: float | None = None
     partition: int | None = None
+    queue: str = DEFAULT_QUEUE  # the named queue (its topic) the task is published to
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
     # The ordering key: every publish of the task, the first and any later one, goes with it.
@@ -79,15 +80,18 @@ class TaskRecord:
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
             "key": self.key,
+            "queue": self.queue,
             "progress": self.progress, "progress_message": self.progress_message,
             **{k: v for k, v in (("eta", self.eta), ("expires", self.expires)) if v is not None},
         }
 
     def message(self) -> TaskMessage:
         """The message that publishes this task again (a requeue, a lost message): the one place a
-        record becomes a message, so every path that publishes again keeps the task's ordering key."""
+        record becomes a message, so every path that publishes again keeps the task's ordering key
+        and its queue."""
         return TaskMessage(self.task_id, self.task, tuple(self.args), self.kwargs, self.tries, self.submitted,
-                           self.time_limit, self.key)
+                           self.time_limit, self.key,
+                           queue=None if self.queue == DEFAULT_QUEUE else self.queue)
 
     @classmethod
     def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
@@ -101,9 +105,11 @@ class TaskRecord:
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
             key=h.get("key") or None,
+            queue=h.get("queue") or DEFAULT_QUEUE,
             progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
             eta=_num(h.get("eta"), float), expires=_num(h.get("expires"), float),
         )
+
 
 
 def _num(raw: str | None, kind: type) -> Any:
@@ -140,7 +146,11 @@ class Backend:
         for m in messages:
             keys, args = submit_call(self.keys, m, default_tries, token)
             self._submit(keys=keys, args=args, client=pipe)
-        return [submit_verdict(m, raw) for m, raw in zip(messages, pipe.execute(), strict=True)]
+        named = {m.queue for m in messages if m.queue and m.queue != DEFAULT_QUEUE}
+        if named:  # what `yadtq queues` lists
+            pipe.sadd(self.keys.queues, *sorted(named))
+        replies = pipe.execute()[:len(messages)]
+        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
@@ -243,13 +253,13 @@ class Backend:
         running under a live lease.
         """
         for _ in range(5):  # the status index is a key, so the status is read first
-            found = self.r.hget(self.keys.task(task_id), "status")
+            found, queue = self.r.hmget(self.keys.task(task_id), ["status", "queue"])
             if found is None:
                 raise TaskNotFound(task_id)
             status = str(found)
             got = RequeueReply.decode(self._requeue(
                 keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
-                      self.keys.status(Status.QUEUED)],
+                      self.keys.status(Status.QUEUED), self.keys.queue_index(str(queue or DEFAULT_QUEUE))],
                 args=[task_id, status, "fresh" if fresh else "lost"]), task_id)
             if got.outcome != "moved":
                 break

@@ -143,11 +143,13 @@ class DueRetry:
 
     @classmethod
     def decode_all(cls, raw: list[Any]) -> list[DueRetry]:
-        """take_due.lua: per taken task {id, armed score, task, args, kwargs, tries, time_limit, submitted, key}."""
+        """take_due.lua: per taken task {id, armed score, task, args, kwargs, tries, time_limit, submitted, key,
+        queue}."""
         out = []
-        for tid, armed, task, args, kwargs, tries, limit_s, submitted, key in raw:
+        for tid, armed, task, args, kwargs, tries, limit_s, submitted, key, *rest in raw:
+            queue = rest[0] if rest else ""
             msg = TaskMessage(tid, task, tuple(json.loads(args)), json.loads(kwargs), int(tries) if tries else None,
                               float(submitted) if submitted else None, float(limit_s) if limit_s else None,
-                              key or None)
+                              key or None, queue=queue or None)
             out.append(cls(msg, armed))
         return out

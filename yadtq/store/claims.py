@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.store.claim_replies import (
     Busy,
     Done,
@@ -33,6 +33,7 @@ from yadtq.store.replication import ReplicaAck
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
+from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
 
 __all__ = ["Busy", "Claim", "ClaimPipeline", "ClaimedWork", "Done", "DueRetry", "Early", "Foreign", "Limited",
@@ -85,10 +86,17 @@ class ClaimPipeline:
         self._release = bind(client, "release")
         self._take_due = bind(client, "take_due")
         self._untake = bind(client, "untake")
+        self.plan = parse_queues(settings.queues)
         k = self.keys
         self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
                        k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits,
                        k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
+
+    def _queue_of(self, named: str | None, partition: int) -> str:
+        """The queue a claimed record came from ('' for the default queue): as its message names it,
+        else by the topic of its partition (a message from a foreign client to a queue's topic)."""
+        queue = named or self.plan.queue_of(partition)
+        return "" if queue == DEFAULT_QUEUE else queue
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -109,7 +117,7 @@ class ClaimPipeline:
                      self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
             args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
-                     *m.timing.lua_args()]
+                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition)]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))

@@ -47,13 +47,13 @@ class DueTask:
     @classmethod
     def decode_all(cls, raw: list[Any]) -> list[DueTask]:
         """take_scheduled.lua: per task {id, armed, task, args, kwargs, tries, time_limit, submitted, key, eta,
-        expires}."""
+        expires, queue}."""
         out = []
-        for tid, armed, task, args, kwargs, tries, limit_s, submitted, key, eta, expires in raw:
+        for tid, armed, task, args, kwargs, tries, limit_s, submitted, key, eta, expires, *rest in raw:
             timing = Timing(eta=float(eta) if eta else None, expires_at=float(expires) if expires else None)
             msg = TaskMessage(tid, task, tuple(json.loads(args)), json.loads(kwargs), int(tries) if tries else None,
                               float(submitted) if submitted else None, float(limit_s) if limit_s else None,
-                              key or None, timing)
+                              key or None, timing, queue=(rest[0] if rest else "") or None)
             out.append(cls(msg, armed))
         return out
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yadtq.config import DEFAULT_QUEUE
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -48,9 +50,23 @@ class Keys:
         """Where the monitor is in the heartbeat topic."""
         return f"{self.prefix}monitor:offset"
 
+    def queue_index(self, queue: str) -> str:
+        """Sorted set: ids submitted to a named queue, scored by when they were (re)queued; ids that
+        left `queued` are pruned lazily (yadtq.store.queue_stats)."""
+        return f"{self.prefix}queue:{queue}"
+
     @property
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
+
+    def dlq_of(self, queue: str | None) -> str:
+        """A named queue's dead letters (`dlq` for the default queue, as before queues existed)."""
+        return self.dlq if not queue or queue == DEFAULT_QUEUE else f"{self.prefix}dlq:{queue}"
+
+    @property
+    def queues(self) -> str:
+        """Set of the named queues tasks were submitted to."""
+        return f"{self.prefix}queues"
 
     def end(self, topic: str) -> str:
         """Hash of the latest `end` run of `topic`: id, partitions seen, completion time."""

@@ -116,28 +116,30 @@ class LiveState:
         return [json.loads(x) for x in self.r.lrange(self.keys.series, -limit, -1)]
 
     # -- dead letters ------------------------------------------------------
+    # Each named queue keeps its own list (`Keys.dlq_of`; entry field "queue"), the default queue's as before.
     def add_dead_letter(self, entry: dict[str, Any]) -> None:
-        self._push_capped(self.keys.dlq, entry, DLQ_KEPT)
+        self._push_capped(self.keys.dlq_of(entry.get("queue")), entry, DLQ_KEPT)
 
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self.keys.dlq, 0, limit - 1)]
+    def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self.keys.dlq_of(queue), 0, limit - 1)]
 
-    def forget_dead_letters(self, task_id: str) -> int:
+    def forget_dead_letters(self, task_id: str, queue: str | None = None) -> int:
         """Drops a task's dead letters (it was requeued, so it is not dead now; failing again
-        adds a fresh entry); returns how many. Reads the capped list once (at most DLQ_KEPT)."""
+        adds a fresh entry); returns how many. Reads its queue's capped list once (at most DLQ_KEPT)."""
+        key = self.keys.dlq_of(queue)
         needle = json.dumps(task_id)  # as written, so most entries are passed over unparsed
-        gone = {raw for raw in decoded_list(self.r.lrange(self.keys.dlq, 0, -1))
+        gone = {raw for raw in decoded_list(self.r.lrange(key, 0, -1))
                 if needle in raw and json.loads(raw).get("task_id") == task_id}
         if not gone:
             return 0
         pipe = self.r.pipeline(transaction=False)
         for raw in gone:
-            pipe.lrem(self.keys.dlq, 0, raw)
+            pipe.lrem(key, 0, raw)
         return sum(int(n) for n in pipe.execute())
 
-    def dead_letter_count(self) -> int:
-        """How many dead letters are kept (the list is capped at DLQ_KEPT)."""
-        return int(self.r.llen(self.keys.dlq))
+    def dead_letter_count(self, queue: str | None = None) -> int:
+        """How many dead letters a queue keeps (each list is capped at DLQ_KEPT)."""
+        return int(self.r.llen(self.keys.dlq_of(queue)))
 
     # -- end of a run ------------------------------------------------------
     def mark_end(self, topic: str, end_id: str, partition: int, partitions: int) -> bool:

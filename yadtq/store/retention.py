@@ -16,8 +16,8 @@ monitor as a housekeeping timer (at most one per `sweep_interval` farm-wide), do
 * index: reads each status index of finished tasks past a cursor (once per task), works out the
   record's expiry and writes it to the record (`expires_at`) and to one sorted set by time;
 * expire: takes what is due from that set and deletes each record, its events list, its status
-  index entry and its expiry entry in one script (retention_expire.lua);
-* trims the dead letters older than `failed_ttl`, and forgets workers gone for as long (their
+  index entry, its queue index entry and its expiry entry in one script (retention_expire.lua);
+* trims the dead letters (of every queue) older than `failed_ttl`, and forgets workers gone for as long (their
   registry entry and per-worker counts).
 
 What changed after a task was given its expiry (a new setting) applies to tasks finishing later.
@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
@@ -160,24 +160,29 @@ class Retention:
         if not ids:
             return 0, 0
         keys: list[str] = [self.keys.expiry, *(self.keys.status(s) for s in FINAL_IN_ORDER)]
+        pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            keys += [self.keys.task(tid), self.keys.events(tid)]
+            pipe.hget(self.keys.task(tid), "queue")
+        # A finished record's queue no longer changes (a claim notes it): read before, used in the step.
+        for tid, queue in zip(ids, pipe.execute(), strict=True):
+            keys += [self.keys.task(tid), self.keys.events(tid), self.keys.queue_index(str(queue or DEFAULT_QUEUE))]
         args: list[Any] = [len(FINAL_IN_ORDER), *FINAL_IN_ORDER, *ids]
         deleted = self._expire(keys=keys, args=args)
         return len(ids), len(deleted)
 
     def _trim_dead_letters(self, now: float) -> int:
-        """Drops dead letters older than `failed_ttl` from the list's old end (it is newest first)."""
+        """Drops dead letters older than `failed_ttl` from each list's old end (it is newest first):
+        the default queue's and every named queue's (`Keys.dlq_of`)."""
         keep = self.settings.failed_ttl
         if not keep:
             return 0
-        old = [raw for raw in decoded_list(self.r.lrange(self.keys.dlq, -BATCH, -1))
-               if float(_json(raw).get("ts") or now) < now - keep]
-        if not old:
-            return 0
+        named = decoded_list(list(self.r.smembers(self.keys.queues)))
+        lists = {self.keys.dlq, *(self.keys.dlq_of(q) for q in named)}
         pipe = self.r.pipeline(transaction=False)
-        for raw in old:
-            pipe.lrem(self.keys.dlq, -1, raw)  # by value, from the old end: a concurrent LPUSH moves nothing
+        for dlq in sorted(lists):
+            for raw in decoded_list(self.r.lrange(dlq, -BATCH, -1)):
+                if float(_json(raw).get("ts") or now) < now - keep:
+                    pipe.lrem(dlq, -1, raw)  # by value, from the old end: a concurrent LPUSH moves nothing
         return sum(int(n) for n in pipe.execute())
 
     def _forget_gone_workers(self, now: float) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from yadtq.config import DEFAULT_QUEUE
 from yadtq.errors import MessageError, TaskNotFound, YADTQError
 from yadtq.store.keys import Keys
 from yadtq.store.replies import CancelReply, SubmitReply, decode_flag
@@ -32,10 +33,10 @@ class TaskNotCancellable(YADTQError):
 def submit_call(keys: Keys, m: TaskMessage, default_tries: int, token: str) -> Call:
     """submit.lua for one message: its `queued` record unless the id has one already."""
     return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch,
-             keys.scheduled, keys.status(Status.SCHEDULED)],
+             keys.scheduled, keys.status(Status.SCHEDULED), keys.queue_index(m.queue or DEFAULT_QUEUE)],
             [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
              m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.key or "",
-             "" if m.result_ttl is None else m.result_ttl])
+             "" if m.result_ttl is None else m.result_ttl, m.queue or ""])
 
 
 def submit_verdict(m: TaskMessage, raw: Any) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from yadtq.errors import MessageError
+from yadtq.task.queues import queue_problem
 from yadtq.task.timing import NO_TIMING, Timing
 
 MAX_TASK_NAME = 200
@@ -68,6 +69,8 @@ class TaskMessage:
     key: str | None = None
     # Not before / not after (yadtq.task.timing): fields "eta", "countdown", "expires", "expires-at".
     timing: Timing = NO_TIMING
+    # Named queue (its own topic); None: the default queue.
+    queue: str | None = None
     # Seconds the finished record is kept (this submit's choice; None: the task's or the farm's).
     # Kept in the record the client writes before publishing, not sent on the wire.
     result_ttl: float | None = None
@@ -94,6 +97,8 @@ class TaskMessage:
             body["time-limit"] = self.time_limit
         if self.key is not None:
             body["key"] = self.key
+        if self.queue is not None:
+            body["queue"] = self.queue
         body.update(self.timing.json_fields())
         try:
             return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -193,8 +198,11 @@ def task_from_dict(body: dict[str, Any]) -> TaskMessage:
     key = body.get("key")
     if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
         raise MessageError("'key' must be a non-empty string of at most 200 characters", task_id)
+    queue = body.get("queue")
+    if queue is not None and (problem := queue_problem(queue)):
+        raise MessageError(f"'queue': {problem}", task_id)
     return TaskMessage(task_id, name, tuple(args), kwargs, tries, submitted, time_limit, key,
-                       Timing.from_json(body, task_id))
+                       Timing.from_json(body, task_id), queue)
 
 
 def _valid_id(task_id: Any) -> bool:

@@ -34,7 +34,10 @@ def spec_of(task: Task) -> dict[str, Any]:
         ann = p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", "")
         params.append({"name": p.name, "kind": KINDS[p.kind], "default": p.default is not _NO_DEFAULT,
                        "type": ann if ann in _SIMPLE_TYPES else ""})
-    return {"params": params}
+    spec: dict[str, Any] = {"params": params}
+    if task.queue is not None:  # where clients that do not import the task send it
+        spec["queue"] = task.queue
+    return spec
 
 
 def specs_of(registry: Registry) -> dict[str, dict[str, Any]]:

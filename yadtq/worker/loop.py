@@ -52,6 +52,7 @@ from yadtq.worker.middleware import Hooks, Middleware
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.placement import Placement
 from yadtq.worker.policies import builtin_policies
+from yadtq.worker.priorities import partition_order
 from yadtq.worker.progress import ProgressWriter
 from yadtq.worker.source import KafkaSource, TaskSource
 from yadtq.worker.tracker import PartitionTracker
@@ -74,7 +75,7 @@ class Worker:
         self.incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
         self.events = events or EventLog(settings, f"worker-{name}")
         self.middleware: list[Middleware] = [*builtin_policies(registry), *middleware]
-        self.tracker = PartitionTracker(settings.max_buffered)
+        self.tracker = PartitionTracker(settings.max_buffered, partition_order(settings))
         self.started_at = time.time()
         self._source = source
         self._stop = threading.Event()

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from yadtq.store.workflows import is_workflow_id
+from yadtq.task.queues import parse_queues
 from yadtq.task.registry import Registry
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
@@ -121,14 +122,16 @@ class DeadLetters(Middleware):
         task_id, name = _names(entry)
         raw = entry.record.value or b""
         s = ctx.settings
-        record = {"task_id": task_id, "task": name, "error": error, "ts": time.time(), "topic": s.topic,
-                  "partition": entry.partition, "offset": entry.offset, "size": len(raw),
+        # Dead letters stay with their queue: its own list in Redis and its own dead-letter topic.
+        queue, partition = parse_queues(s.queues).split(entry.partition)
+        record = {"task_id": task_id, "task": name, "error": error, "ts": time.time(), "topic": s.topic_for(queue),
+                  "queue": queue, "partition": partition, "offset": entry.offset, "size": len(raw),
                   "raw": raw[:4096].decode("utf-8", errors="replace")}
         ctx.store.add_dead_letter(record)
         headers = [("error", error[:1000].encode()), ("size", str(len(raw)).encode())]
         try:
-            ctx.publisher.publish(s.dlq_topic, task_id.encode() if task_id else None, raw[:s.max_message_bytes],
-                                  headers)
+            ctx.publisher.publish(s.dlq_topic_for(queue), task_id.encode() if task_id else None,
+                                  raw[:s.max_message_bytes], headers)
         except Exception as exc:
             log.warning("dead letter for partition %d offset %d not published: %s", entry.partition, entry.offset, exc)
 
@@ -196,7 +199,7 @@ class ParkedRetries(Middleware):
         try:
             for due in taken:
                 m = due.message
-                ctx.publisher.publish(ctx.settings.topic, m.record_key, m.encode())
+                ctx.publisher.publish(ctx.settings.topic_for(m.queue), m.record_key, m.encode())
         except Exception as exc:  # they stay parked, re-armed: published again later
             log.warning("parked retries not published yet: %s", exc)
             return

@@ -20,6 +20,7 @@ from yadtq.store.connection import REDIS_UNAVAILABLE, connect_redis
 from yadtq.store.schedules import ScheduleStore
 from yadtq.task.messages import TaskMessage
 from yadtq.task.periodic import ScheduleSpec, declared
+from yadtq.task.registry import registry
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.middleware import Middleware
 
@@ -71,7 +72,8 @@ class Schedules(Middleware):
 
 
 def _publish(ctx: WorkerContext, messages: Sequence[TaskMessage]) -> bool:
-    topic = ctx.settings.topic
     for m in messages:
-        ctx.publisher.publish(topic, m.record_key, m.encode())
+        # A periodic task goes to the queue its @task(queue=...) names.
+        queue = registry.get(m.task).queue if m.task in registry else None
+        ctx.publisher.publish(ctx.settings.topic_for(queue), m.record_key, m.encode())
     return ctx.publisher.flush()

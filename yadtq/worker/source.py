@@ -32,6 +32,7 @@ from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.task.messages import key_partition
+from yadtq.worker.queue_topics import QueueTopics
 from yadtq.worker.records import Record
 
 log = logging.getLogger(__name__)
@@ -77,20 +78,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self.source = source
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        parts = tuple(sorted(tp.partition for tp in revoked))
+        parts = tuple(sorted(self.source.queues.number(tp) for tp in revoked if self.source.queues.serves(tp.topic)))
         lows = self.source.lows
         self.source.rewind.update({p: lows[p] for p in parts if p in lows})
         self.source.events.append(Rebalance(REVOKED, parts))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        parts = tuple(sorted(tp.partition for tp in assigned))
+        parts = tuple(sorted(self.source.queues.number(tp) for tp in assigned if self.source.queues.serves(tp.topic)))
         starts = {}
         for p in parts:
             # kafka-python keeps the fetch position of a partition that comes back to the
             # same member: without this seek, records dropped at revoke would never return.
             if p in self.source.rewind:
                 starts[p] = self.source.rewind.pop(p)
-                self.source.consumer.seek(TopicPartition(self.source.topic, p), starts[p])
+                self.source.consumer.seek(self.source.queues.tp(p), starts[p])
         self.source.events.append(Rebalance(ASSIGNED, parts, starts))
 
 
@@ -98,6 +99,8 @@ class KafkaSource:
     def __init__(self, settings: Settings, name: str, standby: bool) -> None:
         self.settings = settings
         self.topic = settings.topic
+        # One topic per queue served (YADTQ_QUEUES); partitions numbered for the engine by QueueTopics.
+        self.queues = QueueTopics(settings)
         self.connected = True
         self.events: deque[Rebalance] = deque()
         self.lows: dict[int, int] = {}
@@ -105,14 +108,18 @@ class KafkaSource:
         self._last_topic_check = time.monotonic()
         self._to_commit: dict[int, tuple[int, str]] = {}  # the last offset asked for, and its epoch
         self._commit_error: Exception | None = None
-        ensure_topic(settings, settings.topic, settings.partitions)
+        for topic in self.queues.topics:
+            ensure_topic(settings, topic, settings.partitions)
         ensure_topic(settings, settings.heartbeat_topic, 1)
         # A send must not block the loop for kafka-python's default minute while the broker is away.
         self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
         self.assignor = StandbyAwareAssignor(standby)
+        # Several topics: a topic made again (or first) after the group settled is seen within 10 s, not
+        # kafka-python's 5 minutes of metadata age, so its partitions are assigned at the next rebalance.
+        several = {"metadata_max_age_ms": 10_000} if len(self.queues.topics) > 1 else {}
         self.consumer = make_consumer(settings, settings.group, client_id=name,
-                                      partition_assignment_strategy=[self.assignor])
-        self.consumer.subscribe([settings.topic], listener=_Listener(self))
+                                      partition_assignment_strategy=[self.assignor], **several)
+        self.consumer.subscribe(list(self.queues.topics), listener=_Listener(self))
         self._lock = threading.Lock()
 
     def _lost(self, what: str, exc: Exception) -> None:
@@ -134,8 +141,9 @@ class KafkaSource:
         self.connected = True
         self._finish_joins()
         self._check_topic()
-        return [Record(r.partition, r.offset, r.key, r.value, tuple(r.headers or ()))
-                for recs in batches.values() for r in recs]
+        number = self.queues.number
+        return [Record(number(tp), r.offset, r.key, r.value, tuple(r.headers or ()))
+                for tp, recs in batches.items() for r in recs]
 
     def _finish_joins(self) -> None:
         """kafka-python 3.0.12 loses a group join that outlives the poll that started it (the
@@ -160,14 +168,16 @@ class KafkaSource:
         return None
 
     def _check_topic(self) -> None:
-        """A memory-only broker that restarted has lost the topic: create it again."""
+        """A memory-only broker that restarted has lost the topic: create it again. A worker of several
+        queues looks every time (owning partitions of one topic says nothing of the others)."""
         now = time.monotonic()
-        if now - self._last_topic_check < 10 or self.consumer.assignment():
+        if now - self._last_topic_check < 10 or (len(self.queues.topics) == 1 and self.consumer.assignment()):
             return
         self._last_topic_check = now
         try:
-            if not self.consumer.partitions_for_topic(self.topic):
-                ensure_topic(self.settings, self.topic, self.settings.partitions)
+            for topic in self.queues.topics:
+                if not self.consumer.partitions_for_topic(topic):
+                    ensure_topic(self.settings, topic, self.settings.partitions)
         except Exception as exc:
             log.debug("topic check failed: %s", exc)
 
@@ -197,7 +207,7 @@ class KafkaSource:
             return False
 
     def _offsets(self, tagged: dict[int, tuple[int, str]]) -> dict[TopicPartition, OffsetAndMetadata]:
-        return {TopicPartition(self.topic, p): OffsetAndMetadata(o, epoch, -1) for p, (o, epoch) in tagged.items()}
+        return {self.queues.tp(p): OffsetAndMetadata(o, epoch, -1) for p, (o, epoch) in tagged.items()}
 
     def _commit_done(self, offsets: Any, response: Any) -> None:
         """kafka-python calls this from `poll` on the loop's thread."""
@@ -209,7 +219,7 @@ class KafkaSource:
 
     def _commit_last(self) -> None:
         """The last offsets asked for, committed and waited for (partitions still owned only)."""
-        owned = {tp.partition for tp in self.consumer.assignment()}
+        owned = self._owned()
         last = {p: o for p, o in self._to_commit.items() if p in owned}
         if not last:
             return
@@ -221,9 +231,12 @@ class KafkaSource:
         except KafkaError as exc:
             log.warning("final commit failed: %s", exc)
 
+    def _owned(self) -> set[int]:
+        return {self.queues.number(tp) for tp in self.consumer.assignment() if self.queues.serves(tp.topic)}
+
     def _tps(self, partitions: Sequence[int]) -> list[TopicPartition]:
-        owned = {tp.partition for tp in self.consumer.assignment()}
-        return [TopicPartition(self.topic, p) for p in partitions if p in owned]
+        owned = self._owned()
+        return [self.queues.tp(p) for p in partitions if p in owned]
 
     def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]:
         """Per owned partition, its committed offset and the epoch noted with it (None: nothing
@@ -232,7 +245,7 @@ class KafkaSource:
         out: dict[int, Committed | None] = {}
         for tp in self._tps(partitions):
             got = self.consumer.committed(tp, metadata=True, timeout_ms=timeout)
-            out[tp.partition] = None if got is None else Committed(got.offset, str(got.metadata or ""))
+            out[self.queues.number(tp)] = None if got is None else Committed(got.offset, str(got.metadata or ""))
         return out
 
     def beginnings(self, partitions: Sequence[int]) -> dict[int, int]:
@@ -241,7 +254,7 @@ class KafkaSource:
         if not tps:
             return {}
         got = self.consumer.beginning_offsets(tps, timeout_ms=int(self.settings.connect_timeout * 1000))
-        return {tp.partition: int(offset) for tp, offset in got.items()}
+        return {self.queues.number(tp): int(offset) for tp, offset in got.items()}
 
     def restart_log(self, partitions: Sequence[int]) -> None:
         """The broker lost its log (a memory-only broker restarted): forget old positions and read
@@ -256,11 +269,11 @@ class KafkaSource:
         """Fetching goes on from these offsets (records polled and dropped while a partition's
         intake was closed are fetched again)."""
         for tp in self._tps(list(positions)):
-            self.consumer.seek(tp, positions[tp.partition])
+            self.consumer.seek(tp, positions[self.queues.number(tp)])
 
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         partition = None
-        if topic == self.topic and key is not None:
+        if self.queues.serves(topic) and key is not None:
             parts = sorted(self.consumer.partitions_for_topic(topic) or ())
             partition = key_partition(key.decode(errors="replace"), parts) if parts else None
         try:

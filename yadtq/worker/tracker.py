@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from yadtq.worker.priorities import PartitionOrder, rotate
 from yadtq.worker.records import ControlWork, Record, TaskWork, Work
 
 BUFFERED, STARTED, DONE = "buffered", "started", "done"
@@ -74,8 +75,9 @@ def _first(offsets: deque[int], n: int) -> tuple[int, ...]:
 
 
 class PartitionTracker:
-    def __init__(self, max_buffered: int) -> None:
+    def __init__(self, max_buffered: int, order: PartitionOrder | None = None) -> None:
         self.max_buffered = max_buffered
+        self.order = order  # several queues: which partitions' tasks start first (yadtq.worker.priorities)
         self._parts: dict[int, _Partition] = {}
         self._rr = itertools.count()
         # Intake closed for every partition (a paused worker, Redis away): polled records are dropped.
@@ -139,12 +141,12 @@ class PartitionTracker:
     def ready(self, limit: int, now: float, running_ids: set[str] | frozenset[str]) -> list[Entry]:
         """Up to `limit` entries that may start now, fairly across partitions, each partition in offset order."""
         out: list[Entry] = []
-        parts = list(self._parts.values())
-        if not parts or limit <= 0:
+        if not self._parts or limit <= 0:
             return out
-        start = next(self._rr) % len(parts)
+        turn = next(self._rr)
+        numbers = self.order.order(list(self._parts), turn) if self.order else rotate(list(self._parts), turn)
         taken_ids: set[str] = set()
-        for part in parts[start:] + parts[:start]:
+        for part in (self._parts[p] for p in numbers):
             if len(out) >= limit:
                 break
             low = part.low()
@@ -190,6 +192,8 @@ class PartitionTracker:
     # -- state changes -----------------------------------------------------------
     def start(self, entry: Entry) -> None:
         entry.state = STARTED
+        if self.order is not None:
+            self.order.started(entry.partition)
 
     def hold(self, entry: Entry, until: float, reason: str) -> None:
         """Back to waiting in place (a keyed retry, or a claim another worker holds) until `until`."""

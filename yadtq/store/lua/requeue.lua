@@ -4,6 +4,7 @@
 -- The reply carries the stored ordering key, so the task goes back to its key's partition and order.
 -- Refused: success, and processing under a live lease (returns {status}).
 -- KEYS[1] task:<id>  KEYS[2] events:<id>  KEYS[3] status:<current>  KEYS[4] status:queued
+-- KEYS[5] queue:<name> (the index of the queue the caller read)
 -- KEYS[3] must be the index of the status the caller read; a changed status returns {'moved', st}.
 -- ARGV[1] id  ARGV[2] status read by the caller  ARGV[3] "fresh" (reset attempts) | "lost" (count a cut-off run)
 --! include workflow
@@ -30,6 +31,7 @@ redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', '
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZADD', KEYS[5], now, ARGV[1])
 local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
@@ -37,4 +39,4 @@ redis.call('LTRIM', KEYS[2], -50, -1)
 redis.call('HDEL', KEYS[1], 'expires_at')
 wf_task_requeued(wf_prefix(KEYS[4]), KEYS[1])
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
-return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'key'))}
+return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'key', 'queue'))}

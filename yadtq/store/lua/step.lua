@@ -16,8 +16,10 @@
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (15): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
---   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record)
+-- then per claim (16): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+--   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
+--   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
+--   published by a path that did not record its queue is republished where it ran)
 -- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
 -- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
@@ -169,7 +171,7 @@ while a <= #ARGV do
     -- a message from any Kafka client, with no record yet: create it
     redis.call('HSET', tk, 'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
       'time_limit', ARGV[a+5], 'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'failures', 0,
-      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10])
+      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10], 'queue', ARGV[a+15])
     local due, exp = nil, nil
     if ARGV[a+11] ~= '' then due = tonumber(ARGV[a+11]) elseif ARGV[a+12] ~= '' then due = now + tonumber(ARGV[a+12]) end
     if ARGV[a+13] ~= '' then exp = tonumber(ARGV[a+13]) elseif ARGV[a+14] ~= '' then exp = now + tonumber(ARGV[a+14]) end
@@ -252,7 +254,7 @@ while a <= #ARGV do
       local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
       local lease_until = now + lease
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
-        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8])
+        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+15])
       redis.call('HDEL', tk, 'due', 'progress', 'progress_message')  -- a new attempt starts from nothing
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
       count_run(lim, ck, tk, lease_until)
@@ -265,7 +267,7 @@ while a <= #ARGV do
     end
   end
   table.insert(out, verdict)
-  a = a + 15
+  a = a + 16
   k = k + 5
 end
 return out

@@ -9,7 +9,8 @@
 -- KEYS[5] status:expired, then task:<id> per candidate.
 -- ARGV[1] hold seconds, ARGV[2] unused (the retention sweep removes finished records), ARGV[3] lead seconds, then one task id per candidate
 -- (same order as KEYS[6..]).
--- Returns per taken task: {id, armed_score, task, args, kwargs, tries, time_limit, submitted, key, eta, expires}
+-- Returns per taken task: {id, armed_score, task, args, kwargs, tries, time_limit, submitted, key, eta, expires,
+--   queue}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local hold = tonumber(ARGV[1])
@@ -42,9 +43,9 @@ for i = 6, #KEYS do
       redis.call('ZADD', KEYS[1], armed, id)
       redis.call('HSET', tk, 'epoch', epoch)
       local m = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'submitted', 'key',
-        'eta', 'expires')
+        'eta', 'expires', 'queue')
       table.insert(out, {id, tostring(armed), m[1] or '', m[2] or '[]', m[3] or '{}', m[4] or '', m[5] or '',
-        m[6] or '', m[7] or '', m[8] or '', m[9] or ''})
+        m[6] or '', m[7] or '', m[8] or '', m[9] or '', m[10] or ''})
     else
       redis.call('ZREM', KEYS[1], id)  -- claimed, finished, cancelled or gone: nothing to publish
     end

@@ -1,0 +1,31 @@
+"""The queues mix's task: declared for a named queue; notes each run."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+from yadtq import current_task
+from yadtq.task.registry import registry
+
+QUEUE = "mixq"
+_client: redis.Redis | None = None
+
+
+def _ledger() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+    return _client
+
+
+def mix_queued(n: int) -> int:
+    """Notes `<task id> <attempt>`, returns `n`."""
+    ctx = current_task()
+    assert ctx is not None
+    _ledger().rpush(os.environ["YADTQ_PREFIX"] + "mix:queues", f"{ctx.task_id} {ctx.attempt}")
+    return n
+
+
+registry.register(mix_queued, queue=QUEUE)  # as @task(queue=QUEUE) would
