@@ -35,7 +35,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 # The farm's children import the ledger tasks from tests/.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
 
-from worker_farm.chaos import FAULT_KINDS, OwnedServices, run_chaos, write_report  # noqa: E402
+from worker_farm.chaos import FAULT_KINDS, run_chaos, write_report  # noqa: E402
+from worker_farm.chaos_services import OwnedServices  # noqa: E402
 from worker_farm.chaos_mix import ChaosMix  # noqa: E402
 from worker_farm.mixes import all_mixes  # noqa: E402
 from worker_farm.mixes.workflows import WorkflowsMix  # noqa: E402

@@ -15,6 +15,9 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 STATE_COLORS = {"idle": "#2e9e5b", "busy": "#f0a500", "standby": "#5b8def", "paused": "#7b61ff",
                 "stopping": "#9aa5b1"}
 
+# No Plotly toolbar: on a narrow chart it is drawn over the title (drag to zoom, double-click to reset).
+CHART_CONFIG = {"displayModeBar": False}
+
 
 def queue_depth(series: pd.DataFrame) -> go.Figure:
     fig = go.Figure()

@@ -27,9 +27,9 @@ def live() -> None:
     c[1].metric("Throughput now", f"{o.throughput_now:,.1f}/s")
     c[2].metric("Oldest queued", data.duration(o.at - o.oldest_queued) if o.oldest_queued else "none")
     left, middle, right = st.columns(3)
-    left.plotly_chart(charts.queue_depth(o.series), key="depth")
-    middle.plotly_chart(charts.worker_throughput(o.throughput), key="throughput")
-    right.plotly_chart(charts.heartbeat_timeline(o.heartbeats, s.dead_after), key="beats")
+    left.plotly_chart(charts.queue_depth(o.series), config=charts.CHART_CONFIG, key="depth")
+    middle.plotly_chart(charts.worker_throughput(o.throughput), config=charts.CHART_CONFIG, key="throughput")
+    right.plotly_chart(charts.heartbeat_timeline(o.heartbeats, s.dead_after), config=charts.CHART_CONFIG, key="beats")
     st.subheader(f"Task types, last {window_name}")
     types = data.types_frame(o.stats)
     finished = sum(o.stats.finished_in_window.values())
@@ -44,10 +44,10 @@ def live() -> None:
                                 **{c: st.column_config.NumberColumn(format="%.3f") for c in types.columns
                                    if c.endswith("(s)")}})
     a, b, c2, d = st.columns(4)
-    a.plotly_chart(charts.type_counts(types), key="type-counts")
-    b.plotly_chart(charts.type_success(types), key="type-success")
-    c2.plotly_chart(charts.type_times(types, "run"), key="type-run")
-    d.plotly_chart(charts.type_times(types, "queue wait"), key="type-wait")
+    a.plotly_chart(charts.type_counts(types), config=charts.CHART_CONFIG, key="type-counts")
+    b.plotly_chart(charts.type_success(types), config=charts.CHART_CONFIG, key="type-success")
+    c2.plotly_chart(charts.type_times(types, "run"), config=charts.CHART_CONFIG, key="type-run")
+    d.plotly_chart(charts.type_times(types, "queue wait"), config=charts.CHART_CONFIG, key="type-wait")
     st.caption(f"Refreshed every {s.dashboard_refresh:g} s · Redis {redact_url(s.redis_url)} · topic {s.topic}")
 
 

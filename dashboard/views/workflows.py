@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from dashboard.charts import CHART_CONFIG
 from dashboard.common import client, show_notice
 from dashboard.workflow_graph import COLOURS, figure
 
@@ -31,6 +32,6 @@ if wid:
         st.subheader(f"{wf.status}" + (f": {json.dumps(wf.result)[:200]}" if wf.status == "success" else ""))
         if wf.error:
             st.error(wf.error)
-        st.plotly_chart(figure(wf), width="stretch")
+        st.plotly_chart(figure(wf), width="stretch", config=CHART_CONFIG)
         st.caption(" ".join(f"{state}: {colour}" for state, colour in COLOURS.items()))
         st.dataframe(pd.DataFrame([n.as_dict() for n in wf.nodes]).astype({"result": str}), hide_index=True)
