@@ -43,7 +43,11 @@ class Settings:
     retry_backoff_max: float = 60.0
     time_limit: float = 0.0
     lease: float = 10.0
-    result_ttl: float = 0.0
+    # Retention (store/retention.py): seconds a finished record is kept, then swept from Redis with
+    # every index entry; failed tasks and dead letters are kept `failed_ttl`. 0 keeps them forever.
+    result_ttl: float = 86_400.0
+    failed_ttl: float = 7 * 86_400.0
+    sweep_interval: float = 5.0  # seconds between retention sweeps, farm-wide
     # Delayed tasks are published this many seconds before their eta, so a burst due at once is on
     # the broker by then; a worker holds one that comes early and claims it at its eta.
     schedule_lead: float = 2.0
@@ -112,13 +116,13 @@ class Settings:
             "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
             "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
-            "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes",
+            "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes", "sweep_interval",
             "progress_interval", "result_poll",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "schedule_lead",
+        for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas"):

@@ -54,6 +54,11 @@ def test_tasks_with_one_key_run_in_order_on_one_partition(api: httpx.Client, q: 
     assert len({r.partition for r in records}) == 1
     assert all(a.finished <= b.started for a, b in itertools.pairwise(records))  # one at a time, in order
     assert api.post("/tasks", json={"task": "add", "key": ""}).status_code == 422
+    assert api.get(f"/tasks/{records[0].task_id}").json()["key"] == "user-7"
+    # a submit's own retention is kept in its record; a negative one is refused
+    kept = api.post("/tasks", json={"task": "add", "args": [1, 2], "result_ttl": 60}).json()["task_id"]
+    assert q.redis.hget(q.backend.keys.task(kept), "result_ttl") == "60.0"
+    assert api.post("/tasks", json={"task": "add", "result_ttl": -1}).status_code == 422
 
 
 def test_own_task_id_is_idempotent(api: httpx.Client, q: YADTQ) -> None:

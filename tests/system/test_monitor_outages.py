@@ -29,7 +29,7 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_broker, start_redis
-from yadtq.task.messages import Heartbeat
+from yadtq.task.messages import Heartbeat, key_partition
 
 # The monitor is what is under test, with a private broker it may kill: the embedded one, whose restart
 # loses its log (what the recovery here is for). On Apache Kafka a restart keeps the log: that case, with a
@@ -227,7 +227,10 @@ def test_broker_restart_republishes_each_lost_task_once(ps: Settings, private: P
     s = ps.replace(requeue_stale_after=0.0)  # only the restart may republish here
     procs.settings = s
     with YADTQ(s) as q:
-        ids = q.submit_many([("ledger_add", [i, 1]) for i in range(20)])  # no worker yet
+        # no worker yet; every other task has an ordering key, which its republished message must keep
+        keys = {i: f"acct-{i % 3}" for i in range(0, 20, 2)}
+        ids = q.submit_many([{"task": "ledger_add", "args": [i, 1], "key": keys[i]} if i in keys
+                             else ("ledger_add", [i, 1]) for i in range(20)])
         procs.monitor()
         wait_for(lambda: any(e["event"] == "connected" for e in procs.events("monitor")), 30, 0.2, "the monitor")
         private.kill_broker()
@@ -240,6 +243,10 @@ def test_broker_restart_republishes_each_lost_task_once(ps: Settings, private: P
         ledger = read_ledger(redis.Redis.from_url(s.redis_url, decode_responses=True), s.prefix)
         assert sorted(ledger) == sorted(ids) and all(len(runs) == 1 for runs in ledger.values())
         assert [e["reason"] for e in procs.events("monitor") if e["event"] == "tasks_requeued"] == ["broker_restart"]
+        partitions = list(range(s.partitions))
+        for i, key in keys.items():  # republished to its key's partition, so it kept its place in the key's order
+            rec = q.status(ids[i])
+            assert rec.as_dict()["key"] == key and rec.partition == key_partition(key, partitions)
 
 
 def _requeued(procs: Procs) -> int:

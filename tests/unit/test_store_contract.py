@@ -12,6 +12,7 @@ import redis
 
 from yadtq.config import Settings
 from yadtq.store import scripts
+from yadtq.store.backend import TaskRecord
 from yadtq.store.claim_replies import (
     CONCURRENCY,
     RATE,
@@ -31,6 +32,8 @@ from yadtq.store.claim_replies import (
 from yadtq.store.claims import ClaimPipeline
 from yadtq.store.keys import Keys
 from yadtq.store.replies import CancelReply, RejectReply, RequeueReply, SubmitReply, decode_flag
+from yadtq.store.script_calls import submit_call
+from yadtq.task.messages import TaskMessage
 from yadtq.task.status import FINAL, STATUSES, Status
 from yadtq.worker.jobs import FAILED, RETRY, SUCCESS
 
@@ -42,7 +45,8 @@ STATUS_NAMES = {s.value for s in Status}
 # misspelt status such as 'queue' or 'canceled') fails test_every_quoted_word_is_known.
 FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted", "started", "finished", "result",
           "error", "attempts", "failures", "lost_runs", "lost_by", "fence", "lease", "owner", "worker", "digest",
-          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "queue",
+          "submit_token", "epoch", "due", "partition", "offset", "key", "first_submitted", "result_ttl", "expires_at",
+          "queue",
           "eta", "expires", "released",  # delayed and expiring tasks
           "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
           "incarnation", "host", "pid", "since",  # worker_name:<name>
@@ -152,16 +156,40 @@ def test_submit_reply() -> None:
 
 
 def test_requeue_reply() -> None:
-    ok = RequeueReply.decode(["ok", "add", "[1, 2]", '{"k": 1}', "3", "2.5"], "t1")
+    ok = RequeueReply.decode(["ok", "add", "[1, 2]", '{"k": 1}', "3", "2.5", "acct-7", "email"], "t1")
     assert ok.outcome == "ok" and ok.message is not None
     m = ok.message
-    assert (m.task_id, m.task, m.args, m.kwargs, m.tries, m.time_limit) == ("t1", "add", (1, 2), {"k": 1}, 3, 2.5)
-    bare = RequeueReply.decode(["ok", "add", "", "", "", ""], "t1").message
-    assert bare is not None and (bare.args, bare.kwargs, bare.tries, bare.time_limit) == ((), {}, None, None)
+    assert (m.task_id, m.task, m.args, m.kwargs, m.tries, m.time_limit, m.key, m.queue) == (
+        "t1", "add", (1, 2), {"k": 1}, 3, 2.5, "acct-7", "email")
+    assert m.record_key == b"acct-7"
+    bare = RequeueReply.decode(["ok", "add", "", "", "", "", None, None], "t1").message
+    assert bare is not None and (bare.args, bare.kwargs, bare.tries, bare.time_limit, bare.key, bare.queue) == (
+        (), {}, None, None, None, None)
+    assert bare.record_key == b"t1"
     assert RequeueReply.decode(["missing"], "t") == RequeueReply("missing")
     assert RequeueReply.decode(["moved", "failed"], "t") == RequeueReply("moved", "failed")
     assert RequeueReply.decode(["running"], "t") == RequeueReply("running")
     assert RequeueReply.decode(["success"], "t") == RequeueReply("refused", "success")
+
+
+def test_submit_call_gives_key_result_ttl_and_queue_their_own_slots() -> None:
+    m = TaskMessage("t1", "add", (1, 2), key="acct-7", queue="email", result_ttl=60.0)
+    keys, args = submit_call(Keys("p:"), m, 3, "tok")
+    assert keys[6] == "p:queue:email"  # KEYS[7]
+    assert (args[12], args[13], args[14]) == ("acct-7", 60.0, "email")  # ARGV[13], [14], [15]
+    assert "ARGV[15] queue name" in LUA["submit"]
+    _, plain = submit_call(Keys("p:"), TaskMessage("t2", "add"), 3, "tok")
+    assert plain[12:] == ["", "", ""]
+
+
+def test_a_record_publishes_again_with_its_key_and_its_queue() -> None:
+    """TaskRecord.message: the one record -> message conversion (requeue_stale, the monitor's recovery)."""
+    rec = TaskRecord.from_hash("t1", {"task": "add", "args": "[1]", "status": "queued", "key": "acct-7",
+                                      "queue": "email", "result_ttl": "60"})
+    m = rec.message()
+    assert (m.key, m.record_key, m.queue) == ("acct-7", b"acct-7", "email")
+    plain = TaskRecord.from_hash("t2", {"task": "add", "status": "queued", "queue": ""}).message()
+    assert (plain.key, plain.record_key, plain.queue) == (None, b"t2", None)  # the default queue's topic
 
 
 def test_cancel_and_reject_replies() -> None:

@@ -168,3 +168,14 @@ def test_chaos_judge_tells_a_completed_run_repeated_from_a_cut_off_run_and_a_ret
     report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
                    ended=ended, stored={("slow-store", 12, 1)})
     assert report.run_twice_after_completion == 1
+
+
+def test_submit_takes_a_result_ttl_and_settings_keep_a_day_and_a_week_by_default() -> None:
+    from yadtq.cli.parser import build_parser
+    args = build_parser().parse_args(["submit", "add", "1", "2", "--result-ttl", "3600"])
+    assert args.task_result_ttl == 3600.0
+    s = Settings()
+    assert (s.result_ttl, s.failed_ttl) == (86_400.0, 7 * 86_400.0)
+    assert Settings.from_env({"YADTQ_FAILED_TTL": "0"}).failed_ttl == 0.0  # 0: forever
+    with pytest.raises(ConfigError):
+        Settings(failed_ttl=-1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import yadtq.worker
 from yadtq.config import Settings
 from yadtq.logs import EventLog
 from yadtq.store.claims import DueRetry, Run
+from yadtq.store.retention import Swept
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry
 from yadtq.worker.context import WorkerContext
@@ -25,6 +26,7 @@ from yadtq.worker.jobs import ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FOREIGN, QUARANTINED, REJECTED, SKIPPED, Hooks, Middleware
 from yadtq.worker.policies import DeadLetters, Events, ParkedRetries, Retries, builtin_policies
 from yadtq.worker.records import Record, Rejected, TaskWork
+from yadtq.worker.retention import RetentionSweep
 from yadtq.worker.tracker import Entry
 
 WORKER_PACKAGE = Path(yadtq.worker.__file__).parent
@@ -36,6 +38,8 @@ class FakeStore:
         self.letters: list[dict[str, Any]] = []
         self.due = list(due)
         self.untaken: list[DueRetry] = []
+        self.announced: list[dict[str, float | None]] = []
+        self.sweeps = 0
 
     def add_dead_letter(self, record: dict[str, Any]) -> None:
         self.letters.append(record)
@@ -45,6 +49,13 @@ class FakeStore:
 
     def untake_retries(self, taken: Sequence[DueRetry]) -> None:
         self.untaken.extend(taken)
+
+    def announce_task_ttls(self, ttls: Mapping[str, float | None]) -> None:
+        self.announced.append(dict(ttls))
+
+    def sweep_retention(self) -> Swept | None:
+        self.sweeps += 1
+        return None
 
 
 class FakePublisher:
@@ -199,7 +210,24 @@ def test_a_failing_hook_is_skipped_and_the_others_still_run() -> None:
 def test_the_built_in_policies_come_first_in_their_order() -> None:
     assert [type(m).__name__ for m in builtin_policies()] == [
         "RetryRules", "Retries", "Events", "DeadLetters", "TimeLimits", "ParkedRetries", "Schedules", "DueTasks",
-        "Tracing"]  # last, so it sees the outcome the others judged; only with opentelemetry installed
+        # Tracing last, so it sees the outcome the others judged; only with opentelemetry installed
+        "RetentionSweep", "Tracing"]
+
+
+def test_the_retention_sweep_announces_the_tasks_ttls_and_offers_to_sweep_once_a_second() -> None:
+    reg = Registry()
+    reg.task("kept", result_ttl=30)(lambda: None)
+    reg.task("plain")(lambda: None)
+    store = FakeStore()
+    ctx, _ = context(store)
+    sweep = RetentionSweep.of(reg)
+    for _ in range(50):  # many turns of the loop within a second
+        sweep.on_tick(ctx)
+    assert store.announced == [{"kept": 30, "plain": None}] and store.sweeps == 1
+    store.available = False  # Redis away: nothing is tried
+    sweep._offered = -1e9
+    sweep.on_tick(ctx)
+    assert store.sweeps == 1
 
 
 def test_the_crash_injector_is_a_plugin_that_sees_only_the_context() -> None:

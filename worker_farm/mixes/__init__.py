@@ -8,6 +8,7 @@ from __future__ import annotations
 from worker_farm.chaos_mix import ChaosMix
 from worker_farm.mixes.cancels import CancelsMix
 from worker_farm.mixes.delayed import DelayedMix
+from worker_farm.mixes.keys import KeysMix
 from worker_farm.mixes.limits import LimitsMix
 from worker_farm.mixes.live import LiveMix
 from worker_farm.mixes.periodic import PeriodicMix
@@ -20,6 +21,7 @@ def all_mixes() -> list[ChaosMix]:
     """A fresh instance of every mix (each keeps the ids it submitted)."""
     mixes: list[ChaosMix] = [
         RetriesMix(),
+        KeysMix(),
         DelayedMix(),
         LimitsMix(),
         PeriodicMix(),

@@ -243,7 +243,7 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
 def _message(q: YADTQ, body: m.SubmitRequest) -> TaskMessage:
     options: dict[str, Any] = {"tries": body.tries, "time_limit": body.time_limit, "task_id": body.task_id,
                                "unchecked": body.unchecked, "countdown": body.countdown, "eta": body.eta,
-                               "expires": body.expires, "queue": body.queue}
+                               "expires": body.expires, "result_ttl": body.result_ttl, "queue": body.queue}
     key = getattr(body, "key", None)
     if key is not None:
         options["key"] = key

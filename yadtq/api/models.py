@@ -63,6 +63,9 @@ class SubmitRequest(BaseModel):
                                      description="seconds one attempt may run")
     task_id: str | None = Field(default=None, min_length=1, max_length=200,
                                 description="your own id (default: a new uuid4); resubmitting an id is idempotent")
+    result_ttl: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
+                                     description="seconds its finished record is kept (0: forever; default: "
+                                                 "the task's own, else the server's YADTQ_RESULT_TTL)")
     unchecked: bool = Field(default=False, strict=True,
                             description="send it without checking it against the tasks live workers serve "
                                         "(for a task only a future worker will know)")
@@ -132,6 +135,7 @@ class TaskOut(BaseModel):
     tries: int | None = None
     worker: str | None = None
     partition: int | None = None
+    key: str | None = Field(default=None, description="ordering key (every publish of the task goes with it)")
     queue: str = "default"
     submitted: float | None = None
     started: float | None = None
@@ -148,7 +152,7 @@ class TaskOut(BaseModel):
         wait = rec.started - rec.submitted if rec.started and rec.submitted else None
         return cls(task_id=rec.task_id, task=rec.task, status=rec.status, args=list(rec.args),
                    kwargs=dict(rec.kwargs), result=rec.result, error=rec.error, attempts=rec.attempts,
-                   tries=rec.tries, worker=rec.worker, partition=rec.partition, queue=rec.queue,
+                   tries=rec.tries, worker=rec.worker, partition=rec.partition, key=rec.key, queue=rec.queue,
                    submitted=rec.submitted,
                    started=rec.started, finished=rec.finished, run_time=run, queue_wait=wait, done=rec.done,
                    progress=rec.progress, progress_message=rec.progress_message)

@@ -60,6 +60,8 @@ def record_details(rec: TaskRecord, history: Iterable[tuple[float, str]], now: f
     now = time.time() if now is None else now
     call = ", ".join([*map(json.dumps, rec.args), *(f"{k}={json.dumps(v)}" for k, v in rec.kwargs.items())])
     lines = [f"  call       {rec.task}({call})"]
+    if rec.key:
+        lines.append(f"  key        {rec.key}")
     requeued = rec.first_submitted is not None and rec.first_submitted != rec.submitted
     if requeued:  # waits count from the latest publish, not from the first submission
         lines += [f"  submitted  {when(rec.first_submitted, now)}", f"  requeued   {when(rec.submitted, now)}"]

@@ -289,7 +289,7 @@ def cmd_submit(args: argparse.Namespace, s: Settings) -> int:
             tid = q.submit(args.task, [_value(a) for a in args.args], tries=args.task_tries,
                            time_limit=args.task_time_limit, key=args.key, unchecked=args.unchecked,
                            countdown=args.countdown, eta=_when(args.eta), expires=_when(args.expires),
-                           queue=args.queue)
+                           result_ttl=args.task_result_ttl, queue=args.queue)
         except SubmissionRefused as exc:
             print(f"yadtq: error: {exc}; nothing sent (--unchecked sends it anyway)", file=sys.stderr)
             return RET_USAGE

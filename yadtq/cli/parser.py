@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", metavar="S|TIME",
                    help="not started within S seconds (or by TIME), it ends `expired` and never runs, "
                         "e.g. --expires 300")
+    p.add_argument("--result-ttl", dest="task_result_ttl", type=float, metavar="S",
+                   help="keep its finished record S seconds (0: forever), e.g. --result-ttl 3600 "
+                        "(default: the task's own, else YADTQ_RESULT_TTL)")
     p.add_argument("--tasks", action="append", default=[], metavar="MODULE",
                    help="also accept the task names of MODULE, e.g. --tasks mypkg.mytasks")
     p.add_argument("--unchecked", "--any-task", dest="unchecked", action="store_true",

@@ -79,7 +79,7 @@ class AsyncPublisher:
         for m in messages:
             partition = (key_partition(m.key, self._partitions) if m.key is not None
                          else self._partitions[next(self._next) % len(self._partitions)])
-            sent = producer.send(self.settings.topic, key=(m.key or m.task_id).encode(), value=m.encode(),
+            sent = producer.send(self.settings.topic, key=m.record_key, value=m.encode(),
                                  partition=partition, headers=headers or None)
             ack: asyncio.Future[Any] = loop.create_future()
             sent.add_callback(_settle, loop, ack, None)

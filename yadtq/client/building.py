@@ -16,7 +16,7 @@ from yadtq.task.timing import NO_TIMING, Timing
 # (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
 TaskSpec = Any
 # Options a dict spec (and a tuple spec's fourth item) may carry beside task, args and kwargs.
-SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires", "queue")
+SPEC_OPTIONS = ("tries", "time_limit", "key", "countdown", "eta", "expires", "result_ttl", "queue")
 
 
 def validate_call(task: str, args: Sequence[Any], tries: int | None, key: str | None) -> None:
@@ -33,11 +33,12 @@ def validate_call(task: str, args: Sequence[Any], tries: int | None, key: str | 
 
 def make_message(settings: Settings, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, *,
                  tries: int | None, time_limit: float | None, task_id: str | None, key: str | None,
-                 timing: Timing = NO_TIMING, queue: str | None = None) -> TaskMessage:
+                 timing: Timing = NO_TIMING, result_ttl: float | None = None,
+                 queue: str | None = None) -> TaskMessage:
     """The message of a validated call (`queue`: its named queue, None for the default one); raises
     `MessageError` when it is over the size limit."""
     m = TaskMessage(task_id or new_task_id(), task, tuple(args), dict(kwargs or {}),
-                    tries or settings.tries, time.time(), time_limit, key, timing, queue)
+                    tries or settings.tries, time.time(), time_limit, key, timing, queue, result_ttl)
     size = len(m.encode())
     if size > settings.max_message_bytes:
         raise MessageError(f"task message of {size} bytes exceeds the limit of "

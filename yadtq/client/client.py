@@ -40,6 +40,7 @@ from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
+from yadtq.store.retention import check_result_ttl
 from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
 from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
@@ -140,7 +141,7 @@ class YADTQ:
                 tries: int | None = None, time_limit: float | None = None,
                 task_id: str | None = None, key: str | None = None, unchecked: bool = False,
                 countdown: float | None = None, eta: When | None = None, expires: When | None = None,
-                queue: str | None = None) -> TaskMessage:
+                result_ttl: float | None = None, queue: str | None = None) -> TaskMessage:
         """Builds a validated message (raises `MessageError` for a bad one).
 
         `countdown` (seconds) or `eta` (datetime or epoch seconds) delays it: it is `scheduled`
@@ -152,17 +153,19 @@ class YADTQ:
         (`SubmissionRefused`: unknown task, or arguments that fit no announced signature).
         """
         validate_call(task, args, tries, key)
+        check_result_ttl(result_ttl)
         if not unchecked:
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
                             task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id),
-                            queue=self.queue_of(task, queue))
+                            result_ttl=result_ttl, queue=self.queue_of(task, queue))
 
     def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                **options: Any) -> str:
         """Records the task as queued, publishes it, waits for the broker's ack; returns its id.
 
-        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires (see `message`);
+        Options: tries, time_limit, task_id, key, unchecked, countdown, eta, expires, result_ttl, queue
+        (see `message`);
         a delayed task is recorded `scheduled` and published when due (no broker needed now).
         `link=add.s(10)` runs a callback with its result first, `link_error=sig` one with its id
         and error first, if it fails (see yadtq.client.workflows)."""
@@ -214,7 +217,7 @@ class YADTQ:
                 parts = self._partitions_of(topic)
                 partition = (key_partition(m.key, parts) if m.key is not None
                              else parts[next(self._next) % len(parts)])
-                futures.append(producer.send(topic, key=(m.key or m.task_id).encode(),
+                futures.append(producer.send(topic, key=m.record_key,
                                              value=m.encode(), partition=partition, headers=trace))
             if wait:
                 deadline = time.monotonic() + self.settings.publish_timeout

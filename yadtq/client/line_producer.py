@@ -55,7 +55,7 @@ def parse_line(line: str, q: YADTQ) -> TaskMessage | str | None:
         body.setdefault("task-id", str(uuid.uuid4()))
         m = task_from_dict(body)
         checked = q.message(m.task, m.args, m.kwargs, tries=m.tries, time_limit=m.time_limit, task_id=m.task_id,
-                            queue=m.queue)
+                            key=m.key, queue=m.queue)
         return replace(checked, timing=m.timing)  # "countdown", "eta", "expires" as read
     try:
         words = shlex.split(text)

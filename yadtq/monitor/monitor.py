@@ -47,13 +47,13 @@ from yadtq.monitor.recovery import Recovery
 from yadtq.redaction import redact_url
 from yadtq.store.connection import REDIS_UNAVAILABLE
 from yadtq.store.live_state import ALIVE, DEAD, LEFT
+from yadtq.store.retention import Retention
 from yadtq.store.schedules import ScheduleStore
 from yadtq.task.messages import Heartbeat, TaskMessage
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PRUNE_EVERY = 60.0
 # Heartbeats held while Redis is down (the newest kept): a few minutes of a large farm.
 PENDING_CAP = 20_000
 PROBE_MAX = 5.0
@@ -76,7 +76,6 @@ class Monitor:
         self.started_at = time.time()
         self._stop = threading.Event()
         self._next_sample = 0.0
-        self._next_prune = 0.0
         self._pending: list[Beat] = []
         self._offset: int | None = None  # next heartbeat offset to store once the beats are stored
         self._live_from = 0  # heartbeat offsets below this were sent before the monitor started
@@ -98,6 +97,7 @@ class Monitor:
         self.client = YADTQ(s.replace(publish_timeout=min(s.publish_timeout, 2 * s.connect_timeout)),
                             create_topic=False)
         self.backend = self.client.backend
+        self.retention = Retention(self.client.redis, s)
         self.live = self.client.live
         self.recovery = Recovery(self.client, self.events)
         # Periodic tasks: the monitor fires due slots too (beside every worker; each slot fires once).
@@ -211,9 +211,7 @@ class Monitor:
             self.recovery.tick(now)
             if now >= self._next_schedule:
                 self._next_schedule = now + self.scheduler.tick()
-        if self.settings.result_ttl and now >= self._next_prune:
-            self.backend.prune_finished(now - self.settings.result_ttl)
-            self._next_prune = now + PRUNE_EVERY
+        self.retention.sweep_if_due(budget=0.5)  # finished records whose time is up, with their index entries
         completed = self.live.end_completed_at(self.settings.topic)
         if completed and completed > self.started_at:
             log.info("end of run: stopping the monitor")

@@ -143,7 +143,7 @@ class Recovery:
             chunk = ids[start:start + BATCH]
             records = [r for r in self.backend.get_many(chunk) if r.status == Status.QUEUED]
             try:
-                self.client.send_again([r.message() for r in records])  # each to its own queue
+                self.client.send_again([r.message() for r in records])  # each to its own queue and key
             except (BrokerUnavailable, KafkaError) as exc:
                 log.warning("could not publish %d task(s) again (%s); retrying", len(ids) - len(sent), exc)
                 self._unsent.update(ids[start:])

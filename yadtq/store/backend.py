@@ -31,7 +31,7 @@ from yadtq.store.script_calls import (
 )
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
-from yadtq.task.status import FINAL, FINAL_IN_ORDER, STATUSES, Status
+from yadtq.task.status import FINAL, STATUSES, Status
 
 # connect_redis lives in yadtq.store.connection; callers that import it from here keep working.
 __all__ = ["WITHDRAWN_TTL", "Backend", "TaskNotCancellable", "TaskRecord", "connect_redis"]
@@ -61,6 +61,8 @@ class TaskRecord:
     queue: str = DEFAULT_QUEUE  # the named queue (its topic) the task is published to
     # `submitted` is the latest (re)publish (a requeue moves it); this is the first, once requeued.
     first_submitted: float | None = None
+    # The ordering key: every publish of the task, the first and any later one, goes with it.
+    key: str | None = None
     # What the task last reported of its current (or last) run: a fraction 0..1 and a message.
     progress: float | None = None
     progress_message: str | None = None
@@ -77,10 +79,19 @@ class TaskRecord:
             "result": self.result, "error": self.error, "attempts": self.attempts,
             "tries": self.tries, "worker": self.worker, "args": self.args, "kwargs": self.kwargs,
             "submitted": self.submitted, "started": self.started, "finished": self.finished,
+            "key": self.key,
             "queue": self.queue,
             "progress": self.progress, "progress_message": self.progress_message,
             **{k: v for k, v in (("eta", self.eta), ("expires", self.expires)) if v is not None},
         }
+
+    def message(self) -> TaskMessage:
+        """The message that publishes this task again (a requeue, a lost message): the one place a
+        record becomes a message, so every path that publishes again keeps the task's ordering key
+        and its queue."""
+        return TaskMessage(self.task_id, self.task, tuple(self.args), self.kwargs, self.tries, self.submitted,
+                           self.time_limit, self.key,
+                           queue=None if self.queue == DEFAULT_QUEUE else self.queue)
 
     @classmethod
     def from_hash(cls, task_id: str, h: dict[str, str]) -> TaskRecord:
@@ -93,15 +104,12 @@ class TaskRecord:
             submitted=_num(h.get("submitted"), float), started=_num(h.get("started"), float),
             finished=_num(h.get("finished"), float), time_limit=_num(h.get("time_limit"), float),
             partition=_num(h.get("partition"), int), first_submitted=_num(h.get("first_submitted"), float),
+            key=h.get("key") or None,
             queue=h.get("queue") or DEFAULT_QUEUE,
             progress=_num(h.get("progress"), float), progress_message=h.get("progress_message") or None,
             eta=_num(h.get("eta"), float), expires=_num(h.get("expires"), float),
         )
 
-    def message(self) -> TaskMessage:
-        """The message that publishes this task again (to its own queue)."""
-        return TaskMessage(self.task_id, self.task, tuple(self.args), self.kwargs, self.tries, self.submitted,
-                           self.time_limit, queue=None if self.queue == DEFAULT_QUEUE else self.queue)
 
 
 def _num(raw: str | None, kind: type) -> Any:
@@ -307,10 +315,3 @@ class Backend:
             pipe.zrem(self.keys.status(status), *ids)
             pipe.execute()
         return len(ids)
-
-    def prune_finished(self, older_than: float) -> int:
-        """Drops index entries of finished tasks whose records expired (result TTL)."""
-        removed = 0
-        for s in FINAL_IN_ORDER:
-            removed += self.r.zremrangebyscore(self.keys.status(s), "-inf", older_than)
-        return removed

@@ -106,6 +106,7 @@ class ClaimPipeline:
         """
         s = self.settings
         keys = list(self._fixed)
+        # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
         args: list[Any] = [self.worker, self.incarnation, s.lease, int(s.result_ttl), len(outcomes), s.max_lost_runs]
         for o in outcomes:
             keys += [self.keys.task(o.task_id), self.keys.events(o.task_id)]

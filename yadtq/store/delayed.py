@@ -79,7 +79,7 @@ class DelayedTasks:
         k = self.keys
         got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED), k.status(Status.QUEUED),
                                k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
-                         args=[hold, int(self.settings.result_ttl), lead, *ids])
+                         args=[hold, 0, lead, *ids])  # ARGV[2] unused: the retention sweep removes records
         return DueTask.decode_all(got)
 
     def confirm(self, taken: Sequence[DueTask]) -> None:

@@ -132,3 +132,24 @@ class Keys:
     def schedules(self) -> str:
         """Sorted set: schedule name -> Redis time a scheduler should look at it next."""
         return f"{self.prefix}schedules"
+
+    # -- retention (yadtq.store.retention) --------------------------------
+    @property
+    def expiry(self) -> str:
+        """Sorted set: task id -> Redis time its finished record goes (with its index entries)."""
+        return f"{self.prefix}retention:expiry"
+
+    @property
+    def retention_cursor(self) -> str:
+        """Hash: final status -> the score of its index up to which finished tasks got an expiry."""
+        return f"{self.prefix}retention:cursor"
+
+    @property
+    def task_ttls(self) -> str:
+        """Hash: task name -> its `@task(result_ttl=...)`, as the workers serving it announce."""
+        return f"{self.prefix}retention:task_ttl"
+
+    @property
+    def retention_lock(self) -> str:
+        """String with a TTL: a sweep ran lately; the next one waits for it to lapse (one farm-wide timer)."""
+        return f"{self.prefix}retention:lock"

@@ -50,7 +50,7 @@ class SubmitReply(NamedTuple):
 
 
 class RequeueReply(NamedTuple):
-    """requeue.lua: {'ok', task, args, kwargs, tries, time_limit, queue} | {'missing'} | {'moved', status}
+    """requeue.lua: {'ok', task, args, kwargs, tries, time_limit, key, queue} | {'missing'} | {'moved', status}
     | {'running'} | {status} (a status that refuses a requeue: success)."""
 
     outcome: Literal["ok", "missing", "moved", "running", "refused"]
@@ -61,11 +61,11 @@ class RequeueReply(NamedTuple):
     def decode(cls, raw: Any, task_id: str) -> RequeueReply:
         kind = str(raw[0])
         if kind == "ok":
-            _, name, args, kwargs, tries, limit, *rest = raw
+            _, name, args, kwargs, tries, limit, key, *rest = raw
             queue = str(rest[0]) if rest and rest[0] else None
             return cls("ok", message=TaskMessage(
                 task_id, name, tuple(json_field(args, [])), json_field(kwargs, {}), int(tries) if tries else None,
-                time.time(), float(limit) if limit else None, queue=queue))
+                time.time(), float(limit) if limit else None, str(key) if key else None, queue=queue))
         if kind == "missing":
             return cls("missing")
         if kind == "moved":

@@ -35,7 +35,8 @@ def submit_call(keys: Keys, m: TaskMessage, default_tries: int, token: str) -> C
     return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch,
              keys.scheduled, keys.status(Status.SCHEDULED), keys.queue_index(m.queue or DEFAULT_QUEUE)],
             [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-             m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.queue or ""])
+             m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.key or "",
+             "" if m.result_ttl is None else m.result_ttl, m.queue or ""])
 
 
 def submit_verdict(m: TaskMessage, raw: Any) -> str:

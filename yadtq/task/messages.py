@@ -71,6 +71,14 @@ class TaskMessage:
     timing: Timing = NO_TIMING
     # Named queue (its own topic); None: the default queue.
     queue: str | None = None
+    # Seconds the finished record is kept (this submit's choice; None: the task's or the farm's).
+    # Kept in the record the client writes before publishing, not sent on the wire.
+    result_ttl: float | None = None
+
+    @property
+    def record_key(self) -> bytes:
+        """The Kafka record key: the ordering key, else the task id."""
+        return (self.key or self.task_id).encode()
 
     def encode(self) -> bytes:
         return self._encoded

@@ -5,7 +5,7 @@
     @task                       # registered as "resize"
     def resize(path: str, width: int) -> str: ...
 
-    @task("sum", tries=5, time_limit=30)
+    @task("sum", tries=5, time_limit=30, result_ttl=3600)
     def total(*xs: float) -> float: ...
 
     @task(retry_on=(TimeoutError, ConnectionError))   # retry only these; others fail at once
@@ -69,6 +69,7 @@ class Task:
     retry_on: tuple[type[BaseException], ...] = ()
     fail_on: tuple[type[BaseException], ...] = ()
     queue: str | None = None  # named queue its submits go to (None: the default queue)
+    result_ttl: float | None = None  # seconds its finished records are kept (None: the farm's YADTQ_RESULT_TTL)
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `TaskArgumentError` when the call does not fit the function."""
@@ -134,7 +135,8 @@ class Registry:
     def task(self, name: str | Callable[..., Any] | None = None, *, tries: int | None = None,
              time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
              key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
-             fail_on: ExceptionTypes | None = None, queue: str | None = None) -> Any:
+             fail_on: ExceptionTypes | None = None, queue: str | None = None,
+             result_ttl: float | None = None) -> Any:
         """Decorator: `@registry.task`, `@registry.task("name", tries=5, time_limit=10)`;
         a named queue: `queue="email"`; limits: `rate_limit="100/s"`, `max_concurrency=3`,
         `key_concurrency=2` (yadtq.task.limits);
@@ -145,13 +147,14 @@ class Registry:
         def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
             return self.register(fn, name, tries=tries, time_limit=time_limit, rate_limit=rate_limit,
                                  max_concurrency=max_concurrency, key_concurrency=key_concurrency,
-                                 retry_on=retry_on, fail_on=fail_on, queue=queue)
+                                 retry_on=retry_on, fail_on=fail_on, queue=queue, result_ttl=result_ttl)
         return decorate
 
     def register(self, fn: Callable[..., Any], name: str | None = None, *, tries: int | None = None,
                  time_limit: float | None = None, rate_limit: str | None = None, max_concurrency: int | None = None,
                  key_concurrency: int | None = None, retry_on: ExceptionTypes | None = None,
-                 fail_on: ExceptionTypes | None = None, queue: str | None = None) -> Callable[..., Any]:
+                 fail_on: ExceptionTypes | None = None, queue: str | None = None,
+                 result_ttl: float | None = None) -> Callable[..., Any]:
         task_name = name or fn.__name__
         try:
             limits = Limits(rate_limit, max_concurrency, key_concurrency)
@@ -163,12 +166,15 @@ class Registry:
             raise ConfigError(f"task {task_name!r}: time_limit must be positive")
         if queue is not None:
             check_queue_name(queue)
+        if result_ttl is not None and not 0 <= result_ttl < float("inf"):
+            raise ConfigError(f"task {task_name!r}: result_ttl must be seconds >= 0 (0 keeps its results forever)")
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn:
             raise ConfigError(f"task {task_name!r} is registered twice")
         self._tasks[task_name] = Task(task_name, fn, tries, time_limit, inspect.signature(fn), limits,
                                       _exception_types(task_name, "retry_on", retry_on),
-                                      _exception_types(task_name, "fail_on", fail_on), queue)
+                                      _exception_types(task_name, "fail_on", fail_on), queue,
+                                      result_ttl=result_ttl)
         attach_signatures(fn, task_name)  # add.s(1, 2), add.si(1, 2): see yadtq.task.canvas
         return fn
 

@@ -9,7 +9,7 @@ state, and the loop can change without breaking one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from yadtq.logs import EventLog
 from yadtq.store.claims import ClaimPipeline, DueRetry
 from yadtq.store.delayed import DelayedTasks, DueTask
 from yadtq.store.live_state import LiveState
+from yadtq.store.retention import Retention, Swept
 from yadtq.worker.outages import RedisOutages
 
 
@@ -38,6 +39,8 @@ class PolicyStore(Protocol):
     def add_dead_letter(self, record: dict[str, Any]) -> None: ...
     def take_due_retries(self) -> list[DueRetry]: ...
     def untake_retries(self, taken: Sequence[DueRetry]) -> None: ...
+    def announce_task_ttls(self, ttls: Mapping[str, float | None]) -> None: ...
+    def sweep_retention(self) -> Swept | None: ...
     def take_scheduled(self, limit: int) -> list[DueTask]: ...
     def confirm_scheduled(self, taken: Sequence[DueTask]) -> None: ...
 
@@ -62,6 +65,7 @@ class GuardedStore:
         self.live = live
         self.claims = claims
         self.outages = outages
+        self.retention = Retention(live.r, live.settings)
         self.delayed = DelayedTasks(claims.r, claims.settings)
 
     @property
@@ -77,6 +81,12 @@ class GuardedStore:
 
     def untake_retries(self, taken: Sequence[DueRetry]) -> None:
         self.outages.call(lambda: self.claims.untake(taken), None)
+
+    def announce_task_ttls(self, ttls: Mapping[str, float | None]) -> None:
+        self.outages.call(lambda: self.retention.announce_task_ttls(ttls), None)
+
+    def sweep_retention(self) -> Swept | None:
+        return self.outages.call(self.retention.sweep_if_due, None)
 
     def take_scheduled(self, limit: int) -> list[DueTask]:
         nothing: list[DueTask] = []

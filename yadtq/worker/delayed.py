@@ -48,7 +48,7 @@ class DueTasks(Middleware):
         try:
             for due in taken:
                 m = due.message
-                ctx.publisher.publish(ctx.settings.topic_for(m.queue), (m.key or m.task_id).encode(), m.encode())
+                ctx.publisher.publish(ctx.settings.topic_for(m.queue), m.record_key, m.encode())
         except Exception as exc:  # taken and re-armed: published again after the hold
             log.warning("due delayed tasks not published yet: %s", exc)
             return False

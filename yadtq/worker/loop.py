@@ -74,7 +74,7 @@ class Worker:
         self.standby = standby
         self.incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
         self.events = events or EventLog(settings, f"worker-{name}")
-        self.middleware: list[Middleware] = [*builtin_policies(), *middleware]
+        self.middleware: list[Middleware] = [*builtin_policies(registry), *middleware]
         self.tracker = PartitionTracker(settings.max_buffered, partition_order(settings))
         self.started_at = time.time()
         self._source = source

@@ -15,12 +15,14 @@ from typing import Any
 
 from yadtq.store.workflows import is_workflow_id
 from yadtq.task.queues import parse_queues
+from yadtq.task.registry import Registry
 from yadtq.task.status import Status
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.delayed import DueTasks
 from yadtq.worker.jobs import CANCELLED, ERROR, FAILED, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.middleware import FENCED, FOREIGN, QUARANTINED, REJECTED, Middleware
 from yadtq.worker.records import Rejected, TaskWork
+from yadtq.worker.retention import RetentionSweep
 from yadtq.worker.retry_rules import RetryRules
 from yadtq.worker.scheduling import Schedules
 from yadtq.worker.tracing import tracing_policies
@@ -197,7 +199,7 @@ class ParkedRetries(Middleware):
         try:
             for due in taken:
                 m = due.message
-                ctx.publisher.publish(ctx.settings.topic_for(m.queue), (m.key or m.task_id).encode(), m.encode())
+                ctx.publisher.publish(ctx.settings.topic_for(m.queue), m.record_key, m.encode())
         except Exception as exc:  # they stay parked, re-armed: published again later
             log.warning("parked retries not published yet: %s", exc)
             return
@@ -206,7 +208,8 @@ class ParkedRetries(Middleware):
             ctx.events.emit("tasks_republished", worker=ctx.name, count=len(taken), reason="retry due")
 
 
-def builtin_policies() -> list[Middleware]:
-    """The policies every worker runs, in this order, before any middleware given to it."""
+def builtin_policies(registry: Registry | None = None) -> list[Middleware]:
+    """The policies every worker runs, in this order, before any middleware given to it (the retention
+    sweep with the tasks' own `result_ttl` of `registry`)."""
     return [RetryRules(), Retries(), Events(), DeadLetters(), TimeLimits(), ParkedRetries(), Schedules(), DueTasks(),
-            *tracing_policies()]
+            RetentionSweep.of(registry or Registry()), *tracing_policies()]

@@ -75,5 +75,5 @@ def _publish(ctx: WorkerContext, messages: Sequence[TaskMessage]) -> bool:
     for m in messages:
         # A periodic task goes to the queue its @task(queue=...) names.
         queue = registry.get(m.task).queue if m.task in registry else None
-        ctx.publisher.publish(ctx.settings.topic_for(queue), (m.key or m.task_id).encode(), m.encode())
+        ctx.publisher.publish(ctx.settings.topic_for(queue), m.record_key, m.encode())
     return ctx.publisher.flush()

@@ -8,7 +8,7 @@
 -- KEYS[1] task hash, KEYS[2] status:queued index, KEYS[3] status:cancelled index, KEYS[4] the task's events list
 -- KEYS[5] status:scheduled index, KEYS[6] scheduled (due set): a delayed task is cancelled before it is published
 -- KEYS[7] status:processing index, KEYS[8] the command list of the worker the caller read in the record
--- ARGV[1] result TTL in seconds (0: keep), ARGV[2] who cancelled (for the history), ARGV[3] the task id,
+-- ARGV[1] result TTL: a workflow's state only (the task record leaves by the retention sweep), ARGV[2] who cancelled (for the history), ARGV[3] the task id,
 -- ARGV[4] the worker the caller read in the record ('' if none)
 -- Returns {'ok', time} | {'missing'} | {'moved'} (running on another worker than read: read again) | {status}
 --! include workflow
@@ -41,11 +41,7 @@ redis.call('HDEL', KEYS[1], 'lease')
 redis.call('ZADD', KEYS[3], now, ARGV[3])
 redis.call('RPUSH', KEYS[4], tostring(now) .. ' ' .. note)
 redis.call('LTRIM', KEYS[4], -50, -1)
-local ttl = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[1])  -- a workflow's state only: the task record leaves by the retention sweep
 wf_task_ended(wf_prefix(KEYS[2]), now, ttl, KEYS[1], 'failed', 'null', note)
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[4], ttl)
-end
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'cancelled')  -- see step.lua's announce
 return {'ok', tostring(now)}

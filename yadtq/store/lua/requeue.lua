@@ -1,6 +1,7 @@
 -- Puts a task back to `queued` and returns its fields so the caller can publish it again.
 -- Accepted: failed, queued (its message lost), and processing whose lease has lapsed (its
 -- worker is gone: the fence moves on, so a late completion of the old run is discarded).
+-- The reply carries the stored ordering key, so the task goes back to its key's partition and order.
 -- Refused: success, and processing under a live lease (returns {status}).
 -- KEYS[1] task:<id>  KEYS[2] events:<id>  KEYS[3] status:<current>  KEYS[4] status:queued
 -- KEYS[5] queue:<name> (the index of the queue the caller read)
@@ -34,6 +35,8 @@ redis.call('ZADD', KEYS[5], now, ARGV[1])
 local how = ARGV[3] == 'fresh' and 'requeued' or 'requeued after its run was cut off'
 redis.call('RPUSH', KEYS[2], now .. ' ' .. how .. ' (was ' .. st .. ')')
 redis.call('LTRIM', KEYS[2], -50, -1)
+-- No longer finished: the retention sweep must not delete it (store/retention.py).
+redis.call('HDEL', KEYS[1], 'expires_at')
 wf_task_requeued(wf_prefix(KEYS[4]), KEYS[1])
 redis.call('PUBLISH', KEYS[1] .. ':changes', 'queued')  -- see step.lua's announce
-return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'queue'))}
+return {'ok', unpack(redis.call('HMGET', KEYS[1], 'task', 'args', 'kwargs', 'tries', 'time_limit', 'key', 'queue'))}

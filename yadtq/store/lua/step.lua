@@ -11,7 +11,8 @@
 -- (a run counted against a max_concurrency notes its limit:running key in its record, field
 -- 'limit_key'; outcomes, renew.lua and release.lua take it from there)
 --
--- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl (0 keeps)
+-- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl: a workflow's state only
+--   (task records leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
@@ -52,7 +53,6 @@ local function announce(tk, what) redis.call('PUBLISH', tk .. ':changes', what) 
 local function event(ek, text)
   redis.call('RPUSH', ek, now .. ' ' .. text)
   redis.call('LTRIM', ek, -50, -1)
-  if ttl > 0 then redis.call('EXPIRE', ek, ttl) end
 end
 
 -- Rate and concurrency limits of a task name: `set:` (run time) over `code:` (decorator), per field;
@@ -122,7 +122,6 @@ for _ = 1, n_out do
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
       move(id, 'processing', 'success')
       redis.call('HINCRBY', KEYS[5], worker, 1)
-      if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       announce(tk, 'success')
     elseif outcome == 'retry' then
       redis.call('HSET', tk, 'status', 'queued', 'error', err)
@@ -139,7 +138,6 @@ for _ = 1, n_out do
       redis.call('HINCRBY', tk, 'failures', 1)
       move(id, 'processing', 'failed')
       redis.call('HINCRBY', KEYS[6], worker, 1)
-      if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
       announce(tk, 'failed')
     end
@@ -224,7 +222,6 @@ while a <= #ARGV do
       'error', 'expired: not started before ' .. rec[8])
     redis.call('HDEL', tk, 'lease', 'owner', 'due')
     move(id, st, 'expired')
-    if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
     event(ek, 'expired: not started before its expiry')
     announce(tk, 'expired')
     verdict = {'done', 'expired'}

@@ -5,7 +5,9 @@
 -- ARGV[1] id  ARGV[2] task name  ARGV[3] args (JSON)  ARGV[4] kwargs (JSON)  ARGV[5] tries
 -- ARGV[6] time limit ("" for none)  ARGV[7] digest of [task, args, kwargs]  ARGV[8] submit token
 -- ARGV[9] eta (epoch)  ARGV[10] countdown (s)  ARGV[11] expires at (epoch)  ARGV[12] expires in (s); "" unset
--- ARGV[13] queue name ("" for the default queue)
+-- ARGV[13] ordering key ("" for none: every later publish of the task uses the stored one)
+-- ARGV[14] result ttl of this submit in seconds ("" for the task's or the farm's; see store/retention.py)
+-- ARGV[15] queue name ("" for the default queue)
 -- Returns {'new', status} (status queued: publish it now; scheduled: the scheduler publishes it when due)
 --   | {'exists', status} | {'foreign', digest}: 'foreign' when the id is taken by a task with another body.
 -- Timestamps are Redis server time (one clock for every host).
@@ -26,7 +28,8 @@ if due and due > now then status = 'scheduled' end
 redis.call('HSET', KEYS[1], 'task', ARGV[2], 'args', ARGV[3], 'kwargs', ARGV[4], 'tries', ARGV[5],
   'time_limit', ARGV[6], 'digest', ARGV[7], 'submit_token', ARGV[8], 'submitted', now,
   'status', status, 'attempts', 0, 'failures', 0, 'fence', 0,
-  'epoch', redis.call('GET', KEYS[4]) or '', 'queue', ARGV[13])
+  'epoch', redis.call('GET', KEYS[4]) or '', 'key', ARGV[13], 'queue', ARGV[15])
+if ARGV[14] ~= '' then redis.call('HSET', KEYS[1], 'result_ttl', ARGV[14]) end
 if due then redis.call('HSET', KEYS[1], 'eta', tostring(due)) end
 if expires then redis.call('HSET', KEYS[1], 'expires', tostring(expires)) end
 if status == 'scheduled' then

@@ -7,14 +7,13 @@
 -- A task past its `expires` time ends `expired` here instead of being published.
 -- KEYS[1] scheduled (sorted set)  KEYS[2] broker:epoch  KEYS[3] status:scheduled  KEYS[4] status:queued
 -- KEYS[5] status:expired, then task:<id> per candidate.
--- ARGV[1] hold seconds, ARGV[2] result TTL (0 keeps), ARGV[3] lead seconds, then one task id per candidate
+-- ARGV[1] hold seconds, ARGV[2] unused (the retention sweep removes finished records), ARGV[3] lead seconds, then one task id per candidate
 -- (same order as KEYS[6..]).
 -- Returns per taken task: {id, armed_score, task, args, kwargs, tries, time_limit, submitted, key, eta, expires,
 --   queue}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local hold = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
 local lead = tonumber(ARGV[3])
 local out = {}
 local epoch = redis.call('GET', KEYS[2]) or ''
@@ -31,7 +30,6 @@ for i = 6, #KEYS do
       redis.call('ZREM', KEYS[3], id)
       redis.call('ZADD', KEYS[5], now, id)
       redis.call('ZREM', KEYS[1], id)
-      if ttl > 0 then redis.call('EXPIRE', tk, ttl) end
       redis.call('PUBLISH', tk .. ':changes', 'expired')  -- wakes a waiter (see step.lua's announce)
     elseif st == 'scheduled' or st == 'queued' then
       -- queued: taken before by a scheduler that did not confirm (it died, or the broker was away)
