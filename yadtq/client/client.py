@@ -29,6 +29,7 @@ from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
 from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.flow_controls import FlowControls
 from yadtq.client.workflows import Workflows
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, TaskFailed
@@ -36,17 +37,14 @@ from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import answers_ping, connect_redis
-from yadtq.store.limits import UNSET, LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.queue_stats import QueueDepth, QueueStats
 from yadtq.store.readiness import waiting_note
 from yadtq.store.retention import check_result_ttl
-from yadtq.store.schedules import ScheduleState, ScheduleStore
 from yadtq.store.worker_commands import send_command
 from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
 from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition
-from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.queues import check_queue_name
 from yadtq.task.registry import registry
 from yadtq.task.status import Status
@@ -57,7 +55,7 @@ from yadtq.task.trace_context import submit_span
 log = logging.getLogger(__name__)
 
 
-class YADTQ:
+class YADTQ(FlowControls):
     def __init__(self, settings: Settings, *, create_topic: bool = True) -> None:
         self.settings = settings
         self.redis = connect_redis(settings)
@@ -291,47 +289,7 @@ class YADTQ:
         """Per queue (the default one, and every one tasks were submitted to): tasks waiting,
         how long the oldest has waited, tasks finished per second over `window`, dead letters."""
         return self.queue_stats.all(window=window)
-    # -- periodic schedules (yadtq.store.schedules; every worker and the monitor fire them) ----------
-    def add_schedule(self, name: str, task: str, *, every: int | None = None, cron: str | None = None,
-                     args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, catch_up: str = "once",
-                     unchecked: bool = False) -> ScheduleState:
-        """Adds (or replaces, keeping its last run) schedule `name`: `task` every `every` seconds or at the
-        times of `cron` (UTC). Raises `ConfigError` for a bad schedule, `SubmissionRefused` for a call no
-        live worker would run (unless `unchecked`)."""
-        spec = ScheduleSpec(name, task, every, cron, tuple(args), dict(kwargs or {}), catch_up)
-        if not unchecked:
-            self.edge.check(task, spec.args, spec.kwargs)
-        store = ScheduleStore(self.redis, self.settings)
-        store.define(spec)
-        state = store.get(name)
-        assert state is not None
-        return state
-
-    def remove_schedule(self, name: str) -> bool:
-        """Removes schedule `name` (False: there was none); tasks it fired already are kept."""
-        return ScheduleStore(self.redis, self.settings).remove(name)
-
-    def schedules(self) -> list[ScheduleState]:
-        """Every schedule with its next and last run (Redis time), by name."""
-        return ScheduleStore(self.redis, self.settings).states()
-
     # -- workers and health ------------------------------------------------
-    def set_limit(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET,
-                  reset: bool = False) -> dict[str, Any]:
-        """Sets a task name's farm-wide limits at run time, over its decorator's: `rate_limit="10/s"`
-        (also /m, /h), `max_concurrency=3`; None means no limit; an argument not given stays as it is;
-        `reset=True` first drops every run-time limit (the decorator's apply again). Returns the task's
-        limits now (as `limits()` rows). Applies from the next claim on every worker."""
-        store = LimitStore(self.redis, self.settings)
-        if reset:
-            store.reset(task)
-        return store.set(task, rate_limit=rate_limit, max_concurrency=max_concurrency)
-
-    def limits(self) -> list[dict[str, Any]]:
-        """Every task name with limits: rate_limit, max_concurrency, key_concurrency, where each comes
-        from ("code": a worker's decorator; "set": at run time), and `running` (counted runs now)."""
-        return LimitStore(self.redis, self.settings).all()
-
     def command_worker(self, worker: str, command: str) -> None:
         """Queues pause, resume or stop for one worker (it takes it within about a second);
         raises ValueError for an unknown command."""

@@ -1,0 +1,168 @@
+"""The CLI's long-running commands: `run` (the Procfile), `services`, `wait`, `worker`, `monitor`
+and `api`. Each sets up logging for its process and runs until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from yadtq.cli.commands import command, cwd_importable
+from yadtq.config import Settings
+from yadtq.errors import RET_CONNECT, RET_ERROR, RET_OK, RET_USAGE
+from yadtq.logs import setup_logging
+
+
+@command
+def cmd_run(args: argparse.Namespace, s: Settings) -> int:
+    """What `make run` runs: the Procfile's processes, stopped in order (see yadtq/stack.py)."""
+    from yadtq.ops.procfile import Stack, install_signal_handlers, read_procfile
+    from yadtq.task.queues import parse_queues
+    procfile = Path(args.procfile).resolve()
+    entries = read_procfile(procfile)
+    env = dict(os.environ)
+    # The Procfile's `yadtq` and `python` are this installation's, with or without an activated venv.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    if args.queues:  # every worker the Procfile starts (the farm's) serves these queues
+        env["YADTQ_QUEUES"] = parse_queues(args.queues).describe()
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace)
+    install_signal_handlers(stack)
+    return stack.run()
+
+
+@command
+def cmd_services(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.ops.redis_ha import start_redis_ha
+    from yadtq.ops.services import Services
+    setup_logging(s, "services")
+    s = s.replace(broker=args.broker)
+    services = Services(s, nodes=args.nodes, redis_ha=start_redis_ha if args.redis_ha else None)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        services.start(say=lambda line: print(line, flush=True))
+        if not services.owns_any:
+            if not args.stay:
+                print("nothing to start; exiting", flush=True)
+                return RET_OK
+            # Under a process manager an exit would read as "the stack is over".
+            print("nothing to start: using the services above; staying up until stopped", flush=True)
+            while True:
+                time.sleep(3600)
+        print("services up; Ctrl+C stops what was started here", flush=True)
+        name = services.wait()
+        print(f"{name} exited unexpectedly", file=sys.stderr)
+        return RET_ERROR
+    except KeyboardInterrupt:
+        return RET_OK
+    finally:
+        services.stop()
+
+
+@command
+def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
+    """Used by the Procfile: processes start once the broker and Redis serve (Redis done loading its data)."""
+    from yadtq.ops.services import broker_address, broker_ready, redis_address
+    from yadtq.store.connection import redis_ready
+    probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
+    deadline = time.monotonic() + args.timeout
+    for what, (host, port), probe in probes:
+        said, said_at = "", time.monotonic()
+        while True:
+            ok, why = probe(s)
+            if ok:
+                break
+            now = time.monotonic()
+            if why.startswith("loading"):
+                deadline = max(deadline, now + args.timeout)  # it is making progress: keep waiting
+            if now > deadline:
+                print(f"yadtq: error: {what} at {host}:{port} did not serve within {args.timeout:g}s ({why})",
+                      file=sys.stderr)
+                return RET_CONNECT
+            if why != said and (why.startswith("loading") or now - said_at > 5):
+                print(f"yadtq wait: {what} at {host}:{port}: {why}", file=sys.stderr, flush=True)
+                said, said_at = why, now
+            time.sleep(0.2)
+    return RET_OK
+
+
+@command
+def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.store.connection import connect_redis
+    from yadtq.store.keys import Keys
+    from yadtq.store.served import announce, withdraw
+    from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
+    from yadtq.task.modules import load_task_modules
+    from yadtq.task.queues import parse_queues
+    from yadtq.task.registry import registry
+    from yadtq.task.signatures import specs_of
+    from yadtq.worker import Worker
+    parse_queues(s.queues)  # a bad --queues is a usage error before anything starts
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    setup_logging(s, f"worker-{name}", args.verbose)
+    cwd_importable()
+    load_task_modules(args.tasks)
+    middleware = []
+    if args.crash:
+        from yadtq.worker.crash import CrashInjector
+        middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
+    # The name is claimed before anything (event log included) is opened under it.
+    incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
+    client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
+    if not claim_worker_name(client, keys, name, incarnation, ttl):
+        holder = name_holder(client, keys, name)
+        who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \
+            if holder else ""
+        print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
+              "choose another --name, or stop that worker", file=sys.stderr)
+        client.close()
+        return RET_USAGE
+    worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
+    announce(client, keys, name, incarnation, specs_of(registry))  # what clients check submissions against
+
+    def lost(holder: NameHolder | None) -> None:
+        logging.getLogger("yadtq").error("worker name %s was taken over by %s; stopping", name,
+                                         holder.describe() if holder else "another worker")
+        worker.stop()
+
+    lease = NameLease(client, keys, name, incarnation, ttl, on_lost=lost)
+    try:
+        worker.connect()
+        lease.start()
+        worker.install_signal_handlers()
+        logging.getLogger("yadtq").info("worker %s serving %s (queues %s; tasks: %s)", name, s.topic,
+                                        parse_queues(s.queues).describe(), ", ".join(registry.names()))
+        worker.run()
+    finally:
+        withdraw(client, keys, name, incarnation)
+        lease.release()
+        client.close()
+    return RET_OK
+
+
+@command
+def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.monitor.monitor import Monitor
+    setup_logging(s, "monitor", args.verbose)
+    monitor = Monitor(s)
+    monitor.connect()
+    monitor.install_signal_handlers()
+    logging.getLogger("yadtq").info("monitor watching %s (dead after %gs)", s.heartbeat_topic, s.dead_after)
+    monitor.run()
+    return RET_OK
+
+
+@command
+def cmd_api(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.extras import needs_extra
+    with needs_extra("api", "yadtq api"):
+        from yadtq.api import serve
+    setup_logging(s, "api", args.verbose)
+    serve(s.replace(api_address=args.address), say=lambda line: print(line, flush=True))
+    return RET_OK
