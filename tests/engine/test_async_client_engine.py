@@ -57,11 +57,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def spans() -> Iterator[InMemorySpanExporter]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
-    trace.set_tracer_provider(provider)  # once per process; a later call is ignored with a warning
+    # The global provider can be set once per process: join the one an earlier test set, if any.
+    current = trace.get_tracer_provider()
+    provider = current if isinstance(current, TracerProvider) else TracerProvider()
+    processor = SimpleSpanProcessor(EXPORTER)
+    provider.add_span_processor(processor)
+    if provider is not current:
+        trace.set_tracer_provider(provider)
     yield EXPORTER
-    provider.shutdown()  # later tests in this process export nothing (no spans pile up)
+    processor.shutdown()  # later tests in this process export nothing here (no spans pile up)
     EXPORTER.clear()
 
 

@@ -38,7 +38,7 @@ def test_a_fastapi_handler_submits_and_awaits_the_result(settings: Settings, pro
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         trace.set_tracer_provider(TracerProvider())  # a real provider, so spans have ids to carry
 
-    async def scenario() -> tuple[list[dict[str, Any]], str, int]:
+    async def scenario() -> tuple[list[dict[str, Any]], str, int, str]:
         async with AsyncYADTQ(settings) as q:
             app.state.q = q
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
@@ -51,8 +51,10 @@ def test_a_fastapi_handler_submits_and_awaits_the_result(settings: Settings, pro
             with trace.get_tracer("test").start_as_current_span("request") as span:
                 traced = await q.submit("add", [1, 1])
             assert await q.result(traced, timeout=60) == 2
-            return [r.json() for r in replies], traced, span.get_span_context().trace_id
-    bodies, traced, trace_id = asyncio.run(scenario())
+            routed = await q.submit("add", [3, 4], queue="mixq", result_ttl=60)  # no worker serves it: stays
+            assert (await q.status(routed)).as_dict()["queue"] == "mixq"
+            return [r.json() for r in replies], traced, span.get_span_context().trace_id, routed
+    bodies, traced, trace_id, routed = asyncio.run(scenario())
     with YADTQ(settings) as q, trace.get_tracer("test").start_as_current_span("sync-request") as sync_span:
         traced_sync = q.submit("add", [2, 2])  # the blocking client carries the context the same way
     assert [b["result"] for b in bodies] == [100 + i for i in range(6)]
@@ -60,17 +62,21 @@ def test_a_fastapi_handler_submits_and_awaits_the_result(settings: Settings, pro
     # The traced submit's record carries the span's context through the broker (W3C traceparent).
     consumer = make_consumer(settings, None, consumer_timeout_ms=1000)
     try:
-        consumer.subscribe([settings.topic])
+        consumer.subscribe([settings.topic, settings.topic_for("mixq")])
         found: dict[bytes, dict[str, bytes]] = {}
+        topics: dict[bytes, str] = {}
 
         def read() -> bool:
             for batch in consumer.poll(timeout_ms=500).values():
                 found.update({rec.key: dict(rec.headers or ()) for rec in batch})
-            return traced.encode() in found and traced_sync.encode() in found
+                topics.update({rec.key: rec.topic for rec in batch})
+            return all(t.encode() in found for t in (traced, traced_sync, routed))
         wait_for(read, 30, 0, "the traced record")
     finally:
         consumer.close()
     assert found[traced.encode()]["traceparent"].decode().split("-")[1] == f"{trace_id:032x}"
+    assert topics[routed.encode()] == settings.topic_for("mixq")  # a named queue's own topic
+    assert topics[traced.encode()] == settings.topic
     sync_trace = found[traced_sync.encode()]["traceparent"].decode().split("-")[1]
     assert sync_trace == f"{sync_span.get_span_context().trace_id:032x}"
     # A submit outside any span starts a trace of its own (its submit span is the root).

@@ -20,7 +20,7 @@ from typing import Any
 from yadtq.client.async_changes import async_follow, async_wait_done
 from yadtq.client.async_publish import AsyncPublisher
 from yadtq.client.async_workflows import AsyncWorkflows
-from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
+from yadtq.client.building import TaskSpec, make_message, resolve_queue, spec_call, validate_call
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.config import Settings
 from yadtq.errors import TaskFailed
@@ -29,6 +29,7 @@ from yadtq.store.async_backend import AsyncBackend, AsyncRedisClient, connect_as
 from yadtq.store.async_workflows import AsyncWorkflowStore
 from yadtq.store.backend import TaskRecord
 from yadtq.store.keys import Keys
+from yadtq.store.retention import check_result_ttl
 from yadtq.store.workflows import WorkflowState, is_workflow_id
 from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage
@@ -87,15 +88,19 @@ class AsyncYADTQ:
     async def message(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
                       tries: int | None = None, time_limit: float | None = None, task_id: str | None = None,
                       key: str | None = None, unchecked: bool = False, countdown: float | None = None,
-                      eta: When | None = None, expires: When | None = None) -> TaskMessage:
-        """`YADTQ.message`: a validated message (delayed by `countdown`/`eta`, expiring at `expires`),
+                      eta: When | None = None, expires: When | None = None, result_ttl: float | None = None,
+                      queue: str | None = None) -> TaskMessage:
+        """`YADTQ.message`: a validated message (delayed by `countdown`/`eta`, expiring at `expires`,
+        kept `result_ttl` seconds once finished, sent to `queue` or its task's declared queue),
         checked against what live workers serve unless `unchecked`."""
         validate_call(task, args, tries, key)
+        check_result_ttl(result_ttl)
         if not unchecked:
             await self._served()
             self.edge.check(task, args, kwargs or {})
         return make_message(self.settings, task, args, kwargs, tries=tries, time_limit=time_limit,
-                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id))
+                            task_id=task_id, key=key, timing=Timing.of(countdown, eta, expires, task_id),
+                            result_ttl=result_ttl, queue=resolve_queue(task, queue, self.edge.queue_of))
 
     async def submit(self, task: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                      **options: Any) -> str:

@@ -32,7 +32,7 @@ class AsyncPublisher:
         self.settings = settings
         self._create_topic = create_topic
         self._producer: Any = None
-        self._partitions: list[int] = []
+        self._partitions: dict[str, list[int]] = {}  # per topic (a queue's), as the producer sees it
         self._next = itertools.count()
         self._lock = asyncio.Lock()
 
@@ -61,25 +61,29 @@ class AsyncPublisher:
     async def _ready(self) -> Any:
         async with self._lock:
             if self._producer is None:
-                self._producer, self._partitions = await asyncio.to_thread(self._make)
+                self._partitions = {}
+                self._producer = await asyncio.to_thread(make_producer, self.settings)
             return self._producer
 
-    def _make(self) -> tuple[Any, list[int]]:
-        """(producer, partitions of the topic), the topic made first unless told not to (thread)."""
-        if self._create_topic:
-            ensure_topic(self.settings, self.settings.topic, self.settings.partitions)
-        producer = make_producer(self.settings)
-        found = producer.partitions_for(self.settings.topic)
-        return producer, sorted(found) if found else list(range(self.settings.partitions))
+    def _partitions_of(self, producer: Any, topic: str) -> list[int]:
+        """The partitions of a queue's topic, made the first time it is sent to unless told not to (thread)."""
+        if topic not in self._partitions:
+            if self._create_topic:
+                ensure_topic(self.settings, topic, self.settings.partitions)
+            found = producer.partitions_for(topic)
+            self._partitions[topic] = sorted(found) if found else list(range(self.settings.partitions))
+        return self._partitions[topic]
 
     def _send_all(self, producer: Any, messages: Sequence[TaskMessage], headers: list[Header],
                   loop: asyncio.AbstractEventLoop) -> list[asyncio.Future[Any]]:
         """Calls `send()` for each message (thread); returns asyncio futures of their acks."""
         acks: list[asyncio.Future[Any]] = []
         for m in messages:
-            partition = (key_partition(m.key, self._partitions) if m.key is not None
-                         else self._partitions[next(self._next) % len(self._partitions)])
-            sent = producer.send(self.settings.topic, key=m.record_key, value=m.encode(),
+            topic = self.settings.topic_for(m.queue)
+            parts = self._partitions_of(producer, topic)
+            partition = (key_partition(m.key, parts) if m.key is not None
+                         else parts[next(self._next) % len(parts)])
+            sent = producer.send(topic, key=m.record_key, value=m.encode(),
                                  partition=partition, headers=headers or None)
             ack: asyncio.Future[Any] = loop.create_future()
             sent.add_callback(_settle, loop, ack, None)

@@ -5,12 +5,14 @@ asyncio one (`AsyncYADTQ`), so both refuse the same calls with the same errors. 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from yadtq.config import Settings
-from yadtq.errors import MessageError
+from yadtq.config import DEFAULT_QUEUE, Settings
+from yadtq.errors import ConfigError, MessageError
 from yadtq.task.messages import TaskMessage, new_task_id
+from yadtq.task.queues import check_queue_name
+from yadtq.task.registry import registry
 from yadtq.task.timing import NO_TIMING, Timing
 
 # (name, args) | (name, args, kwargs) | (name, args, kwargs, {"countdown": ...}) | {"task": ..., "args": ..., ...}
@@ -29,6 +31,20 @@ def validate_call(task: str, args: Sequence[Any], tries: int | None, key: str | 
         raise MessageError("tries must be >= 1")
     if key is not None and (not isinstance(key, str) or not key or len(key) > 200):
         raise MessageError("key must be a non-empty string of at most 200 characters")
+
+
+def resolve_queue(task: str, queue: str | None, announced: Callable[[str], str | None]) -> str | None:
+    """Where a submit of `task` goes: `queue` when given, else the queue its `@task(queue=...)` names
+    (in this process's registry, or as live workers announce it: `announced`); None: the default queue."""
+    if queue is None:
+        declared = registry.get(task).queue if task in registry else None
+        queue = declared or announced(task)
+    if queue is None or queue == DEFAULT_QUEUE:
+        return None
+    try:
+        return check_queue_name(queue)
+    except ConfigError as exc:
+        raise MessageError(str(exc)) from None
 
 
 def make_message(settings: Settings, task: str, args: Sequence[Any], kwargs: Mapping[str, Any] | None, *,

@@ -26,13 +26,13 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
-from yadtq.client.building import TaskSpec, make_message, spec_call, validate_call
+from yadtq.client.building import TaskSpec, make_message, resolve_queue, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.flow_controls import FlowControls
 from yadtq.client.workflows import Workflows
-from yadtq.config import DEFAULT_QUEUE, Settings
-from yadtq.errors import BrokerUnavailable, ConfigError, MessageError, TaskFailed
+from yadtq.config import Settings
+from yadtq.errors import BrokerUnavailable, TaskFailed
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.broker_epoch import EpochRecords
@@ -45,8 +45,6 @@ from yadtq.store.worker_commands import send_command
 from yadtq.store.workflows import WorkflowState, WorkflowStore, is_workflow_id
 from yadtq.task.canvas import Canvas, Signature, signature
 from yadtq.task.messages import TaskMessage, key_partition
-from yadtq.task.queues import check_queue_name
-from yadtq.task.registry import registry
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing, When
 from yadtq.task.trace_context import headers as trace_headers
@@ -110,15 +108,7 @@ class YADTQ(FlowControls):
     def queue_of(self, task: str, queue: str | None = None) -> str | None:
         """Where a submit of `task` goes: `queue` when given, else the queue its `@task(queue=...)`
         names (in this process's registry, or as live workers announce it); None: the default queue."""
-        if queue is None:
-            declared = registry.get(task).queue if task in registry else None
-            queue = declared or self.edge.queue_of(task)
-        if queue is None or queue == DEFAULT_QUEUE:
-            return None
-        try:
-            return check_queue_name(queue)
-        except ConfigError as exc:
-            raise MessageError(str(exc)) from None
+        return resolve_queue(task, queue, self.edge.queue_of)
 
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
