@@ -119,7 +119,7 @@ def test_unknown_task_is_404_and_states_are_409(api: httpx.Client, procs: Procs)
     tid = api.post("/tasks", json={"task": "add", "args": [1, 2]}).json()["task_id"]
     _done(api, tid)
     got = api.post(f"/tasks/{tid}/cancel")
-    assert got.status_code == 409 and "only a queued task" in got.json()["error"]
+    assert got.status_code == 409 and "only a task that has not finished can be cancelled" in got.json()["error"]
     assert api.post(f"/tasks/{tid}/requeue").status_code == 409
 
 
