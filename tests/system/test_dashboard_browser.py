@@ -116,7 +116,7 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         page.get_by_role("button", name="Requeue", exact=True).click()
         wait_for(lambda: len([e for _, e in q.backend.events(bad) if e.startswith("failed by")]) == 2, 60, 0.2,
                  "the requeued task to run again")
-        expect(page.get_by_text("requeued (was failed)")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("requeued (was failed)").first).to_be_visible(timeout=30_000)  # history and notice
 
         # Workers and partitions: pause W1, see its tasks wait and why, resume it.
         page.get_by_role("link", name="Workers and partitions").click()
