@@ -145,6 +145,17 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server of one engine-test module's own (tests/engine: in-process, no broker)."""
+    base = tmp_path_factory.mktemp("engine-redis")
+    port = free_port()
+    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisService]:
     base = tmp_path_factory.mktemp("redis")

@@ -31,7 +31,6 @@ from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskFailed, TaskNotFound
 from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend, TaskNotCancellable
 from yadtq.store.keys import Keys
 from yadtq.store.workflows import WorkflowStore
@@ -43,16 +42,6 @@ from yadtq.task.registry import Registry
 from yadtq.worker import MemorySource, Worker, policies, tracing
 
 EXPORTER = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("async-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -30,24 +30,12 @@ from yadtq.config import Settings
 from yadtq.errors import TaskNotFound
 from yadtq.logs import EventLog
 from yadtq.monitor.recovery import Recovery
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.live_state import LiveState
 from yadtq.store.retention import Retention, keep_for
 from yadtq.store.search import TaskQuery, search
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 from yadtq.worker import Worker
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("retention-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def settings_for(redis_url: str, tmp_path: Path, **changes: Any) -> Settings:

@@ -20,8 +20,6 @@ import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Run
 from yadtq.store.limits import LimitStore
@@ -29,16 +27,6 @@ from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry
 from yadtq.worker import MemorySource, Worker
 from yadtq.worker.records import TaskWork
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("limits-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 class Farm:

@@ -13,8 +13,6 @@ from conftest import wait_for
 
 from yadtq.client.scheduler import Scheduler
 from yadtq.config import Settings
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.claims import ClaimPipeline
 from yadtq.store.connection import RedisClient, connect_redis
 from yadtq.store.keys import Keys
@@ -22,16 +20,6 @@ from yadtq.store.schedules import Fired, ScheduleState, ScheduleStore, slot_task
 from yadtq.task.messages import TaskMessage
 from yadtq.task.periodic import ScheduleSpec
 from yadtq.task.status import Status
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("periodic-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture

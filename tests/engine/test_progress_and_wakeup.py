@@ -105,16 +105,6 @@ def _settings(redis_url: str, tmp_path: Path, **extra: Any) -> Settings:
                     concurrency=4, lease=2.0, tries=1, **extra)
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("live-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @pytest.fixture
 def farm(redis_url: str, tmp_path: Path) -> Iterator[Farm]:
     f = Farm(_settings(redis_url, tmp_path, progress_interval=0.1))

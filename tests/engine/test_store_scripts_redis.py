@@ -9,8 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from yadtq.config import Settings
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.store.connection import RedisClient, connect_redis
 from yadtq.store.keys import Keys
@@ -18,16 +16,6 @@ from yadtq.store.live_state import LiveState
 from yadtq.store.worker_names import claim_worker_name, release_worker_name, renew_worker_name
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("scripts-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture

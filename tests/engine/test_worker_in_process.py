@@ -20,8 +20,6 @@ import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.backend import Backend
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
@@ -31,16 +29,6 @@ from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import Finished
 from yadtq.worker.middleware import Middleware
 from yadtq.worker.records import Record
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("engine-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 class Ledger:

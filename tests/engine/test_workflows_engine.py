@@ -23,8 +23,6 @@ from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
 from yadtq.errors import TaskFailed
-from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Run
@@ -38,16 +36,6 @@ from yadtq.worker import MemorySource, Worker
 
 def s(task: str, *args: Any, **kwargs: Any) -> Any:
     return signature(task, args, kwargs)
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("wf-redis")
-    port = free_port()
-    proc = start_redis("127.0.0.1", port, base / "data", base / "logs")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 class Farm:

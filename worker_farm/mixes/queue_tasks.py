@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import os
 
-import redis
-
+from worker_farm.mixes.task_redis import ledger as _ledger
 from yadtq import current_task
 from yadtq.task.registry import registry
 
 QUEUE = "mixq"
-_client: redis.Redis | None = None
-
-
-def _ledger() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
-    return _client
-
-
 def mix_queued(n: int) -> int:
     """Notes `<task id> <attempt>`, returns `n`."""
     ctx = current_task()

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import os
 
-import redis
-
+from worker_farm.mixes.task_redis import ledger as _ledger
 from yadtq import current_task, task
-
-_client: redis.Redis | None = None
-
-
-def _ledger() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
-    return _client
 
 
 def _note() -> None:
