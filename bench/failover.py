@@ -1,6 +1,6 @@
 """Failover of one of 2 workers under a steady trickle of `add` tasks, on the current broker.
 
-    .venv/bin/python bench/failover.py [--broker embedded kafka] [--static auto on off]
+    .venv/bin/python bench/failover.py [--broker embedded kafka] [--static auto on off] [--session-ms MS]
 
 Four moves of worker B1 in turn, each timed from the move to a task completed (success stored):
 1. kill -9: until B2 completes a task on B1's partitions (`kill_failover_s`); then B1 started again
@@ -96,10 +96,10 @@ def revokes(settings: Settings, worker: str, after: float) -> int:
                and float(e.get("ts", 0)) > after)
 
 
-def run(rate: float = 40.0, static: str = "auto") -> dict[str, float]:
+def run(rate: float = 40.0, static: str = "auto", session_timeout_ms: int | None = None) -> dict[str, float]:
     """The four moves on a private broker (the current one) and Redis; figures in seconds."""
     out: dict[str, float] = {}
-    with private_services(partitions=4, static_membership=static) as s:
+    with private_services(partitions=4, static_membership=static, session_timeout_ms=session_timeout_ms) as s:
         procs: dict[str, subprocess.Popen[bytes]] = {n: spawn_worker(s, n) for n in (VICTIM, SURVIVOR)}
         try:
             with YADTQ(s) as q, Trickle(q, rate):
@@ -141,12 +141,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--static", nargs="+", choices=("auto", "on", "off"), default=["auto"],
                    help="YADTQ_STATIC_MEMBERSHIP values to measure (each a run)")
     p.add_argument("--rate", type=float, default=40.0, help="tasks/s of the trickle")
+    p.add_argument("--session-ms", type=int, help="YADTQ_SESSION_TIMEOUT_MS (default: the default, 6000)")
     args = p.parse_args(argv)
     out: dict[str, Any] = {}
     for broker in args.broker:
         common.use_broker(broker)
         for static in args.static:
-            got = common.attempt(run, args.rate, static)
+            got = common.attempt(run, args.rate, static, args.session_ms)
             out[f"{broker} static={static}"] = got
             print(f"{broker:9} static={static:4} {json.dumps(got)}", flush=True)
     return out
