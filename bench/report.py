@@ -137,6 +137,8 @@ def page(source: Path, data: dict[str, Any]) -> str:
     head = INTRO.format(source=shown, at=data.get("at", "at an unknown time"),
                         brokers=", ".join(data.get("brokers") or data.get("yadtq", {})),
                         runs=data.get("runs", "?"), cpus=data.get("cpus", "?"))
+    for section, at in (data.get("remeasured") or {}).items():
+        head += f"The {section} figures were measured again on their own, {at}, and merged into this result.\n\n"
     table = render(data, markdown=True)
     # render() ends with plain-text notes (errors, load); keep them readable in Markdown.
     lines = []

@@ -32,9 +32,9 @@ def _cut_off(r: redis.Redis, prefix: str, pid: int) -> set[str]:
 def test_a_worker_killed_and_restarted_under_its_name_gets_its_partitions_back(
         settings: Settings, procs: Procs, r: redis.Redis, broker_kind: str) -> None:
     static = broker_kind == "kafka"
-    # Static: a session longer than a worker's start on a loaded machine, so the restarted worker
-    # comes back before the broker gives up on it (the point of static membership).
-    s = settings.replace(session_timeout_ms=20_000) if static else settings
+    # Static: a session longer than a worker's start on a loaded machine (20 s seen at a load of 40),
+    # so the restarted worker comes back before the broker gives up on it (the point of static membership).
+    s = settings.replace(session_timeout_ms=60_000) if static else settings
     procs.settings = s
     for name in ("W1", "W2"):
         procs.worker(name, "--tasks", "ledger_tasks", settings=s)
@@ -48,10 +48,11 @@ def test_a_worker_killed_and_restarted_under_its_name_gets_its_partitions_back(
         killed_at = time.time()
         procs.worker("W1", "--tasks", "ledger_tasks", settings=s)
         ids += q.submit_many([("ledger_add", [i, 1, 0.0]) for i in range(60, 100)])
-        wait_for(lambda: q.backend.counts()["success"] == 100, 90, 0.2, "all 100 tasks to succeed")
         back = wait_for(lambda: [e for e in procs.events("worker-W1") if e["event"] == "partitions_assigned"
-                                 and e["partitions"] and e["ts"] > killed_at], 60, 0.2, "W1 to serve again")
-        assert {q.status(t).worker for t in ids[60:]} == {"W1", "W2"}  # the restarted worker serves
+                                 and e["partitions"] and e["ts"] > killed_at], 90, 0.2, "W1 to serve again")
+        ids += q.submit_many([("ledger_add", [i, 1, 0.0]) for i in range(100, 140)])
+        wait_for(lambda: q.backend.counts()["success"] == 140, 90, 0.2, "all 140 tasks to succeed")
+        assert "W1" in {q.status(t).worker for t in ids[100:]}  # the restarted worker serves
     ledger = read_ledger(r, s.prefix)
     assert set(ledger) == set(ids)
     again = {t for t, runs in ledger.items() if len(runs) > 1}
