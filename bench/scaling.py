@@ -46,8 +46,8 @@ from yadtq.config import Settings
 
 WORKERS = (1, 2, 4, 8)
 CONCURRENCY = (1, 4, 16, 64)
-QUICK_WORKERS = (1, 2)
-QUICK_CONCURRENCY = (1, 8)
+QUICK_WORKERS = (2,)  # one cell: the smoke test runs it
+QUICK_CONCURRENCY = (4,)
 PARTITIONS = 8  # one per worker process at the most, so every process of the largest setup serves
 BATCH = 1000
 ROLES = ("workers", "broker", "redis", "client")
@@ -57,6 +57,9 @@ CORES_BUSY = 0.9
 OURS = 0.75  # the rest of a busy machine is the kernel's and the shared machine's other load
 ONE_CORE = 0.85
 FSYNC_WAIT = 0.5
+
+# Every answer `bound_by` can give.
+BOUNDS = ("cores", "cores, shared", *(f"{name} CPU" for name in NAMES.values()), "Redis fsync", "round trips")
 
 Grid = dict[str, dict[str, dict[str, Any]]]  # worker processes -> concurrency -> figures
 
