@@ -1,7 +1,7 @@
 """Scaling: `add` end to end over worker processes x concurrency, the CPU each process type spends per
 task, and what bounds each cell.
 
-    .venv/bin/python bench/scaling.py [--tasks 3000] [--workers 1 2 4 8] [--concurrency 1 4 16 64]
+    .venv/bin/python bench/scaling.py [--tasks 3000] [--workers 1 2 4 8] [--concurrency 1 4 16 64] [--broker kafka]
     .venv/bin/python bench/run.py --only scaling [--quick] [--broker embedded kafka]   # in the bench table
 
 One broker and Redis (YADTQ's own, `appendfsync always`) serve the whole grid; each cell gets a
@@ -147,9 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, nargs="+", default=list(WORKERS))
     p.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
     p.add_argument("--broker", choices=list(common.BROKERS), default="embedded")
+    p.add_argument("--out", type=Path, metavar="JSON",
+                   help="also write the grid as a bench/run.py result (`run.py --show JSON` prints it)")
     args = p.parse_args(argv)
     common.use_broker(args.broker)
-    run(args.tasks, args.workers, args.concurrency)
+    out = {"quick": False, "runs": 1, "brokers": [args.broker], "cpus": os.cpu_count(), "load_at_start": load()}
+    out["yadtq"] = {args.broker: {"scaling": run(args.tasks, args.workers, args.concurrency)}}
+    if args.out:
+        print(f"wrote {common.save('scaling', {**out, 'load_at_end': load()}, args.out)}")
 
 
 if __name__ == "__main__":
