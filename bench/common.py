@@ -196,17 +196,28 @@ def private_redis(redis: str = "fsync_always", prefix: str = "bench-redis-") -> 
 def private_services(broker: str | None = None, redis: str = "fsync_always", **overrides: Any) -> Iterator[Settings]:
     """Settings for a fresh broker (`current_broker` unless named) and Redis (with the named
     REDIS_SETTINGS) on free ports."""
+    with private_services_and_pids(broker, redis, **overrides) as (settings, _):
+        yield settings
+
+
+@contextlib.contextmanager
+def private_services_and_pids(broker: str | None = None, redis: str = "fsync_always",
+                              **overrides: Any) -> Iterator[tuple[Settings, dict[str, list[int]]]]:
+    """As `private_services`, with the pids of the processes started: {"broker": [...], "redis": [pid]}
+    (the scaling benchmark reads their CPU time)."""
     base = Path(tempfile.mkdtemp(prefix="yadtq-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         bootstrap, procs = BROKERS[broker or current_broker](base)
+        pids = {"broker": [p.pid for p in procs]}
         rport = free_port()
         procs.append(start_redis("127.0.0.1", rport, base / "data", base / "logs",
                                  extra_args=REDIS_SETTINGS[redis]))
+        pids["redis"] = [procs[-1].pid]
         u = uuid.uuid4().hex[:8]
         yield Settings(kafka_bootstrap=bootstrap, redis_url=f"redis://127.0.0.1:{rport}/0",
                        topic=f"bench-{u}", heartbeat_topic=f"hb-{u}", group=f"g-{u}", prefix=f"b{u}:",
-                       log_dir=str(base / "logs"), data_dir=str(base / "data")).replace(**overrides)
+                       log_dir=str(base / "logs"), data_dir=str(base / "data")).replace(**overrides), pids
     finally:
         stop(procs)
         shutil.rmtree(base, ignore_errors=True)

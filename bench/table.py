@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import peer_rows
+from bench import peer_rows, scaling_rows
 from bench.peer_rows import PEER
 
 Figures = dict[str, Any]
@@ -77,6 +77,8 @@ class Table:
         self._scale()
         self._section(f"Peers: `add` end to end, {peer_rows.WORKERS} worker processes, tasks/s, each on the same "
                       "Redis settings as YADTQ (medians, min..max)", lambda: peer_rows.add(self))
+        self._section("Scaling: `add` end to end, worker processes x concurrency, tasks/s (what bounds it: "
+                      "see the grid under the table)", lambda: scaling_rows.add(self))
         self._rest()
 
     # --- building blocks ---
