@@ -57,6 +57,12 @@ def spawn_workers(settings: Settings, n: int, extra_env: dict[str, str] | None =
                   tasks: Sequence[str] = ()) -> list[subprocess.Popen[bytes]]:
     """`n` worker processes named B1..Bn; `settings.concurrency` reaches them as YADTQ_CONCURRENCY
     (an env var, not the flag, so the same call works on an engine that has no --concurrency)."""
+    return [spawn_worker(settings, f"B{i}", extra_env, tasks) for i in range(1, n + 1)]
+
+
+def spawn_worker(settings: Settings, name: str, extra_env: dict[str, str] | None = None,
+                 tasks: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """One worker process called `name` (a restart under the same name keeps its group membership)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
     env.update(settings.env())
     env.update(extra_env or {})
@@ -64,8 +70,8 @@ def spawn_workers(settings: Settings, n: int, extra_env: dict[str, str] | None =
     cmd = [sys.executable, "-m", "yadtq", "worker"]
     for module in tasks:
         cmd += ["--tasks", module]
-    return [subprocess.Popen([*cmd, "--name", f"B{i}"], env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(1, n + 1)]
+    return subprocess.Popen([*cmd, "--name", name], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(procs: Sequence[subprocess.Popen[Any]]) -> None:

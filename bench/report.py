@@ -86,7 +86,13 @@ and so do the peers (below), so ratios are measured on the same machine at the s
 - **Latency**: submit to success stored at 100 tasks/s (p50, p95, p99).
 - **Kafka alone**: the broker's produce and consume rates and their ceiling, and its
   latency at 100 messages/s, without YADTQ: what the transport allows on this machine.
-- **Failover**: time from `kill -9` of a worker to its partitions being served again.
+- **Failover** (`bench/failover.py`): one of 2 workers under a trickle of 40 tasks/s, at the
+  default session timeout (6 s): after `kill -9`, the time until the other worker completes a
+  task on its partitions, and, started again under its name, until it completes one itself; the
+  same after a clean stop (SIGTERM); and a `kill -9` with an immediate restart (a crash the farm
+  respawns): the time until its partitions complete a task again, and how often the other
+  worker's partitions were taken away meanwhile. On Apache Kafka workers are static group
+  members (see "Running on several machines"); the embedded broker keeps dynamic ones.
 - **Redis memory** per finished task, and the **dashboard**'s heaviest page at 100,000
   and 1,000,000 records (`python -m bench.dashboard_refresh` prints every page and search).
 
@@ -137,6 +143,8 @@ def page(source: Path, data: dict[str, Any]) -> str:
     head = INTRO.format(source=shown, at=data.get("at", "at an unknown time"),
                         brokers=", ".join(data.get("brokers") or data.get("yadtq", {})),
                         runs=data.get("runs", "?"), cpus=data.get("cpus", "?"))
+    for section, at in (data.get("remeasured") or {}).items():
+        head += f"The {section} figures were measured again on their own, {at}, and merged into this result.\n\n"
     table = render(data, markdown=True)
     # render() ends with plain-text notes (errors, load); keep them readable in Markdown.
     lines = []

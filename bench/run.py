@@ -34,6 +34,7 @@ if __package__ in (None, ""):
 from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     common,
     delayed,
+    failover,
     kafka_bench,
     limits_bench,
     mixed,
@@ -118,7 +119,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["transport_latency"] = timed(f"transport latency {broker}", repeat, runs,
                                            yadtq_bench.transport_latency, sizes.latency, RATE)
         if "failover" in only:
-            y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
+            y["failover"] = timed(f"failover {broker}", repeat, 1, failover.run)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
         if "limits" in only:
