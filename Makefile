@@ -46,6 +46,12 @@ run: venv
 ## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
 ## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
 TEST_PROCS ?= 2
+# The tests start hundreds of Python processes (workers, monitors, CLI calls, notebook kernels); each
+# compiles what it imports unless the bytecode is cached in __pycache__. Where PYTHONDONTWRITEBYTECODE
+# is set (as on the CI machine), nothing is cached and every process compiled redis, kafka, pydantic...
+# again: about 1 s of CPU per start. Empty, it lets Python write the cache (tests/conftest.py does the
+# same for a bare `pytest`).
+test test-fast bench: export PYTHONDONTWRITEBYTECODE :=
 test: dev-venv lint docs
 ifeq ($(TEST_PROCS),0)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -40,6 +40,10 @@ from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_broker, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+# The processes the tests start (workers, monitors, CLI calls, kernels) inherit this environment: with
+# PYTHONDONTWRITEBYTECODE set, none caches its bytecode and each compiles its imports again (~1 s of
+# CPU a start; the Makefile's test targets clear it too).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
@@ -81,13 +85,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`-n 2 --dist loadgroup`), each broker's tests run on one worker process, so
-    that each process starts one broker, once; tests without a broker are shared out between them."""
+    """Under pytest-xdist (`-n 2 --dist loadgroup`), the Kafka tests run on one worker process, so that
+    one JVM broker is started, once (it takes seconds and a core); xdist hands out the largest group
+    first, so that process starts on it at once. Every other test, embedded-broker ones included, is
+    shared out one at a time: tansu starts in well under a second, so each process may start its own.
+    (Pinning the embedded tests to one process as well made that process's share, about 1,400 s of
+    the suite's 2,800, the floor of the wall time whatever the other process had left.)"""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        kind = callspec.params.get("broker_kind") if callspec is not None else None
-        if kind is not None:
-            item.add_marker(pytest.mark.xdist_group(kind))
+        if callspec is not None and callspec.params.get("broker_kind") == "kafka":
+            item.add_marker(pytest.mark.xdist_group("kafka"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
