@@ -41,8 +41,9 @@ run: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
-## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
-## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
+## On TEST_PROCS processes (pytest-xdist): the Kafka tests are meant to stay on one process (one JVM), the
+## others are shared out (see tests/conftest.py: with pytest 9.2 xdist applies no group yet, so all are);
+## the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
 ## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
 ## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
 TEST_PROCS ?= 2
