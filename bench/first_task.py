@@ -161,6 +161,14 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return med
 
 
+def for_bench(broker: str, runs: int) -> dict[str, dict[str, float]]:
+    """bench/run.py's "start" figures: seconds to the first task and to the group's join, CPU seconds."""
+    done = [one_run(broker) for _ in range(runs)]
+    keys = {"first_task_s": "task", "services_s": "services", "joined_s": "joined", "cpu_s": "cpu", "load": "load"}
+    return {name: {"median": statistics.median(r[k] for r in done), "min": min(r[k] for r in done),
+                   "max": max(r[k] for r in done), "runs": len(done)} for name, k in keys.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)

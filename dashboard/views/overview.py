@@ -30,17 +30,23 @@ def live() -> None:
     left.plotly_chart(charts.queue_depth(o.series), config=charts.CHART_CONFIG, key="depth")
     middle.plotly_chart(charts.worker_throughput(o.throughput), config=charts.CHART_CONFIG, key="throughput")
     right.plotly_chart(charts.heartbeat_timeline(o.heartbeats, s.dead_after), config=charts.CHART_CONFIG, key="beats")
-    st.subheader(f"Task types, last {window_name}")
-    types = data.types_frame(o.stats)
     finished = sum(o.stats.finished_in_window.values())
-    note = "" if o.stats.complete else f" (figures from the newest {o.stats.sampled:,} of them)"
-    st.caption(f"{finished:,} task(s) finished in the window{note}. Run time: the last attempt's start to its "
+    # Per-type figures come from the newest `sampled` records: said in the title and in every count's header.
+    sample = "" if o.stats.complete else f" (a sample: the newest {o.stats.sampled:,} of {finished:,})"
+    st.subheader(f"Task types, last {window_name}{sample}")
+    types = data.types_frame(o.stats)
+    note = "all of them counted" if o.stats.complete else \
+        f"the counts and figures per type are over the newest {o.stats.sampled:,} of them"
+    st.caption(f"{finished:,} task(s) finished in the window, {note}. Run time: the last attempt's start to its "
                "end. Queue wait: submission to the start of the last attempt.")
     if types.empty:
         st.info("No task finished in this window.")
         return
     st.dataframe(types, hide_index=True, key="types",
                  column_config={"success rate": st.column_config.NumberColumn(format="%.1f%%"),
+                                **({} if o.stats.complete else {
+                                    c: st.column_config.NumberColumn(f"{c} (of {o.stats.sampled:,})")
+                                    for c in ("finished", "succeeded", "failed", "cancelled")}),
                                 **{c: st.column_config.NumberColumn(format="%.3f") for c in types.columns
                                    if c.endswith("(s)")}})
     a, b, c2, d = st.columns(4)

@@ -17,8 +17,11 @@ from conftest import ROOT, Procs, wait_for
 
 from yadtq.client.client import YADTQ
 from yadtq.ops.ports import answers, free_port
+from yadtq.store import search
 
 CHROMIUM = "/usr/bin/chromium"
+SAMPLE = search.DEFAULT_SAMPLE
+LOAD = 800  # sleep(0.25) tasks: about 13 s of work for two workers of 8 slots
 DOCS = ROOT / "docs"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -63,6 +66,12 @@ def _dimmed(page: Any) -> list[str]:
         .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.99).map(e => e.innerText.slice(0, 40))"""))
 
 
+def _clipped(page: Any) -> list[str]:
+    """The metrics whose value does not fit its box (Streamlit cuts it with an ellipsis)."""
+    return list(page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stMetricValue"]'))
+        .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"""))
+
+
 @pytest.mark.browser
 def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -72,21 +81,25 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
     procs.worker("W2")
     port = _start_dashboard(procs, tmp_path)
     procs.wait_assigned(["W1", "W2"])
-    ids = q.submit_many([("add", [i, 1]) for i in range(40)] + [("multiply", [i, 3]) for i in range(20)]
-                        + [("sleep", [0.2]) for _ in range(10)])
+    # More finished in the window than the per-type figures sample (search.DEFAULT_SAMPLE), so they say so.
+    q.submit_many([("add", [i, 1]) for i in range(SAMPLE + 100)] + [("multiply", [i, 3]) for i in range(20)]
+                  + [("sleep", [0.2]) for _ in range(10)] + [("divide", [i, 0]) for i in range(3)])
     bad = q.submit("fail", ["disk full on /var"], tries=1)
-    for tid in [*ids, bad]:
-        q.wait(tid, 60)
+    wait_for(lambda: q.backend.counts()["queued"] + q.backend.counts()["processing"] == 0, 120, 0.2, "the tasks")
+    q.wait(bad, 60)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1100}, timezone_id="Europe/Paris")
         page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
 
         # Overview: live counts, charts, per-type figures; no Deploy button.
-        success = page.locator('[data-testid="stMetric"]').filter(has_text="Success")
-        expect(success).to_contain_text("70", timeout=60_000)
-        expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
-        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+        expect(page.get_by_text(f"Task types, last 15 minutes (a sample: the newest {SAMPLE:,} of")).to_be_visible(
+            timeout=60_000)
+        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=60_000)
+        # Then a load that keeps both workers busy (16 slots) while the Overview and Tasks pages are looked at.
+        load = q.submit_many([("sleep", [0.25]) for _ in range(LOAD)])
+        processing = page.locator('[data-testid="stMetric"]').filter(has_text="Processing")
+        expect(processing).to_contain_text(re.compile(r"Processing\s*[1-9]"), timeout=30_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
         # Two more refreshes, so the charts carry a few samples; meanwhile the live panels update in place,
         # never greyed out while their next values are on the way (sampled every 100 ms).
@@ -94,12 +107,26 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         assert not any(dimmed), f"greyed out in {sum(map(bool, dimmed))} of {len(dimmed)} samples: {dimmed}"
         page.set_viewport_size({"width": 1600, "height": 1500})  # Streamlit scrolls inside: show the whole page
         page.wait_for_timeout(1000)
+        assert q.backend.counts()["processing"] > 0, "the load ended before the screenshot"
+        assert not _clipped(page), _clipped(page)
         page.screenshot(path=str(DOCS / "dashboard-overview.png"))
+        page.set_viewport_size({"width": 1280, "height": 1100})  # a laptop: the metrics still read whole
+        page.wait_for_timeout(500)
+        assert not _clipped(page), _clipped(page)
+        page.screenshot(path=str(tmp_path / "overview-1280.png"))
         page.set_viewport_size({"width": 1600, "height": 1100})
 
         # Tasks: search by error text, open the failed task, requeue it.
         page.get_by_role("link", name="Tasks").click()
         expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible(timeout=30_000)
+        _settle(page)
+        assert q.backend.counts()["processing"] > 0, "the load ended before the screenshot"
+        page.screenshot(path=str(tmp_path / "tasks-under-load.png"))  # running tasks, their progress and times
+        page.get_by_role("textbox", name="Error contains").fill("division")
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Search").click()
+        expect(page.get_by_text(re.compile(r"Page 1: 3 task\(s\)"))).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(tmp_path / "tasks-errors.png"))  # ZeroDivisionError whole, times whole
         page.get_by_role("textbox", name="Error contains").fill("disk FULL")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Search").click()
         expect(page.get_by_text(re.compile(r"Page 1: 1 task\(s\)"))).to_be_visible(timeout=30_000)
@@ -131,8 +158,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         page.get_by_role("button", name="Resume", exact=True).click()
         expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
         wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
-        for tid in held:
-            q.wait(tid, 60)
+        for tid in [*held, *load]:
+            q.wait(tid, 120)
 
         # Failures: failed tasks, dead letters, worker deaths.
         page.get_by_role("link", name="Failures").click()
