@@ -20,8 +20,10 @@ def live() -> None:
     o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
     if o.waiting:
         st.info(o.waiting[0].upper() + o.waiting[1:] + ".", icon=":material/hourglass_top:")
-    for col, status in zip(st.columns(len(STATUSES)), STATUSES, strict=True):
-        col.metric(status.capitalize(), f"{o.counts.get(status, 0):,}")
+    # A row that wraps rather than seven fixed columns, which cut "123,456" to "12…" on a laptop.
+    counts = st.container(horizontal=True, gap="large")
+    for status in STATUSES:
+        counts.metric(status.capitalize(), f"{o.counts.get(status, 0):,}", width="content")
     c = st.columns(3, gap="small")
     c[0].metric("Workers alive", o.alive, delta=f"{o.dead} dead" if o.dead else None, delta_color="inverse")
     c[1].metric("Throughput now", f"{o.throughput_now:,.1f}/s")
@@ -44,9 +46,8 @@ def live() -> None:
         return
     st.dataframe(types, hide_index=True, key="types",
                  column_config={"success rate": st.column_config.NumberColumn(format="%.1f%%"),
-                                **({} if o.stats.complete else {
-                                    c: st.column_config.NumberColumn(f"{c} (of {o.stats.sampled:,})")
-                                    for c in ("finished", "succeeded", "failed", "cancelled")}),
+                                **({} if o.stats.complete else {"finished": st.column_config.NumberColumn(
+                                    "in sample", help=f"of the newest {o.stats.sampled:,} finished")}),
                                 **{c: st.column_config.NumberColumn(format="%.3f") for c in types.columns
                                    if c.endswith("(s)")}})
     a, b, c2, d = st.columns(4)
