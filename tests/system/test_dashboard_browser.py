@@ -92,6 +92,7 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1100}, timezone_id="Europe/Paris")
+        page.set_default_timeout(60_000)  # a click's navigation on a loaded machine (30 s was seen to run out)
         page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
 
         # Overview: live counts, charts, per-type figures; no Deploy button.
@@ -140,7 +141,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         sidebar.get_by_role("textbox", name="Task id").fill(bad)
         sidebar.get_by_role("button", name="Open task", exact=True).click()
         expect(page.get_by_text(f"Task {bad}: failed")).to_be_visible(timeout=30_000)
-        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible()
+        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible(
+            timeout=30_000)
         _settle(page)
         page.set_viewport_size({"width": 1600, "height": 1500})
         page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
