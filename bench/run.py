@@ -47,7 +47,7 @@ from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
 NAMES = ("mixed", "scale", "scaling", "latency", "transport", "failover", "memory", "limits", "delayed",
-         "workflows", "dashboard", "wakeup")
+         "workflows", "dashboard", "wakeup", "start")
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                 LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
         if "delayed" in only:
             y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
+        if "start" in only:  # `yadtq run` (what `make run` execs) to the first `submit --wait` (bench/first_task.py)
+            from bench import first_task
+            y["start"] = timed(f"start {broker}", first_task.for_bench, broker, runs)
         if "workflows" in only:
             from bench import workflows_bench
             y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,

@@ -260,6 +260,10 @@ class Table:
                      "ms", "{:.1f}")
         for q in ("p50", "p99"):
             self._simple(f"workflows: chain step overhead {q}", "workflows", f"chain_step_{q}_ms", "ms", "{:.1f}")
+        self._simple("start: `make run` to the first `submit --wait` done", "start", "first_task_s", "s", "{:.1f}",
+                     target="< 5 s", ok=lambda v: v < 5)
+        self._simple("start: workers joined the group", "start", "joined_s", "s", "{:.1f}")
+        self._simple("start: CPU seconds of the stack until then", "start", "cpu_s", "s", "{:.1f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         self._limits_rows()

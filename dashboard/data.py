@@ -37,6 +37,21 @@ def local_time(ts: float | None, tz: tzinfo | None = None) -> str:
     return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short_time(ts: float | None, now: float, tz: tzinfo | None = None) -> str:
+    """'23:09:29' for a time of the viewer's today, '2026-11-21 23:09' for an older one ('' for no time):
+    a table column narrow enough to be read whole."""
+    if not ts:
+        return ""
+    when = datetime.fromtimestamp(ts, tz)
+    return when.strftime("%H:%M:%S" if when.date() == datetime.fromtimestamp(now, tz).date() else "%Y-%m-%d %H:%M")
+
+
+def first_line(text: str | None, limit: int = 200) -> str:
+    """An error's first line (a traceback's last line is on the task's page): 'ZeroDivisionError: division by zero'."""
+    lines = (text or "").strip().splitlines()
+    return (lines[0][:limit] + (" …" if len(lines) > 1 else "")) if lines else ""
+
+
 def ago(ts: float | None, now: float) -> str:
     if not ts:
         return ""
@@ -176,10 +191,10 @@ def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None)
     for r in records:
         run = r.finished - r.started if r.finished and r.started and r.status != Status.CANCELLED else None
         rows.append({"task id": r.task_id, "task": r.task, "status": r.status, "args": str(r.args)[:80],
-                     "result": "" if r.result is None else str(r.result)[:80], "error": (r.error or "")[:200],
+                     "result": "" if r.result is None else str(r.result)[:80], "error": first_line(r.error),
                      "attempts": r.attempts, "worker": r.worker or "", "progress": r.progress,
-                     "submitted": local_time(r.submitted, tz), "started": local_time(r.started, tz),
-                     "finished": local_time(r.finished, tz),
+                     "submitted": short_time(r.submitted, now, tz), "started": short_time(r.started, now, tz),
+                     "finished": short_time(r.finished, now, tz),
                      "run time": duration(run if run is not None else
                                           (now - r.started if r.status == Status.PROCESSING and r.started else None))})
     return pd.DataFrame(rows, columns=["task id", "task", "status", "args", "result", "error", "attempts", "worker",

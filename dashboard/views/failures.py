@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from dashboard import data
+from dashboard.columns import TASK_ORDER, task_columns
 from dashboard.common import client, requeue, show_notice, viewer_tz
 from yadtq.task.status import Status
 
@@ -15,8 +18,9 @@ f = data.load_failures(client())
 counts = client().backend.counts()
 
 st.subheader(f"Failed tasks ({counts[Status.FAILED]:,}; newest {data.PAGE} shown)")
-failed = data.tasks_frame(f.failed.tasks, 0.0, tz)
-picked = st.dataframe(failed, hide_index=True, on_select="rerun", selection_mode="multi-row", key="failed")
+failed = data.tasks_frame(f.failed.tasks, time.time(), tz)
+picked = st.dataframe(failed, hide_index=True, on_select="rerun", selection_mode="multi-row", key="failed",
+                      column_order=TASK_ORDER, column_config=task_columns())
 chosen = [str(failed.iloc[i]["task id"]) for i in picked.selection.rows]
 if st.button(f"Requeue {len(chosen)} selected", disabled=not chosen, key="requeue-failed"):
     for tid in chosen:

@@ -8,6 +8,7 @@ import time
 import streamlit as st
 
 from dashboard import data
+from dashboard.columns import TASK_ORDER, task_columns
 from dashboard.common import cancel, client, open_task, requeue, settings, show_notice, viewer_tz
 from yadtq.store import search
 from yadtq.task.status import STATUSES, Status
@@ -39,9 +40,7 @@ more = " (more beyond: page on)" if page.next_cursor else ""
 st.caption(f"Page {len(cursors)}: {len(page.tasks)} task(s), newest first, from {page.scanned:,} examined{more}. "
            "Select a row to open the task.")
 picked = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", key="results",
-                      column_config={"progress": st.column_config.ProgressColumn(
-                          "progress", min_value=0.0, max_value=1.0, format="percent",
-                          help="what a task last reported of its run")})
+                      column_order=TASK_ORDER, column_config=task_columns())
 if picked.selection.rows:
     open_task(str(frame.iloc[picked.selection.rows[0]]["task id"]))
 left, right, _ = st.columns([1, 1, 6])

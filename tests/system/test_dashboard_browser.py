@@ -17,10 +17,14 @@ from conftest import ROOT, Procs, wait_for
 
 from yadtq.client.client import YADTQ
 from yadtq.ops.ports import answers, free_port
+from yadtq.store import search
 from yadtq.task.builtins import add, multiply, total
 from yadtq.task.canvas import chain, chord
 
 CHROMIUM = "/usr/bin/chromium"
+SAMPLE = search.DEFAULT_SAMPLE
+LONG = 8  # sleep(600) tasks, cancelled after the screenshots: half the workers' 16 slots busy meanwhile
+LOAD = 300  # sleep(0.25) tasks beside them: about 10 s of work on the 8 slots they leave
 DOCS = ROOT / "docs"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -75,6 +79,13 @@ def _marker_fills(page: Any) -> list[str]:
         .map(p => p.style.fill)"""))
 
 
+def _clipped(page: Any) -> list[str]:
+    """The metrics whose value does not fit its box (Streamlit cuts it with an ellipsis)."""
+    return list(page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stMetricValue"]'))
+        .filter(e => [e, ...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth + 1))
+        .map(e => e.innerText)"""))
+
+
 @pytest.mark.browser
 def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
@@ -84,21 +95,28 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
     procs.worker("W2")
     port = _start_dashboard(procs, tmp_path)
     procs.wait_assigned(["W1", "W2"])
-    ids = q.submit_many([("add", [i, 1]) for i in range(40)] + [("multiply", [i, 3]) for i in range(20)]
-                        + [("sleep", [0.2]) for _ in range(10)])
+    # More finished in the window than the per-type figures sample (search.DEFAULT_SAMPLE), so they say so.
+    q.submit_many([("add", [i, 1]) for i in range(SAMPLE + 100)] + [("multiply", [i, 3]) for i in range(20)]
+                  + [("sleep", [0.2]) for _ in range(10)] + [("divide", [i, 0]) for i in range(3)])
     bad = q.submit("fail", ["disk full on /var"], tries=1)
-    for tid in [*ids, bad]:
-        q.wait(tid, 60)
+    wait_for(lambda: q.backend.counts()["queued"] + q.backend.counts()["processing"] == 0, 120, 0.2, "the tasks")
+    q.wait(bad, 60)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1100}, timezone_id="Europe/Paris")
+        page.set_default_timeout(60_000)  # a click's navigation on a loaded machine (30 s was seen to run out)
         page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
 
         # Overview: live counts, charts, per-type figures; no Deploy button.
-        success = page.locator('[data-testid="stMetric"]').filter(has_text="Success")
-        expect(success).to_contain_text("70", timeout=60_000)
-        expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
-        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+        expect(page.get_by_text(f"Task types, last 15 minutes (a sample: the newest {SAMPLE:,} of")).to_be_visible(
+            timeout=60_000)
+        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=60_000)
+        # Then a load that keeps both workers busy while the Overview and Tasks pages are looked at, however slow
+        # the machine: long tasks hold half the 16 slots, short ones flow through the rest; what is left of it is
+        # cancelled once the screenshots are taken.
+        load = q.submit_many([("sleep", [600]) for _ in range(LONG)] + [("sleep", [0.25]) for _ in range(LOAD)])
+        processing = page.locator('[data-testid="stMetric"]').filter(has_text="Processing")
+        expect(processing).to_contain_text(re.compile(r"Processing\s*[1-9]"), timeout=30_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
         # Two more refreshes, so the charts carry a few samples; meanwhile the live panels update in place,
         # never greyed out while their next values are on the way (sampled every 100 ms).
@@ -106,12 +124,28 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         assert not any(dimmed), f"greyed out in {sum(map(bool, dimmed))} of {len(dimmed)} samples: {dimmed}"
         page.set_viewport_size({"width": 1600, "height": 1500})  # Streamlit scrolls inside: show the whole page
         page.wait_for_timeout(1000)
+        assert q.backend.counts()["processing"] > 0, "the load ended before the screenshot"
+        assert not _clipped(page), _clipped(page)
         page.screenshot(path=str(DOCS / "dashboard-overview.png"))
+        page.set_viewport_size({"width": 1280, "height": 1100})  # a laptop: the metrics still read whole
+        page.wait_for_timeout(500)
+        assert not _clipped(page), _clipped(page)
+        page.screenshot(path=str(tmp_path / "overview-1280.png"))
         page.set_viewport_size({"width": 1600, "height": 1100})
 
         # Tasks: search by error text, open the failed task, requeue it.
         page.get_by_role("link", name="Tasks").click()
         expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible(timeout=30_000)
+        _settle(page)
+        assert q.backend.counts()["processing"] > 0, "the load ended before the screenshot"
+        page.screenshot(path=str(tmp_path / "tasks-under-load.png"))  # running tasks, their progress and times
+        page.get_by_role("textbox", name="Error contains").fill("division")
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Search").click()
+        expect(page.get_by_text(re.compile(r"Page 1: 3 task\(s\)"))).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(tmp_path / "tasks-errors.png"))  # ZeroDivisionError whole, times whole
+        for tid in load[:LONG]:
+            q.cancel(tid)
         page.get_by_role("textbox", name="Error contains").fill("disk FULL")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").filter(has_text="Search").click()
         expect(page.get_by_text(re.compile(r"Page 1: 1 task\(s\)"))).to_be_visible(timeout=30_000)
@@ -119,7 +153,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         sidebar.get_by_role("textbox", name="Task id").fill(bad)
         sidebar.get_by_role("button", name="Open task", exact=True).click()
         expect(page.get_by_text(f"Task {bad}: failed")).to_be_visible(timeout=30_000)
-        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible()
+        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible(
+            timeout=30_000)
         _settle(page)
         page.set_viewport_size({"width": 1600, "height": 1500})
         page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
@@ -143,8 +178,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         page.get_by_role("button", name="Resume", exact=True).click()
         expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
         wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
-        for tid in held:
-            q.wait(tid, 60)
+        for tid in [*held, *load]:
+            q.wait(tid, 120)
 
         # Failures: failed tasks, dead letters, worker deaths.
         page.get_by_role("link", name="Failures").click()

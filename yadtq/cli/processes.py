@@ -32,7 +32,10 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     if args.queues:  # every worker the Procfile starts (the farm's) serves these queues
         env["YADTQ_QUEUES"] = parse_queues(args.queues).describe()
-    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace)
+    from yadtq.ops.service_wait import wait_for_services
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace,
+                  gate=lambda stop: wait_for_services(Settings.from_env(env), 60.0, stop=stop,
+                                                      say=lambda line: stack.say("run", f"waiting: {line}")))
     install_signal_handlers(stack)
     return stack.run()
 
@@ -68,27 +71,11 @@ def cmd_services(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
     """Used by the Procfile: processes start once the broker and Redis serve (Redis done loading its data)."""
-    from yadtq.ops.services import broker_address, broker_ready, redis_address
-    from yadtq.store.connection import redis_ready
-    probes = (("Kafka broker", broker_address(s), broker_ready), ("Redis", redis_address(s), redis_ready))
-    deadline = time.monotonic() + args.timeout
-    for what, (host, port), probe in probes:
-        said, said_at = "", time.monotonic()
-        while True:
-            ok, why = probe(s)
-            if ok:
-                break
-            now = time.monotonic()
-            if why.startswith("loading"):
-                deadline = max(deadline, now + args.timeout)  # it is making progress: keep waiting
-            if now > deadline:
-                print(f"yadtq: error: {what} at {host}:{port} did not serve within {args.timeout:g}s ({why})",
-                      file=sys.stderr)
-                return RET_CONNECT
-            if why != said and (why.startswith("loading") or now - said_at > 5):
-                print(f"yadtq wait: {what} at {host}:{port}: {why}", file=sys.stderr, flush=True)
-                said, said_at = why, now
-            time.sleep(0.2)
+    from yadtq.ops.service_wait import wait_for_services
+    why = wait_for_services(s, args.timeout, say=lambda line: print(f"yadtq wait: {line}", file=sys.stderr, flush=True))
+    if why is not None:
+        print(f"yadtq: error: {why}", file=sys.stderr)
+        return RET_CONNECT
     return RET_OK
 
 

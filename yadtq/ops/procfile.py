@@ -16,7 +16,9 @@ What `make run` uses instead of honcho, for what honcho does not do:
   the shell that ran it.
 
 The Procfile stays the description of the stack (`honcho start` still runs
-it): one `name: command` per line, run with `/bin/sh -c`.
+it): one `name: command` per line, run with `/bin/sh -c`. Given a `gate`, the
+supervisor does the `yadtq wait && ` that begins a line itself, once for all
+such lines (yadtq/ops/service_wait.py), and starts them when it opens.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from pathlib import Path
 from typing import IO
 
 from yadtq.errors import ConfigError
+from yadtq.ops.service_wait import WAIT_PREFIX
+
+# Waits until the services serve: None once they do, else why not ("stopped" when the event is set).
+Gate = Callable[[threading.Event], "str | None"]
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 
@@ -109,8 +115,9 @@ class Stack:
     """Runs `entries`; `run()` blocks until one ends or `stop()`, then stops the rest in order."""
 
     def __init__(self, entries: list[Entry], *, env: Mapping[str, str], cwd: Path, grace: float = 30.0,
-                 out: IO[str] | None = None, clock: Callable[[], str] | None = None) -> None:
+                 out: IO[str] | None = None, clock: Callable[[], str] | None = None, gate: Gate | None = None) -> None:
         self.entries = entries
+        self.gate = gate
         self.env = dict(env)
         self.cwd = cwd
         self.grace = grace
@@ -146,12 +153,28 @@ class Stack:
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
         setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        opened = False
         for entry in self.entries:
             if self._stop.is_set():
                 return
+            command = entry.command
+            if self.gate is not None and command.startswith(WAIT_PREFIX):
+                command = command.removeprefix(WAIT_PREFIX)
+                if not opened:
+                    # Woken early by stop() or by a process's end (its output closes): either ends the start.
+                    while (why := self.gate(self._wake)) == "stopped" and not self._stop.is_set() and \
+                            not any(r.proc.stdout is None or r.proc.stdout.closed for r in self.running):
+                        self._wake.clear()
+                    if why is not None:
+                        if why != "stopped":
+                            self.say("run", f"error: {why}; not starting {entry.name} and what follows")
+                            self.first_exit = (entry.name, 3)
+                            self.stop()
+                        return
+                    opened = True
             # The parent-death signal (setpriv) ends a process whose supervisor was
             # killed outright; the Procfile `exec`s the real program so it is that process.
-            argv = ["/bin/sh", "-c", entry.command]
+            argv = ["/bin/sh", "-c", command]
             if setpriv:
                 argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
             proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
@@ -160,7 +183,7 @@ class Stack:
             r.reader = threading.Thread(target=self._echo, args=(r,), daemon=True, name=f"run-{entry.name}")
             r.reader.start()
             self.running.append(r)
-            self.say("run", f"started {entry.name} (pid {proc.pid}): {entry.command}")
+            self.say("run", f"started {entry.name} (pid {proc.pid}): {command}")
 
     def run(self) -> int:
         """0 when stopped by `stop()` or when the first process to end ended with 0; else 1."""
