@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 
 from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     common,
+    cpu_per_task,
     delayed,
     kafka_bench,
     limits_bench,
@@ -44,7 +45,7 @@ from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
 NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "workflows",
-         "dashboard", "wakeup")
+         "dashboard", "wakeup", "cpu")
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,12 @@ class Sizes:
     dashboard: tuple[int, ...]
     wakeup: int  # result() calls woken by an outcome, pushed and polled each
     delayed: int  # tasks due in the same second
+    cpu: int  # `add` tasks whose CPU time (every process) is divided by their number
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
-             (100_000, 1_000_000), 200, 10_000)
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000)
+             (100_000, 1_000_000), 200, 10_000, 20_000)
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000, 1000)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
@@ -120,6 +122,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                 LIMIT_RATE, LIMIT_UNLIMITED[args.quick])
         if "delayed" in only:
             y["delayed"] = timed(f"delayed {broker}", repeat, 1, delayed.lateness, sizes.delayed)
+        if "cpu" in only:
+            y["cpu"] = timed(f"cpu per task {broker}", cpu_per_task.run, sizes.cpu, PEER_WORKERS, runs)
         if "workflows" in only:
             from bench import workflows_bench
             y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,

@@ -244,6 +244,9 @@ class Table:
                      "ms", "{:.1f}")
         for q in ("p50", "p99"):
             self._simple(f"workflows: chain step overhead {q}", "workflows", f"chain_step_{q}_ms", "ms", "{:.1f}")
+        self._simple("CPU per `add` task, every process (2 workers)", "cpu", "total_us", "µs", "{:,.0f}")
+        for group in ("client", "workers", "broker", "redis"):
+            self._simple(f"  of which {group}", "cpu", f"{group}_us", "µs", "{:,.0f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         self._limits_rows()
