@@ -63,6 +63,12 @@ and so do the peers (below), so ratios are measured on the same machine at the s
 - **Scale** (`bench/scale.py`): 20,000 `add` end to end on 1, 2 and 4 worker processes at
   their default concurrency, 4 partitions, after a warm-up task; Celery prefork with
   concurrency 1, 2, 4 on 2,000 tasks. Medians of 3 runs with min..max.
+- **CPU per task** (`bench/cpu_per_task.py`, `--only cpu`): 20,000 `add` end to end on 2
+  worker processes; user + system CPU seconds of every process (the client, the workers, the
+  broker, Redis) from the first submit to the last success stored, divided by the tasks, in
+  microseconds per process group and in total. CPU time depends little on how loaded the
+  shared machine is, so versions compare on it; `--py-spy DIR` profiles the client and
+  workers. Medians of 3 runs with min..max.
 - **Peers** (`bench/peers.py`, run with scale; `--no-peers` skips them): the same `add` end
   to end on 2 worker processes for Dramatiq 2.2.1 (Redis broker and Redis results,
   `--processes 2 --threads 8`, one `send` a task; `bench/dramatiq_bench.py`,
