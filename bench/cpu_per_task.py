@@ -4,9 +4,14 @@
 
 Counts user + system time (from /proc) of the client (this process), each worker, the broker
 (the embedded broker's front and tansu) and Redis, from the first submit to the last success
-stored, after every worker has run a warm-up task. CPU time hardly depends on how loaded the
-shared machine is, so it is the figure to compare between versions (wall time is not).
-Prints microseconds per task per process group and in total (medians of --runs runs).
+stored, after every worker has run a warm-up task. Prints microseconds per task per process
+group and in total (medians of --runs runs), with the tasks/s and the load.
+
+CPU time depends less than wall time on how loaded the shared machine is, but not little: a run
+that lasts longer pays more of the processes' time-driven work (polls, timers, heartbeats; about
+0.1 s of CPU per second in all), and smaller steps carry fewer tasks each. Compare figures taken
+at similar tasks/s; bench/hot_path.py measures the per-task Python paths in one process, which
+load hardly moves.
 """
 
 from __future__ import annotations
@@ -119,13 +124,18 @@ def one_run(n: int, workers: int, redis: str = "fsync_always", py_spy: Path | No
             for spy in spies:
                 spy.wait(30)
             stop(procs)
-    out = {g: 0.0 for g in GROUPS}
-    for pid, (group, secs) in cpu1.items():
-        out[group] += secs - (cpu0[pid][1] if pid in cpu0 else 0.0)
+    out = _by_group(cpu0, cpu1)
     figures = {f"{g}_us": out[g] / n * 1e6 for g in GROUPS}
     figures["total_us"] = sum(out.values()) / n * 1e6
     figures["tasks_per_s"] = n / wall
     return figures
+
+
+def _by_group(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    out = {g: 0.0 for g in GROUPS}
+    for pid, (group, secs) in after.items():
+        out[group] += secs - (before[pid][1] if pid in before else 0.0)
+    return out
 
 
 def run(n: int = 20_000, workers: int = 2, runs: int = 3, redis: str = "fsync_always",
