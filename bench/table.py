@@ -284,9 +284,12 @@ class Table:
         for q in ("p50", "p99") if "pushed_p50_ms" in wake else ():
             pushed, polled = wake[f"pushed_{q}_ms"], wake[f"polled_{q}_ms"]
             target = "< 5 ms" if q == "p99" else ""
+            # The client's own part: from the worker's step returning (after Redis's fsync) to return.
+            client = wake.get(f"pushed_after_reply_{q}_ms")
+            extra = "" if client is None else f"; {client:.1f} ms after the step's reply; load {wake.get('load_1min')}"
             # Redis only, no broker: shown under the first column, beside the polling it replaced.
             self.rows.append(Row(f"result() wake-up latency {q} (outcome stored to return)",
-                                 {self.columns[0]: f"{pushed:.1f} ms (polling: {polled:.0f} ms)"} if self.columns
+                                 {self.columns[0]: f"{pushed:.1f} ms (polling: {polled:.0f} ms{extra})"} if self.columns
                                  else {}, target=target,
                                  met=verdict([(target, pushed < 5)]) if target else ""))
 

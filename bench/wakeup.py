@@ -6,11 +6,15 @@ step.lua) stores the task's outcome. Measured twice on a private Redis: as `resu
 now (woken by the outcome's announcement; its slow poll set to 10 s so that only the push
 can wake it) and with the polling loop it had before (0.02 s growing by 1.5x up to 0.5 s).
 Redis and this process share one clock, so the record's `finished` is comparable to
-`time.time()`. Prints the figures; asserts nothing.
+`time.time()`. With `appendfsync always` Redis sends the announcement (like the worker's own
+reply) only once the outcome is on disk, so that fsync is in these figures; `*_after_reply`
+counts from the worker's step returning instead: the part that is the client's own. The
+1-minute load average is printed with them: on a loaded machine both grow. Asserts nothing.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import threading
@@ -41,8 +45,9 @@ def polled_wait(backend: Backend, task_id: str, timeout: float = 30.0) -> TaskRe
         delay = min(delay * 1.5, 0.5)
 
 
-def one(q: YADTQ, claims: ClaimPipeline, wait: Wait, i: int) -> float:
-    """Milliseconds from the outcome stored to `wait` returning, for one task."""
+def one(q: YADTQ, claims: ClaimPipeline, wait: Wait, i: int) -> tuple[float, float]:
+    """Milliseconds from the outcome stored, and from the worker's step returning, to `wait`
+    returning, for one task."""
     m = TaskMessage(uuid.uuid4().hex, "add", (i, 1), {}, 1, time.time(), None, None)
     q.backend.record_queued([m], 1)
     _, verdicts = claims.step([], [Claim(TaskWork(m, m.digest), 0, i)])
@@ -53,10 +58,11 @@ def one(q: YADTQ, claims: ClaimPipeline, wait: Wait, i: int) -> float:
     waiter.start()
     time.sleep(random.uniform(0.05, 0.5))
     claims.step([Outcome(m.task_id, run.fence, "success", str(i + 1))], [])
+    replied = time.time()
     waiter.join(timeout=30)
     finished = q.backend.get(m.task_id).finished
     assert finished is not None and "at" in returned
-    return (returned["at"] - finished) * 1000
+    return (returned["at"] - finished) * 1000, (returned["at"] - replied) * 1000
 
 
 def main(n: int) -> dict[str, Any]:
@@ -66,10 +72,11 @@ def main(n: int) -> dict[str, Any]:
             claims = ClaimPipeline(worker_side.redis, s, "W1", "W1:bench")
             pushed = [one(q, claims, lambda tid: q.wait(tid, 30), i) for i in range(n)]
             polled = [one(q, claims, lambda tid: polled_wait(q.backend, tid), i) for i in range(n)]
-    out: dict[str, Any] = {"n": n}
-    for name, values in (("pushed", pushed), ("polled", polled)):
+    out: dict[str, Any] = {"n": n, "load_1min": round(os.getloadavg()[0], 1)}
+    for name, pairs in (("pushed", pushed), ("polled", polled)):
         for p in (50, 99):
-            out[f"{name}_p{p}_ms"] = round(percentile(values, p), 2)
+            out[f"{name}_p{p}_ms"] = round(percentile([a for a, _ in pairs], p), 2)
+            out[f"{name}_after_reply_p{p}_ms"] = round(percentile([b for _, b in pairs], p), 2)
     return out
 
 

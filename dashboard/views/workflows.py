@@ -33,5 +33,7 @@ if wid:
         if wf.error:
             st.error(wf.error)
         st.plotly_chart(figure(wf), width="stretch", config=CHART_CONFIG)
-        st.caption(" ".join(f"{state}: {colour}" for state, colour in COLOURS.items()))
+        # A swatch of each state's colour beside its name (the colours alone say nothing).
+        st.html("<div style='font-size:0.85rem;color:#555'>" + " &nbsp; ".join(
+            f"<span style='color:{colour}'>&#9679;</span> {state}" for state, colour in COLOURS.items()) + "</div>")
         st.dataframe(pd.DataFrame([n.as_dict() for n in wf.nodes]).astype({"result": str}), hide_index=True)

@@ -23,7 +23,8 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
-from yadtq.store.backend import Backend
+from yadtq.store.announcements import pushed_record
+from yadtq.store.backend import Backend, TaskRecord
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry, current_task
 from yadtq.worker import MemorySource, Worker
@@ -189,6 +190,36 @@ def test_wait_wakes_on_the_announcement_not_the_poll(farm: Farm) -> None:
         assert got["at"] - released < 2.0, "woken by the announcement, well before the 10 s poll"
     finally:
         q.close()
+
+
+def test_a_final_outcome_is_pushed_with_its_record_so_wait_reads_nothing_more(farm: Farm) -> None:
+    q = YADTQ(farm.settings.replace(result_poll=10.0), create_topic=False)
+    reads: list[float] = []
+    get = q.backend.get
+
+    def counted(task_id: str) -> Any:
+        reads.append(time.monotonic())
+        return get(task_id)
+    q.backend.get = counted  # type: ignore[method-assign]
+    try:
+        tid = farm.submit("hold", "pushed")
+        wait_for(lambda: farm.backend.get(tid).status == "processing", 10, 0.02, "the task to start")
+        got: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: got.setdefault("rec", q.wait(tid, timeout=30)))
+        t.start()
+        wait_for(lambda: reads, 10, 0.01, "the waiter's first read")
+        time.sleep(0.2)  # subscribed and blocked on its subscription (poll: 10 s)
+        released = time.monotonic()
+        farm.gates.gate("pushed").set()
+        t.join(timeout=8)
+        assert not t.is_alive() and got["rec"] == farm.backend.get(tid) and got["rec"].result == "pushed"
+        assert [r for r in reads if r >= released] == [], "returned the record the announcement carried"
+    finally:
+        q.close()
+    # Any other payload (a bare status, a progress cue, a foreign text) means: read the record.
+    assert [pushed_record("x", p) for p in (None, "success", "progress", "success {", "processing []")] == [None] * 5
+    assert pushed_record("x", 'success ["status","success","task","add","result","3"]') == \
+        TaskRecord("x", "add", "success", result=3)
 
 
 def test_wait_falls_back_to_polling_across_a_redis_restart(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ races and the crash windows, through the claim pipeline directly.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -19,18 +20,24 @@ import pytest
 import redis
 from conftest import wait_for
 
+from yadtq import AsyncYADTQ
+from yadtq.client.client import YADTQ
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.workflows import Workflows
 from yadtq.config import Settings
-from yadtq.errors import TaskFailed
+from yadtq.errors import MessageError, ResultTimeout, TaskFailed, TaskNotFound
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Run
+from yadtq.store.queue_stats import QueueStats
+from yadtq.store.served import announce
+from yadtq.store.worker_names import claim_worker_name
 from yadtq.store.workflows import WorkflowStore, plan
-from yadtq.task.canvas import Canvas, chain, chord, group, signature
+from yadtq.task.canvas import Canvas, chain, chord, from_dict, group, signature
 from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.outcomes import Fail
 from yadtq.task.registry import Registry
+from yadtq.task.signatures import specs_of
 from yadtq.worker import MemorySource, Worker
 
 
@@ -54,8 +61,10 @@ class Farm:
         self.broken: set[str] = set()
         self.lock = threading.Lock()
         self.workers: list[tuple[Worker, threading.Thread]] = []
+        self.sent: list[TaskMessage] = []  # the first steps the client published
 
     def send(self, messages: Any) -> None:
+        self.sent += messages
         for m in messages:
             self.source.append(m.encode(), m.task_id.encode())
 
@@ -86,6 +95,10 @@ class Farm:
             if tag in self.broken:
                 raise Fail(f"{tag} is broken")
             return tag
+
+        @reg.task("mailer", queue="mail")  # declared on a named queue: a workflow step goes there
+        def mailer(to: float) -> str:
+            return f"mailed {to}"
 
         @reg.task("errback")
         def errback(task_id: str, error: str, tag: str) -> str:
@@ -263,3 +276,66 @@ def test_first_steps_recorded_but_never_published_are_published_by_a_worker(farm
     farm.worker()
     assert farm.result(wid) == 6
 
+
+
+def test_wait_on_a_workflow_id_waits_for_its_end_like_a_tasks(farm: Farm) -> None:
+    farm.broken.add("w1")
+    ok = farm.flow.submit(chain(s("add", 1, 2), s("add", 10)))
+    bad = farm.flow.submit(chord([s("broken", "w0"), s("broken", "w1")], s("pair")))
+    settings = farm.settings.replace(result_poll=10.0)  # only the workflows' announcements wake a wait in time
+    with YADTQ(settings, create_topic=False) as q:
+        with pytest.raises(ResultTimeout):
+            q.wait(ok, timeout=0.2)  # no worker yet: still running
+        farm.worker()
+        started = time.monotonic()
+        rec = q.wait(ok, timeout=15)
+        assert time.monotonic() - started < 5, "woken by the workflow's end, well before the 10 s poll"
+        assert (rec.task_id, rec.task, rec.status, rec.result, rec.error, rec.done) == \
+            (ok, "workflow", "success", 13, None, True)
+        assert rec.submitted is not None and rec.finished is not None and rec.finished >= rec.submitted
+        failed = q.wait(bad, timeout=15)  # as a failed task's record: returned, not raised
+        assert failed.status == "failed" and "w1 is broken" in (failed.error or "")
+        assert q.wait(f"{ok}.1", timeout=5).result == 3  # a member's id: that task's own record
+        with pytest.raises(TaskNotFound):
+            q.wait("wf-unknown", timeout=1)
+
+    async def scenario() -> None:
+        async with AsyncYADTQ(settings, create_topic=False) as aq:
+            assert (await aq.wait(ok, timeout=5)).result == 13
+            got = await aq.wait(bad, timeout=5)
+            assert (got.task_id, got.status) == (bad, "failed") and "w1 is broken" in (got.error or "")
+            assert (await aq.wait(f"{ok}.2", timeout=5)).result == 13
+            with pytest.raises(TaskNotFound):
+                await aq.wait("wf-unknown", timeout=1)
+    asyncio.run(scenario())
+
+
+def test_a_steps_queue_is_its_signatures_else_its_tasks_declared_one(farm: Farm) -> None:
+    farm.worker()  # serves the default queue
+    # What `yadtq worker` announces: its name claimed, its tasks' specs (mailer's declared queue "mail").
+    assert claim_worker_name(farm.r, farm.backend.keys, "W1", "W1:1", 60)
+    announce(farm.r, farm.backend.keys, "W1", "W1:1", specs_of(farm.registry()))
+    wait_for(lambda: farm.flow.edge.queue_of("mailer") == "mail", 10, 0.05, "the worker's announcement")
+    wid = farm.flow.submit(chain(signature("add", [1, 2], queue="high"), s("add", 10).set(queue="low"),
+                                 s("add", 100), s("mailer")))
+    assert [(m.task_id, m.queue) for m in farm.sent] == [(f"{wid}.1", "high")]  # the first step, by the client
+    assert farm.backend.get(f"{wid}.1").queue == "high"
+    # The next step is recorded in its queue and published to that queue's topic, not the default one.
+    wait_for(lambda: farm.source.published.get("tasks.low"), 10, 0.02, "step 2 published to tasks.low")
+    ((key, value, _),) = farm.source.published["tasks.low"]
+    assert key == f"{wid}.2".encode()
+    rec = farm.backend.get(f"{wid}.2")
+    assert (rec.queue, rec.status, rec.args) == ("low", "queued", [3, 10])
+    stats = QueueStats(farm.r, farm.backend.keys)
+    assert stats.depth("low") == 1 and "low" in stats.known()
+    farm.source.append(value, key)  # as a worker of the low queue would take it
+    wait_for(lambda: farm.source.published.get("tasks.mail"), 10, 0.02, "step 4 published to tasks.mail")
+    assert farm.backend.get(f"{wid}.3").queue == "default"
+    ((key, value, _),) = farm.source.published["tasks.mail"]
+    assert key == f"{wid}.4".encode() and farm.backend.get(f"{wid}.4").queue == "mail"
+    farm.source.append(value, key)
+    assert farm.result(wid) == "mailed 113"
+    # The JSON description carries the option (the HTTP API's), and a bad name is refused.
+    assert from_dict(s("add", 1, 2).set(queue="low").to_dict()) == signature("add", [1, 2], queue="low")
+    with pytest.raises(MessageError, match="bad queue name"):
+        signature("add", [1], queue="no such queue")

@@ -17,6 +17,8 @@ from conftest import ROOT, Procs, wait_for
 
 from yadtq.client.client import YADTQ
 from yadtq.ops.ports import answers, free_port
+from yadtq.task.builtins import add, multiply, total
+from yadtq.task.canvas import chain, chord
 
 CHROMIUM = "/usr/bin/chromium"
 DOCS = ROOT / "docs"
@@ -61,6 +63,16 @@ def _dimmed(page: Any) -> list[str]:
     """The element containers drawn at less than full opacity now (Streamlit's stale-element fade)."""
     return list(page.evaluate("""() => Array.from(document.querySelectorAll('[data-testid="stElementContainer"]'))
         .filter(e => parseFloat(getComputedStyle(e).opacity) < 0.99).map(e => e.innerText.slice(0, 40))"""))
+
+
+# The workflow graph's state colours (dashboard/workflow_graph.py COLOURS) as the browser reports them.
+GREEN, RED, BLUE, GREY = "rgb(46, 125, 50)", "rgb(198, 40, 40)", "rgb(21, 101, 192)", "rgb(224, 224, 224)"
+
+
+def _marker_fills(page: Any) -> list[str]:
+    """The fill colour of each node of the workflow graph drawn now."""
+    return list(page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot .scatterlayer .point'))
+        .map(p => p.style.fill)"""))
 
 
 @pytest.mark.browser
@@ -139,8 +151,35 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         expect(page.get_by_role("heading", name="Dead letters", exact=True)).to_be_visible(timeout=30_000)
         _settle(page)
         page.screenshot(path=str(DOCS / "dashboard-failures.png"))
+
+        # Workflows: a chord inside a chain and a failed chord, listed; the first drawn with each step's state.
+        flow = q.submit_workflow(chain(add.s(1, 1), chord([multiply.s(2), multiply.s(3)], total.s()), add.s(1)))
+        broken = q.submit_workflow(chord([add.s(1, 1), q.signature("fail", ["no disk"], tries=1)], total.s()))
+        assert q.result(flow, timeout=60) == 11.0 and q.wait(broken, 60).status == "failed"
+        page.get_by_role("link", name="Workflows").click()
+        expect(page.get_by_role("heading", name="Workflows", exact=True)).to_be_visible(timeout=30_000)
+        page.get_by_role("textbox", name="Workflow id").fill(flow)
+        page.get_by_role("textbox", name="Workflow id").press("Enter")
+        expect(page.get_by_role("heading", name="success: 11.0")).to_be_visible(timeout=30_000)
+        expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=30_000)
+        graph = page.locator(".js-plotly-plot").inner_text()
+        assert all(step in graph for step in ("chain", "chord", "group", "multiply", "total")), graph
+        assert _marker_fills(page) == [GREEN] * 8  # chain, add, chord, group, 2 multiply, total, add: success
+        table = page.locator('[data-testid="stDataFrame"]')  # the list, then this one's nodes (canvas-drawn)
+        expect(table).to_have_count(2, timeout=30_000)
+        _settle(page)
+        page.set_viewport_size({"width": 1600, "height": 1500})
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(DOCS / "dashboard-workflows.png"))
+        page.get_by_role("textbox", name="Workflow id").fill(broken)
+        page.get_by_role("textbox", name="Workflow id").press("Enter")
+        expect(page.get_by_role("heading", name="failed", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("alert")).to_contain_text("fail (" + broken + ".3) failed: RuntimeError: no disk")
+        # chord, group, add done, fail failed, total never started
+        wait_for(lambda: sorted(_marker_fills(page)) == sorted([BLUE, BLUE, GREEN, RED, GREY]), 30, 0.2,
+                 "the failed chord's states drawn")
         browser.close()
     log = (tmp_path / "streamlit.out").read_text()
     assert "Traceback" not in log and "deprecat" not in log.lower(), log[-3000:]
-    for name in ("overview", "task", "workers", "failures"):
+    for name in ("overview", "task", "workers", "failures", "workflows"):
         assert (DOCS / f"dashboard-{name}.png").stat().st_size > 20_000

@@ -63,9 +63,10 @@ ARGUMENT_WORDS = {"retry",  # step.lua: an outcome (success | retry | failed)
                   "wait", "skip"}  # schedule_fire.lua: the scheduler's decision (else fire)
 VALUES = {"null", "requeued"}  # a JSON null result; an events line
 # lib/workflow.lua: a task record's workflow fields, the workflow hash's fields and node kinds and states,
-# and the keys it names under the prefix (the outbox is the retries set).
+# and the keys it names under the prefix (the outbox is the retries set; a step's queue index, the
+# default queue's when it names none, and the set of named queues).
 WORKFLOW_WORDS = {"workflow", "node", "state", "failing", "task", "chain", "group", "chord", "running",
-                  "retries", "workflows", "created"}
+                  "retries", "workflows", "created", "default", "queues"}
 
 
 def _status_words(text: str) -> set[str]:

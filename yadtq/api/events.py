@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi.responses import StreamingResponse
 
 from yadtq.api.models import TaskOut
+from yadtq.client.changes import wait_done
 from yadtq.client.client import YADTQ
 from yadtq.errors import ResultTimeout
 from yadtq.store.backend import TaskRecord
@@ -69,7 +70,8 @@ async def wait_record(q: YADTQ, task_id: str, wait: float) -> TaskRecord:
     streams' pool; raises `TaskNotFound`."""
     def final_or_now() -> TaskRecord:
         try:
-            return q.wait(task_id, wait)
+            # a task's record only (`q.wait` would wait for a workflow of that id too)
+            return wait_done(q.backend, q.announcements, task_id, wait, q.settings.result_poll)
         except ResultTimeout:
             return q.status(task_id)
     return await asyncio.get_running_loop().run_in_executor(_pool, final_or_now)

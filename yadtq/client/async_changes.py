@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from yadtq.client.changes import RIDE_OUT
 from yadtq.errors import ResultTimeout
+from yadtq.store.announcements import pushed_record
 from yadtq.store.async_announcements import AsyncAnnouncements
 from yadtq.store.async_backend import AsyncBackend
 from yadtq.store.backend import TaskRecord
@@ -26,10 +27,11 @@ async def async_follow(backend: AsyncBackend, announcements: AsyncAnnouncements,
     deadline = None if timeout is None else time.monotonic() + timeout
     down_since: float | None = None
     last: tuple[object, ...] | None = None
+    pushed: TaskRecord | None = None  # a final outcome's announcement carries its record
     async with announcements.listen([task_id]) as changes:
         while True:
             try:
-                rec: TaskRecord | None = await backend.get(task_id)
+                rec: TaskRecord | None = pushed or await backend.get(task_id)
                 down_since = None
             except REDIS_UNAVAILABLE:
                 now = time.monotonic()
@@ -48,7 +50,7 @@ async def async_follow(backend: AsyncBackend, announcements: AsyncAnnouncements,
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ResultTimeout(task_id, timeout or 0, rec.status if rec else "unknown")
-            await changes.wait(poll if left is None else min(poll, left))
+            pushed = pushed_record(task_id, await changes.wait(poll if left is None else min(poll, left)))
 
 
 async def async_wait_done(backend: AsyncBackend, announcements: AsyncAnnouncements, task_id: str,

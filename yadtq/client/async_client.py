@@ -22,6 +22,7 @@ from yadtq.client.async_publish import AsyncPublisher
 from yadtq.client.async_workflows import AsyncWorkflows
 from yadtq.client.building import TaskSpec, make_message, resolve_queue, spec_call, validate_call
 from yadtq.client.edge_check import EdgeCheck
+from yadtq.client.workflows import workflow_record
 from yadtq.config import Settings
 from yadtq.errors import TaskFailed
 from yadtq.store.async_announcements import AsyncAnnouncements
@@ -63,7 +64,8 @@ class AsyncYADTQ:
             self._backend = AsyncBackend(self._redis, self.settings)
             self._announcements = AsyncAnnouncements(self._redis, self._backend.keys)
             self._workflows = AsyncWorkflows(AsyncWorkflowStore(self._redis, self.settings), self._served,
-                                             self._send, self.settings.tries, self._announcements)
+                                             self._send, self.settings.tries, self._announcements,
+                                             self.edge.queue_of)
         return self
 
     async def aclose(self) -> None:
@@ -150,8 +152,16 @@ class AsyncYADTQ:
         """The stored record; raises `TaskNotFound` for an unknown id."""
         return await self.backend.get(task_id)
 
-    async def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
-        """Waits for a final status, woken when it is stored; raises `ResultTimeout`, `TaskNotFound`."""
+    async def wait(self, task_id: str, timeout: float | None = None,
+                   poll: float | None = None) -> TaskRecord:
+        """Waits for a final status, woken when it is stored; raises `ResultTimeout`, `TaskNotFound`.
+        A workflow's id: waits for the workflow to end (success or failed); the record has its status,
+        result and error (its nodes: `workflow(id)`)."""
+        if is_workflow_id(task_id) and await self.workflows.store.exists(task_id):
+            return workflow_record(await self.workflows.wait(task_id, timeout, poll or self.settings.result_poll))
+        return await self._wait_task(task_id, timeout, poll)
+
+    async def _wait_task(self, task_id: str, timeout: float | None, poll: float | None = None) -> TaskRecord:
         backend = self.backend  # raises when not connected
         assert self._announcements is not None
         return await async_wait_done(backend, self._announcements, task_id, timeout,
@@ -169,7 +179,7 @@ class AsyncYADTQ:
         """The task's (or workflow's) result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
         if is_workflow_id(task_id) and await self.workflows.store.exists(task_id):
             return await self.workflows.result(task_id, timeout, self.settings.result_poll)
-        rec = await self.wait(task_id, timeout)
+        rec = await self._wait_task(task_id, timeout)
         if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
         return rec.result

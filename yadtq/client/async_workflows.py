@@ -13,14 +13,14 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from yadtq.client.workflows import as_canvas, check_names, linked, log_outbox, outcome
+from yadtq.client.building import resolve_queue
+from yadtq.client.workflows import ENDED, as_canvas, check_names, linked, log_outbox, outcome
 from yadtq.errors import BrokerUnavailable, ResultTimeout, TaskNotFound
 from yadtq.store.async_announcements import AsyncAnnouncements
 from yadtq.store.async_workflows import AsyncWorkflowStore
 from yadtq.store.workflows import WorkflowState, new_workflow_id, plan
 from yadtq.task.canvas import Canvas, Signature, group
 from yadtq.task.messages import TaskMessage
-from yadtq.task.status import Status
 from yadtq.task.trace_context import workflow_span
 
 Send = Callable[[Sequence[TaskMessage]], Awaitable[None]]
@@ -29,9 +29,12 @@ Served = Callable[[], Awaitable[Mapping[str, Any]]]
 
 class AsyncWorkflows:
     # `served`: what live workers serve (the client's cached edge check); `send`: publish and await the acks.
+    # `announced_queue`: the queue live workers announce for a task (the client's edge check, read by `served`).
     def __init__(self, store: AsyncWorkflowStore, served: Served, send: Send, default_tries: int,
-                 announcements: AsyncAnnouncements) -> None:
+                 announcements: AsyncAnnouncements,
+                 announced_queue: Callable[[str], str | None] = lambda task: None) -> None:
         self.store = store
+        self.announced_queue = announced_queue
         self.served = served
         self.send = send
         self.default_tries = default_tries
@@ -41,11 +44,12 @@ class AsyncWorkflows:
                      unchecked: bool = False, errback: Signature | None = None) -> str:
         """`Workflows.submit`: records and starts `wf`; returns the workflow id."""
         canvas = as_canvas(wf)
+        served = await self.served()  # also what `announced_queue` reads
         if not unchecked:
-            check_names(canvas if errback is None else group(canvas, errback), await self.served())
+            check_names(canvas if errback is None else group(canvas, errback), served)
         wid = workflow_id or new_workflow_id()
         with workflow_span(wid):
-            started = await self.store.start(plan(wid, canvas, self.default_tries, errback))
+            started = await self.store.start(plan(wid, canvas, self.default_tries, errback, self.queue_of))
             if started.messages:
                 try:
                     await self.send(started.messages)
@@ -54,6 +58,10 @@ class AsyncWorkflows:
                     return wid
                 await self.store.confirm(started)
         return wid
+
+    def queue_of(self, task: str, queue: str | None) -> str | None:
+        """`Workflows.queue_of`: the signature's queue, else the task's declared one."""
+        return resolve_queue(task, queue, self.announced_queue)
 
     async def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         canvas, errback = linked(m, link, link_error)
@@ -66,15 +74,27 @@ class AsyncWorkflows:
             raise TaskNotFound(workflow_id)
         return found
 
+    async def wait(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> WorkflowState:
+        """`Workflows.wait`: the workflow's state once it has ended (success or failed)."""
+        await self._until_done(workflow_id, timeout, poll)
+        return await self.get(workflow_id)
+
     async def result(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> Any:
-        """`Workflows.result`: subscribed before the first read, so no announcement is missed."""
+        """`Workflows.result`: the final result, or `TaskFailed` with the failing member's error."""
+        return outcome(workflow_id, await self._until_done(workflow_id, timeout, poll))[1]
+
+    async def _until_done(self, workflow_id: str, timeout: float | None,
+                          poll: float) -> tuple[str, Any, str | None]:
+        """`Workflows._until_done`: subscribed before the first read, so no announcement is missed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         async with self.announcements.listen([workflow_id]) as changes:
             while True:
-                status, result = outcome(workflow_id, await self.store.status(workflow_id))
-                if status == Status.SUCCESS:
-                    return result
+                got = await self.store.status(workflow_id)
+                if got is None:
+                    raise TaskNotFound(workflow_id)
+                if got[0] in ENDED:
+                    return got
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise ResultTimeout(workflow_id, timeout or 0, status)
+                    raise ResultTimeout(workflow_id, timeout or 0, got[0])
                 await changes.wait(poll if left is None else min(poll, left))

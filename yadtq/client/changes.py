@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from yadtq.errors import ResultTimeout
-from yadtq.store.announcements import Announcements
+from yadtq.store.announcements import Announcements, pushed_record
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.connection import REDIS_UNAVAILABLE
 
@@ -44,8 +44,8 @@ def follow(backend: Backend, announcements: Announcements, task_id: str, timeout
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise ResultTimeout(task_id, timeout or 0, rec.status if rec else "unknown")
-            changes.wait(poll if left is None else min(poll, left))
-            rec = read()
+            payload = changes.wait(poll if left is None else min(poll, left))
+            rec = pushed_record(task_id, payload) or read()  # a final outcome comes with its record
 
 
 def wait_done(backend: Backend, announcements: Announcements, task_id: str, timeout: float | None = None,

@@ -30,7 +30,7 @@ from yadtq.client.building import TaskSpec, make_message, resolve_queue, spec_ca
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.client.flow_controls import FlowControls
-from yadtq.client.workflows import Workflows
+from yadtq.client.workflows import Workflows, workflow_record
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, TaskFailed
 from yadtq.store.announcements import Announcements
@@ -294,9 +294,14 @@ class YADTQ(FlowControls):
         """The stored record; raises `TaskNotFound` for an unknown id."""
         return self.backend.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None = None, poll: float | None = None) -> TaskRecord:
+    def wait(self, task_id: str, timeout: float | None = None,
+             poll: float | None = None) -> TaskRecord:
         """Waits for a final status, woken when it is stored (and re-reading the record every `poll`
-        seconds, default `result_poll`, should pub/sub be unavailable); raises `ResultTimeout`, `TaskNotFound`."""
+        seconds, default `result_poll`, should pub/sub be unavailable); raises `ResultTimeout`, `TaskNotFound`.
+        A workflow's id: waits for the workflow to end (success or failed); the record has its status,
+        result and error (its nodes: `workflow(id)`)."""
+        if is_workflow_id(task_id) and self.workflows.store.exists(task_id):
+            return workflow_record(self.workflows.wait(task_id, timeout, poll or self.settings.result_poll))
         return wait_done(self.backend, self.announcements, task_id, timeout, poll or self.settings.result_poll)
 
     def follow(self, task_id: str, timeout: float | None = None) -> Iterator[TaskRecord]:
@@ -312,7 +317,7 @@ class YADTQ(FlowControls):
         """The task's (or workflow's) result; raises `TaskFailed` with its error, `ResultTimeout`, `TaskNotFound`."""
         if is_workflow_id(task_id) and self.workflows.store.exists(task_id):
             return self.workflows.result(task_id, timeout)
-        rec = self.wait(task_id, timeout)
+        rec = wait_done(self.backend, self.announcements, task_id, timeout, self.settings.result_poll)
         if rec.status == Status.FAILED:
             raise TaskFailed(task_id, rec.error or "unknown error", rec.attempts)
         return rec.result

@@ -22,9 +22,11 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from yadtq.client.building import resolve_queue
 from yadtq.client.edge_check import EdgeCheck
 from yadtq.errors import BrokerUnavailable, MessageError, ResultTimeout, SubmissionRefused, TaskFailed, TaskNotFound
 from yadtq.store.announcements import Announcements
+from yadtq.store.backend import TaskRecord
 from yadtq.store.workflows import Started, WorkflowState, WorkflowStore, new_workflow_id, plan
 from yadtq.task.canvas import CANVAS_TYPES, Canvas, Signature, chain, chord, from_dict, group
 from yadtq.task.messages import TaskMessage
@@ -33,6 +35,9 @@ from yadtq.task.timing import NO_TIMING
 from yadtq.task.trace_context import workflow_span
 
 log = logging.getLogger(__name__)
+
+# A workflow's final states: `wait` returns on them (a failed one resumes only if its member is requeued).
+ENDED = (Status.SUCCESS, Status.FAILED)
 
 
 class Workflows:
@@ -52,7 +57,7 @@ class Workflows:
             check_names(canvas if errback is None else group(canvas, errback), self.edge.served())
         wid = workflow_id or new_workflow_id()
         with workflow_span(wid):
-            started = self.store.start(plan(wid, canvas, self.default_tries, errback))
+            started = self.store.start(plan(wid, canvas, self.default_tries, errback, self.queue_of))
             if started.messages:
                 try:
                     self.send(started.messages)
@@ -61,6 +66,10 @@ class Workflows:
                     return wid
                 self.store.confirm(started)
         return wid
+
+    def queue_of(self, task: str, queue: str | None) -> str | None:
+        """A step's queue: its signature's, else its task's `@task(queue=...)` (here or as workers announce it)."""
+        return resolve_queue(task, queue, self.edge.queue_of)
 
     def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         """One task with callbacks: `link` gets its result first, `link_error` its id and error."""
@@ -74,8 +83,18 @@ class Workflows:
             raise TaskNotFound(workflow_id)
         return found
 
+    def wait(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> WorkflowState:
+        """Waits for the workflow to end, as `YADTQ.wait` for a task: returns its state (every node,
+        as `get`) once it is `success` or `failed`, raising for neither; `ResultTimeout`, `TaskNotFound`."""
+        self._until_done(workflow_id, timeout, poll)
+        return self.get(workflow_id)
+
     def result(self, workflow_id: str, timeout: float | None = None, poll: float = 0.5) -> Any:
-        """The final result; raises `TaskFailed` (a member's error), `ResultTimeout`, `TaskNotFound`.
+        """The final result; raises `TaskFailed` (a member's error), `ResultTimeout`, `TaskNotFound`."""
+        return outcome(workflow_id, self._until_done(workflow_id, timeout, poll))[1]
+
+    def _until_done(self, workflow_id: str, timeout: float | None, poll: float) -> tuple[str, Any, str | None]:
+        """The status read (status, result, error) once the workflow has ended.
 
         Woken by the engine's announcement when the workflow ends (subscribed before the first read,
         so none is missed); re-reads every `poll` seconds besides, for when pub/sub is unavailable."""
@@ -83,17 +102,26 @@ class Workflows:
         with contextlib.ExitStack() as stack:
             changes = stack.enter_context(self.announcements.listen([workflow_id])) if self.announcements else None
             while True:
-                status, result = outcome(workflow_id, self.store.status(workflow_id))
-                if status == Status.SUCCESS:
-                    return result
+                got = self.store.status(workflow_id)
+                if got is None:
+                    raise TaskNotFound(workflow_id)
+                if got[0] in ENDED:
+                    return got
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise ResultTimeout(workflow_id, timeout or 0, status)
+                    raise ResultTimeout(workflow_id, timeout or 0, got[0])
                 wait = poll if left is None else min(poll, left)
                 if changes is not None:
                     changes.wait(wait)
                 else:
                     time.sleep(min(wait, 0.02))
+
+
+def workflow_record(state: WorkflowState) -> TaskRecord:
+    """A workflow's outcome as a task record (what `YADTQ.wait` returns for a workflow's id): its id,
+    task "workflow", status, result and error, created as `submitted`; its nodes are in `state`."""
+    return TaskRecord(state.workflow_id, "workflow", state.status, result=state.result, error=state.error,
+                      submitted=state.created, finished=state.finished)
 
 
 def as_canvas(wf: Canvas | Mapping[str, Any]) -> Canvas:
@@ -118,7 +146,8 @@ def linked(m: TaskMessage, link: Any, link_error: Any) -> tuple[Canvas, Signatur
     if m.key is not None or m.timing != NO_TIMING:
         raise MessageError("an ordering key, countdown, eta or expires cannot be combined with link= or "
                            "link_error=")
-    sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id)
+    sig = Signature(m.task, m.args, dict(m.kwargs), tries=m.tries, time_limit=m.time_limit, task_id=m.task_id,
+                    queue=m.queue)
     links = _signatures(link, "link")
     errbacks = _signatures(link_error, "link_error")
     if len(errbacks) > 1:

@@ -11,6 +11,10 @@ so a change made between its read and its wait is never missed (no lost wake-up)
             changes.wait(poll)          # a change announced, or `poll` seconds passed
             rec = backend.get(task_id)
 
+A final outcome stored by a worker's step is announced with the record itself while
+someone listens ("success {json}": `pushed_record`), so a waiter returns without a
+second round trip to Redis; any other announcement is only a cue to read the record.
+
 Pub/sub delivers at most once and only while connected: an announcement made while
 the subscription was down (a Redis restart) is lost. So a waiter re-reads the record
 after every `wait`, whatever it returned, and `wait` never blocks longer than asked:
@@ -22,6 +26,7 @@ An asyncio version mirrors this API: `listen(ids)` as an async context manager, 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -29,6 +34,7 @@ from types import TracebackType
 
 from redis.client import PubSub
 
+from yadtq.store.backend import TaskRecord
 from yadtq.store.connection import REDIS_UNAVAILABLE, RedisClient
 from yadtq.store.keys import Keys
 
@@ -38,6 +44,20 @@ log = logging.getLogger(__name__)
 PROGRESS = "progress"
 _BROKEN: tuple[type[Exception], ...] = (*REDIS_UNAVAILABLE, OSError)
 SUBSCRIBE_TIMEOUT = 5.0
+
+
+def pushed_record(task_id: str, payload: str | None) -> TaskRecord | None:
+    """The final record an announcement carries (step.lua: the status, a space, the record's
+    HGETALL as a JSON list), or None for any other payload (then the caller reads the record)."""
+    _, sep, body = (payload or "").partition(" ")
+    if not sep:
+        return None
+    try:
+        flat = json.loads(body)
+        rec = TaskRecord.from_hash(task_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+    except (ValueError, TypeError, AttributeError):  # not a record: read it instead
+        return None
+    return rec if rec.done else None
 
 
 class Announcements:

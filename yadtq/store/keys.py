@@ -74,7 +74,8 @@ class Keys:
 
     def changes(self, task_id: str) -> str:
         """Pub/sub channel on which the Lua step that changes a task's record announces it (payload:
-        the new status, or "progress"); the scripts derive it from the task key (`task(id)` + ":changes")."""
+        the new status, or "progress"; a worker's final outcome adds the record: `pushed_record`); the
+        scripts derive it from the task key (`task(id)` + ":changes")."""
         return f"{self.task(task_id)}:changes"
 
     def events(self, task_id: str) -> str:

@@ -18,7 +18,7 @@ from yadtq.task.status import Status
 Call = tuple[list[str], list[Any]]
 
 # The task record fields a first step's message is rebuilt from, and those a node's state is read from.
-MESSAGE_FIELDS = ("task", "args", "kwargs", "tries", "time_limit", "submitted")
+MESSAGE_FIELDS = ("task", "args", "kwargs", "tries", "time_limit", "submitted", "queue")
 LIVE_FIELDS = ("status", "error")
 STATUS_FIELDS = ("state", "result", "error")
 
@@ -96,9 +96,9 @@ def start_reply(raw: Any) -> tuple[bool, str, list[str]]:
 
 def message_of(task_id: str, row: Sequence[Any]) -> TaskMessage:
     """A first step's message from its record's `MESSAGE_FIELDS`."""
-    task, a, kw, tries, limit, sub = (_text(x) for x in row)
+    task, a, kw, tries, limit, sub, queue = (_text(x) for x in row)
     return TaskMessage(task_id, str(task), tuple(json.loads(a)), json.loads(kw), int(tries), float(sub),
-                       float(limit) if limit else None)
+                       float(limit) if limit else None, queue=queue or None)
 
 
 def untake_call(keys: Keys, started: Started) -> Call:

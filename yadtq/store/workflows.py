@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash
 from yadtq.store.keys import Keys
@@ -51,6 +51,7 @@ from yadtq.store.workflow_calls import (
 from yadtq.task.canvas import MAX_NODES, Canvas, Signature, chain, chord, group
 
 WORKFLOW_PREFIX = "wf-"
+QueueOf = Callable[[str, str | None], str | None]
 # How long the first steps stay armed in the outbox while the submitter publishes them.
 HOLD = 30.0
 
@@ -69,6 +70,8 @@ class Plan:
 
     workflow_id: str
     default_tries: int
+    # (task, the signature's queue) -> the queue it goes to (None: the default one); None: as given.
+    queue_of: QueueOf | None = None
     fields: dict[str, str] = field(default_factory=dict)
     task_ids: list[str] = field(default_factory=list)
     count: int = 0
@@ -114,12 +117,17 @@ class Plan:
                 "tries": str(sig.tries or self.default_tries),
                 "time_limit": "" if sig.time_limit is None else repr(float(sig.time_limit)),
                 "immutable": sig.immutable}
+        queue = self.queue_of(sig.task, sig.queue) if self.queue_of is not None else sig.queue
+        if queue is not None and queue != DEFAULT_QUEUE:  # the engine records it and publishes to its topic
+            spec["queue"] = queue
         self.fields[f"spec:{i}"] = json.dumps(spec)
 
 
-def plan(workflow_id: str, canvas: Canvas, default_tries: int, errback: Signature | None = None) -> Plan:
-    """Lays `canvas` out; `errback` (a single task's `link_error`) serves its first task."""
-    p = Plan(workflow_id, default_tries)
+def plan(workflow_id: str, canvas: Canvas, default_tries: int, errback: Signature | None = None,
+         queue_of: QueueOf | None = None) -> Plan:
+    """Lays `canvas` out; `errback` (a single task's `link_error`) serves its first task; `queue_of`
+    picks each task's queue (the client's `resolve_queue`: the signature's, else the task's declared one)."""
+    p = Plan(workflow_id, default_tries, queue_of)
     p.add(canvas, -1, 0)
     if errback is not None:
         p.add_errback(next(i for i in range(p.count) if f"spec:{i}" in p.fields), errback)

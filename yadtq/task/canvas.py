@@ -10,7 +10,7 @@ Every type turns into JSON (`to_dict`) and back (`from_dict`), so a workflow can
 a client that imports no task code (`YADTQ.signature("add", [1, 2])`, the HTTP API). The shape:
 
     {"type": "task", "task": "add", "args": [1, 2], "kwargs": {}, "immutable": false,
-     "tries": 3, "time_limit": 10.0, "task_id": "..."}      (the last three optional)
+     "tries": 3, "time_limit": 10.0, "task_id": "...", "queue": "high"}      (the last four optional)
     {"type": "chain", "steps": [...]}   {"type": "group", "members": [...]}
     {"type": "chord", "header": {"type": "group", ...}, "body": {...}}
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from yadtq.errors import MessageError
+from yadtq.task.queues import queue_problem
 
 # Deeper workflows are refused: the engine's Lua walks the tree recursively.
 MAX_DEPTH = 32
@@ -31,7 +32,8 @@ MAX_NODES = 20_000
 
 @dataclass(frozen=True)
 class Signature:
-    """One task call: name, arguments and options (tries, time_limit, task_id)."""
+    """One task call: name, arguments and options (tries, time_limit, task_id, queue: the named queue
+    it is published to; None: its `@task(queue=...)`, else the default queue)."""
 
     task: str
     args: tuple[Any, ...] = ()
@@ -40,12 +42,13 @@ class Signature:
     tries: int | None = None
     time_limit: float | None = None
     task_id: str | None = None
+    queue: str | None = None
 
     def set(self, *, tries: int | None = None, time_limit: float | None = None,
-            task_id: str | None = None) -> Signature:
-        """A copy with these options."""
+            task_id: str | None = None, queue: str | None = None) -> Signature:
+        """A copy with these options (`add.s(1, 2).set(queue="high")`)."""
         return Signature(self.task, self.args, dict(self.kwargs), self.immutable, tries or self.tries,
-                         time_limit or self.time_limit, task_id or self.task_id)
+                         time_limit or self.time_limit, task_id or self.task_id, _queue(queue) or self.queue)
 
     def __or__(self, other: Canvas) -> chain:
         return chain(self, other)
@@ -53,7 +56,7 @@ class Signature:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "task", "task": self.task, "args": list(self.args),
                                "kwargs": dict(self.kwargs), "immutable": self.immutable}
-        for name in ("tries", "time_limit", "task_id"):
+        for name in ("tries", "time_limit", "task_id", "queue"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         return out
@@ -137,13 +140,23 @@ def _flatten_args(items: tuple[Any, ...], what: str, empty_ok: bool = False) -> 
 
 def signature(task: str, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
               immutable: bool = False, tries: int | None = None, time_limit: float | None = None,
-              task_id: str | None = None) -> Signature:
+              task_id: str | None = None, queue: str | None = None) -> Signature:
     """A signature of a task by name (for tasks the caller does not import)."""
     if not isinstance(task, str) or not task:
         raise MessageError("task name must be a non-empty string")
     if isinstance(args, (str, bytes, Mapping)):
         raise MessageError("args must be a list")
-    return Signature(task, tuple(args), dict(kwargs or {}), immutable, tries, time_limit, task_id)
+    return Signature(task, tuple(args), dict(kwargs or {}), immutable, tries, time_limit, task_id, _queue(queue))
+
+
+def _queue(queue: object) -> str | None:
+    """A signature's queue option: None, or a valid queue name (else `MessageError`)."""
+    if queue is None:
+        return None
+    problem = queue_problem(queue)
+    if problem:
+        raise MessageError(problem)
+    return str(queue)
 
 
 def attach(fn: Callable[..., Any], name: str) -> None:
@@ -183,7 +196,7 @@ def from_dict(d: Any, depth: int = 0) -> Canvas:
         if tid is not None and (not isinstance(tid, str) or not tid or len(tid) > 200):
             raise MessageError("task_id must be a non-empty string of at most 200 characters")
         return signature(d.get("task"), args, kwargs, immutable=bool(d.get("immutable", False)),  # type: ignore[arg-type]
-                         tries=tries, time_limit=limit, task_id=tid)
+                         tries=tries, time_limit=limit, task_id=tid, queue=d.get("queue"))
     if kind == "chain":
         return chain(*[from_dict(x, depth + 1) for x in _listed(d, "steps")])
     if kind == "group":

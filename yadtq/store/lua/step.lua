@@ -48,7 +48,15 @@ end
 
 -- Tells subscribers (YADTQ.wait, `status --follow`, the API's event stream) that a record changed,
 -- atomically with the change: channel <task key>:changes (Keys.changes), payload the new status.
-local function announce(tk, what) redis.call('PUBLISH', tk .. ':changes', what) end
+-- A final outcome carries the record (status, a space, HGETALL as JSON) while someone listens,
+-- so a waiter returns without reading it again (yadtq.store.announcements.pushed_record).
+local function announce(tk, what)
+  local ch = tk .. ':changes'
+  if (what == 'success' or what == 'failed') and redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0 then
+    what = what .. ' ' .. cjson.encode(redis.call('HGETALL', tk))
+  end
+  redis.call('PUBLISH', ch, what)
+end
 
 local function event(ek, text)
   redis.call('RPUSH', ek, now .. ' ' .. text)

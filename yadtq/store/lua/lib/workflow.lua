@@ -8,7 +8,7 @@
 -- finished, failing (members failed now), nodes; then per node i (0 is the root):
 --   k:i kind (task|chain|group|chord)   p:i "parent,position" (parent -1: root; -2: an error callback)
 --   c:i children, comma-separated        spec:i a task node's call (JSON: id, task, args and kwargs
---   as JSON text, tries, time_limit, immutable, errback)   s:i state   r:i result (JSON)   e:i error
+--   as JSON text, tries, time_limit, immutable, errback, queue: a named queue)   s:i state   r:i result (JSON)   e:i error
 --   n:i a group's members still to succeed
 -- A new task record is `queued` and sits in the retries sorted set (the outbox) due at `outbox_at`:
 -- a worker's ParkedRetries publishes it and confirms with untake, so a crash before the publish
@@ -52,8 +52,12 @@ local function wf_create_task(ctx, i, lead)
   redis.call('HSET', tk, 'task', spec.task, 'args', args, 'kwargs', spec.kwargs, 'tries', spec.tries,
     'time_limit', spec.time_limit, 'digest', '', 'submit_token', '', 'submitted', ctx.now,
     'status', 'queued', 'attempts', 0, 'failures', 0, 'fence', 0,
-    'epoch', redis.call('GET', ctx.prefix .. 'broker:epoch') or '', 'workflow', ctx.id, 'node', i)
+    'epoch', redis.call('GET', ctx.prefix .. 'broker:epoch') or '', 'workflow', ctx.id, 'node', i,
+    'queue', spec.queue or '')
   redis.call('ZADD', ctx.prefix .. 'status:queued', ctx.now, spec.id)
+  -- its queue's index (depth per queue, as submit.lua keeps it); a named queue is listed
+  redis.call('ZADD', ctx.prefix .. 'queue:' .. (spec.queue or 'default'), ctx.now, spec.id)
+  if spec.queue then redis.call('SADD', ctx.prefix .. 'queues', spec.queue) end
   redis.call('ZADD', ctx.prefix .. 'retries', ctx.outbox_at, spec.id)
   table.insert(ctx.created, spec.id)
 end
