@@ -64,6 +64,13 @@ and so do the peers (below), so ratios are measured on the same machine at the s
 - **Scale** (`bench/scale.py`): 20,000 `add` end to end on 1, 2 and 4 worker processes at
   their default concurrency, 4 partitions, after a warm-up task; Celery prefork with
   concurrency 1, 2, 4 on 2,000 tasks. Medians of 3 runs with min..max.
+- **CPU per task** (`bench/cpu_per_task.py`, `--only cpu`): 20,000 `add` end to end on 2
+  worker processes; user + system CPU seconds of every process (the client, the workers, the
+  broker, Redis) from the first submit to the last success stored, divided by the tasks, in
+  microseconds per process group and in total. CPU time depends less than wall time on the
+  shared machine's load, but a slower run pays more time-driven work (polls, timers) per task:
+  compare runs at similar tasks/s (`bench/hot_path.py` times the per-task Python paths in one
+  process). `--py-spy DIR` profiles the client and workers. Medians of 3 runs with min..max.
 - **Scaling** (`bench/scaling.py`, `--only scaling`): 3,000 `add` end to end on 1, 2, 4 and 8
   worker processes, each at concurrency 1, 4, 16 and 64 (8 partitions, so every process
   serves; one broker and Redis for the whole grid, a fresh topic per cell), one run per cell,

@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 
 from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     common,
+    cpu_per_task,
     delayed,
     failover,
     kafka_bench,
@@ -47,7 +48,7 @@ from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
 NAMES = ("mixed", "scale", "scaling", "latency", "transport", "failover", "memory", "limits", "delayed",
-         "workflows", "dashboard", "wakeup", "start")
+         "workflows", "dashboard", "wakeup", "start", "cpu")
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,13 @@ class Sizes:
     wakeup: int  # result() calls woken by an outcome, pushed and polled each
     delayed: int  # tasks due in the same second
     scaling: tuple[int, tuple[int, ...], tuple[int, ...]] = (3000, scaling.WORKERS, scaling.CONCURRENCY)
+    cpu: int = 20_000  # `add` tasks whose CPU time (every process) is divided by their number
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
              (100_000, 1_000_000), 200, 10_000)
 QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000,
-              (200, scaling.QUICK_WORKERS, scaling.QUICK_CONCURRENCY))
+              (200, scaling.QUICK_WORKERS, scaling.QUICK_CONCURRENCY), 1000)
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
@@ -130,6 +132,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         if "start" in only:  # `yadtq run` (what `make run` execs) to the first `submit --wait` (bench/first_task.py)
             from bench import first_task
             y["start"] = timed(f"start {broker}", first_task.for_bench, broker, runs)
+        if "cpu" in only:
+            y["cpu"] = timed(f"cpu per task {broker}", cpu_per_task.run, sizes.cpu, PEER_WORKERS, runs)
         if "workflows" in only:
             from bench import workflows_bench
             y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,

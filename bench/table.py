@@ -264,6 +264,9 @@ class Table:
                      target="< 5 s", ok=lambda v: v < 5)
         self._simple("start: workers joined the group", "start", "joined_s", "s", "{:.1f}")
         self._simple("start: CPU seconds of the stack until then", "start", "cpu_s", "s", "{:.1f}")
+        self._simple("CPU per `add` task, every process (2 workers)", "cpu", "total_us", "µs", "{:,.0f}")
+        for group in ("client", "workers", "broker", "redis"):
+            self._simple(f"  of which {group}", "cpu", f"{group}_us", "µs", "{:,.0f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
                      target="< 1 KB", ok=lambda v: v < 1024)
         self._limits_rows()

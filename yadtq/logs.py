@@ -8,7 +8,6 @@ status, duration, error. The notebooks and `notebooks.analysis` read them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from yadtq import codec
 from yadtq.config import Settings
 
 EVENTS = (
@@ -84,7 +84,7 @@ class EventLog:
             return
         body = {"ts": round(time.time(), 6), "event": event, "process": self.process, "pid": os.getpid()}
         body.update({k: v for k, v in fields.items() if v is not None})
-        line = json.dumps(body, separators=(",", ":"), default=str)
+        line = codec.dumps(body, default=str).decode("utf-8", "surrogatepass")
         with self._lock:
             self._out.write(line + "\n")
 

@@ -7,11 +7,11 @@ into dataclasses (re-exported here), so the worker never reads positional lists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from yadtq import codec
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.store.claim_replies import (
     Busy,
@@ -115,7 +115,8 @@ class ClaimPipeline:
             m = c.work.message
             keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
                      self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
-            args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or s.tries,
+            # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
+            args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
                      *m.timing.lua_args(), self._queue_of(m.queue, c.partition)]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \

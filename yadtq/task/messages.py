@@ -17,6 +17,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
+from yadtq import codec
 from yadtq.errors import MessageError
 from yadtq.task.queues import queue_problem
 from yadtq.task.timing import NO_TIMING, Timing
@@ -151,7 +152,7 @@ def decode(raw: bytes | None, max_bytes: int) -> TaskMessage | ControlMessage:
         raise MessageError(f"message of {len(raw)} bytes exceeds the limit of {max_bytes} bytes",
                            sniff_task_id(raw))
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        body = codec.loads(raw, _strict_loads)
     except RecursionError:
         raise MessageError(f"JSON nested deeper than {MAX_DEPTH} levels", sniff_task_id(raw)) from None
     except ValueError as exc:  # also UnicodeDecodeError and ints past the digit limit
@@ -216,6 +217,10 @@ def _optional_number(body: dict[str, Any], key: str, task_id: str, most: float) 
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= most:
         raise MessageError(f"{key!r} must be a number from 0 to {most:g}", task_id)
     return float(value)
+
+
+def _strict_loads(raw: bytes) -> Any:
+    return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -22,6 +22,7 @@ call is a clear `TaskArgumentError` instead of a traceback from inside.
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from yadtq.task.canvas import attach as attach_signatures
 from yadtq.task.limits import Limits
 from yadtq.task.progress import ProgressSink, in_context, report_progress
 from yadtq.task.queues import check_queue_name
+from yadtq.task.quick_check import Expected, QuickCheck
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class Task:
 
     def check_args(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any]) -> None:
         """Raises `TaskArgumentError` when the call does not fit the function."""
+        if not kwargs and (quick := self._quick_check) is not None and quick.fits(args):
+            return
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -90,6 +94,10 @@ class Task:
                     wanted = param.annotation if isinstance(param.annotation, str) else param.annotation.__name__
                     raise TaskArgumentError(
                         f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
+
+    @functools.cached_property
+    def _quick_check(self) -> QuickCheck | None:
+        return QuickCheck.of(self.signature, _expected)
 
     def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
         if inspect.iscoroutinefunction(self.fn):  # its body runs later, when awaited: set the context there
@@ -119,6 +127,11 @@ def _exception_types(task_name: str, option: str, given: ExceptionTypes | None) 
         if not (isinstance(t, type) and issubclass(t, BaseException)):
             raise ConfigError(f"task {task_name!r}: {option} takes exception classes, got {t!r}")
     return types
+
+
+def _expected(param: inspect.Parameter) -> Expected:
+    return _SIMPLE_TYPES.get(param.annotation if isinstance(param.annotation, str)
+                             else getattr(param.annotation, "__name__", ""))
 
 
 def _is_instance(value: Any, expected: tuple[type, ...]) -> bool:
