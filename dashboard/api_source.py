@@ -8,6 +8,7 @@ as `ApiUnavailable`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -39,13 +40,20 @@ class ApiError(YADTQError):
 
 
 class ApiSource:
-    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.base = settings.dashboard_api.rstrip("/")
-        self.http = session or requests.Session()
-        if settings.api_token:
-            self.http.headers["Authorization"] = f"Bearer {settings.api_token}"
         self.timeout = (settings.connect_timeout, 60.0)
+        self._local = threading.local()  # a session per thread: every viewer's script runs in its own
+
+    @property
+    def http(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            if self.settings.api_token:
+                session.headers["Authorization"] = f"Bearer {self.settings.api_token}"
+        return session
 
     @property
     def where(self) -> str:
