@@ -125,6 +125,10 @@ class Injector:
         self.next_at = time.monotonic() + every
 
     @property
+    def every_kind_came(self) -> bool:
+        return {f.kind for f in self.faults} >= set(self.kinds)
+
+    @property
     def kills(self) -> list[tuple[float, str, int]]:
         return [(f.ts, f.target, f.pid) for f in self.faults if f.kind == "kill"]
 
@@ -228,6 +232,9 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             pending = list(ids)
             last_report = started
             kill_until = started + max_minutes * 60
+            # On a loaded machine a broker restart can take most of a minute: the faults go on past
+            # `max_minutes` (up to twice it) until each kind came up once.
+            kill_limit = started + 2 * max_minutes * 60
             drain_until = kill_until + drain_minutes * 60
             kill_phase = (0.0, 0)
             counts: dict[str, int] = {}
@@ -235,10 +242,14 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             while True:
                 counts = _counts(q) or counts
                 now = time.monotonic()
+                if now >= kill_until and now < kill_limit and not injector.every_kind_came:
+                    kill_until = now + 0.5
+                    drain_until = kill_until + drain_minutes * 60
                 if now < kill_until or not kill_phase[0]:
                     kill_phase = (now - started, counts.get(Status.SUCCESS, 0))
                 injector.note_progress(counts.get(Status.SUCCESS, 0), seen)
-                if now >= drain_until or (counts.get(Status.SUCCESS, 0) >= tasks and _all_ended(q, pending, mixes)):
+                finished = counts.get(Status.SUCCESS, 0) >= tasks and _all_ended(q, pending, mixes)
+                if now >= drain_until or (finished and (injector.every_kind_came or now >= kill_limit)):
                     break
                 if now < kill_until:
                     injector.tick()

@@ -1,11 +1,12 @@
 """`make hosts-demo`: YADTQ on five hosts made of network namespaces on this machine (needs root).
 
-    python -m worker_farm.hosts_demo [--tasks 300] [--cut 30]
+    python -m worker_farm.hosts_demo [--tasks 300] [--cut 30] [--skew 90s]
 
-One services host (broker, Redis, monitor), three worker hosts with a farm of two each, a client
-host. It submits tasks of three types from the client host and shows where they ran, then cuts
-one worker host off the network for `--cut` seconds while tasks keep coming, mends it, and shows
-that every task finished once, and that the cut host's workers are back as the same processes.
+One services host (broker, Redis, monitor), three worker hosts with a farm of two each (w1's clock
+`--skew` ahead, w3's behind), a client host. It submits tasks of three types from the client host
+and shows where they ran, then cuts one worker host off the network for `--cut` seconds while
+tasks keep coming, mends it, and shows that every task finished once, and that the cut host's
+workers are back as the same processes.
 """
 
 from __future__ import annotations
@@ -47,16 +48,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=300, help="tasks per round (default 300)")
     p.add_argument("--cut", type=float, default=30.0, help="seconds the host stays cut off (default 30)")
+    p.add_argument("--skew", default="90s", help="w1's clock runs this far ahead and w3's this far behind, as on "
+                   "hosts without NTP (libfaketime; default 90s, 0s for none)")
     args = p.parse_args()
     base = Path(tempfile.mkdtemp(prefix="yadtq-hosts-"))
     with Lab(["svc", *HOSTS, "client"]) as lab:
         print("hosts: " + ", ".join(f"{h} {lab.ip(h)}" for h in lab.hosts) + f"  (logs in {base})")
-        system = MultiHost(lab, base, HOSTS, overrides=dict(QUICK))
+        clocks = {} if args.skew.strip("+-") in ("0", "0s") else {"w1": f"+{args.skew}", "w3": f"-{args.skew}"}
+        system = MultiHost(lab, base, HOSTS, overrides=dict(QUICK), clocks=clocks)
         system.start()
         q = YADTQ(system.settings)
         try:
             while sum(w.get("status") == "ALIVE" for w in q.live.workers().values()) < 2 * len(HOSTS):
                 time.sleep(0.5)
+            for host in HOSTS:
+                print(f"  {host}'s clock: {round(system.clock(host) - time.time()):+d}s from this machine's")
             print("every worker ALIVE; submitting from the client host")
             kinds = ("add", "multiply", "sleep")
             specs = [(k, [0.05] if k == "sleep" else [i, 2]) for i in range(args.tasks // 3) for k in kinds]

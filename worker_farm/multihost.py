@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker_farm.fake_clock import skewed_env
 from worker_farm.hosts import Lab
 from yadtq.config import Settings
 
@@ -36,6 +37,8 @@ class MultiHost:
     task_modules: Sequence[str] = ()
     pythonpath: Sequence[str] = ()
     overrides: dict[str, object] = field(default_factory=dict)
+    # Per host, a wall clock off by this skew (libfaketime's syntax, e.g. "+90s"): hosts without NTP.
+    clocks: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -46,18 +49,21 @@ class MultiHost:
                         partitions=2 * len(self.worker_hosts) * self.workers)
         return base.replace(**self.overrides) if self.overrides else base
 
-    def env(self) -> dict[str, str]:
+    def env(self, host: str | None = None) -> dict[str, str]:
+        """The environment of a process on `host` (with the host's own clock, if it has one)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
         env.update(self.settings.env())
         root = Path(__file__).resolve().parent.parent
         env["PYTHONPATH"] = os.pathsep.join([str(root), *self.pythonpath])
         env["PYTHONUNBUFFERED"] = "1"
+        if host in self.clocks:
+            env = skewed_env(env, self.clocks[host], self.base / f"clock-{host}")
         return env
 
     def _start(self, label: str, host: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         self.base.mkdir(parents=True, exist_ok=True)
         out = open(self.base / f"{label}.out", "wb")  # noqa: SIM115 (the process keeps it)
-        proc = self.lab.popen(host, argv, env=self.env(), out=out, cwd=self.base)
+        proc = self.lab.popen(host, argv, env=self.env(host), out=out, cwd=self.base)
         self.procs[label] = proc
         return proc
 
@@ -66,8 +72,9 @@ class MultiHost:
         py = sys.executable
         self._start("services", self.services_host, [py, "-m", "yadtq", "services", "--stay"])
         deadline = time.monotonic() + timeout
-        while subprocess.run(["ip", "netns", "exec", self.lab.hosts[self.services_host].ns, py, "-m", "yadtq",
-                              "wait", "--timeout", "1"], env=self.env(), capture_output=True).returncode != 0:
+        ns = self.lab.hosts[self.services_host].ns
+        wait = ["ip", "netns", "exec", ns, py, "-m", "yadtq", "wait", "--timeout", "1"]
+        while subprocess.run(wait, env=self.env(self.services_host), capture_output=True).returncode != 0:
             if time.monotonic() > deadline or self.procs["services"].poll() is not None:
                 raise RuntimeError(f"services did not start: {(self.base / 'services.out').read_text()[-2000:]}")
         self._start("monitor", self.services_host, [py, "-m", "yadtq", "monitor"])
@@ -78,6 +85,13 @@ class MultiHost:
         tasks = [a for m in self.task_modules for a in ("--tasks", m)]
         return self._start(f"farm-{host}", host, [sys.executable, "-m", "worker_farm", "--workers", str(self.workers),
                                                   "--name-prefix", f"{host}-W", *tasks])
+
+    def clock(self, host: str) -> float:
+        """`time.time()` as a process on `host` reads it."""
+        out = subprocess.run(["ip", "netns", "exec", self.lab.hosts[host].ns, sys.executable, "-c",
+                              "import time; print(time.time())"], env=self.env(host), capture_output=True,
+                             text=True, timeout=60, check=True)
+        return float(out.stdout.strip())
 
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs.values())
@@ -93,7 +107,7 @@ class MultiHost:
                 "q = YADTQ(Settings.from_env())\n"
                 f"print(json.dumps(q.submit_many([tuple(s) for s in json.load(open({str(path)!r}))])))\n")
         out = subprocess.run(["ip", "netns", "exec", self.lab.hosts[host].ns, sys.executable, "-c", code],
-                             env=self.env(), capture_output=True, text=True, timeout=120)
+                             env=self.env(host), capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"submit from {host} failed: {out.stderr[-2000:]}")
         ids: list[str] = json.loads(out.stdout.strip().splitlines()[-1])

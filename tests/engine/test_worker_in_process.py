@@ -37,6 +37,7 @@ class Ledger:
     def __init__(self) -> None:
         self.runs: list[tuple[str, float, float]] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()  # holds a "gated" task until the test opens it
 
     def add(self, name: str, start: float) -> None:
         with self.lock:
@@ -55,6 +56,13 @@ def make_registry(ledger: Ledger) -> Registry:
         start = time.monotonic()
         time.sleep(seconds)
         ledger.add(tag or f"sleep{seconds}", start)
+        return tag
+
+    @reg.task("gated")
+    def gated(tag: str) -> str:
+        start = time.monotonic()
+        ledger.gate.wait(30)
+        ledger.add(tag, start)
         return tag
 
     @reg.task("flaky")
@@ -172,10 +180,13 @@ def h(redis_url: str, tmp_path: Path) -> Iterator[Harness]:
 def test_many_tasks_run_at_once_and_a_slow_task_holds_one_slot(h: Harness) -> None:
     h.source.assign([0, 1])
     h.worker()
-    slow = h.submit("sleep", 1.0, tag="slow", partition=0)
+    # The slow task runs until the test opens its gate, so "the quick ones finished first" holds
+    # however slowly a loaded machine runs them.
+    slow = h.submit("gated", tag="slow", partition=0)
     quick = [h.submit("sleep", 0.05, tag=f"q{i}", partition=0) for i in range(12)]
     h.wait_done([*quick], timeout=10)
     assert h.status(slow) == "processing", "12 quick tasks behind a slow one in its partition finished first"
+    h.ledger.gate.set()
     h.wait_done([slow])
     starts = sorted(s for _, s, _ in h.ledger.runs)
     # Four slots: at some moment four tasks ran together.

@@ -1,7 +1,7 @@
 """Several hosts, for real: Linux network namespaces on one bridge (worker_farm/hosts.py).
 
-One services host (broker, Redis, monitor), three worker hosts each running a farm of two, a
-client host that submits. The network's faults during a mixed workload: a worker host cut off
+One services host (broker, Redis, monitor), three worker hosts each running a farm of two (two of
+them with clocks 90 s ahead and behind, libfaketime), a client host that submits. The network's faults during a mixed workload: a worker host cut off
 for 30 s, a host behind 200 ms ±50 ms of latency and 5% packet loss (Toxiproxy and iptables'
 random drop), a host that reaches Kafka but not Redis, and one that reaches Redis but not Kafka.
 Nothing may be lost, no task may run again after its outcome was stored, and every worker the
@@ -64,9 +64,12 @@ def _all_done(q: YADTQ, ids: list[str]) -> bool:
 
 
 def test_tasks_of_three_types_spread_over_every_host_and_run_in_parallel(system: MultiHost) -> None:
+    system.clocks.update(w1="+90s", w3="-90s")  # two hosts whose clocks are off, as without NTP
     system.start()
     q = YADTQ(system.settings)
     try:
+        assert abs(system.clock("w1") - time.time() - 90) < 10, "w1's clock is not 90 s ahead"
+        assert abs(system.clock("w3") - time.time() + 90) < 10, "w3's clock is not 90 s behind"
         wait_for(lambda: len(_worker_pids(q)) == 2 * len(WORKER_HOSTS), 60, 0.5, "every worker ALIVE")
         specs: list[tuple[str, list[Any]]] = [(name, [i, 2]) for i in range(30) for name in ("add", "multiply")]
         specs += [("sleep", [0.5]) for _ in range(24)]

@@ -41,6 +41,39 @@ def test_tracker_commit_point_is_the_lowest_unfinished_offset() -> None:
     assert t.commit_point(0) == 4
 
 
+def _offer(t: PartitionTracker, reg: Registry, offset: int) -> bool:
+    """What the intake does with one polled record: buffer it, or drop it."""
+    rec = Record(0, offset, None, json.dumps({"task-id": f"t{offset}", "task": "add", "args": [1, 2]}).encode())
+    if t.accepts(rec):
+        return t.add(rec, triage(rec, reg, 10_000)) is not None
+    t.dropped(rec)
+    return False
+
+
+def test_a_gap_in_the_log_is_crossed_once_a_fetch_from_the_next_offset_confirms_it() -> None:
+    reg = make_registry()
+    t = PartitionTracker(max_buffered=10)
+    t.assign(0, start=0)
+    assert _offer(t, reg, 0)
+    # Offsets 1-14 hold no records: the first fetch past 0 begins at 15.
+    assert not _offer(t, reg, 15) and not _offer(t, reg, 16)  # the rest of that fetch waits too
+    assert t.seek_backs() == {0: 1} and t.seek_backs() == {}  # asked once
+    assert _offer(t, reg, 15) and _offer(t, reg, 16)  # fetched again from 1: the gap is real
+    assert t.next_offsets([0]) == {0: 17}
+
+
+def test_records_skipped_by_a_moved_position_are_fetched_again_not_lost() -> None:
+    reg = make_registry()
+    t = PartitionTracker(max_buffered=20)
+    t.assign(0, start=0)
+    assert _offer(t, reg, 0)
+    assert not _offer(t, reg, 9)  # the consumer's position moved past 1-8 without the tracker
+    assert t.seek_backs() == {0: 1}
+    assert all(_offer(t, reg, i) for i in range(1, 10))  # 1-8 exist: read, none skipped
+    assert not _offer(t, reg, 12)  # a later jump is checked again, not waved through
+    assert t.seek_backs() == {0: 10}
+
+
 def test_triage_never_raises_on_hostile_bytes() -> None:
     reg = make_registry()
     for raw in [None, b"", b"{", b"[" * 200_000, b'{"task-id": 1}', b'{"control": "nope"}', b"\xff" * 10,

@@ -82,6 +82,8 @@ class Intake:
         self.apply_rebalances()
         for rec in records:
             self._buffer(rec)
+        if again := self.tracker.seek_backs():
+            self.source.seek(again)
 
     def _buffer(self, rec: Record) -> None:
         if not self.tracker.accepts(rec):

@@ -57,6 +57,9 @@ class _Partition:
     keys: dict[str, deque[int]] = field(default_factory=dict)  # ordering key -> its unfinished offsets
     committed: int | None = None  # last offset committed (or told committable)
     paused: bool = False
+    # A record came past `next_offset`: -1 while a seek back to it is pending, then the offset sought
+    # (the first record fetched from there shows whether the offsets between exist).
+    gap_check: int | None = None
 
     def low(self) -> int | None:
         """The lowest unfinished offset."""
@@ -83,6 +86,7 @@ class PartitionTracker:
         # Intake closed for every partition (a paused worker, Redis away): polled records are dropped.
         self.closed = False
         self._newly_paused: list[int] = []
+        self._seek_back: list[int] = []
 
     # -- ownership -----------------------------------------------------------
     def assign(self, partition: int, start: int | None = None) -> None:
@@ -104,11 +108,16 @@ class PartitionTracker:
     # -- records in ------------------------------------------------------------
     def accepts(self, record: Record) -> bool:
         """Whether `add` would buffer this record: its partition is owned and taking records, and the
-        record is the next one (not seen already, and nothing before it was dropped)."""
+        record is the next one (not seen already, and nothing before it was dropped), or the first
+        past a gap in the log that a fetch from the next offset confirmed."""
         part = self._parts.get(record.partition)
         if part is None or part.paused or self.closed or len(part.entries) >= self.max_buffered:
             return False
-        return part.next_offset is None or record.offset == part.next_offset
+        if part.next_offset is None or record.offset == part.next_offset:
+            return True
+        # A fetch that began at the next offset (after a seek back) found nothing before this record:
+        # the offsets between are a gap in the log, not records missed.
+        return record.offset > part.next_offset and part.gap_check == part.next_offset
 
     def dropped(self, record: Record) -> None:
         """A polled record not taken in: remember where fetching must go on from."""
@@ -117,6 +126,13 @@ class PartitionTracker:
             return
         if part.next_offset is None:
             part.next_offset = record.offset
+        elif (record.offset > part.next_offset and not part.paused and not self.closed
+              and part.gap_check is None and len(part.entries) < self.max_buffered):
+            # Past the next offset with nothing dropped before it: either the consumer's position moved
+            # on without us, or the log has no records there (a gap: Kafka allows them, and the embedded
+            # broker leaves some after restarts). Fetch again from the next offset to tell which.
+            part.gap_check = -1
+            self._seek_back.append(record.partition)
         if len(part.entries) >= self.max_buffered and not part.paused:
             part.paused = True
             self._newly_paused.append(record.partition)
@@ -128,6 +144,7 @@ class PartitionTracker:
             return None
         part = self._parts[record.partition]
         part.next_offset = record.offset + 1
+        part.gap_check = None
         entry = Entry(record, work)
         part.entries[record.offset] = entry
         part.order.append(record.offset)
@@ -262,6 +279,18 @@ class PartitionTracker:
                 part.paused = False
                 resume.append(p)
         return pause, resume
+
+    def seek_backs(self) -> dict[int, int]:
+        """Partitions to fetch again from their next offset (a record came past it, see `dropped`),
+        once per call: the caller seeks there before the next poll."""
+        out = {}
+        for p in self._seek_back:
+            part = self._parts.get(p)
+            if part is not None and part.next_offset is not None and part.gap_check == -1:
+                part.gap_check = part.next_offset
+                out[p] = part.next_offset
+        self._seek_back = []
+        return out
 
     def next_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
         """Per partition, the first offset not seen yet (where fetching must go on from)."""
