@@ -135,7 +135,8 @@ def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Pro
         success = page.locator('[data-testid="stMetric"]').filter(has_text="Success")
         expect(success).to_contain_text("72", timeout=60_000)  # 70, and the workflow's two
         expect(page.get_by_text("Task types, last 15 minutes")).to_be_visible()
-        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+        # Plotly's script is large: on a loaded machine the browser takes a while to draw the first charts.
+        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=90_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
         expect(page.get_by_text("API http://127.0.0.1:" if api else "· Redis redis://")).to_be_visible()
         _no_error(page)
@@ -158,7 +159,8 @@ def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Pro
         sidebar.get_by_role("textbox", name="Task id").fill(bad)
         sidebar.get_by_role("button", name="Open task", exact=True).click()
         expect(page.get_by_text(f"Task {bad}: failed")).to_be_visible(timeout=30_000)
-        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible()
+        expect(page.get_by_test_id("stCode").filter(has_text="RuntimeError: disk full on /var")).to_be_visible(
+            timeout=30_000)
         _settle(page)
         page.set_viewport_size({"width": 1600, "height": 1500})
         page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
