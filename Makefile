@@ -41,11 +41,18 @@ run: venv
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(if $(BROKER),YADTQ_BROKER=$(BROKER)) exec $(VENV)/bin/yadtq run $(RUN_ARGS)
 
 ## Lint, types and the docs site (strict) first, then the test suite against real broker and Redis processes (both brokers).
-## On TEST_PROCS processes (pytest-xdist): each broker's tests stay on one process, the others are shared
-## out; the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
+## On TEST_PROCS processes (pytest-xdist): the Kafka tests are meant to stay on one process (one JVM), the
+## others are shared out (see tests/conftest.py: with pytest 9.2 xdist applies no group yet, so all are);
+## the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
 ## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
 ## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
 TEST_PROCS ?= 2
+# The tests start hundreds of Python processes (workers, monitors, CLI calls, notebook kernels); each
+# compiles what it imports unless the bytecode is cached in __pycache__. Where PYTHONDONTWRITEBYTECODE
+# is set (as on the CI machine), nothing is cached and every process compiled redis, kafka, pydantic...
+# again: about 1 s of CPU per start. Empty, it lets Python write the cache (tests/conftest.py does the
+# same for a bare `pytest`).
+test test-fast bench: export PYTHONDONTWRITEBYTECODE :=
 test: dev-venv lint docs
 ifeq ($(TEST_PROCS),0)
 	$(PY) -m pytest $(PYTEST_ARGS)

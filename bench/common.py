@@ -57,6 +57,12 @@ def spawn_workers(settings: Settings, n: int, extra_env: dict[str, str] | None =
                   tasks: Sequence[str] = ()) -> list[subprocess.Popen[bytes]]:
     """`n` worker processes named B1..Bn; `settings.concurrency` reaches them as YADTQ_CONCURRENCY
     (an env var, not the flag, so the same call works on an engine that has no --concurrency)."""
+    return [spawn_worker(settings, f"B{i}", extra_env, tasks) for i in range(1, n + 1)]
+
+
+def spawn_worker(settings: Settings, name: str, extra_env: dict[str, str] | None = None,
+                 tasks: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """One worker process called `name` (a restart under the same name keeps its group membership)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
     env.update(settings.env())
     env.update(extra_env or {})
@@ -64,8 +70,8 @@ def spawn_workers(settings: Settings, n: int, extra_env: dict[str, str] | None =
     cmd = [sys.executable, "-m", "yadtq", "worker"]
     for module in tasks:
         cmd += ["--tasks", module]
-    return [subprocess.Popen([*cmd, "--name", f"B{i}"], env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(1, n + 1)]
+    return subprocess.Popen([*cmd, "--name", name], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(procs: Sequence[subprocess.Popen[Any]]) -> None:
@@ -190,17 +196,28 @@ def private_redis(redis: str = "fsync_always", prefix: str = "bench-redis-") -> 
 def private_services(broker: str | None = None, redis: str = "fsync_always", **overrides: Any) -> Iterator[Settings]:
     """Settings for a fresh broker (`current_broker` unless named) and Redis (with the named
     REDIS_SETTINGS) on free ports."""
+    with private_services_and_pids(broker, redis, **overrides) as (settings, _):
+        yield settings
+
+
+@contextlib.contextmanager
+def private_services_and_pids(broker: str | None = None, redis: str = "fsync_always",
+                              **overrides: Any) -> Iterator[tuple[Settings, dict[str, list[int]]]]:
+    """As `private_services`, with the pids of the processes started: {"broker": [...], "redis": [pid]}
+    (the scaling benchmark reads their CPU time)."""
     base = Path(tempfile.mkdtemp(prefix="yadtq-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         bootstrap, procs = BROKERS[broker or current_broker](base)
+        pids = {"broker": [p.pid for p in procs]}
         rport = free_port()
         procs.append(start_redis("127.0.0.1", rport, base / "data", base / "logs",
                                  extra_args=REDIS_SETTINGS[redis]))
+        pids["redis"] = [procs[-1].pid]
         u = uuid.uuid4().hex[:8]
         yield Settings(kafka_bootstrap=bootstrap, redis_url=f"redis://127.0.0.1:{rport}/0",
                        topic=f"bench-{u}", heartbeat_topic=f"hb-{u}", group=f"g-{u}", prefix=f"b{u}:",
-                       log_dir=str(base / "logs"), data_dir=str(base / "data")).replace(**overrides)
+                       log_dir=str(base / "logs"), data_dir=str(base / "data")).replace(**overrides), pids
     finally:
         stop(procs)
         shutil.rmtree(base, ignore_errors=True)

@@ -20,6 +20,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
+from bench import scaling_rows
 from bench.table import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,11 @@ and so do the peers (below), so ratios are measured on the same machine at the s
 - **Scale** (`bench/scale.py`): 20,000 `add` end to end on 1, 2 and 4 worker processes at
   their default concurrency, 4 partitions, after a warm-up task; Celery prefork with
   concurrency 1, 2, 4 on 2,000 tasks. Medians of 3 runs with min..max.
+- **Scaling** (`bench/scaling.py`, `--only scaling`): 3,000 `add` end to end on 1, 2, 4 and 8
+  worker processes, each at concurrency 1, 4, 16 and 64 (8 partitions, so every process
+  serves; one broker and Redis for the whole grid, a fresh topic per cell), one run per cell,
+  with the CPU time each process type spent per task, read from `/proc`, and what bounded the
+  cell: see the Scaling section under the table.
 - **Peers** (`bench/peers.py`, run with scale; `--no-peers` skips them): the same `add` end
   to end on 2 worker processes for Dramatiq 2.2.1 (Redis broker and Redis results,
   `--processes 2 --threads 8`, one `send` a task; `bench/dramatiq_bench.py`,
@@ -80,7 +86,13 @@ and so do the peers (below), so ratios are measured on the same machine at the s
 - **Latency**: submit to success stored at 100 tasks/s (p50, p95, p99).
 - **Kafka alone**: the broker's produce and consume rates and their ceiling, and its
   latency at 100 messages/s, without YADTQ: what the transport allows on this machine.
-- **Failover**: time from `kill -9` of a worker to its partitions being served again.
+- **Failover** (`bench/failover.py`): one of 2 workers under a trickle of 40 tasks/s, at the
+  default session timeout (6 s): after `kill -9`, the time until the other worker completes a
+  task on its partitions, and, started again under its name, until it completes one itself; the
+  same after a clean stop (SIGTERM); and a `kill -9` with an immediate restart (a crash the farm
+  respawns): the time until its partitions complete a task again, and how often the other
+  worker's partitions were taken away meanwhile. On Apache Kafka workers are static group
+  members (see "Running on several machines"); the embedded broker keeps dynamic ones.
 - **Redis memory** per finished task, and the **dashboard**'s heaviest page at 100,000
   and 1,000,000 records (`python -m bench.dashboard_refresh` prints every page and search).
 
@@ -131,6 +143,8 @@ def page(source: Path, data: dict[str, Any]) -> str:
     head = INTRO.format(source=shown, at=data.get("at", "at an unknown time"),
                         brokers=", ".join(data.get("brokers") or data.get("yadtq", {})),
                         runs=data.get("runs", "?"), cpus=data.get("cpus", "?"))
+    for section, at in (data.get("remeasured") or {}).items():
+        head += f"The {section} figures were measured again on their own, {at}, and merged into this result.\n\n"
     table = render(data, markdown=True)
     # render() ends with plain-text notes (errors, load); keep them readable in Markdown.
     lines = []
@@ -138,7 +152,30 @@ def page(source: Path, data: dict[str, Any]) -> str:
         if line.startswith("  ") and not line.startswith("|"):
             line = "- " + line.strip()
         lines.append(line)
-    return head + "\n".join(lines).rstrip() + "\n" + OUTRO
+    return head + "\n".join(lines).rstrip() + "\n" + scaling_section(data) + OUTRO
+
+
+def scaling_section(data: dict[str, Any]) -> str:
+    """The Scaling section: the grid of each broker, the rule for what bounds a cell, and what bounded them."""
+    grid = scaling_rows.detail(data, markdown=True)
+    if not grid:
+        return ("\n## Scaling\n\nThis run did not measure scaling (`bench/run.py --only scaling` does).\n\n"
+                + scaling_rows.RULE + "\n")
+    return f"""
+## Scaling
+
+Tasks/s end to end and CPU µs per task of each process type (all worker processes summed, the
+broker, Redis, the client that submits and waits), over first submit to last success stored.
+"Busiest" is the busiest single process of that type, in % of one core; "machine busy" is how
+busy all {data.get("cpus", "?")} CPUs were (every process, the shared machine's other load
+included), with the benchmark's own processes' share in brackets.
+
+{scaling_rows.RULE}
+
+{scaling_rows.paragraph(data)}
+
+{grid}
+"""
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -34,17 +34,20 @@ if __package__ in (None, ""):
 from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     common,
     delayed,
+    failover,
     kafka_bench,
     limits_bench,
     mixed,
     scale,
+    scaling,
+    scaling_rows,
     yadtq_bench,
 )
 from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
-NAMES = ("mixed", "scale", "latency", "transport", "failover", "memory", "limits", "delayed", "workflows",
-         "dashboard", "wakeup")
+NAMES = ("mixed", "scale", "scaling", "latency", "transport", "failover", "memory", "limits", "delayed",
+         "workflows", "dashboard", "wakeup")
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,13 @@ class Sizes:
     dashboard: tuple[int, ...]
     wakeup: int  # result() calls woken by an outcome, pushed and polled each
     delayed: int  # tasks due in the same second
+    scaling: tuple[int, tuple[int, ...], tuple[int, ...]] = (3000, scaling.WORKERS, scaling.CONCURRENCY)
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
              (100_000, 1_000_000), 200, 10_000)
-QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000)
+QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000,
+              (200, scaling.QUICK_WORKERS, scaling.QUICK_CONCURRENCY))
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
@@ -102,6 +107,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                celery=False, setups=sizes.mixed_setups)
         if "scale" in only:
             y["scale"] = timed(f"scale {broker}", scale.yadtq_run, sizes.scale_tasks, sizes.scale_workers, runs)
+        if "scaling" in only:
+            y["scaling"] = timed(f"scaling {broker}", scaling.run, *sizes.scaling)
         if peers:  # the peers run on both Redis settings: YADTQ too, for ratios at equal settings
             y["scale_no_persistence"] = timed(f"scale {broker}, Redis without persistence", scale.yadtq_run,
                                               sizes.scale_tasks, (PEER_WORKERS,), runs, redis="no_persistence")
@@ -112,7 +119,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["transport_latency"] = timed(f"transport latency {broker}", repeat, runs,
                                            yadtq_bench.transport_latency, sizes.latency, RATE)
         if "failover" in only:
-            y["failover"] = timed(f"failover {broker}", repeat, 1, yadtq_bench.failover)
+            y["failover"] = timed(f"failover {broker}", repeat, 1, failover.run)
         if "memory" in only:
             y["memory"] = timed(f"memory {broker}", repeat, 1, yadtq_bench.memory, sizes.memory)
         if "limits" in only:
@@ -185,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         path = save("quick" if args.quick else "latest", out, args.out)
         print(f"wrote {path}")
     print(render(out, args.markdown))
+    if scaling_rows.detail(out):
+        print("\n" + scaling_rows.detail(out, args.markdown))
     if errors(out):
         sys.exit(1)
     return out

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import peer_rows
+from bench import peer_rows, scaling_rows
 from bench.peer_rows import PEER
 
 Figures = dict[str, Any]
@@ -77,6 +77,8 @@ class Table:
         self._scale()
         self._section(f"Peers: `add` end to end, {peer_rows.WORKERS} worker processes, tasks/s, each on the same "
                       "Redis settings as YADTQ (medians, min..max)", lambda: peer_rows.add(self))
+        self._section("Scaling: `add` end to end, worker processes x concurrency, tasks/s (what bounds it: "
+                      "see the grid under the table)", lambda: scaling_rows.add(self))
         self._rest()
 
     # --- building blocks ---
@@ -230,6 +232,20 @@ class Table:
         self._add(label, one, None if c_val is None else f"{fmt.format(c_val)} {unit}{spread(c_cell, key, fmt)}",
                   target, [*(y.get(bench) for y in self.ys.values()), c_cell])
 
+    def _failover_rows(self) -> None:
+        """bench/failover.py: one of 2 workers stopped under a trickle; session timeout 6 s (default)."""
+        self._simple("failover after kill -9 (other worker serves)", "failover", "kill_failover_s", "s", "{:.1f}",
+                     target="<= 7 s", ok=lambda v: v <= 7.0)  # the session timeout + 1 s
+        self._simple("failover after a clean stop (other worker serves)", "failover", "clean_failover_s", "s",
+                     "{:.1f}", target="< 1 s", ok=lambda v: v < 1.0)
+        self._simple("kill -9 and restart at once: its partitions serve again", "failover", "bounce_s", "s", "{:.1f}")
+        self._simple("kill -9 and restart at once: other worker's rebalances", "failover",
+                     "bounce_survivor_revokes", "", "{:.0f}")
+        self._simple("restarted after kill -9: serves again (incl. process start)", "failover", "kill_rejoin_s",
+                     "s", "{:.1f}")
+        self._simple("restarted after a clean stop: serves again (incl. process start)", "failover",
+                     "clean_rejoin_s", "s", "{:.1f}")
+
     def _rest_rows(self) -> None:
         for q in ("p50", "p95", "p99"):
             self._simple(f"latency {q} at 100 tasks/s", "latency", f"{q}_ms", "ms", "{:.1f}", celery=True,
@@ -239,7 +255,7 @@ class Table:
         self._simple("Kafka alone: produce", "transport", "produce_per_s", "msg/s", "{:,.0f}")
         self._simple("Kafka alone: consume", "transport", "consume_per_s", "msg/s", "{:,.0f}")
         self._simple("Kafka alone: ceiling (produce then consume)", "transport", "ceiling_per_s", "msg/s", "{:,.0f}")
-        self._simple("failover after kill -9", "failover", "failover_s", "s", "{:.1f}")
+        self._failover_rows()
         self._simple("workflows: chord callback start after its last member", "workflows", "chord_callback_ms",
                      "ms", "{:.1f}")
         for q in ("p50", "p99"):

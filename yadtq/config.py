@@ -63,10 +63,14 @@ class Settings:
     # a new farm serve ~3 s after it starts, and a dead worker's partitions move
     # after 6 s.
     session_timeout_ms: int = 6_000
-    heartbeat_interval_ms: int = 1_000
+    heartbeat_interval_ms: int = 500
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 1000
+    # Static group membership (KIP-345): a worker joins the group under its name, so one that restarts
+    # within the session timeout gets its partitions back with no rebalance of the others. auto: on,
+    # except on the embedded broker (its static membership is broken); on | off force it.
+    static_membership: str = "auto"
     # The engine (issue 9): tasks run at once in one worker process, records
     # buffered per partition past its lowest unfinished one before it is paused.
     concurrency: int = 8
@@ -131,6 +135,8 @@ class Settings:
                      "min_insync_replicas"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if self.static_membership not in ("auto", "on", "off"):
+            raise ConfigError(f"static_membership must be 'auto', 'on' or 'off', got {self.static_membership!r}")
         if self.broker not in ("embedded", "kafka"):
             raise ConfigError(f"broker must be 'embedded' or 'kafka', got {self.broker!r}")
         if not self.topic or not self.prefix:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from bench.scaling import BOUNDS
+
 
 def install_peers() -> None:
     """Dramatiq is pinned in bench/requirements.txt, which only `make bench` installs: installed here when
@@ -30,7 +32,7 @@ def install_peers() -> None:
 def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path) -> None:
     install_peers()
     results = tmp_path / "quick.json"
-    out = subprocess.run([sys.executable, "bench/run.py", "--quick", "--only", "mixed", "scale", "latency",
+    out = subprocess.run([sys.executable, "bench/run.py", "--quick", "--only", "mixed", "scale", "scaling", "latency",
                           "transport", "dashboard", "--out", str(results)],
                          cwd=ROOT, capture_output=True, text=True, timeout=480)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -50,6 +52,12 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
         assert set(side) == {"1", "2"}
         assert all(cell["end_to_end_per_s"]["median"] > 0 for cell in side.values())
     assert data["yadtq"]["embedded"]["latency"]["p99_ms"]["median"] > 0
+    # Scaling's one quick cell, 2 processes x concurrency 4: every process type's CPU read, a bound computed.
+    scaling_cell = data["yadtq"]["embedded"]["scaling"]["2"]["4"]
+    assert scaling_cell["end_to_end_per_s"] > 0 and scaling_cell["workers_serving"] == 2
+    cpu = scaling_cell["cpu_us_per_task"]
+    assert cpu["workers"] > 0 and cpu["all"] > cpu["workers"]
+    assert scaling_cell["bound_by"] in BOUNDS
     assert data["celery"]["latency"]["p99_ms"]["median"] > 0
     assert all(isinstance(cell["load"]["median"], float) for cell in data["yadtq"]["embedded"]["scale"].values())
 
@@ -65,7 +73,8 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
     assert "ERRORS" not in out.stdout
     for line in ("mixed 2 slots: makespan, YADTQ 1x2", "mixed 2 slots: quick p50 / p99, YADTQ 1x2",
                  "mixed 2 slots: failure to retried success p50 / max, YADTQ 1x2",
-                 "add end to end, 2 workers", "latency p99 at 100 tasks/s", "Kafka alone: ceiling",
+                 "add end to end, 2 workers", "scaling 2 x 4: tasks/s (bound by)",
+                 "latency p99 at 100 tasks/s", "Kafka alone: ceiling",
                  "Dramatiq 2.2.1 (2 processes x 8 threads, 300 tasks): both fsync always",
                  "Dramatiq 2.2.1 (2 processes x 8 threads, 300 tasks): YADTQ fsync always, peer no persistence",
                  "arq 0.28.0 (2 processes, poll 0.5 s, its default, 300 tasks): both no persistence",

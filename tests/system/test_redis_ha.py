@@ -8,6 +8,7 @@ kill -9 mid-run. The URL's parsing is tested in tests/unit/test_sentinel_url.py.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import ROOT, Procs, wait_for
 from ledger_tasks import read_ledger
 
@@ -120,6 +122,12 @@ def test_kill9_of_the_primary_twice_under_load_loses_nothing_and_runs_nothing_tw
         procs.stop_all()
 
 
+def _one_replica_in_sync(sentinel: redis.Redis) -> bool:
+    replicas = sentinel.sentinel_slaves("mymaster")
+    return len(replicas) == 1 and "s_down" not in str(replicas[0].get("flags")) and \
+        replicas[0].get("master-link-status") == "ok"
+
+
 def _ha_ports() -> int:
     """A first Sentinel port whose two neighbours, and whose data servers' ports (minus 20000), are free."""
     for _ in range(200):
@@ -149,6 +157,18 @@ def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> 
         r = connect_redis(Settings(redis_url=url))
         r.set("k", "v")
         assert r.connection_pool.get_master_address()[1] == first - SENTINEL_PORT_OFFSET  # type: ignore[attr-defined]
+        # A data server killed outright is started again: the set has its spare back.
+        found = re.search(r"started primary \S+ \(pid (\d+)\)", out)
+        assert found, out
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        for line in proc.stdout:
+            seen.append(line)
+            if "redis-primary" in line and "starting it again" in line:
+                break
+        sentinel = redis.Redis(port=first, decode_responses=True)
+        wait_for(lambda: _one_replica_in_sync(sentinel), 60, 0.2, "a replica in sync again")
+        assert r.get("k") == "v"
+        sentinel.close()
         r.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

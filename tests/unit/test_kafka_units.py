@@ -87,3 +87,29 @@ def test_topic_replication_fits_the_cluster_unless_set(rf: int, isr: int, broker
                                                        want: tuple[int, dict[str, str]]) -> None:
     s = Settings(replication_factor=rf, min_insync_replicas=isr)
     assert topic_replication(s, brokers) == want
+
+
+def test_static_membership_is_auto_on_or_off_and_forced_values_need_no_broker() -> None:
+    from yadtq.broker.static_membership import consumer_options
+    from yadtq.errors import ConfigError
+    assert Settings().static_membership == "auto"
+    assert Settings.from_env({"YADTQ_STATIC_MEMBERSHIP": "off"}).static_membership == "off"
+    with pytest.raises(ConfigError, match="static_membership must be 'auto', 'on' or 'off'"):
+        Settings(static_membership="yes")
+    # Forced values decide without asking the broker (none listens at this address).
+    s = Settings(kafka_bootstrap="127.0.0.1:1", connect_timeout=0.2)
+    assert consumer_options(s.replace(static_membership="on"), "W1") == {"group_instance_id": "W1"}
+    assert consumer_options(s.replace(static_membership="off"), "W1") == {}
+
+
+def test_a_dynamic_member_leaves_through_close_alone() -> None:
+    from types import SimpleNamespace
+
+    from yadtq.broker.static_membership import leave_group
+    sent: list[str] = []
+    coordinator = SimpleNamespace(group_instance_id=None, maybe_leave_group=lambda **kw: sent.append("leave"))
+    leave_group(SimpleNamespace(_coordinator=coordinator), 100)
+    assert sent == []  # kafka-python's close() sends its LeaveGroup
+    coordinator.group_instance_id = "W1"
+    leave_group(SimpleNamespace(_coordinator=coordinator), 100)
+    assert sent == ["leave"] and coordinator.is_dynamic_member() is True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator
 
 from yadtq.store.backend import TaskRecord
 from yadtq.task.messages import MAX_TASK_NAME
@@ -74,10 +74,11 @@ class SubmitRequest(BaseModel):
     countdown: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True,
                                     description="run it no sooner than this many seconds from now (`scheduled` "
                                                 "until then)")
-    eta: float | str | None = Field(default=None, description="run it no sooner than this time: epoch seconds or "
-                                                              "ISO-8601 (UTC unless it says)")
-    expires: float | str | None = Field(default=None, description="not started within this many seconds (or by "
-                                                                  "this ISO-8601 time), it ends `expired`")
+    # StrictFloat, as `strict=True` on the other numbers (which a union cannot take): a JSON `true` is no time.
+    eta: StrictFloat | str | None = Field(
+        default=None, description="run it no sooner than this time: epoch seconds or ISO-8601 (UTC unless it says)")
+    expires: StrictFloat | str | None = Field(
+        default=None, description="not started within this many seconds (or by this ISO-8601 time), it ends `expired`")
 
     @field_validator("args", "kwargs")
     @classmethod

@@ -13,6 +13,7 @@ fail over on a link only it lost).
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from yadtq.store.sentinel import SCHEME, is_sentinel_url, parse_sentinel_url, pr
 MASTER = "mymaster"
 DEFAULT_SENTINEL_PORTS = (26379, 26380, 26381)
 QUORUM = 2
+REVIVE_BACKOFF_S = 5.0
+log = logging.getLogger(__name__)
 SENTINEL_PORT_OFFSET = 20000  # a Sentinel URL's first port minus this: the primary's port
 
 
@@ -45,6 +48,7 @@ class RedisHA:
     failover_timeout_ms: int = 10000
     # Each process as it starts (a caller may pass its own dict, to stop them after an interrupt).
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _revive_at: dict[str, float] = field(default_factory=dict)  # data server -> when to try starting it again
 
     @property
     def url(self) -> str:
@@ -86,6 +90,24 @@ class RedisHA:
         extra = () if name == "redis-primary" else ("--replicaof", self.host, str(self.primary_port))
         self._start_data_server(name, port, *extra)
         self._wait_ready()
+
+    def revive(self) -> None:
+        """Starts again each data server that died, so the set has a spare for the next failover
+        (a failed start is tried again `REVIVE_BACKOFF_S` later)."""
+        now = time.monotonic()
+        for name in ("redis-primary", "redis-replica"):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is None or now < self._revive_at.get(name, 0.0):
+                continue
+            log.warning("%s (pid %d) exited with %s; starting it again: it rejoins as a replica",
+                        name, proc.pid, proc.returncode)
+            try:
+                self.restart(name)
+            except ServiceError as exc:
+                self._revive_at[name] = time.monotonic() + REVIVE_BACKOFF_S
+                log.warning("%s did not come back (%s); trying again in %gs", name, exc, REVIVE_BACKOFF_S)
+                continue
+            log.info("%s is back (pid %d)", name, self.procs[name].pid)
 
     def _start_data_server(self, name: str, port: int, *extra_args: str) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}
@@ -140,8 +162,8 @@ class RedisHA:
 
 
 def start_redis_ha(settings: Settings, started: dict[str, subprocess.Popen[bytes]],
-                   say: Callable[[str], None]) -> str:
-    """What `yadtq services --redis-ha` starts; returns the URL to use.
+                   say: Callable[[str], None]) -> RedisHA:
+    """What `yadtq services --redis-ha` starts (its `url` is the one every process uses).
 
     With a `redis+sentinel://` YADTQ_REDIS_URL the Sentinels take its ports and the
     primary its first Sentinel's port - 20000 (26379 -> 6379, Redis's own pairing);
@@ -160,4 +182,4 @@ def start_redis_ha(settings: Settings, started: dict[str, subprocess.Popen[bytes
     ha = RedisHA(host, primary, primary + 1, sentinel_ports, Path(settings.data_dir), Path(settings.log_dir),
                  procs=started)
     ha.start(say)
-    return ha.url
+    return ha

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlparse
 
 from yadtq.config import Settings
@@ -37,8 +38,19 @@ from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
 from yadtq.store.worker_names import pid_alive
 
 log = logging.getLogger(__name__)
-# (settings, where to record each process started, say) -> the redis+sentinel:// URL to use.
-RedisHAStarter = Callable[[Settings, dict[str, "subprocess.Popen[bytes]"], Callable[[str], None]], str]
+
+
+class RedisHAHandle(Protocol):
+    """A started primary + replica + Sentinels (yadtq.ops.redis_ha.RedisHA)."""
+
+    @property
+    def url(self) -> str: ...  # the redis+sentinel:// URL every process uses
+
+    def revive(self) -> None: ...  # starts again a data server that died (it rejoins as a replica)
+
+
+# (settings, where to record each process started, say) -> the set started.
+RedisHAStarter = Callable[[Settings, dict[str, "subprocess.Popen[bytes]"], Callable[[str], None]], RedisHAHandle]
 
 
 class _Said(list[str]):
@@ -313,6 +325,7 @@ class Services:
     kafka: KafkaCluster | None = None
     # Given (yadtq.ops.redis_ha.start_redis_ha): a primary, a replica and three Sentinels instead of one Redis.
     redis_ha: RedisHAStarter | None = None
+    ha: RedisHAHandle | None = None  # what `redis_ha` started
 
     def start(self, say: Callable[[str], None] = lambda line: None) -> list[str]:
         """Starts what does not answer; says (and returns) one line per service as it goes.
@@ -349,7 +362,8 @@ class Services:
     def _start_redis_ha(self, lines: list[str]) -> None:
         assert self.redis_ha is not None
         # Its processes land in self.started as they start, so stop() ends them even after an interrupt.
-        url = self.redis_ha(self.settings, self.started, lines.append)
+        self.ha = self.redis_ha(self.settings, self.started, lines.append)
+        url = self.ha.url
         # One line a script can take as is: every process of the stack uses this URL.
         lines.append(f"YADTQ_REDIS_URL={url}")
 
@@ -450,9 +464,11 @@ class Services:
     def wait(self) -> str:
         """Blocks until a started or adopted service exits; returns its name."""
         while True:
+            if self.ha is not None:
+                # The Sentinels ride out the loss of a data server; starting it again restores the spare.
+                self.ha.revive()
             for name, proc in self.started.items():
-                # Under --redis-ha the Sentinels ride out the loss of a data server: that is their job.
-                if proc.poll() is not None and not (self.redis_ha is not None and name.startswith("redis-")):
+                if proc.poll() is not None and not (self.ha is not None and name.startswith("redis-")):
                     return name
             for name, pid in self.adopted.items():
                 if not pid_alive(pid):

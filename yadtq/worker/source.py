@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import (
     CommitFailedError,
+    FencedInstanceIdError,
     GroupAuthorizationFailedError,
     InconsistentGroupProtocolError,
     InvalidSessionTimeoutError,
@@ -29,6 +30,7 @@ from kafka.errors import (
 from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
 from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
+from yadtq.broker.static_membership import consumer_options, leave_group
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.task.messages import key_partition
@@ -118,7 +120,8 @@ class KafkaSource:
         # kafka-python's 5 minutes of metadata age, so its partitions are assigned at the next rebalance.
         several = {"metadata_max_age_ms": 10_000} if len(self.queues.topics) > 1 else {}
         self.consumer = make_consumer(settings, settings.group, client_id=name,
-                                      partition_assignment_strategy=[self.assignor], **several)
+                                      partition_assignment_strategy=[self.assignor], **several,
+                                      **consumer_options(settings, name))
         self.consumer.subscribe(list(self.queues.topics), listener=_Listener(self))
         self._lock = threading.Lock()
 
@@ -160,6 +163,9 @@ class KafkaSource:
             return (f"the broker refused the consumer session timeout YADTQ_SESSION_TIMEOUT_MS={s.session_timeout_ms}"
                     " (INVALID_SESSION_TIMEOUT): it must lie within the broker's group.min.session.timeout.ms"
                     " .. group.max.session.timeout.ms (6000 .. 1800000 by default)")
+        if isinstance(exc, FencedInstanceIdError):
+            return (f"another worker joined consumer group {s.group!r} under this worker's name (static membership):"
+                    " this one was fenced out")
         if isinstance(exc, GroupAuthorizationFailedError):
             return f"the broker did not authorize this worker to join consumer group {s.group!r} (YADTQ_GROUP)"
         if isinstance(exc, InconsistentGroupProtocolError):
@@ -298,6 +304,7 @@ class KafkaSource:
 
     def close(self) -> None:
         self._commit_last()
+        leave_group(self.consumer, int(self.settings.connect_timeout * 1000))  # a static member's partitions move now
         try:
             self.consumer.close(autocommit=False)
         except KafkaError as exc:
