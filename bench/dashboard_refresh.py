@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.common import private_services
 from dashboard import data
+from dashboard.redis_source import RedisSource
 from yadtq.client.client import YADTQ
 from yadtq.store import search
 from yadtq.store.keys import Keys
@@ -84,18 +85,19 @@ def median_ms(call: Callable[[], Any], runs: int = 7) -> float:
 
 def measure(q: YADTQ) -> dict[str, float]:
     prune = q.settings.dashboard_prune_after
+    src = RedisSource(q)
     return {
-        "overview (1 hour window)": median_ms(lambda: data.load_overview(q, 3600, prune)),
-        "tasks page (newest 50)": median_ms(lambda: data.find_tasks(q, search.TaskQuery())),
+        "overview (1 hour window)": median_ms(lambda: data.load_overview(src, 3600, prune)),
+        "tasks page (newest 50)": median_ms(lambda: data.find_tasks(src, search.TaskQuery())),
         "search: failed with 'disk full'": median_ms(lambda: data.find_tasks(
-            q, search.TaskQuery(statuses=("failed",), error="disk full"))),
+            src, search.TaskQuery(statuses=("failed",), error="disk full"))),
         "search: type send_mail on W3, any status": median_ms(lambda: data.find_tasks(
-            q, search.TaskQuery(task="send_mail", worker="W3"))),
+            src, search.TaskQuery(task="send_mail", worker="W3"))),
         "search: a name that matches nothing (full budget)": median_ms(lambda: data.find_tasks(
-            q, search.TaskQuery(task="nope"))),
-        "task page": median_ms(lambda: data.load_task(q, q.backend.list_ids("failed", 1)[0])),
-        "workers and partitions": median_ms(lambda: data.load_farm(q, prune)),
-        "failures": median_ms(lambda: data.load_failures(q)),
+            src, search.TaskQuery(task="nope"))),
+        "task page": median_ms(lambda: data.load_task(src, q.backend.list_ids("failed", 1)[0])),
+        "workers and partitions": median_ms(lambda: data.load_farm(src, prune)),
+        "failures": median_ms(lambda: data.load_failures(src)),
     }
 
 

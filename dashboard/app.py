@@ -3,7 +3,8 @@
 Six pages: Overview, Tasks, Workers and partitions, Failures, Schedules, Workflows. Settings come
 from the same `YADTQ_*` variables as every other process. Live panels refresh
 every `YADTQ_DASHBOARD_REFRESH` seconds without reloading the page; every read
-goes through the library's bounded read API (`dashboard/data.py`).
+goes through the library's bounded read API (`dashboard/data.py`), on Redis or, with
+`YADTQ_DASHBOARD_API`, through the HTTP API (`dashboard/source.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard.common import client, open_task
+from dashboard.common import open_task, source
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
 from yadtq.task.modules import load_task_modules
@@ -75,7 +76,7 @@ RANDOM_ARGS = {"add": lambda: [random.randint(0, 99), random.randint(0, 99)],
 
 
 def sidebar(tasks_page: Any) -> None:
-    q = client()
+    q = source()
     with st.sidebar:
         st.header("Submit a task")
         names = registry.names()
@@ -86,7 +87,7 @@ def sidebar(tasks_page: Any) -> None:
             tries = st.number_input("Tries", min_value=1, max_value=20, value=q.settings.tries)
             if st.form_submit_button("Submit", type="primary"):
                 try:
-                    tid = q.submit(name, parse_args(text), tries=int(tries))
+                    tid = q.submit(name, parse_args(text), int(tries))
                     open_task(tid)
                     st.success(f"Submitted {tid}")
                 except (ValueError, YADTQError) as exc:
@@ -107,7 +108,7 @@ def sidebar(tasks_page: Any) -> None:
             st.header("Maintenance")
             status = st.selectbox("Purge finished", [Status.FAILED, Status.SUCCESS, Status.CANCELLED])
             if st.button(f"Purge up to 1,000 {status} tasks"):
-                st.success(f"Purged {q.backend.purge(status)} {status} task(s)")
+                st.success(f"Purged {q.purge(status)} {status} task(s)")
 
 
 def main() -> None:

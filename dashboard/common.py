@@ -1,4 +1,4 @@
-"""What every page shares: the cached client, settings, the viewer's time zone, guarded actions."""
+"""What every page shares: the cached data source, settings, the viewer's time zone, guarded actions."""
 
 from __future__ import annotations
 
@@ -7,25 +7,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
-from yadtq.broker.backlog import Backlog, for_settings
-from yadtq.client.client import YADTQ
+from dashboard.source import Source
 from yadtq.config import Settings
 from yadtq.errors import YADTQError
 
 
 @st.cache_resource
-def client() -> YADTQ:
-    return YADTQ(Settings.from_env())
+def source() -> Source:
+    """Where every page reads and acts: the HTTP API when `YADTQ_DASHBOARD_API` is set (nothing opens
+    Redis or the broker then), else Redis and the broker. One for every session."""
+    settings = Settings.from_env()
+    if settings.dashboard_api:
+        from dashboard.api_source import ApiSource
 
+        return ApiSource(settings)
+    from dashboard.redis_source import RedisSource
+    from yadtq.broker.backlog import for_settings
+    from yadtq.client.client import YADTQ
 
-@st.cache_resource
-def backlog() -> Backlog | None:
-    """Asks the broker for end offsets (records not read yet); one consumer for every session."""
-    return for_settings(Settings.from_env())
+    return RedisSource(YADTQ(settings), for_settings(settings))
 
 
 def settings() -> Settings:
-    return client().settings
+    return source().settings
 
 
 def viewer_tz() -> tzinfo | None:
@@ -41,14 +45,14 @@ def viewer_tz() -> tzinfo | None:
 
 def requeue(task_id: str) -> None:
     try:
-        st.session_state["notice"] = ("success", f"Requeued {client().requeue(task_id)}")
+        st.session_state["notice"] = ("success", f"Requeued {source().requeue(task_id)}")
     except YADTQError as exc:
         st.session_state["notice"] = ("error", f"Not requeued: {exc}")
 
 
 def cancel(task_id: str) -> None:
     try:
-        client().cancel(task_id, by="dashboard")
+        source().cancel(task_id)
         st.session_state["notice"] = ("success", f"Cancelled {task_id}")
     except YADTQError as exc:
         st.session_state["notice"] = ("error", f"Not cancelled: {exc}")

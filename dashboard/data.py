@@ -1,4 +1,5 @@
-"""What each dashboard page reads: every read bounded, all through the library's read API.
+"""What each dashboard page reads: every read bounded, all through a `Source` (dashboard/source.py):
+the library's read API on Redis, or the HTTP API.
 
 No Streamlit here, so `bench/dashboard_refresh.py` times exactly what a page
 refresh reads, with a million task records. Counts come from the status
@@ -16,9 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from yadtq.broker.backlog import Backlog
-from yadtq.client.client import YADTQ
-from yadtq.errors import TaskNotFound
+from dashboard.source import Source, Stats, TaskView
 from yadtq.store import search
 from yadtq.store.backend import TaskRecord
 from yadtq.store.live_state import ALIVE, DEAD
@@ -86,7 +85,7 @@ class Overview:
     series: pd.DataFrame
     throughput: pd.DataFrame
     heartbeats: pd.DataFrame
-    stats: search.StatsReport
+    stats: Stats
     oldest_queued: float | None
 
     @property
@@ -113,28 +112,13 @@ class Overview:
         return float(finished / dt) if dt > 0 else 0.0
 
 
-def load_overview(q: YADTQ, window: float, prune_after: float, tz: tzinfo | None = None,
-                  sample: int = search.DEFAULT_SAMPLE) -> Overview:
+def load_overview(src: Source, window: float, prune_after: float, tz: tzinfo | None = None) -> Overview:
     now = time.time()
-    s = q.settings
-    samples = thin([x for x in q.live.series(min(s.series_points, int(window / s.series_interval) + 2))
-                    if x.get("ts", 0) >= now - window])
-    beats = [b for b in q.live.heartbeats(2000) if b.get("ts", 0) >= now - window]
+    t = src.timeline(window)
     return Overview(
-        at=now, counts=q.backend.counts(), workers=search.workers(q.live, now, prune_after),
-        series=series_frame(samples, tz), throughput=throughput_frame(samples, tz),
-        heartbeats=heartbeats_frame(beats, tz), stats=search.type_stats(q.backend, window, sample, now),
-        oldest_queued=q.backend.oldest_entered(Status.QUEUED))
-
-
-CHART_POINTS = 360
-
-
-def thin(samples: list[dict[str, Any]], points: int = CHART_POINTS) -> list[dict[str, Any]]:
-    """At most about `points` samples, evenly spaced, the newest always kept: a chart is a few hundred pixels
-    wide, and rates between the kept samples are averages over their longer intervals."""
-    step = -(-len(samples) // points)
-    return samples if step <= 1 else samples[::-1][::step][::-1]
+        at=now, counts=src.counts(), workers=src.workers(prune_after),
+        series=series_frame(t.series, tz), throughput=throughput_frame(t.series, tz),
+        heartbeats=heartbeats_frame(t.heartbeats, tz), stats=src.type_stats(window), oldest_queued=t.oldest_queued)
 
 
 def series_frame(samples: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:
@@ -167,10 +151,9 @@ def heartbeats_frame(beats: list[dict[str, Any]], tz: tzinfo | None = None) -> p
     return df
 
 
-def types_frame(report: search.StatsReport) -> pd.DataFrame:
+def types_frame(report: Stats) -> pd.DataFrame:
     rows = []
-    for t in report.types:
-        d = t.as_dict()
+    for d in report.types:
         rows.append({"task": d["task"], "finished": d["finished"], "succeeded": d["succeeded"], "failed": d["failed"],
                      "cancelled": d["cancelled"],
                      "success rate": None if d["success_rate"] is None else round(100 * d["success_rate"], 1),
@@ -181,9 +164,9 @@ def types_frame(report: search.StatsReport) -> pd.DataFrame:
 
 
 # -- Tasks ----------------------------------------------------------------------
-def find_tasks(q: YADTQ, query: search.TaskQuery, cursor: str | None = None, limit: int = PAGE,
-               budget: int = search.DEFAULT_BUDGET) -> search.SearchPage:
-    return search.search(q.backend, query, limit=limit, cursor=cursor, budget=budget)
+def find_tasks(src: Source, query: search.TaskQuery, cursor: str | None = None, limit: int = PAGE
+               ) -> search.SearchPage:
+    return src.search(query, cursor, limit)
 
 
 def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
@@ -201,22 +184,8 @@ def tasks_frame(records: list[TaskRecord], now: float, tz: tzinfo | None = None)
                                        "progress", "submitted", "started", "finished", "run time"])
 
 
-@dataclass
-class TaskView:
-    record: TaskRecord
-    history: list[tuple[float, str]]
-    waiting_because: str | None
-
-
-def load_task(q: YADTQ, task_id: str, prune_after: float | None = None) -> TaskView | None:
-    try:
-        rec = q.backend.get(task_id)
-    except TaskNotFound:
-        return None
-    history = q.backend.events(task_id)
-    why = search.why_queued(rec, search.workers(q.live, prune_after=prune_after), history) \
-        if rec.status == Status.QUEUED else None
-    return TaskView(rec, history, why)
+def load_task(src: Source, task_id: str, prune_after: float | None = None) -> TaskView | None:
+    return src.task(task_id, prune_after)
 
 
 # -- Workers and partitions -------------------------------------------------------
@@ -228,11 +197,8 @@ class Farm:
     queued: int
 
 
-def load_farm(q: YADTQ, prune_after: float, backlog: Backlog | None = None) -> Farm:
-    now = time.time()
-    workers = search.workers(q.live, now, prune_after)
-    ends = backlog.end_offsets() if backlog else None
-    return Farm(now, workers, search.partitions(workers, ends), q.backend.counts()[Status.QUEUED])
+def load_farm(src: Source, prune_after: float) -> Farm:
+    return Farm(time.time(), src.workers(prune_after), src.partitions(), src.counts()[Status.QUEUED])
 
 
 def workers_frame(workers: list[dict[str, Any]], now: float, tz: tzinfo | None = None) -> pd.DataFrame:
@@ -297,9 +263,9 @@ class Failures:
     dead_letters: list[dict[str, Any]]
 
 
-def load_failures(q: YADTQ, limit: int = PAGE) -> Failures:
-    return Failures(find_tasks(q, search.TaskQuery(statuses=(Status.FAILED,)), limit=limit),
-                    q.live.failures(limit), q.live.dead_letters(limit))
+def load_failures(src: Source, limit: int = PAGE) -> Failures:
+    return Failures(find_tasks(src, search.TaskQuery(statuses=(Status.FAILED,)), limit=limit),
+                    src.deaths(limit), src.dead_letters(limit))
 
 
 def deaths_frame(deaths: list[dict[str, Any]], tz: tzinfo | None = None) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from yadtq.redaction import redact_url
 
 # Settings whose values are never shown (repr, errors, logs); URLs are shown redacted.
 SECRET_SETTINGS = ("control_token", "api_token", "dashboard_password")
-URL_SETTINGS = ("redis_url", "kafka_bootstrap")
+URL_SETTINGS = ("redis_url", "kafka_bootstrap", "dashboard_api")
 # Option names in YADTQ_KAFKA_OPTIONS whose values are secrets (SASL, TLS key passwords, tokens).
 _SECRET_WORDS = ("password", "secret", "token", "key", "credential", "jaas")
 
@@ -106,6 +106,9 @@ class Settings:
     dashboard_password: str = ""
     dashboard_allow_destructive: bool = False
     dashboard_tasks: str = ""  # comma-separated task modules whose tasks the submit form offers
+    # The HTTP API the dashboard reads and acts through instead of Redis and the broker
+    # (http://host:8000; it sends `api_token` as its bearer token). Empty: Redis, as before.
+    dashboard_api: str = ""
     heartbeat_history: int = 10_000
     # Live results: the least time between two progress writes of one task (the latest value always
     # lands), and how often a waiter re-reads a record besides waking on its announcements.

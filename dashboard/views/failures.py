@@ -8,14 +8,14 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.columns import TASK_ORDER, task_columns
-from dashboard.common import client, requeue, show_notice, viewer_tz
+from dashboard.common import requeue, show_notice, source, viewer_tz
 from yadtq.task.status import Status
 
 st.title("Failures")
 show_notice()
 tz = viewer_tz()
-f = data.load_failures(client())
-counts = client().backend.counts()
+f = data.load_failures(source())
+counts = source().counts()
 
 st.subheader(f"Failed tasks ({counts[Status.FAILED]:,}; newest {data.PAGE} shown)")
 failed = data.tasks_frame(f.failed.tasks, time.time(), tz)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, data
-from dashboard.common import client, settings, viewer_tz
-from yadtq.redaction import redact_url
+from dashboard.common import settings, source, viewer_tz
 from yadtq.task.status import STATUSES
 
 st.title("Overview")
@@ -17,7 +16,7 @@ window = data.WINDOWS[window_name or "15 minutes"]
 @st.fragment(run_every=settings().dashboard_refresh)
 def live() -> None:
     s = settings()
-    o = data.load_overview(client(), window, s.dashboard_prune_after, viewer_tz())
+    o = data.load_overview(source(), window, s.dashboard_prune_after, viewer_tz())
     if o.waiting:
         st.info(o.waiting[0].upper() + o.waiting[1:] + ".", icon=":material/hourglass_top:")
     # A row that wraps rather than seven fixed columns, which cut "123,456" to "12…" on a laptop.
@@ -55,7 +54,7 @@ def live() -> None:
     b.plotly_chart(charts.type_success(types), config=charts.CHART_CONFIG, key="type-success")
     c2.plotly_chart(charts.type_times(types, "run"), config=charts.CHART_CONFIG, key="type-run")
     d.plotly_chart(charts.type_times(types, "queue wait"), config=charts.CHART_CONFIG, key="type-wait")
-    st.caption(f"Refreshed every {s.dashboard_refresh:g} s · Redis {redact_url(s.redis_url)} · topic {s.topic}")
+    st.caption(f"Refreshed every {s.dashboard_refresh:g} s · {source().where}")
 
 
 live()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import client
+from dashboard.common import settings, source
 from yadtq.cli.display import duration
 
 st.title("Queues")
@@ -13,10 +13,10 @@ st.caption("Counted in Redis. Throughput: tasks finished per second over the las
            "the newest finished tasks. Workers serve queues with `yadtq worker --queues high,default,low`.")
 
 
-@st.fragment(run_every=client().settings.dashboard_refresh)
+@st.fragment(run_every=settings().dashboard_refresh)
 def queues_panel() -> None:
-    rows = client().queues()
-    frame = pd.DataFrame([{"queue": r.queue, "topic": client().settings.topic_for(r.queue), "queued": r.queued,
+    rows = source().queues()
+    frame = pd.DataFrame([{"queue": r.queue, "topic": settings().topic_for(r.queue), "queued": r.queued,
                            "oldest waiting": duration(r.lag) if r.lag is not None else "-",
                            "finished / s": r.throughput, "dead letters": r.dead_letters} for r in rows])
     st.dataframe(frame, hide_index=True)

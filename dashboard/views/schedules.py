@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard.common import client, settings, show_notice, viewer_tz
+from dashboard.common import settings, show_notice, source, viewer_tz
 from dashboard.data import local_time
 from yadtq.errors import YADTQError
 
@@ -34,7 +34,7 @@ def schedules_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 @st.fragment(run_every=settings().dashboard_refresh)
 def live() -> None:
-    rows = [s.as_dict() for s in client().schedules()]
+    rows = source().schedules()
     if not rows:
         st.info("No schedules yet: add one below, or declare one with @periodic above @task.")
         return
@@ -59,18 +59,18 @@ else:
         if st.form_submit_button("Add"):
             try:
                 every = int(when) if kind == "every" else None
-                state = client().add_schedule(name.strip(), task.strip(), every=every,
+                added = source().add_schedule(name.strip(), task.strip(), every=every,
                                               cron=when if kind == "cron" else None, args=json.loads(args or "[]"),
                                               catch_up=catch_up)
-                st.session_state["notice"] = ("success", f"Added {state.spec.name}: {state.spec.when}")
+                st.session_state["notice"] = ("success", f"Added {added}")
             except (YADTQError, ValueError) as exc:
                 st.session_state["notice"] = ("error", f"Not added: {exc}")
             st.rerun()
-    names = [s.spec.name for s in client().schedules()]
+    names = [s["name"] for s in source().schedules()]
     if names:
         pick, button = st.columns([3, 1], vertical_alignment="bottom")
         who = pick.selectbox("Schedule", names, key="remove-schedule")
         if button.button("Remove", key="remove-schedule-button"):
-            client().remove_schedule(who)
+            source().remove_schedule(who)
             st.session_state["notice"] = ("success", f"Removed {who}")
             st.rerun()

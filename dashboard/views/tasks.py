@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.columns import TASK_ORDER, task_columns
-from dashboard.common import cancel, client, open_task, requeue, settings, show_notice, viewer_tz
+from dashboard.common import cancel, open_task, requeue, settings, show_notice, source, viewer_tz
 from yadtq.store import search
 from yadtq.task.status import STATUSES, Status
 
@@ -33,7 +33,7 @@ with st.form("search"):
 
 query = search.TaskQuery(**st.session_state.get("query", {}))
 cursors: list[str | None] = st.session_state.setdefault("cursors", [None])
-page = data.find_tasks(client(), query, cursors[-1])
+page = data.find_tasks(source(), query, cursors[-1])
 tz = viewer_tz()
 frame = data.tasks_frame(page.tasks, time.time(), tz)
 more = " (more beyond: page on)" if page.next_cursor else ""
@@ -57,7 +57,7 @@ def task_page() -> None:
     tid = st.session_state.get("task")
     if not tid:
         return
-    view = data.load_task(client(), tid, settings().dashboard_prune_after)
+    view = data.load_task(source(), tid, settings().dashboard_prune_after)
     st.divider()
     show_notice()  # the outcome of a button below (they rerun only this fragment)
     if view is None:

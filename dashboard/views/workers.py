@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import data
-from dashboard.common import backlog, client, settings, viewer_tz
+from dashboard.common import settings, source, viewer_tz
 from yadtq.store.worker_commands import COMMANDS
 
 st.title("Workers and partitions")
@@ -14,7 +14,7 @@ st.title("Workers and partitions")
 @st.fragment(run_every=settings().dashboard_refresh)
 def live() -> None:
     s = settings()
-    farm = data.load_farm(client(), s.dashboard_prune_after, backlog())
+    farm = data.load_farm(source(), s.dashboard_prune_after)
     st.info(data.why_waiting(farm))
     st.subheader("Workers")
     st.dataframe(data.workers_frame(farm.workers, farm.at, viewer_tz()), hide_index=True, key="workers")
@@ -34,13 +34,13 @@ st.subheader("Control a worker")
 if not settings().dashboard_allow_destructive:
     st.caption("Pause, resume and stop are off: set YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE=true to enable them.")
 else:
-    names = sorted(client().live.workers())
+    names = sorted(w["name"] for w in source().workers())
     if names:
         pick, *cols = st.columns([3, 1, 1, 1, 4], vertical_alignment="bottom")
         who = pick.selectbox("Worker", names, key="control-worker")
         for col, command in zip(cols, COMMANDS, strict=False):
             if col.button(command.capitalize(), key=f"control-{command}"):
-                client().command_worker(who, command)
+                source().command_worker(who, command)
                 st.success(f"Sent {command} to {who}; it takes it within about a second.")
     else:
         st.caption("No worker has sent a heartbeat yet.")

@@ -8,24 +8,19 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.charts import CHART_CONFIG
-from dashboard.common import client, show_notice
+from dashboard.common import show_notice, source
 from dashboard.workflow_graph import COLOURS, figure
 
 st.title("Workflows")
 show_notice()
-q = client()
-recent = q.workflows.store.recent(50)
-rows = []
-for wid in recent:
-    got = q.workflows.store.status(wid)
-    if got is not None:
-        rows.append({"workflow id": wid, "status": got[0], "result": json.dumps(got[1])[:80], "error": got[2] or ""})
+rows = [{"workflow id": w["workflow_id"], "status": w["status"], "result": json.dumps(w["result"])[:80],
+         "error": w["error"] or ""} for w in source().recent_workflows(50)]
 frame = pd.DataFrame(rows, columns=["workflow id", "status", "result", "error"])
 picked = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", key="workflows")
 chosen = str(frame.iloc[picked.selection.rows[0]]["workflow id"]) if picked.selection.rows else ""
 wid = st.text_input("Workflow id", value=chosen, placeholder="wf-...").strip()
 if wid:
-    wf = q.workflows.store.get(wid)
+    wf = source().workflow(wid)
     if wf is None:
         st.warning(f"No workflow {wid} (unknown, or expired with its results)")
     else:

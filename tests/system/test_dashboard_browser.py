@@ -1,21 +1,26 @@
 """The running dashboard of a running system, driven in headless Chromium through every page.
 
-It searches, opens a task, requeues it, pauses and resumes a worker, and keeps
-a screenshot of each page in docs/ (the README shows them).
+It searches, opens a task, requeues it, cancels one, pauses and resumes a worker, and keeps
+a screenshot of each page in docs/ (the README shows them). It walks twice: on Redis, and
+through the HTTP API (`YADTQ_DASHBOARD_API`, bearer token) with Redis and the broker out of
+its reach (their addresses point at closed ports), as a dashboard outside the cluster runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Procs, wait_for
+from conftest import ROOT, Procs, serve_api, wait_for
 
 from yadtq.client.client import YADTQ
+from yadtq.config import Settings
 from yadtq.ops.ports import answers, free_port
 from yadtq.store import search
 from yadtq.task.builtins import add, multiply, total
@@ -41,11 +46,14 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def _start_dashboard(procs: Procs, tmp_path: Path) -> int:
+def _start_dashboard(procs: Procs, tmp_path: Path, api: str | None = None) -> int:
     port = free_port()
     env = procs.env()
     env["YADTQ_DASHBOARD_ALLOW_DESTRUCTIVE"] = "true"
     env["YADTQ_DASHBOARD_REFRESH"] = "1.5"
+    if api:  # through the API only: Redis and the broker are where nothing answers
+        env.update(YADTQ_DASHBOARD_API=api, YADTQ_API_TOKEN=TOKEN, YADTQ_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+                   YADTQ_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}")
     with open(tmp_path / "streamlit.out", "w") as log:
         app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                                 "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless",
@@ -55,6 +63,19 @@ def _start_dashboard(procs: Procs, tmp_path: Path) -> int:
     procs.procs["streamlit"] = app  # killed at teardown with the rest
     wait_for(lambda: answers("127.0.0.1", port), 60, 0.2, "streamlit to listen")
     return port
+
+
+TOKEN = "dash-t0ken"
+
+
+@contextlib.contextmanager
+def _api(mode: str, settings: Settings, q: YADTQ) -> Iterator[str | None]:
+    """In "api" mode, the HTTP API with a bearer token (served in this process); its address."""
+    if mode != "api":
+        yield None
+        return
+    with serve_api(settings.replace(api_token=TOKEN), q, {"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield str(client.base_url)
 
 
 def _settle(page: Any) -> None:
@@ -87,20 +108,48 @@ def _clipped(page: Any) -> list[str]:
 
 
 @pytest.mark.browser
-def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["redis", "api"])
+def test_walk_every_page(chromium: str, settings: Settings, q: YADTQ, procs: Procs, tmp_path: Path, mode: str,
+                         broker_kind: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    if mode == "api" and broker_kind != "embedded":
+        pytest.skip("the dashboard on the API walks once, on the embedded broker: the API is what differs")
+    # The Redis walk's screenshots are the docs' (the README shows them); the API walk's stay with the test.
+    shots = DOCS if mode == "redis" else tmp_path
+    with _api(mode, settings, q) as api:
+        _walk(expect, sync_playwright, chromium, q, procs, tmp_path, api, shots)
+    log = (tmp_path / "streamlit.out").read_text()
+    assert "Traceback" not in log and "deprecat" not in log.lower(), log[-3000:]
+    for name in ("overview", "task", "workers", "failures", "workflows"):
+        assert (shots / f"dashboard-{name}.png").stat().st_size > 20_000
+    for name in ("queues", "schedules"):  # not in the docs (yet): kept with the test
+        assert (tmp_path / f"dashboard-{name}.png").stat().st_size > 20_000
+
+
+def _no_error(page: Any) -> None:
+    """No exception box and no error message on the page (a read that failed shows one)."""
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Procs, tmp_path: Path,
+          api: str | None, shots: Path) -> None:
     procs.monitor()
     procs.worker("W1")
     procs.worker("W2")
-    port = _start_dashboard(procs, tmp_path)
+    port = _start_dashboard(procs, tmp_path, api)
     procs.wait_assigned(["W1", "W2"])
     # More finished in the window than the per-type figures sample (search.DEFAULT_SAMPLE), so they say so.
     q.submit_many([("add", [i, 1]) for i in range(SAMPLE + 100)] + [("multiply", [i, 3]) for i in range(20)]
                   + [("sleep", [0.2]) for _ in range(10)] + [("divide", [i, 0]) for i in range(3)])
     bad = q.submit("fail", ["disk full on /var"], tries=1)
+    later = q.submit("sleep", [1], countdown=3600)  # scheduled: the walk cancels it
+    wf = q.submit_workflow({"type": "chain", "steps": [{"task": "add", "args": [1, 2]},
+                                                       {"task": "multiply", "args": [10]}]})
+    q.add_schedule("every-hour", "add", every=3600, args=[1, 2])
     wait_for(lambda: q.backend.counts()["queued"] + q.backend.counts()["processing"] == 0, 120, 0.2, "the tasks")
     q.wait(bad, 60)
+    assert q.result(wf, 60) == 30
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1100}, timezone_id="Europe/Paris")
@@ -110,7 +159,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         # Overview: live counts, charts, per-type figures; no Deploy button.
         expect(page.get_by_text(f"Task types, last 15 minutes (a sample: the newest {SAMPLE:,} of")).to_be_visible(
             timeout=60_000)
-        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=60_000)
+        # Plotly's script is large: on a loaded machine the browser takes a while to draw the first charts.
+        expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=90_000)
         # Then a load that keeps both workers busy while the Overview and Tasks pages are looked at, however slow
         # the machine: long tasks hold half the 16 slots, short ones flow through the rest; what is left of it is
         # cancelled once the screenshots are taken.
@@ -118,6 +168,8 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         processing = page.locator('[data-testid="stMetric"]').filter(has_text="Processing")
         expect(processing).to_contain_text(re.compile(r"Processing\s*[1-9]"), timeout=30_000)
         assert page.get_by_role("button", name="Deploy").count() == 0
+        expect(page.get_by_text("API http://127.0.0.1:" if api else "· Redis redis://")).to_be_visible()
+        _no_error(page)
         # Two more refreshes, so the charts carry a few samples; meanwhile the live panels update in place,
         # never greyed out while their next values are on the way (sampled every 100 ms).
         dimmed = [_dimmed(page) for _ in range(30) if not page.wait_for_timeout(100)]
@@ -126,7 +178,7 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         page.wait_for_timeout(1000)
         assert q.backend.counts()["processing"] > 0, "the load ended before the screenshot"
         assert not _clipped(page), _clipped(page)
-        page.screenshot(path=str(DOCS / "dashboard-overview.png"))
+        page.screenshot(path=str(shots / "dashboard-overview.png"))
         page.set_viewport_size({"width": 1280, "height": 1100})  # a laptop: the metrics still read whole
         page.wait_for_timeout(500)
         assert not _clipped(page), _clipped(page)
@@ -158,12 +210,21 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         _settle(page)
         page.set_viewport_size({"width": 1600, "height": 1500})
         page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
-        page.screenshot(path=str(DOCS / "dashboard-task.png"))
+        page.screenshot(path=str(shots / "dashboard-task.png"))
         page.set_viewport_size({"width": 1600, "height": 1100})
         page.get_by_role("button", name="Requeue", exact=True).click()
         wait_for(lambda: len([e for _, e in q.backend.events(bad) if e.startswith("failed by")]) == 2, 60, 0.2,
                  "the requeued task to run again")
         expect(page.get_by_text("requeued (was failed)").first).to_be_visible(timeout=30_000)  # history and notice
+        _no_error(page)
+
+        # Cancel a task that waits for its time (scheduled an hour ahead).
+        sidebar.get_by_role("textbox", name="Task id").fill(later)
+        sidebar.get_by_role("button", name="Open task", exact=True).click()
+        expect(page.get_by_text(f"Task {later}: scheduled")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        expect(page.get_by_text(f"Task {later}: cancelled")).to_be_visible(timeout=30_000)  # the notice may be gone
+        assert q.status(later).status == "cancelled"
 
         # Workers and partitions: pause W1, see its tasks wait and why, resume it.
         page.get_by_role("link", name="Workers and partitions").click()
@@ -174,10 +235,11 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         held = q.submit_many([("sleep", [0.5]) for _ in range(24)])
         expect(page.get_by_text(re.compile(r"task\(s\) queued"))).to_be_visible(timeout=30_000)
         _settle(page)
-        page.screenshot(path=str(DOCS / "dashboard-workers.png"))
+        page.screenshot(path=str(shots / "dashboard-workers.png"))
         page.get_by_role("button", name="Resume", exact=True).click()
         expect(page.get_by_text("Sent resume to W1")).to_be_visible(timeout=30_000)
         wait_for(lambda: q.live.workers()["W1"].get("state") != "paused", 30, 0.2, "W1 resumed")
+        _no_error(page)
         for tid in [*held, *load]:
             q.wait(tid, 120)
 
@@ -185,7 +247,22 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         page.get_by_role("link", name="Failures").click()
         expect(page.get_by_role("heading", name="Dead letters", exact=True)).to_be_visible(timeout=30_000)
         _settle(page)
-        page.screenshot(path=str(DOCS / "dashboard-failures.png"))
+        page.screenshot(path=str(shots / "dashboard-failures.png"))
+        _no_error(page)
+
+        # Queues and schedules.
+        page.get_by_role("link", name="Queues").click()
+        expect(page.get_by_role("heading", name="Queues", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(tmp_path / "dashboard-queues.png"))
+        _no_error(page)
+        page.get_by_role("link", name="Schedules").click()
+        expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible(timeout=30_000)
+        expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=30_000)
+        _settle(page)
+        page.screenshot(path=str(tmp_path / "dashboard-schedules.png"))
+        _no_error(page)
 
         # Workflows: a chord inside a chain and a failed chord, listed; the first drawn with each step's state.
         flow = q.submit_workflow(chain(add.s(1, 1), chord([multiply.s(2), multiply.s(3)], total.s()), add.s(1)))
@@ -205,7 +282,7 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         _settle(page)
         page.set_viewport_size({"width": 1600, "height": 1500})
         page.wait_for_timeout(500)
-        page.screenshot(path=str(DOCS / "dashboard-workflows.png"))
+        page.screenshot(path=str(shots / "dashboard-workflows.png"))
         page.get_by_role("textbox", name="Workflow id").fill(broken)
         page.get_by_role("textbox", name="Workflow id").press("Enter")
         expect(page.get_by_role("heading", name="failed", exact=True)).to_be_visible(timeout=30_000)
@@ -213,8 +290,5 @@ def test_walk_every_page(chromium: str, settings, q: YADTQ, procs: Procs, tmp_pa
         # chord, group, add done, fail failed, total never started
         wait_for(lambda: sorted(_marker_fills(page)) == sorted([BLUE, BLUE, GREEN, RED, GREY]), 30, 0.2,
                  "the failed chord's states drawn")
+        _no_error(page)
         browser.close()
-    log = (tmp_path / "streamlit.out").read_text()
-    assert "Traceback" not in log and "deprecat" not in log.lower(), log[-3000:]
-    for name in ("overview", "task", "workers", "failures", "workflows"):
-        assert (DOCS / f"dashboard-{name}.png").stat().st_size > 20_000

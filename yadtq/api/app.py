@@ -26,7 +26,10 @@ from yadtq.api import models as m
 from yadtq.api.docs_pages import add_docs_pages
 from yadtq.api.limits import add_limit_routes
 from yadtq.api.metrics import Metrics
+from yadtq.api.purge import purge_routes
 from yadtq.api.schedules import add_routes as add_schedule_routes
+from yadtq.api.timeline import timeline_routes
+from yadtq.api.workflow_list import workflow_list_routes
 from yadtq.api.workflows import workflow_routes
 from yadtq.broker.backlog import for_settings as backlog_for
 from yadtq.client.client import YADTQ
@@ -112,6 +115,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
         return m.BatchSubmitted(task_ids=q.publish([_message(q, t) for t in tasks], wait=True))
 
     app.include_router(workflow_routes(q, auth))  # POST /workflows, GET /workflows/{id}
+    app.include_router(workflow_list_routes(q, auth))  # GET /workflows
+    app.include_router(purge_routes(q, auth))  # POST /tasks/purge
+    app.include_router(timeline_routes(q, auth))  # GET /timeline
 
     # -- follow ----------------------------------------------------------------
     @app.get("/tasks", response_model=m.TaskPage, dependencies=auth, tags=["tasks"],
@@ -180,8 +186,9 @@ def create_app(settings: Settings, client: YADTQ | None = None) -> FastAPI:
     # -- the farm ----------------------------------------------------------------
     @app.get("/workers", response_model=list[m.Worker], dependencies=auth, tags=["workers"],
              summary="Workers: status, host, pid, slots, running tasks, partitions")
-    def workers() -> list[dict[str, Any]]:
-        return search.workers(q.live)
+    def workers(prune_after: Annotated[float | None, Query(ge=0, allow_inf_nan=False, description=(
+            "leave out workers not alive for longer than this many seconds"))] = None) -> list[dict[str, Any]]:
+        return search.workers(q.live, prune_after=prune_after)
 
     @app.post("/workers/{name}/{command}", status_code=202, response_model=m.CommandOut, dependencies=auth,
               tags=["workers"], summary="Pause, resume or stop one worker (taken within about a second)")
