@@ -60,10 +60,17 @@ class Placement:
             log.warning("could not read where partitions %s start (%s): reading them from the start", list(todo), exc)
             self.source.seek(dict.fromkeys(todo, 0))  # below a log's start, the consumer resets to it
             return
-        stale = [p for p in fresh if committed.get(p) is not None]
+        # A commit tagged with another epoch was made in a log the broker lost. One with no tag says
+        # nothing either way: the embedded broker keeps no commit metadata, so there every partition
+        # that changes hands is read from its start (the claim skips what finished), which is routine.
+        stale = [p for p in fresh if (c := committed.get(p)) is not None and c.epoch]
         if stale:
             log.warning("partitions %s were committed in a log the broker lost: reading them from the start", stale)
             self.hooks.notice("partitions_reread", partitions=stale, reason="commit of a lost log")
+        untagged = [p for p in fresh if (c := committed.get(p)) is not None and not c.epoch]
+        if untagged:
+            log.info("partitions %s: the broker keeps no epoch with its commits; reading them from the start",
+                     untagged)
         for p, offset in places.items():
             self.tracker.assign(p, start=offset)
         self.source.seek(places)
