@@ -63,7 +63,7 @@ class Settings:
     # a new farm serve ~3 s after it starts, and a dead worker's partitions move
     # after 6 s.
     session_timeout_ms: int = 6_000
-    heartbeat_interval_ms: int = 500
+    heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
     max_poll_records: int = 1000

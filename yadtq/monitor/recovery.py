@@ -153,7 +153,9 @@ class Recovery:
                 self.epochs.note([r.task_id for r in records], self._epoch)
         if sent:
             self.events.emit("tasks_requeued", reason=reason, count=len(sent), tasks=sent[:100])
-            log.warning("published %d task(s) again (%s)", len(sent), reason)
+            # After a restart of the memory-only broker this is routine (each `make run`): not a warning.
+            (log.info if reason == "broker_restart" else log.warning)("published %d task(s) again (%s)",
+                                                                       len(sent), reason)
 
 
 def _unique(ids: list[str]) -> list[str]:
