@@ -34,7 +34,7 @@ def test_a_worker_killed_and_restarted_under_its_name_gets_its_partitions_back(
     static = broker_kind == "kafka"
     # Static: a session longer than a worker's start on a loaded machine (20 s seen at a load of 40),
     # so the restarted worker comes back before the broker gives up on it (the point of static membership).
-    s = settings.replace(session_timeout_ms=60_000) if static else settings
+    s = settings.replace(session_timeout_ms=60_000, static_membership="auto") if static else settings
     procs.settings = s
     for name in ("W1", "W2"):
         procs.worker(name, "--tasks", "ledger_tasks", settings=s)
@@ -66,7 +66,7 @@ def test_a_worker_killed_and_restarted_under_its_name_gets_its_partitions_back(
 def test_a_clean_stop_hands_its_partitions_over_at_once(settings: Settings, procs: Procs, services: ServiceAddrs,
                                                         broker_kind: str) -> None:
     static = broker_kind == "kafka"
-    s = settings.replace(session_timeout_ms=30_000) if static else settings
+    s = settings.replace(session_timeout_ms=30_000, static_membership="auto") if static else settings
     procs.settings = s
     for name in ("W1", "W2"):
         procs.worker(name, settings=s)
