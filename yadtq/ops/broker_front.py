@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger("yadtq.broker_front")
-STOP_GRACE_S = 5.0  # a broker asked to stop that is still running after this is killed
 
 API_VERSIONS = 18
 MAX_FIRST_RESPONSE = 1 << 20  # an ApiVersions response is a few hundred bytes; larger ones pass untouched
@@ -249,25 +248,10 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the front dies, even by SIGKILL (Linux prctl). The broker
-    keeps nothing on disk, and a SIGTERM it was slow to act on left it holding the port."""
+    """In the child, before exec: SIGTERM when the front dies, even by SIGKILL (Linux prctl)."""
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _wait_ended(child: subprocess.Popen[bytes], stopping: threading.Event) -> int:
-    """The broker's exit code; once asked to stop, a broker still running after STOP_GRACE_S is killed."""
-    asked_at: float | None = None
-    while True:
-        try:
-            return child.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            if not stopping.is_set():
-                continue
-            asked_at = asked_at or time.monotonic()
-            if time.monotonic() - asked_at > STOP_GRACE_S:
-                child.kill()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _answers(address: tuple[str, int]) -> bool:
@@ -319,11 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              *listen, *upstream)
     threading.Thread(target=serve, args=(listener, upstream, stopping), daemon=True).start()
     try:
-        code = _wait_ended(child, stopping)
+        code = child.wait()
     except KeyboardInterrupt:
-        stopping.set()
         child.terminate()
-        code = _wait_ended(child, stopping)
+        code = child.wait()
     asked = stopping.is_set()
     stopping.set()
     listener.close()
