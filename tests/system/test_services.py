@@ -20,9 +20,15 @@ from yadtq.ops.services import redis_binary, start_redis
 from yadtq.store.worker_names import pid_alive
 
 
+def _interruptible() -> None:
+    """In the child: SIGINT as a terminal delivers it. A pytest-xdist worker ignores SIGINT, and an ignored
+    signal stays ignored across exec, so without this the test's "Ctrl+C" would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _services(env: dict[str, str], cwd) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "yadtq", "services"], env=env, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_interruptible)
 
 
 def _until(proc: subprocess.Popen[str], marker: str) -> str:
