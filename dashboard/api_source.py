@@ -97,13 +97,19 @@ class ApiSource:
         got = self._call("GET", "/tasks", {k: v for k, v in params.items() if v is not None})
         return SearchPage([record(t) for t in got["tasks"]], got["next_cursor"], got["scanned"])
 
-    def task(self, task_id: str, prune_after: float | None = None) -> TaskView | None:
+    def _found(self, path: str) -> Any:
+        """GET `path`; None where the API answers 404 (no such task or workflow)."""
         try:
-            got = self._call("GET", f"/tasks/{_quote(task_id)}")
+            return self._call("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def task(self, task_id: str, prune_after: float | None = None) -> TaskView | None:
+        got = self._found(f"/tasks/{_quote(task_id)}")
+        if got is None:
+            return None
         return TaskView(record(got), [(h["time"], h["event"]) for h in got["history"]], got["waiting_because"])
 
     def deaths(self, limit: int) -> list[dict[str, Any]]:
@@ -123,12 +129,9 @@ class ApiSource:
         return list(self._call("GET", "/workflows", {"limit": limit}))
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
-        try:
-            got = self._call("GET", f"/workflows/{_quote(workflow_id)}")
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        got = self._found(f"/workflows/{_quote(workflow_id)}")
+        if got is None:
+            return None
         return WorkflowState(workflow_id=got["workflow_id"], status=got["status"], result=got["result"],
                              error=got["error"], created=got["created"], finished=got["finished"],
                              nodes=[NodeState(**n) for n in got["nodes"]], shape={})

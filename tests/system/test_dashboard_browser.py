@@ -258,19 +258,14 @@ def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Pro
         page.screenshot(path=str(shots / "dashboard-failures.png"))
         _no_error(page)
 
-        # Queues and schedules.
-        page.get_by_role("link", name="Queues").click()
-        expect(page.get_by_role("heading", name="Queues", exact=True)).to_be_visible(timeout=30_000)
-        expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=30_000)
-        _settle(page)
-        page.screenshot(path=str(tmp_path / "dashboard-queues.png"))
-        _no_error(page)
-        page.get_by_role("link", name="Schedules").click()
-        expect(page.get_by_role("heading", name="Schedules", exact=True)).to_be_visible(timeout=30_000)
-        expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=30_000)
-        _settle(page)
-        page.screenshot(path=str(tmp_path / "dashboard-schedules.png"))
-        _no_error(page)
+        # Queues and schedules: each a table.
+        for name in ("Queues", "Schedules"):
+            page.get_by_role("link", name=name).click()
+            expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible(timeout=30_000)
+            expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=30_000)
+            _settle(page)
+            page.screenshot(path=str(tmp_path / f"dashboard-{name.lower()}.png"))
+            _no_error(page)
 
         # Workflows: a chord inside a chain and a failed chord, listed; the first drawn with each step's state.
         flow = q.submit_workflow(chain(add.s(1, 1), chord([multiply.s(2), multiply.s(3)], total.s()), add.s(1)))
