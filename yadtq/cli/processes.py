@@ -4,6 +4,7 @@ and `api`. Each sets up logging for its process and runs until stopped."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -42,11 +43,15 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
+    from yadtq.ops.redis_cluster import start_redis_cluster
     from yadtq.ops.redis_ha import start_redis_ha
-    from yadtq.ops.services import Services
+    from yadtq.ops.services import RedisHAStarter, Services
     setup_logging(s, "services")
     s = s.replace(broker=args.broker)
-    services = Services(s, nodes=args.nodes, redis_ha=start_redis_ha if args.redis_ha else None)
+    starter: RedisHAStarter | None = start_redis_ha if args.redis_ha else None
+    if args.redis_cluster:
+        starter = functools.partial(start_redis_cluster, primaries=args.redis_cluster)
+    services = Services(s, nodes=args.nodes, redis_ha=starter)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))
