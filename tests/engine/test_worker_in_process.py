@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
+from yadtq.store.connection import connect_redis
 from yadtq.task.messages import TaskMessage
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry
@@ -118,7 +118,7 @@ class Harness:
         self.settings = settings
         self.source = source
         self.ledger = ledger
-        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.r = connect_redis(settings)  # a RedisCluster client on a redis+cluster:// URL (test_redis_cluster_engine)
         self.backend = Backend(self.r, settings)
         self.workers: list[tuple[Worker, threading.Thread]] = []
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ROOT
 
 from yadtq.config import Settings
-from yadtq.ops.ports import answers, free_port
+from yadtq.ops.ports import answers, free_cluster_port, free_port
 from yadtq.store.cluster import parse_cluster_url, shard_prefix
 from yadtq.store.connection import connect_redis
 
@@ -22,7 +22,7 @@ def _interruptible() -> None:
 
 
 def test_services_starts_a_three_primary_cluster_a_client_reaches(tmp_path: Path) -> None:
-    kport, ports = free_port(), [free_port() for _ in range(3)]
+    kport, ports = free_port(), [free_cluster_port() for _ in range(3)]
     nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")},
            "PYTHONPATH": str(ROOT), "YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{kport}",

@@ -87,7 +87,7 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
-    from yadtq.store.keys import Keys
+    from yadtq.store.keyspace import base_keys
     from yadtq.store.served import announce, withdraw
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
     from yadtq.task.modules import load_task_modules
@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
-    client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
+    client, keys, ttl = connect_redis(s), base_keys(s), name_ttl(s)
     if not claim_worker_name(client, keys, name, incarnation, ttl):
         holder = name_holder(client, keys, name)
         who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \

@@ -19,7 +19,7 @@ from yadtq.errors import BackendUnavailable, ConfigError, TaskNotFound
 from yadtq.redaction import redact_url
 from yadtq.store.backend import TaskRecord
 from yadtq.store.connection import decoded_hash
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.script_calls import (
     CANCEL_TRIES,
     cancel_call,
@@ -69,7 +69,7 @@ class AsyncBackend:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._submit = bind_async(client, "submit")
         self._unsubmit = bind_async(client, "unsubmit")
         self._cancel = bind_async(client, "cancel")

@@ -25,7 +25,7 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
@@ -64,7 +64,7 @@ class DelayedTasks:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._due_ids = bind(client, "due_ids")
         self._take = bind(client, "take_scheduled")
         self._untake = bind(client, "untake")

@@ -13,7 +13,7 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import Heartbeat
@@ -27,7 +27,7 @@ class LiveState:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._mark_end = bind(client, "mark_end")
 
     # -- heartbeats and the worker registry (written by the monitor) ------

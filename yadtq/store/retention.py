@@ -35,7 +35,7 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash, decoded_list
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.live_state import ALIVE
 from yadtq.store.scripts import bind
 from yadtq.task.status import FINAL_IN_ORDER, Status
@@ -79,7 +79,7 @@ class Retention:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._index = bind(client, "retention_index")
         self._expire = bind(client, "retention_expire")
 

@@ -26,7 +26,7 @@ from typing import Any
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.periodic import ScheduleSpec
@@ -92,7 +92,7 @@ class ScheduleStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._define = bind(client, "schedule_define")
         self._fire = bind(client, "schedule_fire")
         self._untake = bind(client, "untake")

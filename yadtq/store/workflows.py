@@ -21,7 +21,7 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.scripts import bind
 from yadtq.store.workflow_calls import (
     LIVE_FIELDS,
@@ -140,7 +140,7 @@ class WorkflowStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._start = bind(client, "workflow_start")
         self._untake = bind(client, "untake")
 

@@ -1,0 +1,95 @@
+"""The engine on a real local Redis Cluster (3 primaries, docs/redis-cluster.md): submit, the worker's
+sharded step, status, counts and lists merged over the shards. Several of test_worker_in_process's
+tests run here again, unchanged, on the cluster (imported below)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_worker_in_process import (
+    CountingSource,
+    Harness,
+    Ledger,
+    test_a_time_limit_interrupts_a_running_thread,
+    test_any_exception_a_task_raises_is_its_failure_never_the_workers_end,
+    test_async_tasks_share_one_event_loop,
+    test_many_tasks_run_at_once_and_a_slow_task_holds_one_slot,
+    test_offsets_commit_only_up_to_the_lowest_unfinished_record,
+    test_same_key_runs_one_at_a_time_in_order_and_other_keys_overtake,
+)
+
+from yadtq.config import Settings
+from yadtq.ops.ports import free_cluster_port
+from yadtq.ops.redis_cluster import RedisCluster
+from yadtq.store.announcements import Announcements, pushed_record
+from yadtq.store.cluster import parse_cluster_url, shard_of
+
+REUSED = (test_a_time_limit_interrupts_a_running_thread,
+          test_any_exception_a_task_raises_is_its_failure_never_the_workers_end,
+          test_async_tasks_share_one_event_loop, test_many_tasks_run_at_once_and_a_slow_task_holds_one_slot,
+          test_offsets_commit_only_up_to_the_lowest_unfinished_record,
+          test_same_key_runs_one_at_a_time_in_order_and_other_keys_overtake)
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("redis-cluster")
+    ports = (free_cluster_port(), free_cluster_port(), free_cluster_port())
+    cluster = RedisCluster("127.0.0.1", ports, base / "data", base / "logs")
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def h(cluster_url: str, tmp_path: Path) -> Iterator[Harness]:
+    """test_worker_in_process's harness, on the cluster."""
+    u = uuid.uuid4().hex[:8]
+    settings = Settings(redis_url=cluster_url, prefix=f"u{u}:", topic="tasks", partitions=2, log_dir=str(tmp_path),
+                        concurrency=4, lease=2.0, retry_backoff=0.2, max_buffered=50, time_limit_grace=0.5,
+                        max_result_bytes=1000)
+    harness = Harness(settings, CountingSource(2), Ledger())
+    yield harness
+    harness.stop()
+
+
+def test_tasks_on_every_shard_run_and_readers_merge_the_shards(h: Harness) -> None:
+    shards = parse_cluster_url(h.settings.redis_url).shards
+    h.source.assign([0, 1])
+    h.worker()
+    ok = [h.submit("add", i, 1) for i in range(60)]
+    bad = [h.submit("boom", "fail", tries=1) for _ in range(6)]
+    retried = h.submit("flaky", "F")  # parked in its shard's retries set, published again
+    assert len({shard_of(t, shards) for t in ok}) > shards // 2  # the ids spread over the shards
+    h.wait_done([*ok, *bad, retried])
+    assert [h.backend.get(t).result for t in ok] == [i + 1 for i in range(60)]
+    rec = h.backend.get(retried)
+    assert (rec.status, rec.attempts) == ("success", 2)
+    counts = h.backend.counts()
+    assert (counts["success"], counts["failed"], counts["queued"], counts["processing"]) == (61, 6, 0, 0)
+    # lists merged over the shards by when each task entered its status
+    newest = h.backend.list_ids("success", limit=10)
+    finished = {t: h.backend.get(t).finished or 0.0 for t in [*ok, retried]}
+    assert [finished[t] for t in newest] == sorted(finished.values(), reverse=True)[:10]
+    assert set(h.backend.list_ids("failed", limit=50)) == set(bad)
+    page = h.backend.list_ids("success", limit=20, offset=20, newest_first=False)
+    assert len(page) == 20 and not set(page) & set(h.backend.list_ids("success", limit=20, newest_first=False))
+    # every key the run wrote carries a hash tag: a shard's, or the cluster-wide slot's
+    written = list(h.r.scan_iter(match=f"{h.settings.prefix}*", count=1000))
+    assert written and all("{s" in k or "{g}" in k for k in written), [k for k in written if "{" not in k]
+    assert any("{g}" in k for k in written)  # the worker's registry
+
+
+def test_a_waiter_on_the_cluster_hears_the_outcome_on_its_shards_channel(h: Harness) -> None:
+    h.source.assign([0, 1])
+    tid = h.submit("add", 2, 3)
+    with Announcements(h.r, h.backend.keys, h.backend.space).listen([tid]) as changes:
+        h.worker()
+        heard = [changes.wait(5.0) for _ in range(2)]  # processing, then the outcome with its record
+    got = pushed_record(tid, heard[-1])
+    assert heard[0] == "processing" and got is not None and got.result == 5, heard

@@ -1,0 +1,43 @@
+"""Readers over every shard of a Redis Cluster (docs/redis-cluster.md): counts summed,
+time-ordered lists merged by score. Each shard is asked for at most what one server
+would be asked for, so a read stays bounded by `limit * shards` entries."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from yadtq.store.batch import Batch
+from yadtq.store.connection import RedisClient
+from yadtq.store.keyspace import KeySpace
+
+
+def summed_cards(r: RedisClient, space: KeySpace, index_names: list[str]) -> list[int]:
+    """ZCARD of each index named by `Keys.status`-style `index_names`, summed over the shards."""
+    batch = Batch(r)
+    for keys in space.shards:
+        for name in index_names:
+            key = keys.status(name)
+            batch.on(key).zcard(key)
+    replies = batch.execute()
+    n = len(index_names)
+    return [sum(int(replies[s * n + i]) for s in range(len(space.shards))) for i in range(n)]
+
+
+def merged_range(r: RedisClient, space: KeySpace, status: str, offset: int, limit: int,
+                 newest_first: bool) -> list[str]:
+    """Ids `offset` to `offset + limit` of `status`, by when they entered it, across the shards."""
+    want = offset + max(limit, 1)
+    batch = Batch(r)
+    for keys in space.shards:
+        key = keys.status(status)
+        pipe = batch.on(key)
+        if newest_first:
+            pipe.zrevrange(key, 0, want - 1, withscores=True)
+        else:
+            pipe.zrange(key, 0, want - 1, withscores=True)
+    rows: list[list[Any]] = batch.execute()
+    # each shard's rows are in order already: a k-way merge by (score, id)
+    sign = -1.0 if newest_first else 1.0
+    merged = heapq.merge(*([(sign * float(score), str(member)) for member, score in shard] for shard in rows))
+    return [member for _, member in list(merged)[offset:want]]
