@@ -60,7 +60,7 @@ class YADTQ(FlowControls):
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
-        self.queue_stats = QueueStats(self.redis, self.backend.keys)
+        self.queue_stats = QueueStats(self.redis, self.backend.keys, self.backend.space)
         self.announcements = Announcements(self.redis, self.backend.keys, self.backend.space)
         self._producer: Any = None
         self._create_topic = create_topic

@@ -29,6 +29,9 @@ URL_FORM = f"{SCHEME}://[[user]:password@]host:port[,host:port...][/0][?shards=1
 DEFAULT_SHARDS = 16
 # A workflow member's id is `<workflow id>.<node>`; it shards with its workflow (yadtq.store.workflows).
 WORKFLOW_ID_PREFIX = "wf-"
+# A periodic schedule's slot task id starts so (yadtq.store.schedules.slot_task_id): all of them, and the
+# schedules themselves, sit on one shard, so firing a slot (the schedule and its task) is one slot's step.
+PERIODIC_ID_PREFIX = "periodic:"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,10 @@ def cluster_client(target: ClusterTarget, **connection: Any) -> redis.Redis:
 
 
 def shard_key(task_id: str) -> str:
-    """The part of `task_id` its shard is derived from: a workflow member's workflow id, else the id."""
+    """The part of `task_id` its shard is derived from: a workflow member's workflow id, the periodic
+    prefix for a schedule's task, else the id."""
+    if task_id.startswith(PERIODIC_ID_PREFIX):
+        return PERIODIC_ID_PREFIX
     if task_id.startswith(WORKFLOW_ID_PREFIX) and "." in task_id:
         return task_id.split(".", 1)[0]
     return task_id

@@ -25,7 +25,7 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.keyspace import base_keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
@@ -64,34 +64,36 @@ class DelayedTasks:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = base_keys(settings)
+        self.space = KeySpace.of(settings)  # on a Redis Cluster, each shard keeps its own set
+        self.keys = self.space.base
         self._due_ids = bind(client, "due_ids")
         self._take = bind(client, "take_scheduled")
         self._untake = bind(client, "untake")
 
     def take(self, limit: int = BATCH, hold: float = HOLD, lead: float | None = None) -> list[DueTask]:
         """Up to `limit` tasks due within `lead` seconds (default `Settings.schedule_lead`), now this
-        caller's to publish (re-armed `hold` seconds past the lead)."""
+        caller's to publish (re-armed `hold` seconds past the lead); on a cluster, up to `limit` a shard."""
         lead = self.settings.schedule_lead if lead is None else lead
-        ids = [str(i) for i in self._due_ids(keys=[self.keys.scheduled], args=[limit, lead])]
-        if not ids:
-            return []
-        k = self.keys
-        got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED), k.status(Status.QUEUED),
-                               k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
-                         args=[hold, 0, lead, *ids])  # ARGV[2] unused: the retention sweep removes records
-        return DueTask.decode_all(got)
+        taken: list[DueTask] = []
+        for k in self.space.shards:
+            ids = [str(i) for i in self._due_ids(keys=[k.scheduled], args=[limit, lead])]
+            if ids:
+                got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED),
+                                       k.status(Status.QUEUED), k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
+                                 args=[hold, 0, lead, *ids])  # ARGV[2] unused: the retention sweep removes records
+                taken += DueTask.decode_all(got)
+        return taken
 
     def confirm(self, taken: Sequence[DueTask]) -> None:
         """Published: drops them from the set (unless one was re-armed by another taker since)."""
-        if taken:
-            self._untake(keys=[self.keys.scheduled], args=[x for d in taken for x in (d.message.task_id, d.armed)])
+        for k, group in self.space.group(taken, lambda d: d.message.task_id).items():
+            self._untake(keys=[k.scheduled], args=[x for _, d in group for x in (d.message.task_id, d.armed)])
 
     def waiting(self) -> int:
         """Tasks in the set: scheduled, or taken and not yet confirmed."""
-        return int(self.r.zcard(self.keys.scheduled))
+        return sum(int(self.r.zcard(k.scheduled)) for k in self.space.shards)
 
     def next_due(self) -> float | None:
         """Redis time the earliest waiting task is due."""
-        got = self.r.zrange(self.keys.scheduled, 0, 0, withscores=True)
-        return float(got[0][1]) if got else None
+        firsts = [got[0][1] for k in self.space.shards if (got := self.r.zrange(k.scheduled, 0, 0, withscores=True))]
+        return float(min(firsts)) if firsts else None

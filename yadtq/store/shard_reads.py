@@ -27,17 +27,21 @@ def summed_cards(r: RedisClient, space: KeySpace, index_names: list[str]) -> lis
 def merged_range(r: RedisClient, space: KeySpace, status: str, offset: int, limit: int,
                  newest_first: bool) -> list[str]:
     """Ids `offset` to `offset + limit` of `status`, by when they entered it, across the shards."""
+    return merged_top(r, [k.status(status) for k in space.shards], offset, limit, newest_first)
+
+
+def merged_top(r: RedisClient, keys: list[str], offset: int, limit: int, newest_first: bool) -> list[str]:
+    """Members `offset` to `offset + limit` of the sorted sets `keys` taken as one, by score."""
     want = offset + max(limit, 1)
     batch = Batch(r)
-    for keys in space.shards:
-        key = keys.status(status)
+    for key in keys:
         pipe = batch.on(key)
         if newest_first:
             pipe.zrevrange(key, 0, want - 1, withscores=True)
         else:
             pipe.zrange(key, 0, want - 1, withscores=True)
     rows: list[list[Any]] = batch.execute()
-    # each shard's rows are in order already: a k-way merge by (score, id)
+    # each set's rows are in order already: a k-way merge by (score, member)
     sign = -1.0 if newest_first else 1.0
-    merged = heapq.merge(*([(sign * float(score), str(member)) for member, score in shard] for shard in rows))
+    merged = heapq.merge(*([(sign * float(score), str(member)) for member, score in row] for row in rows))
     return [member for _, member in list(merged)[offset:want]]
