@@ -9,6 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_cancel_in_process import test_a_task_cancelled_before_it_starts_never_runs
+from test_delayed_tasks import (
+    test_a_delayed_task_never_runs_early_even_when_its_message_comes_first,
+    test_a_scheduled_task_can_be_cancelled,
+    test_a_task_not_started_before_it_expires_ends_expired_and_never_runs,
+    test_a_task_published_ahead_of_its_eta_is_held_by_the_worker_until_then,
+)
 from test_worker_in_process import (
     CountingSource,
     Harness,
@@ -22,36 +29,28 @@ from test_worker_in_process import (
 )
 
 from yadtq.config import Settings
-from yadtq.ops.ports import free_cluster_port
-from yadtq.ops.redis_cluster import RedisCluster
 from yadtq.store.announcements import Announcements, pushed_record
 from yadtq.store.cluster import parse_cluster_url, shard_of
 
-REUSED = (test_a_time_limit_interrupts_a_running_thread,
+REUSED = (test_a_task_cancelled_before_it_starts_never_runs,
+          test_a_delayed_task_never_runs_early_even_when_its_message_comes_first,
+          test_a_scheduled_task_can_be_cancelled,
+          test_a_task_not_started_before_it_expires_ends_expired_and_never_runs,
+          test_a_task_published_ahead_of_its_eta_is_held_by_the_worker_until_then,
+          test_a_time_limit_interrupts_a_running_thread,
           test_any_exception_a_task_raises_is_its_failure_never_the_workers_end,
           test_async_tasks_share_one_event_loop, test_many_tasks_run_at_once_and_a_slow_task_holds_one_slot,
           test_offsets_commit_only_up_to_the_lowest_unfinished_record,
           test_same_key_runs_one_at_a_time_in_order_and_other_keys_overtake)
 
 
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("redis-cluster")
-    ports = (free_cluster_port(), free_cluster_port(), free_cluster_port())
-    cluster = RedisCluster("127.0.0.1", ports, base / "data", base / "logs")
-    try:
-        cluster.start()
-        yield cluster.url
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture
-def h(cluster_url: str, tmp_path: Path) -> Iterator[Harness]:
+def h(redis_cluster_url: str, tmp_path: Path) -> Iterator[Harness]:
     """test_worker_in_process's harness, on the cluster."""
     u = uuid.uuid4().hex[:8]
-    settings = Settings(redis_url=cluster_url, prefix=f"u{u}:", topic="tasks", partitions=2, log_dir=str(tmp_path),
-                        concurrency=4, lease=2.0, retry_backoff=0.2, max_buffered=50, time_limit_grace=0.5,
+    settings = Settings(redis_url=redis_cluster_url, prefix=f"u{u}:", topic="tasks", partitions=2,
+                        log_dir=str(tmp_path), concurrency=4, lease=2.0, retry_backoff=0.2, max_buffered=50,
+                        time_limit_grace=0.5,
                         max_result_bytes=1000)
     harness = Harness(settings, CountingSource(2), Ledger())
     yield harness

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
+from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.store.cluster import (
     DEFAULT_SHARDS,
@@ -16,6 +18,8 @@ from yadtq.store.cluster import (
 )
 from yadtq.store.cluster_admin import SLOTS, slot_ranges
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
+from yadtq.store.workflows import WorkflowStore
 
 
 def test_a_cluster_url_names_its_nodes_credentials_and_shards() -> None:
@@ -61,3 +65,13 @@ def test_slots_are_split_evenly_and_completely() -> None:
     assert sum(hi - lo + 1 for lo, hi in ranges) == SLOTS
     with pytest.raises(ValueError):
         slot_ranges(0)
+
+
+def test_a_linked_tasks_workflow_is_drawn_onto_the_tasks_shard() -> None:
+    s = Settings(redis_url="redis+cluster://127.0.0.1:1/0", prefix="p:")
+    store = WorkflowStore(redis.Redis(), s)  # no command is sent: ids and keys only
+    space = KeySpace.of(s)
+    for near in ("order-1", "x", "another-id"):
+        assert space.for_task(store.new_id(near=near)) == space.for_task(near)
+    one = WorkflowStore(redis.Redis(), Settings(prefix="p:"))  # one server: any id will do
+    assert one.new_id(near="order-1").startswith("wf-")
