@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from yadtq import codec
 from yadtq.config import DEFAULT_QUEUE, Settings
+from yadtq.store.batch import Batch
 from yadtq.store.claim_replies import (
     Busy,
     Done,
@@ -111,22 +112,37 @@ class ClaimPipeline:
         """
         if not self.space.sharded:
             return self._step_on(self.keys, outcomes, claims)
-        # One call per shard, each atomic on its slot; the replies are put back in the caller's order.
+        # One call per shard, each atomic on its slot, pipelined per node (a round trip per primary, not
+        # per shard); the replies are put back in the caller's order.
         stored: list[bool] = [False] * len(outcomes)
         verdicts: list[Verdict | None] = [None] * len(claims)
         by_outcome = self.space.group(outcomes, lambda o: o.task_id)
         by_claim = self.space.group(claims, lambda c: c.work.message.task_id)
+        batch = Batch(self.r)
+        sent = []
         for shard in {**by_outcome, **by_claim}:
             outs, cls = by_outcome.get(shard, []), by_claim.get(shard, [])
-            got, given = self._step_on(shard, [o for _, o in outs], [c for _, c in cls])
-            for (i, _), ok in zip(outs, got, strict=True):
+            keys, args = self._step_call(shard, [o for _, o in outs], [c for _, c in cls])
+            self._step(keys=keys, args=args, client=batch.on(keys[0]))
+            sent.append((outs, cls))
+        for (outs, cls), raw in zip(sent, batch.execute(), strict=True):
+            reply = StepReply.decode(raw, len(outs))
+            for (i, _), ok in zip(outs, reply.stored, strict=True):
                 stored[i] = ok
-            for (i, _), verdict in zip(cls, given, strict=True):
+            for (i, _), verdict in zip(cls, reply.verdicts, strict=True):
                 verdicts[i] = verdict
         return stored, [v for v in verdicts if v is not None]
 
     def _step_on(self, k: Keys, outcomes: Sequence[Outcome], claims: Sequence[Claim]
                  ) -> tuple[list[bool], list[Verdict]]:
+        keys, args = self._step_call(k, outcomes, claims)
+        raw = self._step(keys=keys, args=args) if self.replica_ack is None \
+            else self.replica_ack.call(self.r, self._step, keys, args)
+        reply = StepReply.decode(raw, len(outcomes))
+        return reply.stored, reply.verdicts
+
+    def _step_call(self, k: Keys, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[str], list[Any]]:
+        """step.lua's KEYS and ARGV for these outcomes and claims, all under `k`."""
         s = self.settings
         keys = self._fixed(k)
         # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
@@ -142,10 +158,7 @@ class ClaimPipeline:
             args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
                      *m.timing.lua_args(), self._queue_of(m.queue, c.partition)]
-        raw = self._step(keys=keys, args=args) if self.replica_ack is None \
-            else self.replica_ack.call(self.r, self._step, keys, args)
-        reply = StepReply.decode(raw, len(outcomes))
-        return reply.stored, reply.verdicts
+        return keys, args
 
     def renew(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
         """Extends the leases of (task id, fence) claims; False where the claim was lost."""
