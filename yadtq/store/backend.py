@@ -31,7 +31,7 @@ from yadtq.store.script_calls import (
     unsubmit_call,
 )
 from yadtq.store.scripts import bind
-from yadtq.store.shard_reads import merged_range, summed_cards
+from yadtq.store.shard_reads import merged_by_score, merged_range, summed_cards
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import FINAL, STATUSES, Status
 
@@ -214,24 +214,37 @@ class Backend:
 
     # `list` below this line is the method above, hence `builtins.list`.
     def ids_older_than(self, status: str, before: float, limit: int = 1000) -> builtins.list[str]:
+        if self.space.sharded:
+            return [tid for tid, _ in merged_by_score(self.r, self._indexes(status), "-inf", repr(before), limit)]
         return decoded_list(self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit))
 
     def oldest_entered(self, status: str) -> float | None:
         """When the task longest in `status` entered it (its index's lowest score); None when none is."""
+        if self.space.sharded:
+            first = merged_by_score(self.r, self._indexes(status), "-inf", "+inf", 1)
+            return first[0][1] if first else None
         got = self.r.zrange(self.keys.status(status), 0, 0, withscores=True)
         return float(got[0][1]) if got else None
 
     def entered_since(self, status: str, since: float, limit: int) -> builtins.list[tuple[str, float]]:
         """(task id, when it entered `status`) of up to `limit` tasks that entered it at `since` or
         later, oldest first."""
+        if self.space.sharded:
+            return merged_by_score(self.r, self._indexes(status), repr(since), "+inf", limit)
         got: builtins.list[Any] = self.r.zrangebyscore(self.keys.status(status), repr(since), "+inf", start=0,
                                                        num=limit, withscores=True)
         return [(str(member), float(score)) for member, score in got]
 
     def all_ids(self, status: str, page: int = 1000) -> builtins.list[str]:
         """Every id in `status` now (entered up to a second past Redis's clock), paged by score:
-        `page` ids a read, so one read never holds the whole index."""
-        key = self.keys.status(status)
+        `page` ids a read, so one read never holds the whole index (on a cluster: shard by shard)."""
+        return [tid for key in self._indexes(status) for tid in self._all_ids_of(key, page)]
+
+    def _indexes(self, status: str) -> builtins.list[str]:
+        """The index of `status` on each shard (the one index on one server)."""
+        return [k.status(status) for k in self.space.shards]
+
+    def _all_ids_of(self, key: str, page: int) -> builtins.list[str]:
         sec, usec = self.r.time()
         until = sec + usec / 1e6 + 1.0
         out: builtins.list[str] = []

@@ -45,3 +45,14 @@ def merged_top(r: RedisClient, keys: list[str], offset: int, limit: int, newest_
     sign = -1.0 if newest_first else 1.0
     merged = heapq.merge(*([(sign * float(score), str(member)) for member, score in row] for row in rows))
     return [member for _, member in list(merged)[offset:want]]
+
+
+def merged_by_score(r: RedisClient, keys: list[str], low: str, high: str, limit: int) -> list[tuple[str, float]]:
+    """The `limit` lowest-scored (member, score) with `low <= score <= high` of the sorted sets `keys`
+    taken as one, ascending: each set asked for at most `limit`."""
+    batch = Batch(r)
+    for key in keys:
+        batch.on(key).zrangebyscore(key, low, high, start=0, num=limit, withscores=True)
+    rows: list[list[Any]] = batch.execute()
+    merged = heapq.merge(*([(float(score), str(member)) for member, score in row] for row in rows))
+    return [(member, score) for score, member in list(merged)[:limit]]
