@@ -34,6 +34,7 @@ from yadtq.store.keyspace import KeySpace
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import earliest
 from yadtq.task.messages import TaskMessage
 from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
@@ -184,8 +185,16 @@ class ClaimPipeline:
         """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them
         (on a cluster: up to `limit` of each shard's)."""
         taken: list[DueRetry] = []
-        for k in self.space.shards:
-            ids = [str(i) for i in self.r.zrangebyscore(k.retries, "-inf", "+inf", start=0, num=limit)]
+        shards = self.space.shards
+        if len(shards) == 1:
+            ids_by_shard = [[str(i) for i in self.r.zrangebyscore(shards[0].retries, "-inf", "+inf", start=0,
+                                                                  num=limit)]]
+        else:  # one pipelined round trip per primary, not one per shard
+            batch = Batch(self.r)
+            for k in shards:
+                batch.on(k.retries).zrangebyscore(k.retries, "-inf", "+inf", start=0, num=limit)
+            ids_by_shard = [[str(i) for i in got] for got in batch.execute()]
+        for k, ids in zip(shards, ids_by_shard, strict=True):
             if ids:
                 got = self._take_due(keys=[k.retries, k.broker_epoch, *(k.task(i) for i in ids)], args=[hold, *ids])
                 taken += DueRetry.decode_all(got)
@@ -197,5 +206,4 @@ class ClaimPipeline:
 
     def next_due(self) -> float | None:
         """Redis time of the earliest parked retry."""
-        firsts = [got[0][1] for k in self.space.shards if (got := self.r.zrange(k.retries, 0, 0, withscores=True))]
-        return float(min(firsts)) if firsts else None
+        return earliest(self.r, [k.retries for k in self.space.shards])

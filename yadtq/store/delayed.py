@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import earliest
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing
@@ -75,8 +77,16 @@ class DelayedTasks:
         caller's to publish (re-armed `hold` seconds past the lead); on a cluster, up to `limit` a shard."""
         lead = self.settings.schedule_lead if lead is None else lead
         taken: list[DueTask] = []
-        for k in self.space.shards:
-            ids = [str(i) for i in self._due_ids(keys=[k.scheduled], args=[limit, lead])]
+        shards = self.space.shards
+        if len(shards) == 1:
+            found = [self._due_ids(keys=[shards[0].scheduled], args=[limit, lead])]
+        else:  # one round trip per primary, not one per shard
+            batch = Batch(self.r)
+            for k in shards:
+                self._due_ids(keys=[k.scheduled], args=[limit, lead], client=batch.on(k.scheduled))
+            found = batch.execute()
+        for k, due in zip(shards, found, strict=True):
+            ids = [str(i) for i in due]
             if ids:
                 got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED),
                                        k.status(Status.QUEUED), k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
@@ -95,5 +105,4 @@ class DelayedTasks:
 
     def next_due(self) -> float | None:
         """Redis time the earliest waiting task is due."""
-        firsts = [got[0][1] for k in self.space.shards if (got := self.r.zrange(k.scheduled, 0, 0, withscores=True))]
-        return float(min(firsts)) if firsts else None
+        return earliest(self.r, [k.scheduled for k in self.space.shards])

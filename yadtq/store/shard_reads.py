@@ -56,3 +56,15 @@ def merged_by_score(r: RedisClient, keys: list[str], low: str, high: str, limit:
     rows: list[list[Any]] = batch.execute()
     merged = heapq.merge(*([(float(score), str(member)) for member, score in row] for row in rows))
     return [(member, score) for score, member in list(merged)[:limit]]
+
+
+def earliest(r: RedisClient, keys: list[str]) -> float | None:
+    """The lowest score in the sorted sets `keys` (one round trip per server); None when all are empty."""
+    if len(keys) == 1:
+        got = r.zrange(keys[0], 0, 0, withscores=True)
+        return float(got[0][1]) if got else None
+    batch = Batch(r)
+    for key in keys:
+        batch.on(key).zrange(key, 0, 0, withscores=True)
+    firsts = [float(got[0][1]) for got in batch.execute() if got]
+    return min(firsts) if firsts else None
