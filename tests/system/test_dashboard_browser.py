@@ -11,6 +11,7 @@ The dashboard runs in a venv of requirements.txt alone, installed as `make run` 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -61,9 +62,26 @@ def runtime_python(tmp_path_factory: pytest.TempPathFactory) -> str:
     check = subprocess.run([uv, "pip", "check", "--python", python], capture_output=True, text=True, timeout=120)
     gaps = [line for line in (check.stdout + check.stderr).splitlines() if "requires" in line]
     assert gaps and all(re.search(r"requires `(altair|pillow|pydeck)\b", line) for line in gaps), check.stderr
-    probe = "import importlib.util as u; print([m for m in ('altair', 'PIL', 'pydeck', 'pytest') if u.find_spec(m)])"
-    assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    # Every module of the package and the farm imports there too (the pages are the walk's).
+    probe = subprocess.run([python, "-c", IMPORT_ALL], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert probe.stdout.strip().splitlines()[-1:] == ["[] []"], probe.stdout + probe.stderr
     return python
+
+
+IMPORT_ALL = """
+import importlib, importlib.util, pkgutil
+failed = []
+for pkg in ("yadtq", "worker_farm"):
+    for info in pkgutil.walk_packages(importlib.import_module(pkg).__path__, pkg + "."):
+        if info.name.endswith("__main__"):  # runs the command
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception as e:
+            failed.append(f"{info.name}: {e!r}")
+print(failed, [m for m in ("altair", "PIL", "pydeck", "pytest") if importlib.util.find_spec(m)])
+"""
 
 
 def _start_dashboard(procs: Procs, tmp_path: Path, python: str, api: str | None = None) -> int:
