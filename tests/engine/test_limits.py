@@ -163,3 +163,27 @@ def test_an_unlimited_task_is_not_held_back_while_a_limited_one_is_saturated(far
     farm.wait_done(free, timeout=5)
     waiting = sum(1 for i in limited if farm.status(i) == "queued")
     assert waiting >= 15, "the limited ones ran faster than 2/s"
+
+
+def test_a_limited_backlog_larger_than_the_buffer_does_not_hold_back_its_partition(
+        redis_url: str, tmp_path: Path) -> None:
+    # A backlog of a 10/s task three times the buffer, then unlimited tasks in the same partition:
+    # the over-limit ones must leave the buffer (wait in Redis for their start), or they fill it,
+    # the partition is paused and the unlimited ones wait for the backlog to drain (6 s here).
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=0.6, max_buffered=20)
+    farm = Farm(settings)
+    try:
+        LimitStore(farm.r, settings).set("tick", rate_limit="10/s")
+        a = farm.worker("A")
+        limited = [farm.submit(a, "tick") for _ in range(60)]
+        free = [farm.submit(a, "add", i, 1) for i in range(20)]
+        farm.wait_done(free, timeout=3)
+        waiting = [i for i in limited if farm.status(i) == "queued"]
+        assert len(waiting) >= 30, "the limited ones ran faster than 10/s"
+        farm.wait_done(limited, timeout=20)  # none lost while waiting outside the partition
+        assert sum(1 for n, _ in farm.starts if n == "tick") == 60, "a limited task ran twice"
+        starts = [float(r.started) for r in farm.backend.get_many(limited) if r.started is not None]
+        assert most_in_one_second(starts) <= 10 + 1, "over the rate by more than one start (Redis time, claimed)"
+    finally:
+        farm.stop()

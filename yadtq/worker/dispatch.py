@@ -110,7 +110,7 @@ class Dispatcher:
                     continue
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
-                out.append((Claim(work, entry.partition, entry.offset), entry))
+                out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition)), entry))
                 self.starved = len(out) < free
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
