@@ -21,7 +21,8 @@ from conftest import wait_for
 
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
-from yadtq.store.claims import Claim, ClaimPipeline, Run
+from yadtq.store.claims import Claim, ClaimPipeline, Parked, Run
+from yadtq.store.keys import Keys
 from yadtq.store.limits import LimitStore
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry
@@ -187,3 +188,22 @@ def test_a_limited_backlog_larger_than_the_buffer_does_not_hold_back_its_partiti
         assert most_in_one_second(starts) <= 10 + 1, "over the rate by more than one start (Redis time, claimed)"
     finally:
         farm.stop()
+
+
+def test_a_task_parked_over_its_rate_runs_once_when_its_worker_died_before_committing_past_it(farm: Farm) -> None:
+    s = farm.settings
+    LimitStore(farm.r, s).set("tick", rate_limit="1/s")
+    first, second = (TaskMessage(uuid.uuid4().hex, "tick", (), {}, None, time.time(), None, None) for _ in range(2))
+    farm.backend.record_queued([first, second], s.tries)
+    dead = ClaimPipeline(farm.r, s, "dead", "dead:1")
+    _, verdicts = dead.step([], [Claim(TaskWork(m, m.digest), 0, i, park=True) for i, m in enumerate((first, second))])
+    assert isinstance(verdicts[0], Run) and isinstance(verdicts[1], Parked), verdicts
+    # Its worker dies before committing past it: the broker hands the same record to the next owner,
+    # beside the copy published again from Redis just before its booked start.
+    a = farm.worker("A")
+    a.append(second.encode(), None, 0)
+    farm.wait_done([second.task_id], timeout=10)
+    worker = farm.workers[0][0]
+    wait_for(lambda: worker.tracker.buffered() == 0 and farm.r.zscore(Keys(s.prefix).retries, second.task_id) is None,
+             10, what="both copies dealt with")
+    assert [n for n, _ in farm.starts] == ["tick"], "the parked task ran twice (or the dead worker's ran here)"

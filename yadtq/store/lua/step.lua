@@ -29,7 +29,8 @@
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
 --   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
 --   (a queued task without an ordering key over its rate is booked a start and parked instead, see over_limit)
---   | {'early', eta, now}: a delayed task published ahead of its eta, held until then
+--   | {'early', eta, now[, 'rate']}: a delayed task published ahead of its eta, or a task over its rate
+--     booked a start (see over_limit), held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 --! include workflow
 local t = redis.call('TIME')
@@ -91,16 +92,17 @@ local BOOK_LEAD = 0.5
 -- nil when a new run may start now (a rate's next start is then taken), else a verdict.
 -- Rates are GCRA: one start per interval T, a start allowed up to 0.9 T early, so a claim that
 -- comes a little late does not lose its turn, and no 1-second window holds more than rate + 1.
--- A queued task without an ordering key whose worker asks it (`may_park`: its partition's buffer is
--- crowded) over its rate does not wait in its partition (it would fill the worker's buffer and hold
--- back the tasks behind it): it is booked the next start
--- not booked yet (bk: one past the last booked; its record's `limit_slot`) and parked in the retries
--- set until BOOK_LEAD before it, as a parked retry waits; the worker commits past it. Published
--- again, it is held until its start ('early'), then claimed under the same GCRA (a booked task
--- that comes late waits in place for the next start: its turn is near). Tasks not booked wait
--- behind the booked ones, so the booked ones keep their turn. A keyed task (its key's order) and
--- a lapsed run (its record is not queued) wait in place as before.
-local function over_limit(lim, rk, ck, bk, slot, may_park, id, tk, ek)
+-- A queued task without an ordering key (`may_book`) over its rate is booked the next start not
+-- booked yet (bk: one past the last booked; its record's `limit_slot`), and claimed again then under
+-- the same GCRA: the worker holds it until its start ('early'), so a saturated rate costs two claims
+-- per task, never a loop. When its worker asks (`may_park`: its partition's buffer is crowded, and
+-- waiting there would pause the partition and hold back the tasks behind it), a task booked more
+-- than BOOK_LEAD ahead is parked in the retries set until BOOK_LEAD before its start instead, as a
+-- parked retry waits; the worker commits past it, and it is published again then. Tasks not booked
+-- wait behind the booked ones; a booked task that comes too late for its start is booked again
+-- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
+-- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
+local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
   if lim.max then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
     if redis.call('ZCARD', ck) >= lim.max then return {'limited', '0.1', 'concurrency'} end
@@ -109,16 +111,22 @@ local function over_limit(lim, rk, ck, bk, slot, may_park, id, tk, ek)
     local T = lim.interval
     local tat = tonumber(redis.call('GET', rk) or '0')
     local booked = tonumber(slot or '')
-    if booked and booked > now then return {'early', tostring(booked), tostring(now)} end
-    local turn = booked and tat or math.max(tat, tonumber(redis.call('GET', bk) or '0'))
+    if booked and booked > now then return {'early', tostring(booked), tostring(now), 'rate'} end
+    local tail = tonumber(redis.call('GET', bk) or '0')
+    local turn = booked and tat or math.max(tat, tail)
     if turn - 0.9 * T > now then
-      if booked or not may_park then return {'limited', tostring(turn - 0.9 * T - now), 'rate'} end
+      if not may_book then return {'limited', tostring(turn - 0.9 * T - now), 'rate'} end
+      turn = math.max(tat, tail, now)
       redis.call('SET', bk, tostring(turn + T), 'EX', math.ceil(turn + T - now) + 60)
-      local due = math.max(now, turn - BOOK_LEAD)
-      redis.call('HSET', tk, 'limit_slot', tostring(turn), 'due', tostring(due))
-      redis.call('ZADD', KEYS[7], due, id)
-      event(ek, 'over its rate limit: waits for its start in ' .. string.format('%.1f', turn - now) .. 's')
-      return {'parked', tostring(due)}
+      redis.call('HSET', tk, 'limit_slot', tostring(turn))
+      if may_park and turn - BOOK_LEAD > now then
+        local due = turn - BOOK_LEAD
+        redis.call('HSET', tk, 'due', tostring(due))
+        redis.call('ZADD', KEYS[7], due, id)
+        event(ek, 'over its rate limit: waits for its start in ' .. string.format('%.1f', turn - now) .. 's')
+        return {'parked', tostring(due)}
+      end
+      return {'early', tostring(turn), tostring(now), 'rate'}
     end
     local nxt = math.max(tat, now) + T
     redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
@@ -261,8 +269,8 @@ while a <= #ARGV do
     verdict = {'done', 'expired'}
   else
     local lim = limits_of(ARGV[a+1])
-    verdict = over_limit(lim, rk, ck, bk, rec[9], st == 'queued' and ARGV[a+10] == '' and ARGV[a+16] == '1',
-      id, tk, ek)
+    local may_book = st == 'queued' and ARGV[a+10] == ''
+    verdict = over_limit(lim, rk, ck, bk, rec[9], may_book, may_book and ARGV[a+16] == '1', id, tk, ek)
     local lost = 0
     if not verdict and st == 'processing' then
       -- its worker died or froze mid-run: a run cut off
