@@ -219,7 +219,7 @@ def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Pro
         page.get_by_text(f"Task {bad}: failed").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "dashboard-task.png"))
         page.set_viewport_size({"width": 1600, "height": 1100})
-        page.get_by_role("button", name="Requeue", exact=True).click()
+        page.get_by_role("button", name="Requeue", exact=True, disabled=False).click()
         expect(page.get_by_text("requeued (was failed)").first).to_be_visible(timeout=30_000)  # history and notice
         # Its new run waits behind what is left of the load in its partition.
         wait_for(lambda: len([e for _, e in q.backend.events(bad) if e.startswith("failed by")]) == 2, 120, 0.2,
@@ -230,7 +230,9 @@ def _walk(expect: Any, sync_playwright: Any, chromium: str, q: YADTQ, procs: Pro
         sidebar.get_by_role("textbox", name="Task id").fill(later)
         sidebar.get_by_role("button", name="Open task", exact=True).click()
         expect(page.get_by_text(f"Task {later}: scheduled")).to_be_visible(timeout=30_000)
-        page.get_by_role("button", name="Cancel", exact=True).click()
+        # Until the run ends the failed task's (disabled) Cancel may still be on the page beside the new one.
+        _settle(page)
+        page.get_by_role("button", name="Cancel", exact=True, disabled=False).click()
         expect(page.get_by_text(f"Task {later}: cancelled")).to_be_visible(timeout=30_000)  # the notice may be gone
         assert q.status(later).status == "cancelled"
 
