@@ -207,3 +207,21 @@ def test_a_task_parked_over_its_rate_runs_once_when_its_worker_died_before_commi
     wait_for(lambda: worker.tracker.buffered() == 0 and farm.r.zscore(Keys(s.prefix).retries, second.task_id) is None,
              10, what="both copies dealt with")
     assert [n for n, _ in farm.starts] == ["tick"], "the parked task ran twice (or the dead worker's ran here)"
+
+
+def test_a_concurrency_limited_backlog_larger_than_the_buffer_does_not_hold_back_its_partition(
+        redis_url: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=0.6, max_buffered=20)
+    farm = Farm(settings)
+    try:
+        a = farm.worker("A")
+        limited = [farm.submit(a, "scarce", 0.1) for _ in range(60)]  # 2 at a time: about 3 s
+        free = [farm.submit(a, "add", i, 1) for i in range(20)]
+        farm.wait_done(free, timeout=2)
+        assert sum(1 for i in limited if farm.status(i) == "queued") >= 30, "ran more than 2 at a time"
+        farm.wait_done(limited, timeout=20)  # none lost while parked outside the partition
+        assert sum(1 for n, _ in farm.starts if n == "scarce") == 60, "a limited task ran twice"
+        assert farm.peak == 2
+    finally:
+        farm.stop()

@@ -7,6 +7,9 @@ partition's buffer is crowded (`Claim.park`), `Parked` (it waits in Redis as a p
 does and is published again just before its start), so a backlog larger than the buffer
 does not pause its partition.
 
+A task over its concurrency limit in a crowded partition is not gated: its claim parks it
+in Redis for a lease (there is no start to book), and it is published again then.
+
 The others (a concurrency limit, a keyed task over its rate, a lapsed run) are answered
 `Limited(delay)` instead of a claim. The record then waits in its partition's buffer like a
 keyed retry: it holds no slot, and the records behind it, of any task name, go on. Its task
@@ -84,6 +87,8 @@ class LimitGates:
         """True (and `entry` held aside) when its name is gated, or has had its claims in this step."""
         if not isinstance(entry.work, TaskWork):
             return False
+        if entry.order_key is None and self.tracker.crowded(entry.partition):
+            return False  # its claim asks to park it (Claim.park): it leaves the buffer if still over
         name = entry.work.message.task
         gate = self._gates.get(name)
         if gate is not None and gate[0] > now:

@@ -102,10 +102,19 @@ local BOOK_LEAD = 0.5
 -- wait behind the booked ones; a booked task that comes too late for its start is booked again
 -- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
 -- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
+-- A task over its max_concurrency waits in place and is tried again in 0.1 s; when its worker asks
+-- (`may_park`), it is parked for a lease instead (there is no start to book).
 local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
   if lim.max then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
-    if redis.call('ZCARD', ck) >= lim.max then return {'limited', '0.1', 'concurrency'} end
+    if redis.call('ZCARD', ck) >= lim.max then
+      if not may_park then return {'limited', '0.1', 'concurrency'} end
+      -- no start to book: parked for a lease (a run ends by then, or its holder's lease lapses)
+      redis.call('HSET', tk, 'due', tostring(now + lease))
+      redis.call('ZADD', KEYS[7], now + lease, id)
+      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1f', lease) .. 's')
+      return {'parked', tostring(now + lease)}
+    end
   end
   if lim.interval then
     local T = lim.interval
