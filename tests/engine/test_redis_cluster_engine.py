@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cancel_in_process import test_a_task_cancelled_before_it_starts_never_runs
+from conftest import wait_for
+from test_cancel_in_process import _running, ended, start, test_a_task_cancelled_before_it_starts_never_runs
 from test_delayed_tasks import (
     test_a_delayed_task_never_runs_early_even_when_its_message_comes_first,
     test_a_scheduled_task_can_be_cancelled,
@@ -82,3 +83,17 @@ def test_a_waiter_on_the_cluster_hears_the_outcome_on_its_shards_channel(h: Harn
         heard = [changes.wait(5.0) for _ in range(2)]  # processing, then the outcome with its record
     got = pushed_record(tid, heard[-1])
     assert heard[0] == "processing" and got is not None and got.result == 5, heard
+
+
+def test_a_running_task_cancelled_on_the_cluster_is_interrupted(h: Harness) -> None:
+    """The cancel order goes to its worker through the task's shard (cancel.lua queues it there)."""
+    h.source.assign([0, 1])
+    w = start(h)
+    tag = f"slices-{h.settings.prefix}"
+    tid = h.submit("slices", 30.0, tag)
+    _running(h, tid, tag)
+    assert h.backend.cancel(tid, by="test").status == "cancelled"
+    wait_for(lambda: tag in ended, 5, 0.01, "the run to be interrupted")
+    assert ended[tag] == "interrupted"
+    fence = str(h.r.hget(h.backend.space.for_task(tid).task(tid), "fence"))
+    assert w.claims.renew([(tid, fence)]) == [True]  # its claim stays, cancelled: no false "lost" warning
