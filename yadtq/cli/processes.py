@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,10 +33,16 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     if args.queues:  # every worker the Procfile starts (the farm's) serves these queues
         env["YADTQ_QUEUES"] = parse_queues(args.queues).describe()
-    from yadtq.ops.service_wait import wait_for_services
-    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace,
-                  gate=lambda stop: wait_for_services(Settings.from_env(env), 60.0, stop=stop,
-                                                      say=lambda line: stack.say("run", f"waiting: {line}")))
+    from yadtq.ops.service_wait import wait_for_a_worker, wait_for_services
+    stack_settings = Settings.from_env(env)
+
+    def gate(stop: threading.Event) -> str | None:
+        # The `yadtq wait && ` lines (monitor, dashboard, API) start once the services serve and the
+        # farm's first worker is about to join (at most 10 s later): the workers start first.
+        why = wait_for_services(stack_settings, 60.0, stop=stop, say=lambda line: stack.say("run", f"waiting: {line}"))
+        return why if why is not None else wait_for_a_worker(stack_settings, 10.0, stop)
+
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace, gate=gate)
     install_signal_handlers(stack)
     return stack.run()
 
@@ -99,6 +106,13 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     if args.crash:
         from yadtq.worker.crash import CrashInjector
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
+    if s.service_wait:  # started beside the services (`make run`): the imports above overlapped their start
+        from yadtq.ops.service_wait import wait_for_services
+        why = wait_for_services(s, s.service_wait, say=lambda line: print(f"yadtq: waiting: {line}", file=sys.stderr,
+                                                                           flush=True))
+        if why is not None:
+            print(f"yadtq: error: {why}", file=sys.stderr)
+            return RET_CONNECT
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
     client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
