@@ -49,11 +49,14 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.ops.redis_ha import start_redis_ha
     from yadtq.ops.services import Services
     setup_logging(s, "services")
     s = s.replace(broker=args.broker)
-    services = Services(s, nodes=args.nodes, redis_ha=start_redis_ha if args.redis_ha else None)
+    ha = None
+    if args.redis_ha:  # only then: it brings the Redis client, which `make run` waits on here otherwise
+        from yadtq.ops.redis_ha import start_redis_ha
+        ha = start_redis_ha
+    services = Services(s, nodes=args.nodes, redis_ha=ha)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))
