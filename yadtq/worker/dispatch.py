@@ -103,7 +103,10 @@ class Dispatcher:
         out: list[tuple[Claim, Entry]] = []
         now = time.monotonic()
         self.limits.new_step()
-        for entry in self.tracker.ready(max(free, 0) + 8, now, frozenset(self.running)):
+        # A claim still unsent (kept over a Redis outage) holds its task as a run does: a second message
+        # of that task claimed in the same step would come back `run` too (step.lua's "our own claim").
+        held = frozenset(self.running).union(c.work.message.task_id for c, _ in self.unsent[1])
+        for entry in self.tracker.ready(max(free, 0) + 8, now, held):
             work = entry.work
             if isinstance(work, TaskWork):
                 if len(out) >= free or self.limits.gated(entry, now):

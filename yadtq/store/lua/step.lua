@@ -166,6 +166,9 @@ for _ = 1, n_out do
   end
 end
 
+-- task id -> lease end of a claim made in this call: a second message of that task in the same step
+-- is busy, never a second 'run' (the "our own claim" branch below would hand it out again)
+local claimed_here = {}
 while a <= #ARGV do
   local id = ARGV[a]
   local tk, ek, wk, rk, ck = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
@@ -173,7 +176,9 @@ while a <= #ARGV do
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires')
   local st = rec[1]
   local verdict = nil
-  if not st and redis.call('EXISTS', wk) == 1 then
+  if claimed_here[id] then
+    verdict = {'busy', claimed_here[id]}
+  elseif not st and redis.call('EXISTS', wk) == 1 then
     verdict = {'done', 'withdrawn'}
   elseif not st then
     -- a message from any Kafka client, with no record yet: create it
@@ -274,6 +279,7 @@ while a <= #ARGV do
         tostring(lease_until), r[7] or '0'}
     end
   end
+  if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
   table.insert(out, verdict)
   a = a + 16
   k = k + 5
