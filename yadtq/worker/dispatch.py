@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.claim_replies import RATE
 from yadtq.store.claims import (
     Busy,
     Claim,
@@ -39,7 +40,7 @@ from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
 from yadtq.worker.executor import Executor
 from yadtq.worker.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
-from yadtq.worker.limits import LimitGates
+from yadtq.worker.limits import RATE_REASON, LimitGates
 from yadtq.worker.middleware import FOREIGN, PARKED, QUARANTINED, REJECTED, SKIPPED, Hooks
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.records import ControlWork, Rejected, TaskWork
@@ -113,7 +114,7 @@ class Dispatcher:
                     continue
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
-                out.append((Claim(work, entry.partition, entry.offset), entry))
+                out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition)), entry))
                 self.starved = len(out) < free
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
@@ -223,7 +224,8 @@ class Dispatcher:
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
         elif isinstance(verdict, Early):  # a delayed task published ahead: claimed again at its eta
-            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now, "not due yet")
+            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now,
+                              RATE_REASON if verdict.reason == RATE else "not due yet")
         elif isinstance(verdict, Done):
             self.tracker.finish(entry)
             self.hooks.call("on_dropped", entry, SKIPPED, verdict.status)
