@@ -1,4 +1,4 @@
-"""The monitor reading heartbeats sent before it started (`make run` starts it after the workers):
+"""The monitor reading heartbeats sent before it started (under `make run` it may connect after the workers):
 a new worker's fresh beat counts, so the registry says it is joining; older history does not."""
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     stack_settings = Settings.from_env(env)
 
     def gate(stop: threading.Event) -> str | None:
-        # The `yadtq wait && ` lines (monitor, dashboard, API) start once the services serve and the
-        # farm's first worker is about to join (at most 10 s later): the workers start first.
+        # The `yadtq wait && ` lines (dashboard, API) start once the services serve and the farm's first
+        # worker is about to join (at most 10 s later): the workers start first.
         why = wait_for_services(stack_settings, 60.0, stop=stop, say=lambda line: stack.say("run", f"waiting: {line}"))
         return why if why is not None else wait_for_a_worker(stack_settings, 10.0, stop)
 
@@ -89,6 +89,19 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
+def _services_served(s: Settings) -> bool:
+    """With `service_wait` (a process started beside the services, as under `make run`, its imports
+    done meanwhile): waits for the broker and Redis; False, said on stderr, when they never served."""
+    if not s.service_wait:
+        return True
+    from yadtq.ops.service_wait import wait_for_services
+    why = wait_for_services(s, s.service_wait, say=lambda line: print(f"yadtq: waiting: {line}", file=sys.stderr,
+                                                                       flush=True))
+    if why is not None:
+        print(f"yadtq: error: {why}", file=sys.stderr)
+    return why is None
+
+
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
@@ -109,13 +122,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     if args.crash:
         from yadtq.worker.crash import CrashInjector
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
-    if s.service_wait:  # started beside the services (`make run`): the imports above overlapped their start
-        from yadtq.ops.service_wait import wait_for_services
-        why = wait_for_services(s, s.service_wait, say=lambda line: print(f"yadtq: waiting: {line}", file=sys.stderr,
-                                                                           flush=True))
-        if why is not None:
-            print(f"yadtq: error: {why}", file=sys.stderr)
-            return RET_CONNECT
+    if not _services_served(s):
+        return RET_CONNECT
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
     client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
@@ -154,6 +162,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
 def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.monitor.monitor import Monitor
     setup_logging(s, "monitor", args.verbose)
+    if not _services_served(s):
+        return RET_CONNECT
     monitor = Monitor(s)
     monitor.connect()
     monitor.install_signal_handlers()

@@ -256,9 +256,9 @@ class Monitor:
 
     def _started_just_before(self, beat: Beat, before: dict[str, Any]) -> bool:
         """A beat from before this monitor ran that still counts: a worker the registry has never
-        seen (a new incarnation) that sent it within one heartbeat interval. `make run` starts the
-        monitor after the workers, whose next beat comes after their group join: without it the
-        registry would not say they are joining while they do."""
+        seen (a new incarnation) that sent it within one heartbeat interval. Under `make run` the
+        monitor starts beside the workers and may connect after their first beat; their next one
+        comes after their group join: without it the registry would not say they are joining."""
         return before.get("incarnation") != beat.hb.incarnation and \
             abs(beat.received - beat.hb.ts) < self.settings.heartbeat_interval
 

@@ -5,9 +5,10 @@ scripts); `yadtq run` runs it once, in the supervisor, for every Procfile line t
 instead of starting one more Python process per line (each about 1 s of CPU on a machine that is
 starting a dozen at once).
 
-`yadtq run` then waits for a worker too (`wait_for_a_worker`) before it starts the monitor,
-dashboard and API: on a busy machine their start (about 2 s of CPU together) competed with the
-workers' own, and every moment a worker's first JoinGroup is late delays the first task.
+`yadtq run` then waits for a worker too (`wait_for_a_worker`) before it starts the dashboard and
+the API: on a busy machine their start (about 1.6 s of CPU together) competed with the workers'
+own, and every moment a worker's first JoinGroup is late delays the first task. (The monitor and
+the farm start with the services and wait for them themselves: `Settings.service_wait`.)
 """
 
 from __future__ import annotations
