@@ -286,7 +286,8 @@ def test_requeue_accepts_a_lapsed_processing_task_but_not_a_live_one(settings: S
     w = procs.worker("W1", "--tasks", "ledger_tasks")
     procs.wait_assigned(["W1"])
     with YADTQ(settings) as q:
-        tid = q.submit("ledger_add", [1, 2, 12])  # long enough to be refused while it runs
+        # Long enough to be refused while it runs (a CLI call takes ~1 s); it runs in full once more at the end.
+        tid = q.submit("ledger_add", [1, 2, 6])
         wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
         out = run_cli(settings, "requeue", tid)
         assert out.returncode != 0 and "running" in out.stderr, out  # its worker is alive and renewing
