@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -31,10 +32,15 @@ def ledger() -> redis.Redis:
 def _record(key: str, line: str) -> None:
     """Appends `line` to the ledger list `key`. Behind Sentinel (tests/system/test_redis_ha.py) the line
     waits for a replica as a worker's step does, so a failover cannot lose it (and hide a second run),
-    and a write that meets the failover is tried again."""
+    and a write that meets the failover is tried again. Without Sentinel a write that meets a lost
+    connection is tried again too, guarded: a kill -9 of Redis during its fsync makes the line durable
+    but cuts off its reply, and the run must not raise for it (its retry would read as a run too many)."""
     global _ack
     if not is_sentinel_url(os.environ["YADTQ_REDIS_URL"]):
-        ledger().rpush(key, line)
+        try:
+            ledger().rpush(key, line)
+        except redis.ConnectionError:
+            _again(lambda: ledger().eval(_RPUSH, 1, key, line))
         return
     if _ack is None:
         _ack = ReplicaAck(1, 2000)
@@ -42,6 +48,19 @@ def _record(key: str, line: str) -> None:
     while True:
         try:
             _ack.call(ledger(), ledger().register_script(_RPUSH), [key], [line])
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _again(write: Callable[[], object], patience: float = 60.0) -> None:
+    """`write` until Redis answers (refused, cut off or loading meanwhile), for at most `patience` s."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            write()
             return
         except redis.ConnectionError:
             if time.monotonic() > deadline:

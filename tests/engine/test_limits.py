@@ -21,7 +21,8 @@ from conftest import wait_for
 
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
-from yadtq.store.claims import Claim, ClaimPipeline, Run
+from yadtq.store.claims import Claim, ClaimPipeline, Parked, Run
+from yadtq.store.keys import Keys
 from yadtq.store.limits import LimitStore
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry
@@ -163,3 +164,64 @@ def test_an_unlimited_task_is_not_held_back_while_a_limited_one_is_saturated(far
     farm.wait_done(free, timeout=5)
     waiting = sum(1 for i in limited if farm.status(i) == "queued")
     assert waiting >= 15, "the limited ones ran faster than 2/s"
+
+
+def test_a_limited_backlog_larger_than_the_buffer_does_not_hold_back_its_partition(
+        redis_url: str, tmp_path: Path) -> None:
+    # A backlog of a 10/s task three times the buffer, then unlimited tasks in the same partition:
+    # the over-limit ones must leave the buffer (wait in Redis for their start), or they fill it,
+    # the partition is paused and the unlimited ones wait for the backlog to drain (6 s here).
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=0.6, max_buffered=20)
+    farm = Farm(settings)
+    try:
+        LimitStore(farm.r, settings).set("tick", rate_limit="10/s")
+        a = farm.worker("A")
+        limited = [farm.submit(a, "tick") for _ in range(60)]
+        free = [farm.submit(a, "add", i, 1) for i in range(20)]
+        farm.wait_done(free, timeout=3)
+        waiting = [i for i in limited if farm.status(i) == "queued"]
+        assert len(waiting) >= 30, "the limited ones ran faster than 10/s"
+        farm.wait_done(limited, timeout=20)  # none lost while waiting outside the partition
+        assert sum(1 for n, _ in farm.starts if n == "tick") == 60, "a limited task ran twice"
+        starts = [float(r.started) for r in farm.backend.get_many(limited) if r.started is not None]
+        assert most_in_one_second(starts) <= 10 + 1, "over the rate by more than one start (Redis time, claimed)"
+    finally:
+        farm.stop()
+
+
+def test_a_task_parked_over_its_rate_runs_once_when_its_worker_died_before_committing_past_it(farm: Farm) -> None:
+    s = farm.settings
+    LimitStore(farm.r, s).set("tick", rate_limit="1/s")
+    first, second = (TaskMessage(uuid.uuid4().hex, "tick", (), {}, None, time.time(), None, None) for _ in range(2))
+    farm.backend.record_queued([first, second], s.tries)
+    dead = ClaimPipeline(farm.r, s, "dead", "dead:1")
+    _, verdicts = dead.step([], [Claim(TaskWork(m, m.digest), 0, i, park=True) for i, m in enumerate((first, second))])
+    assert isinstance(verdicts[0], Run) and isinstance(verdicts[1], Parked), verdicts
+    # Its worker dies before committing past it: the broker hands the same record to the next owner,
+    # beside the copy published again from Redis just before its booked start.
+    a = farm.worker("A")
+    a.append(second.encode(), None, 0)
+    farm.wait_done([second.task_id], timeout=10)
+    worker = farm.workers[0][0]
+    wait_for(lambda: worker.tracker.buffered() == 0 and farm.r.zscore(Keys(s.prefix).retries, second.task_id) is None,
+             10, what="both copies dealt with")
+    assert [n for n, _ in farm.starts] == ["tick"], "the parked task ran twice (or the dead worker's ran here)"
+
+
+def test_a_concurrency_limited_backlog_larger_than_the_buffer_does_not_hold_back_its_partition(
+        redis_url: str, tmp_path: Path) -> None:
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=0.6, max_buffered=20)
+    farm = Farm(settings)
+    try:
+        a = farm.worker("A")
+        limited = [farm.submit(a, "scarce", 0.1) for _ in range(60)]  # 2 at a time: about 3 s
+        free = [farm.submit(a, "add", i, 1) for i in range(20)]
+        farm.wait_done(free, timeout=2)
+        assert sum(1 for i in limited if farm.status(i) == "queued") >= 30, "ran more than 2 at a time"
+        farm.wait_done(limited, timeout=20)  # none lost while parked outside the partition
+        assert sum(1 for n, _ in farm.starts if n == "scarce") == 60, "a limited task ran twice"
+        assert farm.peak == 2
+    finally:
+        farm.stop()

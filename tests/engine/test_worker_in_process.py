@@ -21,14 +21,15 @@ from conftest import wait_for
 
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
-from yadtq.task.messages import TaskMessage
+from yadtq.store.claims import Busy, Claim, ClaimPipeline, Run
+from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry
 from yadtq.worker import MemorySource, Worker
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import Finished
 from yadtq.worker.middleware import Middleware
-from yadtq.worker.records import Record
+from yadtq.worker.records import Record, TaskWork
 
 
 class Ledger:
@@ -440,6 +441,48 @@ def test_a_claim_made_before_a_freeze_is_checked_again_before_it_runs(h: Harness
     fence = h.r.hget(h.backend.keys.task(tid), "fence")
     assert fence is not None
     assert w.claims.confirm(tid, fence) is False, "a finished task's claim still confirmed"
+
+
+def test_a_claim_held_over_a_redis_outage_beside_a_second_message_of_its_task_runs_it_once(h: Harness) -> None:
+    """Two messages of one task (a republish after a broker restart, an outbox publishing again) and a
+    Redis outage that keeps the first one's claim unsent: the step sent when Redis is back must not
+    carry a claim of the second one too, or both come back `run` (the claim's "our own claim, sent
+    again" answer) and the task runs twice with no run cut off."""
+    h.source.assign([0])
+    tid = h.submit("sleep", 0.05, tag="once", partition=0)
+    first = h.source.log[0][0]
+    h.source.append(first.value, first.key, 0)
+    w = Worker(h.settings, make_registry(h.ledger), "W1", source=h.source)
+    w.connect()
+    real_step, refused = w.claims.step, threading.Event()
+
+    def step_redis_down_once(outcomes: Sequence[Any], claims: Sequence[Any]) -> Any:
+        if claims and not refused.is_set():
+            refused.set()
+            raise redis.ConnectionError("Redis went away")
+        return real_step(outcomes, claims)
+
+    w.claims.step = step_redis_down_once  # type: ignore[method-assign]
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    h.workers.append((w, t))
+    h.wait_done([tid])
+    wait_for(lambda: h.source.committed_offsets.get(0) == 2, 10, what="both messages committed")
+    assert refused.is_set()
+    assert [r[0] for r in h.ledger.runs] == ["once"], "the task ran twice"
+
+
+def test_two_messages_of_one_task_claimed_in_one_step_give_one_run(h: Harness) -> None:
+    """The claim fence itself, whatever the worker sends: a step claiming one task twice (two of its
+    messages) runs it once; the second claim is busy."""
+    m = TaskMessage(uuid.uuid4().hex, "add", (1, 2), {}, None, time.time(), None)
+    h.backend.record_queued([m], h.settings.tries)
+    work = TaskWork(m, body_digest(m.task, m.args, m.kwargs))
+    pipe = ClaimPipeline(h.r, h.settings, "W1", "W1:1")
+    _, verdicts = pipe.step([], [Claim(work, 0, 0), Claim(work, 0, 1)])
+    assert [type(v) for v in verdicts] == [Run, Busy], verdicts
+    _, again = pipe.step([], [Claim(work, 0, 0)])  # the same step sent again after a lost reply: the same claim
+    assert isinstance(again[0], Run) and again[0].fence == verdicts[0].fence  # type: ignore[union-attr]
 
 
 def test_the_partition_is_paused_when_its_buffer_is_full(h: Harness) -> None:

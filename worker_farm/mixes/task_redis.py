@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 
 _client: redis.Redis | None = None
+# Appends ARGV[1] unless the list already holds it: a note sent again after its reply was lost.
+_ONCE = "if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end return redis.call('RPUSH', KEYS[1], ARGV[1])"
 
 
 def ledger() -> redis.Redis:
@@ -15,3 +18,26 @@ def ledger() -> redis.Redis:
     if _client is None:
         _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
     return _client
+
+
+def note(key: str, line: str, patience: float = 60.0) -> None:
+    """Appends `line` (unique to its run) to the list `key`, once, without failing the run.
+
+    A kill -9 of Redis can cut off the reply of a write it had already made durable (killed
+    during its fsync): the note is in the list, but the task would raise, be retried and note
+    again, a second run with none cut off. So a note that meets a lost connection is sent again,
+    guarded (written only if absent), until Redis is back (within `patience` seconds)."""
+    try:
+        ledger().rpush(key, line)
+        return
+    except redis.ConnectionError:
+        pass
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            ledger().eval(_ONCE, 1, key, line)
+            return
+        except redis.ConnectionError:  # refused, cut off, or still loading its append-only file
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -51,7 +51,8 @@ class WorkflowsMix:
 
     def check(self, q: YADTQ) -> list[str]:
         problems = []
-        runs = Counter(str(x) for x in q.backend.r.lrange(q.settings.prefix + "mix:workflows", 0, -1))
+        notes = [str(x).split(" ", 1) for x in q.backend.r.lrange(q.settings.prefix + "mix:workflows", 0, -1)]
+        runs = Counter(tid for tid, *_ in notes)
         for wid, want in self.expected.items():
             wf = q.workflows.store.get(wid)
             if wf is None or wf.status != Status.SUCCESS or wf.result != want:
@@ -66,5 +67,17 @@ class WorkflowsMix:
                 callback = node.task == "mix_wf_sum"
                 if n == 0 or n > 1 + lost:
                     problems.append(f"{wid}: {'callback' if callback else 'member'} {node.task_id} ran {n} "
-                                    f"time(s) with {lost} run(s) cut off")
+                                    f"time(s) with {lost} run(s) cut off"
+                                    + (_runs_told(q, node.task_id, notes) if n > 1 else ""))
         return problems
+
+
+def _runs_told(q: YADTQ, task_id: str, notes: list[list[str]]) -> str:
+    """A task that ran too often, told so that the failure explains itself: each run (worker, pid,
+    attempt, time), the record's counters and its events (reclaims, retries, requeues)."""
+    runs = "; ".join(rest[0] for tid, *rest in notes if tid == task_id and rest)
+    names = ("attempts", "failures", "lost_runs", "fence", "worker", "lost_by", "epoch", "queue")
+    rec = q.backend.r.hmget(q.backend.keys.task(task_id), *names)
+    fields = ", ".join(f"{k}={v.decode() if isinstance(v, bytes) else v}" for k, v in zip(names, rec, strict=True))
+    events = "; ".join(f"{ts:.3f} {text}" for ts, text in q.backend.events(task_id))
+    return f" [runs (worker pid attempt time): {runs}] [record: {fields}] [events: {events or 'none'}]"

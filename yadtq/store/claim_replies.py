@@ -62,6 +62,7 @@ class Early:
 
     eta: float
     now: float
+    reason: str = ""  # RATE: a task over its rate, booked to start at `eta`
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def decode_verdict(raw: list[Any]) -> Verdict:
     if kind == "parked":
         return Parked(float(raw[1]))
     if kind == "early":
-        return Early(float(raw[1]), float(raw[2]))
+        return Early(float(raw[1]), float(raw[2]), raw[3] if len(raw) > 3 else "")
     if kind == "quarantined":
         return Quarantined(raw[1])
     if kind == "foreign":

@@ -67,6 +67,9 @@ class Claim:
     work: ClaimedWork
     partition: int
     offset: int
+    # Over its rate, wait in Redis for a booked start rather than in the worker's buffer (asked
+    # when its partition's buffer is crowded: waiting there would pause the partition).
+    park: bool = False
 
 
 class ClaimPipeline:
@@ -114,11 +117,11 @@ class ClaimPipeline:
         for c in claims:
             m = c.work.message
             keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
-                     self.keys.limit_rate(m.task), self.keys.limit_running(m.task)]
+                     self.keys.limit_rate(m.task), self.keys.limit_running(m.task), self.keys.limit_booked(m.task)]
             # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
             args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
-                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition)]
+                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else ""]
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))

@@ -125,6 +125,11 @@ class Keys:
         """Sorted set: task:<id> key -> lease end, the runs counted against a `max_concurrency`."""
         return f"{self.prefix}limit:running:{task}"
 
+    def limit_booked(self, task: str) -> str:
+        """String: the Redis time past the last start booked for a rate-limited task name's waiting
+        tasks (each over-limit task waits in `retries` for its own booked start)."""
+        return f"{self.prefix}limit:booked:{task}"
+
     def schedule(self, name: str) -> str:
         """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
         return f"{self.prefix}schedule:{name}"

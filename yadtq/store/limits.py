@@ -5,6 +5,8 @@ each worker that imports the task from its decorator, and `set:<task>`, written 
 (`YADTQ.set_limit`, `yadtq limits set`, the API), which wins field by field. A field set to
 null at run time means "no limit", over the decorator's. The claim step (lua/step.lua)
 reads both on every claim, so a change applies to the next claim on every worker.
+A change drops the name's booked starts (lua/step.lua `over_limit`): tasks already waiting
+in Redis keep their booked start, new ones are no longer booked behind them at the old rate.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ class LimitStore:
             current = json.loads(raw) if raw else {}
             current.update(stored_form(given))
             self.r.hset(self.keys.limits, f"set:{task}", json.dumps(current))
+            self.r.delete(self.keys.limit_booked(task))
         return self.get(task)
 
     def reset(self, task: str) -> dict[str, Any]:
         """Drops the run-time limits of `task`: its decorator's apply again."""
         self.r.hdel(self.keys.limits, f"set:{task}")
+        self.r.delete(self.keys.limit_booked(task))
         return self.get(task)
 
     def get(self, task: str) -> dict[str, Any]:

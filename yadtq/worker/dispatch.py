@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.claim_replies import RATE
 from yadtq.store.claims import (
     Busy,
     Claim,
@@ -39,7 +40,7 @@ from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
 from yadtq.worker.executor import Executor
 from yadtq.worker.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
-from yadtq.worker.limits import LimitGates
+from yadtq.worker.limits import RATE_REASON, LimitGates
 from yadtq.worker.middleware import FOREIGN, PARKED, QUARANTINED, REJECTED, SKIPPED, Hooks
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
 from yadtq.worker.records import ControlWork, Rejected, TaskWork
@@ -103,14 +104,17 @@ class Dispatcher:
         out: list[tuple[Claim, Entry]] = []
         now = time.monotonic()
         self.limits.new_step()
-        for entry in self.tracker.ready(max(free, 0) + 8, now, frozenset(self.running)):
+        # A claim still unsent (kept over a Redis outage) holds its task as a run does: a second message
+        # of that task claimed in the same step would come back `run` too (step.lua's "our own claim").
+        held = frozenset(self.running).union(c.work.message.task_id for c, _ in self.unsent[1])
+        for entry in self.tracker.ready(max(free, 0) + 8, now, held):
             work = entry.work
             if isinstance(work, TaskWork):
                 if len(out) >= free or self.limits.gated(entry, now):
                     continue
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
-                out.append((Claim(work, entry.partition, entry.offset), entry))
+                out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition)), entry))
                 self.starved = len(out) < free
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
@@ -220,7 +224,8 @@ class Dispatcher:
         elif isinstance(verdict, Busy):
             self.tracker.hold(entry, time.monotonic() + 0.5, "held by another worker")
         elif isinstance(verdict, Early):  # a delayed task published ahead: claimed again at its eta
-            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now, "not due yet")
+            self.tracker.hold(entry, time.monotonic() + verdict.eta - verdict.now,
+                              RATE_REASON if verdict.reason == RATE else "not due yet")
         elif isinstance(verdict, Done):
             self.tracker.finish(entry)
             self.hooks.call("on_dropped", entry, SKIPPED, verdict.status)

@@ -1,13 +1,23 @@
 """Tasks over their rate or concurrency limit: held aside in this worker until due.
 
-The claim step in Redis judges the limits (yadtq/store/lua/step.lua) and answers
-`Limited(delay)` instead of a claim. The record then waits in its partition's buffer
-like a keyed retry: it holds no slot, and the records behind it, of any task name,
-go on. Its task name is gated here for the same delay, so this worker does not send
-the name's other buffered records to Redis only to hear the same answer. When the gate
-lifts, one record of the name goes first (a probe), then twice as many each step in
-which one ran (slow start), so the free slots go to other task names meanwhile: a
-saturated limit costs about one claim per due time, never a loop.
+The claim step in Redis judges the limits (yadtq/store/lua/step.lua). A queued task
+without an ordering key over its rate is booked a start there and never comes here: Redis
+answers `Early` (held in the buffer until its start, yadtq.worker.dispatch) or, when its
+partition's buffer is crowded (`Claim.park`), `Parked` (it waits in Redis as a parked retry
+does and is published again just before its start), so a backlog larger than the buffer
+does not pause its partition.
+
+A task over its concurrency limit in a crowded partition is not gated: its claim parks it
+in Redis for a lease (there is no start to book), and it is published again then.
+
+The others (a concurrency limit, a keyed task over its rate, a lapsed run) are answered
+`Limited(delay)` instead of a claim. The record then waits in its partition's buffer like a
+keyed retry: it holds no slot, and the records behind it, of any task name, go on. Its task
+name is gated here for the same delay, so this worker does not send the name's other buffered
+records to Redis only to hear the same answer. When the gate lifts, one record of the name
+goes first (a probe), then twice as many each step in which one ran (slow start), so the free
+slots go to other task names meanwhile: a saturated limit costs about one claim per due time,
+never a loop.
 
 A concurrency limit has no due time: Redis asks for a short wait (0.1 s), and the
 record tries again then (a slot frees when a run ends or its lease lapses).
@@ -77,6 +87,8 @@ class LimitGates:
         """True (and `entry` held aside) when its name is gated, or has had its claims in this step."""
         if not isinstance(entry.work, TaskWork):
             return False
+        if entry.order_key is None and self.tracker.crowded(entry.partition):
+            return False  # its claim asks to park it (Claim.park): it leaves the buffer if still over
         name = entry.work.message.task
         gate = self._gates.get(name)
         if gate is not None and gate[0] > now:

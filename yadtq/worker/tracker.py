@@ -296,6 +296,12 @@ class PartitionTracker:
         """Per partition, the first offset not seen yet (where fetching must go on from)."""
         return {p: n for p in partitions if (part := self._parts.get(p)) and (n := part.next_offset) is not None}
 
+    def crowded(self, partition: int) -> bool:
+        """Whether `partition` buffers half of `max_buffered`: records that would wait long should
+        wait elsewhere (a task over its rate, yadtq.worker.limits), or the partition is paused."""
+        part = self._parts.get(partition)
+        return part is not None and len(part.entries) >= self.max_buffered // 2
+
     def buffered(self) -> int:
         return sum(len(p.entries) for p in self._parts.values())
 

@@ -5,7 +5,7 @@
 -- KEYS[4] status:failed   KEYS[5] done_by             KEYS[6] failed_by
 -- KEYS[7] retries (sorted set: task id -> due time of a parked retry)   KEYS[8] limits (hash, yadtq.store.limits)
 -- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>,
---   limit:rate:<task>, limit:running:<task>
+--   limit:rate:<task>, limit:running:<task>, limit:booked:<task>
 -- KEYS[9] scheduled (sorted set: task id -> due time of a delayed task)   KEYS[10] status:scheduled
 -- KEYS[11] status:expired
 -- (a run counted against a max_concurrency notes its limit:running key in its record, field
@@ -16,10 +16,11 @@
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
 -- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (16): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+-- then per claim (17): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
 --   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
 --   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
---   published by a path that did not record its queue is republished where it ran)
+--   published by a path that did not record its queue is republished where it ran),
+--   park ('1': over its rate, wait in Redis rather than in the worker's crowded buffer; see over_limit)
 -- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
 -- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
@@ -27,7 +28,9 @@
 --   {'run', fence, attempts, task, args, kwargs, tries, time_limit, failures, lease_until, lost_runs}
 --   {'done', status} | {'busy', lease_until} | {'parked', due} | {'quarantined', error} | {'foreign', reason}
 --   | {'limited', seconds to wait, 'rate' | 'concurrency'}: over its task name's limit, nothing changed
---   | {'early', eta, now}: a delayed task published ahead of its eta, held until then
+--   (a queued task without an ordering key over its rate is booked a start and parked instead, see over_limit)
+--   | {'early', eta, now[, 'rate']}: a delayed task published ahead of its eta, or a task over its rate
+--     booked a start (see over_limit), held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 --! include workflow
 local t = redis.call('TIME')
@@ -83,18 +86,57 @@ local function limits_of(task)
   return got
 end
 
--- nil when a new run may start now (a rate's next start is then taken), else a 'limited' verdict.
+-- Seconds a booked task is published ahead of its start; the worker holds it until then ('early').
+local BOOK_LEAD = 0.5
+
+-- nil when a new run may start now (a rate's next start is then taken), else a verdict.
 -- Rates are GCRA: one start per interval T, a start allowed up to 0.9 T early, so a claim that
 -- comes a little late does not lose its turn, and no 1-second window holds more than rate + 1.
-local function over_limit(lim, rk, ck)
+-- A queued task without an ordering key (`may_book`) over its rate is booked the next start not
+-- booked yet (bk: one past the last booked; its record's `limit_slot`), and claimed again then under
+-- the same GCRA: the worker holds it until its start ('early'), so a saturated rate costs two claims
+-- per task, never a loop. When its worker asks (`may_park`: its partition's buffer is crowded, and
+-- waiting there would pause the partition and hold back the tasks behind it), a task booked more
+-- than BOOK_LEAD ahead is parked in the retries set until BOOK_LEAD before its start instead, as a
+-- parked retry waits; the worker commits past it, and it is published again then. Tasks not booked
+-- wait behind the booked ones; a booked task that comes too late for its start is booked again
+-- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
+-- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
+-- A task over its max_concurrency waits in place and is tried again in 0.1 s; when its worker asks
+-- (`may_park`), it is parked for a lease instead (there is no start to book).
+local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
   if lim.max then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
-    if redis.call('ZCARD', ck) >= lim.max then return {'limited', '0.1', 'concurrency'} end
+    if redis.call('ZCARD', ck) >= lim.max then
+      if not may_park then return {'limited', '0.1', 'concurrency'} end
+      -- no start to book: parked for a lease (a run ends by then, or its holder's lease lapses)
+      redis.call('HSET', tk, 'due', tostring(now + lease))
+      redis.call('ZADD', KEYS[7], now + lease, id)
+      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1f', lease) .. 's')
+      return {'parked', tostring(now + lease)}
+    end
   end
   if lim.interval then
     local T = lim.interval
     local tat = tonumber(redis.call('GET', rk) or '0')
-    if tat - 0.9 * T > now then return {'limited', tostring(tat - 0.9 * T - now), 'rate'} end
+    local booked = tonumber(slot or '')
+    if booked and booked > now then return {'early', tostring(booked), tostring(now), 'rate'} end
+    local tail = tonumber(redis.call('GET', bk) or '0')
+    local turn = booked and tat or math.max(tat, tail)
+    if turn - 0.9 * T > now then
+      if not may_book then return {'limited', tostring(turn - 0.9 * T - now), 'rate'} end
+      turn = math.max(tat, tail, now)
+      redis.call('SET', bk, tostring(turn + T), 'EX', math.ceil(turn + T - now) + 60)
+      redis.call('HSET', tk, 'limit_slot', tostring(turn))
+      if may_park and turn - BOOK_LEAD > now then
+        local due = turn - BOOK_LEAD
+        redis.call('HSET', tk, 'due', tostring(due))
+        redis.call('ZADD', KEYS[7], due, id)
+        event(ek, 'over its rate limit: waits for its start in ' .. string.format('%.1f', turn - now) .. 's')
+        return {'parked', tostring(due)}
+      end
+      return {'early', tostring(turn), tostring(now), 'rate'}
+    end
     local nxt = math.max(tat, now) + T
     redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
   end
@@ -166,14 +208,20 @@ for _ = 1, n_out do
   end
 end
 
+-- task id -> lease end of a claim made in this call: a second message of that task in the same step
+-- is busy, never a second 'run' (the "our own claim" branch below would hand it out again)
+local claimed_here = {}
 while a <= #ARGV do
   local id = ARGV[a]
-  local tk, ek, wk, rk, ck = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4]
+  local tk, ek, wk, rk, ck, bk = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5]
   local digest = ARGV[a+9]
-  local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires')
+  local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires',
+    'limit_slot')
   local st = rec[1]
   local verdict = nil
-  if not st and redis.call('EXISTS', wk) == 1 then
+  if claimed_here[id] then
+    verdict = {'busy', claimed_here[id]}
+  elseif not st and redis.call('EXISTS', wk) == 1 then
     verdict = {'done', 'withdrawn'}
   elseif not st then
     -- a message from any Kafka client, with no record yet: create it
@@ -235,7 +283,8 @@ while a <= #ARGV do
     verdict = {'done', 'expired'}
   else
     local lim = limits_of(ARGV[a+1])
-    verdict = over_limit(lim, rk, ck)
+    local may_book = st == 'queued' and ARGV[a+10] == ''
+    verdict = over_limit(lim, rk, ck, bk, rec[9], may_book, may_book and ARGV[a+16] == '1', id, tk, ek)
     local lost = 0
     if not verdict and st == 'processing' then
       -- its worker died or froze mid-run: a run cut off
@@ -263,7 +312,7 @@ while a <= #ARGV do
       local lease_until = now + lease
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
         'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+15])
-      redis.call('HDEL', tk, 'due', 'progress', 'progress_message')  -- a new attempt starts from nothing
+      redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message')  -- a new attempt starts from nothing
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
       count_run(lim, ck, tk, lease_until)
       move(id, st, 'processing')
@@ -274,8 +323,9 @@ while a <= #ARGV do
         tostring(lease_until), r[7] or '0'}
     end
   end
+  if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
   table.insert(out, verdict)
-  a = a + 16
-  k = k + 5
+  a = a + 17
+  k = k + 6
 end
 return out
