@@ -10,10 +10,13 @@ anybody who can write to the topic must not be able to stop the farm.
 
 from __future__ import annotations
 
-from yadtq.store.batch import Batch
-from yadtq.store.connection import RedisClient
+from typing import TYPE_CHECKING
+
 from yadtq.store.keys import Keys
-from yadtq.store.keyspace import KeySpace
+
+if TYPE_CHECKING:  # the CLI imports this module for the command names: Redis only when one is sent
+    from yadtq.store.connection import RedisClient
+    from yadtq.store.keyspace import KeySpace
 
 COMMANDS = ("pause", "resume", "stop")
 CANCEL = "cancel:"  # + fence + ":" + task id (written by cancel.lua)
@@ -49,6 +52,7 @@ def take_commands(client: RedisClient, keys: Keys, worker: str, space: KeySpace 
     pipe.delete(keys.control(worker))
     got, _ = pipe.execute()
     if space is not None and space.sharded:
+        from yadtq.store.batch import Batch  # here: see the imports above
         batch = Batch(client)
         for k in space.shards:
             batch.on(k.control(worker)).lpop(k.control(worker), _KEPT)  # atomic: an order pushed meanwhile stays
