@@ -52,6 +52,7 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "incarnation", "host", "pid", "since",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
           "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`
+          "limit_slot",  # a rate-limited task's booked start
           # schedule:<name>, and the task record's schedule
           "name", "definition", "version", "origin", "defined_at", "created_at", "last_slot", "last_run", "last_task",
           "fired", "skipped", "last_skipped", "schedule"}

@@ -8,8 +8,6 @@ import time
 import redis
 
 _client: redis.Redis | None = None
-# Appends ARGV[1] unless the list already holds it: a note sent again after its reply was lost.
-_ONCE = "if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end return redis.call('RPUSH', KEYS[1], ARGV[1])"
 
 
 def ledger() -> redis.Redis:
@@ -35,7 +33,9 @@ def note(key: str, line: str, patience: float = 60.0) -> None:
     deadline = time.monotonic() + patience
     while True:
         try:
-            ledger().eval(_ONCE, 1, key, line)
+            # Only this run writes `line` (it is unique to the run), so looking first is enough.
+            if ledger().lpos(key, line) is None:
+                ledger().rpush(key, line)
             return
         except redis.ConnectionError:  # refused, cut off, or still loading its append-only file
             if time.monotonic() > deadline:

@@ -112,7 +112,7 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
       -- no start to book: parked for a lease (a run ends by then, or its holder's lease lapses)
       redis.call('HSET', tk, 'due', tostring(now + lease))
       redis.call('ZADD', KEYS[7], now + lease, id)
-      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1f', lease) .. 's')
+      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1fs', lease))
       return {'parked', tostring(now + lease)}
     end
   end
@@ -132,7 +132,7 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
         local due = turn - BOOK_LEAD
         redis.call('HSET', tk, 'due', tostring(due))
         redis.call('ZADD', KEYS[7], due, id)
-        event(ek, 'over its rate limit: waits for its start in ' .. string.format('%.1f', turn - now) .. 's')
+        event(ek, 'over its rate limit: waits for its start in ' .. string.format('%.1fs', turn - now))
         return {'parked', tostring(due)}
       end
       return {'early', tostring(turn), tostring(now), 'rate'}
