@@ -26,9 +26,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -164,6 +165,22 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Redis Cluster of 3 primaries (yadtq.ops.redis_cluster), started on first use: its
+    `redis+cluster://` URL (tests/engine/test_redis_cluster_*.py run the engine on it)."""
+    from yadtq.ops.ports import free_cluster_port
+    from yadtq.ops.redis_cluster import RedisCluster
+    base = tmp_path_factory.mktemp("redis-cluster")
+    cluster = RedisCluster("127.0.0.1", (free_cluster_port(), free_cluster_port(), free_cluster_port()),
+                           base / "data", base / "logs")
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

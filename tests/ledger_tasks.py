@@ -10,6 +10,7 @@ import redis
 
 from yadtq import Retry, current_task, task
 from yadtq.config import Settings
+from yadtq.store.cluster import is_cluster_url
 from yadtq.store.connection import connect_redis
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.sentinel import is_sentinel_url
@@ -24,7 +25,7 @@ def ledger() -> redis.Redis:
     global _client
     if _client is None:
         url = os.environ["YADTQ_REDIS_URL"]
-        _client = connect_redis(Settings(redis_url=url)) if is_sentinel_url(url) \
+        _client = connect_redis(Settings(redis_url=url)) if is_sentinel_url(url) or is_cluster_url(url) \
             else redis.Redis.from_url(url, decode_responses=True)
     return _client
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from conftest import wait_for
 
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Parked, Run
+from yadtq.store.connection import connect_redis
 from yadtq.store.keys import Keys
 from yadtq.store.limits import LimitStore
 from yadtq.task.messages import TaskMessage
@@ -35,7 +35,7 @@ class Farm:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.r = connect_redis(settings)
         self.backend = Backend(self.r, settings)
         self.starts: list[tuple[str, float]] = []
         self.peak = 0

@@ -25,6 +25,7 @@ from yadtq.ops.ports import free_port
 from yadtq.ops.services import start_redis
 from yadtq.store.announcements import pushed_record
 from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.connection import connect_redis
 from yadtq.task.messages import TaskMessage
 from yadtq.task.registry import Registry, current_task
 from yadtq.worker import MemorySource, Worker
@@ -80,7 +81,7 @@ class Farm:
         self.gates = Gates()
         self.source = MemorySource(1)
         self.source.assign([0])
-        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.r = connect_redis(settings)
         self.backend = Backend(self.r, settings)
         self.worker = Worker(settings, make_registry(self.gates), "W1", source=self.source)
         self.worker.connect()

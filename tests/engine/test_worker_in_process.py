@@ -22,6 +22,7 @@ from conftest import wait_for
 from yadtq.config import Settings
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Busy, Claim, ClaimPipeline, Run
+from yadtq.store.connection import connect_redis
 from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.outcomes import Fail, Retry
 from yadtq.task.registry import Registry
@@ -119,7 +120,7 @@ class Harness:
         self.settings = settings
         self.source = source
         self.ledger = ledger
-        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.r = connect_redis(settings)  # a RedisCluster client on a redis+cluster:// URL (test_redis_cluster_engine)
         self.backend = Backend(self.r, settings)
         self.workers: list[tuple[Worker, threading.Thread]] = []
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from conftest import wait_for
 
 from yadtq import AsyncYADTQ
@@ -29,6 +28,7 @@ from yadtq.errors import MessageError, ResultTimeout, TaskFailed, TaskNotFound
 from yadtq.store.announcements import Announcements
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Run
+from yadtq.store.connection import connect_redis
 from yadtq.store.queue_stats import QueueStats
 from yadtq.store.served import announce
 from yadtq.store.worker_names import claim_worker_name
@@ -52,7 +52,7 @@ class Farm:
         self.settings = settings
         self.source = MemorySource(2)
         self.source.assign([0, 1])
-        self.r = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        self.r = connect_redis(settings)
         self.backend = Backend(self.r, settings)
         self.store = WorkflowStore(self.r, settings)
         self.flow = Workflows(self.store, EdgeCheck(self.r, self.backend.keys), self.send, settings.tries,

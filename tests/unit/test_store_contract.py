@@ -115,7 +115,7 @@ def test_step_index_keys_match_the_claim_pipeline() -> None:
     table = _index_table(LUA["step"])
     assert set(table) == STATUS_NAMES - {Status.CANCELLED}
     for status, slot in table.items():
-        assert pipeline._fixed[slot - 1] == keys.status(status)
+        assert pipeline._fixed(keys)[slot - 1] == keys.status(status)
 
 
 def test_every_quoted_word_is_known() -> None:

@@ -166,7 +166,7 @@ class Metrics:
     def __init__(self, backend: Backend, live: LiveState, backlog: Backlog | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(LiveCollector(backend, live, backlog))
-        self.registry.register(QueueCollector(QueueStats(backend.r, backend.keys)))
+        self.registry.register(QueueCollector(QueueStats(backend.r, backend.keys, backend.space)))
         self.tail = FinishedTail(backend, self.registry)
 
     def render(self) -> bytes:

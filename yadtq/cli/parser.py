@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "services", [common, topic], "start the embedded broker and Redis if none answers",
              "yadtq services\n"
              "YADTQ_REDIS_URL=redis://127.0.0.1:6380/0 yadtq services --stay\n"
-             "yadtq services --redis-ha",
+             "yadtq services --redis-ha\n"
+             "yadtq services --redis-cluster 3",
              "Starts tansu (Kafka protocol) and Redis where nothing answers at the configured\n"
              "addresses, uses what answers there, and adopts ones an earlier run left behind.\n"
              "Refuses a port held by something that is not Kafka/Redis. Ctrl+C stops what it started.")
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-ha", action="store_true",
                    help="start a Redis primary, a replica and three Sentinels instead of one Redis, and print "
                         "the YADTQ_REDIS_URL=redis+sentinel://... line every process must then use")
+    p.add_argument("--redis-cluster", type=int, metavar="N",
+                   help="start a Redis Cluster of N primaries instead of one Redis, e.g. --redis-cluster 3, and print "
+                        "the YADTQ_REDIS_URL=redis+cluster://... line every process must then use")
 
     p = _sub(sub, "wait", [common], "wait until the broker and Redis serve (Redis done loading its data)",
              "yadtq wait && yadtq monitor\nyadtq wait --timeout 120")

@@ -4,6 +4,7 @@ and `api`. Each sets up logging for its process and runs until stopped."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -49,13 +50,16 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
 
 @command
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.ops.services import Services
+    from yadtq.ops.services import RedisHAStarter, Services
     setup_logging(s, "services")
     s = s.replace(broker=args.broker)
-    ha = None
+    ha: RedisHAStarter | None = None
     if args.redis_ha:  # only then: it brings the Redis client, which `make run` waits on here otherwise
         from yadtq.ops.redis_ha import start_redis_ha
         ha = start_redis_ha
+    elif args.redis_cluster:  # the same: a cluster of primaries instead of one Redis
+        from yadtq.ops.redis_cluster import start_redis_cluster
+        ha = functools.partial(start_redis_cluster, primaries=args.redis_cluster)
     services = Services(s, nodes=args.nodes, redis_ha=ha)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -105,7 +109,7 @@ def _services_served(s: Settings) -> bool:
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
-    from yadtq.store.keys import Keys
+    from yadtq.store.keyspace import base_keys
     from yadtq.store.served import announce, withdraw
     from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
     from yadtq.task.modules import load_task_modules
@@ -126,7 +130,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         return RET_CONNECT
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
-    client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
+    client, keys, ttl = connect_redis(s), base_keys(s), name_ttl(s)
     if not claim_worker_name(client, keys, name, incarnation, ttl):
         holder = name_holder(client, keys, name)
         who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \

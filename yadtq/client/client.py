@@ -60,8 +60,8 @@ class YADTQ(FlowControls):
         self.backend = Backend(self.redis, settings)
         self.live = LiveState(self.redis, settings)
         self.edge = EdgeCheck(self.redis, self.backend.keys)
-        self.queue_stats = QueueStats(self.redis, self.backend.keys)
-        self.announcements = Announcements(self.redis, self.backend.keys)
+        self.queue_stats = QueueStats(self.redis, self.backend.keys, self.backend.space)
+        self.announcements = Announcements(self.redis, self.backend.keys, self.backend.space)
         self._producer: Any = None
         self._create_topic = create_topic
         self._partitions: dict[str, list[int]] = {}  # per topic, as the producer sees it
@@ -113,7 +113,7 @@ class YADTQ(FlowControls):
     def _remember_epoch(self) -> None:
         """Notes the broker's epoch the first time this Redis meets the broker, so a monitor
         started after a broker restart still sees that the broker lost its log."""
-        epochs = EpochRecords(self.redis, self.backend.keys)
+        epochs = EpochRecords(self.redis, self.backend.keys, self.backend.space)
         if epochs.stored() is not None:
             return
         probe = EpochProbe(self.settings)

@@ -74,7 +74,8 @@ class Workflows:
     def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         """One task with callbacks: `link` gets its result first, `link_error` its id and error."""
         canvas, errback = linked(m, link, link_error)
-        self.submit(canvas, errback=errback, unchecked=True)
+        # its workflow on the task's shard where Redis is a cluster (the task keeps its own id)
+        self.submit(canvas, workflow_id=self.store.new_id(near=m.task_id), errback=errback, unchecked=True)
         return m.task_id
 
     def get(self, workflow_id: str) -> WorkflowState:

@@ -46,7 +46,7 @@ class Recovery:
         self.settings = client.settings
         self.backend = client.backend
         self.events = events
-        self.epochs = EpochRecords(client.redis, client.backend.keys)
+        self.epochs = EpochRecords(client.redis, client.backend.keys, client.backend.space)
         self._unsent: set[str] = set()
         self._next_lapsed = 0.0
         self._epoch: str | None = None

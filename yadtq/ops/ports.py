@@ -23,3 +23,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# A Redis Cluster node also listens on its port + 10000 (the cluster bus).
+CLUSTER_BUS_OFFSET = 10000
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (for test and demo clusters)."""
+    while True:
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET >= 65536:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port

@@ -73,8 +73,11 @@ def broker_address(settings: Settings) -> tuple[str, int]:
 
 
 def redis_address(settings: Settings) -> tuple[str, int]:
-    """Redis's address; for a `redis+sentinel://` URL, its first Sentinel's."""
+    """Redis's address; for a `redis+sentinel://` URL its first Sentinel's, for `redis+cluster://` its first node's."""
+    from yadtq.store.cluster import is_cluster_url, parse_cluster_url
     from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
+    if is_cluster_url(settings.redis_url):
+        return parse_cluster_url(settings.redis_url).nodes[0]
     if is_sentinel_url(settings.redis_url):
         return parse_sentinel_url(settings.redis_url).sentinels[0]
     url = urlparse(settings.redis_url)
@@ -341,6 +344,7 @@ class Services:
         (stopped with this one). Raises `ServiceError` when a port is held by
         something that does not speak the service's protocol.
         """
+        from yadtq.store.cluster import is_cluster_url
         from yadtq.store.sentinel import is_sentinel_url
         lines = _Said(say)
         data_dir, log_dir = Path(self.settings.data_dir), Path(self.settings.log_dir)
@@ -360,6 +364,12 @@ class Services:
                 raise ServiceError(f"no Sentinel answers at {host}:{port} (YADTQ_REDIS_URL is a Sentinel URL): "
                                    "start them with `yadtq services --redis-ha`, or point YADTQ_REDIS_URL elsewhere")
             lines.append(f"redis: using the Sentinels at {redact_url(self.settings.redis_url)}")
+        elif is_cluster_url(self.settings.redis_url):
+            if not answers(host, port):
+                raise ServiceError(f"no Redis cluster node answers at {host}:{port} (YADTQ_REDIS_URL is a cluster "
+                                   "URL): start one with `yadtq services --redis-cluster 3`, or point YADTQ_REDIS_URL "
+                                   "elsewhere")
+            lines.append(f"redis: using the cluster at {redact_url(self.settings.redis_url)}")
         elif not self._use_running("redis", "Redis", host, port, redis_binary(), speaks_redis, lines):
             start_redis(host, port, data_dir, log_dir, self.started)
             self._record("redis", port, self.started["redis"].pid, redis_binary())

@@ -37,6 +37,7 @@ from redis.client import PubSub
 from yadtq.store.backend import TaskRecord
 from yadtq.store.connection import REDIS_UNAVAILABLE, RedisClient
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,17 @@ def pushed_record(task_id: str, payload: str | None) -> TaskRecord | None:
 class Announcements:
     """Subscriptions to the change channels of task records."""
 
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, space: KeySpace | None = None) -> None:
+        """`space`: where the task records live (on a Redis Cluster a record's channel is its shard
+        key's); None: all under `keys`, one server."""
         self.client = client
         self.keys = keys
+        self.space = space or KeySpace(keys.prefix)
 
     def listen(self, task_ids: Sequence[str]) -> Subscription:
         """Subscribes now to the changes of `task_ids` (never raises: while Redis is away the
         subscription starts broken and `wait` polls); use it as a context manager."""
-        return Subscription(self.client, [self.keys.changes(t) for t in task_ids])
+        return Subscription(self.client, [self.space.for_task(t).changes(t) for t in task_ids])
 
 
 class Subscription:

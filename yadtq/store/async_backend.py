@@ -18,8 +18,9 @@ from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError, TaskNotFound
 from yadtq.redaction import redact_url
 from yadtq.store.backend import TaskRecord
+from yadtq.store.cluster import is_cluster_url
 from yadtq.store.connection import decoded_hash
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.script_calls import (
     CANCEL_TRIES,
     cancel_call,
@@ -43,6 +44,8 @@ async def connect_async_redis(settings: Settings) -> aioredis.Redis:
     options: dict[str, Any] = dict(
         decode_responses=True, socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
         health_check_interval=30, retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    if is_cluster_url(settings.redis_url):  # not yet: its calls are not routed by shard (docs/redis-cluster.md)
+        raise ConfigError("the asyncio client does not support a Redis Cluster yet; use YADTQ (the blocking client)")
     try:
         if is_sentinel_url(settings.redis_url):
             target = parse_sentinel_url(settings.redis_url)
@@ -69,7 +72,7 @@ class AsyncBackend:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._submit = bind_async(client, "submit")
         self._unsubmit = bind_async(client, "unsubmit")
         self._cancel = bind_async(client, "cancel")

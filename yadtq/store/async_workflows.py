@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from yadtq.config import Settings
 from yadtq.store.connection import decoded_hash
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.scripts import bind_async
 from yadtq.store.workflow_calls import (
     LIVE_FIELDS,
@@ -34,7 +34,7 @@ class AsyncWorkflowStore:
     def __init__(self, client: aioredis.Redis, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
         self._start = bind_async(client, "workflow_start")
         self._untake = bind_async(client, "untake")
 

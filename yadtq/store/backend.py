@@ -15,8 +15,9 @@ from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import TaskNotFound, YADTQError
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import RequeueReply, json_field
 from yadtq.store.script_calls import (
     CANCEL_TRIES,
@@ -30,6 +31,7 @@ from yadtq.store.script_calls import (
     unsubmit_call,
 )
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import merged_by_score, merged_range, summed_cards
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import FINAL, STATUSES, Status
 
@@ -124,7 +126,9 @@ class Backend:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        # On a Redis Cluster a task's keys are its shard's (docs/redis-cluster.md); else all are `Keys(prefix)`.
+        self.space = KeySpace.of(settings)
+        self.keys = self.space.base
         self._submit = bind(client, "submit")
         self._requeue = bind(client, "requeue")
         self._unsubmit = bind(client, "unsubmit")
@@ -142,28 +146,29 @@ class Backend:
         is written for that message; the others are). `token` marks the new
         records as this submit's, so `unsubmit` can undo exactly them.
         """
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for m in messages:
-            keys, args = submit_call(self.keys, m, default_tries, token)
-            self._submit(keys=keys, args=args, client=pipe)
-        named = {m.queue for m in messages if m.queue and m.queue != DEFAULT_QUEUE}
-        if named:  # what `yadtq queues` lists
-            pipe.sadd(self.keys.queues, *sorted(named))
-        replies = pipe.execute()[:len(messages)]
+            keys, args = submit_call(self.space.for_task(m.task_id), m, default_tries, token)
+            self._submit(keys=keys, args=args, client=batch.on(keys[0]))
+        for shard, queued in self.space.group(messages, lambda m: m.task_id).items():
+            named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
+            if named:  # what `yadtq queues` lists
+                batch.on(shard.queues).sadd(shard.queues, *sorted(named))
+        replies = batch.execute()[:len(messages)]
         return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
         since; returns the ids undone. Their ids refuse a late message for a week."""
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in task_ids:
-            keys, args = unsubmit_call(self.keys, tid, token)
-            self._unsubmit(keys=keys, args=args, client=pipe)
-        return undone(list(task_ids), pipe.execute())
+            keys, args = unsubmit_call(self.space.for_task(tid), tid, token)
+            self._unsubmit(keys=keys, args=args, client=batch.on(keys[0]))
+        return undone(list(task_ids), batch.execute())
 
     def get(self, task_id: str) -> TaskRecord:
         """Raises `TaskNotFound` for an unknown id."""
-        h = self.r.hgetall(self.keys.task(task_id))
+        h = self.r.hgetall(self.space.for_task(task_id).task(task_id))
         if not h:
             raise TaskNotFound(task_id)
         return TaskRecord.from_hash(task_id, decoded_hash(h))
@@ -171,20 +176,23 @@ class Backend:
     def get_many(self, task_ids: Iterable[str]) -> list[TaskRecord]:
         """Records of the ids that exist, in order (one round trip)."""
         ids = list(task_ids)
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in ids:
-            pipe.hgetall(self.keys.task(tid))
-        return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, pipe.execute(), strict=True) if h]
+            key = self.space.for_task(tid).task(tid)
+            batch.on(key).hgetall(key)
+        return [TaskRecord.from_hash(tid, h) for tid, h in zip(ids, batch.execute(), strict=True) if h]
 
     def events(self, task_id: str) -> list[tuple[float, str]]:
         """What the record's timestamps cannot tell: retries, failures, reclaims, requeues."""
         out = []
-        for line in decoded_list(self.r.lrange(self.keys.events(task_id), 0, 49)):
+        for line in decoded_list(self.r.lrange(self.space.for_task(task_id).events(task_id), 0, 49)):
             ts, _, text = line.partition(" ")
             out.append((float(ts), text))
         return out
 
     def counts(self) -> dict[str, int]:
+        if self.space.sharded:
+            return dict(zip(STATUSES, summed_cards(self.r, self.space, list(STATUSES)), strict=True))
         pipe = self.r.pipeline(transaction=False)
         for s in STATUSES:
             pipe.zcard(self.keys.status(s))
@@ -193,6 +201,8 @@ class Backend:
     def list_ids(self, status: str, limit: int = 50, offset: int = 0, newest_first: bool = True) -> list[str]:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        if self.space.sharded:
+            return merged_range(self.r, self.space, status, offset, limit, newest_first)
         key = self.keys.status(status)
         end = offset + max(limit, 1) - 1
         if newest_first:
@@ -204,24 +214,37 @@ class Backend:
 
     # `list` below this line is the method above, hence `builtins.list`.
     def ids_older_than(self, status: str, before: float, limit: int = 1000) -> builtins.list[str]:
+        if self.space.sharded:
+            return [tid for tid, _ in merged_by_score(self.r, self._indexes(status), "-inf", repr(before), limit)]
         return decoded_list(self.r.zrangebyscore(self.keys.status(status), "-inf", before, start=0, num=limit))
 
     def oldest_entered(self, status: str) -> float | None:
         """When the task longest in `status` entered it (its index's lowest score); None when none is."""
+        if self.space.sharded:
+            first = merged_by_score(self.r, self._indexes(status), "-inf", "+inf", 1)
+            return first[0][1] if first else None
         got = self.r.zrange(self.keys.status(status), 0, 0, withscores=True)
         return float(got[0][1]) if got else None
 
     def entered_since(self, status: str, since: float, limit: int) -> builtins.list[tuple[str, float]]:
         """(task id, when it entered `status`) of up to `limit` tasks that entered it at `since` or
         later, oldest first."""
+        if self.space.sharded:
+            return merged_by_score(self.r, self._indexes(status), repr(since), "+inf", limit)
         got: builtins.list[Any] = self.r.zrangebyscore(self.keys.status(status), repr(since), "+inf", start=0,
                                                        num=limit, withscores=True)
         return [(str(member), float(score)) for member, score in got]
 
     def all_ids(self, status: str, page: int = 1000) -> builtins.list[str]:
         """Every id in `status` now (entered up to a second past Redis's clock), paged by score:
-        `page` ids a read, so one read never holds the whole index."""
-        key = self.keys.status(status)
+        `page` ids a read, so one read never holds the whole index (on a cluster: shard by shard)."""
+        return [tid for key in self._indexes(status) for tid in self._all_ids_of(key, page)]
+
+    def _indexes(self, status: str) -> builtins.list[str]:
+        """The index of `status` on each shard (the one index on one server)."""
+        return [k.status(status) for k in self.space.shards]
+
+    def _all_ids_of(self, key: str, page: int) -> builtins.list[str]:
         sec, usec = self.r.time()
         until = sec + usec / 1e6 + 1.0
         out: builtins.list[str] = []
@@ -252,14 +275,15 @@ class Backend:
         Raises `TaskNotFound`, or `YADTQError` for a task that succeeded or is
         running under a live lease.
         """
+        k = self.space.for_task(task_id)
         for _ in range(5):  # the status index is a key, so the status is read first
-            found, queue = self.r.hmget(self.keys.task(task_id), ["status", "queue"])
+            found, queue = self.r.hmget(k.task(task_id), ["status", "queue"])
             if found is None:
                 raise TaskNotFound(task_id)
             status = str(found)
             got = RequeueReply.decode(self._requeue(
-                keys=[self.keys.task(task_id), self.keys.events(task_id), self.keys.status(status),
-                      self.keys.status(Status.QUEUED), self.keys.queue_index(str(queue or DEFAULT_QUEUE))],
+                keys=[k.task(task_id), k.events(task_id), k.status(status),
+                      k.status(Status.QUEUED), k.queue_index(str(queue or DEFAULT_QUEUE))],
                 args=[task_id, status, "fresh" if fresh else "lost"]), task_id)
             if got.outcome != "moved":
                 break
@@ -278,10 +302,11 @@ class Backend:
             return []
         sec, usec = self.r.time()
         now = sec + usec / 1e6
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in ids:
-            pipe.hget(self.keys.task(tid), "lease")
-        leases = pipe.execute()
+            key = self.space.for_task(tid).task(tid)
+            batch.on(key).hget(key, "lease")
+        leases = batch.execute()
         return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
@@ -292,26 +317,31 @@ class Backend:
         Raises `TaskNotFound`, or `TaskNotCancellable` for a finished task.
         """
         for attempt in range(1, CANCEL_TRIES + 1):
-            worker = str(self.r.hget(self.keys.task(task_id), "worker") or "")
-            keys, args = cancel_call(self.keys, task_id, self.settings.result_ttl, by, worker)
+            worker = str(self.r.hget(self.space.for_task(task_id).task(task_id), "worker") or "")
+            keys, args = cancel_call(self.space.for_task(task_id), task_id, self.settings.result_ttl, by, worker)
             if check_cancelled(task_id, self._cancel(keys=keys, args=args), last_try=attempt == CANCEL_TRIES):
                 break
         return self.get(task_id)
 
     def touch_queued(self, task_ids: Sequence[str]) -> None:
         """Re-stamps queued tasks as just published (only those still queued)."""
-        if task_ids:
-            self.r.zadd(self.keys.status(Status.QUEUED), {tid: time.time() for tid in task_ids}, xx=True)
+        for keys, ids in self.space.group(task_ids, str).items():
+            self.r.zadd(keys.status(Status.QUEUED), {tid: time.time() for _, tid in ids}, xx=True)
 
     def purge(self, status: str, batch: int = 1000) -> int:
         """Deletes up to `batch` finished tasks of `status` (oldest first); returns how many."""
         if status not in FINAL:
             raise ValueError("only finished tasks (success, failed) can be purged")
-        ids = decoded_list(self.r.zrange(self.keys.status(status), 0, batch - 1))
-        if ids:
-            pipe = self.r.pipeline(transaction=True)
-            for tid in ids:
-                pipe.delete(self.keys.task(tid), self.keys.events(tid))
-            pipe.zrem(self.keys.status(status), *ids)
-            pipe.execute()
-        return len(ids)
+        done = 0
+        for keys in self.space.shards:  # one on one server; a transaction per shard (one slot) on a cluster
+            if done >= batch:
+                break
+            ids = decoded_list(self.r.zrange(keys.status(status), 0, batch - done - 1))
+            if ids:
+                pipe = self.r.pipeline(transaction=True)
+                for tid in ids:
+                    pipe.delete(keys.task(tid), keys.events(tid))
+                pipe.zrem(keys.status(status), *ids)
+                pipe.execute()
+            done += len(ids)
+        return done

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 
 
 class EpochRecords:
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, space: KeySpace | None = None) -> None:
+        """`space`: where task records live (a Redis Cluster's shards each keep a copy of the epoch,
+        read by the submit and claim steps on them); None: all under `keys`, one server."""
         self.r = client
         self.keys = keys
+        self.space = space or KeySpace(keys.prefix)
 
     def stored(self) -> str | None:
         """The broker epoch last seen; None before any was."""
@@ -26,24 +31,32 @@ class EpochRecords:
     def remember(self, epoch: str, *, first_only: bool = False) -> None:
         """Notes `epoch` as the broker's; `first_only` keeps one already noted."""
         self.r.set(self.keys.broker_epoch, epoch, nx=first_only)
+        if self.space.sharded:  # each shard's copy (submit.lua and take_due.lua read their own shard's)
+            batch = Batch(self.r)
+            for k in self.space.shards:
+                batch.on(k.broker_epoch).set(k.broker_epoch, epoch, nx=first_only)
+            batch.execute()
 
     def of_tasks(self, task_ids: Sequence[str]) -> list[str | None]:
         """The epoch each task's latest message went to (None: not noted, or no record), in order."""
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in task_ids:
-            pipe.hget(self.keys.task(tid), "epoch")
-        return [None if e is None else str(e) for e in pipe.execute()]
+            key = self.space.for_task(tid).task(tid)
+            batch.on(key).hget(key, "epoch")
+        return [None if e is None else str(e) for e in batch.execute()]
 
     def status_and_epoch(self, task_ids: Sequence[str]) -> list[tuple[str | None, str | None]]:
         """(status, epoch of its latest message) of each task, in order; (None, None) for no record."""
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in task_ids:
-            pipe.hmget(self.keys.task(tid), "status", "epoch")
-        return [(None if s is None else str(s), None if e is None else str(e)) for s, e in pipe.execute()]
+            key = self.space.for_task(tid).task(tid)
+            batch.on(key).hmget(key, "status", "epoch")
+        return [(None if s is None else str(s), None if e is None else str(e)) for s, e in batch.execute()]
 
     def note(self, task_ids: Sequence[str], epoch: str) -> None:
         """Notes that the latest messages of `task_ids` went to `epoch` (one round trip)."""
-        pipe = self.r.pipeline(transaction=False)
+        batch = Batch(self.r)
         for tid in task_ids:
-            pipe.hset(self.keys.task(tid), "epoch", epoch)
-        pipe.execute()
+            key = self.space.for_task(tid).task(tid)
+            batch.on(key).hset(key, "epoch", epoch)
+        batch.execute()

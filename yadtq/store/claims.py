@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from yadtq import codec
 from yadtq.config import DEFAULT_QUEUE, Settings
+from yadtq.store.batch import Batch
 from yadtq.store.claim_replies import (
     Busy,
     Done,
@@ -29,9 +30,11 @@ from yadtq.store.claim_replies import (
 )
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import earliest
 from yadtq.task.messages import TaskMessage
 from yadtq.task.queues import parse_queues
 from yadtq.task.status import Status
@@ -78,7 +81,9 @@ class ClaimPipeline:
     def __init__(self, client: RedisClient, settings: Settings, worker: str, incarnation: str) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        # On a Redis Cluster a step is one call per shard its tasks are on (docs/redis-cluster.md).
+        self.space = KeySpace.of(settings)
+        self.keys = self.space.base
         self.worker = worker
         self.incarnation = incarnation
         self._step = bind(client, "step")
@@ -90,10 +95,12 @@ class ClaimPipeline:
         self._take_due = bind(client, "take_due")
         self._untake = bind(client, "untake")
         self.plan = parse_queues(settings.queues)
-        k = self.keys
-        self._fixed = [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
-                       k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits,
-                       k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
+
+    @staticmethod
+    def _fixed(k: Keys) -> list[str]:
+        return [k.status(Status.QUEUED), k.status(Status.PROCESSING), k.status(Status.SUCCESS),
+                k.status(Status.FAILED), k.done_by, k.failed_by, k.retries, k.limits,
+                k.scheduled, k.status(Status.SCHEDULED), k.status(Status.EXPIRED)]
 
     def _queue_of(self, named: str | None, partition: int) -> str:
         """The queue a claimed record came from ('' for the default queue): as its message names it,
@@ -107,58 +114,99 @@ class ClaimPipeline:
         Sending the same step again after a lost connection is safe: an outcome
         already stored reads back as stored, a claim already made as the same claim.
         """
-        s = self.settings
-        keys = list(self._fixed)
-        # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
-        args: list[Any] = [self.worker, self.incarnation, s.lease, int(s.result_ttl), len(outcomes), s.max_lost_runs]
-        for o in outcomes:
-            keys += [self.keys.task(o.task_id), self.keys.events(o.task_id)]
-            args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
-        for c in claims:
-            m = c.work.message
-            keys += [self.keys.task(m.task_id), self.keys.events(m.task_id), self.keys.withdrawn(m.task_id),
-                     self.keys.limit_rate(m.task), self.keys.limit_running(m.task), self.keys.limit_booked(m.task)]
-            # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
-            args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
-                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
-                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else ""]
+        if not self.space.sharded:
+            return self._step_on(self.keys, outcomes, claims)
+        # One call per shard, each atomic on its slot, pipelined per node (a round trip per primary, not
+        # per shard); the replies are put back in the caller's order.
+        stored: list[bool] = [False] * len(outcomes)
+        verdicts: list[Verdict | None] = [None] * len(claims)
+        by_outcome = self.space.group(outcomes, lambda o: o.task_id)
+        by_claim = self.space.group(claims, lambda c: c.work.message.task_id)
+        batch = Batch(self.r)
+        sent = []
+        for shard in {**by_outcome, **by_claim}:
+            outs, cls = by_outcome.get(shard, []), by_claim.get(shard, [])
+            keys, args = self._step_call(shard, [o for _, o in outs], [c for _, c in cls])
+            self._step(keys=keys, args=args, client=batch.on(keys[0]))
+            sent.append((outs, cls))
+        for (outs, cls), raw in zip(sent, batch.execute(), strict=True):
+            reply = StepReply.decode(raw, len(outs))
+            for (i, _), ok in zip(outs, reply.stored, strict=True):
+                stored[i] = ok
+            for (i, _), verdict in zip(cls, reply.verdicts, strict=True):
+                verdicts[i] = verdict
+        return stored, [v for v in verdicts if v is not None]
+
+    def _step_on(self, k: Keys, outcomes: Sequence[Outcome], claims: Sequence[Claim]
+                 ) -> tuple[list[bool], list[Verdict]]:
+        keys, args = self._step_call(k, outcomes, claims)
         raw = self._step(keys=keys, args=args) if self.replica_ack is None \
             else self.replica_ack.call(self.r, self._step, keys, args)
         reply = StepReply.decode(raw, len(outcomes))
         return reply.stored, reply.verdicts
 
+    def _step_call(self, k: Keys, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[str], list[Any]]:
+        """step.lua's KEYS and ARGV for these outcomes and claims, all under `k`."""
+        s = self.settings
+        keys = self._fixed(k)
+        # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
+        args: list[Any] = [self.worker, self.incarnation, s.lease, int(s.result_ttl), len(outcomes), s.max_lost_runs]
+        for o in outcomes:
+            keys += [k.task(o.task_id), k.events(o.task_id)]
+            args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
+        for c in claims:
+            m = c.work.message
+            keys += [k.task(m.task_id), k.events(m.task_id), k.withdrawn(m.task_id),
+                     k.limit_rate(m.task), k.limit_running(m.task), k.limit_booked(m.task)]
+            # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
+            args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
+                     m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
+                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else ""]
+        return keys, args
+
     def renew(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
         """Extends the leases of (task id, fence) claims; False where the claim was lost."""
-        if not claims:
-            return []
-        reply = self._renew(keys=[self.keys.task(t) for t, _ in claims],
-                            args=[self.settings.lease, self.incarnation, *(f for _, f in claims)])
-        return decode_renewals(reply)
+        renewed = [False] * len(claims)
+        for k, group in self.space.group(claims, lambda c: c[0]).items():  # one group on one server
+            reply = self._renew(keys=[k.task(t) for _, (t, _) in group],
+                                args=[self.settings.lease, self.incarnation, *(f for _, (_, f) in group)])
+            for (i, _), ok in zip(group, decode_renewals(reply), strict=True):
+                renewed[i] = ok
+        return renewed
 
     def confirm(self, task_id: str, fence: str) -> bool:
         """True if the claim is still current and unexpired (its lease is extended)."""
-        return decode_flag(self._confirm(keys=[self.keys.task(task_id)],
+        return decode_flag(self._confirm(keys=[self.space.for_task(task_id).task(task_id)],
                                          args=[fence, self.incarnation, self.settings.lease]))
 
     def release(self, task_id: str, fence: str, *, started: bool) -> bool:
-        k = self.keys
+        k = self.space.for_task(task_id)
         return decode_flag(self._release(keys=[k.task(task_id), k.status(Status.PROCESSING), k.status(Status.QUEUED),
                                                k.events(task_id)], args=[fence, task_id, "0" if started else "1"]))
 
     def take_due(self, limit: int = 200, hold: float = 30.0) -> list[DueRetry]:
-        """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them."""
-        ids = [str(i) for i in self.r.zrangebyscore(self.keys.retries, "-inf", "+inf", start=0, num=limit)]
-        if not ids:
-            return []
-        got = self._take_due(keys=[self.keys.retries, self.keys.broker_epoch, *(self.keys.task(i) for i in ids)],
-                             args=[hold, *ids])
-        return DueRetry.decode_all(got)
+        """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them
+        (on a cluster: up to `limit` of each shard's)."""
+        taken: list[DueRetry] = []
+        shards = self.space.shards
+        if len(shards) == 1:
+            ids_by_shard = [[str(i) for i in self.r.zrangebyscore(shards[0].retries, "-inf", "+inf", start=0,
+                                                                  num=limit)]]
+        else:  # one pipelined round trip per primary, not one per shard
+            batch = Batch(self.r)
+            for k in shards:
+                batch.on(k.retries).zrangebyscore(k.retries, "-inf", "+inf", start=0, num=limit)
+            ids_by_shard = [[str(i) for i in got] for got in batch.execute()]
+        for k, ids in zip(shards, ids_by_shard, strict=True):
+            if ids:
+                got = self._take_due(keys=[k.retries, k.broker_epoch, *(k.task(i) for i in ids)], args=[hold, *ids])
+                taken += DueRetry.decode_all(got)
+        return taken
 
     def untake(self, taken: Sequence[DueRetry]) -> None:
-        if taken:
-            self._untake(keys=[self.keys.retries], args=[x for d in taken for x in (d.message.task_id, d.armed)])
+        for k, group in self.space.group(taken, lambda d: d.message.task_id).items():
+            self._untake(keys=[k.retries], args=[x for _, d in group for x in (d.message.task_id, d.armed)])
 
     def next_due(self) -> float | None:
         """Redis time of the earliest parked retry."""
-        got = self.r.zrange(self.keys.retries, 0, 0, withscores=True)
-        return float(got[0][1]) if got else None
+        return earliest(self.r, [k.retries for k in self.space.shards])

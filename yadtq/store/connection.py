@@ -16,6 +16,7 @@ from redis.retry import Retry
 from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError
 from yadtq.redaction import redact_url
+from yadtq.store.cluster import cluster_client, is_cluster_url, parse_cluster_url
 from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 RedisClient = redis.Redis
@@ -65,7 +66,10 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
 
 
 def _client(url: str, options: dict[str, Any]) -> redis.Redis:
-    """A client for `url`: a plain Redis URL, or a `redis+sentinel://` one (the current primary)."""
+    """A client for `url`: a plain Redis URL, a `redis+sentinel://` one (the current primary),
+    or a `redis+cluster://` one (yadtq.store.cluster)."""
+    if is_cluster_url(url):
+        return cluster_client(parse_cluster_url(url), **options)
     if is_sentinel_url(url):
         return sentinel_client(parse_sentinel_url(url), **options)
     return redis.Redis.from_url(url, **options)

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import earliest
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
 from yadtq.task.timing import Timing
@@ -64,34 +66,43 @@ class DelayedTasks:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.space = KeySpace.of(settings)  # on a Redis Cluster, each shard keeps its own set
+        self.keys = self.space.base
         self._due_ids = bind(client, "due_ids")
         self._take = bind(client, "take_scheduled")
         self._untake = bind(client, "untake")
 
     def take(self, limit: int = BATCH, hold: float = HOLD, lead: float | None = None) -> list[DueTask]:
         """Up to `limit` tasks due within `lead` seconds (default `Settings.schedule_lead`), now this
-        caller's to publish (re-armed `hold` seconds past the lead)."""
+        caller's to publish (re-armed `hold` seconds past the lead); on a cluster, up to `limit` a shard."""
         lead = self.settings.schedule_lead if lead is None else lead
-        ids = [str(i) for i in self._due_ids(keys=[self.keys.scheduled], args=[limit, lead])]
-        if not ids:
-            return []
-        k = self.keys
-        got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED), k.status(Status.QUEUED),
-                               k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
-                         args=[hold, 0, lead, *ids])  # ARGV[2] unused: the retention sweep removes records
-        return DueTask.decode_all(got)
+        taken: list[DueTask] = []
+        shards = self.space.shards
+        if len(shards) == 1:
+            found = [self._due_ids(keys=[shards[0].scheduled], args=[limit, lead])]
+        else:  # one round trip per primary, not one per shard
+            batch = Batch(self.r)
+            for k in shards:
+                self._due_ids(keys=[k.scheduled], args=[limit, lead], client=batch.on(k.scheduled))
+            found = batch.execute()
+        for k, due in zip(shards, found, strict=True):
+            ids = [str(i) for i in due]
+            if ids:
+                got = self._take(keys=[k.scheduled, k.broker_epoch, k.status(Status.SCHEDULED),
+                                       k.status(Status.QUEUED), k.status(Status.EXPIRED), *(k.task(i) for i in ids)],
+                                 args=[hold, 0, lead, *ids])  # ARGV[2] unused: the retention sweep removes records
+                taken += DueTask.decode_all(got)
+        return taken
 
     def confirm(self, taken: Sequence[DueTask]) -> None:
         """Published: drops them from the set (unless one was re-armed by another taker since)."""
-        if taken:
-            self._untake(keys=[self.keys.scheduled], args=[x for d in taken for x in (d.message.task_id, d.armed)])
+        for k, group in self.space.group(taken, lambda d: d.message.task_id).items():
+            self._untake(keys=[k.scheduled], args=[x for _, d in group for x in (d.message.task_id, d.armed)])
 
     def waiting(self) -> int:
         """Tasks in the set: scheduled, or taken and not yet confirmed."""
-        return int(self.r.zcard(self.keys.scheduled))
+        return sum(int(self.r.zcard(k.scheduled)) for k in self.space.shards)
 
     def next_due(self) -> float | None:
         """Redis time the earliest waiting task is due."""
-        got = self.r.zrange(self.keys.scheduled, 0, 0, withscores=True)
-        return float(got[0][1]) if got else None
+        return earliest(self.r, [k.scheduled for k in self.space.shards])

@@ -17,7 +17,7 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.task.limits import check_count, parse_rate, stored_form
 from yadtq.task.registry import Task
 
@@ -34,7 +34,7 @@ FIELDS = ("rate_limit", "max_concurrency", "key_concurrency")
 class LimitStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
-        self.keys = Keys(settings.prefix)
+        self.keys = base_keys(settings)
 
     def register(self, tasks: Iterable[Task]) -> None:
         """A worker's decorators: each task's limits as `code:` (a task without limits has its entry removed)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import Heartbeat
@@ -27,7 +27,8 @@ class LiveState:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        self.space = KeySpace.of(settings)
+        self.keys = self.space.base
         self._mark_end = bind(client, "mark_end")
 
     # -- heartbeats and the worker registry (written by the monitor) ------
@@ -85,11 +86,18 @@ class LiveState:
 
     def completions(self) -> tuple[dict[str, int], dict[str, int]]:
         """(successes, failures) per worker, as counted by the complete script."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self.keys.done_by)
-        pipe.hgetall(self.keys.failed_by)
-        done, failed = pipe.execute()
-        return ({k: int(v) for k, v in done.items()}, {k: int(v) for k, v in failed.items()})
+        done: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        for keys in self.space.shards:  # one on one server; each shard's step counts its own on a cluster
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(keys.done_by)
+            pipe.hgetall(keys.failed_by)
+            got_done, got_failed = pipe.execute()
+            for name, n in got_done.items():
+                done[name] = done.get(name, 0) + int(n)
+            for name, n in got_failed.items():
+                failed[name] = failed.get(name, 0) + int(n)
+        return done, failed
 
     def batch(self) -> Any:
         """A pipeline (no transaction) to pass as `pipe` to record_heartbeat and put_worker;

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
 
 # Longest progress message stored: it is shown in tables, not a log.
@@ -36,7 +36,7 @@ class ProgressStore:
     """Fenced progress writes for one worker incarnation."""
 
     def __init__(self, client: RedisClient, settings: Settings, incarnation: str) -> None:
-        self.keys = Keys(settings.prefix)
+        self.space = KeySpace.of(settings)
         self.incarnation = incarnation
         self._progress = bind(client, "progress")
 
@@ -44,8 +44,12 @@ class ProgressStore:
         """Stores `reports` (one round trip); False where the claim is no longer current (nothing written)."""
         if not reports:
             return []
-        args: list[str | float] = [self.incarnation]
-        for r in reports:
-            args += [r.fence, round(r.fraction, 4), (r.message or "")[:MAX_MESSAGE]]
-        got = self._progress(keys=[self.keys.task(r.task_id) for r in reports], args=args)
-        return [bool(x) for x in got]
+        stored = [False] * len(reports)
+        for k, group in self.space.group(reports, lambda r: r.task_id).items():  # one group on one server
+            args: list[str | float] = [self.incarnation]
+            for _, r in group:
+                args += [r.fence, round(r.fraction, 4), (r.message or "")[:MAX_MESSAGE]]
+            got = self._progress(keys=[k.task(r.task_id) for _, r in group], args=args)
+            for (i, _), ok in zip(group, got, strict=True):
+                stored[i] = bool(ok)
+        return stored

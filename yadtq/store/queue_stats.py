@@ -19,6 +19,7 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE
 from yadtq.store.connection import RedisClient, decoded_list
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
 from yadtq.task.status import Status
 
@@ -40,61 +41,80 @@ class QueueDepth:
 
 
 class QueueStats:
-    def __init__(self, client: RedisClient, keys: Keys) -> None:
+    """Per-queue figures; on a Redis Cluster each shard keeps its own queue indexes (docs/redis-cluster.md)
+    and the figures add up over the shards (a queue's lag: its longest-waiting task on any shard); the
+    dead letters are cluster-wide (written by workers, not by a task's step)."""
+
+    def __init__(self, client: RedisClient, keys: Keys, space: KeySpace | None = None) -> None:
         self.r = client
         self.keys = keys
+        self.space = space or KeySpace(keys.prefix)
         self._prune = bind(client, "queue_prune")
 
     def known(self, also: tuple[str, ...] = ()) -> list[str]:
         """The default queue, every queue tasks were submitted to, and `also` (say, served ones)."""
-        named = set(decoded_list(list(self.r.smembers(self.keys.queues)))) | set(also)
+        named = set(also)
+        for k in self.space.shards:
+            named |= set(decoded_list(list(self.r.smembers(k.queues))))
         return [DEFAULT_QUEUE, *sorted(named - {DEFAULT_QUEUE})]
 
     def depth(self, queue: str) -> int:
-        index, queued = self.keys.queue_index(queue), self.keys.status(Status.QUEUED)
+        return sum(self._depth(k, queue) for k in self.space.shards)
+
+    def _depth(self, k: Keys, queue: str) -> int:
+        index, queued = k.queue_index(queue), k.status(Status.QUEUED)
         depth = int(self.r.zintercard(2, [index, queued]))
         if int(self.r.zcard(index)) > 2 * depth + PRUNE_SLACK:
-            self.prune(queue)
+            self._prune_on(k, queue)
         return depth
 
     def prune(self, queue: str) -> None:
         """Keeps in the queue's index only the ids queued or processing (queue_prune.lua)."""
-        index = self.keys.queue_index(queue)
-        self._prune(keys=[index, self.keys.status(Status.QUEUED), self.keys.status(Status.PROCESSING),
-                          f"{index}:scratch", self.keys.status(Status.SCHEDULED)])
+        for k in self.space.shards:
+            self._prune_on(k, queue)
+
+    def _prune_on(self, k: Keys, queue: str) -> None:
+        index = k.queue_index(queue)
+        self._prune(keys=[index, k.status(Status.QUEUED), k.status(Status.PROCESSING),
+                          f"{index}:scratch", k.status(Status.SCHEDULED)])
 
     def lag(self, queue: str, now: float) -> float | None:
-        index = self.keys.queue_index(queue)
+        lags = [x for k in self.space.shards if (x := self._lag(k, queue, now)) is not None]
+        return max(lags) if lags else None
+
+    def _lag(self, k: Keys, queue: str, now: float) -> float | None:
+        index = k.queue_index(queue)
         for attempt in range(2):
             rows: list[Any] = self.r.zrange(index, 0, LOOK - 1, withscores=True)
             if not rows:
                 return None
             ids = [str(r[0]) for r in rows]
-            still = self.r.zmscore(self.keys.status(Status.QUEUED), ids)
+            still = self.r.zmscore(k.status(Status.QUEUED), ids)
             for (_, score), there in zip(rows, still, strict=True):
                 if there is not None:
                     return max(0.0, now - float(score))
             if attempt == 0:
-                self.prune(queue)  # the head was all gone: drop it and look once more
+                self._prune_on(k, queue)  # the head was all gone: drop it and look once more
         return None
 
     def throughput(self, queues: list[str], now: float, window: float) -> dict[str, float]:
         """Finished per second in the last `window` seconds, per queue (success and failed)."""
         out = dict.fromkeys(queues, 0.0)
-        for status in (Status.SUCCESS, Status.FAILED):
-            key = self.keys.status(status)
-            total = int(self.r.zcount(key, now - window, "+inf"))
-            if not total:
-                continue
-            ids = decoded_list(self.r.zrevrangebyscore(key, "+inf", now - window, start=0, num=SAMPLE))
-            pipe = self.r.pipeline(transaction=False)
-            for tid in ids:
-                pipe.hget(self.keys.task(tid), "queue")
-            named = [str(q) if q else DEFAULT_QUEUE for q in pipe.execute()]
-            if not named:
-                continue
-            for q in out:
-                out[q] += total * named.count(q) / len(named) / window
+        for k in self.space.shards:
+            for status in (Status.SUCCESS, Status.FAILED):
+                key = k.status(status)
+                total = int(self.r.zcount(key, now - window, "+inf"))
+                if not total:
+                    continue
+                ids = decoded_list(self.r.zrevrangebyscore(key, "+inf", now - window, start=0, num=SAMPLE))
+                pipe = self.r.pipeline(transaction=False)
+                for tid in ids:
+                    pipe.hget(k.task(tid), "queue")
+                named = [str(q) if q else DEFAULT_QUEUE for q in pipe.execute()]
+                if not named:
+                    continue
+                for q in out:
+                    out[q] += total * named.count(q) / len(named) / window
         return out
 
     def all(self, also: tuple[str, ...] = (), window: float = 60.0) -> list[QueueDepth]:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import RejectReply
 from yadtq.store.scripts import bind
 from yadtq.task.status import Status
@@ -30,13 +30,13 @@ class RejectedRecord(Protocol):
 
 class RejectStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
-        self.keys = Keys(settings.prefix)
+        self.space = KeySpace.of(settings)
         self._reject = bind(client, "reject")
 
     def reject(self, work: RejectedRecord, worker: str) -> str:
         """'rejected' | 'foreign' (the id is another task's: untouched) | the status it was left in."""
         assert work.task_id
-        k = self.keys
+        k = self.space.for_task(work.task_id)
         raw = self._reject(keys=[k.task(work.task_id), k.events(work.task_id), k.status(Status.QUEUED),
                                  k.status(Status.FAILED), k.failed_by],
                            args=[work.task_id, work.task or "", work.error, work.digest, worker])

@@ -36,6 +36,7 @@ from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash, decoded_list
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.live_state import ALIVE
 from yadtq.store.scripts import bind
 from yadtq.task.status import FINAL_IN_ORDER, Status
@@ -79,7 +80,9 @@ class Retention:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        # On a Redis Cluster each shard's records, indexes, expiry set and cursor are swept shard by shard.
+        self.space = KeySpace.of(settings)
+        self.keys = self.space.base
         self._index = bind(client, "retention_index")
         self._expire = bind(client, "retention_expire")
 
@@ -108,9 +111,12 @@ class Retention:
         while True:
             sec, usec = self.r.time()
             now = sec + usec / 1e6
-            indexed, (due, deleted) = self._index_finished(now), self._expire_due(now)
-            out.indexed += indexed
-            out.deleted += deleted
+            indexed = due = 0
+            for k in self.space.shards:  # one on one server
+                shard_indexed, (shard_due, deleted) = self._index_finished(k, now), self._expire_due(k, now)
+                indexed, due = max(indexed, shard_indexed), max(due, shard_due)
+                out.indexed += shard_indexed
+                out.deleted += deleted
             if (indexed < BATCH and due < BATCH) or time.monotonic() > until:
                 break
         out.dead_letters = self._trim_dead_letters(now)
@@ -118,21 +124,21 @@ class Retention:
         return out
 
     # -- steps ------------------------------------------------------------------------
-    def _index_finished(self, now: float) -> int:
+    def _index_finished(self, k: Keys, now: float) -> int:
         """Gives up to BATCH tasks of each final status that finished since the last pass their expiry."""
         task_ttls = {name: float(v) for name, v in decoded_hash(self.r.hgetall(self.keys.task_ttls)).items()}
-        cursors = decoded_hash(self.r.hgetall(self.keys.retention_cursor))
+        cursors = decoded_hash(self.r.hgetall(k.retention_cursor))
         most = 0  # new entries read from the busiest index
         for status in FINAL_IN_ORDER:
-            index = self.keys.status(status)
+            index = k.status(status)
             low = float(cursors.get(status, "-inf"))
             rows = _page(self.r, index, low, now)
             if not rows:
                 continue
             pipe = self.r.pipeline(transaction=False)
             for tid, _ in rows:
-                pipe.hmget(self.keys.task(tid), "status", "task", "result_ttl")
-            keys: list[str] = [self.keys.expiry, index]
+                pipe.hmget(k.task(tid), "status", "task", "result_ttl")
+            keys: list[str] = [k.expiry, index]
             args: list[Any] = [status]
             ghosts: list[str] = []
             for (tid, score), (st, task, own) in zip(rows, pipe.execute(), strict=True):
@@ -144,28 +150,28 @@ class Retention:
                 keep = keep_for(status, float(own) if own not in (None, "") else None, task_ttls.get(str(task)),
                                 self.settings)
                 if keep > 0:
-                    keys.append(self.keys.task(tid))
+                    keys.append(k.task(tid))
                     args += [tid, repr(score), repr(score + keep)]
             if len(args) > 1:
                 self._index(keys=keys, args=args)
             if ghosts:
                 self.r.zrem(index, *ghosts)
-            self.r.hset(self.keys.retention_cursor, status, repr(rows[-1][1]))
+            self.r.hset(k.retention_cursor, status, repr(rows[-1][1]))
             most = max(most, sum(1 for _, score in rows if score > low))
         return most
 
-    def _expire_due(self, now: float) -> tuple[int, int]:
+    def _expire_due(self, k: Keys, now: float) -> tuple[int, int]:
         """(entries due, records deleted) of up to BATCH due entries of the expiry set."""
-        ids = decoded_list(self.r.zrangebyscore(self.keys.expiry, "-inf", repr(now), start=0, num=BATCH))
+        ids = decoded_list(self.r.zrangebyscore(k.expiry, "-inf", repr(now), start=0, num=BATCH))
         if not ids:
             return 0, 0
-        keys: list[str] = [self.keys.expiry, *(self.keys.status(s) for s in FINAL_IN_ORDER)]
+        keys: list[str] = [k.expiry, *(k.status(s) for s in FINAL_IN_ORDER)]
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            pipe.hget(self.keys.task(tid), "queue")
+            pipe.hget(k.task(tid), "queue")
         # A finished record's queue no longer changes (a claim notes it): read before, used in the step.
         for tid, queue in zip(ids, pipe.execute(), strict=True):
-            keys += [self.keys.task(tid), self.keys.events(tid), self.keys.queue_index(str(queue or DEFAULT_QUEUE))]
+            keys += [k.task(tid), k.events(tid), k.queue_index(str(queue or DEFAULT_QUEUE))]
         args: list[Any] = [len(FINAL_IN_ORDER), *FINAL_IN_ORDER, *ids]
         deleted = self._expire(keys=keys, args=args)
         return len(ids), len(deleted)
@@ -176,7 +182,7 @@ class Retention:
         keep = self.settings.failed_ttl
         if not keep:
             return 0
-        named = decoded_list(list(self.r.smembers(self.keys.queues)))
+        named = [q for k in self.space.shards for q in decoded_list(list(self.r.smembers(k.queues)))]
         lists = {self.keys.dlq, *(self.keys.dlq_of(q) for q in named)}
         pipe = self.r.pipeline(transaction=False)
         for dlq in sorted(lists):
@@ -193,10 +199,12 @@ class Retention:
         gone = [name for name, raw in decoded_hash(self.r.hgetall(self.keys.workers)).items()
                 if (info := _json(raw)).get("status") != ALIVE and float(info.get("since") or now) < now - keep]
         if gone:
-            pipe = self.r.pipeline(transaction=False)
-            for key in (self.keys.workers, self.keys.done_by, self.keys.failed_by):
-                pipe.hdel(key, *gone)
-            pipe.execute()
+            self.r.hdel(self.keys.workers, *gone)
+            for k in self.space.shards:  # each shard's per-worker counts (one on one server)
+                pipe = self.r.pipeline(transaction=False)
+                for key in (k.done_by, k.failed_by):
+                    pipe.hdel(key, *gone)
+                pipe.execute()
         return len(gone)
 
 

@@ -25,8 +25,10 @@ from typing import Any
 
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
+from yadtq.store.batch import Batch
+from yadtq.store.cluster import PERIODIC_ID_PREFIX
 from yadtq.store.connection import RedisClient
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage, body_digest
 from yadtq.task.periodic import ScheduleSpec
@@ -40,7 +42,7 @@ HOLD = 10.0
 
 def slot_task_id(name: str, slot: float) -> str:
     """The task id of a schedule's slot: the same in every scheduler, so a slot is one task."""
-    return f"periodic:{name}:{datetime.fromtimestamp(slot, UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{PERIODIC_ID_PREFIX}{name}:{datetime.fromtimestamp(slot, UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class ScheduleStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        # On a Redis Cluster the schedules and their tasks share one shard (yadtq.store.cluster.shard_key).
+        self.keys = KeySpace.of(settings).for_task(PERIODIC_ID_PREFIX)
         self._define = bind(client, "schedule_define")
         self._fire = bind(client, "schedule_fire")
         self._untake = bind(client, "untake")
@@ -127,11 +130,11 @@ class ScheduleStore:
     def states(self, names: Sequence[str] | None = None) -> list[ScheduleState]:
         """The schedules `names` (default: all, by name) with their next and last runs."""
         names = sorted(self.names()) if names is None else list(names)
-        pipe = self.r.pipeline(transaction=False)
-        pipe.time()
+        batch = Batch(self.r)  # on a cluster, the schedules' node answers TIME too
+        batch.on(self.keys.schedules).time()
         for n in names:
-            pipe.hgetall(self.keys.schedule(n))
-        (sec, usec), *hashes = pipe.execute()
+            batch.on(self.keys.schedule(n)).hgetall(self.keys.schedule(n))
+        (sec, usec), *hashes = batch.execute()
         now = float(sec) + float(usec) / 1e6
         out = []
         for h in hashes:
@@ -147,10 +150,10 @@ class ScheduleStore:
     def due(self, limit: int = 100) -> tuple[float, list[ScheduleState], float | None]:
         """(Redis now, the schedules due for a look, when the earliest other one is due), one round trip
         (two when some are due)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.time()
-        pipe.zrange(self.keys.schedules, 0, limit - 1, withscores=True)
-        (sec, usec), entries = pipe.execute()
+        batch = Batch(self.r)
+        batch.on(self.keys.schedules).time()
+        batch.on(self.keys.schedules).zrange(self.keys.schedules, 0, limit - 1, withscores=True)
+        (sec, usec), entries = batch.execute()
         now = float(sec) + float(usec) / 1e6
         names = [str(n) for n, score in entries if float(score) <= now]
         later = next((float(score) for _, score in entries if float(score) > now), None)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.store.backend import Backend, TaskRecord
+from yadtq.store.batch import Batch
+from yadtq.store.keys import Keys
 from yadtq.store.live_state import ALIVE, LiveState
 from yadtq.task.status import FINAL_IN_ORDER, STATUSES, Status
 
@@ -125,7 +127,8 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
     elif query.until is not None:
         start = (query.until, _TOP)
     floor = "-inf" if query.since is None else repr(query.since)
-    walks = [_walk(backend, s, start, floor) for s in query.statuses]
+    # one walk per status (and per shard on a Redis Cluster), merged newest first
+    walks = [_walk(backend, s, start, floor, k) for s in query.statuses for k in backend.space.shards]
     entries = heapq.merge(*walks, reverse=True)
     found: list[TaskRecord] = []
     scanned = 0
@@ -136,11 +139,12 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
         if not chunk:
             return SearchPage(found, None, scanned)
         # Filter on four fields first; read whole records only of the matches.
-        pipe = backend.r.pipeline(transaction=False)
+        reads = Batch(backend.r)
         for _, tid, _ in chunk:
-            pipe.hmget(backend.keys.task(tid), "status", "task", "worker", "error")
+            key = backend.space.for_task(tid).task(tid)
+            reads.on(key).hmget(key, "status", "task", "worker", "error")
         hits: list[str] = []
-        for entry, (status, task, worker, error) in zip(chunk, pipe.execute(), strict=True):
+        for entry, (status, task, worker, error) in zip(chunk, reads.execute(), strict=True):
             scanned += 1
             last = entry
             # A record that moved on since the index was read shows up under its new status instead.
@@ -154,10 +158,11 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
     return SearchPage(found, Cursor(last[0], last[1]).encode(), scanned)
 
 
-def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor: str
+def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor: str, keys: Keys
           ) -> Iterator[tuple[float, str, str]]:
-    """(score, task id, status) of one status index, strictly below `start`, descending."""
-    key = backend.keys.status(status)
+    """(score, task id, status) of one status index (`keys`': a shard's on a cluster), strictly below
+    `start`, descending."""
+    key = keys.status(status)
     pos = start
     while True:
         hi = "+inf" if pos is None else repr(pos[0])
@@ -237,16 +242,20 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
         raise SearchError(f"sample must be between 1 and {MAX_BUDGET}")
     now = time.time() if now is None else now
     since = now - window
-    pipe = backend.r.pipeline(transaction=False)
+    counts = Batch(backend.r)
     for s in FINAL_IN_ORDER:
-        pipe.zcount(backend.keys.status(s), repr(since), "+inf")
-    exact: dict[str, int] = dict(zip(FINAL_IN_ORDER, (int(n) for n in pipe.execute()), strict=True))
+        for k in backend.space.shards:
+            counts.on(k.status(s)).zcount(k.status(s), repr(since), "+inf")
+    n = len(backend.space.shards)
+    got = [int(x) for x in counts.execute()]
+    exact: dict[str, int] = {s: sum(got[i * n:(i + 1) * n]) for i, s in enumerate(FINAL_IN_ORDER)}
     # Only the five fields the figures need, for the newest `sample` entries of the window.
-    entries = list(itertools.islice(heapq.merge(*(_walk(backend, s, None, repr(since)) for s in FINAL_IN_ORDER),
-                                                reverse=True), sample))
-    pipe = backend.r.pipeline(transaction=False)
+    walks = (_walk(backend, s, None, repr(since), k) for s in FINAL_IN_ORDER for k in backend.space.shards)
+    entries = list(itertools.islice(heapq.merge(*walks, reverse=True), sample))
+    pipe = Batch(backend.r)
     for _, tid, _ in entries:
-        pipe.hmget(backend.keys.task(tid), "task", "status", "submitted", "started", "finished")
+        key = backend.space.for_task(tid).task(tid)
+        pipe.on(key).hmget(key, "task", "status", "submitted", "started", "finished")
     by_type: dict[str, TypeStats] = {}
     read = 0
     for (_, _, status), (task, current, submitted, started, finished) in zip(entries, pipe.execute(), strict=True):

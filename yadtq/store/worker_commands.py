@@ -16,6 +16,7 @@ from yadtq.store.keys import Keys
 
 if TYPE_CHECKING:  # the CLI imports this module for the command names: Redis only when one is sent
     from yadtq.store.connection import RedisClient
+    from yadtq.store.keyspace import KeySpace
 
 COMMANDS = ("pause", "resume", "stop")
 CANCEL = "cancel:"  # + fence + ":" + task id (written by cancel.lua)
@@ -40,10 +41,20 @@ def send_command(client: RedisClient, keys: Keys, worker: str, command: str) -> 
     pipe.execute()
 
 
-def take_commands(client: RedisClient, keys: Keys, worker: str) -> list[str]:
-    """The commands (and cancel orders) queued for `worker`, oldest first, removed as they are read."""
+def take_commands(client: RedisClient, keys: Keys, worker: str, space: KeySpace | None = None) -> list[str]:
+    """The commands (and cancel orders) queued for `worker`, oldest first, removed as they are read.
+
+    On a Redis Cluster (`space` sharded) a cancel order sits on its task's shard (cancel.lua queues it
+    in the step that cancels the record): each shard's list is popped too, one round trip per primary.
+    """
     pipe = client.pipeline(transaction=True)
     pipe.lrange(keys.control(worker), 0, _KEPT - 1)
     pipe.delete(keys.control(worker))
     got, _ = pipe.execute()
+    if space is not None and space.sharded:
+        from yadtq.store.batch import Batch  # here: see the imports above
+        batch = Batch(client)
+        for k in space.shards:
+            batch.on(k.control(worker)).lpop(k.control(worker), _KEPT)  # atomic: an order pushed meanwhile stays
+        got = [*got, *(c for popped in batch.execute() if popped for c in popped)]
     return [c for c in got if c in COMMANDS or c.startswith(CANCEL)]

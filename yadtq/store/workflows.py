@@ -21,8 +21,9 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
+from yadtq.store.shard_reads import merged_top
 from yadtq.store.workflow_calls import (
     LIVE_FIELDS,
     MESSAGE_FIELDS,
@@ -140,46 +141,64 @@ class WorkflowStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.settings = settings
-        self.keys = Keys(settings.prefix)
+        # On a Redis Cluster a workflow's hash and its members' records share its shard (docs/redis-cluster.md).
+        self.space = KeySpace.of(settings)
+        self.keys = self.space.base
         self._start = bind(client, "workflow_start")
         self._untake = bind(client, "untake")
+
+    def new_id(self, near: str) -> str:
+        """A new workflow id whose workflow can hold task `near` as a member: on a Redis Cluster, one on
+        `near`'s shard (drawn until it lands there: `shard_count` draws on average)."""
+        wid = new_workflow_id()
+        while self.space.for_task(wid) != self.space.for_task(near):
+            wid = new_workflow_id()
+        return wid
 
     def start(self, p: Plan, hold: float = HOLD) -> Started:
         """Records and starts the workflow (idempotent by its id); returns what to publish now,
         armed in the outbox for `hold` seconds (then any worker publishes them)."""
-        keys, args = start_call(self.keys, p.workflow_id, p.fields, hold, self.settings.result_ttl)
+        k = self.space.for_task(p.workflow_id)
+        strays = [t for t in p.task_ids if self.space.for_task(t) != k]
+        if strays:  # its engine steps would span two slots
+            raise MessageError(f"on a Redis Cluster a workflow's task ids must be its id, a dot and a suffix "
+                               f"({p.workflow_id}.<anything>); {strays[0]!r} is not")
+        keys, args = start_call(k, p.workflow_id, p.fields, hold, self.settings.result_ttl)
         new, armed, ids = start_reply(self._start(keys=keys, args=args))
         if not new:
             return NOT_NEW
         pipe = self.r.pipeline(transaction=False)
         for tid in ids:
-            pipe.hmget(self.keys.task(tid), *MESSAGE_FIELDS)
+            pipe.hmget(k.task(tid), *MESSAGE_FIELDS)
         return Started([message_of(tid, row) for tid, row in zip(ids, pipe.execute(), strict=True)], armed, True)
 
     def confirm(self, started: Started) -> None:
         """The first messages are on the topic: take them out of the outbox."""
         if started.messages:
-            keys, args = untake_call(self.keys, started)
+            keys, args = untake_call(self.space.for_task(started.messages[0].task_id), started)
             self._untake(keys=keys, args=args)
 
     def recent(self, limit: int = 50) -> list[str]:
         """Ids of the newest workflows (the index keeps the latest 10,000), newest first."""
+        if self.space.sharded:
+            return merged_top(self.r, [f"{k.prefix}workflows" for k in self.space.shards], 0, limit, True)
         return [str(x) for x in self.r.zrevrange(f"{self.keys.prefix}workflows", 0, max(limit, 1) - 1)]
 
     def exists(self, workflow_id: str) -> bool:
-        return bool(self.r.exists(workflow_key(self.keys, workflow_id)))
+        return bool(self.r.exists(workflow_key(self.space.for_task(workflow_id), workflow_id)))
 
     def status(self, workflow_id: str) -> tuple[str, Any, str | None] | None:
         """(status, result, error) in one read; None for an unknown id."""
-        return status_of(self.r.hmget(workflow_key(self.keys, workflow_id), *STATUS_FIELDS))
+        return status_of(self.r.hmget(workflow_key(self.space.for_task(workflow_id), workflow_id), *STATUS_FIELDS))
 
     def get(self, workflow_id: str) -> WorkflowState | None:
         """Every node's state (task nodes from their task records); None for an unknown id."""
-        h = decoded_hash(self.r.hgetall(workflow_key(self.keys, workflow_id)))
+        k = self.space.for_task(workflow_id)
+        h = decoded_hash(self.r.hgetall(workflow_key(k, workflow_id)))
         if not h:
             return None
         specs = task_specs(h)
         pipe = self.r.pipeline(transaction=False)
         for spec in specs.values():
-            pipe.hmget(self.keys.task(spec["id"]), *LIVE_FIELDS)
+            pipe.hmget(k.task(spec["id"]), *LIVE_FIELDS)
         return state_of(workflow_id, h, specs, pipe.execute())

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.live_state import LiveState
 from yadtq.store.worker_commands import cancel_order, take_commands
 from yadtq.worker.intake import Intake
@@ -37,6 +38,7 @@ class Housekeeping:
         self.name = name
         self.redis = client
         self.keys = keys
+        self.space = KeySpace.of(settings)  # on a Redis Cluster, cancel orders sit on their tasks' shards
         self.live = live
         self.tracker = tracker
         self.intake = intake
@@ -82,7 +84,7 @@ class Housekeeping:
 
     def _obey_commands(self) -> None:
         none: list[str] = []
-        for command in self.outages.call(lambda: take_commands(self.redis, self.keys, self.name), none):
+        for command in self.outages.call(lambda: take_commands(self.redis, self.keys, self.name, self.space), none):
             if (order := cancel_order(command)) is not None:
                 self.cancel_run(*order)
                 continue

@@ -37,7 +37,7 @@ from yadtq.config import Settings
 from yadtq.logs import EventLog
 from yadtq.store.claims import ClaimPipeline
 from yadtq.store.connection import connect_redis
-from yadtq.store.keys import Keys
+from yadtq.store.keyspace import base_keys
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
@@ -87,7 +87,7 @@ class Worker:
         """Connects to Redis and Kafka; raises `BackendUnavailable`/`BrokerUnavailable`."""
         s = self.settings
         self.redis = connect_redis(s, socket_timeout=max(2.0, s.connect_timeout), retries=0)
-        self.keys = Keys(s.prefix)
+        self.keys = base_keys(s)
         self.live = LiveState(self.redis, s)
         self.claims = ClaimPipeline(self.redis, s, self.name, self.incarnation)
         self.source: TaskSource = self._source or KafkaSource(s, self.name, self.standby)

@@ -1,0 +1,99 @@
+"""Redis Cluster: `yadtq services --redis-cluster 3` starts a 3-primary cluster a client reaches
+through the URL it prints; a worker crash on the cluster costs one rerun, as on one server.
+The URL's parsing and the shard function: tests/unit/test_redis_cluster_keys.py; the engine on
+the cluster: tests/engine/test_redis_cluster_*.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Procs, wait_for
+from ledger_tasks import read_ledger
+
+from yadtq.client.client import YADTQ
+from yadtq.config import Settings
+from yadtq.ops.ports import answers, free_cluster_port, free_port
+from yadtq.store.cluster import parse_cluster_url, shard_of, shard_prefix
+from yadtq.store.connection import connect_redis
+from yadtq.worker.crash import CRASH_EXIT_CODE
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # see test_services._interruptible
+
+
+def test_services_starts_a_three_primary_cluster_a_client_reaches(tmp_path: Path) -> None:
+    kport, ports = free_port(), [free_cluster_port() for _ in range(3)]
+    nodes = ",".join(f"127.0.0.1:{p}" for p in ports)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")},
+           "PYTHONPATH": str(ROOT), "YADTQ_KAFKA_BOOTSTRAP": f"127.0.0.1:{kport}",
+           "YADTQ_REDIS_URL": f"redis+cluster://{nodes}/0", "YADTQ_DATA_DIR": str(tmp_path / "data"),
+           "YADTQ_LOG_DIR": str(tmp_path / "logs")}
+    proc = subprocess.Popen([sys.executable, "-m", "yadtq", "services", "--redis-cluster", "3"], env=env,
+                            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_interruptible)
+    seen: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "services up" in line or "error" in line.lower():
+            break
+    out = "".join(seen)
+    assert "services up" in out, out
+    url = next(line.split("=", 1)[1].strip() for line in seen if line.startswith("YADTQ_REDIS_URL="))
+    assert url == f"redis+cluster://{nodes}/0"
+    try:
+        client = connect_redis(Settings(redis_url=url))
+        # Every node serves a third of the slots; a key of each shard lands somewhere and reads back.
+        shards = parse_cluster_url(url).shards
+        for n in range(shards):
+            client.set(f"{shard_prefix('t:', n)}probe", str(n))
+        assert [client.get(f"{shard_prefix('t:', n)}probe") for n in range(shards)] == [str(n) for n in range(shards)]
+        served = {addr.rsplit(":", 1)[1].split("@")[0] for addr, node in client.cluster_nodes().items()
+                  if "master" in node["flags"] and node["slots"]}
+        assert served == {str(p) for p in ports}, client.cluster_nodes()
+        # A Lua step over several keys of one shard runs on one node (the hash tag keeps them on one slot).
+        script = client.register_script("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])")
+        assert script(keys=[f"{shard_prefix('t:', 3)}a", f"{shard_prefix('t:', 3)}b"], args=["x"]) == 1
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + rest
+    assert not any(answers("127.0.0.1", p) for p in ports)
+
+
+@pytest.mark.brokers("embedded")  # the store is what this test is about; the broker lanes run the rest
+def test_a_crash_mid_task_on_the_cluster_reruns_it_exactly_once_more(settings: Settings, procs: Procs,
+                                                                    redis_cluster_url: str) -> None:
+    """test_guarantees' crash test with Redis a 3-primary cluster, and a monitor beside the workers."""
+    s = settings.replace(redis_url=redis_cluster_url, partitions=2)
+    procs.settings = s
+    monitor = procs.monitor()
+    crasher = procs.worker("W1", "--tasks", "ledger_tasks", "--crash", "after:3@during", "--concurrency", "1",
+                           settings=s)
+    procs.wait_assigned(["W1"])
+    r = connect_redis(s)
+    with YADTQ(s) as q:
+        ids = q.submit_many([("ledger_add", [i, 1, 0.0]) for i in range(30)])
+        assert len({shard_of(t, parse_cluster_url(s.redis_url).shards) for t in ids}) > 4
+        assert crasher.wait(timeout=60) == CRASH_EXIT_CODE
+        procs.worker("W2", "--tasks", "ledger_tasks", settings=s)
+        wait_for(lambda: q.backend.counts()["success"] == 30, 90, 0.2, "all 30 to succeed")
+        ledger = read_ledger(r, s.prefix)
+        twice = {tid: runs for tid, runs in ledger.items() if len(runs) > 1}
+        assert len(twice) == 1, ledger
+        (tid, runs), = twice.items()
+        assert runs[0][0] == crasher.pid and runs[1][0] != crasher.pid
+        rec = q.status(tid)
+        assert (rec.attempts, rec.worker, rec.status) == (2, "W2", "success")
+        assert all(len(ledger[t]) == 1 for t in ids if t != tid)
+        assert q.backend.counts() == {"scheduled": 0, "queued": 0, "processing": 0, "success": 30, "failed": 0,
+                                      "cancelled": 0, "expired": 0}
+        assert [q.result(t) for t in ids] == [i + 1 for i in range(30)]
+    assert monitor.poll() is None, procs.output("monitor")  # the monitor runs on the cluster too
