@@ -12,10 +12,13 @@ in Redis keep their booked start, new ones are no longer booked behind them at t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.errors import ConfigError
+from yadtq.store.cluster import is_cluster_url
 from yadtq.store.connection import RedisClient
 from yadtq.store.keyspace import base_keys
 from yadtq.task.limits import check_count, parse_rate, stored_form
@@ -27,6 +30,7 @@ class _Unset:
         return "UNSET"
 
 
+log = logging.getLogger(__name__)
 UNSET: Any = _Unset()  # "leave as it is" in `set` (None means "no limit")
 FIELDS = ("rate_limit", "max_concurrency", "key_concurrency")
 
@@ -35,9 +39,18 @@ class LimitStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
         self.keys = base_keys(settings)
+        # The claim step reads limits from its shard, and nothing keeps them there yet (docs/redis-cluster.md):
+        # on a cluster a limit would be shown and never held, so it is refused or said out loud instead.
+        self.cluster = is_cluster_url(settings.redis_url)
 
     def register(self, tasks: Iterable[Task]) -> None:
         """A worker's decorators: each task's limits as `code:` (a task without limits has its entry removed)."""
+        if self.cluster:
+            for t in tasks:
+                if t.limits.any:
+                    log.warning("task %s declares limits %s: they are not enforced on Redis Cluster", t.name,
+                                stored_form(t.limits.as_dict()))
+            return
         pipe = self.r.pipeline(transaction=False)
         for t in tasks:
             if t.limits.any:
@@ -48,7 +61,10 @@ class LimitStore:
 
     def set(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET) -> dict[str, Any]:
         """Sets limits of `task` at run time (None: no limit, over the decorator's; UNSET: unchanged);
-        returns the task's limits as `get` shows them. Raises ConfigError for a malformed value."""
+        returns the task's limits as `get` shows them. Raises ConfigError for a malformed value, and
+        on Redis Cluster (where limits are not enforced yet)."""
+        if self.cluster:
+            raise ConfigError("rate and concurrency limits are not enforced on Redis Cluster yet")
         given: dict[str, Any] = {}
         if rate_limit is not UNSET:
             if rate_limit is not None:
