@@ -44,6 +44,10 @@ REDIS_SETTINGS: dict[str, tuple[str, ...]] = {"fsync_always": (), "no_persistenc
 # The broker `private_services()` starts when none is named: run.py sets it per
 # column, so the workloads in yadtq_bench.py follow without a parameter each.
 current_broker = "embedded"
+# Settings every `private_services()` takes on top of the defaults: run.py's `--quick` (the smoke test)
+# sets a 1.5 s session timeout, as the test suite does. The embedded broker holds each JoinGroup for
+# about two thirds of the session timeout (~4 s at the default 6 s), and every section forms a group.
+settings_overrides: dict[str, Any] = {}
 
 
 def use_broker(name: str) -> None:
@@ -217,7 +221,8 @@ def private_services_and_pids(broker: str | None = None, redis: str = "fsync_alw
         u = uuid.uuid4().hex[:8]
         yield Settings(kafka_bootstrap=bootstrap, redis_url=f"redis://127.0.0.1:{rport}/0",
                        topic=f"bench-{u}", heartbeat_topic=f"hb-{u}", group=f"g-{u}", prefix=f"b{u}:",
-                       log_dir=str(base / "logs"), data_dir=str(base / "data")).replace(**overrides), pids
+                       log_dir=str(base / "logs"), data_dir=str(base / "data")
+                       ).replace(**{**settings_overrides, **overrides}), pids
     finally:
         stop(procs)
         shutil.rmtree(base, ignore_errors=True)

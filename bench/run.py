@@ -83,6 +83,8 @@ LIMIT_UNLIMITED = {False: 3000, True: 1000}  # add tasks timed beside the satura
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     sizes = QUICK if args.quick else FULL
     runs = 1 if args.quick else args.runs
+    if args.quick:  # shorter group joins on the embedded broker (bench/common.py)
+        common.settings_overrides.update(session_timeout_ms=1500, heartbeat_interval_ms=500)
     took: dict[str, float] = {}
     out: dict[str, Any] = {"quick": args.quick, "runs": runs, "brokers": args.broker, "mixed_tasks": sizes.mixed_tasks,
                            "load_at_start": common.load(), "cpus": os.cpu_count(), "yadtq": {}, "celery": {},

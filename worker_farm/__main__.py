@@ -13,12 +13,9 @@ import sys
 
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
-from yadtq.broker.clients import check_reachable
 from yadtq.cli.main import settings_from
 from yadtq.errors import RET_CONNECT, RET_USAGE, ConfigError, ConnectError
 from yadtq.logs import EventLog
-from yadtq.store.connection import connect_redis
-from yadtq.worker.crash import CrashInjector
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--respawn", action=argparse.BooleanOptionalAction, default=True,
                    help="respawn crashed workers, with exponential backoff (default on)")
     p.add_argument("--name-prefix", default="W", metavar="P", help="workers are P1..PN (default W); standbys S1..SK")
+    p.add_argument("--service-wait", type=float, metavar="SECONDS",
+                   help="start the workers at once; each waits up to SECONDS for the broker and Redis to serve "
+                        "(YADTQ_SERVICE_WAIT; `make run` uses 60 while the services come up); default: check them "
+                        "first and stop if either does not answer")
     g = p.add_argument_group("connection and worker settings (flags override YADTQ_* env vars)")
     g.add_argument("--kafka", metavar="HOST:PORT", help="Kafka bootstrap servers (YADTQ_KAFKA_BOOTSTRAP)")
     g.add_argument("--redis", metavar="URL", help="Redis URL (YADTQ_REDIS_URL)")
@@ -69,12 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.crash:
+            from yadtq.worker.crash import CrashInjector
             CrashInjector.parse(args.crash)  # a bad spec fails here, once, not in every child
             if seed is None:
                 seed = random.randrange(1 << 30)  # printed below, so any run can be repeated
         specs = specs_from(args, seed)
-        check_reachable(settings)
-        connect_redis(settings).close()
+        settings = settings.replace(service_wait=args.service_wait)
+        if not settings.service_wait:
+            # Imported here: with --service-wait the farm starts its workers without them.
+            from yadtq.broker.clients import check_reachable
+            from yadtq.store.connection import connect_redis
+            check_reachable(settings)
+            connect_redis(settings).close()
     except ConnectError as exc:
         print(f"worker_farm: error: {exc}", file=sys.stderr)
         return RET_CONNECT

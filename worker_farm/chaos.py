@@ -286,7 +286,8 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
              for tid, pid, attempt, ts in (str(x).split() for x in raw_end)}
     cut = {f.pid for f in injector.faults if f.kind == "stop"}
     report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
-                   stopped=cut, stored=_stored_outcomes(Path(settings.log_dir)))
+                   stopped=cut, stored=_stored_outcomes(Path(settings.log_dir)),
+                   retried=_stored_outcomes(Path(settings.log_dir), ("task_retried",)))
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive
@@ -294,14 +295,17 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     return report
 
 
-def _stored_outcomes(log_dir: Path) -> set[tuple[str, int, int]]:
+def _stored_outcomes(log_dir: Path, events: tuple[str, ...] = ("task_succeeded", "task_retried", "task_failed")
+                     ) -> set[tuple[str, int, int]]:
     """(task id, pid, attempt) of every run whose outcome a worker stored, by its event log
-    (an event written only after the store; a kill -9 loses at most the last ~100 ms)."""
+    (an event written only after the store; a kill -9 loses at most the last ~100 ms);
+    `events` picks the outcomes (("task_retried",): the runs sent back to the queue to run again)."""
     out: set[tuple[str, int, int]] = set()
+    quoted = tuple(f'"{name}"' for name in events)
     for path in log_dir.glob("worker-*.events.jsonl"):
         with open(path, encoding="utf-8", errors="replace") as lines:
             for line in lines:
-                if '"task_succeeded"' not in line and '"task_retried"' not in line and '"task_failed"' not in line:
+                if not any(name in line for name in quoted):
                     continue
                 try:
                     e = json.loads(line)
@@ -380,7 +384,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[tuple[str, int, int]],
           kills: list[tuple[float, str, int]], wall: float, slots: int = 1,
           ended: dict[tuple[str, int, int], float] | None = None, stopped: set[int] | None = None,
-          stored: set[tuple[str, int, int]] | None = None) -> ChaosReport:
+          stored: set[tuple[str, int, int]] | None = None,
+          retried: set[tuple[str, int, int]] | None = None) -> ChaosReport:
     """Checks the promise: none lost; a task runs again only if its earlier run
     was cut off by a fault of its process.
 
@@ -396,7 +401,9 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     event logs say was stored, a run of a killed process is cut off when its
     outcome was not stored); a run with no end whose process was neither
     killed nor stopped raised (the ledger task writes to Redis, which the
-    chaos restarts) and its retry is the policy at work, counted apart.
+    chaos restarts) and its retry is the policy at work, counted apart; so is, with `retried`
+    (the runs whose event logs say they were sent back to run again), a run that raised after
+    its end was written (the end's reply lost to a Redis restart: "Connection closed by server").
     """
     kill_time = {pid: ts for ts, _, pid in kills}
     killed = set(kill_time)
@@ -412,6 +419,9 @@ def judge(ids: list[str], done: set[str], counts: dict[str, int], ledger: list[t
     for i, (tid, pid, attempt) in enumerate(ledger):
         if last_of_task[tid] == i:
             continue  # the execution whose outcome stands
+        if retried is not None and (tid, pid, attempt) in retried:
+            after_failure += 1  # it raised, and the worker stored a retry: the next run is the policy's
+            continue
         if ended is not None:
             end = ended.get((tid, pid, attempt))
             if stored is not None:  # killed before its outcome was stored

@@ -28,19 +28,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from worker_farm.events import EventTail, describe
 from worker_farm.spec import LineFilter, WorkerSpec, child_env
 from yadtq.config import Settings
 from yadtq.errors import RET_USAGE, YADTQError
 from yadtq.logs import EventLog
-from yadtq.store.backend import Backend
-from yadtq.store.connection import RedisClient, RedisError, connect_redis
-from yadtq.store.live_state import LiveState
-from yadtq.task.status import Status
-from yadtq.worker import EXIT_HARD_TIME_LIMIT
-from yadtq.worker.crash import CRASH_EXIT_CODE
+
+if TYPE_CHECKING:
+    from yadtq.store.connection import RedisClient
+
+# The worker, store and Redis modules are imported where a crash is handled, not with the farm:
+# `make run` starts the farm beside the services, and its workers start once its imports are done.
 
 
 @dataclass
@@ -57,6 +57,8 @@ class Child:
 
 
 def exit_reason(code: int) -> str:
+    from yadtq.worker import EXIT_HARD_TIME_LIMIT
+    from yadtq.worker.crash import CRASH_EXIT_CODE
     if code == CRASH_EXIT_CODE:
         return "crash injected"
     if code == EXIT_HARD_TIME_LIMIT:
@@ -150,6 +152,7 @@ class Farm:
             self.say(f"[farm] {name} stopped cleanly")
             self._retire(name, code)
             return
+        from yadtq.worker.crash import CRASH_EXIT_CODE
         last = "" if code == CRASH_EXIT_CODE or code < 0 else f"; last output: {child.lines.last_line[:200]!r}"
         self.say(f"[farm] {name} (pid {child.proc.pid}) crashed: {exit_reason(code)}{last}")
         if code != RET_USAGE:
@@ -165,6 +168,10 @@ class Farm:
 
     def _record_crash(self, child: Child, code: int) -> None:
         """Failure history entry and `worker_crashed` event for a child that died on its own."""
+        from yadtq.store.backend import Backend
+        from yadtq.store.connection import RedisError
+        from yadtq.store.live_state import LiveState
+        from yadtq.task.status import Status
         name = child.spec.name
         tasks = list(child.tail.held) if child.tail else []
         entry: dict[str, Any] = {
@@ -189,6 +196,7 @@ class Farm:
 
     def _redis_client(self) -> RedisClient:
         if self._redis is None:
+            from yadtq.store.connection import connect_redis
             self._redis = connect_redis(self.settings)
         return self._redis
 

@@ -94,6 +94,9 @@ class Settings:
     api_token: str = ""
     linger_ms: int = 5
     connect_timeout: float = 5.0
+    # Seconds a starting worker (and the farm) waits for the broker and Redis to serve before giving up;
+    # 0 gives up at once. `yadtq run` starts the farm with 60 while the services come up.
+    service_wait: float = 0.0
     # How long a submit waits for the broker to take its messages: long enough to ride through a
     # Kafka leader election (a node stopped or killed in a rolling restart), then BrokerUnavailable.
     publish_timeout: float = 60.0
@@ -132,7 +135,7 @@ class Settings:
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
-                     "min_insync_replicas"):
+                     "min_insync_replicas", "service_wait"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if self.static_membership not in ("auto", "on", "off"):

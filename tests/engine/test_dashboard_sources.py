@@ -96,6 +96,23 @@ def test_both_sources_read_the_same_farm(farm: tuple[YADTQ, RedisSource, ApiSour
     assert api_src.where.startswith("API http://127.0.0.1:")
 
 
+
+def test_both_sources_say_the_workers_are_joining_until_one_serves(farm: tuple[YADTQ, RedisSource, ApiSource]) -> None:
+    """The Overview's notice and the Workers page's sentence, from the registry the monitor keeps."""
+    q, redis_src, api_src = farm
+    q.backend.record_queued([q.message("add", [1, 2], unchecked=True)], 3)
+    now = time.time()
+    joining = {"status": "ALIVE", "state": "joining", "host": "h", "pid": 7, "since": now, "last_heartbeat": now,
+               "partitions": [], "concurrency": 2, "running": [], "partition_state": []}
+    q.live.put_worker("W1", joining)
+    for src in (redis_src, api_src):
+        assert (data.load_overview(src, 900, 300).waiting or "").startswith("workers are joining the group (W1)")
+        assert "1 task(s) queued; workers are joining the group (W1)" in data.why_waiting(data.load_farm(src, 300))
+    q.live.put_worker("W1", {**joining, "state": "idle", "partitions": [0, 1, 2, 3]})
+    for src in (redis_src, api_src):
+        assert data.load_overview(src, 900, 300).waiting is None
+        assert "joining" not in data.why_waiting(data.load_farm(src, 300))
+
 def test_actions_through_the_api_change_redis(farm: tuple[YADTQ, RedisSource, ApiSource]) -> None:
     q, _, api_src = farm
     ids = _seed(q)

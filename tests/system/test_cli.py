@@ -171,7 +171,7 @@ def test_worker_imports_task_modules_from_its_folder_and_names_are_unique(settin
     tid = q.submit("shout", ["hey"])
     assert q.result(tid, timeout=60) == "HEY!"
 
-    second = procs.worker("W1b", settings=settings)  # another name: accepted
+    second = procs.worker("W1b", "--tasks", "mypkg.mytasks", settings=settings)  # another name: accepted
     procs.wait_assigned(["W1", "W1b"])
     dup = procs.start("dup", "worker", "--name", "W1")
     assert dup.wait(timeout=60) == 2
@@ -183,6 +183,10 @@ def test_worker_imports_task_modules_from_its_folder_and_names_are_unique(settin
     # A worker killed outright does not block its own restart on this host.
     procs.kill9("W1")
     again = procs.worker("W1", "--tasks", "mypkg.mytasks")
+    # Back in the group under its name. (W1b knows `shout` too: once W1's session lapsed it may hold
+    # every partition until the new W1 joins, and a worker rejects a task it does not know.)
+    wait_for(lambda: any(e["event"] == "partitions_assigned" and e["pid"] == again.pid and e["partitions"]
+                         for e in procs.events("worker-W1")), 60, 0.1, "the restarted W1 to get partitions")
     tid = q.submit("shout", ["again"])
     assert q.result(tid, timeout=90) == "AGAIN!"
     assert again.poll() is None

@@ -286,7 +286,8 @@ def test_requeue_accepts_a_lapsed_processing_task_but_not_a_live_one(settings: S
     w = procs.worker("W1", "--tasks", "ledger_tasks")
     procs.wait_assigned(["W1"])
     with YADTQ(settings) as q:
-        tid = q.submit("ledger_add", [1, 2, 12])  # long enough to be refused while it runs
+        # Long enough to be refused while it runs (a CLI call takes ~1 s); it runs in full once more at the end.
+        tid = q.submit("ledger_add", [1, 2, 6])
         wait_for(lambda: q.status(tid).status == "processing", 30, 0.05, "the task to start")
         out = run_cli(settings, "requeue", tid)
         assert out.returncode != 0 and "running" in out.stderr, out  # its worker is alive and renewing
@@ -318,7 +319,10 @@ def test_chaos_with_every_fault_at_once(settings: Settings, tmp_path: Path, monk
                              concurrency=4, lease=3.0, session_timeout_ms=3000, heartbeat_interval_ms=500,
                              requeue_stale_after=5.0)
         lines: list[str] = []
-        report = run_chaos(s, tasks=900, workers=3, standby=1, kill_every=2.0, max_minutes=1.5, drain_minutes=3,
+        # Faults for 45 s (~22 faults, each kind ~5 times; run_chaos goes on past it until every kind
+        # came). The mixes' tasks finish only once the faults stop (a broker or Redis restart every
+        # ~4 s keeps them behind), so the fault phase is most of the run: at 90 s it was ~100 s a broker.
+        report = run_chaos(s, tasks=900, workers=3, standby=1, kill_every=2.0, max_minutes=0.75, drain_minutes=3,
                            seed=10, pause=0.004, say=lines.append, faults=FAULT_KINDS, services=owned.control(),
                            monitor=True, mixed=True, mixes=all_mixes())
         figures = {**report.summary(), "counts": report.counts}

@@ -282,7 +282,7 @@ def test_a_task_running_across_a_broker_restart_that_comes_back_queued_is_publis
         ps: Settings, private: Private, procs: Procs) -> None:
     """A keyed task claimed from the lost log asks for a retry after the restart's rescan window:
     it is `queued` again with no message left. The monitor keeps looking while such a task runs."""
-    s = ps.replace(lease=2.0, session_timeout_ms=3000, heartbeat_interval_ms=500, dead_after=3.0,
+    s = ps.replace(lease=2.0, heartbeat_interval_ms=500, dead_after=3.0,  # the suite's session timeout
                    requeue_stale_after=0.0)
     window = 2 * (s.lease + s.session_timeout_ms / 1000) + s.dead_after
     procs.settings = s

@@ -54,3 +54,18 @@ def test_a_process_ending_while_the_gate_waits_ends_the_run(tmp_path: Path) -> N
     assert stack.run() == 1
     assert time.monotonic() - began < 10
     assert "services exited with code 4" in out.getvalue() and "one-ran" not in out.getvalue()
+
+
+def test_lines_without_the_prefix_start_before_the_gate_and_the_stop_keeps_procfile_order(tmp_path: Path) -> None:
+    running_at_gate: list[list[str]] = []
+
+    def gate(stop: threading.Event) -> str | None:
+        running_at_gate.append([r.entry.name for r in stack.running])
+        return None
+
+    entries = [Entry("services", "sleep 30"), Entry("monitor", "yadtq wait && sleep 30"),
+               Entry("farm", "sleep 30"), Entry("api", "yadtq wait && exit 0")]
+    stack, out = _stack(entries, gate, tmp_path)
+    assert stack.run() == 0
+    assert running_at_gate == [["services", "farm"]]  # the farm waits for the services itself
+    assert "stopping in order: api, farm, monitor, services" in out.getvalue()

@@ -168,6 +168,11 @@ def test_chaos_judge_tells_a_completed_run_repeated_from_a_cut_off_run_and_a_ret
     report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
                    ended=ended, stored={("slow-store", 12, 1)})
     assert report.run_twice_after_completion == 1
+    # A run that wrote its end, then raised (the end's reply lost to a Redis restart) and was stored as a
+    # retry, by a process killed later: the next run is the retry policy's, once the judge knows the retries.
+    report = judge(["slow-store"], {"slow-store"}, {"success": 1}, late, [(99.0, "W3", 12)], 10.0, slots=4,
+                   ended=ended, stored={("slow-store", 12, 1)}, retried={("slow-store", 12, 1)})
+    assert report.run_twice_after_completion == 0 and report.retries_after_failure == 1
 
 
 def test_submit_takes_a_result_ttl_and_settings_keep_a_day_and_a_week_by_default() -> None:

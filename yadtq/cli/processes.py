@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,21 +33,30 @@ def cmd_run(args: argparse.Namespace, s: Settings) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     if args.queues:  # every worker the Procfile starts (the farm's) serves these queues
         env["YADTQ_QUEUES"] = parse_queues(args.queues).describe()
-    from yadtq.ops.service_wait import wait_for_services
-    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace,
-                  gate=lambda stop: wait_for_services(Settings.from_env(env), 60.0, stop=stop,
-                                                      say=lambda line: stack.say("run", f"waiting: {line}")))
+    from yadtq.ops.service_wait import wait_for_a_worker, wait_for_services
+    stack_settings = Settings.from_env(env)
+
+    def gate(stop: threading.Event) -> str | None:
+        # The `yadtq wait && ` lines (dashboard, API) start once the services serve and the farm's first
+        # worker is about to join (at most 10 s later): the workers start first.
+        why = wait_for_services(stack_settings, 60.0, stop=stop, say=lambda line: stack.say("run", f"waiting: {line}"))
+        return why if why is not None else wait_for_a_worker(stack_settings, 10.0, stop)
+
+    stack = Stack(entries, env=env, cwd=procfile.parent, grace=args.grace, gate=gate)
     install_signal_handlers(stack)
     return stack.run()
 
 
 @command
 def cmd_services(args: argparse.Namespace, s: Settings) -> int:
-    from yadtq.ops.redis_ha import start_redis_ha
     from yadtq.ops.services import Services
     setup_logging(s, "services")
     s = s.replace(broker=args.broker)
-    services = Services(s, nodes=args.nodes, redis_ha=start_redis_ha if args.redis_ha else None)
+    ha = None
+    if args.redis_ha:  # only then: it brings the Redis client, which `make run` waits on here otherwise
+        from yadtq.ops.redis_ha import start_redis_ha
+        ha = start_redis_ha
+    services = Services(s, nodes=args.nodes, redis_ha=ha)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         services.start(say=lambda line: print(line, flush=True))
@@ -79,6 +89,19 @@ def cmd_wait(args: argparse.Namespace, s: Settings) -> int:
     return RET_OK
 
 
+def _services_served(s: Settings) -> bool:
+    """With `service_wait` (a process started beside the services, as under `make run`, its imports
+    done meanwhile): waits for the broker and Redis; False, said on stderr, when they never served."""
+    if not s.service_wait:
+        return True
+    from yadtq.ops.service_wait import wait_for_services
+    why = wait_for_services(s, s.service_wait, say=lambda line: print(f"yadtq: waiting: {line}", file=sys.stderr,
+                                                                       flush=True))
+    if why is not None:
+        print(f"yadtq: error: {why}", file=sys.stderr)
+    return why is None
+
+
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
@@ -99,6 +122,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     if args.crash:
         from yadtq.worker.crash import CrashInjector
         middleware.append(CrashInjector.parse(args.crash, seed=args.seed))
+    if not _services_served(s):
+        return RET_CONNECT
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
     client, keys, ttl = connect_redis(s), Keys(s.prefix), name_ttl(s)
@@ -137,6 +162,8 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
 def cmd_monitor(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.monitor.monitor import Monitor
     setup_logging(s, "monitor", args.verbose)
+    if not _services_served(s):
+        return RET_CONNECT
     monitor = Monitor(s)
     monitor.connect()
     monitor.install_signal_handlers()

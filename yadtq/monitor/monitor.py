@@ -32,7 +32,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
@@ -233,7 +233,7 @@ class Monitor:
             hb, before = beat.hb, known.get(name, {})
             if hb.state == "stopping":
                 state = LEFT
-            elif not beat.live:
+            elif not beat.live and not self._started_just_before(beat, before):
                 continue  # history from before this monitor ran: the registry knows better
             elif before.get("status") == LEFT and before.get("incarnation") == hb.incarnation:
                 continue  # a beat that crossed its own goodbye
@@ -253,6 +253,14 @@ class Monitor:
                 "since": before.get("since", beat.received) if before.get("status") == state else beat.received,
             }, pipe)
         pipe.execute()
+
+    def _started_just_before(self, beat: Beat, before: dict[str, Any]) -> bool:
+        """A beat from before this monitor ran that still counts: a worker the registry has never
+        seen (a new incarnation) that sent it within one heartbeat interval. Under `make run` the
+        monitor starts beside the workers and may connect after their first beat; their next one
+        comes after their group join: without it the registry would not say they are joining."""
+        return before.get("incarnation") != beat.hb.incarnation and \
+            abs(beat.received - beat.hb.ts) < self.settings.heartbeat_interval
 
     def judge(self, now: float) -> None:
         if self._broker_lost is not None:

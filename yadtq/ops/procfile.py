@@ -18,7 +18,8 @@ What `make run` uses instead of honcho, for what honcho does not do:
 The Procfile stays the description of the stack (`honcho start` still runs
 it): one `name: command` per line, run with `/bin/sh -c`. Given a `gate`, the
 supervisor does the `yadtq wait && ` that begins a line itself, once for all
-such lines (yadtq/ops/service_wait.py), and starts them when it opens.
+such lines (yadtq/ops/service_wait.py), and starts them when it opens; the
+other lines start at once (the farm waits for the services itself).
 """
 
 from __future__ import annotations
@@ -152,38 +153,49 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-        opened = False
-        for entry in self.entries:
+        """Starts the lines that wait for nothing (or wait themselves) at once, then, once the gate
+        opens, the `yadtq wait && ` lines: a farm that waits for the services in its own process
+        imports and starts its workers while the services come up (the group's first join is held
+        by the broker for seconds, so every second before it is sent counts)."""
+        gated = [e for e in self.entries if self.gate is not None and e.command.startswith(WAIT_PREFIX)]
+        for entry in [e for e in self.entries if e not in gated]:
             if self._stop.is_set():
                 return
-            command = entry.command
-            if self.gate is not None and command.startswith(WAIT_PREFIX):
-                command = command.removeprefix(WAIT_PREFIX)
-                if not opened:
-                    # Woken early by stop() or by a process's end (its output closes): either ends the start.
-                    while (why := self.gate(self._wake)) == "stopped" and not self._stop.is_set() and \
-                            not any(r.proc.stdout is None or r.proc.stdout.closed for r in self.running):
-                        self._wake.clear()
-                    if why is not None:
-                        if why != "stopped":
-                            self.say("run", f"error: {why}; not starting {entry.name} and what follows")
-                            self.first_exit = (entry.name, 3)
-                            self.stop()
-                        return
-                    opened = True
-            # The parent-death signal (setpriv) ends a process whose supervisor was
-            # killed outright; the Procfile `exec`s the real program so it is that process.
-            argv = ["/bin/sh", "-c", command]
-            if setpriv:
-                argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
-            proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-            r = Running(entry, proc)
-            r.reader = threading.Thread(target=self._echo, args=(r,), daemon=True, name=f"run-{entry.name}")
-            r.reader.start()
-            self.running.append(r)
-            self.say("run", f"started {entry.name} (pid {proc.pid}): {command}")
+            self._launch(entry, entry.command)
+        if not gated:
+            return
+        # Woken early by stop() or by a process's end (its output closes): either ends the start.
+        assert self.gate is not None
+        while (why := self.gate(self._wake)) == "stopped" and not self._stop.is_set() and \
+                not any(r.proc.stdout is None or r.proc.stdout.closed for r in self.running):
+            self._wake.clear()
+        if why is not None:
+            if why != "stopped":
+                self.say("run", f"error: {why}; not starting {', '.join(e.name for e in gated)}")
+                self.first_exit = (gated[0].name, 3)
+                self.stop()
+            return
+        for entry in gated:
+            if self._stop.is_set():
+                return
+            self._launch(entry, entry.command.removeprefix(WAIT_PREFIX))
+
+    def _launch(self, entry: Entry, command: str) -> None:
+        # The parent-death signal (setpriv) ends a process whose supervisor was
+        # killed outright; the Procfile `exec`s the real program so it is that process.
+        setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        argv = ["/bin/sh", "-c", command]
+        if setpriv:
+            argv = [setpriv, "--pdeathsig", "TERM", "--", *argv]
+        proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        r = Running(entry, proc)
+        r.reader = threading.Thread(target=self._echo, args=(r,), daemon=True, name=f"run-{entry.name}")
+        r.reader.start()
+        self.running.append(r)
+        # Kept in Procfile order whatever the start order: the stop goes backwards through it.
+        self.running.sort(key=lambda x: self.entries.index(x.entry))
+        self.say("run", f"started {entry.name} (pid {proc.pid}): {command}")
 
     def run(self) -> int:
         """0 when stopped by `stop()` or when the first process to end ended with 0; else 1."""

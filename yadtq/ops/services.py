@@ -34,8 +34,6 @@ from yadtq.extras import needs_extra
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
 from yadtq.ops.ports import ServiceError, answers, free_port
 from yadtq.redaction import redact_url
-from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
-from yadtq.store.worker_names import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +74,7 @@ def broker_address(settings: Settings) -> tuple[str, int]:
 
 def redis_address(settings: Settings) -> tuple[str, int]:
     """Redis's address; for a `redis+sentinel://` URL, its first Sentinel's."""
+    from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
     if is_sentinel_url(settings.redis_url):
         return parse_sentinel_url(settings.redis_url).sentinels[0]
     url = urlparse(settings.redis_url)
@@ -308,6 +307,14 @@ def _is_yadtq_services(pid: int) -> bool:
     return any(a.endswith("yadtq") and b == "services" for a, b in itertools.pairwise(argv))
 
 
+def pid_alive(pid: int) -> bool:
+    """`yadtq.store.worker_names.pid_alive`, imported at first use: with the store's other modules it
+    brings the Redis and Kafka clients (about 0.3 s of CPU), which starting the services never needs,
+    and `make run` waits for the services before anything serves."""
+    from yadtq.store.worker_names import pid_alive as alive
+    return alive(pid)
+
+
 def _runs(pid: int, binary: str) -> bool:
     """True when `pid` is alive and runs `binary` (so a reused pid is not taken for ours)."""
     return pid_alive(pid) and Path(binary).name in _cmdline(pid)
@@ -334,6 +341,7 @@ class Services:
         (stopped with this one). Raises `ServiceError` when a port is held by
         something that does not speak the service's protocol.
         """
+        from yadtq.store.sentinel import is_sentinel_url
         lines = _Said(say)
         data_dir, log_dir = Path(self.settings.data_dir), Path(self.settings.log_dir)
         host, port = broker_address(self.settings)

@@ -10,8 +10,12 @@ anybody who can write to the topic must not be able to stop the farm.
 
 from __future__ import annotations
 
-from yadtq.store.connection import RedisClient
+from typing import TYPE_CHECKING
+
 from yadtq.store.keys import Keys
+
+if TYPE_CHECKING:  # the CLI imports this module for the command names: Redis only when one is sent
+    from yadtq.store.connection import RedisClient
 
 COMMANDS = ("pause", "resume", "stop")
 CANCEL = "cancel:"  # + fence + ":" + task id (written by cancel.lua)
