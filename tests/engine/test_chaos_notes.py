@@ -44,3 +44,14 @@ def test_a_note_whose_reply_is_cut_off_is_written_once_and_the_run_goes_on(cut_o
         ledger_tasks._record(key, line)
     assert cut_off.cut == 0, "the reply was never cut off"
     assert cut_off.lrange(key, 0, -1) == [line]
+
+
+def test_two_runs_of_one_attempt_note_twice_also_when_each_reply_is_cut_off(cut_off: ReplyCutOff) -> None:
+    """The guard keys "absent" on the whole note, so it must carry what tells one run from another
+    (`this_run`): a genuine second run of the same attempt is still counted by the mixes' checks."""
+    key = f"notes:{uuid.uuid4().hex}"
+    for _ in range(2):
+        cut_off.cut = 1
+        task_redis.note(key, f"t1 1 {task_redis.this_run()}")
+    notes = cut_off.lrange(key, 0, -1)
+    assert len(notes) == 2 and len(set(notes)) == 2, notes

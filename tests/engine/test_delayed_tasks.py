@@ -19,9 +19,11 @@ from test_worker_in_process import Harness, h  # noqa: F401  (fixtures)
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import MessageError
+from yadtq.store.claims import Claim, ClaimPipeline, Run
 from yadtq.store.delayed import DelayedTasks
 from yadtq.task.messages import TaskMessage
 from yadtq.task.timing import Timing
+from yadtq.worker.records import TaskWork
 
 
 def submit(h: Harness, task: str, *args: Any, timing: Timing, publish: bool = False) -> tuple[str, str]:
@@ -179,3 +181,22 @@ def test_a_requeued_expired_task_runs_without_its_expiry(h: Harness) -> None:
     h.source.append(message.encode(), tid.encode())
     h.wait_done([tid])
     assert h.status(tid) == "success" and [r[0] for r in h.ledger.runs] == ["again"]
+
+
+def test_a_cut_off_run_requeued_by_the_monitor_keeps_its_eta_and_a_requeue_runs_a_scheduled_task_now(
+        h: Harness) -> None:
+    """The eta is the record's: a requeue drops only an eta still ahead (it would hold the run back)."""
+    due = redis_now(h.r) - 1.0
+    ran, _ = submit(h, "sleep", 0.0, "ran", timing=Timing(eta=due))
+    dead = ClaimPipeline(h.r, h.settings.replace(lease=0.2), "dead", "dead:1")
+    m = TaskMessage(ran, "sleep", (0.0, "ran"), {}, None, time.time(), None, None, Timing(eta=due))
+    _, [verdict] = dead.step([], [Claim(TaskWork(m, m.digest), 0, 0)])
+    assert isinstance(verdict, Run)  # claimed by a worker that then dies: never renewed, no outcome
+    wait_for(lambda: ran in h.backend.lapsed(0.0), 5, what="the dead claim's lease lapsed")
+    h.backend.reset_to_queued(ran, fresh=False)  # as the monitor does
+    rec = h.backend.get(ran)
+    assert rec.status == "queued" and h.r.hget(h.backend.keys.task(ran), "lost_runs") == "1"
+    assert rec.eta == pytest.approx(due, abs=1e-3), "a requeue lost the eta of a task that ran after it"
+    ahead, _ = submit(h, "sleep", 0.0, "now", timing=Timing(countdown=60.0))
+    h.backend.reset_to_queued(ahead)  # a user's requeue of a scheduled task: it runs now
+    assert h.backend.get(ahead).eta is None

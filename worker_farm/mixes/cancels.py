@@ -80,7 +80,7 @@ class CancelsMix:
         records = {rec.task_id: rec for rec in q.backend.get_many(self.ids)}
         runs: dict[str, set[int]] = {}
         for line in q.backend.r.lrange(q.settings.prefix + "mix:cancels", 0, -1):
-            tid, attempt = str(line).split()
+            tid, attempt, *_ = str(line).split()
             runs.setdefault(tid, set()).add(int(attempt))
         problems = []
         chosen = set(self.ids[0::3]) | set(self.ids[1::3])

@@ -35,7 +35,7 @@ class DelayedMix:
         records = {rec.task_id: rec for rec in q.backend.get_many(self.ids)}
         runs: dict[str, list[tuple[int, float]]] = {}
         for line in q.backend.r.lrange(q.settings.prefix + "mix:delayed", 0, -1):
-            tid, attempt, at = str(line).split()
+            tid, attempt, at, *_ = str(line).split()
             runs.setdefault(tid, []).append((int(attempt), float(at)))
         problems = []
         for n, tid in enumerate(self.ids):

@@ -37,7 +37,7 @@ class LimitsMix:
         starts: list[float] = []
         workers: set[str] = set()
         for line in q.backend.r.lrange(q.settings.prefix + "mix:paced", 0, -1):
-            _, worker, started = str(line).split()
+            _, worker, started, *_ = str(line).split()
             workers.add(worker)
             starts.append(float(started))
         allowed = RATE + max(1, len(workers))

@@ -68,8 +68,10 @@ class PeriodicMix:
             rec = records.get(tid)
             if rec is None or rec.status != Status.SUCCESS:
                 problems.append(f"{tid}: {'no record' if rec is None else rec.status}, expected success")
-        runs = Counter(str(line) for line in q.backend.r.lrange(q.settings.prefix + "mix:periodic", 0, -1))
+        # A note per run (`<task id> <attempt> <worker> <pid> <time>`): counted by task id and attempt.
+        notes = [str(line).split() for line in q.backend.r.lrange(q.settings.prefix + "mix:periodic", 0, -1)]
+        runs = Counter(f"{tid} {attempt}" for tid, attempt, *_ in notes)
         problems += [f"{run}: ran {n} times with the same attempt" for run, n in runs.items() if n > 1]
-        ran = {run.split()[0] for run in runs}
+        ran = {tid for tid, *_ in notes}
         problems += [f"{tid}: succeeded with no run noted" for tid in self.ids if tid not in ran]
         return problems

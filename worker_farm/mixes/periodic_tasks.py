@@ -1,10 +1,11 @@
-"""The periodic mix's task: notes each run (`<task id> <attempt>`) in a Redis list."""
+"""The periodic mix's task: notes each run (`<task id> <attempt> <worker> <pid> <time>`)
+in a Redis list, once per run even when Redis is killed under the note (`task_redis.note`)."""
 
 from __future__ import annotations
 
 import os
 
-from worker_farm.mixes.task_redis import ledger as _ledger
+from worker_farm.mixes.task_redis import note, this_run
 from yadtq import current_task, task
 
 
@@ -12,5 +13,5 @@ from yadtq import current_task, task
 def mix_periodic_tick() -> str:
     ctx = current_task()
     assert ctx is not None
-    _ledger().rpush(os.environ["YADTQ_PREFIX"] + "mix:periodic", f"{ctx.task_id} {ctx.attempt}")
+    note(os.environ["YADTQ_PREFIX"] + "mix:periodic", f"{ctx.task_id} {ctx.attempt} {this_run()}")
     return ctx.task_id

@@ -36,7 +36,7 @@ class QueuesMix:
         records = {rec.task_id: rec for rec in q.backend.get_many(self.ids)}
         runs: dict[str, list[int]] = {}
         for line in q.backend.r.lrange(q.settings.prefix + "mix:queues", 0, -1):
-            tid, attempt = str(line).split()
+            tid, attempt, *_ = str(line).split()
             runs.setdefault(tid, []).append(int(attempt))
         problems = []
         for n, tid in enumerate(self.ids):

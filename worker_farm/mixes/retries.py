@@ -33,7 +33,7 @@ class RetriesMix:
         records = {rec.task_id: rec for rec in q.backend.get_many(self.ids)}
         runs: dict[str, set[int]] = {}
         for line in q.backend.r.lrange(q.settings.prefix + "mix:retries", 0, -1):
-            tid, attempt = str(line).split()
+            tid, attempt, *_ = str(line).split()
             runs.setdefault(tid, set()).add(int(attempt))
         problems = []
         for n, tid in enumerate(self.ids):

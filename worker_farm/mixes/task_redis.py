@@ -7,6 +7,8 @@ import time
 
 import redis
 
+from yadtq import current_task
+
 _client: redis.Redis | None = None
 
 
@@ -16,6 +18,13 @@ def ledger() -> redis.Redis:
     if _client is None:
         _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
     return _client
+
+
+def this_run() -> str:
+    """`<worker> <pid> <time>`: what tells this run of a task from another run of the same attempt, so
+    that a note carrying it (`note`) is written once per run and a genuine second run still counts."""
+    ctx = current_task()
+    return f"{ctx.worker if ctx is not None else '-'} {os.getpid()} {time.time():.6f}"
 
 
 def note(key: str, line: str, patience: float = 60.0) -> None:

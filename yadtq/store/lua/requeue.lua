@@ -26,8 +26,12 @@ end
 local first = redis.call('HGET', KEYS[1], 'submitted')
 if first then redis.call('HSETNX', KEYS[1], 'first_submitted', first) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'submitted', now)
--- A requeue runs it now: a delayed task's eta and an expired task's expiry no longer hold.
-redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'eta', 'expires')
+-- A requeue runs it now: an expired task's expiry no longer holds, nor an eta still ahead (a
+-- scheduled task). An eta passed stays: it is the record's (when the task was due), and a run
+-- cut off (the monitor's requeue) started after it.
+redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'expires')
+local eta = tonumber(redis.call('HGET', KEYS[1], 'eta') or '')
+if eta and eta > now then redis.call('HDEL', KEYS[1], 'eta') end
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
