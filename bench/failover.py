@@ -30,6 +30,7 @@ if __package__ in (None, ""):
 
 from bench import common, kafka_bench  # noqa: F401 (kafka_bench registers "kafka")
 from bench.common import private_services, spawn_worker, stop, wait_until
+from yadtq.broker.session import session_timeout_ms as session_timeout_ms_of
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 
@@ -100,6 +101,7 @@ def run(rate: float = 40.0, static: str = "auto", session_timeout_ms: int | None
     """The four moves on a private broker (the current one) and Redis; figures in seconds."""
     out: dict[str, float] = {}
     with private_services(partitions=4, static_membership=static, session_timeout_ms=session_timeout_ms) as s:
+        out["session_timeout_s"] = session_timeout_ms_of(s) / 1000  # the broker's default, unless set
         procs: dict[str, subprocess.Popen[bytes]] = {n: spawn_worker(s, n) for n in (VICTIM, SURVIVOR)}
         try:
             with YADTQ(s) as q, Trickle(q, rate):
@@ -131,7 +133,6 @@ def run(rate: float = 40.0, static: str = "auto", session_timeout_ms: int | None
                 out["clean_rejoin_s"] = served(q, t, None, VICTIM)
         finally:
             stop(list(procs.values()))
-    out["session_timeout_s"] = s.session_timeout_ms / 1000
     return out
 
 

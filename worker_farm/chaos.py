@@ -38,6 +38,7 @@ from worker_farm.chaos_mix import ChaosMix, mix_modules, mix_worker_args
 from worker_farm.chaos_services import ServiceControl
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
+from yadtq.broker.session import longest_session_s
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.store.connection import RedisError, connect_redis
@@ -214,7 +215,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     farm = Farm(settings, specs, respawn=True, out=say or (lambda line: None), backoff_max=1.0)
     thread = threading.Thread(target=farm.run, name="chaos-farm", daemon=True)
     injector = Injector(farm, faults, kill_every, rng, services,
-                        stop_for or settings.lease + settings.session_timeout_ms / 1000)
+                        stop_for or settings.lease + longest_session_s(settings))
     mon = _start_monitor(settings) if monitor else None
     if mon is not None:
         _wait_connected(settings, mon)  # before any fault: a monitor cut off at its start exits (RET_CONNECT)

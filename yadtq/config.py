@@ -58,11 +58,10 @@ class Settings:
     log_dir: str = "logs"
     data_dir: str = "data"
     # Kafka client timings. docs/brokers.md: with kafka-python's defaults the
-    # first records arrive after ~23 s. The embedded broker holds a group's join
-    # for half the session timeout: 6 s (Apache Kafka's lowest by default) makes
-    # a new farm serve ~3 s after it starts, and a dead worker's partitions move
-    # after 6 s.
-    session_timeout_ms: int = 6_000
+    # first records arrive after ~23 s. The session timeout: 0 is the broker's
+    # default (yadtq/broker/session.py: 4 s on the embedded broker, which holds a
+    # group's join for half of it; 6 s, Apache Kafka's lowest, elsewhere).
+    session_timeout_ms: int = 0
     heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
@@ -123,7 +122,7 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "partitions", "heartbeat_interval", "dead_after", "tries", "lease",
-            "max_message_bytes", "session_timeout_ms", "heartbeat_interval_ms",
+            "max_message_bytes", "heartbeat_interval_ms",
             "max_poll_interval_ms", "max_poll_records", "connect_timeout", "publish_timeout",
             "heartbeat_history", "series_points", "series_interval", "dashboard_refresh",
             "concurrency", "max_buffered", "max_lost_runs", "max_result_bytes", "sweep_interval",
@@ -135,7 +134,7 @@ class Settings:
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
                      "time_limit_grace", "warn_running_after", "replication_factor",
-                     "min_insync_replicas", "service_wait"):
+                     "min_insync_replicas", "service_wait", "session_timeout_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if self.static_membership not in ("auto", "on", "off"):

@@ -91,6 +91,10 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     return _guarded(settings, lambda: KafkaProducer(**config))
 
 
+# Apache Kafka's lowest session timeout by default (group.min.session.timeout.ms).
+KAFKA_SESSION_MS = 6_000
+
+
 def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> KafkaConsumer:
     """A consumer with manual commits and the timings docs/brokers.md calls for."""
     config = {
@@ -99,7 +103,8 @@ def make_consumer(settings: Settings, group: str | None, **overrides: Any) -> Ka
         "group_id": group,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
-        "session_timeout_ms": settings.session_timeout_ms,
+        # The setting, or Kafka's lowest default; a worker passes yadtq/broker/session.py's.
+        "session_timeout_ms": settings.session_timeout_ms or KAFKA_SESSION_MS,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_interval_ms": settings.max_poll_interval_ms,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,

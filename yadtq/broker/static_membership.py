@@ -22,13 +22,13 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from yadtq.broker.clients import make_admin
+from yadtq.broker.session import EMBEDDED_CLUSTER_ID, cluster_id
 from yadtq.config import Settings
 
 log = logging.getLogger(__name__)
 
 # Cluster ids of brokers whose static membership is broken; "auto" stays dynamic on them.
-DYNAMIC_ONLY_CLUSTERS = frozenset({"tansu_cluster"})
+DYNAMIC_ONLY_CLUSTERS = frozenset({EMBEDDED_CLUSTER_ID})
 
 
 def static_on(settings: Settings) -> bool:
@@ -36,14 +36,10 @@ def static_on(settings: Settings) -> bool:
     broker is one whose static membership is broken). Raises `BrokerUnavailable` like any client."""
     if settings.static_membership != "auto":
         return settings.static_membership == "on"
-    admin = make_admin(settings)
-    try:
-        cluster = str(admin.describe_cluster().get("cluster_id") or "")
-    except KafkaError as exc:
-        log.warning("static membership: cluster id unreadable (%s); joining as a dynamic member", exc)
+    cluster = cluster_id(settings)
+    if not cluster:
+        log.warning("static membership: cluster id unreadable; joining as a dynamic member")
         return False
-    finally:
-        admin.close()
     return cluster not in DYNAMIC_ONLY_CLUSTERS
 
 

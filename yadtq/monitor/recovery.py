@@ -29,6 +29,7 @@ import time
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, ensure_topic
+from yadtq.broker.session import longest_session_s
 from yadtq.client.client import YADTQ
 from yadtq.errors import BrokerUnavailable, YADTQError
 from yadtq.logs import EventLog
@@ -81,7 +82,7 @@ class Recovery:
         lapsed = self._requeue(self.backend.lapsed(0.0, limit=100_000))
         self._publish(_unique(lapsed + self._lost_queued()), "broker_restart")
         # Claims of the old epoch settle within a lease, a rebalance and a death's notice.
-        window = 2 * (s.lease + s.session_timeout_ms / 1000) + s.dead_after
+        window = 2 * (s.lease + longest_session_s(s)) + s.dead_after
         self._rescan_until = time.monotonic() + window
 
     def tick(self, now: float) -> None:

@@ -30,6 +30,7 @@ from kafka.errors import (
 from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
 from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
+from yadtq.broker.session import session_timeout_ms
 from yadtq.broker.static_membership import consumer_options, leave_group
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
@@ -119,7 +120,9 @@ class KafkaSource:
         # Several topics: a topic made again (or first) after the group settled is seen within 10 s, not
         # kafka-python's 5 minutes of metadata age, so its partitions are assigned at the next rebalance.
         several = {"metadata_max_age_ms": 10_000} if len(self.queues.topics) > 1 else {}
+        self.session_timeout_ms = session_timeout_ms(settings)
         self.consumer = make_consumer(settings, settings.group, client_id=name,
+                                      session_timeout_ms=self.session_timeout_ms,
                                       partition_assignment_strategy=[self.assignor], **several,
                                       **consumer_options(settings, name))
         self.consumer.subscribe(list(self.queues.topics), listener=_Listener(self))
@@ -160,7 +163,8 @@ class KafkaSource:
         (kafka-python raises these as non-retriable from `poll`); None for any other error."""
         s = self.settings
         if isinstance(exc, InvalidSessionTimeoutError):
-            return (f"the broker refused the consumer session timeout YADTQ_SESSION_TIMEOUT_MS={s.session_timeout_ms}"
+            return ("the broker refused the consumer session timeout"
+                    f" YADTQ_SESSION_TIMEOUT_MS={self.session_timeout_ms}"
                     " (INVALID_SESSION_TIMEOUT): it must lie within the broker's group.min.session.timeout.ms"
                     " .. group.max.session.timeout.ms (6000 .. 1800000 by default)")
         if isinstance(exc, FencedInstanceIdError):
