@@ -21,6 +21,7 @@ from pathlib import Path
 
 from yadtq.config import Settings
 from yadtq.ops.ports import ServiceError, answers
+from yadtq.ops.redis_ha import stop_servers
 from yadtq.ops.services import redis_address, start_redis
 from yadtq.store.cluster import SCHEME, is_cluster_url, parse_cluster_url
 from yadtq.store.cluster_admin import form_cluster
@@ -78,16 +79,7 @@ class RedisCluster:
             raise ServiceError(str(exc)) from None
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        stop_servers(self.procs, list(self.procs.values()))
 
 
 def start_redis_cluster(settings: Settings, started: dict[str, subprocess.Popen[bytes]],

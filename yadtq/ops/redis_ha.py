@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,16 +149,21 @@ class RedisHA:
         return proc
 
     def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):  # Sentinels first: no failover while stopping
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
+        stop_servers(self.procs, reversed(list(self.procs.values())))  # Sentinels first: no failover while stopping
+
+
+def stop_servers(procs: dict[str, subprocess.Popen[bytes]], order: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Terminates the servers in `order`, waits for each (killed after 10 s), and forgets them."""
+    for proc in order:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    procs.clear()
 
 
 def start_redis_ha(settings: Settings, started: dict[str, subprocess.Popen[bytes]],

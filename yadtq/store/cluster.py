@@ -23,6 +23,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from yadtq.errors import ConfigError
+from yadtq.store.sentinel import host_port
 
 SCHEME = "redis+cluster"
 URL_FORM = f"{SCHEME}://[[user]:password@]host:port[,host:port...][/0][?shards=16]"
@@ -54,13 +55,10 @@ def _bad(why: str) -> ConfigError:
 
 
 def _host_port(part: str) -> tuple[str, int]:
-    if part.startswith("["):  # [IPv6]:port
-        host, _, port = part[1:].partition("]:")
-    else:
-        host, _, port = part.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    node = host_port(part)
+    if node is None:
         raise _bad(f"each node is host:port, got {part!r}")
-    return host, int(port)
+    return node
 
 
 def parse_cluster_url(url: str) -> ClusterTarget:

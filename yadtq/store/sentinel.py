@@ -60,14 +60,23 @@ def _bad(why: str) -> ConfigError:
     return ConfigError(f"YADTQ_REDIS_URL is not a valid Sentinel URL ({why}); expected {URL_FORM}")
 
 
-def _host_port(part: str) -> tuple[str, int]:
+def host_port(part: str) -> tuple[str, int] | None:
+    """`host:port` or `[IPv6]:port` of a Redis URL's node list, or None when it is neither
+    (the caller names the URL in its error; the Redis Cluster URL reads its nodes with this too)."""
     if part.startswith("["):  # [IPv6]:port
         host, _, port = part[1:].partition("]:")
     else:
         host, _, port = part.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _bad(f"each Sentinel is host:port, got {part!r}")
+        return None
     return host, int(port)
+
+
+def _host_port(part: str) -> tuple[str, int]:
+    node = host_port(part)
+    if node is None:
+        raise _bad(f"each Sentinel is host:port, got {part!r}")
+    return node
 
 
 def _int_option(options: dict[str, list[str]], name: str, default: int) -> int:
