@@ -29,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 from yadtq.store.backend import Backend, TaskRecord
-from yadtq.store.live_state import DLQ_KEPT, FAILURES_KEPT, LiveState
+from yadtq.store.dead_letters import DLQ_KEPT
+from yadtq.store.live_state import FAILURES_KEPT, LiveState
 from yadtq.task.status import STATUSES
 
 PAGE = 1000

@@ -12,7 +12,8 @@ import time
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
+from yadtq.store.connection import RedisClient, WatchError, decoded_hash
+from yadtq.store.dead_letters import DeadLetterStore
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
@@ -21,7 +22,6 @@ from yadtq.task.messages import Heartbeat
 # A worker's status in the registry (not a task's: that is yadtq.task.status.Status).
 ALIVE, DEAD, LEFT = "ALIVE", "DEAD", "LEFT"
 FAILURES_KEPT = 1_000
-DLQ_KEPT = 10_000
 
 class LiveState:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
@@ -30,6 +30,7 @@ class LiveState:
         self.space = KeySpace.of(settings)
         self.keys = self.space.base
         self._mark_end = bind(client, "mark_end")
+        self.dead = DeadLetterStore(client, self.space)
 
     # -- heartbeats and the worker registry (written by the monitor) ------
     def record_heartbeat(self, hb: Heartbeat, pipe: Any = None) -> None:
@@ -123,31 +124,22 @@ class LiveState:
         """The newest `limit` samples, oldest first."""
         return [json.loads(x) for x in self.r.lrange(self.keys.series, -limit, -1)]
 
-    # -- dead letters ------------------------------------------------------
-    # Each named queue keeps its own list (`Keys.dlq_of`; entry field "queue"), the default queue's as before.
+    # -- dead letters (yadtq.store.dead_letters: on the task's shard, written by the step that fails it) --
+    # Each named queue keeps its own lists (`Keys.dlq_of`; entry field "queue"), the default queue's as before.
     def add_dead_letter(self, entry: dict[str, Any]) -> None:
-        self._push_capped(self.keys.dlq_of(entry.get("queue")), entry, DLQ_KEPT)
+        self.dead.add(entry)
 
     def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self.keys.dlq_of(queue), 0, limit - 1)]
+        return self.dead.read(limit, queue)
 
     def forget_dead_letters(self, task_id: str, queue: str | None = None) -> int:
         """Drops a task's dead letters (it was requeued, so it is not dead now; failing again
-        adds a fresh entry); returns how many. Reads its queue's capped list once (at most DLQ_KEPT)."""
-        key = self.keys.dlq_of(queue)
-        needle = json.dumps(task_id)  # as written, so most entries are passed over unparsed
-        gone = {raw for raw in decoded_list(self.r.lrange(key, 0, -1))
-                if needle in raw and json.loads(raw).get("task_id") == task_id}
-        if not gone:
-            return 0
-        pipe = self.r.pipeline(transaction=False)
-        for raw in gone:
-            pipe.lrem(key, 0, raw)
-        return sum(int(n) for n in pipe.execute())
+        adds a fresh entry); returns how many."""
+        return self.dead.forget(task_id, queue)
 
     def dead_letter_count(self, queue: str | None = None) -> int:
         """How many dead letters a queue keeps (each list is capped at DLQ_KEPT)."""
-        return int(self.r.llen(self.keys.dlq_of(queue)))
+        return self.dead.count(queue)
 
     # -- end of a run ------------------------------------------------------
     def mark_end(self, topic: str, end_id: str, partition: int, partitions: int) -> bool:
