@@ -75,6 +75,9 @@ def test_tasks_on_every_shard_run_and_readers_merge_the_shards(h: Harness) -> No
     # each failure's dead letter sits on its task's shard (the step that failed it wrote it); readers merge them
     live, space = LiveState(h.r, h.settings), KeySpace.of(h.settings)
     assert sorted(d["task_id"] for d in live.dead_letters(50)) == sorted(bad) and live.dead_letter_count() == 6
+    # the monitor's sample: counts and per-worker completions summed over the shards in one round trip per primary
+    sampled, done, failed = live.snapshot()
+    assert sampled == counts and (sum(done.values()), sum(failed.values())) == (61, 6)
     assert all(json.dumps(t) in "".join(h.r.lrange(space.for_task(t).dlq, 0, -1)) for t in bad)
     # every key the run wrote carries a hash tag: a shard's, or the cluster-wide slot's
     written = list(h.r.scan_iter(match=f"{h.settings.prefix}*", count=1000))

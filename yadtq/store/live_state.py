@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from yadtq.config import Settings
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient, WatchError, decoded_hash
 from yadtq.store.dead_letters import DeadLetterStore
+from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import Heartbeat
+from yadtq.task.status import STATUSES
 
 # A worker's status in the registry (not a task's: that is yadtq.task.status.Status).
 ALIVE, DEAD, LEFT = "ALIVE", "DEAD", "LEFT"
@@ -87,18 +91,47 @@ class LiveState:
 
     def completions(self) -> tuple[dict[str, int], dict[str, int]]:
         """(successes, failures) per worker, as counted by the complete script."""
+        _, done, failed = self._read(with_counts=False)
+        return done, failed
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """(tasks per status, successes per worker, failures per worker), read together: the monitor's
+        sample. A step moves a task and counts it in one Lua call, so on one server, read in one MULTI,
+        the figures agree (the successes counted add up to the `success` index, unless retention removed
+        some). On a cluster: one round trip per primary, each shard's figures read at its own moment."""
+        return self._read(with_counts=True)
+
+    def _read(self, with_counts: bool) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        per_shard = 2 + (len(STATUSES) if with_counts else 0)
+        if self.space.sharded:  # each shard's step counts its own: summed
+            batch = Batch(self.r)
+            for keys in self.space.shards:
+                self._queue_reads(lambda key: batch.on(key), keys, with_counts)
+            replies = batch.execute()
+        else:
+            pipe = self.r.pipeline(transaction=True)  # MULTI/EXEC: one moment
+            self._queue_reads(lambda _key: pipe, self.keys, with_counts)
+            replies = pipe.execute()
+        counts: dict[str, int] = {s: 0 for s in STATUSES} if with_counts else {}
         done: dict[str, int] = {}
         failed: dict[str, int] = {}
-        for keys in self.space.shards:  # one on one server; each shard's step counts its own on a cluster
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hgetall(keys.done_by)
-            pipe.hgetall(keys.failed_by)
-            got_done, got_failed = pipe.execute()
+        for at in range(0, len(replies), per_shard):
+            got_done, got_failed, *cards = replies[at:at + per_shard]
             for name, n in got_done.items():
                 done[name] = done.get(name, 0) + int(n)
             for name, n in got_failed.items():
                 failed[name] = failed.get(name, 0) + int(n)
-        return done, failed
+            for status, n in zip(counts, cards, strict=True):
+                counts[status] += int(n)
+        return counts, done, failed
+
+    @staticmethod
+    def _queue_reads(pipe_for: Callable[[str], Any], keys: Keys, with_counts: bool) -> None:
+        """Queues one shard's reads: done_by, failed_by, then each status index's size (`with_counts`)."""
+        pipe_for(keys.done_by).hgetall(keys.done_by)
+        pipe_for(keys.failed_by).hgetall(keys.failed_by)
+        for s in STATUSES if with_counts else ():
+            pipe_for(keys.status(s)).zcard(keys.status(s))
 
     def batch(self) -> Any:
         """A pipeline (no transaction) to pass as `pipe` to record_heartbeat and put_worker;
