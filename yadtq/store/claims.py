@@ -116,7 +116,7 @@ class ClaimPipeline:
     def dead_letter(self, task_id: str | None, task: str | None, partition: int, offset: int,
                     raw: bytes) -> DeadLetter:
         """The dead letter a step writes with a failure (yadtq.store.dead_letters): where the record came from."""
-        return DeadLetter.of(self.settings, task_id, task, partition, offset, raw)
+        return DeadLetter.of(self.settings, task_id, task, partition, offset, raw, self.plan)
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
