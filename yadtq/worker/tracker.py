@@ -228,6 +228,8 @@ class PartitionTracker:
             return
         due.sort(key=lambda e: e.offset)
         waiting = part.waiting
+        while waiting and waiting[0].state != BUFFERED:  # started since: makes the cheap cases below likelier
+            waiting.popleft().queued = False
         if not waiting or due[0].offset > waiting[-1].offset:
             waiting.extend(due)
         elif due[-1].offset < waiting[0].offset:
