@@ -271,3 +271,17 @@ def test_a_run_given_back_wakes_a_task_parked_over_its_concurrency_limit(farm: F
     now = redis_now()
     assert float(farm.r.zscore(retries, second.task_id) or 0) <= now, "still parked for a lease"
     assert float(farm.r.hget(Keys(s.prefix).task(second.task_id), "due") or 0) <= now
+
+
+def test_a_task_held_for_its_booked_start_holds_back_its_partitions_commit_until_it_ran(farm: Farm) -> None:
+    LimitStore(farm.r, farm.settings).set("tick", rate_limit="1/s")
+    a = farm.worker("A")
+    ticks = [farm.submit(a, "tick") for _ in range(3)]  # offsets 0-2: starts booked 1 s apart, held in the buffer
+    free = [farm.submit(a, "add", i, 1) for i in range(10)]  # offsets 3-12
+    farm.wait_done(free, timeout=5)
+    assert farm.status(ticks[2]) == "queued"
+    committed = a.committed_offsets.get(0, 0)
+    assert farm.status(ticks[2]) == "queued", "the test was too slow to see it held"
+    assert committed <= 2, f"committed past a record still held for its start ({committed})"
+    farm.wait_done(ticks, timeout=10)
+    wait_for(lambda: a.committed_offsets.get(0) == 13, 5, what="committed past everything once it ran")
