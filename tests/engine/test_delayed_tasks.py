@@ -200,3 +200,24 @@ def test_a_cut_off_run_requeued_by_the_monitor_keeps_its_eta_and_a_requeue_runs_
     ahead, _ = submit(h, "sleep", 0.0, "now", timing=Timing(countdown=60.0))
     h.backend.reset_to_queued(ahead)  # a user's requeue of a scheduled task: it runs now
     assert h.backend.get(ahead).eta is None
+
+
+def test_a_cut_off_run_requeued_by_the_monitor_after_its_expiry_ends_expired_and_never_runs_again(
+        h: Harness) -> None:
+    """Its run started before the expiry and was cut off; the monitor's requeue (the message is gone)
+    must not give it a second run after the expiry, as a redelivered message would not."""
+    tid, _ = submit(h, "sleep", 0.0, "cut", timing=Timing(expires=0.5))
+    m = TaskMessage(tid, "sleep", (0.0, "cut"), {}, None, time.time(), None, None, Timing(expires=0.5))
+    dead = ClaimPipeline(h.r, h.settings.replace(lease=0.2), "dead", "dead:1")
+    _, [verdict] = dead.step([], [Claim(TaskWork(m, m.digest), 0, 0)])
+    assert isinstance(verdict, Run)  # claimed by a worker that then dies: never renewed, no outcome
+    expires = float(h.r.hget(h.backend.keys.task(tid), "expires") or 0)
+    wait_for(lambda: tid in h.backend.lapsed(0.0) and redis_now(h.r) > expires, 5, what="lapsed and expired")
+    message = h.backend.reset_to_queued(tid, fresh=False)  # as the monitor does
+    assert float(h.r.hget(h.backend.keys.task(tid), "expires") or 0) == pytest.approx(expires)
+    h.source.append(message.encode(), tid.encode())
+    h.source.assign([0, 1])
+    h.worker()
+    wait_for(lambda: h.status(tid) == "expired", 10, what="expired")
+    h.rounds_pass(4)
+    assert h.status(tid) == "expired" and not h.ledger.runs, "a cut-off run ran again after its expiry"

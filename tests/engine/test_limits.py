@@ -225,3 +225,63 @@ def test_a_concurrency_limited_backlog_larger_than_the_buffer_does_not_hold_back
         assert farm.peak == 2
     finally:
         farm.stop()
+
+
+def test_a_task_parked_over_its_concurrency_limit_is_woken_when_a_place_frees(
+        redis_url: str, tmp_path: Path) -> None:
+    # A backlog of a max_concurrency=2 task larger than half the buffer: the over-limit ones are
+    # parked in Redis for a lease (8 s here). Each run that ends must wake one of them, so the
+    # backlog drains at the pace of its runs, well before a lease.
+    settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=4, lease=8.0, max_buffered=20)
+    farm = Farm(settings)
+    try:
+        a = farm.worker("A")
+        limited = [farm.submit(a, "scarce", 0.05) for _ in range(24)]
+        submitted = time.monotonic()
+        farm.wait_done(limited, timeout=settings.lease - 1)
+        assert time.monotonic() - submitted < settings.lease - 1
+        events = [text for i in limited for _, text in farm.backend.events(i)]
+        assert any("over its concurrency limit" in e for e in events), "nothing was parked: the test tests nothing"
+        assert any("place under its concurrency limit freed" in e for e in events)
+        assert farm.peak == 2
+        assert sum(1 for n, _ in farm.starts if n == "scarce") == 24, "a limited task ran twice"
+    finally:
+        farm.stop()
+
+
+def test_a_run_given_back_wakes_a_task_parked_over_its_concurrency_limit(farm: Farm) -> None:
+    s = farm.settings
+    LimitStore(farm.r, s).set("scarce", max_concurrency=1)
+    holder = ClaimPipeline(farm.r, s, "W", "W:1")
+    first, second = (TaskMessage(uuid.uuid4().hex, "scarce", (0.1,), {}, None, time.time(), None, None)
+                     for _ in range(2))
+    farm.backend.record_queued([first, second], s.tries)
+    _, [run] = holder.step([], [Claim(TaskWork(first, first.digest), 0, 0)])
+    _, [parked] = holder.step([], [Claim(TaskWork(second, second.digest), 0, 1, park=True)])
+    assert isinstance(run, Run) and isinstance(parked, Parked), (run, parked)
+    retries = Keys(s.prefix).retries
+
+    def redis_now() -> float:
+        sec, usec = farm.r.time()
+        return float(sec) + usec / 1e6
+
+    assert float(farm.r.zscore(retries, second.task_id) or 0) > redis_now() + s.lease / 2
+    assert holder.release(first.task_id, run.fence, started=True)  # a stopping worker gives its run back
+    now = redis_now()
+    assert float(farm.r.zscore(retries, second.task_id) or 0) <= now, "still parked for a lease"
+    assert float(farm.r.hget(Keys(s.prefix).task(second.task_id), "due") or 0) <= now
+
+
+def test_a_task_held_for_its_booked_start_holds_back_its_partitions_commit_until_it_ran(farm: Farm) -> None:
+    LimitStore(farm.r, farm.settings).set("tick", rate_limit="1/s")
+    a = farm.worker("A")
+    ticks = [farm.submit(a, "tick") for _ in range(3)]  # offsets 0-2: starts booked 1 s apart, held in the buffer
+    free = [farm.submit(a, "add", i, 1) for i in range(10)]  # offsets 3-12
+    farm.wait_done(free, timeout=5)
+    assert farm.status(ticks[2]) == "queued"
+    committed = a.committed_offsets.get(0, 0)
+    assert farm.status(ticks[2]) == "queued", "the test was too slow to see it held"
+    assert committed <= 2, f"committed past a record still held for its start ({committed})"
+    farm.wait_done(ticks, timeout=10)
+    wait_for(lambda: a.committed_offsets.get(0) == 13, 5, what="committed past everything once it ran")

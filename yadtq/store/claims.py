@@ -197,7 +197,8 @@ class ClaimPipeline:
     def release(self, task_id: str, fence: str, *, started: bool) -> bool:
         k = self.space.for_task(task_id)
         return decode_flag(self._release(keys=[k.task(task_id), k.status(Status.PROCESSING), k.status(Status.QUEUED),
-                                               k.events(task_id)], args=[fence, task_id, "0" if started else "1"]))
+                                               k.events(task_id), k.retries],
+                                         args=[fence, task_id, "0" if started else "1"]))
 
     def take_due(self, limit: int = 200, hold: float = 30.0) -> list[DueRetry]:
         """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them

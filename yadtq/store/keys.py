@@ -125,6 +125,12 @@ class Keys:
         """Sorted set: task:<id> key -> lease end, the runs counted against a `max_concurrency`."""
         return f"{self.prefix}limit:running:{task}"
 
+    def limit_parked(self, task: str) -> str:
+        """Sorted set: task id -> Redis time it was parked until, the tasks parked in `retries` over a
+        `max_concurrency`; the end of a run makes the first one due (yadtq/store/lua/lib/limits.lua,
+        which derives this name from `limit_running`'s)."""
+        return f"{self.limit_running(task)}:parked"
+
     def limit_booked(self, task: str) -> str:
         """String: the Redis time past the last start booked for a rate-limited task name's waiting
         tasks (each over-limit task waits in `retries` for its own booked start)."""

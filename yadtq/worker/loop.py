@@ -81,6 +81,8 @@ class Worker:
         self._stop = threading.Event()
         self._abandon = False
         self._snapshot: dict[str, Any] = {}
+        self._partition_state: tuple[dict[str, object], ...] = ()
+        self._described_at = -1.0
 
     # -- lifecycle ------------------------------------------------------------------
     def connect(self) -> None:
@@ -218,6 +220,14 @@ class Worker:
 
     def _publish_snapshot(self, state: str | None = None) -> None:
         running = tuple(self.dispatch.running.values())
+        now = time.monotonic()
+        # Every 0.1 s, but the per-partition view walks every buffered record (hundreds held for a rate
+        # limit): once a second is plenty for what reads it (heartbeats every few seconds), and at once
+        # when the partitions owned change.
+        partitions = self.tracker.partitions
+        if (state is not None or now - self._described_at >= 1.0
+                or [d["partition"] for d in self._partition_state] != partitions):
+            self._partition_state, self._described_at = tuple(self.tracker.describe()), now
         busy = len(running)
         self._snapshot = {
             "name": self.name, "incarnation": self.incarnation,
@@ -227,8 +237,8 @@ class Worker:
             "current_task": running[0].task_id if running else None,
             "running": tuple(j.task_id for j in running),
             "concurrency": self.settings.concurrency,
-            "done": self.done, "failed": self.failed, "partitions": tuple(self.tracker.partitions),
-            "partition_state": tuple(self.tracker.describe()),
+            "done": self.done, "failed": self.failed, "partitions": tuple(partitions),
+            "partition_state": self._partition_state,
         }
 
     # -- waiting ------------------------------------------------------------------

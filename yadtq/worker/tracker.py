@@ -2,11 +2,14 @@
 
 Pure bookkeeping, no I/O, owned by the loop thread. It answers three questions:
 
-* what may start now: buffered tasks whose retry wait is over, whose ordering
-  key has fewer than its `key_slots` (default one) earlier unfinished tasks in
-  the partition, and whose task id is
-  not already running here; a control record only once everything before it
-  in its partition has finished;
+* what may start now: buffered tasks whose ordering key has fewer than its
+  `key_slots` (default one) earlier unfinished tasks in the partition, and
+  whose task id is not already running here; a control record only once
+  everything before it in its partition has finished. A record held until a
+  time (a start booked by its rate limit, a keyed retry's backoff, a claim
+  held elsewhere) is not looked at before then: it waits in its partition's
+  heap by due time, outside the records that `ready` scans on every turn of
+  the loop, so a large held backlog costs the other tasks nothing;
 * how far offsets may be committed: up to the lowest unfinished record;
 * which partitions to pause: those holding `max_buffered` records past their
   lowest unfinished one, so memory stays bounded under any backlog.
@@ -14,6 +17,7 @@ Pure bookkeeping, no I/O, owned by the loop thread. It answers three questions:
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import deque
 from collections.abc import Sequence
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from yadtq.worker.priorities import PartitionOrder, rotate
 from yadtq.worker.records import ControlWork, Record, TaskWork, Work
 
-BUFFERED, STARTED, DONE = "buffered", "started", "done"
+BUFFERED, HELD, STARTED, DONE = "buffered", "held", "started", "done"
+COMPACT_AT = 16  # records no longer waiting met in one scan of a partition that make it drop them all
 
 
 @dataclass
@@ -32,8 +37,9 @@ class Entry:
     record: Record
     work: Work
     state: str = BUFFERED
-    not_before: float = 0.0  # monotonic time a held-in-place retry may start again
+    not_before: float = 0.0  # monotonic time a held record may start again
     wait_reason: str = ""
+    queued: bool = False  # in its partition's `waiting` deque (possibly as a stale item, see `ready`)
 
     @property
     def partition(self) -> int:
@@ -53,7 +59,11 @@ class _Partition:
     next_offset: int | None = None  # records below this were seen already (dedupe after a seek)
     order: deque[int] = field(default_factory=deque)  # unfinished offsets, ascending
     entries: dict[int, Entry] = field(default_factory=dict)  # unfinished, by offset
-    waiting: deque[Entry] = field(default_factory=deque)  # buffered, ascending (started ones removed lazily)
+    # Buffered, ascending; entries that left it (started, held) are dropped lazily by `ready`.
+    waiting: deque[Entry] = field(default_factory=deque)
+    # Held until a time: (not_before, sequence, entry), a min-heap; an item whose entry was held again
+    # since (another not_before) or is no longer held is stale and skipped when popped.
+    held: list[tuple[float, int, Entry]] = field(default_factory=list)
     keys: dict[str, deque[int]] = field(default_factory=dict)  # ordering key -> its unfinished offsets
     committed: int | None = None  # last offset committed (or told committable)
     paused: bool = False
@@ -83,6 +93,7 @@ class PartitionTracker:
         self.order = order  # several queues: which partitions' tasks start first (yadtq.worker.priorities)
         self._parts: dict[int, _Partition] = {}
         self._rr = itertools.count()
+        self._seq = itertools.count()  # tie-break of the held heaps (never compares entries)
         # Intake closed for every partition (a paused worker, Redis away): polled records are dropped.
         self.closed = False
         self._newly_paused: list[int] = []
@@ -149,6 +160,7 @@ class PartitionTracker:
         part.entries[record.offset] = entry
         part.order.append(record.offset)
         part.waiting.append(entry)
+        entry.queued = True
         key = entry.order_key
         if key is not None:
             part.keys.setdefault(key, deque()).append(record.offset)
@@ -158,6 +170,9 @@ class PartitionTracker:
     def ready(self, limit: int, now: float, running_ids: set[str] | frozenset[str]) -> list[Entry]:
         """Up to `limit` entries that may start now, fairly across partitions, each partition in offset order."""
         out: list[Entry] = []
+        for part in self._parts.values():
+            if part.held and part.held[0][0] <= now:
+                self._release(part, now)
         if not self._parts or limit <= 0:
             return out
         turn = next(self._rr)
@@ -167,29 +182,67 @@ class PartitionTracker:
             if len(out) >= limit:
                 break
             low = part.low()
-            while part.waiting and part.waiting[0].state != BUFFERED:
-                part.waiting.popleft()
-            for entry in part.waiting:
+            waiting = part.waiting
+            while waiting and waiting[0].state != BUFFERED:
+                waiting.popleft().queued = False
+            stale = 0
+            for entry in waiting:
                 if len(out) >= limit:
                     break
                 if entry.state != BUFFERED:
+                    stale += 1
                     continue
-                if not self._may_start(part, entry, low, now, running_ids, taken_ids):
+                if not self._may_start(part, entry, low, running_ids, taken_ids):
                     continue
                 out.append(entry)
                 if isinstance(entry.work, TaskWork):
                     taken_ids.add(entry.work.task_id)
+            if stale >= COMPACT_AT:
+                self._compact(part)
         return out
 
     @staticmethod
-    def _may_start(part: _Partition, entry: Entry, low: int | None, now: float,
+    def _compact(part: _Partition) -> None:
+        """Drops from `waiting` the entries that left it (started or held past others still waiting)."""
+        keep: deque[Entry] = deque()
+        for e in part.waiting:
+            if e.state == BUFFERED:
+                keep.append(e)
+            else:
+                e.queued = False
+        part.waiting = keep
+
+    @staticmethod
+    def _release(part: _Partition, now: float) -> None:
+        """Held entries now due go back to `waiting`, in offset order."""
+        due: list[Entry] = []
+        while part.held and part.held[0][0] <= now:
+            until, _, entry = heapq.heappop(part.held)
+            if entry.state != HELD or entry.not_before != until or part.entries.get(entry.offset) is not entry:
+                continue  # stale: held again since, or dealt with
+            entry.state = BUFFERED
+            if not entry.queued:  # (still queued: it was held before it left `waiting`)
+                entry.queued = True
+                due.append(entry)
+        if not due:
+            return
+        due.sort(key=lambda e: e.offset)
+        waiting = part.waiting
+        while waiting and waiting[0].state != BUFFERED:  # started since: makes the cheap cases below likelier
+            waiting.popleft().queued = False
+        if not waiting or due[0].offset > waiting[-1].offset:
+            waiting.extend(due)
+        elif due[-1].offset < waiting[0].offset:
+            waiting.extendleft(reversed(due))
+        else:
+            part.waiting = deque(heapq.merge(waiting, due, key=lambda e: e.offset))
+
+    @staticmethod
+    def _may_start(part: _Partition, entry: Entry, low: int | None,
                    running_ids: set[str] | frozenset[str], taken_ids: set[str]) -> bool:
         if isinstance(entry.work, ControlWork):
             entry.wait_reason = "" if entry.offset == low else "end marker waits for earlier tasks"
             return entry.offset == low
-        if entry.not_before > now:
-            entry.wait_reason = "retry backoff"
-            return False
         key = entry.order_key
         if key is not None and entry.offset not in _first(part.keys[key], _key_slots(entry)):
             entry.wait_reason = "busy key"
@@ -201,9 +254,8 @@ class PartitionTracker:
         return True
 
     def next_wakeup(self) -> float | None:
-        """The earliest monotonic time a held-in-place retry may start."""
-        times = [e.not_before for p in self._parts.values() for e in p.waiting
-                 if e.state == BUFFERED and e.not_before > 0]
+        """The earliest monotonic time a held record may start (or a little earlier: stale heap items)."""
+        times = [p.held[0][0] for p in self._parts.values() if p.held]
         return min(times) if times else None
 
     # -- state changes -----------------------------------------------------------
@@ -213,17 +265,13 @@ class PartitionTracker:
             self.order.started(entry.partition)
 
     def hold(self, entry: Entry, until: float, reason: str) -> None:
-        """Back to waiting in place (a keyed retry, or a claim another worker holds) until `until`."""
+        """Back to waiting in its partition (a keyed retry, a start booked by a rate limit, a claim another
+        worker holds) until the monotonic time `until`; `ready` does not look at it before then."""
         part = self._parts.get(entry.partition)
         if part is None or part.entries.get(entry.offset) is not entry:
             return
-        if entry.state == BUFFERED:  # never left `waiting` (held aside before a claim): no re-sort
-            entry.not_before, entry.wait_reason = until, reason
-            return
-        entry.state, entry.not_before, entry.wait_reason = BUFFERED, until, reason
-        # keep offset order among waiting entries
-        waiting = [e for e in part.waiting if e.state == BUFFERED and e is not entry] + [entry]
-        part.waiting = deque(sorted(waiting, key=lambda e: e.offset))
+        entry.state, entry.not_before, entry.wait_reason = HELD, until, reason
+        heapq.heappush(part.held, (until, next(self._seq), entry))
 
     def finish(self, entry: Entry) -> None:
         """The record is dealt with: its offset may be committed once all below it are."""

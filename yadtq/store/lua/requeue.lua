@@ -26,10 +26,12 @@ end
 local first = redis.call('HGET', KEYS[1], 'submitted')
 if first then redis.call('HSETNX', KEYS[1], 'first_submitted', first) end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'submitted', now)
--- A requeue runs it now: an expired task's expiry no longer holds, nor an eta still ahead (a
--- scheduled task). An eta passed stays: it is the record's (when the task was due), and a run
--- cut off (the monitor's requeue) started after it.
-redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner', 'expires')
+-- A requeue runs it now: an eta still ahead (a scheduled task) no longer holds, nor, in a user's
+-- requeue ("fresh"), an expired task's expiry. An eta passed stays: it is the record's (when the
+-- task was due), and a run cut off (the monitor's requeue) started after it. A run cut off keeps
+-- its expiry: past it, its claim ends it `expired` (step.lua), as it would a redelivered message.
+redis.call('HDEL', KEYS[1], 'result', 'error', 'finished', 'started', 'lease', 'owner')
+if ARGV[3] == 'fresh' then redis.call('HDEL', KEYS[1], 'expires') end
 local eta = tonumber(redis.call('HGET', KEYS[1], 'eta') or '')
 if eta and eta > now then redis.call('HDEL', KEYS[1], 'eta') end
 redis.call('PERSIST', KEYS[1])

@@ -10,7 +10,8 @@
 -- KEYS[9] scheduled (sorted set: task id -> due time of a delayed task)   KEYS[10] status:scheduled
 -- KEYS[11] status:expired
 -- (a run counted against a max_concurrency notes its limit:running key in its record, field
--- 'limit_key'; outcomes, renew.lua and release.lua take it from there)
+-- 'limit_key'; outcomes, renew.lua and release.lua take it from there; the tasks parked over that
+-- limit are also in <limit:running key>:parked, Keys.limit_parked, so a run that ends wakes one)
 --
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl: a workflow's state only
 --   (task records leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
@@ -37,6 +38,7 @@
 --     booked a start (see over_limit), held until then
 --   ({'done', 'withdrawn'}: a submit that failed and was undone; its message must not run)
 --! include workflow
+--! include limits
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local worker, incarnation = ARGV[1], ARGV[2]
@@ -117,7 +119,8 @@ local BOOK_LEAD = 0.5
 -- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
 -- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
 -- A task over its max_concurrency waits in place and is tried again in 0.1 s; when its worker asks
--- (`may_park`), it is parked for a lease instead (there is no start to book).
+-- (`may_park`), it is parked for a lease instead (there is no start to book), and noted in the
+-- name's parked set, so the end of a run makes the first one due at once (lib/limits.lua).
 local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
   if lim.max then
     redis.call('ZREMRANGEBYSCORE', ck, '-inf', now)  -- runs whose lease lapsed (a dead worker's) count no more
@@ -126,7 +129,9 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
       -- no start to book: parked for a lease (a run ends by then, or its holder's lease lapses)
       redis.call('HSET', tk, 'due', tostring(now + lease))
       redis.call('ZADD', KEYS[7], now + lease, id)
-      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1fs', lease))
+      note_parked(ck, id, now, lease)
+      event(ek, 'over its concurrency limit: tries again in ' .. string.format('%.1fs', lease) ..
+        ' or when a place frees')
       return {'parked', tostring(now + lease)}
     end
   end
@@ -157,10 +162,11 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
   return nil
 end
 
-local function count_run(lim, ck, tk, lease_until)
+local function count_run(lim, ck, tk, id, lease_until)
   if lim.max then
     redis.call('ZADD', ck, lease_until, tk)
     redis.call('HSET', tk, 'limit_key', ck)
+    redis.call('ZREM', ck .. ':parked', id)  -- it ran: no place to wake it for
   end
 end
 
@@ -181,6 +187,7 @@ for _ = 1, n_out do
     if lk then
       redis.call('ZREM', lk, tk)
       redis.call('HDEL', tk, 'limit_key')
+      wake_parked(lk, KEYS[7], wf_prefix(KEYS[1]), now)
     end
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
@@ -216,6 +223,7 @@ for _ = 1, n_out do
     if lk then
       redis.call('ZREM', lk, tk)
       redis.call('HDEL', tk, 'limit_key')
+      wake_parked(lk, KEYS[7], wf_prefix(KEYS[1]), now)
     end
     table.insert(out, 'ok')
   else
@@ -330,7 +338,7 @@ while a <= #ARGV do
         'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+15])
       redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message')  -- a new attempt starts from nothing
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
-      count_run(lim, ck, tk, lease_until)
+      count_run(lim, ck, tk, id, lease_until)
       move(id, st, 'processing')
       announce(tk, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
