@@ -71,7 +71,7 @@ def _store_loop(url: str, seconds: float, out: multiprocessing.Queue) -> None:  
         backend.record_queued(msgs, 3)
         _, verdicts = claims.step([], [Claim(TaskWork(m, ""), 0, i) for i, m in enumerate(msgs)])
         fences = [str(getattr(v, "fence", "")) for v in verdicts]
-        stored, _ = claims.step([Outcome(m.task_id, f, Status.SUCCESS, "2") for m, f in zip(msgs, fences)], [])
+        stored, _ = claims.step([Outcome(m.task_id, f, Status.SUCCESS, "2") for m, f in zip(msgs, fences, strict=True)], [])
         done += sum(stored)
     out.put(done / seconds)
 

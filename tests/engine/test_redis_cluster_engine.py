@@ -98,21 +98,3 @@ def test_a_running_task_cancelled_on_the_cluster_is_interrupted(h: Harness) -> N
     fence = str(h.r.hget(h.backend.space.for_task(tid).task(tid), "fence"))
     assert w.claims.renew([(tid, fence)]) == [True]  # its claim stays, cancelled: no false "lost" warning
 
-
-def test_limits_are_refused_on_the_cluster_not_shown_and_ignored(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    from yadtq.errors import ConfigError
-    from yadtq.store.connection import connect_redis
-    from yadtq.store.limits import LimitStore
-    from yadtq.task.registry import Registry
-
-    limits = LimitStore(connect_redis(h.settings), h.settings)
-    with pytest.raises(ConfigError, match="not enforced on Redis Cluster"):
-        limits.set("add", rate_limit="5/s")
-    reg = Registry()
-
-    @reg.task("scarce", rate_limit="2/s")
-    def scarce() -> None: ...
-
-    with caplog.at_level("WARNING", logger="yadtq.store.limits"):
-        limits.register([reg.get("scarce")])
-    assert "task scarce declares limits" in caplog.text
