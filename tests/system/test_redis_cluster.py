@@ -129,7 +129,7 @@ def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_ru
         faults = ServiceControl(no_broker_faults, lambda: cluster.restart_node(next(primaries), down_for=1.0))
         report = run_chaos(s, tasks=400, workers=3, standby=1, kill_every=2.0, max_minutes=0.25, drain_minutes=1,
                            seed=5, say=lines.append, monitor=True, faults=("kill", "kill", "redis"),
-                           services=faults, pauses=[0.002] * 8 + [0.05, 0.2])
+                           services=faults, pauses=[0.05] * 6 + [0.2, 0.5, 0.5, 1.0])
         notes = write_report(report, tmp_path / "chaos", s)  # its export reads the cluster
     finally:
         cluster.stop()
