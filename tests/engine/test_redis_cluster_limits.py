@@ -71,3 +71,27 @@ def test_one_slot_of_max_concurrency_is_shared_by_tasks_on_every_shard(farm: Far
     _, [done] = a.step([], [Claim(TaskWork(first, first.digest), 0, 0)])
     assert isinstance(done, Done)
     assert LimitStore(farm.r, s).get("scarce")["running"] == 0
+
+
+def test_only_names_with_a_rate_or_a_concurrency_limit_go_through_the_limits_slot(farm: Farm) -> None:
+    """key_concurrency is the worker's own (per ordering key): a name with only that costs no extra round trip;
+    a limit set to none at run time over a decorator's takes the name off too."""
+    from yadtq.store.cluster_limits import ClusterLimits
+    from yadtq.task.registry import Registry
+
+    reg = Registry()
+
+    @reg.task("keyed", key_concurrency=2)
+    def keyed() -> None: ...
+
+    @reg.task("paced", rate_limit="5/s")
+    def paced() -> None: ...
+
+    @reg.task("capped", max_concurrency=3)
+    def capped() -> None: ...
+
+    store = LimitStore(farm.r, farm.settings)
+    store.register([reg.get("keyed"), reg.get("paced"), reg.get("capped")])
+    store.set("capped", max_concurrency=None)
+    limits = ClusterLimits(farm.r, farm.backend.space.base, "X:1", farm.settings.lease)
+    assert limits.names() == {"paced"}

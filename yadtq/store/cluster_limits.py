@@ -24,18 +24,22 @@ keyed task does on one server: no start is booked and nothing is parked in Redis
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from yadtq.store.batch import Batch
 from yadtq.store.claim_replies import Limited, Run, Verdict
-from yadtq.store.connection import RedisClient, decoded_list
+from yadtq.store.connection import RedisClient, decoded_hash
 from yadtq.store.keys import Keys
 from yadtq.store.scripts import bind
 from yadtq.task.messages import TaskMessage
 
 REFRESH_S = 1.0  # how stale this worker's view of which task names have limits may get
+# The limits judged in Redis (key_concurrency is the worker's own, per ordering key).
+JUDGED_HERE = ("interval", "max_concurrency")
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,18 @@ class ClusterLimits:
         self.held: dict[str, Admission] = {}  # task id -> its running run's admission (counted ones)
 
     def names(self) -> set[str]:
-        """The task names with limits (set at run time or by a decorator), read at most once a second."""
+        """The task names with a rate or a concurrency limit (run time's over the decorator's, field by
+        field, as lua/limit_take.lua reads them), read at most once a second."""
         now = time.monotonic()
         if self._names is None or now - self._read_at >= REFRESH_S:
-            fields = decoded_list(self.r.hkeys(self.keys.limits))
-            self._names, self._read_at = {f.split(":", 1)[1] for f in fields}, now
+            by_name: dict[str, dict[str, Any]] = {}
+            for f, raw in decoded_hash(self.r.hgetall(self.keys.limits)).items():
+                origin, _, name = f.partition(":")
+                by_name.setdefault(name, {})[origin] = json.loads(raw)
+            self._names = {name for name, got in by_name.items()
+                           if any(got.get("set", {}).get(f, got.get("code", {}).get(f)) is not None
+                                  for f in JUDGED_HERE)}
+            self._read_at = now
         return self._names
 
     def admit(self, claimed: Sequence[TaskMessage]) -> dict[int, Admission | Limited]:
