@@ -132,8 +132,8 @@ class ClaimPipeline:
         return stored, verdicts
 
     def _sharded_step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
-        # One call per shard, each atomic on its slot, pipelined per node (a round trip per primary, not
-        # per shard); the replies are put back in the caller's order.
+        # One call per shard, each atomic on its slot, pipelined per node (the nodes' pipelines sent at
+        # once: about one round trip, not one per shard); the replies are put back in the caller's order.
         stored: list[bool] = [False] * len(outcomes)
         verdicts: list[Verdict | None] = [None] * len(claims)
         by_outcome = self.space.group(outcomes, lambda o: o.task_id)
@@ -220,7 +220,7 @@ class ClaimPipeline:
         if len(shards) == 1:
             ids_by_shard = [[str(i) for i in self.r.zrangebyscore(shards[0].retries, "-inf", "+inf", start=0,
                                                                   num=limit)]]
-        else:  # one pipelined round trip per primary, not one per shard
+        else:  # one pipeline per primary (sent at once), not a round trip per shard
             batch = Batch(self.r)
             for k in shards:
                 batch.on(k.retries).zrangebyscore(k.retries, "-inf", "+inf", start=0, num=limit)
