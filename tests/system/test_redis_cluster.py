@@ -108,9 +108,11 @@ def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_ru
     """test_chaos's harness, shorter, with Redis a 3-primary cluster of its own: 400 tasks over the 16
     shards, a fault every ~2 s, a worker's kill -9 (respawned) or a primary's kill -9 and restart (its
     slots refuse connections, then answer CLUSTERDOWN for their first seconds back), a monitor beside
-    them. Judged as on one server: nothing lost, nothing run twice but what a kill cut off."""
+    them. Judged as on one server: nothing lost, nothing run twice but what a kill cut off; and beside
+    them 40 tasks rate-limited to 10/s by their decorator, the limit held across the shards (LimitsMix)."""
     from worker_farm.chaos import run_chaos, write_report
     from worker_farm.chaos_services import ServiceControl
+    from worker_farm.mixes.limits import LimitsMix
     from yadtq.ops.redis_cluster import RedisCluster
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
@@ -129,7 +131,7 @@ def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_ru
         faults = ServiceControl(no_broker_faults, lambda: cluster.restart_node(next(primaries), down_for=1.0))
         report = run_chaos(s, tasks=400, workers=3, standby=1, kill_every=2.0, max_minutes=0.25, drain_minutes=1,
                            seed=5, say=lines.append, monitor=True, faults=("kill", "kill", "redis"),
-                           services=faults, pauses=[0.05] * 6 + [0.2, 0.5, 0.5, 1.0])
+                           services=faults, pauses=[0.05] * 6 + [0.2, 0.5, 0.5, 1.0], mixes=[LimitsMix()])
         notes = write_report(report, tmp_path / "chaos", s)  # its export reads the cluster
     finally:
         cluster.stop()
@@ -142,3 +144,4 @@ def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_ru
     assert report.counts_add_up and report.counts["success"] == 400, figures
     assert len({tid for tid, _, _ in report.ledger}) == 400  # every task ran, and left its trace
     assert report.alive_at_end, lines[-20:]  # the monitor too
+    assert not report.mix_problems, report.mix_problems  # the rate held in every second, every task ended
