@@ -95,3 +95,18 @@ def test_only_names_with_a_rate_or_a_concurrency_limit_go_through_the_limits_slo
     store.set("capped", max_concurrency=None)
     limits = ClusterLimits(farm.r, farm.backend.space.base, "X:1", farm.settings.lease)
     assert limits.names() == {"paced"}
+
+
+def test_a_message_of_a_running_task_seen_again_leaves_its_runs_count_alone(farm: Farm) -> None:
+    """Two messages of one task in a step (or one delivered again while it runs): the second is busy,
+    and giving its admission back must not end the count of the run, which shares its entry."""
+    s = farm.settings
+    LimitStore(farm.r, s).set("scarce", max_concurrency=1)
+    m = _queued(farm, "scarce", 0.1)
+    a = ClaimPipeline(farm.r, s, "A", "A:1")
+    _, verdicts = a.step([], [Claim(TaskWork(m, m.digest), 0, 0), Claim(TaskWork(m, m.digest), 0, 1)])
+    assert isinstance(verdicts[0], Run) and not isinstance(verdicts[1], Run), verdicts
+    assert LimitStore(farm.r, s).get("scarce")["running"] == 1
+    other = _queued(farm, "scarce", 0.1)
+    _, [waits] = ClaimPipeline(farm.r, s, "B", "B:1").step([], [Claim(TaskWork(other, other.digest), 0, 2)])
+    assert isinstance(waits, Limited)

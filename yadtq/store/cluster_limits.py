@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from yadtq.store.batch import Batch
@@ -107,9 +107,11 @@ class ClusterLimits:
                 if adm.counted:
                     self.held[task_ids[i]] = adm
             else:
-                back.append(adm)
+                back.append((task_ids[i], adm))
         if back:
-            self._give_back(back, self.r, rate=True)
+            # A task this worker runs (a duplicate message in the step, or one delivered again while it
+            # runs) shares its run's entry in limit:running: that one stays, only the rate's start goes back.
+            self._give_back([a if t not in self.held else replace(a, member="") for t, a in back], self.r, rate=True)
 
     def ended(self, task_ids: Iterable[str], batch: Batch) -> None:
         """The runs of `task_ids` ended (outcome sent, or given back): their counts end, queued on `batch`."""
