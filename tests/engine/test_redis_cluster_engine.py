@@ -4,6 +4,7 @@ here again, unchanged, on the cluster (imported below, as REUSED)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ from test_worker_in_process import (
 from yadtq.config import Settings
 from yadtq.store.announcements import Announcements, pushed_record
 from yadtq.store.cluster import parse_cluster_url, shard_of
+from yadtq.store.keyspace import KeySpace
+from yadtq.store.live_state import LiveState
 
 # Reused unchanged on the cluster (the `h` below); more pass there but cost test time: the exceptions,
 # time limit and async tests, and delayed tasks published early or expired, were run so once by hand.
@@ -70,6 +73,13 @@ def test_tasks_on_every_shard_run_and_readers_merge_the_shards(h: Harness) -> No
     assert set(h.backend.list_ids("failed", limit=50)) == set(bad)
     page = h.backend.list_ids("success", limit=20, offset=20, newest_first=False)
     assert len(page) == 20 and not set(page) & set(h.backend.list_ids("success", limit=20, newest_first=False))
+    # each failure's dead letter sits on its task's shard (the step that failed it wrote it); readers merge them
+    live, space = LiveState(h.r, h.settings), KeySpace.of(h.settings)
+    assert sorted(d["task_id"] for d in live.dead_letters(50)) == sorted(bad) and live.dead_letter_count() == 6
+    # the monitor's sample: counts and per-worker completions summed over the shards in one round trip per primary
+    sampled, done, failed = live.snapshot()
+    assert sampled == counts and (sum(done.values()), sum(failed.values())) == (61, 6)
+    assert all(json.dumps(t) in "".join(h.r.lrange(space.for_task(t).dlq, 0, -1)) for t in bad)
     # every key the run wrote carries a hash tag: a shard's, or the cluster-wide slot's
     written = list(h.r.scan_iter(match=f"{h.settings.prefix}*", count=1000))
     assert written and all("{s" in k or "{g}" in k for k in written), [k for k in written if "{" not in k]

@@ -107,34 +107,46 @@ def test_retries_judge_an_error_by_the_tries_left() -> None:
     assert Retries().after_run(ctx, Finished(job(), SUCCESS)).status == SUCCESS
 
 
-def test_dead_letters_go_to_the_store_and_the_topic_truncated_with_their_size() -> None:
+def test_a_failed_tasks_dead_letter_goes_to_the_topic_truncated_with_its_size_not_to_the_store() -> None:
+    # its Redis entry is written by the step that stored the failure (tests/engine/test_dead_letters_engine.py)
     store, publisher = FakeStore(), FakePublisher()
     ctx, _ = context(store, publisher, max_message_bytes=1024)
     entry = task_entry(raw=b"x" * 5000)
     DeadLetters().after_complete(ctx, Finished(job(entry), FAILED, error="bad"), stored=True)
     DeadLetters().after_complete(ctx, Finished(job(entry), FAILED, error="fenced"), stored=False)
     DeadLetters().after_complete(ctx, Finished(job(entry), SUCCESS), stored=True)
-    [letter] = store.letters
-    assert (letter["task_id"], letter["error"], letter["size"], letter["offset"]) == ("t1", "bad", 5000, 17)
+    assert store.letters == []
     [(topic, key, value, headers)] = publisher.sent
     assert (topic, key, len(value)) == (ctx.settings.dlq_topic, b"t1", 1024)
-    assert ("size", b"5000") in headers
+    assert ("size", b"5000") in headers and ("error", b"bad") in headers
 
 
 @pytest.mark.parametrize(("reason", "kept"), [(REJECTED, True), (QUARANTINED, True), (FOREIGN, True),
                                               (SKIPPED, False)])
 def test_only_records_that_cannot_run_are_dead_lettered(reason: str, kept: bool) -> None:
-    store = FakeStore()
-    ctx, _ = context(store)
+    store, publisher = FakeStore(), FakePublisher()
+    ctx, _ = context(store, publisher)
     entry = Entry(Record(0, 1, None, b"{not json"), Rejected("unreadable", None, None))
     DeadLetters().on_dropped(ctx, entry, reason, None)
-    assert [d["error"] for d in store.letters] == ([reason] if kept else [])
+    assert len(publisher.sent) == (1 if kept else 0)
+    # with no task id, nothing in Redis changed for it: the policy keeps it there (none was quarantined)
+    assert [d["error"] for d in store.letters] == ([reason] if kept and reason != QUARANTINED else [])
+
+
+@pytest.mark.parametrize(("reason", "in_store"), [(REJECTED, False), (QUARANTINED, False), (FOREIGN, True)])
+def test_a_record_whose_task_the_step_failed_is_kept_in_redis_by_that_step(reason: str, in_store: bool) -> None:
+    store, publisher = FakeStore(), FakePublisher()
+    ctx, _ = context(store, publisher)
+    entry = Entry(Record(3, 5, b"t9", b'{"task-id": "t9"}'), Rejected("bad args", "t9", "add"))
+    DeadLetters().on_dropped(ctx, entry, reason, "bad args")
+    assert [(d["task_id"], d["partition"], d["offset"]) for d in store.letters] == ([("t9", 3, 5)] if in_store else [])
+    assert [(topic, key) for topic, key, _, _ in publisher.sent] == [(ctx.settings.dlq_topic, b"t9")]
 
 
 def test_a_dead_letter_the_broker_refuses_still_reaches_the_store() -> None:
     store = FakeStore()
     ctx, _ = context(store, FakePublisher(fails=True))
-    DeadLetters().on_dropped(ctx, task_entry(), REJECTED, "bad args")
+    DeadLetters().on_dropped(ctx, task_entry(), FOREIGN, "another task's id")
     assert len(store.letters) == 1
 
 

@@ -289,8 +289,8 @@ class Monitor:
         return held
 
     def sample(self, now: float) -> None:
-        done, failed = self.live.completions()
-        self.live.add_sample({"ts": round(now, 3), **self.backend.counts(), "done_by": done, "failed_by": failed})
+        counts, done, failed = self.live.snapshot()  # read together, so the sample's figures agree
+        self.live.add_sample({"ts": round(now, 3), **counts, "done_by": done, "failed_by": failed})
 
     # -- the broker ------------------------------------------------------------
     def _watch_broker(self, now: float) -> None:

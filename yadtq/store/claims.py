@@ -30,6 +30,7 @@ from yadtq.store.claim_replies import (
 )
 from yadtq.store.cluster_limits import Admission, ClusterLimits
 from yadtq.store.connection import RedisClient
+from yadtq.store.dead_letters import DeadLetter
 from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replication import ReplicaAck
@@ -54,6 +55,8 @@ class Outcome:
     result_json: str = "null"
     error: str = ""
     park: float = 0.0
+    # A failure's dead letter (`ClaimPipeline.dead_letter`), pushed by the step that stores the failure.
+    dead_letter: DeadLetter | None = None
 
 
 class ClaimedWork(Protocol):
@@ -74,6 +77,8 @@ class Claim:
     # Over its rate, wait in Redis for a booked start rather than in the worker's buffer (asked
     # when its partition's buffer is crowded: waiting there would pause the partition).
     park: bool = False
+    # The record as read from the broker: the dead letter the step writes if this claim quarantines the task.
+    raw: bytes | None = None
 
 
 class ClaimPipeline:
@@ -110,6 +115,11 @@ class ClaimPipeline:
         else by the topic of its partition (a message from a foreign client to a queue's topic)."""
         queue = named or self.plan.queue_of(partition)
         return "" if queue == DEFAULT_QUEUE else queue
+
+    def dead_letter(self, task_id: str | None, task: str | None, partition: int, offset: int,
+                    raw: bytes) -> DeadLetter:
+        """The dead letter a step writes with a failure (yadtq.store.dead_letters): where the record came from."""
+        return DeadLetter.of(self.settings, task_id, task, partition, offset, raw, self.plan)
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -171,16 +181,21 @@ class ClaimPipeline:
         # ARGV[4] serves a workflow's state only: task records leave by the retention sweep (yadtq.store.retention).
         args: list[Any] = [self.worker, self.incarnation, s.lease, int(s.result_ttl), len(outcomes), s.max_lost_runs]
         for o in outcomes:
-            keys += [k.task(o.task_id), k.events(o.task_id)]
-            args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park]
+            dl = o.dead_letter
+            keys += [k.task(o.task_id), k.events(o.task_id), k.dlq_of(dl.queue if dl else None)]
+            args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park, dl.fields_json if dl else ""]
         for c in claims:
             m = c.work.message
+            # Sent with every claim: a claim that quarantines its task writes the dead letter in the same call.
+            cdl = None if c.raw is None else self.dead_letter(m.task_id, m.task, c.partition, c.offset, c.raw)
             keys += [k.task(m.task_id), k.events(m.task_id), k.withdrawn(m.task_id),
-                     k.limit_rate(m.task), k.limit_running(m.task), k.limit_booked(m.task)]
+                     k.limit_rate(m.task), k.limit_running(m.task), k.limit_booked(m.task),
+                     k.dlq_of(cdl.queue if cdl else None)]
             # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
             args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
-                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else ""]
+                     *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else "",
+                     cdl.fields_json if cdl else ""]
         return keys, args
 
     def renew(self, claims: Sequence[tuple[str, str]]) -> list[bool]:

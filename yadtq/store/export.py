@@ -11,6 +11,9 @@ Writes into one directory (CSV by default, Parquet with `fmt="parquet"`):
   completions per worker), the monitor's time series.
 * `workers`: the registry with the per-worker success/failure counters.
 * `dead_letters`: records that could not run.
+
+In every table a nested value (a dict or a list, such as a heartbeat's `partition_state`)
+is written as JSON text, in CSV and Parquet alike.
 * `meta.json`: when, from which prefix, status counts, whether `limit` cut.
 
 Export a quiet system for an exact picture: on a live one tasks can move
@@ -29,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from yadtq.store.backend import Backend, TaskRecord
-from yadtq.store.live_state import DLQ_KEPT, FAILURES_KEPT, LiveState
+from yadtq.store.dead_letters import DLQ_KEPT
+from yadtq.store.live_state import FAILURES_KEPT, LiveState
 from yadtq.task.status import STATUSES
 
 PAGE = 1000
@@ -159,7 +163,20 @@ def table(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     for column in frame.columns:
         if column in INTEGERS and _whole(frame[column]):
             frame[column] = frame[column].astype("Int64")
+        elif frame[column].map(_nested).any():
+            # Nested values (a heartbeat's partition_state, say) as JSON text: Parquet cannot write an
+            # empty dict as a struct ("Cannot write struct type ... with no child field"), a CSV would
+            # hold Python's repr, and a column may mix shapes from row to row.
+            frame[column] = frame[column].map(_as_json)
     return frame
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, (dict, list, tuple))
+
+
+def _as_json(value: Any) -> Any:
+    return json.dumps(value) if _nested(value) else value
 
 
 def _whole(values: pd.Series) -> bool:

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.store.connection import RedisClient, WatchError, decoded_hash, decoded_list
+from yadtq.store.batch import Batch
+from yadtq.store.connection import RedisClient, WatchError, decoded_hash
+from yadtq.store.dead_letters import DeadLetterStore
+from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import decode_flag
 from yadtq.store.scripts import bind
 from yadtq.task.messages import Heartbeat
+from yadtq.task.status import STATUSES
 
 # A worker's status in the registry (not a task's: that is yadtq.task.status.Status).
 ALIVE, DEAD, LEFT = "ALIVE", "DEAD", "LEFT"
 FAILURES_KEPT = 1_000
-DLQ_KEPT = 10_000
 
 class LiveState:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
@@ -30,6 +34,7 @@ class LiveState:
         self.space = KeySpace.of(settings)
         self.keys = self.space.base
         self._mark_end = bind(client, "mark_end")
+        self.dead = DeadLetterStore(client, self.space)
 
     # -- heartbeats and the worker registry (written by the monitor) ------
     def record_heartbeat(self, hb: Heartbeat, pipe: Any = None) -> None:
@@ -86,18 +91,47 @@ class LiveState:
 
     def completions(self) -> tuple[dict[str, int], dict[str, int]]:
         """(successes, failures) per worker, as counted by the complete script."""
+        _, done, failed = self._read(with_counts=False)
+        return done, failed
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """(tasks per status, successes per worker, failures per worker), read together: the monitor's
+        sample. A step moves a task and counts it in one Lua call, so on one server, read in one MULTI,
+        the figures agree (the successes counted add up to the `success` index, unless retention removed
+        some). On a cluster: one round trip per primary, each shard's figures read at its own moment."""
+        return self._read(with_counts=True)
+
+    def _read(self, with_counts: bool) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        per_shard = 2 + (len(STATUSES) if with_counts else 0)
+        if self.space.sharded:  # each shard's step counts its own: summed
+            batch = Batch(self.r)
+            for keys in self.space.shards:
+                self._queue_reads(lambda key: batch.on(key), keys, with_counts)
+            replies = batch.execute()
+        else:
+            pipe = self.r.pipeline(transaction=True)  # MULTI/EXEC: one moment
+            self._queue_reads(lambda _key: pipe, self.keys, with_counts)
+            replies = pipe.execute()
+        counts: dict[str, int] = {s: 0 for s in STATUSES} if with_counts else {}
         done: dict[str, int] = {}
         failed: dict[str, int] = {}
-        for keys in self.space.shards:  # one on one server; each shard's step counts its own on a cluster
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hgetall(keys.done_by)
-            pipe.hgetall(keys.failed_by)
-            got_done, got_failed = pipe.execute()
+        for at in range(0, len(replies), per_shard):
+            got_done, got_failed, *cards = replies[at:at + per_shard]
             for name, n in got_done.items():
                 done[name] = done.get(name, 0) + int(n)
             for name, n in got_failed.items():
                 failed[name] = failed.get(name, 0) + int(n)
-        return done, failed
+            for status, n in zip(counts, cards, strict=True):
+                counts[status] += int(n)
+        return counts, done, failed
+
+    @staticmethod
+    def _queue_reads(pipe_for: Callable[[str], Any], keys: Keys, with_counts: bool) -> None:
+        """Queues one shard's reads: done_by, failed_by, then each status index's size (`with_counts`)."""
+        pipe_for(keys.done_by).hgetall(keys.done_by)
+        pipe_for(keys.failed_by).hgetall(keys.failed_by)
+        for s in STATUSES if with_counts else ():
+            pipe_for(keys.status(s)).zcard(keys.status(s))
 
     def batch(self) -> Any:
         """A pipeline (no transaction) to pass as `pipe` to record_heartbeat and put_worker;
@@ -123,31 +157,22 @@ class LiveState:
         """The newest `limit` samples, oldest first."""
         return [json.loads(x) for x in self.r.lrange(self.keys.series, -limit, -1)]
 
-    # -- dead letters ------------------------------------------------------
-    # Each named queue keeps its own list (`Keys.dlq_of`; entry field "queue"), the default queue's as before.
+    # -- dead letters (yadtq.store.dead_letters: on the task's shard, written by the step that fails it) --
+    # Each named queue keeps its own lists (`Keys.dlq_of`; entry field "queue"), the default queue's as before.
     def add_dead_letter(self, entry: dict[str, Any]) -> None:
-        self._push_capped(self.keys.dlq_of(entry.get("queue")), entry, DLQ_KEPT)
+        self.dead.add(entry)
 
     def dead_letters(self, limit: int = 100, queue: str | None = None) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(self.keys.dlq_of(queue), 0, limit - 1)]
+        return self.dead.read(limit, queue)
 
     def forget_dead_letters(self, task_id: str, queue: str | None = None) -> int:
         """Drops a task's dead letters (it was requeued, so it is not dead now; failing again
-        adds a fresh entry); returns how many. Reads its queue's capped list once (at most DLQ_KEPT)."""
-        key = self.keys.dlq_of(queue)
-        needle = json.dumps(task_id)  # as written, so most entries are passed over unparsed
-        gone = {raw for raw in decoded_list(self.r.lrange(key, 0, -1))
-                if needle in raw and json.loads(raw).get("task_id") == task_id}
-        if not gone:
-            return 0
-        pipe = self.r.pipeline(transaction=False)
-        for raw in gone:
-            pipe.lrem(key, 0, raw)
-        return sum(int(n) for n in pipe.execute())
+        adds a fresh entry); returns how many."""
+        return self.dead.forget(task_id, queue)
 
     def dead_letter_count(self, queue: str | None = None) -> int:
         """How many dead letters a queue keeps (each list is capped at DLQ_KEPT)."""
-        return int(self.r.llen(self.keys.dlq_of(queue)))
+        return self.dead.count(queue)
 
     # -- end of a run ------------------------------------------------------
     def mark_end(self, topic: str, end_id: str, partition: int, partitions: int) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE
 from yadtq.store.connection import RedisClient, decoded_list
+from yadtq.store.dead_letters import DeadLetterStore
 from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
@@ -42,8 +43,8 @@ class QueueDepth:
 
 class QueueStats:
     """Per-queue figures; on a Redis Cluster each shard keeps its own queue indexes (docs/redis-cluster.md)
-    and the figures add up over the shards (a queue's lag: its longest-waiting task on any shard); the
-    dead letters are cluster-wide (written by workers, not by a task's step)."""
+    and the figures add up over the shards (a queue's lag: its longest-waiting task on any shard), as do
+    the dead letters (each on its task's shard, written by the step that failed it)."""
 
     def __init__(self, client: RedisClient, keys: Keys, space: KeySpace | None = None) -> None:
         self.r = client
@@ -123,5 +124,5 @@ class QueueStats:
         sec, usec = self.r.time()
         now = sec + usec / 1e6
         rates = self.throughput(queues, now, window)
-        return [QueueDepth(q, self.depth(q), self.lag(q, now), round(rates[q], 3),
-                           int(self.r.llen(self.keys.dlq_of(q)))) for q in queues]
+        dead = DeadLetterStore(self.r, self.space)
+        return [QueueDepth(q, self.depth(q), self.lag(q, now), round(rates[q], 3), dead.count(q)) for q in queues]

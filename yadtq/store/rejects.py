@@ -6,6 +6,7 @@ from typing import Protocol
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
+from yadtq.store.dead_letters import DeadLetter
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import RejectReply
 from yadtq.store.scripts import bind
@@ -33,11 +34,13 @@ class RejectStore:
         self.space = KeySpace.of(settings)
         self._reject = bind(client, "reject")
 
-    def reject(self, work: RejectedRecord, worker: str) -> str:
-        """'rejected' | 'foreign' (the id is another task's: untouched) | the status it was left in."""
+    def reject(self, work: RejectedRecord, worker: str, dead: DeadLetter | None = None) -> str:
+        """'rejected' | 'foreign' (the id is another task's: untouched) | the status it was left in.
+        The record's dead letter `dead` is written in the same call, whichever."""
         assert work.task_id
         k = self.space.for_task(work.task_id)
         raw = self._reject(keys=[k.task(work.task_id), k.events(work.task_id), k.status(Status.QUEUED),
-                                 k.status(Status.FAILED), k.failed_by],
-                           args=[work.task_id, work.task or "", work.error, work.digest, worker])
+                                 k.status(Status.FAILED), k.failed_by, k.dlq_of(dead.queue if dead else None)],
+                           args=[work.task_id, work.task or "", work.error, work.digest, worker,
+                                 dead.fields_json if dead else ""])
         return RejectReply.decode(raw).outcome

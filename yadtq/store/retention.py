@@ -35,6 +35,7 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash, decoded_list
+from yadtq.store.dead_letters import DeadLetterStore
 from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.live_state import ALIVE
@@ -183,7 +184,8 @@ class Retention:
         if not keep:
             return 0
         named = [q for k in self.space.shards for q in decoded_list(list(self.r.smembers(k.queues)))]
-        lists = {self.keys.dlq, *(self.keys.dlq_of(q) for q in named)}
+        dead = DeadLetterStore(self.r, self.space)  # each queue's lists: the cluster-wide one and every shard's
+        lists = {key for q in (None, *named) for key in dead.lists(q)}
         pipe = self.r.pipeline(transaction=False)
         for dlq in sorted(lists):
             for raw in decoded_list(self.r.lrange(dlq, -BATCH, -1)):

@@ -34,6 +34,7 @@ from yadtq.store.claims import (
     Quarantined,
     Run,
 )
+from yadtq.store.dead_letters import DeadLetter
 from yadtq.store.limits import LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
@@ -114,7 +115,8 @@ class Dispatcher:
                     continue
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
-                out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition)), entry))
+                out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition),
+                                  entry.record.value or b""), entry))
                 self.starved = len(out) < free
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
@@ -166,7 +168,8 @@ class Dispatcher:
                 self._suspect = None
             self.tracker.hold(f.job.entry, time.monotonic() + 0.5, "claim lapsed")
         outcomes = [Outcome(f.job.task_id, f.job.run.fence, f.status, f.result_json, f.error,
-                            f.delay if f.status == RETRY and f.job.order_key is None else 0.0) for f in to_store]
+                            f.delay if f.status == RETRY and f.job.order_key is None else 0.0,
+                            self._dead_letter(f)) for f in to_store]
         sent_at = time.monotonic()
         try:
             stored, verdicts = self.claims.step(outcomes, [c for c, _ in claims_all])
@@ -180,6 +183,13 @@ class Dispatcher:
             self._settle(f, ok)
         for (_, entry), verdict in zip(claims_all, verdicts, strict=True):
             self._on_verdict(entry, verdict, sent_at)
+
+    def _dead_letter(self, f: Finished) -> DeadLetter | None:
+        """A failure's dead letter, written by the step that stores the failure (yadtq.store.dead_letters)."""
+        if f.status != FAILED:
+            return None
+        e = f.job.entry
+        return self.claims.dead_letter(f.job.task_id, f.job.task.name, e.partition, e.offset, e.record.value or b"")
 
     def _settle(self, f: Finished, stored: bool) -> None:
         self.running.pop(f.job.task_id, None)
@@ -242,7 +252,9 @@ class Dispatcher:
 
     # -- records that need no claim ------------------------------------------------------
     def _reject(self, entry: Entry, work: Rejected) -> None:
-        if work.task_id and not self.outages.call(lambda: self.rejects.reject(work, self.name), None):
+        raw = entry.record.value or b""
+        dead = self.claims.dead_letter(work.task_id, work.task, entry.partition, entry.offset, raw)
+        if work.task_id and not self.outages.call(lambda: self.rejects.reject(work, self.name, dead), None):
             return  # Redis is down: the record stays buffered and is tried again
         self.failed += 1
         log.warning("partition %d offset %d rejected: %s", entry.partition, entry.offset, work.error)

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from yadtq.store.dead_letters import complete, entry_fields
 from yadtq.store.workflows import is_workflow_id
 from yadtq.task.queues import parse_queues
 from yadtq.task.registry import Registry
@@ -105,29 +106,37 @@ class Events(Middleware):
 
 
 class DeadLetters(Middleware):
-    """Failed tasks and records that cannot run go to the dead-letter topic and `yadtq dlq`."""
+    """Failed tasks and records that cannot run go to the dead-letter topic, and to `yadtq dlq`.
+
+    The Redis entry of a task that failed, was quarantined, or was rejected by its id is written by
+    the step that stores the failure, in the same call (yadtq.store.dead_letters): this policy
+    publishes those to the topic only. It writes the Redis entry itself only for records that fail
+    no task (foreign to their id, or with no id): nothing in Redis changed for them, so a crash
+    before this write redelivers the record, and it is dead-lettered then.
+    """
 
     def after_complete(self, ctx: WorkerContext, finished: Finished, stored: bool) -> None:
         if stored and finished.status == FAILED:
-            self.write(ctx, finished.job.entry, finished.error)
+            self.write(ctx, finished.job.entry, finished.error, in_redis=False)
 
     def on_dropped(self, ctx: WorkerContext, entry: Entry, reason: str, error: str | None) -> None:
         if reason in (REJECTED, QUARANTINED, FOREIGN):
-            self.write(ctx, entry, error or reason)
+            task_id, _ = _names(entry)
+            stored_by_step = reason == QUARANTINED or (reason == REJECTED and task_id is not None)
+            self.write(ctx, entry, error or reason, in_redis=not stored_by_step)
 
     @staticmethod
-    def write(ctx: WorkerContext, entry: Entry, error: str) -> None:
-        """Keeps the raw record: in Redis (for `yadtq dlq`) and on the dead-letter topic, truncated
-        to the message limit with its original size in a header."""
+    def write(ctx: WorkerContext, entry: Entry, error: str, *, in_redis: bool = True) -> None:
+        """Publishes the raw record on its queue's dead-letter topic, truncated to the message limit with
+        its original size in a header; `in_redis`: keeps it in Redis too (for `yadtq dlq`)."""
         task_id, name = _names(entry)
         raw = entry.record.value or b""
         s = ctx.settings
+        if in_redis:
+            ctx.store.add_dead_letter(complete(entry_fields(s, task_id, name, entry.partition, entry.offset, raw),
+                                               error))
         # Dead letters stay with their queue: its own list in Redis and its own dead-letter topic.
-        queue, partition = parse_queues(s.queues).split(entry.partition)
-        record = {"task_id": task_id, "task": name, "error": error, "ts": time.time(), "topic": s.topic_for(queue),
-                  "queue": queue, "partition": partition, "offset": entry.offset, "size": len(raw),
-                  "raw": raw[:4096].decode("utf-8", errors="replace")}
-        ctx.store.add_dead_letter(record)
+        queue = parse_queues(s.queues).queue_of(entry.partition)
         headers = [("error", error[:1000].encode()), ("size", str(len(raw)).encode())]
         try:
             ctx.publisher.publish(s.dlq_topic_for(queue), task_id.encode() if task_id else None,

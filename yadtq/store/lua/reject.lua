@@ -1,11 +1,20 @@
 -- Marks a task failed that cannot run (its record unreadable, its task unknown, its arguments wrong),
 -- unless the id belongs to another task (a foreign record never touches it) or it already finished.
--- KEYS[1] task:<id>, KEYS[2] events:<id>, KEYS[3] status:queued, KEYS[4] status:failed, KEYS[5] failed_by
--- ARGV[1] task id, ARGV[2] task name ('' if unreadable), ARGV[3] error, ARGV[4] digest ('' if none), ARGV[5] worker
+-- Either way the record is a dead letter, pushed in this same call (so a crash cannot leave the task
+-- failed without it).
+-- KEYS[1] task:<id>, KEYS[2] events:<id>, KEYS[3] status:queued, KEYS[4] status:failed, KEYS[5] failed_by,
+-- KEYS[6] dlq (its queue's dead letters on this shard)
+-- ARGV[1] task id, ARGV[2] task name ('' if unreadable), ARGV[3] error, ARGV[4] digest ('' if none), ARGV[5] worker,
+-- ARGV[6] dead letter (a JSON object, yadtq.store.dead_letters.entry_json, completed here with time and error)
 -- Returns 'rejected' | 'foreign' | the status it was left in.
 --! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local DLQ_KEPT = 10000  -- yadtq.store.dead_letters
+if ARGV[6] ~= '' then
+  redis.call('LPUSH', KEYS[6], '{"ts":' .. now .. ',"error":' .. cjson.encode(ARGV[3]) .. ',' .. string.sub(ARGV[6], 2))
+  redis.call('LTRIM', KEYS[6], 0, DLQ_KEPT - 1)
+end
 local rec = redis.call('HMGET', KEYS[1], 'status', 'task', 'digest')
 local st = rec[1]
 if st then

@@ -4,8 +4,9 @@
 -- KEYS[1] status:queued   KEYS[2] status:processing   KEYS[3] status:success
 -- KEYS[4] status:failed   KEYS[5] done_by             KEYS[6] failed_by
 -- KEYS[7] retries (sorted set: task id -> due time of a parked retry)   KEYS[8] limits (hash, yadtq.store.limits)
--- then per outcome: task:<id>, events:<id>;  then per claim: task:<id>, events:<id>, withdrawn:<id>,
---   limit:rate:<task>, limit:running:<task>, limit:booked:<task>
+-- then per outcome: task:<id>, events:<id>, dlq (its queue's dead letters on this shard);
+-- then per claim: task:<id>, events:<id>, withdrawn:<id>, limit:rate:<task>, limit:running:<task>,
+--   limit:booked:<task>, dlq (as for an outcome)
 -- KEYS[9] scheduled (sorted set: task id -> due time of a delayed task)   KEYS[10] status:scheduled
 -- KEYS[11] status:expired
 -- (a run counted against a max_concurrency notes its limit:running key in its record, field
@@ -14,13 +15,16 @@
 -- ARGV[1] worker name   ARGV[2] incarnation   ARGV[3] lease seconds   ARGV[4] result ttl: a workflow's state only
 --   (task records leave Redis with their index entries by the retention sweep, store/retention.py, never by EXPIRE)
 -- ARGV[5] number of outcomes   ARGV[6] max lost runs (quarantine threshold)
--- then per outcome (6): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay
+-- then per outcome (7): id, fence, outcome (success|retry|failed|cancelled), result json, error, park delay,
+--   dead letter (a JSON object, yadtq.store.dead_letters.entry_json; '' none: pushed with its time and
+--   error on the dlq key when this call stores the failure)
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (17): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+-- then per claim (18): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
 --   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
 --   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
 --   published by a path that did not record its queue is republished where it ran),
---   park ('1': over its rate, wait in Redis rather than in the worker's crowded buffer; see over_limit)
+--   park ('1': over its rate, wait in Redis rather than in the worker's crowded buffer; see over_limit),
+--   dead letter (as for an outcome: pushed if this claim quarantines the task)
 -- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
 -- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
@@ -59,6 +63,16 @@ local function announce(tk, what)
     what = what .. ' ' .. cjson.encode(redis.call('HGETALL', tk))
   end
   redis.call('PUBLISH', ch, what)
+end
+
+-- A failed task's dead letter, in the call that stores the failure (so a crash cannot part them):
+-- `fields` is a JSON object (yadtq.store.dead_letters.entry_json) completed here with Redis time and
+-- the error; the list keeps its newest DLQ_KEPT (yadtq.store.dead_letters).
+local DLQ_KEPT = 10000
+local function dead_letter(key, fields, err)
+  if fields == '' then return end
+  redis.call('LPUSH', key, '{"ts":' .. now .. ',"error":' .. cjson.encode(err) .. ',' .. string.sub(fields, 2))
+  redis.call('LTRIM', key, 0, DLQ_KEPT - 1)
 end
 
 local function event(ek, text)
@@ -154,10 +168,10 @@ local k = 12
 local a = 7
 for _ = 1, n_out do
   local id, fence, outcome, result, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  local park = tonumber(ARGV[a+5])
-  local tk, ek = KEYS[k], KEYS[k+1]
-  a = a + 6
-  k = k + 2
+  local park, dl = tonumber(ARGV[a+5]), ARGV[a+6]
+  local tk, ek, dk = KEYS[k], KEYS[k+1], KEYS[k+2]
+  a = a + 7
+  k = k + 3
   local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow')
   local want = outcome == 'retry' and 'queued' or outcome
   -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
@@ -189,6 +203,7 @@ for _ = 1, n_out do
       move(id, 'processing', 'failed')
       redis.call('HINCRBY', KEYS[6], worker, 1)
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
+      dead_letter(dk, dl, err)
       announce(tk, 'failed')
     end
     -- a workflow member: count it and record the next step in this same step (lib/workflow.lua)
@@ -213,7 +228,7 @@ end
 local claimed_here = {}
 while a <= #ARGV do
   local id = ARGV[a]
-  local tk, ek, wk, rk, ck, bk = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5]
+  local tk, ek, wk, rk, ck, bk, dk = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6]
   local digest = ARGV[a+9]
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires',
     'limit_slot')
@@ -301,6 +316,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
+        dead_letter(dk, ARGV[a+17], err)
         wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
@@ -325,7 +341,7 @@ while a <= #ARGV do
   end
   if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
   table.insert(out, verdict)
-  a = a + 17
-  k = k + 6
+  a = a + 18
+  k = k + 7
 end
 return out

@@ -1,0 +1,93 @@
+"""Dead letters are written by the Lua call that stores the failure (a real Redis): a failed outcome,
+a quarantine at the claim, a rejected record. The proof of "the same call": the entry is there when
+the call returns, stamped with the very Redis time the record's `finished` got."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from yadtq.config import Settings
+from yadtq.store.backend import Backend
+from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Quarantined, Run
+from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.keys import Keys
+from yadtq.store.live_state import LiveState
+from yadtq.store.rejects import RejectStore
+from yadtq.task.messages import TaskMessage
+from yadtq.task.status import Status
+from yadtq.worker.records import Rejected, TaskWork
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, prefix=f"d{uuid.uuid4().hex[:8]}:", topic="jobs", max_lost_runs=2)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[RedisClient]:
+    c = connect_redis(settings)
+    yield c
+    c.close()
+
+
+def _claim(pipe: ClaimPipeline, m: TaskMessage, offset: int) -> Claim:
+    return Claim(TaskWork(m, m.digest), 1, offset, raw=m.encode())
+
+
+def test_a_failure_stored_by_the_step_has_its_dead_letter_in_the_same_call(client: RedisClient,
+                                                                            settings: Settings) -> None:
+    backend, live, keys = Backend(client, settings), LiveState(client, settings), Keys(settings.prefix)
+    m = TaskMessage("t-fail", "boom", ("x",), {}, 1, None, None)
+    backend.record_queued([m], 1)
+    pipe = ClaimPipeline(client, settings, "W1", "W1:1")
+    _, [run] = pipe.step([], [_claim(pipe, m, 41)])
+    assert isinstance(run, Run)
+    dead = pipe.dead_letter(m.task_id, m.task, 1, 41, m.encode())
+    # a fenced outcome (an old fence) stores nothing, so writes no dead letter either
+    assert pipe.step([Outcome(m.task_id, "0", Status.FAILED, error="late", dead_letter=dead)], []) == ([False], [])
+    assert live.dead_letters() == []
+    stored, _ = pipe.step([Outcome(m.task_id, run.fence, Status.FAILED, error="ValueError: x", dead_letter=dead)], [])
+    assert stored == [True]
+    [letter] = live.dead_letters()
+    finished = float(client.hget(keys.task(m.task_id), "finished"))
+    assert letter["ts"] == pytest.approx(finished, abs=1e-3)  # one Redis TIME: one call
+    assert {k: letter[k] for k in ("task_id", "task", "error", "topic", "queue", "partition", "offset", "size")} == {
+        "task_id": "t-fail", "task": "boom", "error": "ValueError: x", "topic": "jobs", "queue": "default",
+        "partition": 1, "offset": 41, "size": len(m.encode())}
+    assert json.loads(letter["raw"])["task-id"] == "t-fail"
+    # the same step sent again after a lost reply: stored already, no second dead letter
+    assert pipe.step([Outcome(m.task_id, run.fence, Status.FAILED, error="ValueError: x", dead_letter=dead)], []) \
+        == ([True], [])
+    assert len(live.dead_letters()) == 1 and live.dead_letter_count() == 1
+
+
+def test_a_task_quarantined_by_its_claim_has_its_dead_letter_in_the_same_call(client: RedisClient,
+                                                                              settings: Settings) -> None:
+    live, keys = LiveState(client, settings), Keys(settings.prefix)
+    m = TaskMessage("t-poison", "add", (1, 2), {}, 3, None, None)
+    Backend(client, settings).record_queued([m], 3)
+    verdict = None
+    for n in range(settings.max_lost_runs + 1):  # each run's worker "dies": its lease lapses
+        pipe = ClaimPipeline(client, settings, f"W{n}", f"W{n}:1")
+        _, [verdict] = pipe.step([], [_claim(pipe, m, 7)])
+        client.hset(keys.task(m.task_id), "lease", 0)
+    assert isinstance(verdict, Quarantined)
+    [letter] = live.dead_letters()
+    assert (letter["task_id"], letter["error"], letter["offset"]) == ("t-poison", verdict.error, 7)
+    assert letter["ts"] == pytest.approx(float(client.hget(keys.task(m.task_id), "finished")), abs=1e-3)
+
+
+def test_a_rejected_record_has_its_dead_letter_in_the_same_call(client: RedisClient, settings: Settings) -> None:
+    live = LiveState(client, settings)
+    pipe = ClaimPipeline(client, settings, "W1", "W1:1")
+    raw = b'{"task-id": "t-bad", "task": "add", "args": "not a list"}'
+    dead = pipe.dead_letter("t-bad", "add", 0, 3, raw)
+    assert RejectStore(client, settings).reject(Rejected("args must be a list", "t-bad", "add"), "W1", dead) \
+        == "rejected"
+    [letter] = live.dead_letters()
+    assert (letter["task_id"], letter["error"], letter["raw"]) == ("t-bad", "args must be a list", raw.decode())
+    assert live.forget_dead_letters("t-bad") == 1 and live.dead_letters() == []
