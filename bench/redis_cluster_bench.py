@@ -1,6 +1,8 @@
 """Throughput on one Redis and on a local 3-primary Redis Cluster (docs/redis-cluster.md).
 
-    python -m bench.redis_cluster_bench [--tasks 3000] [--workers 2] [--rounds 2] [--clients 4] [--seconds 5]
+    python -m bench.redis_cluster_bench [--tasks 3000] [--workers 2] [--rounds 3] [--clients 4] [--seconds 5]
+
+`make bench` runs it as the part `cluster` (bench/run.py --only cluster), on each --broker.
 
 Two figures per Redis, interleaved round by round so a load change on the machine hits both:
 
@@ -23,8 +25,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-from bench.common import _embedded, spawn_workers, stop, wait_for_count, workers_serving
+from bench import common
+from bench.common import load, spawn_workers, stop, summarize, wait_for_count, workers_serving
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_cluster_port, free_port
@@ -67,7 +71,7 @@ def _store_loop(url: str, seconds: float, out: multiprocessing.Queue) -> None:  
         backend.record_queued(msgs, 3)
         _, verdicts = claims.step([], [Claim(TaskWork(m, ""), 0, i) for i, m in enumerate(msgs)])
         fences = [str(getattr(v, "fence", "")) for v in verdicts]
-        stored, _ = claims.step([Outcome(m.task_id, f, Status.SUCCESS, "2") for m, f in zip(msgs, fences)], [])
+        stored, _ = claims.step([Outcome(m.task_id, f, Status.SUCCESS, "2") for m, f in zip(msgs, fences, strict=True)], [])
         done += sum(stored)
     out.put(done / seconds)
 
@@ -83,39 +87,59 @@ def _store_rate(url: str, clients: int, seconds: float) -> float:
     return sum(rates)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--tasks", type=int, default=3000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    args = ap.parse_args()
+# Figure keys: (Redis setup, what): "one" or "cluster", then "end_to_end" or "store".
+SETUPS = ("one", "cluster")
+
+
+def run(tasks: int = 3000, workers: int = 2, rounds: int = 3, clients: int = 4, seconds: float = 5.0,
+        broker: str | None = None) -> dict[str, Any]:
+    """`rounds` rounds, each measuring one Redis then the cluster: the figures of each (median, min, max over
+    the rounds), in tasks/s, `<setup>_end_to_end_per_s` and `<setup>_store_per_s`, with the load average
+    after each round and the sizes. The broker is `broker` (default: bench.common's current one)."""
     tmp = Path(tempfile.mkdtemp(prefix="yadtq-cluster-bench-"))
-    bootstrap, broker = _embedded(tmp)
+    bootstrap, broker_procs = common.BROKERS[broker or common.current_broker](tmp)
     port = free_port()
     single = start_redis("127.0.0.1", port, tmp / "one" / "data", tmp / "one" / "logs")
     cluster = RedisCluster("127.0.0.1", (free_cluster_port(), free_cluster_port(), free_cluster_port()),
                            tmp / "cluster" / "data", tmp / "cluster" / "logs")
     try:
         cluster.start()
-        base = Settings(kafka_bootstrap=bootstrap, log_dir=str(tmp / "logs"), data_dir=str(tmp / "data"))
-        urls = {"one Redis": f"redis://127.0.0.1:{port}/0", "Redis Cluster, 3 primaries": cluster.url}
-        ends: dict[str, list[float]] = {name: [] for name in urls}
-        stores: dict[str, list[float]] = {name: [] for name in urls}
-        for _ in range(args.rounds):
+        base = Settings(kafka_bootstrap=bootstrap, log_dir=str(tmp / "logs"), data_dir=str(tmp / "data")
+                        ).replace(**common.settings_overrides)
+        urls = {"one": f"redis://127.0.0.1:{port}/0", "cluster": cluster.url}
+        figures: dict[str, list[float]] = {f"{n}_{what}_per_s": [] for n in SETUPS for what in ("end_to_end", "store")}
+        loads: list[float] = []
+        for _ in range(rounds):
             for name, url in urls.items():
-                ends[name].append(_end_to_end(base, url, args.tasks, args.workers))
-                stores[name].append(_store_rate(url, args.clients, args.seconds))
-        for name in urls:
-            print(f"{name:28} end to end {' '.join(f'{r:7.0f}' for r in ends[name])} tasks/s "
-                  f"({args.tasks} add tasks, {args.workers} workers)")
-            print(f"{name:28} store only {' '.join(f'{r:7.0f}' for r in stores[name])} tasks/s "
-                  f"({args.clients} processes, submit + claim + outcome in batches of {BATCH})")
+                figures[f"{name}_end_to_end_per_s"].append(_end_to_end(base, url, tasks, workers))
+                figures[f"{name}_store_per_s"].append(_store_rate(url, clients, seconds))
+            loads.append(load())
+        out: dict[str, Any] = {k: summarize(v) for k, v in figures.items()}
+        out["load"] = summarize(loads)
+        out.update(tasks=tasks, workers=workers, clients=clients, seconds=seconds, primaries=len(cluster.ports))
+        return out
     finally:
         cluster.stop()
-        stop([single, *broker])
+        stop([single, *broker_procs])
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=3000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    out = run(args.tasks, args.workers, args.rounds, args.clients, args.seconds)
+    for name, label in (("one", "one Redis"), ("cluster", "Redis Cluster, 3 primaries")):
+        for what, how in (("end_to_end", f"{args.tasks} add tasks, {args.workers} workers"),
+                          ("store", f"{args.clients} processes, submit + claim + outcome in batches of {BATCH}")):
+            fig = out[f"{name}_{what}_per_s"]
+            print(f"{label:28} {what.replace('_', ' '):10} median {fig['median']:7.0f} tasks/s "
+                  f"({fig['min']:.0f}..{fig['max']:.0f}; {how})")
+    print(f"load average after each round: median {out['load']['median']:.1f}, max {out['load']['max']:.1f}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,12 @@ and so do the peers (below), so ratios are measured on the same machine at the s
   respawns): the time until its partitions complete a task again, and how often the other
   worker's partitions were taken away meanwhile. On Apache Kafka workers are static group
   members (see "Running on several machines"); the embedded broker keeps dynamic ones.
+- **Redis Cluster** (`bench/redis_cluster_bench.py`, `--only cluster`): one Redis, then a local
+  Redis Cluster of 3 primaries (16 shards), in turn for 3 rounds: 3,000 `add` end to end on 2
+  worker processes, and the store alone (4 processes looping over the submit script, a claiming
+  step and an outcome step in batches of 100 for 5 s, no broker and no task code). The three
+  primaries share this machine's cores: the figures say what the sharded paths cost, not what
+  three hosts give (docs/redis-cluster.md). Medians of the rounds.
 - **Redis memory** per finished task, and the **dashboard**'s heaviest page at 100,000
   and 1,000,000 records (`python -m bench.dashboard_refresh` prints every page and search).
 

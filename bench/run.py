@@ -39,6 +39,7 @@ from bench import (  # noqa: F401 (kafka_bench registers "kafka")
     kafka_bench,
     limits_bench,
     mixed,
+    redis_cluster_bench,
     scale,
     scaling,
     scaling_rows,
@@ -48,7 +49,7 @@ from bench.common import attempt, repeat, save, summarize
 from bench.table import errors, render
 
 NAMES = ("mixed", "scale", "scaling", "latency", "transport", "failover", "memory", "limits", "delayed",
-         "workflows", "dashboard", "wakeup", "start", "cpu")
+         "workflows", "dashboard", "wakeup", "start", "cpu", "cluster")
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,15 @@ class Sizes:
     delayed: int  # tasks due in the same second
     scaling: tuple[int, tuple[int, ...], tuple[int, ...]] = (3000, scaling.WORKERS, scaling.CONCURRENCY)
     cpu: int = 20_000  # `add` tasks whose CPU time (every process) is divided by their number
+    # One Redis against a local 3-primary Redis Cluster (bench/redis_cluster_bench.py): `add` tasks end
+    # to end, worker processes, rounds, store-only processes, seconds each store-only run lasts.
+    cluster: tuple[int, int, int, int, float] = (3000, 2, 3, 4, 5.0)
 
 
 FULL = Sizes(1000, mixed.YADTQ_SETUPS, 20_000, (1, 2, 4), 2_000, 20_000, 2_000, 20_000, 1000, 100_000,
              (100_000, 1_000_000), 200, 10_000)
 QUICK = Sizes(100, {2: [(1, 2)]}, 1000, (1, 2), 300, 300, 300, 2000, 100, 5000, (2_000, 20_000), 30, 1000,
-              (200, scaling.QUICK_WORKERS, scaling.QUICK_CONCURRENCY), 1000)
+              (200, scaling.QUICK_WORKERS, scaling.QUICK_CONCURRENCY), 1000, (300, 2, 1, 2, 1.0))
 PEER_WORKERS = 2  # the worker processes of the peers' comparison (YADTQ's "scale" row with 2 workers)
 RATE = 100.0
 LIMIT_RATE = 20.0  # the limits benchmark's rate limit, starts per second
@@ -136,6 +140,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             y["start"] = timed(f"start {broker}", first_task.for_bench, broker, runs)
         if "cpu" in only:
             y["cpu"] = timed(f"cpu per task {broker}", cpu_per_task.run, sizes.cpu, PEER_WORKERS, runs)
+        if "cluster" in only:
+            y["cluster"] = timed(f"Redis Cluster {broker}", redis_cluster_bench.run, *sizes.cluster)
         if "workflows" in only:
             from bench import workflows_bench
             y["workflows"] = timed(f"workflows {broker}", repeat, 1, workflows_bench.run,

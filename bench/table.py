@@ -79,6 +79,8 @@ class Table:
                       "Redis settings as YADTQ (medians, min..max)", lambda: peer_rows.add(self))
         self._section("Scaling: `add` end to end, worker processes x concurrency, tasks/s (what bounds it: "
                       "see the grid under the table)", lambda: scaling_rows.add(self))
+        self._section("Redis Cluster: one Redis, then 3 primaries on this same host (16 shards), tasks/s "
+                      "(medians, min..max of rounds taken in turn)", self._cluster_rows)
         self._rest()
 
     # --- building blocks ---
@@ -306,6 +308,14 @@ class Table:
                      target="<= 22", ok=lambda v: v <= 22)
         self._simple("unlimited throughput beside a saturated limit, ratio to none", "limits", "unlimited_ratio",
                      "", "{:.2f}", target=">= 0.9", ok=lambda v: v >= 0.9)
+
+
+    def _cluster_rows(self) -> None:
+        """bench/redis_cluster_bench.py: one Redis and a 3-primary cluster on this machine, round by round."""
+        for what, label in (("end_to_end", "`add` end to end, 2 workers"),
+                            ("store", "store alone (submit + claim + outcome, no broker)")):
+            for setup, on in (("one", "one Redis"), ("cluster", "Redis Cluster")):
+                self._simple(f"{label}: {on}", "cluster", f"{setup}_{what}_per_s", "tasks/s", "{:,.0f}")
 
 
 def render(out: dict[str, Any], markdown: bool = False) -> str:

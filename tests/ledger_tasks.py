@@ -11,7 +11,7 @@ import redis
 from yadtq import Retry, current_task, task
 from yadtq.config import Settings
 from yadtq.store.cluster import is_cluster_url
-from yadtq.store.connection import connect_redis
+from yadtq.store.connection import REDIS_UNAVAILABLE, connect_redis
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.sentinel import is_sentinel_url
 
@@ -40,7 +40,7 @@ def _record(key: str, line: str) -> None:
     if not is_sentinel_url(os.environ["YADTQ_REDIS_URL"]):
         try:
             ledger().rpush(key, line)
-        except redis.ConnectionError:
+        except REDIS_UNAVAILABLE:  # on a cluster also CLUSTERDOWN, while a primary restarts
             _again(lambda: ledger().eval(_RPUSH, 1, key, line))
         return
     if _ack is None:
@@ -63,7 +63,7 @@ def _again(write: Callable[[], object], patience: float = 60.0) -> None:
         try:
             write()
             return
-        except redis.ConnectionError:
+        except REDIS_UNAVAILABLE:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import wait_for
@@ -109,20 +110,31 @@ def test_a_running_task_cancelled_on_the_cluster_is_interrupted(h: Harness) -> N
     assert w.claims.renew([(tid, fence)]) == [True]  # its claim stays, cancelled: no false "lost" warning
 
 
-def test_limits_are_refused_on_the_cluster_not_shown_and_ignored(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    from yadtq.errors import ConfigError
+
+def _counts_in_child(url: str, prefix: str, out: Any) -> None:
+    from yadtq.store.backend import Backend
     from yadtq.store.connection import connect_redis
-    from yadtq.store.limits import LimitStore
-    from yadtq.task.registry import Registry
+    s = Settings(redis_url=url, prefix=prefix)
+    out.put(Backend(connect_redis(s), s).counts()["success"])
 
-    limits = LimitStore(connect_redis(h.settings), h.settings)
-    with pytest.raises(ConfigError, match="not enforced on Redis Cluster"):
-        limits.set("add", rate_limit="5/s")
-    reg = Registry()
 
-    @reg.task("scarce", rate_limit="2/s")
-    def scarce() -> None: ...
+def test_a_forked_child_sends_its_batches_over_the_nodes_too(h: Harness) -> None:
+    """A batch's node pipelines go out side by side on a pool of threads (yadtq.store.batch); a child
+    forked after the parent used it has none of those threads, and must make its own."""
+    import multiprocessing
 
-    with caplog.at_level("WARNING", logger="yadtq.store.limits"):
-        limits.register([reg.get("scarce")])
-    assert "task scarce declares limits" in caplog.text
+    from yadtq.store import batch
+
+    assert h.backend.counts()["success"] == 0  # the parent's pool now has threads
+    # ...idle ones: a child forked then inherits a pool that believes it has threads to spare (the hang).
+    wait_for(lambda: batch._pool is not None and batch._pool._idle_semaphore._value > 0, 5, 0.01, "idle senders")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_counts_in_child, args=(h.settings.redis_url, h.settings.prefix, out))
+    child.start()
+    try:
+        assert out.get(timeout=20) == 0
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()

@@ -33,7 +33,7 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
     install_peers()
     results = tmp_path / "quick.json"
     out = subprocess.run([sys.executable, "bench/run.py", "--quick", "--only", "mixed", "scale", "scaling", "latency",
-                          "transport", "dashboard", "--out", str(results)],
+                          "transport", "dashboard", "cluster", "--out", str(results)],
                          cwd=ROOT, capture_output=True, text=True, timeout=480)
     assert out.returncode == 0, out.stderr[-3000:]
     data = json.loads(results.read_text())
@@ -70,6 +70,12 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
             assert peer[setting]["end_to_end_per_s"]["median"] > 0, peer
             assert isinstance(peer[setting]["load"]["median"], float)
 
+    # One Redis and the 3-primary cluster, one quick round each (300 tasks, the store alone for 1 s).
+    cluster = data["yadtq"]["embedded"]["cluster"]
+    assert cluster["tasks"] == 300 and cluster["primaries"] == 3
+    for setup in ("one", "cluster"):
+        assert cluster[f"{setup}_end_to_end_per_s"]["median"] > 0 and cluster[f"{setup}_store_per_s"]["median"] > 0
+
     assert "ERRORS" not in out.stdout
     for line in ("mixed 2 slots: makespan, YADTQ 1x2", "mixed 2 slots: quick p50 / p99, YADTQ 1x2",
                  "mixed 2 slots: failure to retried success p50 / max, YADTQ 1x2",
@@ -79,7 +85,8 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
                  "Dramatiq 2.2.1 (2 processes x 8 threads, 300 tasks): YADTQ fsync always, peer no persistence",
                  "arq 0.28.0 (2 processes, poll 0.5 s, its default, 300 tasks): both no persistence",
                  "arq 0.28.0 (2 processes, poll 0.05 s, 300 tasks): both fsync always",
-                 "dashboard refresh, 20,000 records"):
+                 "dashboard refresh, 20,000 records", "`add` end to end, 2 workers: Redis Cluster",
+                 "store alone (submit + claim + outcome, no broker): one Redis"):
         assert line in out.stdout, out.stdout
 
     # A saved result prints again as Markdown (how the README's table is made), without running anything.

@@ -97,3 +97,51 @@ def test_a_crash_mid_task_on_the_cluster_reruns_it_exactly_once_more(settings: S
                                       "cancelled": 0, "expired": 0}
         assert [q.result(t) for t in ids] == [i + 1 for i in range(30)]
     assert monitor.poll() is None, procs.output("monitor")  # the monitor runs on the cluster too
+
+
+
+@pytest.mark.serial
+@pytest.mark.brokers("embedded")  # the store is what this test is about
+@pytest.mark.timeout(240)
+def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_runs_nothing_twice(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """test_chaos's harness, shorter, with Redis a 3-primary cluster of its own: 400 tasks over the 16
+    shards, a fault every ~2 s, a worker's kill -9 (respawned) or a primary's kill -9 and restart (its
+    slots refuse connections, then answer CLUSTERDOWN for their first seconds back), a monitor beside
+    them. Judged as on one server: nothing lost, nothing run twice but what a kill cut off; and beside
+    them 40 tasks rate-limited to 10/s by their decorator, the limit held across the shards (LimitsMix)."""
+    from worker_farm.chaos import run_chaos, write_report
+    from worker_farm.chaos_services import ServiceControl
+    from worker_farm.mixes.limits import LimitsMix
+    from yadtq.ops.redis_cluster import RedisCluster
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    cluster = RedisCluster("127.0.0.1", (free_cluster_port(), free_cluster_port(), free_cluster_port()),
+                           tmp_path / "cluster" / "data", tmp_path / "cluster" / "logs")
+    primaries = iter(cluster.ports * 10)
+
+    def no_broker_faults() -> None:
+        raise AssertionError("this run injects no broker fault")
+
+    try:
+        cluster.start()
+        s = settings.replace(redis_url=cluster.url, partitions=6, lease=3.0, heartbeat_interval_ms=500,
+                             concurrency=4)
+        lines: list[str] = []
+        faults = ServiceControl(no_broker_faults, lambda: cluster.restart_node(next(primaries), down_for=1.0))
+        report = run_chaos(s, tasks=400, workers=3, standby=1, kill_every=2.0, max_minutes=0.25, drain_minutes=1,
+                           seed=5, say=lines.append, monitor=True, faults=("kill", "kill", "redis"),
+                           services=faults, pauses=[0.05] * 6 + [0.2, 0.5, 0.5, 1.0], mixes=[LimitsMix()])
+        notes = write_report(report, tmp_path / "chaos", s)  # its export reads the cluster
+    finally:
+        cluster.stop()
+    figures = {**report.summary(), "counts": report.counts, "notes": notes}
+    print(figures)
+    assert report.faults.get("kill", 0) >= 3 and report.faults.get("redis", 0) >= 1, (figures, lines[-20:])
+    assert report.lost == 0, (figures, lines[-20:])
+    assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
+    assert report.reruns_after_midrun_kill <= report.kills * s.concurrency, figures
+    assert report.counts_add_up and report.counts["success"] == 400, figures
+    assert len({tid for tid, _, _ in report.ledger}) == 400  # every task ran, and left its trace
+    assert report.alive_at_end, lines[-20:]  # the monitor too
+    assert not report.mix_problems, report.mix_problems  # the rate held in every second, every task ended

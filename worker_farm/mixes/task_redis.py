@@ -8,15 +8,20 @@ import time
 import redis
 
 from yadtq import current_task
+from yadtq.config import Settings
+from yadtq.store.cluster import is_cluster_url
+from yadtq.store.connection import REDIS_UNAVAILABLE, connect_redis
 
 _client: redis.Redis | None = None
 
 
 def ledger() -> redis.Redis:
-    """The run's Redis (`YADTQ_REDIS_URL`), connected on first use."""
+    """The run's Redis (`YADTQ_REDIS_URL`, a Redis Cluster's too), connected on first use."""
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["YADTQ_REDIS_URL"], decode_responses=True)
+        url = os.environ["YADTQ_REDIS_URL"]
+        _client = connect_redis(Settings(redis_url=url)) if is_cluster_url(url) \
+            else redis.Redis.from_url(url, decode_responses=True)
     return _client
 
 
@@ -37,7 +42,7 @@ def note(key: str, line: str, patience: float = 60.0) -> None:
     try:
         ledger().rpush(key, line)
         return
-    except redis.ConnectionError:
+    except REDIS_UNAVAILABLE:  # on a cluster also CLUSTERDOWN, while a primary restarts
         pass
     deadline = time.monotonic() + patience
     while True:
@@ -46,7 +51,7 @@ def note(key: str, line: str, patience: float = 60.0) -> None:
             if ledger().lpos(key, line) is None:
                 ledger().rpush(key, line)
             return
-        except redis.ConnectionError:  # refused, cut off, or still loading its append-only file
+        except REDIS_UNAVAILABLE:  # refused, cut off, still loading its append-only file, or CLUSTERDOWN
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

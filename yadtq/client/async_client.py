@@ -62,7 +62,7 @@ class AsyncYADTQ:
         if self._redis is None:
             self._redis = await connect_async_redis(self.settings)
             self._backend = AsyncBackend(self._redis, self.settings)
-            self._announcements = AsyncAnnouncements(self._redis, self._backend.keys)
+            self._announcements = AsyncAnnouncements(self._redis, self._backend.keys, self._backend.space)
             self._workflows = AsyncWorkflows(AsyncWorkflowStore(self._redis, self.settings), self._served,
                                              self._send, self.settings.tries, self._announcements,
                                              self.edge.queue_of)

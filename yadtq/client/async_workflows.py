@@ -65,7 +65,8 @@ class AsyncWorkflows:
 
     async def submit_linked(self, m: TaskMessage, link: Any, link_error: Any) -> str:
         canvas, errback = linked(m, link, link_error)
-        await self.submit(canvas, errback=errback, unchecked=True)
+        # its workflow on the task's shard where Redis is a cluster (the task keeps its own id)
+        await self.submit(canvas, workflow_id=self.store.new_id(near=m.task_id), errback=errback, unchecked=True)
         return m.task_id
 
     async def get(self, workflow_id: str) -> WorkflowState:

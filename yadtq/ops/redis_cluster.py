@@ -15,6 +15,7 @@ their slots from there, and the setup is skipped.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,18 @@ class RedisCluster:
     def revive(self) -> None:
         """Nothing to do: a cluster of primaries alone has no spare to restore (a dead node's slots
         stop serving until it is back; `yadtq services` then reports it exited)."""
+
+    def restart_node(self, port: int, down_for: float = 1.0) -> None:
+        """kill -9 of the node at `port`, and a start again on its append-only file and
+        `nodes-<port>.conf` after `down_for` s; returns once every node says `cluster_state:ok`
+        (a restarted primary answers CLUSTERDOWN for its first seconds). For chaos runs."""
+        proc = self.procs.pop(f"redis-cluster-{port}")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        time.sleep(down_for)
+        self._start_node(port)
+        self._form()
 
     def _start_node(self, port: int) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}

@@ -18,18 +18,22 @@ from redis.asyncio.client import PubSub
 
 from yadtq.store.announcements import _BROKEN, SUBSCRIBE_TIMEOUT
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 
 log = logging.getLogger(__name__)
 
 
 class AsyncAnnouncements:
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: Keys, space: KeySpace | None = None) -> None:
+        """`space`: where the task records live (on a Redis Cluster a record's channel is its shard's,
+        as in `Announcements`); None: all under `keys`, one server."""
         self.client = client
         self.keys = keys
+        self.space = space or KeySpace(keys.prefix)
 
     def listen(self, task_ids: Sequence[str]) -> AsyncSubscription:
         """Use as `async with announcements.listen(ids) as changes:` (subscribed on entry)."""
-        return AsyncSubscription(self.client, [self.keys.changes(t) for t in task_ids])
+        return AsyncSubscription(self.client, [self.space.for_task(t).changes(t) for t in task_ids])
 
 
 class AsyncSubscription:

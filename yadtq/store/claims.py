@@ -28,6 +28,7 @@ from yadtq.store.claim_replies import (
     Verdict,
     decode_renewals,
 )
+from yadtq.store.cluster_limits import Admission, ClusterLimits
 from yadtq.store.connection import RedisClient
 from yadtq.store.dead_letters import DeadLetter
 from yadtq.store.keys import Keys
@@ -100,6 +101,8 @@ class ClaimPipeline:
         self._take_due = bind(client, "take_due")
         self._untake = bind(client, "untake")
         self.plan = parse_queues(settings.queues)
+        # On a cluster, limits are judged on the cluster-wide slot before the claims (yadtq.store.cluster_limits).
+        self.limits = ClusterLimits(client, self.keys, incarnation, settings.lease) if self.space.sharded else None
 
     @staticmethod
     def _fixed(k: Keys) -> list[str]:
@@ -126,8 +129,21 @@ class ClaimPipeline:
         """
         if not self.space.sharded:
             return self._step_on(self.keys, outcomes, claims)
-        # One call per shard, each atomic on its slot, pipelined per node (a round trip per primary, not
-        # per shard); the replies are put back in the caller's order.
+        # Limits first, on the cluster-wide slot (yadtq.store.cluster_limits): a claim over its limit
+        # is answered there and never sent to its shard.
+        gate = self.limits.admit([c.work.message for c in claims]) if self.limits is not None and claims else {}
+        sent = [c for i, c in enumerate(claims) if not isinstance(gate.get(i), Limited)]
+        stored, got = self._sharded_step(outcomes, sent)
+        replies = iter(got)
+        verdicts = [v if isinstance(v := gate.get(i), Limited) else next(replies) for i in range(len(claims))]
+        if self.limits is not None:
+            self.limits.settle({i: a for i, a in gate.items() if isinstance(a, Admission)},
+                               [c.work.message.task_id for c in claims], verdicts)
+        return stored, verdicts
+
+    def _sharded_step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
+        # One call per shard, each atomic on its slot, pipelined per node (the nodes' pipelines sent at
+        # once: about one round trip, not one per shard); the replies are put back in the caller's order.
         stored: list[bool] = [False] * len(outcomes)
         verdicts: list[Verdict | None] = [None] * len(claims)
         by_outcome = self.space.group(outcomes, lambda o: o.task_id)
@@ -139,7 +155,10 @@ class ClaimPipeline:
             keys, args = self._step_call(shard, [o for _, o in outs], [c for _, c in cls])
             self._step(keys=keys, args=args, client=batch.on(keys[0]))
             sent.append((outs, cls))
-        for (outs, cls), raw in zip(sent, batch.execute(), strict=True):
+        if self.limits is not None:  # the ended runs' counts, in the same round trip
+            self.limits.ended([o.task_id for o in outcomes], batch)
+        replies = batch.execute()
+        for (outs, cls), raw in zip(sent, replies, strict=False):  # the limits' reply, if any, comes last
             reply = StepReply.decode(raw, len(outs))
             for (i, _), ok in zip(outs, reply.stored, strict=True):
                 stored[i] = ok
@@ -187,6 +206,9 @@ class ClaimPipeline:
                                 args=[self.settings.lease, self.incarnation, *(f for _, (_, f) in group)])
             for (i, _), ok in zip(group, decode_renewals(reply), strict=True):
                 renewed[i] = ok
+        if self.limits is not None:
+            self.limits.renew([t for (t, _), ok in zip(claims, renewed, strict=True) if ok])
+            self.limits.forget([t for (t, _), ok in zip(claims, renewed, strict=True) if not ok])
         return renewed
 
     def confirm(self, task_id: str, fence: str) -> bool:
@@ -196,9 +218,14 @@ class ClaimPipeline:
 
     def release(self, task_id: str, fence: str, *, started: bool) -> bool:
         k = self.space.for_task(task_id)
-        return decode_flag(self._release(keys=[k.task(task_id), k.status(Status.PROCESSING), k.status(Status.QUEUED),
-                                               k.events(task_id), k.retries],
-                                         args=[fence, task_id, "0" if started else "1"]))
+        released = decode_flag(self._release(keys=[k.task(task_id), k.status(Status.PROCESSING),
+                                                   k.status(Status.QUEUED), k.events(task_id), k.retries],
+                                             args=[fence, task_id, "0" if started else "1"]))
+        if self.limits is not None:
+            batch = Batch(self.r)
+            self.limits.ended([task_id], batch)
+            batch.execute()
+        return released
 
     def take_due(self, limit: int = 200, hold: float = 30.0) -> list[DueRetry]:
         """Parked retries that are due, re-armed `hold` seconds ahead until `untake` confirms them
@@ -208,7 +235,7 @@ class ClaimPipeline:
         if len(shards) == 1:
             ids_by_shard = [[str(i) for i in self.r.zrangebyscore(shards[0].retries, "-inf", "+inf", start=0,
                                                                   num=limit)]]
-        else:  # one pipelined round trip per primary, not one per shard
+        else:  # one pipeline per primary (sent at once), not a round trip per shard
             batch = Batch(self.r)
             for k in shards:
                 batch.on(k.retries).zrangebyscore(k.retries, "-inf", "+inf", start=0, num=limit)

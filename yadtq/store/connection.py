@@ -24,8 +24,16 @@ RedisError = redis.RedisError
 WatchError = redis.WatchError
 # Redis is away: down, restarting, unreachable, stalled past the socket timeout, or still loading
 # its data (BusyLoadingError, a ConnectionError). A caller that waits an outage out catches these.
-REDIS_UNAVAILABLE: tuple[type[redis.RedisError], ...] = (redis.ConnectionError, redis.TimeoutError,
-                                                         redis.BusyLoadingError)
+# On a Redis Cluster, a node that is away shows as more than a lost connection: the others answer
+# CLUSTERDOWN while they count it failed, a primary just restarted answers CLUSTERDOWN for its first
+# seconds, TRYAGAIN comes while a slot moves, and redis-py raises ClusterError once its redirections
+# ran out, SlotNotCoveredError while its map of slots has a hole. All of them pass like an outage: a
+# worker that took them for a broken step dropped its claims, and a chaos run with a primary restarted
+# lost every task (docs/redis-cluster.md).
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError,
+                                                  redis.BusyLoadingError, redis.exceptions.ClusterError,
+                                                  redis.exceptions.TryAgainError,
+                                                  redis.exceptions.SlotNotCoveredError)
 
 
 # 0.1 + 0.2 + 0.4 + 0.8 s, then 1 s apart: about 15 s, several times a local failover (3 to 4 s).

@@ -80,7 +80,7 @@ class DelayedTasks:
         shards = self.space.shards
         if len(shards) == 1:
             found = [self._due_ids(keys=[shards[0].scheduled], args=[limit, lead])]
-        else:  # one round trip per primary, not one per shard
+        else:  # one pipeline per primary (sent at once), not a round trip per shard
             batch = Batch(self.r)
             for k in shards:
                 self._due_ids(keys=[k.scheduled], args=[limit, lead], client=batch.on(k.scheduled))

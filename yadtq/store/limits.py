@@ -4,7 +4,9 @@ One hash (`Keys.limits`) holds per task name two JSON fields: `code:<task>`, wri
 each worker that imports the task from its decorator, and `set:<task>`, written at run time
 (`YADTQ.set_limit`, `yadtq limits set`, the API), which wins field by field. A field set to
 null at run time means "no limit", over the decorator's. The claim step (lua/step.lua)
-reads both on every claim, so a change applies to the next claim on every worker.
+reads both on every claim, so a change applies to the next claim on every worker. On a Redis
+Cluster the hash and the limits' state sit on the cluster-wide slot, where a worker's step asks
+before it claims (yadtq.store.cluster_limits); a change applies within a second there.
 A change drops the name's booked starts (lua/step.lua `over_limit`): tasks already waiting
 in Redis keep their booked start, new ones are no longer booked behind them at the old rate.
 """
@@ -12,13 +14,10 @@ in Redis keep their booked start, new ones are no longer booked behind them at t
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from yadtq.config import Settings
-from yadtq.errors import ConfigError
-from yadtq.store.cluster import is_cluster_url
 from yadtq.store.connection import RedisClient
 from yadtq.store.keyspace import base_keys
 from yadtq.task.limits import check_count, parse_rate, stored_form
@@ -30,7 +29,6 @@ class _Unset:
         return "UNSET"
 
 
-log = logging.getLogger(__name__)
 UNSET: Any = _Unset()  # "leave as it is" in `set` (None means "no limit")
 FIELDS = ("rate_limit", "max_concurrency", "key_concurrency")
 
@@ -38,19 +36,11 @@ FIELDS = ("rate_limit", "max_concurrency", "key_concurrency")
 class LimitStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
+        # On a cluster: the cluster-wide slot, where yadtq.store.cluster_limits judges them.
         self.keys = base_keys(settings)
-        # The claim step reads limits from its shard, and nothing keeps them there yet (docs/redis-cluster.md):
-        # on a cluster a limit would be shown and never held, so it is refused or said out loud instead.
-        self.cluster = is_cluster_url(settings.redis_url)
 
     def register(self, tasks: Iterable[Task]) -> None:
         """A worker's decorators: each task's limits as `code:` (a task without limits has its entry removed)."""
-        if self.cluster:
-            for t in tasks:
-                if t.limits.any:
-                    log.warning("task %s declares limits %s: they are not enforced on Redis Cluster", t.name,
-                                stored_form(t.limits.as_dict()))
-            return
         pipe = self.r.pipeline(transaction=False)
         for t in tasks:
             if t.limits.any:
@@ -61,10 +51,7 @@ class LimitStore:
 
     def set(self, task: str, *, rate_limit: Any = UNSET, max_concurrency: Any = UNSET) -> dict[str, Any]:
         """Sets limits of `task` at run time (None: no limit, over the decorator's; UNSET: unchanged);
-        returns the task's limits as `get` shows them. Raises ConfigError for a malformed value, and
-        on Redis Cluster (where limits are not enforced yet)."""
-        if self.cluster:
-            raise ConfigError("rate and concurrency limits are not enforced on Redis Cluster yet")
+        returns the task's limits as `get` shows them. Raises ConfigError for a malformed value."""
         given: dict[str, Any] = {}
         if rate_limit is not UNSET:
             if rate_limit is not None:

@@ -45,7 +45,7 @@ def take_commands(client: RedisClient, keys: Keys, worker: str, space: KeySpace 
     """The commands (and cancel orders) queued for `worker`, oldest first, removed as they are read.
 
     On a Redis Cluster (`space` sharded) a cancel order sits on its task's shard (cancel.lua queues it
-    in the step that cancels the record): each shard's list is popped too, one round trip per primary.
+    in the step that cancels the record): each shard's list is popped too, one pipeline per primary (sent at once).
     """
     pipe = client.pipeline(transaction=True)
     pipe.lrange(keys.control(worker), 0, _KEPT - 1)

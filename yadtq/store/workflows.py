@@ -21,6 +21,7 @@ from typing import Any
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
 from yadtq.store.connection import RedisClient, decoded_hash
+from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.scripts import bind
 from yadtq.store.shard_reads import merged_top
@@ -137,6 +138,15 @@ def plan(workflow_id: str, canvas: Canvas, default_tries: int, errback: Signatur
     return p
 
 
+def workflow_id_near(space: KeySpace, near: str) -> str:
+    """A new workflow id whose workflow can hold task `near` as a member: on a Redis Cluster, one on
+    `near`'s shard (drawn until it lands there: `shard_count` draws on average)."""
+    wid = new_workflow_id()
+    while space.for_task(wid) != space.for_task(near):
+        wid = new_workflow_id()
+    return wid
+
+
 class WorkflowStore:
     def __init__(self, client: RedisClient, settings: Settings) -> None:
         self.r = client
@@ -148,21 +158,24 @@ class WorkflowStore:
         self._untake = bind(client, "untake")
 
     def new_id(self, near: str) -> str:
-        """A new workflow id whose workflow can hold task `near` as a member: on a Redis Cluster, one on
-        `near`'s shard (drawn until it lands there: `shard_count` draws on average)."""
-        wid = new_workflow_id()
-        while self.space.for_task(wid) != self.space.for_task(near):
-            wid = new_workflow_id()
-        return wid
+        """A new workflow id whose workflow can hold task `near` as a member (`workflow_id_near`)."""
+        return workflow_id_near(self.space, near)
+
+    @staticmethod
+    def shard_of_plan(space: KeySpace, p: Plan) -> Keys:
+        """The keys of `p`'s workflow, where every member must be too (on a cluster its engine steps
+        would span two slots otherwise): raises MessageError for a member elsewhere."""
+        k = space.for_task(p.workflow_id)
+        strays = [t for t in p.task_ids if space.for_task(t) != k]
+        if strays:
+            raise MessageError(f"on a Redis Cluster a workflow's task ids must be its id, a dot and a suffix "
+                               f"({p.workflow_id}.<anything>); {strays[0]!r} is not")
+        return k
 
     def start(self, p: Plan, hold: float = HOLD) -> Started:
         """Records and starts the workflow (idempotent by its id); returns what to publish now,
         armed in the outbox for `hold` seconds (then any worker publishes them)."""
-        k = self.space.for_task(p.workflow_id)
-        strays = [t for t in p.task_ids if self.space.for_task(t) != k]
-        if strays:  # its engine steps would span two slots
-            raise MessageError(f"on a Redis Cluster a workflow's task ids must be its id, a dot and a suffix "
-                               f"({p.workflow_id}.<anything>); {strays[0]!r} is not")
+        k = self.shard_of_plan(self.space, p)
         keys, args = start_call(k, p.workflow_id, p.fields, hold, self.settings.result_ttl)
         new, armed, ids = start_reply(self._start(keys=keys, args=args))
         if not new:
