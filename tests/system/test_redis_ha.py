@@ -2,7 +2,8 @@
 
 The failover test starts the five Redis processes on free ports (yadtq.ops.redis_ha),
 workers and a monitor that use the `redis+sentinel://` URL, and kills the primary with
-kill -9 mid-run. The URL's parsing is tested in tests/unit/test_sentinel_url.py.
+kill -9 mid-run; the chaos test kills workers and the primary in turn, judged by the
+chaos harness's ledger. The URL's parsing is tested in tests/unit/test_sentinel_url.py.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ import redis
 from conftest import ROOT, Procs, wait_for
 from ledger_tasks import read_ledger
 
-from worker_farm.chaos import _stored_outcomes
+from worker_farm.chaos import _stored_outcomes, run_chaos
+from worker_farm.chaos_services import OwnedServices
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import answers, free_port
 from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
 from yadtq.store.connection import RedisClient, connect_redis
 from yadtq.store.replication import ReplicaAck
+from yadtq.store.sentinel import parse_sentinel_url, sentinels_ready
 from yadtq.task.status import Status
 
 PER_KILL = 200  # tasks submitted before each kill
@@ -169,6 +172,16 @@ def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> 
         wait_for(lambda: _one_replica_in_sync(sentinel), 60, 0.2, "a replica in sync again")
         assert r.get("k") == "v"
         sentinel.close()
+        # So is a Sentinel, from its own configuration file: it knows the set again, and the quorum is whole.
+        pids = re.search(r"Sentinels at \S+ \(pid (\d+), (\d+), (\d+)\)", out)
+        assert pids, out
+        os.kill(int(pids.group(3)), signal.SIGKILL)
+        for line in proc.stdout:
+            seen.append(line)
+            if f"sentinel-{first + 2}" in line and "starting it again" in line:
+                break
+        assert proc.poll() is None, "".join(seen[-5:])
+        wait_for(lambda: sentinels_ready(parse_sentinel_url(url))[0], 60, 0.2, "the Sentinel to know the set again")
         r.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
@@ -178,3 +191,32 @@ def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.serial
+@pytest.mark.timeout(420)
+@pytest.mark.brokers("embedded")  # the broker does not matter here: one lane is enough
+def test_chaos_with_primary_kills_behind_sentinel(settings: Settings, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of workers and of the Redis primary in turn, for ~30 s, with a monitor; each killed
+    primary rejoins as a replica a few seconds after its failover. Nothing lost, nothing run twice
+    unless its run was cut off by a worker's kill, every worker and the monitor alive at the end."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    owned = OwnedServices(tmp_path / "owned", redis_ha=True)
+    try:
+        s = settings.replace(kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url, partitions=4,
+                             concurrency=4, lease=3.0, heartbeat_interval_ms=500, requeue_stale_after=5.0)
+        lines: list[str] = []
+        report = run_chaos(s, tasks=600, workers=3, standby=1, kill_every=2.0, max_minutes=0.5, drain_minutes=2,
+                           seed=19, say=lines.append, faults=("kill", "primary"), services=owned.control(),
+                           monitor=True, pauses=[0.002] * 17 + [0.2, 0.2, 0.5])
+        failovers = [(round(f.ended - f.ts, 1), f.recover_s) for f in report.fault_log if f.kind == "primary"]
+        figures = {**report.summary(), "counts": report.counts, "failovers (named, next completion)": failovers}
+        print(figures)
+        assert report.faults.get("primary", 0) >= 2 and report.kills >= 2, figures
+        assert report.lost == 0, (figures, lines[-20:])
+        assert report.run_twice_after_completion == 0, (figures, report.unexplained[:10])
+        assert report.counts_add_up and report.counts["success"] == 600, figures
+        assert report.alive_at_end, (figures, lines[-20:])
+    finally:
+        owned.stop()
