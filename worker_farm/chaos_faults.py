@@ -93,8 +93,8 @@ class Injector:
         elif kind == "primary":
             assert self.services is not None and self.services.kill_primary is not None
             self._rejoin()  # the last one killed must be back: it is the replica this kill promotes
-            fault = Fault(round(time.time(), 3), kind, kind)
-            self.services.kill_primary()
+            fault = Fault(0.0, kind, kind)
+            fault.ts = round(self.services.kill_primary(), 3)
             fault.ended = time.time()
             # Not at once: for a few seconds the new primary has no replica (steps do not wait).
             self._rejoin_at = time.monotonic() + self.services.down_for * 3

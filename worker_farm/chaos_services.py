@@ -29,7 +29,7 @@ class ServiceControl:
     down_for: float = 1.0  # seconds each service stays dead
     # Behind Sentinel: kill -9 of the current primary, returning once the Sentinels name a new one;
     # then, later, start the killed one again (it rejoins as a replica; returns once in sync).
-    kill_primary: Callable[[], None] | None = None
+    kill_primary: Callable[[], float] | None = None
     rejoin_primary: Callable[[], None] | None = None
 
 
@@ -113,13 +113,15 @@ class OwnedServices:
         time.sleep(self.down_for)
         self.redis = self._start_redis()
 
-    def kill_primary(self, timeout: float = 60.0) -> None:
-        """kill -9 of the primary the Sentinels name; returns once they name another one."""
+    def kill_primary(self, timeout: float = 60.0) -> float:
+        """kill -9 of the primary the Sentinels name; returns once they name another one, with
+        the time of the kill (it first waits until the set can fail over)."""
         assert self.ha is not None
         if self._killed:  # the last one killed is not back yet: no replica to promote without it
             self.rejoin_primary()
         self.ha.wait_ready()  # and in sync, known to every Sentinel: this kill can be failed over
         name = self.ha.primary()
+        killed_at = time.time()
         kill9(self.ha.procs[name])
         self._killed = name
         target = parse_sentinel_url(self.ha.url)
@@ -129,6 +131,7 @@ class OwnedServices:
             if time.monotonic() > deadline:
                 raise ServiceError(f"the Sentinels named no new primary {timeout:g}s after the kill of {name}")
             time.sleep(0.05)
+        return killed_at
 
     def rejoin_primary(self) -> None:
         """Starts the server the last primary fault killed: it rejoins as a replica. Returns once it

@@ -69,6 +69,35 @@ def test_a_waited_step_is_on_the_replica_when_it_returns_and_survives_noscript(r
         replica.close()
 
 
+def test_a_replica_still_receiving_its_first_copy_costs_a_step_no_wait(redis_ha: RedisHA) -> None:
+    """A replica that (re)joins counts as connected at once but acknowledges nothing until its first
+    copy is in: a step must not wait for it (each would cost the whole ack timeout)."""
+    s = Settings(redis_url=redis_ha.url)
+    r = connect_redis(s)
+    ack = ReplicaAck.for_settings(s)
+    assert ack is not None
+    script = r.register_script("return redis.call('INCR', KEYS[1])")
+    try:
+        r.config_set("repl-diskless-sync-delay", "5")  # Redis's default: its first copy comes 5 s late
+        os.kill(redis_ha.procs["redis-replica"].pid, signal.SIGKILL)
+        redis_ha.procs["redis-replica"].wait()
+        wait_for(lambda: int(r.info("replication")["connected_slaves"]) == 0, 30, 0.05, "the replica gone")
+        redis_ha.restart("redis-replica", wait=False)
+        wait_for(lambda: int(r.info("replication")["connected_slaves"]) == 1, 30, 0.05, "the replica connected")
+        assert r.info("replication")["slave0"]["state"] != "online"
+        started = time.monotonic()
+        for _ in range(3):
+            ack.call(r, script, ["n"], [])
+        assert time.monotonic() - started < 1.0, "a step waited for a replica that acknowledges nothing yet"
+        redis_ha.wait_ready()
+        replica = connect_redis(Settings(redis_url=f"redis://127.0.0.1:{redis_ha.replica_port}/0"))
+        ack.call(r, script, ["n"], [])  # once in sync, waited for again
+        assert replica.get("n") == "4"
+        replica.close()
+    finally:
+        r.close()
+
+
 def _ledger_ends(r: RedisClient, prefix: str) -> int:
     try:
         return int(r.llen(prefix + "ledger_end"))

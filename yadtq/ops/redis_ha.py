@@ -127,6 +127,9 @@ class RedisHA:
 
     def _start_data_server(self, name: str, port: int, *extra_args: str) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}
+        # A primary sends a replica that (re)joins its first copy at once, not after Redis's default
+        # 5 s wait for more replicas to share it: until the copy is in, the set has no spare.
+        extra_args = ("--repl-diskless-sync-delay", "0", *extra_args)
         try:
             start_redis(self.host, port, self.data_dir, self.log_dir, started, extra_args=extra_args)
         finally:  # recorded even when it never answered, so stop() ends it
