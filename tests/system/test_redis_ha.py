@@ -28,7 +28,7 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import answers, free_port
 from yadtq.ops.redis_ha import SENTINEL_PORT_OFFSET, RedisHA
-from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.connection import REDIS_UNAVAILABLE, RedisClient, connect_redis
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.sentinel import parse_sentinel_url, sentinels_ready
 from yadtq.task.status import Status
@@ -66,6 +66,20 @@ def test_a_waited_step_is_on_the_replica_when_it_returns_and_survives_noscript(r
         assert replica.get("n") == "2" and ack.unreplicated == 0
     finally:
         r.close()
+        replica.close()
+
+
+def test_a_step_that_meets_a_replica_reads_as_an_outage(redis_ha: RedisHA) -> None:
+    """In a failover's middle a connection can reach a server that is (still) a replica: a step
+    that writes nothing there gets WAIT's error, which must read as an outage (the worker waits
+    and reconnects), not as a failed step."""
+    replica = connect_redis(Settings(redis_url=f"redis://127.0.0.1:{redis_ha.replica_port}/0"))
+    ack = ReplicaAck(1, 100)
+    ack._replicas_seen, ack._checked_at = 1, time.monotonic()  # as counted on the primary a moment ago
+    try:
+        with pytest.raises(REDIS_UNAVAILABLE):
+            ack.call(replica, replica.register_script("return 1"), ["n"], [])
+    finally:
         replica.close()
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
@@ -83,6 +83,10 @@ class ReplicaAck:
                 continue
             if isinstance(reply, Exception):
                 raise reply
+            if isinstance(acked, ResponseError) and "replica" in str(acked):
+                # A replica answered (one in a failover's middle, the connection made just before its
+                # promotion): an outage, so the caller waits, and its next connection asks the Sentinels.
+                raise ConnectionError(f"Redis answered as a replica ({acked})") from acked
             if isinstance(acked, Exception):
                 raise acked
             self._count(int(acked))
