@@ -98,6 +98,10 @@ class Injector:
             fault.ended = time.time()
             # Not at once: for a few seconds the new primary has no replica (steps do not wait).
             self._rejoin_at = time.monotonic() + self.services.down_for * 3
+            # The failover took seconds: the next fault comes `every` after it, so the run is seen
+            # to recover (and the next primary kill, which first waits for the replica, does not
+            # come at once and hold this loop again).
+            self.next_at = max(self.next_at, time.monotonic() + self.every * self.rng.uniform(0.75, 1.25))
         else:
             assert self.services is not None
             fault = Fault(round(time.time(), 3), kind, kind)
