@@ -43,10 +43,11 @@ class Injector:
     def __init__(self, farm: Farm, kinds: tuple[str, ...], every: float, rng: random.Random,
                  services: ServiceControl | None, stop_for: float) -> None:
         unknown = set(kinds) - {*FAULT_KINDS, *HA_FAULT_KINDS}
+        sentinels = services is not None and services.kill_primary is not None
         if unknown or ((SERVICE_FAULTS & set(kinds)) and services is None) or (
-                "primary" in kinds and (services is None or services.kill_primary is None)):
+                ("primary" in kinds and not sentinels) or ("redis" in kinds and sentinels)):
             raise ValueError(f"faults {sorted(unknown) or kinds}: unknown, or broker/redis without ServiceControl, "
-                             "or primary without Sentinels")
+                             "or primary without Sentinels, or redis (a lone server's kill) with them")
         self.farm, self.kinds, self.every, self.rng = farm, kinds, every, rng
         self.services, self.stop_for = services, stop_for
         self.faults: list[Fault] = []
