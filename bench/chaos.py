@@ -67,7 +67,8 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=0, help="tasks a worker runs at once (default 4 with "
                    "--faults all, else the setting's default)")
     p.add_argument("--session-timeout-ms", type=int, default=3000)
-    p.add_argument("--lease", type=float, default=3.0)
+    p.add_argument("--lease", type=float, default=0.0,
+                   help="seconds (default 3; 6 with --redis-ha: a lease must outlast a failover, ~3.2 s here)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos")
     p.add_argument("--broker", choices=("embedded", "kafka"), default="embedded",
@@ -95,7 +96,7 @@ def main() -> int:
         kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url,
         topic=f"chaos-{u}", group=f"chaos-{u}", heartbeat_topic=f"chaos-hb-{u}", prefix=f"chaos{u}:",
         partitions=partitions, log_dir=str(base / "logs"), data_dir=str(base / "data"),
-        lease=args.lease, heartbeat_interval=1.0, session_timeout_ms=args.session_timeout_ms,
+        lease=args.lease or (6.0 if args.redis_ha else 3.0), heartbeat_interval=1.0, session_timeout_ms=args.session_timeout_ms,
         heartbeat_interval_ms=max(100, args.session_timeout_ms // 6), max_poll_interval_ms=20_000,
         requeue_stale_after=10.0, **extra)
     started = time.monotonic()

@@ -247,8 +247,11 @@ def test_chaos_with_primary_kills_behind_sentinel(settings: Settings, tmp_path: 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     owned = OwnedServices(tmp_path / "owned", redis_ha=True)
     try:
+        # The lease outlasts a failover (~3.2 s here: the Sentinels wait 2 s, then promote): with the 3 s of
+        # the other chaos tests, a task started just before a primary kill lost its lease before the new
+        # primary served, and the monitor gave it to another worker (it ran twice).
         s = settings.replace(kafka_bootstrap=owned.kafka_bootstrap, redis_url=owned.redis_url, partitions=4,
-                             concurrency=4, lease=3.0, heartbeat_interval_ms=500, requeue_stale_after=5.0)
+                             concurrency=4, lease=6.0, heartbeat_interval_ms=500, requeue_stale_after=5.0)
         lines: list[str] = []
         report = run_chaos(s, tasks=600, workers=3, standby=1, kill_every=2.0, max_minutes=0.5, drain_minutes=2,
                            seed=19, say=lines.append, faults=("kill", "primary"), services=owned.control(),
