@@ -32,6 +32,7 @@ from yadtq.store.connection import REDIS_UNAVAILABLE, RedisClient, connect_redis
 from yadtq.store.replication import ReplicaAck
 from yadtq.store.sentinel import parse_sentinel_url, sentinels_ready
 from yadtq.task.status import Status
+from yadtq.worker.outages import warn_if_lease_shorter_than_a_failover
 
 PER_KILL = 200  # tasks submitted before each kill
 DURING = 20  # tasks submitted right after each kill
@@ -67,6 +68,13 @@ def test_a_waited_step_is_on_the_replica_when_it_returns_and_survives_noscript(r
     finally:
         r.close()
         replica.close()
+
+
+def test_a_worker_warns_when_its_lease_is_shorter_than_a_failover(redis_ha: RedisHA) -> None:
+    # The local set's Sentinels wait 2 s: a failover takes ~3 s, and a worker is back within 1 s more.
+    assert warn_if_lease_shorter_than_a_failover(Settings(redis_url=redis_ha.url, lease=3.0))
+    assert not warn_if_lease_shorter_than_a_failover(Settings(redis_url=redis_ha.url, lease=10.0))
+    assert not warn_if_lease_shorter_than_a_failover(Settings(redis_url="redis://127.0.0.1:1/0", lease=1.0))
 
 
 def test_a_step_that_meets_a_replica_reads_as_an_outage(redis_ha: RedisHA) -> None:

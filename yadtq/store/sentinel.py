@@ -177,6 +177,23 @@ def online_replicas(info: dict[str, Any]) -> int:
                if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
 
 
+def down_after_s(target: SentinelTarget, timeout: float = 2.0) -> float | None:
+    """How long the Sentinels wait without an answer before they declare the primary down (the
+    first that answers; their `down-after-milliseconds`), in seconds; None when none answers."""
+    for host, port in target.sentinels:
+        client = redis.Redis(host=host, port=port, password=target.sentinel_password,
+                             socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
+        try:
+            state = cast("dict[str, Any]", client.sentinel_master(target.master))
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        if "down-after-milliseconds" in state:
+            return int(state["down-after-milliseconds"]) / 1000
+    return None
+
+
 def primary_address(target: SentinelTarget, timeout: float = 2.0) -> tuple[str, int] | None:
     """Where the Sentinels say the primary is now (the first that answers), or None."""
     for host, port in target.sentinels:

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from yadtq.config import Settings
 from yadtq.store.connection import REDIS_UNAVAILABLE
-from yadtq.store.sentinel import is_sentinel_url
+from yadtq.store.sentinel import down_after_s, is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,11 +27,29 @@ T = TypeVar("T")
 REDIS_ERRORS = REDIS_UNAVAILABLE
 MAX_DELAY = 5.0
 SENTINEL_MAX_DELAY = 1.0  # at most a second between tries while the Sentinels promote a replica
+# A failover lasts the Sentinels' down-after, then about a second to elect and promote; a worker is
+# back at most SENTINEL_MAX_DELAY after that.
+FAILOVER_MARGIN_S = 2.0
 
 
 def max_delay_for(settings: Settings) -> float:
     """The longest wait between two tries of Redis during an outage, for `settings.redis_url`."""
     return SENTINEL_MAX_DELAY if is_sentinel_url(settings.redis_url) else MAX_DELAY
+
+
+def warn_if_lease_shorter_than_a_failover(settings: Settings) -> bool:
+    """Behind Sentinel, logs a warning (and returns True) when a failover outlasts the lease: the
+    lease of a task running across it lapses before its worker can renew it, another worker may
+    take the task over, and it runs twice."""
+    if not is_sentinel_url(settings.redis_url):
+        return False
+    down = down_after_s(parse_sentinel_url(settings.redis_url))
+    if down is None or settings.lease >= down + FAILOVER_MARGIN_S:
+        return False
+    log.warning("YADTQ_LEASE (%gs) is shorter than a Redis failover (the Sentinels wait %gs before one, "
+                "and it takes about %gs more): a task running across a failover may run twice; "
+                "raise YADTQ_LEASE above %gs", settings.lease, down, FAILOVER_MARGIN_S, down + FAILOVER_MARGIN_S)
+    return True
 
 
 class RedisOutages:
