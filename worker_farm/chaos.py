@@ -1,11 +1,8 @@
 """A chaos run: a farm with respawn, faults injected every few seconds, and a
 ledger of every execution to judge the guarantees by.
 
-Faults (`FAULT_KINDS`): `kill` (kill -9 of a random non-standby worker),
-`stop` (SIGSTOP of one, SIGCONT a few seconds later), `broker` (kill -9 of the
-broker and a restart; the embedded one comes back empty) and `redis` (kill -9
-of Redis and a restart on its append-only file). The last two need a
-`ServiceControl` for services the run owns. With `monitor=True` a monitor
+Faults (worker_farm/chaos_faults.py): kill -9 and SIGSTOP of workers, kill -9 of
+the broker, of Redis, or behind Sentinel of the current primary. With `monitor=True` a monitor
 process runs too (it republishes what a broker restart lost) and must be alive
 at the end. After each fault the run notes how long until the next task
 completed: its time to recover.
@@ -34,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker_farm.chaos_faults import Fault, Injector
 from worker_farm.chaos_mix import ChaosMix, mix_modules, mix_worker_args
 from worker_farm.chaos_services import ServiceControl
 from worker_farm.spec import WorkerSpec
@@ -46,17 +44,6 @@ from yadtq.task.status import Status
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
                 "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
-FAULT_KINDS = ("kill", "stop", "broker", "redis")
-
-
-@dataclass
-class Fault:
-    ts: float
-    kind: str
-    target: str
-    pid: int = 0
-    ended: float = 0.0  # when the fault was over (process resumed, service answering)
-    recover_s: float | None = None  # from `ended` to the next task completed
 
 
 @dataclass
@@ -107,88 +94,6 @@ class ChaosReport:
     def summary(self) -> dict[str, Any]:
         """The figures, as written to summary.json."""
         return {k: getattr(self, k) for k in SUMMARY_KEYS}
-
-
-class Injector:
-    """Injects one fault every ~`every` seconds (±25%), cycling through `kinds` in a
-    shuffled order so each kind comes up; notes each one and when it was over."""
-
-    def __init__(self, farm: Farm, kinds: tuple[str, ...], every: float, rng: random.Random,
-                 services: ServiceControl | None, stop_for: float) -> None:
-        unknown = set(kinds) - set(FAULT_KINDS)
-        if unknown or (({"broker", "redis"} & set(kinds)) and services is None):
-            raise ValueError(f"faults {sorted(unknown) or kinds}: unknown, or broker/redis without ServiceControl")
-        self.farm, self.kinds, self.every, self.rng = farm, kinds, every, rng
-        self.services, self.stop_for = services, stop_for
-        self.faults: list[Fault] = []
-        self._queue: list[str] = []
-        self._stopped: list[tuple[float, Fault]] = []  # (resume at, fault)
-        self.next_at = time.monotonic() + every
-
-    @property
-    def every_kind_came(self) -> bool:
-        return {f.kind for f in self.faults} >= set(self.kinds)
-
-    @property
-    def kills(self) -> list[tuple[float, str, int]]:
-        return [(f.ts, f.target, f.pid) for f in self.faults if f.kind == "kill"]
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        for resume_at, fault in [x for x in self._stopped if x[0] <= now]:
-            self._stopped.remove((resume_at, fault))
-            self._signal(fault.pid, signal.SIGCONT)
-            fault.ended = time.time()
-        if now < self.next_at:
-            return
-        self.next_at = now + self.every * self.rng.uniform(0.75, 1.25)
-        if not self._queue:
-            self._queue = self.rng.sample(self.kinds, len(self.kinds))
-        kind = self._queue.pop()
-        if kind in ("kill", "stop"):
-            stopped = {f.pid for _, f in self._stopped}
-            victims = [(n, pid) for n, pid, standby in self.farm.running() if not standby and pid not in stopped]
-            if not victims:
-                return
-            name, pid = self.rng.choice(victims)
-            fault = Fault(round(time.time(), 3), kind, name, pid)
-            if not self._signal(pid, signal.SIGKILL if kind == "kill" else signal.SIGSTOP):
-                return
-            if kind == "stop":
-                self._stopped.append((now + self.stop_for, fault))
-            else:
-                fault.ended = fault.ts
-        else:
-            assert self.services is not None
-            fault = Fault(round(time.time(), 3), kind, kind)
-            restart = self.services.restart_broker if kind == "broker" else self.services.restart_redis
-            restart()
-            fault.ended = time.time()
-        self.faults.append(fault)
-
-    def resume_all(self) -> None:
-        for _, fault in self._stopped:
-            self._signal(fault.pid, signal.SIGCONT)
-            fault.ended = time.time()
-        self._stopped.clear()
-
-    def note_progress(self, success: int, last: dict[int, int]) -> None:
-        """Fills in time to recover: the first time the success count grew after a fault ended."""
-        for i, f in enumerate(self.faults):
-            if f.recover_s is not None or not f.ended:
-                continue
-            if i not in last:
-                last[i] = success
-            elif success > last[i]:
-                f.recover_s = round(time.time() - f.ended, 2)
-
-    @staticmethod
-    def _signal(pid: int, sig: signal.Signals) -> bool:
-        try:
-            os.kill(pid, sig)
-            return True
-        except ProcessLookupError:
-            return False  # it died on its own a moment ago
 
 
 def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1, kill_every: float = 2.0,

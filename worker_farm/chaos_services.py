@@ -1,5 +1,6 @@
 """The services a chaos run owns and may kill: an embedded broker or one Apache Kafka node,
-and a Redis on its append-only file (worker_farm/chaos.py injects the faults)."""
+and a Redis on its append-only file, or a primary + replica + three Sentinels
+(worker_farm/chaos.py injects the faults)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 from yadtq.config import Settings
 from yadtq.ops.kafka_cluster import KafkaCluster
-from yadtq.ops.ports import free_port
+from yadtq.ops.ports import ServiceError, free_port
+from yadtq.ops.redis_ha import RedisHA
 from yadtq.ops.services import start_broker, start_redis
 from yadtq.store.connection import connect_redis, redis_ready
+from yadtq.store.sentinel import parse_sentinel_url, primary_address
 
 
 @dataclass
@@ -24,6 +27,10 @@ class ServiceControl:
     restart_broker: Callable[[], None]
     restart_redis: Callable[[], None]
     down_for: float = 1.0  # seconds each service stays dead
+    # Behind Sentinel: kill -9 of the current primary, returning once the Sentinels name a new one;
+    # then, later, start the killed one again (it rejoins as a replica; returns once in sync).
+    kill_primary: Callable[[], float] | None = None
+    rejoin_primary: Callable[[], None] | None = None
 
 
 class OwnedServices:
@@ -36,11 +43,18 @@ class OwnedServices:
     Redis runs with `appendfsync always`: with the default `everysec`, a kill -9
     loses up to the last second of writes (a finished task could come back
     `processing` and run again), which is Redis's promise, not YADTQ's.
+
+    With `redis_ha` Redis is a primary, a replica and three Sentinels
+    (yadtq.ops.redis_ha, as `yadtq services --redis-ha` starts them), and the
+    run's Redis fault is `primary`: kill -9 of whichever server is the primary.
     """
 
-    def __init__(self, base: Path, down_for: float = 1.0, kafka: Mapping[str, str] | None = None) -> None:
+    def __init__(self, base: Path, down_for: float = 1.0, kafka: Mapping[str, str] | None = None,
+                 redis_ha: bool = False) -> None:
         self.base, self.down_for = base, down_for
         self.kport, self.rport = free_port(), free_port()
+        self.ha: RedisHA | None = None
+        self._killed = ""  # the data server killed by the last primary fault, until it rejoins
         self.cluster: KafkaCluster | None = None
         if kafka is None:
             self.broker = start_broker("127.0.0.1", self.kport, base / "services")
@@ -49,7 +63,18 @@ class OwnedServices:
                                         broker_config=kafka)
             self.cluster.start()
             self.broker = self.cluster.procs[1]
-        self.redis = self._start_redis()
+        if redis_ha:
+            self.ha = RedisHA("127.0.0.1", self.rport, free_port(), (free_port(), free_port(), free_port()),
+                              base / "data", base / "services")
+            self.ha.data_dir.mkdir(parents=True, exist_ok=True)
+            self.ha.log_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.ha.start()
+            except BaseException:
+                self.stop()
+                raise
+        else:
+            self.redis = self._start_redis()
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -57,7 +82,7 @@ class OwnedServices:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.rport}/0"
+        return self.ha.url if self.ha is not None else f"redis://127.0.0.1:{self.rport}/0"
 
     def _start_redis(self) -> subprocess.Popen[bytes]:
         proc = start_redis("127.0.0.1", self.rport, self.base / "data", self.base / "services")
@@ -88,12 +113,50 @@ class OwnedServices:
         time.sleep(self.down_for)
         self.redis = self._start_redis()
 
+    def kill_primary(self, timeout: float = 60.0) -> float:
+        """kill -9 of the primary the Sentinels name; returns once they name another one, with
+        the time of the kill (it first waits until the set can fail over)."""
+        assert self.ha is not None
+        if self._killed:  # the last one killed is not back yet: no replica to promote without it
+            self.rejoin_primary()
+        self.ha.wait_ready()  # and in sync, known to every Sentinel: this kill can be failed over
+        name = self.ha.primary()
+        killed_at = time.time()
+        kill9(self.ha.procs[name])
+        self._killed = name
+        target = parse_sentinel_url(self.ha.url)
+        killed_port = self.ha.primary_port if name == "redis-primary" else self.ha.replica_port
+        deadline = time.monotonic() + timeout
+        while (primary_address(target) or ("", killed_port))[1] == killed_port:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the Sentinels named no new primary {timeout:g}s after the kill of {name}")
+            time.sleep(0.05)
+        return killed_at
+
+    def rejoin_primary(self) -> None:
+        """Starts the server the last primary fault killed: it rejoins as a replica. Returns once it
+        answers (the run goes on meanwhile: the next primary kill waits until it is in sync)."""
+        assert self.ha is not None
+        if self._killed:
+            self.ha.restart(self._killed, wait=False)
+            self._killed = ""
+
     def control(self) -> ServiceControl:
+        if self.ha is not None:
+            return ServiceControl(self.restart_broker, self._no_plain_redis, self.down_for,
+                                  kill_primary=self.kill_primary, rejoin_primary=self.rejoin_primary)
         return ServiceControl(self.restart_broker, self.restart_redis, self.down_for)
 
+    @staticmethod
+    def _no_plain_redis() -> None:
+        raise ValueError("behind Sentinel the Redis fault is `primary`, not `redis`")
+
     def stop(self) -> None:
-        for proc in (self.broker, self.redis):
-            kill9(proc)
+        kill9(self.broker)
+        if self.ha is not None:
+            self.ha.stop()
+        else:
+            kill9(self.redis)
         if self.cluster is not None:
             self.cluster.stop()
 

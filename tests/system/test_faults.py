@@ -16,7 +16,8 @@ from conftest import KAFKA_TEST_CONFIG, ROOT, Procs, run_cli, wait_for
 from kafka import KafkaConsumer, KafkaProducer
 from ledger_tasks import read_ledger
 
-from worker_farm.chaos import FAULT_KINDS, run_chaos
+from worker_farm.chaos import run_chaos
+from worker_farm.chaos_faults import FAULT_KINDS
 from worker_farm.chaos_services import OwnedServices
 from worker_farm.mixes import all_mixes
 from yadtq.client.client import YADTQ

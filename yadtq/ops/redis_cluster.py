@@ -59,6 +59,10 @@ class RedisCluster:
             f"{','.join(map(str, self.ports))} (pid {pids}), slots split evenly, append-only files in "
             f"{self.data_dir}/")
 
+    def keeps(self, name: str) -> bool:
+        """False: no process of a cluster is started again (`yadtq services` reports it exited)."""
+        return False
+
     def revive(self) -> None:
         """Nothing to do: a cluster of primaries alone has no spare to restore (a dead node's slots
         stop serving until it is back; `yadtq services` then reports it exited)."""

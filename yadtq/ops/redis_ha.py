@@ -69,7 +69,7 @@ class RedisHA:
             f"append-only files in {self.data_dir}/")
         for port in self.sentinel_ports:
             self.procs[f"sentinel-{port}"] = self._start_sentinel(port)
-        self._wait_ready()
+        self.wait_ready()
         pids = ", ".join(str(self.procs[f"sentinel-{p}"].pid) for p in self.sentinel_ports)
         say(f"redis: started {len(self.sentinel_ports)} Sentinels at {self.host}:"
             f"{','.join(map(str, self.sentinel_ports))} (pid {pids}) watching {self.master!r}, quorum {QUORUM}, "
@@ -83,26 +83,42 @@ class RedisHA:
             raise ServiceError("no Sentinel answers")
         return "redis-primary" if found[1] == self.primary_port else "redis-replica"
 
-    def restart(self, name: str) -> None:
-        """Starts data server `name` again (after it died), on its port with its files: the Sentinels
-        make it a replica of the current primary; returns once they count it in sync."""
+    def restart(self, name: str, wait: bool = True) -> None:
+        """Starts data server `name` again (after it died), on its port with its files, as a replica
+        of the primary the Sentinels name; returns once they count it in sync (with `wait`; else
+        once it answers, and `wait_ready` tells when they do)."""
         port = self.primary_port if name == "redis-primary" else self.replica_port
-        extra = () if name == "redis-primary" else ("--replicaof", self.host, str(self.primary_port))
+        # Started as a replica at once: started as a primary, it would serve its own (older) data
+        # as a second primary until the Sentinels turn it into a replica.
+        found = primary_address(parse_sentinel_url(self.url))
+        if found is None:  # no Sentinel answers: as the set started
+            found = (self.host, self.primary_port) if name == "redis-replica" else None
+        elif found[1] == port:  # no failover yet: it is the primary back, with its append-only file
+            found = None
+        extra = ("--replicaof", found[0], str(found[1])) if found else ()
         self._start_data_server(name, port, *extra)
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
+
+    def keeps(self, name: str) -> bool:
+        """True for a process of the set: `revive` starts it again when it dies."""
+        return name in ("redis-primary", "redis-replica") or name.startswith("sentinel-")
 
     def revive(self) -> None:
-        """Starts again each data server that died, so the set has a spare for the next failover
-        (a failed start is tried again `REVIVE_BACKOFF_S` later)."""
+        """Starts again each process of the set that died: a data server, so the set has a spare for
+        the next failover; a Sentinel, so the quorum outlives a second loss (a failed start is tried
+        again `REVIVE_BACKOFF_S` later)."""
         now = time.monotonic()
-        for name in ("redis-primary", "redis-replica"):
-            proc = self.procs.get(name)
-            if proc is None or proc.poll() is None or now < self._revive_at.get(name, 0.0):
+        for name, proc in list(self.procs.items()):
+            if not self.keeps(name) or proc.poll() is None or now < self._revive_at.get(name, 0.0):
                 continue
-            log.warning("%s (pid %d) exited with %s; starting it again: it rejoins as a replica",
-                        name, proc.pid, proc.returncode)
+            log.warning("%s (pid %d) exited with %s; starting it again%s", name, proc.pid, proc.returncode,
+                        "" if name.startswith("sentinel-") else ": it rejoins as a replica")
             try:
-                self.restart(name)
+                if name.startswith("sentinel-"):
+                    self._start_sentinel(int(name.removeprefix("sentinel-")), fresh=False)
+                else:
+                    self.restart(name)
             except ServiceError as exc:
                 self._revive_at[name] = time.monotonic() + REVIVE_BACKOFF_S
                 log.warning("%s did not come back (%s); trying again in %gs", name, exc, REVIVE_BACKOFF_S)
@@ -111,13 +127,16 @@ class RedisHA:
 
     def _start_data_server(self, name: str, port: int, *extra_args: str) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}
+        # A primary sends a replica that (re)joins its first copy at once, not after Redis's default
+        # 5 s wait for more replicas to share it: until the copy is in, the set has no spare.
+        extra_args = ("--repl-diskless-sync-delay", "0", *extra_args)
         try:
             start_redis(self.host, port, self.data_dir, self.log_dir, started, extra_args=extra_args)
         finally:  # recorded even when it never answered, so stop() ends it
             if "redis" in started:
                 self.procs[name] = started["redis"]
 
-    def _wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         # Sentinels learn of the replica from the primary's INFO (every 10 s) and of each other by
         # hello messages (every 2 s): until they have, losing the primary would stop everything.
         target = parse_sentinel_url(self.url)
@@ -130,16 +149,18 @@ class RedisHA:
                 raise ServiceError(f"the Sentinels are not ready to fail over after {timeout:g}s: {why}")
             time.sleep(0.2)
 
-    def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
-        # Sentinel rewrites its configuration file (it records what it learns): one file each.
+    def _start_sentinel(self, port: int, fresh: bool = True) -> subprocess.Popen[bytes]:
+        # Sentinel rewrites its configuration file (it records what it learns): one file each. A Sentinel
+        # started again (`fresh` False) reads its own: its id, the primary it last knew, the others.
         conf = self.data_dir / f"sentinel-{port}.conf"
-        conf.write_text("\n".join([
-            f"port {port}", f"bind {self.host}", "daemonize no", "protected-mode no",
-            f"dir {self.data_dir.resolve()}",
-            f"sentinel monitor {self.master} {self.host} {self.primary_port} {QUORUM}",
-            f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}",
-            f"sentinel failover-timeout {self.master} {self.failover_timeout_ms}",
-            f"sentinel parallel-syncs {self.master} 1", ""]))
+        if fresh or not conf.exists():
+            conf.write_text("\n".join([
+                f"port {port}", f"bind {self.host}", "daemonize no", "protected-mode no",
+                f"dir {self.data_dir.resolve()}",
+                f"sentinel monitor {self.master} {self.host} {self.primary_port} {QUORUM}",
+                f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}",
+                f"sentinel failover-timeout {self.master} {self.failover_timeout_ms}",
+                f"sentinel parallel-syncs {self.master} 1", ""]))
         log_path = self.log_dir / f"sentinel-{port}.log"
         with open(log_path, "ab") as out:
             proc = subprocess.Popen([*_parent_death_signal(), redis_binary(), str(conf.resolve()), "--sentinel"],

@@ -44,7 +44,9 @@ class RedisHAHandle(Protocol):
     @property
     def url(self) -> str: ...  # the redis+sentinel:// URL every process uses
 
-    def revive(self) -> None: ...  # starts again a data server that died (it rejoins as a replica)
+    def keeps(self, name: str) -> bool: ...  # True for a process `revive` starts again when it dies
+
+    def revive(self) -> None: ...  # starts again a process of the set that died (a data server rejoins as a replica)
 
 
 # (settings, where to record each process started, say) -> the set started.
@@ -483,10 +485,11 @@ class Services:
         """Blocks until a started or adopted service exits; returns its name."""
         while True:
             if self.ha is not None:
-                # The Sentinels ride out the loss of a data server; starting it again restores the spare.
+                # The Sentinels ride out the loss of a data server, and two of them the loss of the third:
+                # starting it again restores the spare.
                 self.ha.revive()
             for name, proc in self.started.items():
-                if proc.poll() is not None and not (self.ha is not None and name.startswith("redis-")):
+                if proc.poll() is not None and not (self.ha is not None and self.ha.keeps(name)):
                     return name
             for name, pid in self.adopted.items():
                 if not pid_alive(pid):

@@ -6,10 +6,11 @@ replica Sentinel promotes, and a task that finished would run again. Where
 that matters (the worker's step: its outcomes and its claims) the script is
 followed by `WAIT N timeout` in the same pipeline: one round trip, answered once
 N replicas hold everything written before it, or at the timeout. N is at most
-the replicas the primary has connected (asked every few seconds, and on every
-call while it has none, so a replica that comes back is waited for at once):
-with none (the replica is down, or was just promoted and has none of its own
-yet) a step does not wait, and a warning says that writes are on the primary only.
+the replicas the primary has online (asked every few seconds, and on every
+call while it has none, so a replica that comes back is waited for once in sync):
+with none (the replica is down, still receiving its first copy, or was just
+promoted and has none of its own yet) a step does not wait, and a warning says
+that writes are on the primary only.
 
 Only with a `redis+sentinel://` URL (see yadtq.store.sentinel for its
 `replicas_ack` and `ack_timeout_ms` options): a lone server has no replica to wait for.
@@ -24,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient
-from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url
+from yadtq.store.sentinel import is_sentinel_url, online_replicas, parse_sentinel_url
 
 log = logging.getLogger(__name__)
 WARN_EVERY = 30.0  # seconds between two "unreplicated" warnings of one waiter
@@ -82,6 +83,10 @@ class ReplicaAck:
                 continue
             if isinstance(reply, Exception):
                 raise reply
+            if isinstance(acked, ResponseError) and "replica" in str(acked):
+                # A replica answered (one in a failover's middle, the connection made just before its
+                # promotion): an outage, so the caller waits, and its next connection asks the Sentinels.
+                raise ConnectionError(f"Redis answered as a replica ({acked})") from acked
             if isinstance(acked, Exception):
                 raise acked
             self._count(int(acked))
@@ -91,12 +96,12 @@ class ReplicaAck:
         raise AssertionError("unreachable")
 
     def _connected(self, client: RedisClient) -> int:
-        """The primary's connected replicas, asked at most every CHECK_EVERY seconds."""
+        """The primary's replicas online (in sync), asked at most every CHECK_EVERY seconds."""
         now = time.monotonic()
         # With none seen, ask on every call: a replica that comes back must be waited for at once
         # (this costs a round trip per step only while there is no replica).
         if self._replicas_seen == 0 or now - self._checked_at >= CHECK_EVERY:
-            self._replicas_seen = int(client.info("replication").get("connected_slaves", 0))
+            self._replicas_seen = online_replicas(client.info("replication"))
             self._checked_at = now
         return self._replicas_seen
 
@@ -108,6 +113,7 @@ class ReplicaAck:
         if now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
             why = (f"{acked} of {self.replicas} replica(s) acknowledged within {self.timeout_ms} ms"
-                   if self._replicas_seen else "the primary has no replica connected")
+                   if self._replicas_seen else "the primary has no replica in sync")
             log.warning("Redis: %s; writes are on the primary only until a replica catches up "
                         "(%d such steps so far)", why, self.unreplicated)
+

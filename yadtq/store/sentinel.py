@@ -152,7 +152,46 @@ def sentinels_ready(target: SentinelTarget, timeout: float = 2.0) -> tuple[bool,
             return False, f"Sentinel {host}:{port} knows no replica in sync yet"
         if int(state.get("num-other-sentinels", 0)) < len(target.sentinels) - 1:
             return False, f"Sentinel {host}:{port} does not know the other Sentinels yet"
+    # The Sentinels read a replica's state every 10 s: one that just came back may still read as in
+    # sync from before. The primary knows at once.
+    found = primary_address(target, timeout)
+    if found is None:
+        return False, "no Sentinel names the primary"
+    primary = redis.Redis(host=found[0], port=found[1], username=target.username, password=target.password,
+                          socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
+    try:
+        if online_replicas(primary.info("replication")) == 0:
+            return False, "the primary has no replica in sync yet"
+    except redis.RedisError as exc:
+        return False, f"the primary {found[0]}:{found[1]}: {exc}"
+    finally:
+        primary.close()
     return True, ""
+
+
+def online_replicas(info: dict[str, Any]) -> int:
+    """The replicas in an INFO replication reply that are online. A replica still receiving its
+    first copy (state wait_bgsave or send_bulk; seconds after a failover or a restart) counts as
+    connected but acknowledges nothing: a WAIT for it would cost every step its whole timeout."""
+    return sum(1 for key, value in info.items()
+               if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
+
+
+def down_after_s(target: SentinelTarget, timeout: float = 2.0) -> float | None:
+    """How long the Sentinels wait without an answer before they declare the primary down (the
+    first that answers; their `down-after-milliseconds`), in seconds; None when none answers."""
+    for host, port in target.sentinels:
+        client = redis.Redis(host=host, port=port, password=target.sentinel_password,
+                             socket_connect_timeout=timeout, socket_timeout=timeout, decode_responses=True)
+        try:
+            state = cast("dict[str, Any]", client.sentinel_master(target.master))
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        if "down-after-milliseconds" in state:
+            return int(state["down-after-milliseconds"]) / 1000
+    return None
 
 
 def primary_address(target: SentinelTarget, timeout: float = 2.0) -> tuple[str, int] | None:

@@ -49,7 +49,7 @@ from yadtq.worker.housekeeping import Housekeeping
 from yadtq.worker.intake import Intake
 from yadtq.worker.jobs import Job
 from yadtq.worker.middleware import Hooks, Middleware
-from yadtq.worker.outages import REDIS_ERRORS, RedisOutages
+from yadtq.worker.outages import REDIS_ERRORS, RedisOutages, max_delay_for, warn_if_lease_shorter_than_a_failover
 from yadtq.worker.placement import Placement
 from yadtq.worker.policies import builtin_policies
 from yadtq.worker.priorities import partition_order
@@ -93,7 +93,8 @@ class Worker:
         self.live = LiveState(self.redis, s)
         self.claims = ClaimPipeline(self.redis, s, self.name, self.incarnation)
         self.source: TaskSource = self._source or KafkaSource(s, self.name, self.standby)
-        self.outages = RedisOutages(on_lost=self._redis_lost, on_back=self._redis_back)
+        self.outages = RedisOutages(on_lost=self._redis_lost, on_back=self._redis_back, max_delay=max_delay_for(s))
+        warn_if_lease_shorter_than_a_failover(s)
         ctx = WorkerContext(self.name, s, self.standby, self.events,
                             GuardedStore(self.live, self.claims, self.outages), self.source)
         self.hooks = hooks = Hooks(self.middleware, ctx)
