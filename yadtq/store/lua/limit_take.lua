@@ -8,24 +8,11 @@
 --   `<task id> <worker incarnation>`, so a run's end never removes another worker's run of that task)
 -- Returns per claim: {'ok', tat before ('' none), tat set ('' none), '1' if counted in limit:running else ''}
 --   | {'limited', seconds to wait, 'rate' | 'concurrency'}: nothing changed
+--! include limits
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local lease = tonumber(ARGV[1])
-local cache = {}
-local function limits_of(task)
-  if cache[task] then return cache[task] end
-  local raw = redis.call('HMGET', KEYS[1], 'set:' .. task, 'code:' .. task)
-  local set = raw[1] and cjson.decode(raw[1]) or {}
-  local code = raw[2] and cjson.decode(raw[2]) or {}
-  local function pick(f)
-    local v = set[f]
-    if v == nil then v = code[f] end
-    if v == cjson.null then return nil end
-    return v
-  end
-  cache[task] = {interval = pick('interval'), max = pick('max_concurrency')}
-  return cache[task]
-end
+local limits_of = limits_reader(KEYS[1])  -- lib/limits.lua
 
 local out = {}
 local k = 2

@@ -82,25 +82,7 @@ local function event(ek, text)
   redis.call('LTRIM', ek, -50, -1)
 end
 
--- Rate and concurrency limits of a task name: `set:` (run time) over `code:` (decorator), per field;
--- a JSON null is explicitly no limit.
-local limit_cache = {}
-local function limits_of(task)
-  local got = limit_cache[task]
-  if got then return got end
-  local raw = redis.call('HMGET', KEYS[8], 'set:' .. task, 'code:' .. task)
-  local set = raw[1] and cjson.decode(raw[1]) or {}
-  local code = raw[2] and cjson.decode(raw[2]) or {}
-  local function pick(f)
-    local v = set[f]
-    if v == nil then v = code[f] end
-    if v == cjson.null then return nil end
-    return v
-  end
-  got = {interval = pick('interval'), max = pick('max_concurrency')}
-  limit_cache[task] = got
-  return got
-end
+local limits_of = limits_reader(KEYS[8])  -- lib/limits.lua
 
 -- Seconds a booked task is published ahead of its start; the worker holds it until then ('early').
 local BOOK_LEAD = 0.5

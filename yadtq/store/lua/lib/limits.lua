@@ -1,3 +1,25 @@
+-- Rate and concurrency limits of a task name, read from the limits hash `key`: `set:` (run time)
+-- over `code:` (decorator), per field; a JSON null is explicitly no limit. Cached for the call.
+local function limits_reader(key)
+  local cache = {}
+  return function(task)
+    local got = cache[task]
+    if got then return got end
+    local raw = redis.call('HMGET', key, 'set:' .. task, 'code:' .. task)
+    local set = raw[1] and cjson.decode(raw[1]) or {}
+    local code = raw[2] and cjson.decode(raw[2]) or {}
+    local function pick(f)
+      local v = set[f]
+      if v == nil then v = code[f] end
+      if v == cjson.null then return nil end
+      return v
+    end
+    got = {interval = pick('interval'), max = pick('max_concurrency')}
+    cache[task] = got
+    return got
+  end
+end
+
 -- Tasks parked in Redis over their task name's max_concurrency, included (`--! include limits`) by
 -- the scripts that count runs or end them: step (claims and outcomes) and release.
 --
