@@ -59,6 +59,7 @@ def test_a_dead_holder_of_this_process_space_is_replaced(client: RedisClient, ke
 def test_a_live_holder_of_this_process_space_keeps_its_name(client: RedisClient, keys: Keys) -> None:
     _held(client, keys, "W1", os.getpid(), space=process_space())
     assert not claim_worker_name(client, keys, "W1", "new", 30)
+    assert name_holder(client, keys, "W1").here()  # type: ignore[union-attr]
 
 
 def _elsewhere(kind: str) -> str:
@@ -74,6 +75,7 @@ def test_a_holder_elsewhere_keeps_its_name_until_its_lease_ends(client: RedisCli
     """Its pid is free here, which says nothing of a process that runs in another pid space."""
     _held(client, keys, "W1", dead_pid, space=_elsewhere(elsewhere))
     assert not claim_worker_name(client, keys, "W1", "new", 30)
-    assert name_holder(client, keys, "W1").incarnation == "old"  # type: ignore[union-attr]
+    holder = name_holder(client, keys, "W1")
+    assert holder is not None and holder.incarnation == "old" and not holder.here()
     client.delete(keys.worker_name("W1"))  # the lease ended
     assert claim_worker_name(client, keys, "W1", "new", 30)

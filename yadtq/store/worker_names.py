@@ -66,11 +66,14 @@ class NameHolder:
     since: float
     space: str = ""  # the holder's process space ("" from a worker that did not note it)
 
+    def here(self) -> bool:
+        """Whether the holder ran in this very process space, where its pid can be checked."""
+        return self.host == socket.gethostname() and self.space == process_space()
+
     def gone(self) -> bool:
-        """Whether the holder is known dead: a process of this very process space whose pid is gone.
+        """Whether the holder is known dead: a process of this process space whose pid is gone.
         Anywhere else its pid may be another process's, or missing here while it runs there."""
-        return (self.host == socket.gethostname() and self.space == process_space()
-                and not pid_alive(self.pid))
+        return self.here() and not pid_alive(self.pid)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
