@@ -69,7 +69,7 @@ class Settings:
     # Static group membership (KIP-345): a worker joins the group under its name, so one that restarts
     # within the session timeout gets its partitions back with no rebalance of the others. auto: on,
     # except on the embedded broker (its static membership is broken); on | off force it.
-    static_membership: str = "off"
+    static_membership: str = "auto"
     # The engine (issue 9): tasks run at once in one worker process, records
     # buffered per partition past its lowest unfinished one before it is paused.
     concurrency: int = 8

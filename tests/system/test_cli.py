@@ -22,7 +22,13 @@ from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.store.keys import Keys
 from yadtq.store.live_state import LiveState
-from yadtq.store.worker_names import claim_worker_name, name_holder, release_worker_name, renew_worker_name
+from yadtq.store.worker_names import (
+    claim_worker_name,
+    name_holder,
+    process_space,
+    release_worker_name,
+    renew_worker_name,
+)
 
 UUID_LEN = 36
 
@@ -209,11 +215,12 @@ def test_worker_name_lease_claim_renew_release(settings: Settings, r: redis.Redi
     assert claim_worker_name(r, keys, "W2", "inc-a", 0.2)
     wait_for(lambda: name_holder(r, keys, "W2") is None, 10, 0.05, "the lease to lapse")
     assert claim_worker_name(r, keys, "W2", "inc-b", 30)
-    # A holder on this host whose process is gone is replaced.
+    # A holder of this process space (host, boot, pid namespace) whose process is gone is replaced
+    # (tests/engine/test_worker_names.py: not one of another space).
     gone = subprocess.Popen(["true"])
     gone.wait()
     r.hset(keys.worker_name("W3"), mapping={"incarnation": "old", "host": os.uname().nodename,
-                                           "pid": gone.pid, "since": 0})
+                                           "pid": gone.pid, "since": 0, "space": process_space()})
     r.expire(keys.worker_name("W3"), 60)
     assert claim_worker_name(r, keys, "W3", "new", 30)
     assert name_holder(r, keys, "W3").incarnation == "new"  # type: ignore[union-attr]

@@ -7,6 +7,8 @@ explicitly (a static member's close alone would not). The embedded broker keeps 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -90,3 +92,39 @@ def test_a_clean_stop_hands_its_partitions_over_at_once(settings: Settings, proc
                              for p in logs for line in p.read_text(errors="replace").splitlines()),
                  10, 0.2, "the broker's log to show W1's LeaveGroup")
         assert time.time() < stopped_at + s.session_timeout_ms / 1000
+
+
+def test_an_evicted_worker_reads_a_partition_given_back_from_its_commit(
+        settings: Settings, procs: Procs, r: redis.Redis) -> None:
+    """W1 runs a task and is stopped (SIGSTOP) past its session and its claim's lease: the standby S1
+    takes the partition and runs the task again. W1, continued, finds its own run's outcome discarded
+    (S1's claim replaced it), rejoins the group and, the only active worker, gets the partition back.
+    S1 is killed mid-run. The task must still finish: W1 reads the partition from its committed
+    offset, not from past the task it had seen as dealt with before it was evicted."""
+    s = settings.replace(partitions=1, lease=3.0)
+    procs.settings = s
+    w1 = procs.worker("W1", "--tasks", "ledger_tasks", settings=s)
+    procs.worker("S1", "--tasks", "ledger_tasks", "--standby", settings=s)
+    wait_for(lambda: procs.assigned("W1") == [0] and procs.assigned("S1") == [], 60, 0.2, "W1 to own the partition")
+    run_s = 15.0
+    with YADTQ(s) as q:
+        tid = q.submit("ledger_add", [1, 2, run_s])
+        wait_for(lambda: q.status(tid).worker == "W1" and q.status(tid).status == "processing", 30, 0.05,
+                 "W1 to run the task")
+        stopped = time.monotonic()
+        os.kill(w1.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: q.status(tid).worker == "S1", 60, 0.1, "S1 to take the partition and run the task")
+            # W1's own run is over by the time it continues: its outcome is discarded at once.
+            time.sleep(max(0.0, stopped + run_s + 0.5 - time.monotonic()))  # a run's length, not a guess
+        finally:
+            continued = time.time()
+            os.kill(w1.pid, signal.SIGCONT)
+        wait_for(lambda: [e for e in procs.events("worker-W1") if e["event"] == "partitions_assigned"
+                          and e["partitions"] == [0] and e["ts"] > continued], 30, 0.1, "W1 to get the partition back")
+        rec = q.status(tid)
+        assert (rec.status, rec.worker) == ("processing", "S1")  # S1's run is still going: kill it now
+        procs.kill9("S1")
+        assert q.result(tid, timeout=60) == 3
+    runs = read_ledger(r, s.prefix)[tid]
+    assert [pid for pid, _ in runs] == [w1.pid, runs[1][0], w1.pid]  # W1, S1 (killed), W1 again

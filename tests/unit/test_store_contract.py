@@ -49,7 +49,7 @@ FIELDS = {"status", "task", "args", "kwargs", "tries", "time_limit", "submitted"
           "queue",
           "eta", "expires", "released",  # delayed and expiring tasks
           "progress", "progress_message", "progress_at",  # progress.lua (also the announcement of progress)
-          "incarnation", "host", "pid", "since",  # worker_name:<name>
+          "incarnation", "host", "pid", "since", "space",  # worker_name:<name>
           "id", "completed", "p",  # end:<topic>
           "limit_key", "interval", "max_concurrency",  # limits: a counted run's key; JSON fields of `limits`
           "limit_slot",  # a rate-limited task's booked start

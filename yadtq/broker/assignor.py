@@ -46,6 +46,11 @@ class StandbyAwareAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
     def on_assignment(self, assignment: Any, generation: Any) -> None:
         self.owned = [(tp.topic, tp.partition) for tp in assignment.partitions()]
 
+    def forget(self, lost: Any) -> None:
+        """This member was evicted and these partitions were given to others: it no longer holds them."""
+        gone = {(tp.topic, tp.partition) for tp in lost}
+        self.owned = [tp for tp in self.owned if tp not in gone]
+
     def assign(self, cluster: Any, members: Any) -> dict[str, ConsumerProtocolAssignment]:
         info = {m.member_id: _read(m.metadata) for m in members}
         topics = sorted({t for m in members for t in m.metadata.topics})

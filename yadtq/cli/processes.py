@@ -135,8 +135,11 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         holder = name_holder(client, keys, name)
         who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \
             if holder else ""
+        # A holder in another container or on another machine cannot be seen to be dead from here.
+        wait = f" (one of another container or machine frees it {ttl:g}s after it ends)" \
+            if holder and not holder.here() else ""
         print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
-              "choose another --name, or stop that worker", file=sys.stderr)
+              f"choose another --name, or stop that worker{wait}", file=sys.stderr)
         client.close()
         return RET_USAGE
     worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)

@@ -6,8 +6,12 @@ and ALIVE). A worker claims its name before it starts and keeps the lease
 alive; a second worker with that name is refused while the lease lasts.
 
 A worker that died without releasing its name (kill -9, crash injection) does
-not block its own restart on the same host: a claim may replace a holder
-whose pid is gone there. Elsewhere the name frees itself when the lease ends.
+not block its own restart beside it: a claim may replace a holder whose pid is
+gone, but only one from the claimant's own process space (the same host name,
+boot and pid namespace, `process_space`). A pid says nothing about a process in
+another container or on another boot, even under the same host name: a live
+holder there would be replaced, and with it the static group member that bears
+the name fenced. Elsewhere the name frees itself when the lease ends.
 
 Interface for the engine: claim once before serving, `renew_worker_name`
 every heartbeat (False: the name was lost, another worker has it), and
@@ -22,6 +26,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from yadtq.config import Settings
 from yadtq.store.connection import RedisClient, RedisError
@@ -37,12 +42,38 @@ def name_ttl(settings: Settings) -> float:
     return max(settings.dead_after, 3 * settings.heartbeat_interval)
 
 
+@cache
+def process_space() -> str:
+    """Where this process's pids mean something: the boot id and the pid namespace ("" where the
+    system shows neither: not Linux). Two processes see each other's pids only in the same space."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{boot}/{namespace}" if boot or namespace else ""
+
+
 @dataclass(frozen=True)
 class NameHolder:
     incarnation: str
     host: str
     pid: int
     since: float
+    space: str = ""  # the holder's process space ("" from a worker that did not note it)
+
+    def here(self) -> bool:
+        """Whether the holder ran in this very process space, where its pid can be checked."""
+        return self.host == socket.gethostname() and self.space == process_space()
+
+    def gone(self) -> bool:
+        """Whether the holder is known dead: a process of this process space whose pid is gone.
+        Anywhere else its pid may be another process's, or missing here while it runs there."""
+        return self.here() and not pid_alive(self.pid)
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host}"
@@ -54,22 +85,23 @@ def _ms(ttl: float) -> int:
 
 def _claim(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float, replace: str = "") -> bool:
     return decode_flag(bind(client, "worker_name_claim")(
-        keys=[keys.worker_name(name)], args=[incarnation, _ms(ttl), socket.gethostname(), os.getpid(), replace]))
+        keys=[keys.worker_name(name)],
+        args=[incarnation, _ms(ttl), socket.gethostname(), os.getpid(), replace, process_space()]))
 
 
 def claim_worker_name(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float) -> bool:
     """Takes `name` for `incarnation` for `ttl` seconds. False when another live worker holds it.
 
-    Claiming again with the same incarnation renews. A holder on this host whose
-    process is gone is replaced atomically (only that holder, not one that
-    claimed in between).
+    Claiming again with the same incarnation renews. A holder of this process
+    space whose process is gone is replaced atomically (only that holder, not
+    one that claimed in between); any other waits for its lease to end.
     """
     if _claim(client, keys, name, incarnation, ttl):
         return True
     holder = name_holder(client, keys, name)
     if holder is None:  # expired between the two calls
         return _claim(client, keys, name, incarnation, ttl)
-    if holder.host == socket.gethostname() and not pid_alive(holder.pid):
+    if holder.gone():
         return _claim(client, keys, name, incarnation, ttl, replace=holder.incarnation)
     return False
 
@@ -90,7 +122,8 @@ def name_holder(client: RedisClient, keys: Keys, name: str) -> NameHolder | None
         return None
     h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
          for k, v in raw.items()}
-    return NameHolder(h.get("incarnation", ""), h.get("host", ""), int(h.get("pid") or 0), float(h.get("since") or 0))
+    return NameHolder(h.get("incarnation", ""), h.get("host", ""), int(h.get("pid") or 0), float(h.get("since") or 0),
+                      h.get("space", ""))
 
 
 def pid_alive(pid: int) -> bool:

@@ -37,6 +37,7 @@ from yadtq.errors import ConfigError
 from yadtq.task.messages import key_partition
 from yadtq.worker.queue_topics import QueueTopics
 from yadtq.worker.records import Record
+from yadtq.worker.rewinds import Rewinds
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +81,36 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
 
+    def _numbers(self, tps: Any) -> tuple[int, ...]:
+        return tuple(sorted(self.source.queues.number(tp) for tp in tps if self.source.queues.serves(tp.topic)))
+
     def on_partitions_revoked(self, revoked: Any) -> None:
-        parts = tuple(sorted(self.source.queues.number(tp) for tp in revoked if self.source.queues.serves(tp.topic)))
-        lows = self.source.lows
-        self.source.rewind.update({p: lows[p] for p in parts if p in lows})
-        self.source.events.append(Rebalance(REVOKED, parts))
+        parts = self._numbers(revoked)
+        with self.source.rewinds.lock:
+            self.source.rewinds.revoked(parts)
+            self.source.forget_commits(parts)
+            self.source.events.append(Rebalance(REVOKED, parts))
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        """This member was evicted (kafka-python calls this instead of `on_partitions_revoked`): the
+        partitions were given to others meanwhile, so nothing known of them here holds (rewinds.py),
+        and the next join must not claim them as held either."""
+        parts = self._numbers(lost)
+        with self.source.rewinds.lock:
+            self.source.rewinds.lost(parts)
+            self.source.forget_commits(parts)
+            self.source.assignor.forget(lost)
+            self.source.events.append(Rebalance(REVOKED, parts))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        parts = tuple(sorted(self.source.queues.number(tp) for tp in assigned if self.source.queues.serves(tp.topic)))
-        starts = {}
-        for p in parts:
+        parts = self._numbers(assigned)
+        with self.source.rewinds.lock:
             # kafka-python keeps the fetch position of a partition that comes back to the
             # same member: without this seek, records dropped at revoke would never return.
-            if p in self.source.rewind:
-                starts[p] = self.source.rewind.pop(p)
-                self.source.consumer.seek(self.source.queues.tp(p), starts[p])
-        self.source.events.append(Rebalance(ASSIGNED, parts, starts))
+            starts = self.source.rewinds.assigned(parts)
+            for p, offset in starts.items():
+                self.source.consumer.seek(self.source.queues.tp(p), offset)
+            self.source.events.append(Rebalance(ASSIGNED, parts, starts))
 
 
 class KafkaSource:
@@ -106,8 +121,7 @@ class KafkaSource:
         self.queues = QueueTopics(settings)
         self.connected = True
         self.events: deque[Rebalance] = deque()
-        self.lows: dict[int, int] = {}
-        self.rewind: dict[int, int] = {}
+        self.rewinds = Rewinds()
         self._last_topic_check = time.monotonic()
         self._to_commit: dict[int, tuple[int, str]] = {}  # the last offset asked for, and its epoch
         self._commit_error: Exception | None = None
@@ -208,7 +222,10 @@ class KafkaSource:
         if failed is not None and not isinstance(failed, CommitFailedError):
             self._lost("commit", failed)
         tagged = {p: (o, log_epoch) for p, o in offsets.items()}
-        self._to_commit.update(tagged)
+        with self.rewinds.lock:
+            if self.events:  # the tracker lags a rebalance (its offsets may be of partitions lost): after it
+                return False
+            self._to_commit.update(tagged)
         try:
             self.consumer.commit_async(self._offsets(tagged), callback=self._commit_done)
             return True
@@ -269,8 +286,8 @@ class KafkaSource:
     def restart_log(self, partitions: Sequence[int]) -> None:
         """The broker lost its log (a memory-only broker restarted): forget old positions and read
         these partitions from the start of the new log (the claim skips what already finished)."""
-        self.rewind.clear()
-        self.lows = {}
+        with self.rewinds.lock:
+            self.rewinds.forget()
         tps = self._tps(partitions)
         if tps:
             self.consumer.seek_to_beginning(*tps)
@@ -304,7 +321,15 @@ class KafkaSource:
         return len(self.consumer.partitions_for_topic(self.topic) or ()) or self.settings.partitions
 
     def remember_lows(self, lows: dict[int, int]) -> None:
-        self.lows = dict(lows)
+        with self.rewinds.lock:
+            if not self.events:  # else the loop's tracker lags a rebalance: its lows may be of partitions lost
+                self.rewinds.remember(lows)
+
+    def forget_commits(self, partitions: Sequence[int]) -> None:
+        """Offsets asked for before these partitions were revoked or lost: never the last commit of a
+        later ownership (`_commit_last`). Called with `rewinds.lock` held."""
+        for p in partitions:
+            self._to_commit.pop(p, None)
 
     def close(self) -> None:
         self._commit_last()
