@@ -130,6 +130,9 @@ def test_redis_restart_loses_no_record_and_workers_reconnect(services: ServiceAd
         wait_for(lambda: q.backend.counts()["success"] >= 10, 60, 0.05, "some progress")
         services.redis_proc.kill()  # SIGKILL: only the append-only file keeps the data
         services.redis_proc.wait(timeout=10)
+        # Redis stays down until the worker has met the outage: a restart quicker than the worker's next
+        # call would be bridged by redis-py's reconnect and test nothing.
+        wait_for(lambda: _met_outage(procs), 60, 0.1, "W1 noticing Redis is down")
         services.redis_proc = start_redis("127.0.0.1", services.redis_port, services.data_dir, services.log_dir)
         wait_for(lambda: _success(q) == 60, 120, 0.3, "all 60 after the Redis restart")
         counts = q.backend.counts()
@@ -141,7 +144,14 @@ def test_redis_restart_loses_no_record_and_workers_reconnect(services: ServiceAd
     # At most the tasks in hand (one per slot): their claims may be lost with the last second of the AOF.
     assert sum(len(runs) > 1 for runs in ledger.values()) <= settings.concurrency
     assert procs.procs["W1"].poll() is None and procs.procs["monitor"].poll() is None
-    assert any(e["event"] == "connection_lost" for e in procs.events("worker-W1"))
+    assert any(e["event"] == "connection_restored" and e.get("service") == "redis" for e in procs.events("worker-W1"))
+
+
+def _met_outage(procs: Procs) -> bool:
+    try:
+        return any(e["event"] == "connection_lost" and e.get("service") == "redis" for e in procs.events("worker-W1"))
+    except ValueError:  # a line still being written
+        return False
 
 
 def _success(q: YADTQ) -> int:
