@@ -17,6 +17,8 @@ from yadtq.config import Settings
 from yadtq.store import search
 from yadtq.store.export import iter_records
 from yadtq.store.search import TaskQuery
+from yadtq.store.workflows import new_workflow_id, plan
+from yadtq.task.canvas import Signature, chain
 from yadtq.task.messages import TaskMessage
 
 
@@ -72,9 +74,15 @@ def test_readers_read_every_shard_once_within_their_round_trips(q: YADTQ, monkey
     assert len(list(iter_records(q.backend, "queued", limit=7))) == 7
     rows = {d.queue: d for d in q.queues()}
     assert (rows["email"].queued, rows["default"].queued) == (60, 15) and rows["email"].lag is not None
+    flows = [new_workflow_id() for _ in range(12)]
+    for wid in flows:  # recorded, never published: no broker here
+        q.workflows.store.start(plan(wid, chain(Signature("add", (1, 2)), Signature("add", (3,))), 3))
+    assert {wid for wid, _ in q.workflows.store.recent_statuses(50)} == set(flows)
 
     # Before these readers batched their shards, a search cost 118 round trips on the cluster, the
-    # type statistics 70 and the queue figures 148 (one or more per shard and queue).
+    # type statistics 70 and the queue figures 148 (one or more per shard and queue); the newest
+    # workflows with their status cost a round trip per workflow (12 here, on either).
     assert round_trips(monkeypatch, lambda: search.search(q.backend, TaskQuery(), limit=50)) <= 3 * servers
     assert round_trips(monkeypatch, lambda: search.type_stats(q.backend, 900)) <= 3 * servers
     assert round_trips(monkeypatch, q.queues) <= 1 + 6 * servers
+    assert round_trips(monkeypatch, lambda: q.workflows.store.recent_statuses(50)) <= 2 * servers
