@@ -161,10 +161,12 @@ def _walks(backend: Backend, statuses: Sequence[str], start: tuple[float, str] |
            least: int = 1) -> list[Iterator[tuple[float, str, str]]]:
     """One `_walk` per status index (per status and shard on a Redis Cluster), their first pages read
     in one batch: one round trip per server, not one per shard. On a cluster each first page is cut
-    to its share of `budget` (at least `least`), so together they read about `budget` entries; a walk
-    that runs past its first page reads on lazily."""
+    to the shard's share of `budget` (at least `least`): a status's pages together hold about `budget`
+    entries, as its one index does on one server (`_WALK`). A walk that runs past its first page
+    (its shard holds more than its share of the newest) reads on by itself, `_WALK` at a time."""
     pairs = [(s, k) for s in statuses for k in backend.space.shards]
-    num = _WALK if not backend.space.sharded else min(_WALK, max(least, -(-budget // len(pairs))))
+    shards = len(backend.space.shards)
+    num = _WALK if shards == 1 else min(_WALK, max(least, -(-budget // shards)))
     hi = "+inf" if start is None else repr(start[0])
     first = Batch(backend.r)
     for s, k in pairs:
@@ -176,7 +178,8 @@ def _walks(backend: Backend, statuses: Sequence[str], start: tuple[float, str] |
 def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor: str, keys: Keys,
           first: list[tuple[str, float]] | None = None, num: int = _WALK) -> Iterator[tuple[float, str, str]]:
     """(score, task id, status) of one status index (`keys`': a shard's on a cluster), strictly below
-    `start`, descending, `num` entries per read; `first`: its first read, done already (`_walks`)."""
+    `start`, descending; `first`: its first read of `num` entries, done already (`_walks`), then
+    `_WALK` per read."""
     key = keys.status(status)
     pos = start
     while True:
@@ -195,7 +198,7 @@ def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor:
             yield score, member, status
         if len(got) < num:
             return
-        pos = fresh[-1]
+        pos, num = fresh[-1], _WALK
 
 
 def scored(got: Any) -> list[tuple[str, float]]:
