@@ -68,12 +68,8 @@ class RedisSource:
         return [s.as_dict() for s in self.q.schedules()]
 
     def recent_workflows(self, limit: int) -> list[dict[str, Any]]:
-        rows = []
-        for wid in self.q.workflows.store.recent(limit):
-            got = self.q.workflows.store.status(wid)
-            if got is not None:
-                rows.append({"workflow_id": wid, "status": got[0], "result": got[1], "error": got[2]})
-        return rows
+        return [{"workflow_id": wid, "status": got[0], "result": got[1], "error": got[2]}
+                for wid, got in self.q.workflows.store.recent_statuses(limit)]
 
     def workflow(self, workflow_id: str) -> WorkflowState | None:
         return self.q.workflows.store.get(workflow_id)

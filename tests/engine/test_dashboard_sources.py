@@ -26,8 +26,10 @@ from yadtq.task.messages import Heartbeat
 TOKEN = "dash-t0ken"
 
 
-@pytest.fixture
-def farm(redis_url: str, tmp_path: Path) -> Iterator[tuple[YADTQ, RedisSource, ApiSource]]:
+@pytest.fixture(params=["redis_url", "redis_cluster_url"], ids=["redis", "cluster"])
+def farm(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[YADTQ, RedisSource, ApiSource]]:
+    """The farm on one Redis, and on a 3-primary Redis Cluster (the readers merge its shards)."""
+    redis_url = request.getfixturevalue(request.param)
     u = uuid.uuid4().hex[:8]
     settings = Settings(redis_url=redis_url, kafka_bootstrap=f"127.0.0.1:{free_port()}", prefix=f"d{u}:",
                         topic=f"tasks-{u}", api_token=TOKEN, log_dir=str(tmp_path / "logs"),

@@ -65,13 +65,15 @@ def test_the_high_queue_goes_first_and_depth_retries_and_dead_letters_stay_per_q
     assert rows["high"].queued == 0 and rows["high"].throughput > 0 and rows["low"].dead_letters == 1
 
 
-def test_the_api_and_metrics_report_each_queue(redis_url: str, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("where", ["redis_url", "redis_cluster_url"], ids=["redis", "cluster"])
+def test_the_api_and_metrics_report_each_queue(where: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from yadtq.api.app import create_app
     from yadtq.client.client import YADTQ
 
-    settings = Settings(redis_url=redis_url, prefix=f"a{uuid.uuid4().hex[:8]}:", log_dir=str(tmp_path))
+    settings = Settings(redis_url=request.getfixturevalue(where), prefix=f"a{uuid.uuid4().hex[:8]}:",
+                        log_dir=str(tmp_path))
     with YADTQ(settings, create_topic=False) as q:  # reads only: no broker needed
         q.backend.record_queued([TaskMessage(f"e{n}", "add", (n, n), queue="email") for n in range(3)], 3)
         with TestClient(create_app(settings, client=q)) as http:

@@ -145,3 +145,59 @@ def test_chaos_on_the_cluster_kill9_of_workers_and_of_a_primary_loses_nothing_ru
     assert len({tid for tid, _, _ in report.ledger}) == 400  # every task ran, and left its trace
     assert report.alive_at_end, lines[-20:]  # the monitor too
     assert not report.mix_problems, report.mix_problems  # the rate held in every second, every task ended
+
+
+@pytest.mark.brokers("embedded")  # the readers are what this test is about
+def test_the_cli_the_api_and_the_dashboard_read_every_shard(settings: Settings, procs: Procs, redis_cluster_url: str,
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the cluster, a worker runs tasks spread over the shards (one fails to its dead letter); then the
+    CLI's readers, the HTTP API's read endpoints and every dashboard page (Streamlit's AppTest) see them all."""
+    import json
+
+    import streamlit as st
+    from conftest import run_cli, serve_api
+    from streamlit.testing.v1 import AppTest
+
+    s = settings.replace(redis_url=redis_cluster_url, prefix=f"{settings.prefix}rd:")
+    procs.settings = s
+    procs.monitor()
+    procs.worker("W1", settings=s)
+    with YADTQ(s) as q:
+        ok = q.submit_many([("add", [i, 1]) for i in range(20)])
+        bad = q.submit("fail", ["disk full"], tries=1)
+        q.add_schedule("nightly", "add", every=3600, args=[1, 2])
+        for tid in [*ok, bad]:
+            q.wait(tid, 60)
+        assert len({shard_of(t, parse_cluster_url(s.redis_url).shards) for t in ok}) > 4
+        wait_for(lambda: "W1" in q.live.workers(), 30, 0.2, "the monitor to register W1")
+
+        status = run_cli(s, "status", bad, "--json")
+        assert json.loads(status.stdout)["status"] == "failed", status.stderr
+        tasks = json.loads(run_cli(s, "tasks", "--json", "--limit", "50").stdout)
+        assert (tasks["counts"]["success"], tasks["counts"]["failed"]) == (20, 1)
+        assert {r["task-id"] for r in tasks["tasks"]["success"]} == set(ok)
+        assert [d["task_id"] for d in json.loads(run_cli(s, "dlq", "--json").stdout)] == [bad]
+        assert "W1" in json.loads(run_cli(s, "workers", "--json").stdout)["workers"]
+        queues = json.loads(run_cli(s, "queues", "--json").stdout)
+        assert [(r["queue"], r["dead_letters"]) for r in queues] == [("default", 1)]
+        export = run_cli(s, "export", "--out", str(tmp_path / "export"))
+        assert "tasks 21" in export.stdout, export.stdout + export.stderr
+
+        with serve_api(s, q) as api:
+            assert {t["task_id"] for t in api.get("/tasks", params={"limit": 50}).json()["tasks"]} == {*ok, bad}
+            assert [t["task_id"] for t in api.get("/tasks", params={"error": "DISK"}).json()["tasks"]] == [bad]
+            assert api.get("/counts").json()["success"] == 20
+            assert [d["task_id"] for d in api.get("/dead-letters").json()] == [bad]
+            assert [w["name"] for w in api.get("/workers").json()] == ["W1"]
+            assert [x["name"] for x in api.get("/schedules").json()] == ["nightly"]
+            assert api.get("/stats").json()["finished_in_window"]["success"] == 20
+
+        for k, v in s.env().items():
+            monkeypatch.setenv(k, v)
+        st.cache_resource.clear()  # the cached client belongs to another test's settings
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=30).run()
+        assert not at.exception, at.exception
+        assert {m.label: m.value for m in at.metric}["Success"] == "20"
+        for page in ("tasks", "workers", "failures", "queues", "schedules", "workflows"):
+            at.switch_page(f"views/{page}.py").run()
+            assert not at.exception, (page, at.exception)

@@ -23,11 +23,7 @@ def workflow_list_routes(q: YADTQ, auth: list[Depends]) -> APIRouter:
 
     @router.get("/workflows", response_model=list[WorkflowSummary], summary="The newest workflows, newest first")
     def recent_workflows(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[WorkflowSummary]:
-        out = []
-        for wid in q.workflows.store.recent(limit):
-            got = q.workflows.store.status(wid)
-            if got is not None:  # expired between the index and its record
-                out.append(WorkflowSummary(workflow_id=wid, status=got[0], result=got[1], error=got[2]))
-        return out
+        return [WorkflowSummary(workflow_id=wid, status=got[0], result=got[1], error=got[2])
+                for wid, got in q.workflows.store.recent_statuses(limit)]
 
     return router

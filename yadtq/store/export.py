@@ -22,6 +22,7 @@ between status indexes while the pages are read (each task is kept once).
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ import pandas as pd
 from yadtq.store.backend import Backend, TaskRecord
 from yadtq.store.dead_letters import DLQ_KEPT
 from yadtq.store.live_state import FAILURES_KEPT, LiveState
+from yadtq.store.shard_reads import merged_ascending
 from yadtq.task.status import STATUSES
 
 PAGE = 1000
@@ -73,6 +75,14 @@ class ExportStats:
 
 def iter_records(backend: Backend, status: str, limit: int | None = None) -> Iterator[TaskRecord]:
     """Records of one status, oldest first, `PAGE` at a time; at most `limit` ids read."""
+    if backend.space.sharded:  # each shard's index walked once, merged by score
+        merged = merged_ascending(backend.r, [k.status(status) for k in backend.space.shards],
+                                  PAGE if limit is None else max(1, min(PAGE, limit)))
+        while chunk := list(itertools.islice(merged, PAGE if limit is None else min(PAGE, limit))):
+            yield from backend.get_many(chunk)
+            if limit is not None:
+                limit -= len(chunk)
+        return
     offset = 0
     while limit is None or offset < limit:
         size = PAGE if limit is None else min(PAGE, limit - offset)

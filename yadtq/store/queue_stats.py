@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient, decoded_list
 from yadtq.store.dead_letters import DeadLetterStore
 from yadtq.store.keys import Keys
@@ -55,19 +56,32 @@ class QueueStats:
     def known(self, also: tuple[str, ...] = ()) -> list[str]:
         """The default queue, every queue tasks were submitted to, and `also` (say, served ones)."""
         named = set(also)
+        batch = Batch(self.r)
         for k in self.space.shards:
-            named |= set(decoded_list(list(self.r.smembers(k.queues))))
+            batch.on(k.queues).smembers(k.queues)
+        for members in batch.execute():
+            named |= set(decoded_list(list(members)))
         return [DEFAULT_QUEUE, *sorted(named - {DEFAULT_QUEUE})]
 
     def depth(self, queue: str) -> int:
-        return sum(self._depth(k, queue) for k in self.space.shards)
+        return self.depths([queue])[queue]
 
-    def _depth(self, k: Keys, queue: str) -> int:
-        index, queued = k.queue_index(queue), k.status(Status.QUEUED)
-        depth = int(self.r.zintercard(2, [index, queued]))
-        if int(self.r.zcard(index)) > 2 * depth + PRUNE_SLACK:
-            self._prune_on(k, queue)
-        return depth
+    def depths(self, queues: list[str]) -> dict[str, int]:
+        """Tasks waiting in each queue: one batch over every (shard, queue), one round trip per server."""
+        cells = [(k, q) for k in self.space.shards for q in queues]
+        batch = Batch(self.r)
+        for k, q in cells:
+            index, queued = k.queue_index(q), k.status(Status.QUEUED)
+            batch.on(index).zintercard(2, [index, queued])
+            batch.on(index).zcard(index)
+        replies = batch.execute()
+        out = dict.fromkeys(queues, 0)
+        for i, (k, q) in enumerate(cells):
+            depth, size = int(replies[2 * i]), int(replies[2 * i + 1])
+            out[q] += depth
+            if size > 2 * depth + PRUNE_SLACK:
+                self._prune_on(k, q)
+        return out
 
     def prune(self, queue: str) -> None:
         """Keeps in the queue's index only the ids queued or processing (queue_prune.lua)."""
@@ -80,42 +94,62 @@ class QueueStats:
                           f"{index}:scratch", k.status(Status.SCHEDULED)])
 
     def lag(self, queue: str, now: float) -> float | None:
-        lags = [x for k in self.space.shards if (x := self._lag(k, queue, now)) is not None]
-        return max(lags) if lags else None
+        return self.lags([queue], now)[queue]
 
-    def _lag(self, k: Keys, queue: str, now: float) -> float | None:
+    def lags(self, queues: list[str], now: float) -> dict[str, float | None]:
+        """How long the oldest task still queued in each queue has waited (its longest on any shard):
+        two batches over every (shard, queue); a shard whose index head is all gone is pruned and read again."""
+        cells = [(k, q) for k in self.space.shards for q in queues]
+        heads = Batch(self.r)
+        for k, q in cells:
+            heads.on(k.queue_index(q)).zrange(k.queue_index(q), 0, LOOK - 1, withscores=True)
+        rows = heads.execute()
+        still = Batch(self.r)
+        for (k, q), got in zip(cells, rows, strict=True):
+            if got:
+                still.on(k.queue_index(q)).zmscore(k.status(Status.QUEUED), [str(r[0]) for r in got])
+        found = iter(still.execute())
+        out: dict[str, float | None] = dict.fromkeys(queues)
+        for (k, q), got in zip(cells, rows, strict=True):
+            if not got:
+                continue
+            oldest = next((float(score) for (_, score), there in zip(got, next(found), strict=True)
+                           if there is not None), None)
+            lag = max(0.0, now - oldest) if oldest is not None else self._lag_after_prune(k, q, now)
+            if lag is not None:
+                out[q] = max(lag, out[q] or 0.0)
+        return out
+
+    def _lag_after_prune(self, k: Keys, queue: str, now: float) -> float | None:
+        self._prune_on(k, queue)  # the head was all gone: drop it and look once more
         index = k.queue_index(queue)
-        for attempt in range(2):
-            rows: list[Any] = self.r.zrange(index, 0, LOOK - 1, withscores=True)
-            if not rows:
-                return None
-            ids = [str(r[0]) for r in rows]
-            still = self.r.zmscore(k.status(Status.QUEUED), ids)
-            for (_, score), there in zip(rows, still, strict=True):
-                if there is not None:
-                    return max(0.0, now - float(score))
-            if attempt == 0:
-                self._prune_on(k, queue)  # the head was all gone: drop it and look once more
-        return None
+        rows: list[Any] = self.r.zrange(index, 0, LOOK - 1, withscores=True)
+        if not rows:
+            return None
+        still = self.r.zmscore(k.status(Status.QUEUED), [str(r[0]) for r in rows])
+        return next((max(0.0, now - float(score)) for (_, score), there in zip(rows, still, strict=True)
+                     if there is not None), None)
 
     def throughput(self, queues: list[str], now: float, window: float) -> dict[str, float]:
-        """Finished per second in the last `window` seconds, per queue (success and failed)."""
+        """Finished per second in the last `window` seconds, per queue (success and failed): each
+        (shard, status) index's count and its newest `SAMPLE` ids in one batch, their queues in a second."""
         out = dict.fromkeys(queues, 0.0)
-        for k in self.space.shards:
-            for status in (Status.SUCCESS, Status.FAILED):
-                key = k.status(status)
-                total = int(self.r.zcount(key, now - window, "+inf"))
-                if not total:
-                    continue
-                ids = decoded_list(self.r.zrevrangebyscore(key, "+inf", now - window, start=0, num=SAMPLE))
-                pipe = self.r.pipeline(transaction=False)
-                for tid in ids:
-                    pipe.hget(k.task(tid), "queue")
-                named = [str(q) if q else DEFAULT_QUEUE for q in pipe.execute()]
-                if not named:
-                    continue
+        cells = [(k, k.status(s)) for k in self.space.shards for s in (Status.SUCCESS, Status.FAILED)]
+        newest = Batch(self.r)
+        for _, key in cells:
+            newest.on(key).zcount(key, now - window, "+inf")
+            newest.on(key).zrevrangebyscore(key, "+inf", now - window, start=0, num=SAMPLE)
+        replies = newest.execute()
+        reads = Batch(self.r)
+        for i, (k, _) in enumerate(cells):
+            for tid in decoded_list(replies[2 * i + 1]):
+                reads.on(k.task(tid)).hget(k.task(tid), "queue")
+        named = iter([str(q) if q else DEFAULT_QUEUE for q in reads.execute()])
+        for i in range(len(cells)):
+            total, sample = int(replies[2 * i]), [next(named) for _ in replies[2 * i + 1]]
+            if total and sample:
                 for q in out:
-                    out[q] += total * named.count(q) / len(named) / window
+                    out[q] += total * sample.count(q) / len(sample) / window
         return out
 
     def all(self, also: tuple[str, ...] = (), window: float = 60.0) -> list[QueueDepth]:
@@ -124,5 +158,6 @@ class QueueStats:
         sec, usec = self.r.time()
         now = sec + usec / 1e6
         rates = self.throughput(queues, now, window)
-        dead = DeadLetterStore(self.r, self.space)
-        return [QueueDepth(q, self.depth(q), self.lag(q, now), round(rates[q], 3), dead.count(q)) for q in queues]
+        depths, lags = self.depths(queues), self.lags(queues, now)
+        dead = DeadLetterStore(self.r, self.space).counts(list(queues))
+        return [QueueDepth(q, depths[q], lags[q], round(rates[q], 3), n) for q, n in zip(queues, dead, strict=True)]

@@ -128,8 +128,7 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
         start = (query.until, _TOP)
     floor = "-inf" if query.since is None else repr(query.since)
     # one walk per status (and per shard on a Redis Cluster), merged newest first
-    walks = [_walk(backend, s, start, floor, k) for s in query.statuses for k in backend.space.shards]
-    entries = heapq.merge(*walks, reverse=True)
+    entries = heapq.merge(*_walks(backend, query.statuses, start, floor, budget, limit), reverse=True)
     found: list[TaskRecord] = []
     scanned = 0
     last: tuple[float, str, str] | None = None
@@ -158,26 +157,48 @@ def search(backend: Backend, query: TaskQuery, limit: int = 50, cursor: str | No
     return SearchPage(found, Cursor(last[0], last[1]).encode(), scanned)
 
 
-def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor: str, keys: Keys
-          ) -> Iterator[tuple[float, str, str]]:
+def _walks(backend: Backend, statuses: Sequence[str], start: tuple[float, str] | None, floor: str, budget: int,
+           least: int = 1) -> list[Iterator[tuple[float, str, str]]]:
+    """One `_walk` per status index (per status and shard on a Redis Cluster), their first pages read
+    in one batch: one round trip per server, not one per shard. On a cluster each first page is cut
+    to the shard's share of `budget` (at least `least`): a status's pages together hold about `budget`
+    entries, as its one index does on one server (`_WALK`). A walk that runs past its first page
+    (its shard holds more than its share of the newest) reads on by itself, `_WALK` at a time."""
+    pairs = [(s, k) for s in statuses for k in backend.space.shards]
+    shards = len(backend.space.shards)
+    num = _WALK if shards == 1 else min(_WALK, max(least, -(-budget // shards)))
+    hi = "+inf" if start is None else repr(start[0])
+    first = Batch(backend.r)
+    for s, k in pairs:
+        first.on(k.status(s)).zrevrangebyscore(k.status(s), hi, floor, start=0, num=num, withscores=True)
+    return [_walk(backend, s, start, floor, k, scored(got), num)
+            for (s, k), got in zip(pairs, first.execute(), strict=True)]
+
+
+def _walk(backend: Backend, status: str, start: tuple[float, str] | None, floor: str, keys: Keys,
+          first: list[tuple[str, float]] | None = None, num: int = _WALK) -> Iterator[tuple[float, str, str]]:
     """(score, task id, status) of one status index (`keys`': a shard's on a cluster), strictly below
-    `start`, descending."""
+    `start`, descending; `first`: its first read of `num` entries, done already (`_walks`), then
+    `_WALK` per read."""
     key = keys.status(status)
     pos = start
     while True:
         hi = "+inf" if pos is None else repr(pos[0])
         offset = 0
         while True:
-            got = scored(backend.r.zrevrangebyscore(key, hi, floor, start=offset, num=_WALK, withscores=True))
+            if first is not None:
+                got, first = first, None
+            else:
+                got = scored(backend.r.zrevrangebyscore(key, hi, floor, start=offset, num=num, withscores=True))
             fresh = [(s, m) for m, s in got if pos is None or (s, m) < pos]
-            if fresh or len(got) < _WALK:
+            if fresh or len(got) < num:
                 break
-            offset += _WALK  # a run of equal scores, all at or above `pos`
+            offset += num  # a run of equal scores, all at or above `pos`
         for score, member in fresh:
             yield score, member, status
-        if len(got) < _WALK:
+        if len(got) < num:
             return
-        pos = fresh[-1]
+        pos, num = fresh[-1], _WALK
 
 
 def scored(got: Any) -> list[tuple[str, float]]:
@@ -250,7 +271,7 @@ def type_stats(backend: Backend, window: float, sample: int = DEFAULT_SAMPLE, no
     got = [int(x) for x in counts.execute()]
     exact: dict[str, int] = {s: sum(got[i * n:(i + 1) * n]) for i, s in enumerate(FINAL_IN_ORDER)}
     # Only the five fields the figures need, for the newest `sample` entries of the window.
-    walks = (_walk(backend, s, None, repr(since), k) for s in FINAL_IN_ORDER for k in backend.space.shards)
+    walks = _walks(backend, FINAL_IN_ORDER, None, repr(since), sample)
     entries = list(itertools.islice(heapq.merge(*walks, reverse=True), sample))
     pipe = Batch(backend.r)
     for _, tid, _ in entries:

@@ -5,6 +5,7 @@ would be asked for, so a read stays bounded by `limit * shards` entries."""
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from typing import Any
 
 from yadtq.store.batch import Batch
@@ -68,3 +69,24 @@ def earliest(r: RedisClient, keys: list[str]) -> float | None:
         batch.on(key).zrange(key, 0, 0, withscores=True)
     firsts = [float(got[0][1]) for got in batch.execute() if got]
     return min(firsts) if firsts else None
+
+
+def merged_ascending(r: RedisClient, keys: list[str], page: int) -> Iterator[str]:
+    """Every member of the sorted sets `keys` taken as one, by score, oldest first: each set read `page`
+    at a time, the first pages in one batch, so a whole walk reads each entry once (offset paging of the
+    merged order would read every shard's head again for each page)."""
+    first = Batch(r)
+    for key in keys:
+        first.on(key).zrange(key, 0, page - 1, withscores=True)
+    return (member for _, member in heapq.merge(*(_ascending(r, key, page, got)
+                                                  for key, got in zip(keys, first.execute(), strict=True))))
+
+
+def _ascending(r: RedisClient, key: str, page: int, got: list[Any]) -> Iterator[tuple[float, str]]:
+    offset = 0
+    while True:
+        yield from ((float(score), str(member)) for member, score in got)
+        if len(got) < page:
+            return
+        offset += page
+        got = r.zrange(key, offset, offset + page - 1, withscores=True)

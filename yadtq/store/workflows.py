@@ -20,6 +20,7 @@ from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
+from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient, decoded_hash
 from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
@@ -203,6 +204,16 @@ class WorkflowStore:
     def status(self, workflow_id: str) -> tuple[str, Any, str | None] | None:
         """(status, result, error) in one read; None for an unknown id."""
         return status_of(self.r.hmget(workflow_key(self.space.for_task(workflow_id), workflow_id), *STATUS_FIELDS))
+
+    def recent_statuses(self, limit: int = 50) -> list[tuple[str, tuple[str, Any, str | None]]]:
+        """(id, (status, result, error)) of the newest workflows, newest first; their hashes read in one
+        batch (one round trip per server), those expired since the index was read left out."""
+        ids = self.recent(limit)
+        batch = Batch(self.r)
+        for wid in ids:
+            key = workflow_key(self.space.for_task(wid), wid)
+            batch.on(key).hmget(key, *STATUS_FIELDS)
+        return [(wid, got) for wid, raw in zip(ids, batch.execute(), strict=True) if (got := status_of(raw))]
 
     def get(self, workflow_id: str) -> WorkflowState | None:
         """Every node's state (task nodes from their task records); None for an unknown id."""
