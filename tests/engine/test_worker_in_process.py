@@ -395,17 +395,17 @@ class HangingAfterDelivery(MemorySource):
 
     def __init__(self, partitions: int) -> None:
         super().__init__(partitions)
-        self.delivered = False
+        self.got = False
         self.hanging = threading.Event()
         self.release = threading.Event()
 
-    def poll(self, timeout: float) -> list[Record]:
-        if self.delivered:
-            self.delivered = False
+    def poll(self, timeout: float, max_records: int | None = None) -> list[Record]:
+        if self.got:
+            self.got = False
             self.hanging.set()
             self.release.wait(30)
-        out = super().poll(timeout)
-        self.delivered = bool(out)
+        out = super().poll(timeout, max_records)
+        self.got = bool(out)
         return out
 
 
@@ -516,3 +516,17 @@ def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
 
 
 # -- pure parts ------------------------------------------------------------------------
+
+
+def test_a_worker_with_full_buffers_fetches_little_it_would_drop_and_fetch_again(h: Harness) -> None:
+    h.source.assign([0])
+    h.worker(concurrency=1)
+    blocker = h.submit("sleep", 0.5, tag="blocker", partition=0)
+    n = 400
+    for i in range(n):
+        h.submit("add", i, 0, partition=0)
+    h.wait_done([blocker])
+    wait_for(lambda: h.source.committed_offsets.get(0) == n + 1, 30, what="backlog drained")
+    # Each poll brings no more than the buffers have room for: a full partition is handed about a
+    # record per poll while it waits, not the backlog again each time (seeks back fetch it again).
+    assert h.source.delivered < 2 * (n + 1), h.source.delivered
