@@ -33,12 +33,19 @@ _LONG_DIGITS = re.compile(rb"\d{19}")
 def loads(raw: bytes, fallback: Callable[[bytes], Any] = json.loads) -> Any:
     """`fallback(raw)`'s value (by default `json.loads`), mostly computed by orjson; errors
     are `fallback`'s own."""
+    return parse(raw, fallback)[0]
+
+
+def parse(raw: bytes, fallback: Callable[[bytes], Any] = json.loads) -> tuple[Any, bool]:
+    """`loads`, and whether orjson read it: then the text was valid UTF-8 with no lone
+    surrogate (escaped or not), and held no NaN or Infinity, so the value holds none either
+    (`json` reads them all; a caller that refuses them need not look again)."""
     if _LONG_DIGITS.search(raw) is None:
         try:
-            return orjson.loads(raw)
+            return orjson.loads(raw), True
         except orjson.JSONDecodeError:
             pass
-    return fallback(raw)
+    return fallback(raw), False
 
 
 def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:

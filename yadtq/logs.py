@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from yadtq import codec
 from yadtq.config import Settings
@@ -70,30 +70,37 @@ class EventLog:
     def __init__(self, settings: Settings | None, process: str, stream: TextIO | None = None) -> None:
         self.process = process
         self._lock = threading.Lock()
-        if stream is not None:
-            self._out: TextIO | None = stream
-        elif settings is not None:
+        self._out: TextIO | None = stream  # a stream given (stdout, tests)
+        self._file: BinaryIO | None = None
+        if stream is None and settings is not None:
             Path(settings.log_dir).mkdir(parents=True, exist_ok=True)
-            # Open for the log's lifetime, not a block: close() closes it.
-            self._out = open(Path(settings.log_dir) / f"{process}.events.jsonl", "a", buffering=1 << 16)  # noqa: SIM115
-        else:
-            self._out = None
+            # Open for the log's lifetime, not a block: close() closes it. In bytes: the line is
+            # UTF-8 already, so a text file's decoding and encoding again (per event) are saved.
+            self._file = open(Path(settings.log_dir) / f"{process}.events.jsonl", "ab", buffering=1 << 16)  # noqa: SIM115
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self._out is None:
+        if self._out is None and self._file is None:
             return
         body = {"ts": round(time.time(), 6), "event": event, "process": self.process, "pid": os.getpid()}
         body.update({k: v for k, v in fields.items() if v is not None})
-        line = codec.dumps(body, default=str).decode("utf-8", "surrogatepass")
+        line = codec.dumps(body, default=str) + b"\n"  # ASCII escapes for lone surrogates (codec)
         with self._lock:
-            self._out.write(line + "\n")
+            if self._file is not None:
+                self._file.write(line)
+            elif self._out is not None:
+                self._out.write(line.decode("utf-8", "surrogatepass"))
 
     def flush(self) -> None:
         with self._lock:
-            if self._out is not None:
+            if self._file is not None:
+                self._file.flush()
+            elif self._out is not None:
                 self._out.flush()
 
     def close(self) -> None:
-        if self._out is not None and self._out not in (sys.stdout, sys.stderr):
-            self._out.close()
-        self._out = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+            if self._out is not None and self._out not in (sys.stdout, sys.stderr):
+                self._out.close()
+            self._file = self._out = None

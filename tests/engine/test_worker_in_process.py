@@ -395,17 +395,17 @@ class HangingAfterDelivery(MemorySource):
 
     def __init__(self, partitions: int) -> None:
         super().__init__(partitions)
-        self.delivered = False
+        self.got = False
         self.hanging = threading.Event()
         self.release = threading.Event()
 
-    def poll(self, timeout: float) -> list[Record]:
-        if self.delivered:
-            self.delivered = False
+    def poll(self, timeout: float, max_records: int | None = None) -> list[Record]:
+        if self.got:
+            self.got = False
             self.hanging.set()
             self.release.wait(30)
-        out = super().poll(timeout)
-        self.delivered = bool(out)
+        out = super().poll(timeout, max_records)
+        self.got = bool(out)
         return out
 
 
@@ -516,3 +516,40 @@ def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
 
 
 # -- pure parts ------------------------------------------------------------------------
+
+
+def test_a_worker_with_full_buffers_fetches_little_it_would_drop_and_fetch_again(h: Harness) -> None:
+    h.source.assign([0])
+    h.worker(concurrency=1)
+    blocker = h.submit("sleep", 0.5, tag="blocker", partition=0)
+    n = 400
+    for i in range(n):
+        h.submit("add", i, 0, partition=0)
+    h.wait_done([blocker])
+    wait_for(lambda: h.source.committed_offsets.get(0) == n + 1, 30, what="backlog drained")
+    # Each poll brings no more than the buffers have room for: a full partition is handed about a
+    # record per poll while it waits, not the backlog again each time (seeks back fetch it again).
+    assert h.source.delivered < 2 * (n + 1), h.source.delivered
+
+
+def test_a_claim_after_a_cut_off_run_returns_what_it_stored(h: Harness) -> None:
+    """The run verdict carries the record's fence, attempt count and cut-off runs as the claim left
+    them, for a record the client wrote and for one the claim itself created."""
+    m = TaskMessage(uuid.uuid4().hex, "add", (1, 2), {"x": 1}, 4, time.time(), 30.0)
+    h.backend.record_queued([m], h.settings.tries)
+    bare = TaskMessage(uuid.uuid4().hex, "add", (3, 4), {}, None, None, None)  # no record yet
+    short = Settings(**{**h.settings.__dict__, "lease": 0.05})
+    first = ClaimPipeline(h.r, short, "W1", "W1:1")
+    for msg in (m, bare):
+        work = TaskWork(msg, body_digest(msg.task, msg.args, msg.kwargs))
+        _, [one] = first.step([], [Claim(work, 0, 0)])
+        assert isinstance(one, Run) and (one.fence, one.attempt, one.lost_runs) == ("1", 1, 0), one
+        time.sleep(0.1)  # its lease lapses: the worker died mid-run
+        _, [two] = ClaimPipeline(h.r, h.settings, "W2", "W2:1").step([], [Claim(work, 0, 0)])
+        assert isinstance(two, Run), two
+        assert (two.fence, two.attempt, two.lost_runs, two.failures) == ("2", 2, 1, 0), two
+        assert (two.task, two.args, two.kwargs, two.tries) == (msg.task, list(msg.args), msg.kwargs,
+                                                              msg.tries or h.settings.tries)
+        assert two.time_limit == msg.time_limit
+        stored = h.r.hgetall(f"{h.settings.prefix}task:{msg.task_id}")
+        assert (stored["fence"], stored["attempts"], stored["lost_runs"]) == ("2", "2", "1"), stored

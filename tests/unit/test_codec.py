@@ -76,6 +76,15 @@ def _only_json_writes(value: Any) -> bool:
 
 
 @PROFILE
+@given(json_values, st.booleans())
+def test_a_value_orjson_read_holds_no_lone_surrogate_nor_non_finite_number(value: Any, ascii_only: bool) -> None:
+    # What yadtq.task.messages.decode relies on to skip its walk of a task's value.
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    got, by_orjson = codec.parse(raw)
+    assert not (by_orjson and _only_json_writes(got))
+
+
+@PROFILE
 @given(json_values)
 def test_dumps_writes_the_value_json_writes(value: Any) -> None:
     try:

@@ -80,3 +80,24 @@ def test_triage_never_raises_on_hostile_bytes() -> None:
                 b'{"task-id": "a", "task": "add", "args": ["x", 1]}', b"1e999999", b'"x"' * 1000]:
         work = triage(Record(0, 0, None, raw), reg, 100_000)
         assert isinstance(work, Rejected | TaskWork)
+
+
+def test_a_poll_brings_no_more_than_the_room_left_in_the_partitions_taking_records() -> None:
+    reg = make_registry()
+    t = PartitionTracker(max_buffered=10)
+    assert t.room(1000) == 1000  # nothing owned yet: whatever an assignment brings
+    t.assign(0)
+    t.assign(1)
+    assert t.room(1000) == 20 and t.room(5) == 5
+    for i in range(10):
+        rec = Record(0, i, None, json.dumps({"task-id": f"t{i}", "task": "add", "args": [1, 2]}).encode())
+        t.add(rec, triage(rec, reg, 10_000))
+    assert t.room(1000) == 10  # partition 0 is full: only partition 1's room
+    t.dropped(Record(0, 10, None, b"{}"))  # what came for it anyway: dropped, the partition paused
+    assert t.room(1000) == 10
+    for i in range(10):
+        rec = Record(1, i, None, json.dumps({"task-id": f"u{i}", "task": "add", "args": [1, 2]}).encode())
+        t.add(rec, triage(rec, reg, 10_000))
+    assert t.room(1000) == 1  # all full: one record a poll keeps the consumer polled, not a batch to drop
+    t.closed = True
+    assert t.room(1000) == 1

@@ -74,7 +74,7 @@ class Intake:
         if self.outages.down:
             timeout = min(max(timeout, 0.2), self.outages.down_until - time.monotonic())
         was_connected = self.source.connected
-        records = self.source.poll(max(timeout, 0.0))
+        records = self.source.poll(max(timeout, 0.0), self.tracker.room(self.settings.max_poll_records))
         if was_connected != self.source.connected:
             self.hooks.notice("connection_restored" if self.source.connected else "connection_lost", service="kafka")
         self.last_poll = time.monotonic()

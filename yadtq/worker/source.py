@@ -60,7 +60,7 @@ class Committed:
 class TaskSource(Protocol):
     connected: bool
 
-    def poll(self, timeout: float) -> list[Record]: ...
+    def poll(self, timeout: float, max_records: int | None = None) -> list[Record]: ...
     def rebalances(self) -> list[Rebalance]: ...
     def commit(self, offsets: dict[int, int], log_epoch: str = "") -> bool: ...
     def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]: ...
@@ -147,10 +147,13 @@ class KafkaSource:
             log.warning("Kafka %s failed: %s", what, exc)
         self.connected = False
 
-    def poll(self, timeout: float) -> list[Record]:
+    def poll(self, timeout: float, max_records: int | None = None) -> list[Record]:
+        """Up to `max_records` (default `max_poll_records`) records; those fetched beyond it stay in
+        the consumer and come with the next polls, never fetched twice."""
         finish_dropped_join(self.consumer)  # before the poll throws it away
         try:
-            batches = self.consumer.poll(timeout_ms=int(timeout * 1000), max_records=self.settings.max_poll_records)
+            batches = self.consumer.poll(timeout_ms=int(timeout * 1000),
+                                         max_records=max_records or self.settings.max_poll_records)
         except KafkaError as exc:
             refused = self._refused_join(exc)
             if refused:  # retrying cannot help: the worker would wait outside the group for ever
@@ -358,6 +361,7 @@ class MemorySource:
         self.published: dict[str, list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]] = {}
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
+        self.delivered = 0  # records handed to the worker by `poll`, fetched again ones included
         self._rr = 0
 
     # -- the test's side -----------------------------------------------------------
@@ -398,12 +402,13 @@ class MemorySource:
             self.committed_tags.clear()
 
     # -- the worker's side ------------------------------------------------------------
-    def poll(self, timeout: float) -> list[Record]:
+    def poll(self, timeout: float, max_records: int | None = None) -> list[Record]:
         out: list[Record] = []
         with self.lock:
             for p, pos in self.position.items():
-                got = self.log[p][pos:pos + 500]
+                got = self.log[p][pos:pos + min(500, (max_records or 500) - len(out))]
                 self.position[p] = pos + len(got)
+                self.delivered += len(got)
                 out.extend(got)
         if not out and timeout:
             time.sleep(min(timeout, 0.005))

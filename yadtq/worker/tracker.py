@@ -353,6 +353,20 @@ class PartitionTracker:
     def buffered(self) -> int:
         return sum(len(p.entries) for p in self._parts.values())
 
+    def room(self, most: int) -> int:
+        """How many records one poll may bring (at least one, at most `most`): the room left in the
+        partitions that take records in. A worker whose buffers are full then fetches one record
+        a poll, not `most` that it would drop and fetch again after the seek that resumes them.
+        (A poll may still bring one partition more than its own room, as before: dropped, fetched
+        again; by the total room, a partition crowded by held records never slows the others.)"""
+        if self.closed:
+            return 1
+        if not self._parts:
+            return most
+        free = sum(self.max_buffered - n for p in self._parts.values()
+                   if not p.paused and (n := len(p.entries)) < self.max_buffered)
+        return max(1, min(most, free))
+
     def describe(self) -> list[dict[str, object]]:
         """Per partition: committed offset, buffered/running counts, paused, why tasks wait."""
         out: list[dict[str, object]] = []

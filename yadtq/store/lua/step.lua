@@ -160,12 +160,12 @@ for _ = 1, n_out do
   local tk, ek, dk = KEYS[k], KEYS[k+1], KEYS[k+2]
   a = a + 7
   k = k + 3
-  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow')
+  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow', 'limit_key')
   local want = outcome == 'retry' and 'queued' or outcome
   -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
   if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
     redis.call('HDEL', tk, 'lease')
-    local lk = redis.call('HGET', tk, 'limit_key')
+    local lk = cur[5]
     if lk then
       redis.call('ZREM', lk, tk)
       redis.call('HDEL', tk, 'limit_key')
@@ -220,8 +220,10 @@ while a <= #ARGV do
   local id = ARGV[a]
   local tk, ek, wk, rk, ck, bk, dk = KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6]
   local digest = ARGV[a+9]
+  -- One read of all a claim looks at and a 'run' verdict returns (10..17: fence, attempts, args, kwargs,
+  -- tries, time_limit, failures, lost_runs; a claim changes none of 12..16 before it returns them).
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires',
-    'limit_slot')
+    'limit_slot', 'fence', 'attempts', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
   local st = rec[1]
   local verdict = nil
   if claimed_here[id] then
@@ -239,6 +241,8 @@ while a <= #ARGV do
     if due then redis.call('HSET', tk, 'eta', tostring(due)) end
     if exp then redis.call('HSET', tk, 'expires', tostring(exp)) end
     rec[7], rec[8] = due and tostring(due), exp and tostring(exp)
+    rec[3], rec[10], rec[11], rec[12], rec[13], rec[14], rec[15], rec[16], rec[17] =
+      ARGV[a+1], '0', '0', ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], '0', '0'
     if due and due > now then
       redis.call('HSET', tk, 'status', 'scheduled')
       redis.call('ZADD', KEYS[10], now, id)
@@ -290,7 +294,7 @@ while a <= #ARGV do
     local lim = limits_of(ARGV[a+1])
     local may_book = st == 'queued' and ARGV[a+10] == ''
     verdict = over_limit(lim, rk, ck, bk, rec[9], may_book, may_book and ARGV[a+16] == '1', id, tk, ek)
-    local lost = 0
+    local lost = rec[17] or '0'
     if not verdict and st == 'processing' then
       -- its worker died or froze mid-run: a run cut off
       lost = redis.call('HINCRBY', tk, 'lost_runs', 1)
@@ -313,20 +317,21 @@ while a <= #ARGV do
       end
     end
     if not verdict then
-      local fence = redis.call('HINCRBY', tk, 'fence', 1)
-      local attempts = redis.call('HINCRBY', tk, 'attempts', 1)
+      -- (as HINCRBY would: a missing field counts from 0)
+      local fence = tostring(math.floor(tonumber(rec[10] or '0')) + 1)
+      local attempts = math.floor(tonumber(rec[11] or '0')) + 1
       local lease_until = now + lease
-      redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation,
-        'lease', lease_until, 'started', now, 'partition', ARGV[a+7], 'offset', ARGV[a+8], 'queue', ARGV[a+15])
+      redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation, 'fence', fence,
+        'attempts', tostring(attempts), 'lease', lease_until, 'started', now, 'partition', ARGV[a+7],
+        'offset', ARGV[a+8], 'queue', ARGV[a+15])
       redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message')  -- a new attempt starts from nothing
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
       count_run(lim, ck, tk, id, lease_until)
       move(id, st, 'processing')
       announce(tk, 'processing')
       if attempts > 1 then event(ek, 'attempt ' .. attempts .. ' by ' .. worker) end
-      local r = redis.call('HMGET', tk, 'task', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
-      verdict = {'run', tostring(fence), tostring(attempts), r[1], r[2], r[3], r[4], r[5], r[6],
-        tostring(lease_until), r[7] or '0'}
+      verdict = {'run', fence, tostring(attempts), rec[3], rec[12], rec[13], rec[14], rec[15], rec[16],
+        tostring(lease_until), tostring(lost)}
     end
   end
   if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
