@@ -252,6 +252,11 @@ class Table:
         for q in ("p50", "p95", "p99"):
             self._simple(f"latency {q} at 100 tasks/s", "latency", f"{q}_ms", "ms", "{:.1f}", celery=True,
                          target="< 20 ms" if q == "p99" else "", ok=(lambda v: v < 20) if q == "p99" else None)
+        for q in ("p50", "p99"):  # where the time goes (bench/yadtq_bench.py `latency`)
+            self._simple(f"  of which submit (record + publish acked) {q}", "latency", f"submit_{q}_ms", "ms",
+                         "{:.1f}", celery=True)
+            self._simple(f"  of which submit returned to claimed {q}", "latency", f"pickup_{q}_ms", "ms", "{:.1f}")
+            self._simple(f"  of which claimed to outcome stored {q}", "latency", f"store_{q}_ms", "ms", "{:.1f}")
         for q in ("p50", "p99"):
             self._simple(f"Kafka alone: latency {q} at 100/s", "transport_latency", f"{q}_ms", "ms", "{:.1f}")
         self._simple("Kafka alone: produce", "transport", "produce_per_s", "msg/s", "{:,.0f}")

@@ -65,6 +65,9 @@ class Settings:
     heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 30_000
     fetch_max_wait_ms: int = 20
+    # The fetch wait of an idle worker (yadtq/broker/fetch_wait.py); 0: the broker's (500 ms on a broker
+    # that answers a fetch as soon as a record arrives, fetch_max_wait_ms on the embedded broker).
+    idle_fetch_wait_ms: int = 0
     max_poll_records: int = 1000
     # Static group membership (KIP-345): a worker joins the group under its name, so one that restarts
     # within the session timeout gets its partitions back with no rebalance of the others. auto: on,
@@ -132,8 +135,8 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
-                     "fetch_max_wait_ms", "linger_ms", "dashboard_prune_after", "requeue_stale_after",
-                     "time_limit_grace", "warn_running_after", "replication_factor",
+                     "fetch_max_wait_ms", "idle_fetch_wait_ms", "linger_ms", "dashboard_prune_after",
+                     "requeue_stale_after", "time_limit_grace", "warn_running_after", "replication_factor",
                      "min_insync_replicas", "service_wait", "session_timeout_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")

@@ -29,6 +29,7 @@ from kafka.errors import (
 
 from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
+from yadtq.broker.fetch_wait import idle_fetch_wait_ms
 from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
 from yadtq.broker.session import session_timeout_ms
 from yadtq.broker.static_membership import consumer_options, leave_group
@@ -141,6 +142,11 @@ class KafkaSource:
                                       **consumer_options(settings, name))
         self.consumer.subscribe(list(self.queues.topics), listener=_Listener(self))
         self._lock = threading.Lock()
+        # kafka-python reads the wait from its fetcher's config for every fetch it sends; a release
+        # that keeps it elsewhere leaves every fetch at fetch_max_wait_ms (as before this existed).
+        self._fetch_config: dict[str, Any] | None = getattr(getattr(self.consumer, "_fetcher", None), "config", None)
+        # Below the request timeout, or kafka-python would give the waiting fetch up as failed.
+        self.idle_fetch_wait_ms = min(idle_fetch_wait_ms(settings), self.consumer.config["request_timeout_ms"] // 2)
 
     def _lost(self, what: str, exc: Exception) -> None:
         if self.connected:
@@ -148,8 +154,14 @@ class KafkaSource:
         self.connected = False
 
     def poll(self, timeout: float, max_records: int | None = None) -> list[Record]:
-        """Up to `max_records` (default `max_poll_records`) records; those fetched beyond it stay in
-        the consumer and come with the next polls, never fetched twice."""
+        """Up to `max_records` (default `max_poll_records`) records within `timeout` seconds; those
+        fetched beyond it stay in the consumer and come with the next polls, never fetched twice.
+        The loop waits (`timeout` > 0) only when it has nothing to start: the fetches sent meanwhile
+        wait at the broker `idle_fetch_wait_ms`, the others `fetch_max_wait_ms`
+        (yadtq/broker/fetch_wait.py)."""
+        if self._fetch_config is not None:
+            self._fetch_config["fetch_max_wait_ms"] = (self.idle_fetch_wait_ms if timeout > 0
+                                                       else self.settings.fetch_max_wait_ms)
         finish_dropped_join(self.consumer)  # before the poll throws it away
         try:
             batches = self.consumer.poll(timeout_ms=int(timeout * 1000),
