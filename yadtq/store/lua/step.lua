@@ -100,8 +100,10 @@ local MAX_SLIP = 1.0
 -- waiting there would pause the partition and hold back the tasks behind it), a task booked more
 -- than BOOK_LEAD ahead is parked in the retries set until BOOK_LEAD before its start instead, as a
 -- parked retry waits; the worker commits past it, and it is published again then. Tasks not booked
--- wait behind the booked ones; a booked task that comes too late for its start is booked again
--- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
+-- wait behind the booked ones. A booked task whose start came while the GCRA is not ready yet (an
+-- earlier start ran late, or it came back late) keeps its place and is claimed again at the next
+-- start allowed (after the booked ones due before it, Keys.limit_started), so no start goes unused
+-- and the starts never bunch up; one more than MAX_SLIP late is booked again behind them. A keyed task (its key's
 -- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
 -- A task over its max_concurrency waits in place and is tried again in 0.1 s; when its worker asks
 -- (`may_park`), it is parked for a lease instead (there is no start to book), and noted in the
