@@ -44,13 +44,15 @@ def per_second(starts: list[float]) -> list[int]:
     return counts
 
 
-@pytest.mark.parametrize(("rate", "buffered", "lag", "steady_from"), [
-    (20.0, 20, 0.4, 0),  # parked tasks back on the partition a little after their start
-    # back later than the lead (0.5 s): the first ones slip once by the lateness, then the rate holds
-    (20.0, 20, 0.7, 1),
+@pytest.mark.parametrize(("rate", "buffered", "lag", "floor"), [
+    (20.0, 20, 0.4, 0.95),  # parked tasks back on the partition about at their start
+    # back later than the lead (0.5 s): the starts slip by the lateness (each time it grows: 0.2 to
+    # 0.3 s, the first second mostly) and no start goes unused; before, a late one was booked again
+    # at the back and its start lost (9/s of 20)
+    (20.0, 20, 0.7, 0.85),
 ])
 def test_a_sudden_backlog_three_times_the_buffer_runs_at_its_rate(
-        redis_url: str, tmp_path: Path, rate: float, buffered: int, lag: float, steady_from: int) -> None:
+        redis_url: str, tmp_path: Path, rate: float, buffered: int, lag: float, floor: float) -> None:
     settings = Settings(redis_url=redis_url, prefix=f"l{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
                         log_dir=str(tmp_path), concurrency=4, lease=2.0, max_buffered=buffered)
     farm = Farm(settings)
@@ -66,8 +68,7 @@ def test_a_sudden_backlog_three_times_the_buffer_runs_at_its_rate(
         print(f"\n{rate:g}/s, buffer {buffered}, republish lag {lag:g}s: achieved {achieved:.2f}/s; "
               f"per second {seconds}; most in 1 s {most_in_one_second(starts)}")
         assert most_in_one_second(starts) <= rate + WORKERS, "over the rate by more than one start per worker"
-        assert achieved >= (0.95 if steady_from == 0 else 0.9) * rate, \
-            f"ran below its rate: {achieved:.2f}/s (per second: {seconds})"
-        assert min(seconds[steady_from:]) >= 0.9 * rate, f"a second well below the rate: {seconds}"
+        assert achieved >= floor * rate, f"ran below its rate: {achieved:.2f}/s (per second: {seconds})"
+        assert min(seconds[1:]) >= floor * rate, f"a second well below the rate: {seconds}"
     finally:
         farm.stop()
