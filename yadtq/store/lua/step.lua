@@ -157,13 +157,8 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
     end
     local nxt = math.max(tat, now) + T
     redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
-    -- the start this one stood for: its booking, or (not booked) its own turn, so no drift follows;
-    -- never back to an earlier booking (one that started after a later one, on another worker), or
-    -- the drift would be overstated and the tasks behind held past their turn
-    local started = booked or math.max(tat, now)
-    local prev = tonumber(redis.call('GET', bk .. ':started') or '')
-    if prev and prev > started and prev - started < MAX_SLIP then started = prev end
-    redis.call('SET', bk .. ':started', tostring(started), 'EX', math.ceil(T) + 60)
+    -- the start this one stood for: its booking, or (not booked) its own turn, so no drift follows
+    redis.call('SET', bk .. ':started', tostring(booked or math.max(tat, now)), 'EX', math.ceil(T) + 60)
   end
   return nil
 end
