@@ -137,10 +137,9 @@ class Keys:
         return f"{self.prefix}limit:booked:{task}"
 
     def limit_started(self, task: str) -> str:
-        """String: the start the last started task of a rate-limited name stood for (its booking), so
-        the step sees how far the GCRA moved past the bookings (an earlier start ran late) and holds
-        the booked tasks that much longer (yadtq/store/lua/step.lua, which derives this name from
-        `limit_booked`'s)."""
+        """String: the booked start of the last booked task of a rate-limited name that started, so a
+        booked task whose start slipped (an earlier one ran late) comes back after the ones due before
+        it (yadtq/store/lua/step.lua, which derives this name from `limit_booked`'s)."""
         return f"{self.limit_booked(task)}:started"
 
     def schedule(self, name: str) -> str:

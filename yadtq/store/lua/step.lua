@@ -126,21 +126,18 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
     local T = lim.interval
     local tat = tonumber(redis.call('GET', rk) or '0')
     local booked = tonumber(slot or '')
-    if booked then
-      -- The booked starts slip by as much as the GCRA moved past them (an earlier start ran late):
-      -- the last booked start taken was `last`, so the GCRA is `drift` behind the bookings, and this
-      -- task is claimed again when its turn comes, not at its booking only to be told to wait (up to
-      -- MAX_SLIP more; a start that went unused would leave the rate below its limit for good).
-      local last = tonumber(redis.call('GET', bk .. ':started') or '') or (booked - T)
-      local drift = math.min(math.max(tat - last - T - 0.9 * T, 0), MAX_SLIP)
-      if booked + drift > now then return {'early', tostring(booked + drift), tostring(now), 'rate'} end
-    end
+    if booked and booked > now then return {'early', tostring(booked), tostring(now), 'rate'} end
     local tail = tonumber(redis.call('GET', bk) or '0')
     local turn = booked and tat or math.max(tat, tail)
     if turn - 0.9 * T > now then
       if booked and turn - 0.9 * T - now <= MAX_SLIP then
-        -- its turn came but a task booked after it started first (another worker's): the next start
-        return {'early', tostring(turn - 0.9 * T), tostring(now), 'rate'}
+        -- Its start came, but an earlier booked start ran late and the GCRA moved on by as much: it
+        -- keeps its place and is claimed again at the next start the GCRA allows, after the booked
+        -- tasks still due before it (one start each). Booked again behind the others instead, its
+        -- start would go unused and the rate would fall below its limit for each late start.
+        local last = tonumber(redis.call('GET', bk .. ':started') or '') or (booked - T)
+        local behind = math.min(math.max(booked - last - T, 0), MAX_SLIP)
+        return {'early', tostring(turn - 0.9 * T + behind), tostring(now), 'rate'}
       end
       if not may_book then return {'limited', tostring(turn - 0.9 * T - now), 'rate'} end
       turn = math.max(tat, tail, now)
@@ -157,8 +154,7 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
     end
     local nxt = math.max(tat, now) + T
     redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
-    -- the start this one stood for: its booking, or (not booked) its own turn, so no drift follows
-    redis.call('SET', bk .. ':started', tostring(booked or math.max(tat, now)), 'EX', math.ceil(T) + 60)
+    if booked then redis.call('SET', bk .. ':started', tostring(booked), 'EX', math.ceil(T) + 60) end
   end
   return nil
 end
