@@ -75,8 +75,8 @@ class Farm:
 
         return reg
 
-    def worker(self, name: str) -> MemorySource:
-        source = MemorySource(1)
+    def worker(self, name: str, source: MemorySource | None = None) -> MemorySource:
+        source = source or MemorySource(1)
         source.assign([0])
         w = Worker(self.settings, self.registry(), name, source=source)
         w.connect()

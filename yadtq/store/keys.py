@@ -136,6 +136,12 @@ class Keys:
         tasks (each over-limit task waits in `retries` for its own booked start)."""
         return f"{self.prefix}limit:booked:{task}"
 
+    def limit_started(self, task: str) -> str:
+        """String: the booked start of the last booked task of a rate-limited name that started, so a
+        booked task whose start slipped (an earlier one ran late) comes back after the ones due before
+        it (yadtq/store/lua/step.lua, which derives this name from `limit_booked`'s)."""
+        return f"{self.limit_booked(task)}:started"
+
     def schedule(self, name: str) -> str:
         """Hash: one periodic schedule's definition (JSON), version, last slot, last run and task."""
         return f"{self.prefix}schedule:{name}"

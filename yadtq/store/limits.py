@@ -64,13 +64,13 @@ class LimitStore:
             current = json.loads(raw) if raw else {}
             current.update(stored_form(given))
             self.r.hset(self.keys.limits, f"set:{task}", json.dumps(current))
-            self.r.delete(self.keys.limit_booked(task))
+            self.r.delete(self.keys.limit_booked(task), self.keys.limit_started(task))
         return self.get(task)
 
     def reset(self, task: str) -> dict[str, Any]:
         """Drops the run-time limits of `task`: its decorator's apply again."""
         self.r.hdel(self.keys.limits, f"set:{task}")
-        self.r.delete(self.keys.limit_booked(task))
+        self.r.delete(self.keys.limit_booked(task), self.keys.limit_started(task))
         return self.get(task)
 
     def get(self, task: str) -> dict[str, Any]:

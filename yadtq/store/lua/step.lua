@@ -86,6 +86,9 @@ local limits_of = limits_reader(KEYS[8])  -- lib/limits.lua
 
 -- Seconds a booked task is published ahead of its start; the worker holds it until then ('early').
 local BOOK_LEAD = 0.5
+-- Seconds the booked starts may slip behind their booking (an earlier start ran late) and still be
+-- kept; a task later than that is booked again behind the others.
+local MAX_SLIP = 1.0
 
 -- nil when a new run may start now (a rate's next start is then taken), else a verdict.
 -- Rates are GCRA: one start per interval T, a start allowed up to 0.9 T early, so a claim that
@@ -97,8 +100,10 @@ local BOOK_LEAD = 0.5
 -- waiting there would pause the partition and hold back the tasks behind it), a task booked more
 -- than BOOK_LEAD ahead is parked in the retries set until BOOK_LEAD before its start instead, as a
 -- parked retry waits; the worker commits past it, and it is published again then. Tasks not booked
--- wait behind the booked ones; a booked task that comes too late for its start is booked again
--- behind them (its start went unused: the GCRA never lets starts bunch up). A keyed task (its key's
+-- wait behind the booked ones. A booked task whose start came while the GCRA is not ready yet (an
+-- earlier start ran late, or it came back late) keeps its place and is claimed again at the next
+-- start allowed (after the booked ones due before it, Keys.limit_started), so no start goes unused
+-- and the starts never bunch up; one more than MAX_SLIP late is booked again behind them. A keyed task (its key's
 -- order) and a lapsed run (its record is not queued) wait in place with no booking, as before.
 -- A task over its max_concurrency waits in place and is tried again in 0.1 s; when its worker asks
 -- (`may_park`), it is parked for a lease instead (there is no start to book), and noted in the
@@ -125,6 +130,15 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
     local tail = tonumber(redis.call('GET', bk) or '0')
     local turn = booked and tat or math.max(tat, tail)
     if turn - 0.9 * T > now then
+      if booked and turn - 0.9 * T - now <= MAX_SLIP then
+        -- Its start came, but an earlier booked start ran late and the GCRA moved on by as much: it
+        -- keeps its place and is claimed again at the next start the GCRA allows, after the booked
+        -- tasks still due before it (one start each). Booked again behind the others instead, its
+        -- start would go unused and the rate would fall below its limit for each late start.
+        local last = tonumber(redis.call('GET', bk .. ':started') or '') or (booked - T)
+        local behind = math.min(math.max(booked - last - T, 0), MAX_SLIP)
+        return {'early', tostring(turn - 0.9 * T + behind), tostring(now), 'rate'}
+      end
       if not may_book then return {'limited', tostring(turn - 0.9 * T - now), 'rate'} end
       turn = math.max(tat, tail, now)
       redis.call('SET', bk, tostring(turn + T), 'EX', math.ceil(turn + T - now) + 60)
@@ -140,6 +154,7 @@ local function over_limit(lim, rk, ck, bk, slot, may_book, may_park, id, tk, ek)
     end
     local nxt = math.max(tat, now) + T
     redis.call('SET', rk, tostring(nxt), 'EX', math.ceil(nxt - now) + 60)
+    if booked then redis.call('SET', bk .. ':started', tostring(booked), 'EX', math.ceil(T) + 60) end
   end
   return nil
 end
