@@ -9,8 +9,10 @@ chaos harness's ledger. The URL's parsing is tested in tests/unit/test_sentinel_
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -183,13 +185,25 @@ def _one_replica_in_sync(sentinel: redis.Redis) -> bool:
 
 
 def _ha_ports() -> int:
-    """A first Sentinel port whose two neighbours, and whose data servers' ports (minus 20000), are free."""
+    """A first Sentinel port whose two neighbours, and whose data servers' ports (minus 20000), are free.
+
+    Below the kernel's ephemeral range (32768 and up): a port there can be taken by any outgoing
+    connection of a test running beside this one between the check and the Sentinel's start."""
     for _ in range(200):
-        first = free_port()
-        ports = [first + 1, first + 2, first - SENTINEL_PORT_OFFSET, first - SENTINEL_PORT_OFFSET + 1]
-        if first - SENTINEL_PORT_OFFSET > 1024 and not any(answers("127.0.0.1", p, 0.1) for p in ports):
+        first = random.randrange(SENTINEL_PORT_OFFSET + 1025, 32760)
+        ports = [first, first + 1, first + 2, first - SENTINEL_PORT_OFFSET, first - SENTINEL_PORT_OFFSET + 1]
+        if all(_bindable(p) for p in ports):
             return first
     raise AssertionError("no free ports for a Redis HA set")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def test_services_redis_ha_prints_the_url_every_process_uses(tmp_path: Path) -> None:
