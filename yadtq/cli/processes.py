@@ -122,7 +122,8 @@ def _await_name(client: RedisClient, keys: Keys, name: str, incarnation: str, tt
     def say(holder: NameHolder, left: float) -> None:
         logging.getLogger("yadtq").warning(
             "worker name %s is held by %s, in another container or boot where it cannot be seen whether it "
-            "runs; waiting for its lease to end (%.1fs left; up to %gs if it is renewed, then giving up)",
+            "runs: waiting %.1fs for its lease to end, then taking it (giving up after %.1fs if the lease "
+            "keeps being renewed)",
             name, holder.describe(), left, max(left, ttl))
 
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
