@@ -14,11 +14,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yadtq.cli.commands import command, cwd_importable
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, RET_ERROR, RET_OK, RET_USAGE
 from yadtq.logs import setup_logging
+
+if TYPE_CHECKING:
+    from yadtq.store.connection import RedisClient
+    from yadtq.store.keys import Keys
+    from yadtq.store.name_wait import NameWait
+    from yadtq.store.worker_names import NameHolder
 
 
 @command
@@ -106,12 +113,36 @@ def _services_served(s: Settings) -> bool:
     return why is None
 
 
+def _await_name(client: RedisClient, keys: Keys, name: str, incarnation: str, ttl: float) -> NameWait:
+    """Claims the worker's name, waiting for the lease of a holder in another container or boot;
+    SIGINT/SIGTERM meanwhile end the wait (the worker's own handlers come later)."""
+    from yadtq.store.name_wait import await_worker_name
+    stop = threading.Event()
+
+    def say(holder: NameHolder, left: float) -> None:
+        logging.getLogger("yadtq").warning(
+            "worker name %s is held by %s, in another container or boot where it cannot be seen whether it "
+            "runs: waiting %.1fs for its lease to end, then taking it (giving up after %.1fs if the lease "
+            "keeps being renewed)",
+            name, holder.describe(), left, max(left, ttl))
+
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        waited = await_worker_name(client, keys, name, incarnation, ttl, stop, say)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if waited.stopped:
+        logging.getLogger("yadtq").info("stopped while waiting for worker name %s", name)
+    return waited
+
+
 @command
 def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.store.connection import connect_redis
     from yadtq.store.keyspace import base_keys
     from yadtq.store.served import announce, withdraw
-    from yadtq.store.worker_names import NameHolder, NameLease, claim_worker_name, name_holder, name_ttl
+    from yadtq.store.worker_names import NameLease, name_ttl
     from yadtq.task.modules import load_task_modules
     from yadtq.task.queues import parse_queues
     from yadtq.task.registry import registry
@@ -131,16 +162,16 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     # The name is claimed before anything (event log included) is opened under it.
     incarnation = f"{name}:{uuid.uuid4().hex[:12]}"
     client, keys, ttl = connect_redis(s), base_keys(s), name_ttl(s)
-    if not claim_worker_name(client, keys, name, incarnation, ttl):
-        holder = name_holder(client, keys, name)
+    waited = _await_name(client, keys, name, incarnation, ttl)
+    if not waited.claimed:
+        client.close()
+        if waited.stopped:
+            return RET_OK
+        holder = waited.holder
         who = f" ({holder.describe()}, since {time.strftime('%H:%M:%S', time.localtime(holder.since))})" \
             if holder else ""
-        # A holder in another container or on another machine cannot be seen to be dead from here.
-        wait = f" (one of another container or machine frees it {ttl:g}s after it ends)" \
-            if holder and not holder.here() else ""
         print(f"yadtq: error: worker name {name!r} is taken by a live worker{who}; "
-              f"choose another --name, or stop that worker{wait}", file=sys.stderr)
-        client.close()
+              f"choose another --name, or stop that worker", file=sys.stderr)
         return RET_USAGE
     worker = Worker(s, registry, name, standby=args.standby, middleware=middleware)
     announce(client, keys, name, incarnation, specs_of(registry))  # what clients check submissions against

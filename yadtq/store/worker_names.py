@@ -11,7 +11,8 @@ gone, but only one from the claimant's own process space (the same host name,
 boot and pid namespace, `process_space`). A pid says nothing about a process in
 another container or on another boot, even under the same host name: a live
 holder there would be replaced, and with it the static group member that bears
-the name fenced. Elsewhere the name frees itself when the lease ends.
+the name fenced. Elsewhere the name frees itself when the lease ends, and the claimant waits for
+that (name_wait.py) rather than exiting.
 
 Interface for the engine: claim once before serving, `renew_worker_name`
 every heartbeat (False: the name was lost, another worker has it), and
