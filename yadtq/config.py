@@ -71,8 +71,10 @@ class Settings:
     max_poll_records: int = 1000
     # Static group membership (KIP-345): a worker joins the group under its name, so one that restarts
     # within the session timeout gets its partitions back with no rebalance of the others. auto: on,
-    # except on the embedded broker (its static membership is broken); on | off force it.
-    static_membership: str = "auto"
+    # except on the embedded broker (its static membership is broken); on | off force it. Off by
+    # default: under a kill every few seconds the restarted member gets the same suspect task back
+    # at once, so one worker's repeated deaths can quarantine a task that is not at fault.
+    static_membership: str = "off"
     # The engine (issue 9): tasks run at once in one worker process, records
     # buffered per partition past its lowest unfinished one before it is paused.
     concurrency: int = 8

@@ -92,7 +92,7 @@ def test_topic_replication_fits_the_cluster_unless_set(rf: int, isr: int, broker
 def test_static_membership_is_auto_on_or_off_and_forced_values_need_no_broker() -> None:
     from yadtq.broker.static_membership import consumer_options
     from yadtq.errors import ConfigError
-    assert Settings().static_membership == "auto"  # on where the broker supports it
+    assert Settings().static_membership == "off"  # opt in: auto (where the broker supports it) or on
     assert Settings.from_env({"YADTQ_STATIC_MEMBERSHIP": "off"}).static_membership == "off"
     with pytest.raises(ConfigError, match="static_membership must be 'auto', 'on' or 'off'"):
         Settings(static_membership="yes")
