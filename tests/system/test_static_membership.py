@@ -106,7 +106,7 @@ def test_an_evicted_worker_reads_a_partition_given_back_from_its_commit(
     w1 = procs.worker("W1", "--tasks", "ledger_tasks", settings=s)
     procs.worker("S1", "--tasks", "ledger_tasks", "--standby", settings=s)
     wait_for(lambda: procs.assigned("W1") == [0] and procs.assigned("S1") == [], 60, 0.2, "W1 to own the partition")
-    run_s = 15.0
+    run_s = 8.0
     with YADTQ(s) as q:
         tid = q.submit("ledger_add", [1, 2, run_s])
         wait_for(lambda: q.status(tid).worker == "W1" and q.status(tid).status == "processing", 30, 0.05,
