@@ -20,12 +20,15 @@
 --   dead letter (a JSON object, yadtq.store.dead_letters.entry_json; '' none: pushed with its time and
 --   error on the dlq key when this call stores the failure)
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (18): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+-- then per claim (19): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
 --   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
 --   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
 --   published by a path that did not record its queue is republished where it ran),
 --   park ('1': over its rate, wait in Redis rather than in the worker's crowded buffer; see over_limit),
---   dead letter (as for an outcome: pushed if this claim quarantines the task)
+--   dead letter, raw: what a claim that quarantines its task writes as its dead letter. Raw '': dead letter
+--   is an outcome's ('' none); else dead letter holds the members this call cannot know (topic, queue,
+--   partition in the topic: yadtq.store.claims.ClaimPipeline.letter_where) and raw the record as read
+--   (ASCII, within RAW_KEPT), and the entry is composed here only if the claim quarantines (claim_letter)
 -- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
 -- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
@@ -75,6 +78,21 @@ local function dead_letter(key, fields, err)
   if fields == '' then return end
   redis.call('LPUSH', key, '{"ts":' .. now .. ',"error":' .. cjson.encode(err) .. ',' .. string.sub(fields, 2))
   redis.call('LTRIM', key, 0, DLQ_KEPT - 1)
+end
+
+-- A JSON string as orjson writes it (yadtq.store.dead_letters.entry_json): cjson escapes '/', orjson
+-- does not (`DeadLetterStore.forget` looks for a task id as written). A '\/' in cjson's output is
+-- always an escaped '/': a backslash itself is written '\\'.
+local function jstr(s)
+  return (string.gsub(cjson.encode(s), '\\/', '/'))
+end
+
+-- A claim's dead letter fields, in entry_json's order (task_id, task, topic, queue, partition, offset,
+-- size, raw): composed only when the claim quarantines its task, from what the claim carries.
+local function claim_letter(fields, raw, id, task, offset)
+  if raw == '' then return fields end
+  return '{"task_id":' .. jstr(id) .. ',"task":' .. jstr(task) .. ',' .. fields .. ',"offset":' .. offset ..
+    ',"size":' .. #raw .. ',"raw":' .. jstr(raw) .. '}'
 end
 
 local function event(ek, text)
@@ -325,7 +343,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
-        dead_letter(dk, ARGV[a+17], err)
+        dead_letter(dk, claim_letter(ARGV[a+17], ARGV[a+18], id, ARGV[a+1], ARGV[a+8]), err)
         wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
@@ -351,7 +369,7 @@ while a <= #ARGV do
   end
   if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
   table.insert(out, verdict)
-  a = a + 18
+  a = a + 19
   k = k + 7
 end
 return out
