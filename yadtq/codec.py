@@ -58,3 +58,14 @@ def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
     except TypeError:  # orjson.JSONEncodeError: what it will not write, `json` decides
         pass
     return json.dumps(value, separators=(",", ":"), default=default).encode("utf-8", "surrogatepass")
+
+
+def dumps_line(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """`dumps(value, default) + b"\n"`, orjson appending the newline (an event line's copy saved)."""
+    try:
+        out = orjson.dumps(value, default=default, option=_PASS | orjson.OPT_APPEND_NEWLINE)
+        if b"null" not in out:
+            return out
+    except TypeError:
+        pass
+    return dumps(value, default) + b"\n"

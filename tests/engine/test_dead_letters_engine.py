@@ -14,6 +14,7 @@ from yadtq.config import Settings
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Quarantined, Run
 from yadtq.store.connection import RedisClient, connect_redis
+from yadtq.store.dead_letters import complete, entry_fields
 from yadtq.store.keys import Keys
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
@@ -91,3 +92,33 @@ def test_a_rejected_record_has_its_dead_letter_in_the_same_call(client: RedisCli
     [letter] = live.dead_letters()
     assert (letter["task_id"], letter["error"], letter["raw"]) == ("t-bad", "args must be a list", raw.decode())
     assert live.forget_dead_letters("t-bad") == 1 and live.dead_letters() == []
+
+
+@pytest.mark.parametrize("task_id, args", [
+    ("t/poison", ('a "quoted" \\/ path/with\\slashes\nand\ttabs',)),  # the record as read, composed by the script
+    ("t-poison-u", ("non-ASCII é",)),  # not ASCII: sent as a whole entry
+    ("t-poison-long", ("x" * 5000,)),  # longer than RAW_KEPT: its kept text and size sent as a whole entry
+])
+def test_a_claims_dead_letter_is_the_entry_python_would_write(client: RedisClient, settings: Settings,
+                                                              task_id: str, args: tuple[str]) -> None:
+    live, keys = LiveState(client, settings), Keys(settings.prefix)
+    m = TaskMessage(task_id, "add/x", args, {}, 3, None, None)
+    Backend(client, settings).record_queued([m], 3)
+    verdict = None
+    for n in range(settings.max_lost_runs + 1):
+        pipe = ClaimPipeline(client, settings, f"W{n}", f"W{n}:1")
+        _, [verdict] = pipe.step([], [_claim(pipe, m, 7)])
+        client.hset(keys.task(m.task_id), "lease", 0)
+    assert isinstance(verdict, Quarantined)
+    [letter] = live.dead_letters()
+    fields = entry_fields(settings, task_id, "add/x", 1, 7, m.encode())
+    assert letter == complete(fields, verdict.error, letter["ts"])
+    assert list(letter) == ["ts", "error", *fields]  # the same order as an entry written from Python
+    assert live.forget_dead_letters(task_id) == 1 and live.dead_letters() == []  # found by its id as written
+
+
+def test_a_normal_claim_carries_the_record_as_read_not_an_entry(client: RedisClient, settings: Settings) -> None:
+    pipe = ClaimPipeline(client, settings, "W1", "W1:1")
+    m = TaskMessage("t-plain", "add", (1, 2), {}, 3, None, None)
+    _, args = pipe._step_call(pipe.keys, [], [_claim(pipe, m, 7)])
+    assert args[-2:] == ['"topic":"jobs","queue":"default","partition":1', m.encode()]

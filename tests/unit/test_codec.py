@@ -136,3 +136,15 @@ def test_quick_argument_check_agrees_with_the_full_check(fn: Any, args: list[Any
         return None
 
     assert verdict(quick) == verdict(full)
+
+
+@PROFILE
+@given(json_values)
+def test_dumps_line_is_dumps_and_a_newline(value: Any) -> None:
+    try:
+        expected = codec.dumps(value, default=str)
+    except (ValueError, TypeError) as exc:
+        with pytest.raises(type(exc)):
+            codec.dumps_line(value, default=str)
+        return
+    assert codec.dumps_line(value, default=str) == expected + b"\n"

@@ -30,7 +30,7 @@ from yadtq.store.claim_replies import (
 )
 from yadtq.store.cluster_limits import Admission, ClusterLimits
 from yadtq.store.connection import RedisClient
-from yadtq.store.dead_letters import DeadLetter
+from yadtq.store.dead_letters import RAW_KEPT, DeadLetter, entry_fields
 from yadtq.store.keys import Keys
 from yadtq.store.keyspace import KeySpace
 from yadtq.store.replication import ReplicaAck
@@ -103,6 +103,7 @@ class ClaimPipeline:
         self.plan = parse_queues(settings.queues)
         # On a cluster, limits are judged on the cluster-wide slot before the claims (yadtq.store.cluster_limits).
         self.limits = ClusterLimits(client, self.keys, incarnation, settings.lease) if self.space.sharded else None
+        self._where: dict[int, str] = {}  # partition -> letter_where
 
     @staticmethod
     def _fixed(k: Keys) -> list[str]:
@@ -120,6 +121,28 @@ class ClaimPipeline:
                     raw: bytes) -> DeadLetter:
         """The dead letter a step writes with a failure (yadtq.store.dead_letters): where the record came from."""
         return DeadLetter.of(self.settings, task_id, task, partition, offset, raw, self.plan)
+
+    def letter_where(self, partition: int) -> str:
+        """The members of a claim's dead letter that step.lua cannot know (topic, queue, partition in the
+        topic), as JSON members without braces: the same for every record of a partition."""
+        where = self._where.get(partition)
+        if where is None:
+            fields = entry_fields(self.settings, None, None, partition, 0, b"", self.plan)
+            where = self._where[partition] = codec.dumps(
+                {k: fields[k] for k in ("topic", "queue", "partition")}).decode()[1:-1]
+        return where
+
+    def _claim_letter(self, c: Claim) -> tuple[str, bytes]:
+        """step.lua's two dead letter arguments of a claim. A record in ASCII within RAW_KEPT (its kept
+        text is itself) goes as read, and the script composes the entry only if the claim quarantines the
+        task; another is sent as a whole entry (`DeadLetter`), as an outcome's."""
+        raw = c.raw
+        if raw is None:
+            return "", b""
+        if len(raw) <= RAW_KEPT and raw and raw.isascii():
+            return self.letter_where(c.partition), raw
+        m = c.work.message
+        return self.dead_letter(m.task_id, m.task, c.partition, c.offset, raw).fields_json, b""
 
     def step(self, outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
         """Stores `outcomes` (True: stored; False: fenced, the claim was lost) and claims `claims`.
@@ -186,16 +209,17 @@ class ClaimPipeline:
             args += [o.task_id, o.fence, o.status, o.result_json, o.error, o.park, dl.fields_json if dl else ""]
         for c in claims:
             m = c.work.message
-            # Sent with every claim: a claim that quarantines its task writes the dead letter in the same call.
-            cdl = None if c.raw is None else self.dead_letter(m.task_id, m.task, c.partition, c.offset, c.raw)
+            # A claim that quarantines its task writes the dead letter in the same call: step.lua composes
+            # it from the claim and these (a normal claim carries no entry built for it).
+            letter, raw = self._claim_letter(c)
             keys += [k.task(m.task_id), k.events(m.task_id), k.withdrawn(m.task_id),
                      k.limit_rate(m.task), k.limit_running(m.task), k.limit_booked(m.task),
-                     k.dlq_of(cdl.queue if cdl else None)]
+                     k.dlq_of(self.plan.split(c.partition)[0] if letter else None)]
             # Plain JSON values (a decoded message's), so codec.dumps writes what json.dumps would.
             args += [m.task_id, m.task, codec.dumps(list(m.args)), codec.dumps(m.kwargs), m.tries or s.tries,
                      m.time_limit or "", m.submitted_at or "", c.partition, c.offset, c.work.digest, m.key or "",
                      *m.timing.lua_args(), self._queue_of(m.queue, c.partition), "1" if c.park else "",
-                     cdl.fields_json if cdl else ""]
+                     letter, raw]
         return keys, args
 
     def renew(self, claims: Sequence[tuple[str, str]]) -> list[bool]:

@@ -3,7 +3,8 @@
 A failed task's dead letter is written by the Lua step that stores its failure (step.lua for an
 outcome, reject.lua for a record that cannot run), in the same call, so no crash can leave a
 `failed` task without one. The step gets the entry from `entry_json` (all but its time and
-error, which the script adds with Redis time) and pushes it on the list of the task's queue
+error, which the script adds with Redis time; for a claim, step.lua composes the same fields from
+the claim and the record as read, `ClaimPipeline.letter_where`) and pushes it on the list of the task's queue
 **on the task's shard** (`KeySpace.for_task`), the only keys a step may touch on a Redis
 Cluster. Records with no task id (unreadable) go to the cluster-wide list (`KeySpace.base`).
 On one server both are the same key; on a cluster the readers merge the lists by time.

@@ -96,11 +96,16 @@ class Task:
                         f"{self.name}: argument {pname!r} must be {wanted}, got {type(v).__name__} {v!r}")
 
     @functools.cached_property
+    def is_async(self) -> bool:
+        """Whether `fn` is a coroutine function (asked twice per run: kept, as `fn` never changes)."""
+        return inspect.iscoroutinefunction(self.fn)
+
+    @functools.cached_property
     def _quick_check(self) -> QuickCheck | None:
         return QuickCheck.of(self.signature, _expected)
 
     def run(self, args: tuple[Any, ...] | list[Any], kwargs: Mapping[str, Any], context: TaskContext) -> Any:
-        if inspect.iscoroutinefunction(self.fn):  # its body runs later, when awaited: set the context there
+        if self.is_async:  # its body runs later, when awaited: set the context there
             return in_context(_current, context, self.fn(*args, **kwargs))
         token = _current.set(context)
         try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import inspect
 import logging
 import queue
 import threading
@@ -109,7 +108,7 @@ class Executor:
             self.progress.start()
 
     def submit(self, job: Job) -> None:
-        if inspect.iscoroutinefunction(job.task.fn):
+        if job.task.is_async:
             asyncio.run_coroutine_threadsafe(self._run_async(job), self._event_loop())
         else:
             self._jobs.put(job)

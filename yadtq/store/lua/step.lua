@@ -20,12 +20,15 @@
 --   dead letter (a JSON object, yadtq.store.dead_letters.entry_json; '' none: pushed with its time and
 --   error on the dlq key when this call stores the failure)
 --   (park delay > 0: the retry waits in KEYS[7] until due; 0: the worker holds it in place)
--- then per claim (18): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
+-- then per claim (19): id, task, args, kwargs, tries, time_limit, submitted, partition, offset, digest, key,
 --   eta, countdown, expires_at, expires ("" unset; used only when the message makes the record),
 --   queue (named queue the record came from, '' for the default one: noted at each claim, so a task
 --   published by a path that did not record its queue is republished where it ran),
 --   park ('1': over its rate, wait in Redis rather than in the worker's crowded buffer; see over_limit),
---   dead letter (as for an outcome: pushed if this claim quarantines the task)
+--   dead letter, raw: what a claim that quarantines its task writes as its dead letter. Raw '': dead letter
+--   is an outcome's ('' none); else dead letter holds the members this call cannot know (topic, queue,
+--   partition in the topic: yadtq.store.claims.ClaimPipeline.letter_where) and raw the record as read
+--   (ASCII, within RAW_KEPT), and the entry is composed here only if the claim quarantines (claim_letter)
 -- A delayed task is never claimed before its eta ({'parked', eta}: the scheduler publishes it when due);
 -- a task not started by its `expires` time ends `expired` instead of running ({'done', 'expired'}).
 --
@@ -50,9 +53,36 @@ local IDX = {queued = KEYS[1], processing = KEYS[2], success = KEYS[3], failed =
   expired = KEYS[11]}
 local out = {}
 
+-- Index moves are gathered and written by flush_moves, a ZREM and a ZADD per index rather than per task
+-- (the step is atomic: no reader sees the difference). Flushed after the outcomes and after the claims,
+-- so a retry stored and claimed again in one step leaves queued before it enters processing; within
+-- one phase a task moves at most once (claimed_here), and the ids an index gains and loses are apart.
+local moves = {}
+local function moved(key)
+  local m = moves[key]
+  if not m then
+    m = {rem = {}, add = {}}
+    moves[key] = m
+  end
+  return m
+end
+
 local function move(id, from, to)
-  if IDX[from] then redis.call('ZREM', IDX[from], id) end
-  redis.call('ZADD', IDX[to], now, id)
+  if IDX[from] then table.insert(moved(IDX[from]).rem, id) end
+  local add = moved(IDX[to]).add
+  add[#add + 1] = now
+  add[#add + 1] = id
+end
+
+local CHUNK = 1000  -- arguments per call (unpack's stack)
+local function flush_moves()
+  for key, m in pairs(moves) do
+    for i = 1, #m.rem, CHUNK do redis.call('ZREM', key, unpack(m.rem, i, math.min(i + CHUNK - 1, #m.rem))) end
+  end
+  for key, m in pairs(moves) do
+    for i = 1, #m.add, CHUNK do redis.call('ZADD', key, unpack(m.add, i, math.min(i + CHUNK - 1, #m.add))) end
+  end
+  moves = {}
 end
 
 -- Tells subscribers (YADTQ.wait, `status --follow`, the API's event stream) that a record changed,
@@ -75,6 +105,21 @@ local function dead_letter(key, fields, err)
   if fields == '' then return end
   redis.call('LPUSH', key, '{"ts":' .. now .. ',"error":' .. cjson.encode(err) .. ',' .. string.sub(fields, 2))
   redis.call('LTRIM', key, 0, DLQ_KEPT - 1)
+end
+
+-- A JSON string as orjson writes it (yadtq.store.dead_letters.entry_json): cjson escapes '/', orjson
+-- does not (`DeadLetterStore.forget` looks for a task id as written). A '\/' in cjson's output is
+-- always an escaped '/': a backslash itself is written '\\'.
+local function jstr(s)
+  return (string.gsub(cjson.encode(s), '\\/', '/'))
+end
+
+-- A claim's dead letter fields, in entry_json's order (task_id, task, topic, queue, partition, offset,
+-- size, raw): composed only when the claim quarantines its task, from what the claim carries.
+local function claim_letter(fields, raw, id, task, offset)
+  if raw == '' then return fields end
+  return '{"task_id":' .. jstr(id) .. ',"task":' .. jstr(task) .. ',' .. fields .. ',"offset":' .. offset ..
+    ',"size":' .. #raw .. ',"raw":' .. jstr(raw) .. '}'
 end
 
 local function event(ek, text)
@@ -169,6 +214,7 @@ end
 
 local k = 12
 local a = 7
+local done = 0
 for _ = 1, n_out do
   local id, fence, outcome, result, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
   local park, dl = tonumber(ARGV[a+5]), ARGV[a+6]
@@ -189,7 +235,7 @@ for _ = 1, n_out do
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
       move(id, 'processing', 'success')
-      redis.call('HINCRBY', KEYS[5], worker, 1)
+      done = done + 1  -- KEYS[5] counted once, after the outcomes
       announce(tk, 'success')
     elseif outcome == 'retry' then
       redis.call('HSET', tk, 'status', 'queued', 'error', err)
@@ -227,6 +273,8 @@ for _ = 1, n_out do
     table.insert(out, 'fenced')
   end
 end
+if done > 0 then redis.call('HINCRBY', KEYS[5], worker, done) end
+flush_moves()
 
 -- task id -> lease end of a claim made in this call: a second message of that task in the same step
 -- is busy, never a second 'run' (the "our own claim" branch below would hand it out again)
@@ -238,7 +286,8 @@ while a <= #ARGV do
   -- One read of all a claim looks at and a 'run' verdict returns (10..17: fence, attempts, args, kwargs,
   -- tries, time_limit, failures, lost_runs; a claim changes none of 12..16 before it returns them).
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires',
-    'limit_slot', 'fence', 'attempts', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs')
+    'limit_slot', 'fence', 'attempts', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs',
+    'progress')
   local st = rec[1]
   local verdict = nil
   if claimed_here[id] then
@@ -325,7 +374,7 @@ while a <= #ARGV do
         move(id, 'processing', 'failed')
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
-        dead_letter(dk, ARGV[a+17], err)
+        dead_letter(dk, claim_letter(ARGV[a+17], ARGV[a+18], id, ARGV[a+1], ARGV[a+8]), err)
         wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
@@ -339,7 +388,8 @@ while a <= #ARGV do
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation, 'fence', fence,
         'attempts', tostring(attempts), 'lease', lease_until, 'started', now, 'partition', ARGV[a+7],
         'offset', ARGV[a+8], 'queue', ARGV[a+15])
-      redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message')  -- a new attempt starts from nothing
+      -- a new attempt starts from nothing (progress_message is only ever written with progress)
+      if rec[6] or rec[9] or rec[18] then redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message') end
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed
       count_run(lim, ck, tk, id, lease_until)
       move(id, st, 'processing')
@@ -351,7 +401,8 @@ while a <= #ARGV do
   end
   if verdict[1] == 'run' then claimed_here[id] = verdict[10] end
   table.insert(out, verdict)
-  a = a + 18
+  a = a + 19
   k = k + 7
 end
+flush_moves()
 return out
