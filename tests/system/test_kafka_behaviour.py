@@ -45,8 +45,11 @@ def test_a_cleanly_stopped_worker_hands_its_partitions_over_at_once(settings: Se
     assert procs.procs["W1"].wait(timeout=30) == 0
 
 
-def test_a_waiting_fetch_returns_as_soon_as_a_task_arrives(settings: Settings, procs: Procs) -> None:
-    s = settings.replace(fetch_max_wait_ms=4000)
+@pytest.mark.parametrize("wait", ["fetch_max_wait_ms", "idle_fetch_wait_ms"])
+def test_a_waiting_fetch_returns_as_soon_as_a_task_arrives(settings: Settings, procs: Procs, wait: str) -> None:
+    """Kafka answers a waiting fetch when the record lands: neither the busy worker's fetch wait nor
+    the idle worker's longer one (yadtq/broker/fetch_wait.py) is waited out."""
+    s = settings.replace(**{wait: 4000})
     procs.settings = s
     procs.worker("W1", settings=s)
     procs.wait_assigned(["W1"])
@@ -57,7 +60,7 @@ def test_a_waiting_fetch_returns_as_soon_as_a_task_arrives(settings: Settings, p
             rec = q.wait(q.submit("add", [i, 1]), timeout=30)
             assert rec.status == "success" and rec.started is not None and rec.submitted is not None
             waits.append(rec.started - rec.submitted)
-    print(f"submit -> start: {[round(w, 3) for w in waits]} s with fetch_max_wait_ms=4000")
+    print(f"submit -> start: {[round(w, 3) for w in waits]} s with {wait}=4000")
     # The embedded broker holds each fetch up to 4 s; Kafka answers when the record lands.
     assert max(waits) < 2.0, waits
 
