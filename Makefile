@@ -17,10 +17,17 @@ PYTEST_ARGS ?=
 
 .PHONY: venv dev-venv run test test-fast bench lint docs hosts-demo clean
 
-# requirements.txt is a lock file (every package pinned): --no-deps installs exactly it.
+# requirements.txt is a lock file (every package pinned): --no-deps installs exactly it. Then what nothing
+# imports at run time goes, a tenth of the venv: the wheels' own test suites (pandas' alone is 18 MB;
+# numpy.testing and streamlit.testing are APIs: kept), pyarrow's C++ headers and Cython sources, and
+# Plotly's Jupyter extension and widget bundle (the dev set below puts Plotly back whole for the notebooks).
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv --without-pip $(VENV)
 	$(WITH_UV) --no-deps -r requirements.txt -e .
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	find "$$site" -mindepth 2 -type d -name tests -prune -exec rm -rf {} + && \
+	rm -rf "$$site/pyarrow/include" && find "$$site/pyarrow" \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \) -delete && \
+	rm -rf "$$site/plotly/labextension" "$$site/plotly/package_data/widgetbundle.js" $(VENV)/share/jupyter
 	touch $(STAMP)
 
 $(VENV)/bin/uv: $(STAMP)
@@ -28,7 +35,7 @@ $(VENV)/bin/uv: $(STAMP)
 	touch $@
 
 $(DEV_STAMP): $(VENV)/bin/uv requirements-dev.txt
-	$(INSTALL) -r requirements-dev.txt
+	$(INSTALL) --reinstall-package plotly -r requirements-dev.txt
 	touch $(DEV_STAMP)
 
 $(DOCS_STAMP): $(VENV)/bin/uv docs/requirements.txt
