@@ -194,16 +194,21 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         def goodbye() -> None:
             withdraw(client, keys, name, incarnation)
             lease.release()
-        _say_goodbye(goodbye, s.connect_timeout)
+        _say_goodbye(goodbye, min(s.connect_timeout, GOODBYE_WAIT))
         client.close()
     return RET_OK
+
+
+# At most this long for a worker's last Redis writes after `worker_left` (a few round trips when Redis serves).
+GOODBYE_WAIT = 2.0
 
 
 def _say_goodbye(goodbye: Callable[[], None], timeout: float) -> None:
     """The worker left: its last Redis writes (withdraw its tasks, free its name) get `timeout`, then
     the process goes on to exit. This client has no socket timeout and redis-py's retries, so with
     Redis stopped or stalled at the same moment they held the process for ever. Both are only
-    courtesies: the name lease frees itself, and the announcement stops counting with it."""
+    courtesies: the name lease frees itself (a restart on this host takes it over at once), and the
+    announcement stops counting with it."""
     done = threading.Thread(target=goodbye, name="yadtq-goodbye", daemon=True)
     done.start()
     done.join(timeout)
