@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from yadtq.config import Settings
+from yadtq.errors import TaskNotFound
 from yadtq.store.backend import Backend
 from yadtq.store.claims import Claim, ClaimPipeline, Outcome, Quarantined, Run
 from yadtq.store.connection import RedisClient, connect_redis
@@ -122,3 +123,30 @@ def test_a_normal_claim_carries_the_record_as_read_not_an_entry(client: RedisCli
     m = TaskMessage("t-plain", "add", (1, 2), {}, 3, None, None)
     _, args = pipe._step_call(pipe.keys, [], [_claim(pipe, m, 7)])
     assert args[-2:] == ['"topic":"jobs","queue":"default","partition":1', m.encode()]
+
+
+@pytest.mark.parametrize("task_id", ["tâche-é", "задача/1", "任务 🙂", 'q"uo\\te'])
+def test_dead_letters_of_a_task_id_that_is_not_ascii_are_listed_requeued_forgotten_and_purged(
+        client: RedisClient, settings: Settings, task_id: str) -> None:
+    """Task ids are the user's strings: a dead letter written by the step (orjson's text) or from
+    Python is found by its id, whatever its characters."""
+    backend, live = Backend(client, settings), LiveState(client, settings)
+    m = TaskMessage(task_id, "boom", ("x",), {}, 1, None, None)
+    backend.record_queued([m], 1)
+    pipe = ClaimPipeline(client, settings, "W1", "W1:1")
+    _, [run] = pipe.step([], [_claim(pipe, m, 5)])
+    assert isinstance(run, Run)
+    dead = pipe.dead_letter(task_id, m.task, 1, 5, m.encode())
+    assert pipe.step([Outcome(task_id, run.fence, Status.FAILED, error="ValueError: x", dead_letter=dead)], []) \
+        == ([True], [])
+    live.add_dead_letter(complete(entry_fields(settings, task_id, m.task, 1, 6, m.encode()), "quarantined"))
+    assert [e["task_id"] for e in live.dead_letters()] == [task_id, task_id]
+    # what `yadtq dlq requeue` and POST /tasks/{id}/requeue do, the producer aside
+    assert backend.reset_to_queued(task_id).task_id == task_id
+    assert live.forget_dead_letters(task_id) == 2 and live.dead_letters() == []
+    _, [run] = pipe.step([], [_claim(pipe, m, 5)])
+    assert pipe.step([Outcome(task_id, run.fence, Status.FAILED, error="again", dead_letter=dead)], []) == ([True], [])
+    assert backend.purge("failed") == 1
+    with pytest.raises(TaskNotFound):
+        backend.get(task_id)
+    assert live.forget_dead_letters(task_id) == 1

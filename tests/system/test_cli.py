@@ -109,7 +109,7 @@ def test_status_after_a_requeue_counts_the_wait_from_the_requeue(settings: Setti
 
 def test_dlq_lists_a_requeued_task_once(settings: Settings, q: YADTQ, procs: Procs) -> None:
     procs.worker("W1")
-    tid = q.submit("fail", ["twice"], tries=1)
+    tid = q.submit("fail", ["twice"], tries=1, task_id="tâche-échouée")  # an id is the user's string
     other = q.submit("fail", ["once"], tries=1)
     assert q.wait(tid, 60).status == "failed" and q.wait(other, 60).status == "failed"
     wait_for(lambda: len(q.live.dead_letters()) == 2, 30, 0.05, "two dead letters")

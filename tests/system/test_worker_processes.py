@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import time
@@ -15,7 +16,7 @@ from ledger_tasks import read_ledger
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_port
-from yadtq.ops.services import start_redis
+from yadtq.ops.services import start_broker, start_redis
 from yadtq.worker import EXIT_HARD_TIME_LIMIT
 
 
@@ -177,3 +178,37 @@ def test_a_redis_stall_longer_than_the_poll_limit_keeps_the_worker_in_its_group(
     finally:
         private.kill()
         private.wait(timeout=10)
+
+
+@pytest.mark.brokers("embedded")  # a private broker: the hang was in the clients, whatever the broker
+def test_a_worker_stopped_while_its_broker_and_redis_are_frozen_exits_within_seconds(
+        settings: Settings, procs: Procs, tmp_path: Path) -> None:
+    """SIGINT to a worker while its broker and Redis are frozen (SIGSTOP), as when everything is stopped
+    at once: each goodbye waits at most `connect_timeout`, and the process exits soon after it logged
+    `worker_left` (it used to wait 30 s on LeaveGroup, then for ever on its last Redis writes)."""
+    kafka_port, redis_port = free_port(), free_port()
+    broker = start_broker("127.0.0.1", kafka_port, tmp_path / "blogs")
+    redis_proc = start_redis("127.0.0.1", redis_port, tmp_path / "rdata", tmp_path / "rlogs")
+    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{kafka_port}", redis_url=f"redis://127.0.0.1:{redis_port}/0",
+                         connect_timeout=1.0)
+    procs.settings = s
+    try:
+        worker = procs.worker("W1", settings=s)
+        procs.wait_assigned(["W1"])
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGINT)
+        for service in (broker, redis_proc):
+            os.killpg(service.pid, signal.SIGSTOP)
+        # The loop's Redis step (2 s socket timeout), the final commit, the Kafka goodbyes and the Redis
+        # goodbye (1 s each): about 5 s; 15 s is well under the old hang.
+        wait_for(lambda: worker.poll() is not None, 15, 0.1, "the worker to exit")
+        took, exited = time.monotonic() - stopped, time.time()
+        (left,) = [e["ts"] for e in procs.events("worker-W1") if e["event"] == "worker_left"]
+        assert exited - left < 5, f"the process lived {exited - left:.1f}s after worker_left"
+        assert worker.returncode == 0, procs.output("W1")
+        print(f"the worker exited {took:.1f}s after SIGINT")
+    finally:
+        for service in (broker, redis_proc):
+            os.killpg(service.pid, signal.SIGCONT)
+            os.killpg(service.pid, signal.SIGKILL)
+            service.wait(timeout=10)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -190,10 +191,31 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
                                         parse_queues(s.queues).describe(), ", ".join(registry.names()))
         worker.run()
     finally:
-        withdraw(client, keys, name, incarnation)
-        lease.release()
+        def goodbye() -> None:
+            withdraw(client, keys, name, incarnation)
+            lease.release()
+        _say_goodbye(goodbye, min(s.connect_timeout, GOODBYE_WAIT))
         client.close()
     return RET_OK
+
+
+# At most this long for a worker's last Redis writes after `worker_left` (a few round trips when Redis serves).
+GOODBYE_WAIT = 2.0
+
+
+def _say_goodbye(goodbye: Callable[[], None], timeout: float) -> None:
+    """The worker left: its last Redis writes (withdraw its tasks, free its name) get `timeout`, then
+    the process goes on to exit. This client has no socket timeout and redis-py's retries, so with
+    Redis stopped or stalled at the same moment they held the process for ever. Both are only
+    courtesies: the name lease frees itself (a restart on this host takes it over at once), and the
+    announcement stops counting with it."""
+    done = threading.Thread(target=goodbye, name="yadtq-goodbye", daemon=True)
+    done.start()
+    done.join(timeout)
+    if done.is_alive():
+        logging.getLogger("yadtq").warning(
+            "Redis did not answer within %gs: exiting without freeing the worker name (it frees itself "
+            "when its lease ends)", timeout)
 
 
 @command

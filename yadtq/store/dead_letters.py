@@ -97,11 +97,13 @@ class DeadLetterStore:
     def forget(self, task_id: str, queue: str | None = None) -> int:
         """Drops a task's dead letters (it was requeued); returns how many. Reads its shard's list of the
         queue once (at most DLQ_KEPT), and the cluster-wide one where it differs."""
-        needle = json.dumps(task_id)  # as written, so most entries are passed over unparsed
+        # The id as each writer spells it, so most entries are passed over unparsed: the steps write
+        # orjson's text (`entry_json`: other than ASCII as is), `add` json's (other than ASCII escaped).
+        needles = {codec.dumps(task_id).decode(), json.dumps(task_id)}
         removed = 0
         for key in dict.fromkeys([self.key(task_id, queue), self.key(None, queue)]):
             gone = {raw for raw in decoded_list(self.r.lrange(key, 0, -1))
-                    if needle in raw and json.loads(raw).get("task_id") == task_id}
+                    if any(n in raw for n in needles) and json.loads(raw).get("task_id") == task_id}
             if gone:
                 pipe = self.r.pipeline(transaction=False)
                 for raw in gone:

@@ -170,6 +170,8 @@ class NameLease:
             try:
                 if renew_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
                     continue
+                if self._stop.is_set():  # released meanwhile (a renewal held up by a stalled Redis): no claim again
+                    return
                 if claim_worker_name(self.client, self.keys, self.name, self.incarnation, self.ttl):
                     continue
                 self.on_lost(name_holder(self.client, self.keys, self.name))

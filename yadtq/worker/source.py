@@ -347,14 +347,24 @@ class KafkaSource:
             self._to_commit.pop(p, None)
 
     def close(self) -> None:
+        """The final commit (bounded by `connect_timeout`), then the goodbyes, which share one more
+        `connect_timeout`: LeaveGroup and the producer's last sends (the goodbye heartbeat; dead letters
+        and retries went out before the commits that count them). Unbounded, a broker stopping at the
+        same moment held the process for kafka-python's request timeout (30 s) and more. A commit or
+        goodbye that cannot be made is skipped: the next owner resumes at the last commit, and
+        Redis skips the tasks that finished above it."""
         self._commit_last()
-        leave_group(self.consumer, int(self.settings.connect_timeout * 1000))  # a static member's partitions move now
+        until = time.monotonic() + self.settings.connect_timeout
+
+        def left_ms() -> int:
+            return max(0, int((until - time.monotonic()) * 1000))
+        leave_group(self.consumer, left_ms())  # a static member's partitions move now
         try:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False, timeout_ms=left_ms())
         except KafkaError as exc:
             log.warning("consumer close: %s", exc)
         try:
-            self.producer.close(timeout=5)
+            self.producer.close(timeout=left_ms() / 1000)
         except KafkaError as exc:
             log.warning("producer close: %s", exc)
 
