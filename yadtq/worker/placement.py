@@ -126,8 +126,8 @@ class Placement:
             # Redis was away at the start: positions held since may be of any log.
             self._restart_log(log.warning)
         elif noted is not None and probed is not None and probed != noted:
-            log.info("the broker's log starts afresh (epoch %s; the previous one, %s, kept nothing):"
-                     " tasks it lost are published again by the monitor", probed, noted)
+            log.info("the broker's log starts afresh (epoch %s; Redis noted %s, a previous broker's):"
+                     " the monitor publishes again what that one lost", probed, noted)
 
     def _restart_log(self, say: Callable[..., None]) -> None:
         """Reads every owned partition from the start of the log of `self.epoch`."""
