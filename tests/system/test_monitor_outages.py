@@ -365,3 +365,33 @@ def _read_events(s: Settings, name: str) -> list[dict[str, object]]:
     import json
     path = Path(s.log_dir) / f"{name}.events.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_started_before_the_monitor_notes_a_new_broker_sees_no_lost_log(
+        ps: Settings, private: Private, procs: Procs) -> None:
+    """`make run` again: the embedded broker starts empty, Redis still notes the old broker's epoch.
+    A worker that starts before the monitor notes the new one must not take the monitor catching up
+    for its broker losing the log under it (a warning on every restart); a restart under it still is."""
+    with YADTQ(ps) as q:
+        lost = q.submit("ledger_add", [1, 2])  # notes the first broker's epoch; no worker yet
+        old = q.redis.get(q.backend.keys.broker_epoch)
+        private.kill_broker()
+        private.start_broker()  # empty: the task's message is gone
+        worker = procs.worker("W1", "--tasks", "ledger_tasks")
+        procs.wait_assigned(["W1"])
+        monitor = procs.monitor()
+        wait_for(lambda: q.redis.get(q.backend.keys.broker_epoch) not in (None, old), 30, 0.1,
+                 "the monitor to note the new broker's epoch")
+        wait_for(lambda: q.status(lost).status == "success", 60, 0.1, "the lost task to be published again and run")
+        _wait_seconds(3.0, [worker, monitor])  # the worker reads the noted epoch every 2 s
+        assert not [e for e in procs.events("worker-W1") if e["event"] == "broker_log_restarted"]
+        assert "lost its log" not in procs.output("W1") and "starts afresh" in procs.output("W1")
+        private.kill_broker()
+        private.start_broker()  # this time under the running worker: it must read its partitions again
+        wait_for(lambda: any(e["event"] == "broker_log_restarted" for e in procs.events("worker-W1")), 60, 0.2,
+                 "the worker to see the broker lose its log")
+        again = q.submit("ledger_add", [3, 4])
+        wait_for(lambda: q.status(again).status == "success", 60, 0.1, "a task of the new log to run")
+        ledger = read_ledger(redis.Redis.from_url(ps.redis_url, decode_responses=True), ps.prefix)
+        assert sorted(ledger) == sorted([lost, again]) and all(len(runs) == 1 for runs in ledger.values())

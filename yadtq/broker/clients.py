@@ -211,6 +211,10 @@ class EpochProbe:
             producer.close(timeout=self.settings.connect_timeout)
         return self.read() or epoch
 
+    def current(self) -> str:
+        """The epoch on the broker now, putting the marker first when there is none yet."""
+        return self.read() or self.write()
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()

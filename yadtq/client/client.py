@@ -118,7 +118,7 @@ class YADTQ(FlowControls):
             return
         probe = EpochProbe(self.settings)
         try:
-            epochs.remember(probe.read() or probe.write(), first_only=True)
+            epochs.remember(probe.current(), first_only=True)
         except KafkaError as exc:
             log.warning("could not read the broker's epoch: %s", exc)
         finally:

@@ -50,7 +50,7 @@ from yadtq.worker.intake import Intake
 from yadtq.worker.jobs import Job
 from yadtq.worker.middleware import Hooks, Middleware
 from yadtq.worker.outages import REDIS_ERRORS, RedisOutages, max_delay_for, warn_if_lease_shorter_than_a_failover
-from yadtq.worker.placement import Placement
+from yadtq.worker.placement import Placement, broker_epoch_probe
 from yadtq.worker.policies import builtin_policies
 from yadtq.worker.priorities import partition_order
 from yadtq.worker.progress import ProgressWriter
@@ -108,7 +108,8 @@ class Worker:
             s, self.registry, self.name, tracker=self.tracker, claims=self.claims,
             rejects=RejectStore(self.redis, s), live=self.live, source=self.source, executor=self.executor,
             hooks=hooks, outages=self.outages, commit=self._commit)
-        self.placement = Placement(self.redis, self.keys, self.source, self.tracker, self.outages, hooks)
+        self.placement = Placement(self.redis, self.keys, self.source, self.tracker, self.outages, hooks,
+                                   probe=None if self._source else broker_epoch_probe(s))
         self.intake = Intake(s, self.registry, self.name, tracker=self.tracker, source=self.source,
                              placement=self.placement, outages=self.outages, hooks=hooks, events=self.events)
         self.housekeeping = Housekeeping(

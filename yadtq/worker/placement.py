@@ -5,13 +5,25 @@ nothing in the new one. The monitor notes a new broker epoch in Redis when that 
 commits carry the epoch they were made in, and a commit is trusted only when it was made
 in the log the broker holds now. What is not trusted is read from the start: that costs
 only time, since the claim skips whatever already finished.
+
+At its start a worker asks the broker's own epoch marker (`EpochProbe`) rather than trusting
+Redis alone: after a restart of the whole stack (`make run` again: the embedded broker starts
+empty, Redis kept its data) Redis still notes the old broker's epoch until the monitor notes the
+new one, and a worker that took the old one for the log it reads would then see a "restart"
+under its feet. Later, only a change of what Redis notes tells of a restart; Redis catching up
+with the epoch known here is none.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from kafka.errors import KafkaError
+
+from yadtq.broker.clients import EpochProbe
+from yadtq.config import Settings
+from yadtq.errors import BrokerUnavailable
 from yadtq.store.broker_epoch import EpochRecords
 from yadtq.store.connection import RedisClient
 from yadtq.store.keys import Keys
@@ -25,15 +37,19 @@ log = logging.getLogger(__name__)
 
 class Placement:
     def __init__(self, client: RedisClient, keys: Keys, source: TaskSource, tracker: PartitionTracker,
-                 outages: RedisOutages, hooks: Hooks) -> None:
+                 outages: RedisOutages, hooks: Hooks, probe: Callable[[], str | None] | None = None) -> None:
+        """`probe`: the epoch of the log the broker holds now, asked of the broker itself (None when it
+        cannot tell); without one, the epoch Redis notes is taken for it."""
         self.redis = client
         self.keys = keys
         self.source = source
         self.tracker = tracker
         self.outages = outages
         self.hooks = hooks
-        self.epoch: str | None = None  # the broker epoch in Redis (None: none noted there)
+        self.probe = probe
+        self.epoch: str | None = None  # the epoch of the log read here (None: none noted anywhere)
         self.epoch_read = False  # whether `epoch` was read at all (Redis may be away at the start)
+        self.noted: str | None = None  # the epoch Redis noted at the last read
 
     def place(self, partitions: Sequence[int], starts: dict[int, int]) -> None:
         """Sets where each newly assigned partition is read from, explicitly.
@@ -89,19 +105,54 @@ class Placement:
         read = self.outages.call(self._read_epoch, unread)
         if read is unread:
             return
-        epoch = read if isinstance(read, str) else None
-        # A first read after the start could not read it: positions held since may be of any log.
-        changed = (self.epoch is not None and epoch != self.epoch) if self.epoch_read else bool(self.tracker.partitions)
-        self.epoch, self.epoch_read = epoch, True
-        if changed and epoch is not None:
-            parts = self.tracker.partitions
-            # Only worth a warning when positions held here meant something in the lost log.
-            (log.warning if parts else log.info)(
-                "the broker lost its log (epoch now %s): reading partitions %s from the start", epoch, parts)
-            self.hooks.notice("broker_log_restarted", partitions=parts, epoch=epoch)
-            for p in parts:
-                self.tracker.assign(p, start=0)  # a new log starts at offset 0
-            self.source.restart_log(parts)
+        noted = read if isinstance(read, str) else None
+        if not self.epoch_read:
+            self._first_epoch(noted)
+            return
+        if noted == self.noted:
+            return
+        self.noted = noted
+        if noted is None or noted == self.epoch:  # Redis forgot it, or caught up with the log read here
+            return
+        self.epoch = noted
+        self._restart_log(log.warning if self.tracker.partitions else log.info)
+
+    def _first_epoch(self, noted: str | None) -> None:
+        """The first read: the broker's own marker says which log it holds; what Redis notes may still
+        be the epoch of a broker that has since restarted (the monitor notes the new one shortly)."""
+        probed = self.probe() if self.probe is not None else None
+        self.epoch, self.noted, self.epoch_read = probed or noted, noted, True
+        if self.tracker.partitions and self.epoch is not None:
+            # Redis was away at the start: positions held since may be of any log.
+            self._restart_log(log.warning)
+        elif noted is not None and probed is not None and probed != noted:
+            log.info("the broker's log starts afresh (epoch %s; Redis noted %s, a previous broker's):"
+                     " the monitor publishes again what that one lost", probed, noted)
+
+    def _restart_log(self, say: Callable[..., None]) -> None:
+        """Reads every owned partition from the start of the log of `self.epoch`."""
+        parts = self.tracker.partitions
+        # Only worth a warning when positions held here meant something in the lost log.
+        say("the broker lost its log (epoch now %s): reading partitions %s from the start", self.epoch, parts)
+        self.hooks.notice("broker_log_restarted", partitions=parts, epoch=self.epoch)
+        for p in parts:
+            self.tracker.assign(p, start=0)  # a new log starts at offset 0
+        self.source.restart_log(parts)
 
     def _read_epoch(self) -> str | None:
         return EpochRecords(self.redis, self.keys).stored()
+
+
+def broker_epoch_probe(settings: Settings) -> Callable[[], str | None]:
+    """Asks the broker's own epoch marker (putting it when there is none yet: every reader takes the
+    first one, so a monitor writing at the same time agrees); None when the broker does not answer."""
+    def probe() -> str | None:
+        marker = EpochProbe(settings)
+        try:
+            return marker.current()
+        except (KafkaError, BrokerUnavailable) as exc:
+            log.info("could not read the broker's epoch marker (%s): going by the epoch Redis notes", exc)
+            return None
+        finally:
+            marker.close()
+    return probe
