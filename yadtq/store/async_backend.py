@@ -34,8 +34,8 @@ from yadtq.store.script_calls import (
     CANCEL_TRIES,
     cancel_call,
     check_cancelled,
-    submit_call,
-    submit_verdict,
+    submit_calls,
+    submit_verdicts,
     undone,
     unsubmit_call,
 )
@@ -102,9 +102,8 @@ class AsyncBackend:
 
     async def record_queued(self, messages: Sequence[TaskMessage], default_tries: int, token: str) -> list[str]:
         """`Backend.record_queued`: one verdict per message ("new" or the existing record's status)."""
-        calls = [submit_call(self.space.for_task(m.task_id), m, default_tries, token) for m in messages]
-        return [submit_verdict(m, raw) for m, raw in zip(messages, await self._batch(self._submit, calls),
-                                                          strict=True)]
+        calls = submit_calls(self.space, messages, default_tries, token)
+        return submit_verdicts(messages, calls, await self._batch(self._submit, [call for _, call in calls]))
 
     async def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """`Backend.unsubmit`: undoes this submit's `queued` records no worker claimed."""

@@ -25,8 +25,8 @@ from yadtq.store.script_calls import (
     TaskNotCancellable,
     cancel_call,
     check_cancelled,
-    submit_call,
-    submit_verdict,
+    submit_calls,
+    submit_verdicts,
     undone,
     unsubmit_call,
 )
@@ -137,7 +137,8 @@ class Backend:
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int,
                       token: str = "") -> list[str]:
-        """Writes `queued` records for `messages` in one pipeline; existing records are kept.
+        """Writes `queued` records for `messages` in one pipeline (one script call per shard and chunk of
+        messages); existing records are kept.
 
         Returns one verdict per message: "new" (recorded now as queued: publish it),
         "scheduled" (recorded now as delayed: the scheduler publishes it when due),
@@ -147,15 +148,14 @@ class Backend:
         records as this submit's, so `unsubmit` can undo exactly them.
         """
         batch = Batch(self.r)
-        for m in messages:
-            keys, args = submit_call(self.space.for_task(m.task_id), m, default_tries, token)
+        calls = submit_calls(self.space, messages, default_tries, token)
+        for _, (keys, args) in calls:
             self._submit(keys=keys, args=args, client=batch.on(keys[0]))
         for shard, queued in self.space.group(messages, lambda m: m.task_id).items():
             named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
             if named:  # what `yadtq queues` lists
                 batch.on(shard.queues).sadd(shard.queues, *sorted(named))
-        replies = batch.execute()[:len(messages)]
-        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
+        return submit_verdicts(messages, calls, batch.execute()[:len(calls)])
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """Undoes the `queued` records `token`'s submit made, unless a worker claimed them
