@@ -61,15 +61,28 @@ def submit_calls(space: KeySpace, messages: Sequence[TaskMessage], default_tries
     return out
 
 
-def submit_verdicts(messages: Sequence[TaskMessage], calls: Sequence[tuple[list[int], Call]],
-                    raws: Sequence[Any]) -> list[str]:
-    """One verdict per message, in order, from the replies of `calls` (`submit_calls`); raises `MessageError`
-    for the first message (in order) whose id is taken by another body."""
-    replies: list[Any] = [None] * len(messages)
+def submit_replies(count: int, calls: Sequence[tuple[list[int], Call]], raws: Sequence[Any]) -> list[Any]:
+    """One submit.lua reply per message, in the order of the `count` messages, from the replies of `calls`
+    (`submit_calls`)."""
+    replies: list[Any] = [None] * count
     for (positions, _), raw in zip(calls, raws, strict=True):
         for i, one in zip(positions, raw, strict=True):
             replies[i] = one
-    return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
+    return replies
+
+
+def submit_verdicts(messages: Sequence[TaskMessage], replies: Sequence[Any]) -> list[str] | MessageError:
+    """One verdict per message (`submit_verdict`), or the `MessageError` of the first id taken by another
+    body: the caller undoes the records the call made (`made_ids`) before raising it."""
+    try:
+        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
+    except MessageError as exc:
+        return exc
+
+
+def made_ids(messages: Sequence[TaskMessage], replies: Sequence[Any]) -> list[str]:
+    """The ids whose records submit.lua made (its 'new' replies)."""
+    return [m.task_id for m, raw in zip(messages, replies, strict=True) if SubmitReply.decode(raw).verdict == "new"]
 
 
 def submit_verdict(m: TaskMessage, raw: Any) -> str:
