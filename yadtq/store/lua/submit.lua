@@ -18,6 +18,15 @@
 -- `epoch` notes the broker epoch the message goes to, so a message lost with that broker is known.
 local epoch = redis.call('GET', KEYS[2]) or ''
 local replies = {}
+-- The chunk's index entries, one ZADD per index at the end (no read of this script looks at them): a
+-- redis.call costs about as much as the entry it adds.
+local adds = {}
+local function add(key, score, id)
+  local list = adds[key]
+  if not list then list = {}; adds[key] = list end
+  list[#list + 1] = score
+  list[#list + 1] = id
+end
 
 local function submit_one(now, o, a)
   local cur = redis.call('HMGET', KEYS[o + 1], 'status', 'digest')
@@ -45,9 +54,9 @@ local function submit_one(now, o, a)
     redis.call('ZADD', KEYS[4], now, id)
     redis.call('ZADD', KEYS[3], due, id)
   else
-    redis.call('ZADD', KEYS[1], now, id)
+    add(KEYS[1], now, id)
   end
-  redis.call('ZADD', KEYS[o + 3], now, id)
+  add(KEYS[o + 3], now, id)
   redis.call('DEL', KEYS[o + 2])
   return {'new', status}
 end
@@ -56,4 +65,5 @@ for n = 0, #ARGV / 15 - 1 do
   local t = redis.call('TIME')
   replies[n + 1] = submit_one(tonumber(t[1]) + tonumber(t[2]) / 1000000, 4 + 3 * n, 15 * n)
 end
+for key, pairs in pairs(adds) do redis.call('ZADD', key, unpack(pairs)) end
 return replies
