@@ -176,12 +176,12 @@ def test_requeue_reply() -> None:
 
 def test_submit_call_gives_key_result_ttl_and_queue_their_own_slots() -> None:
     m = TaskMessage("t1", "add", (1, 2), key="acct-7", queue="email", result_ttl=60.0)
-    keys, args = submit_call(Keys("p:"), m, 3, "tok")
-    assert keys[6] == "p:queue:email"  # KEYS[7]
-    assert (args[12], args[13], args[14]) == ("acct-7", 60.0, "email")  # ARGV[13], [14], [15]
-    assert "ARGV[15] queue name" in LUA["submit"]
-    _, plain = submit_call(Keys("p:"), TaskMessage("t2", "add"), 3, "tok")
-    assert plain[12:] == ["", "", ""]
+    keys, args = submit_call(Keys("p:"), [m, TaskMessage("t2", "add")], 3, "tok")
+    assert keys[6] == "p:queue:email"  # KEYS[o+3], o = 4
+    assert (keys[7], keys[9]) == ("p:task:t2", "p:queue:default")  # the second message's: o = 7
+    assert (args[12], args[13], args[14]) == ("acct-7", 60.0, "email")  # ARGV[a+13], [a+14], [a+15], a = 0
+    assert "ARGV[a+15] queue name" in LUA["submit"]
+    assert args[15] == "t2" and args[27:] == ["", "", ""]  # a = 15
 
 
 def test_a_record_publishes_again_with_its_key_and_its_queue() -> None:

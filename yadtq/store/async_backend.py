@@ -23,7 +23,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
 
 from yadtq.config import Settings
-from yadtq.errors import BackendUnavailable, ConfigError, TaskNotFound
+from yadtq.errors import BackendUnavailable, ConfigError, MessageError, TaskNotFound
 from yadtq.redaction import redact_url
 from yadtq.store.backend import TaskRecord
 from yadtq.store.cluster import is_cluster_url, parse_cluster_url
@@ -34,8 +34,10 @@ from yadtq.store.script_calls import (
     CANCEL_TRIES,
     cancel_call,
     check_cancelled,
-    submit_call,
-    submit_verdict,
+    made_ids,
+    submit_calls,
+    submit_replies,
+    submit_verdicts,
     undone,
     unsubmit_call,
 )
@@ -102,9 +104,13 @@ class AsyncBackend:
 
     async def record_queued(self, messages: Sequence[TaskMessage], default_tries: int, token: str) -> list[str]:
         """`Backend.record_queued`: one verdict per message ("new" or the existing record's status)."""
-        calls = [submit_call(self.space.for_task(m.task_id), m, default_tries, token) for m in messages]
-        return [submit_verdict(m, raw) for m, raw in zip(messages, await self._batch(self._submit, calls),
-                                                          strict=True)]
+        calls = submit_calls(self.space, messages, default_tries, token)
+        replies = submit_replies(len(messages), calls, await self._batch(self._submit, [call for _, call in calls]))
+        verdicts = submit_verdicts(messages, replies)
+        if isinstance(verdicts, MessageError):
+            await self.unsubmit(made_ids(messages, replies), token)  # all or nothing: none of this call's records
+            raise verdicts
+        return verdicts
 
     async def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """`Backend.unsubmit`: undoes this submit's `queued` records no worker claimed."""

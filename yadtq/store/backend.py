@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE, Settings
-from yadtq.errors import TaskNotFound, YADTQError
+from yadtq.errors import MessageError, TaskNotFound, YADTQError
 from yadtq.store.batch import Batch
 from yadtq.store.connection import RedisClient, connect_redis, decoded_hash, decoded_list
 from yadtq.store.keyspace import KeySpace
@@ -25,8 +25,10 @@ from yadtq.store.script_calls import (
     TaskNotCancellable,
     cancel_call,
     check_cancelled,
-    submit_call,
-    submit_verdict,
+    made_ids,
+    submit_calls,
+    submit_replies,
+    submit_verdicts,
     undone,
     unsubmit_call,
 )
@@ -137,25 +139,30 @@ class Backend:
     # -- clients ---------------------------------------------------------
     def record_queued(self, messages: Sequence[TaskMessage], default_tries: int,
                       token: str = "") -> list[str]:
-        """Writes `queued` records for `messages` in one pipeline; existing records are kept.
+        """Writes `queued` records for `messages` in one pipeline (one script call per shard and chunk of
+        messages); existing records are kept.
 
         Returns one verdict per message: "new" (recorded now as queued: publish it),
         "scheduled" (recorded now as delayed: the scheduler publishes it when due),
         or the status of the record that already had that id with the same body. Raises
-        `MessageError` when an id is taken by a task with another body (nothing
-        is written for that message; the others are). `token` marks the new
+        `MessageError` when an id is taken by a task with another body, after undoing
+        the records this call made (all or nothing). `token` marks the new
         records as this submit's, so `unsubmit` can undo exactly them.
         """
         batch = Batch(self.r)
-        for m in messages:
-            keys, args = submit_call(self.space.for_task(m.task_id), m, default_tries, token)
+        calls = submit_calls(self.space, messages, default_tries, token)
+        for _, (keys, args) in calls:
             self._submit(keys=keys, args=args, client=batch.on(keys[0]))
         for shard, queued in self.space.group(messages, lambda m: m.task_id).items():
             named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
             if named:  # what `yadtq queues` lists
                 batch.on(shard.queues).sadd(shard.queues, *sorted(named))
-        replies = batch.execute()[:len(messages)]
-        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
+        replies = submit_replies(len(messages), calls, batch.execute()[:len(calls)])
+        verdicts = submit_verdicts(messages, replies)
+        if isinstance(verdicts, MessageError):
+            self.unsubmit(made_ids(messages, replies), token)  # all or nothing: none of this call's records
+            raise verdicts
+        return verdicts
 
     def unsubmit(self, task_ids: Sequence[str], token: str) -> list[str]:
         """Undoes the `queued` records `token`'s submit made, unless a worker claimed them

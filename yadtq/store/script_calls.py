@@ -6,11 +6,13 @@ send the same call and read its reply the same way. Pure: no I/O here.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from yadtq.config import DEFAULT_QUEUE
 from yadtq.errors import MessageError, TaskNotFound, YADTQError
 from yadtq.store.keys import Keys
+from yadtq.store.keyspace import KeySpace
 from yadtq.store.replies import CancelReply, SubmitReply, decode_flag
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
@@ -19,6 +21,10 @@ from yadtq.task.status import Status
 WITHDRAWN_TTL = 7 * 86_400
 
 Call = tuple[list[str], list[Any]]
+
+# Messages per submit.lua call: big enough that its fixed cost hardly counts, small enough that one call
+# keeps Redis busy well under a millisecond or so (other clients wait while a script runs).
+SUBMIT_CHUNK = 200
 
 
 class TaskNotCancellable(YADTQError):
@@ -30,13 +36,53 @@ class TaskNotCancellable(YADTQError):
         self.status = status
 
 
-def submit_call(keys: Keys, m: TaskMessage, default_tries: int, token: str) -> Call:
-    """submit.lua for one message: its `queued` record unless the id has one already."""
-    return ([keys.task(m.task_id), keys.status(Status.QUEUED), keys.withdrawn(m.task_id), keys.broker_epoch,
-             keys.scheduled, keys.status(Status.SCHEDULED), keys.queue_index(m.queue or DEFAULT_QUEUE)],
-            [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
-             m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.key or "",
-             "" if m.result_ttl is None else m.result_ttl, m.queue or ""])
+def submit_call(keys: Keys, messages: Sequence[TaskMessage], default_tries: int, token: str) -> Call:
+    """submit.lua for `messages` (all of `keys`' shard): each one's `queued` record unless its id has one already."""
+    call_keys = [keys.status(Status.QUEUED), keys.broker_epoch, keys.scheduled, keys.status(Status.SCHEDULED)]
+    args: list[Any] = []
+    for m in messages:
+        call_keys += [keys.task(m.task_id), keys.withdrawn(m.task_id), keys.queue_index(m.queue or DEFAULT_QUEUE)]
+        args += [m.task_id, m.task, json.dumps(list(m.args)), json.dumps(m.kwargs), m.tries or default_tries,
+                 m.time_limit or "", m.digest, token, *m.timing.lua_args(), m.key or "",
+                 "" if m.result_ttl is None else m.result_ttl, m.queue or ""]
+    return call_keys, args
+
+
+def submit_calls(space: KeySpace, messages: Sequence[TaskMessage], default_tries: int,
+                 token: str) -> list[tuple[list[int], Call]]:
+    """The submit.lua calls that record `messages`: one per shard and SUBMIT_CHUNK messages, each with the
+    positions in `messages` of the messages it records (its replies come back in that order). A call's
+    fixed cost (script lookup, Lua call, the client's packing) is paid per chunk, not per message."""
+    out = []
+    for keys, placed in space.group(messages, lambda m: m.task_id).items():
+        for start in range(0, len(placed), SUBMIT_CHUNK):
+            chunk = placed[start:start + SUBMIT_CHUNK]
+            out.append(([i for i, _ in chunk], submit_call(keys, [m for _, m in chunk], default_tries, token)))
+    return out
+
+
+def submit_replies(count: int, calls: Sequence[tuple[list[int], Call]], raws: Sequence[Any]) -> list[Any]:
+    """One submit.lua reply per message, in the order of the `count` messages, from the replies of `calls`
+    (`submit_calls`)."""
+    replies: list[Any] = [None] * count
+    for (positions, _), raw in zip(calls, raws, strict=True):
+        for i, one in zip(positions, raw, strict=True):
+            replies[i] = one
+    return replies
+
+
+def submit_verdicts(messages: Sequence[TaskMessage], replies: Sequence[Any]) -> list[str] | MessageError:
+    """One verdict per message (`submit_verdict`), or the `MessageError` of the first id taken by another
+    body: the caller undoes the records the call made (`made_ids`) before raising it."""
+    try:
+        return [submit_verdict(m, raw) for m, raw in zip(messages, replies, strict=True)]
+    except MessageError as exc:
+        return exc
+
+
+def made_ids(messages: Sequence[TaskMessage], replies: Sequence[Any]) -> list[str]:
+    """The ids whose records submit.lua made (its 'new' replies)."""
+    return [m.task_id for m, raw in zip(messages, replies, strict=True) if SubmitReply.decode(raw).verdict == "new"]
 
 
 def submit_verdict(m: TaskMessage, raw: Any) -> str:
