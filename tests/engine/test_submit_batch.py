@@ -4,15 +4,18 @@ record the call made (a real Redis, and a real Redis Cluster)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from yadtq.config import Settings
+from yadtq.config import DEFAULT_QUEUE, Settings
 from yadtq.errors import MessageError
+from yadtq.store.async_backend import AsyncBackend, connect_async_redis
 from yadtq.store.backend import Backend
 from yadtq.store.connection import connect_redis
+from yadtq.store.queue_stats import QueueStats
 from yadtq.store.script_calls import SUBMIT_CHUNK
 from yadtq.task.messages import TaskMessage
 from yadtq.task.status import Status
@@ -73,3 +76,19 @@ def test_an_id_taken_by_another_body_undoes_every_record_of_the_batch(backend: B
     assert backend.get_many(["owned"])[0].args == [1]
     assert backend.counts()[Status.QUEUED] == 2
     assert backend.record_queued([_m("n1", 1)], 3, "t2") == ["new"]  # the id is free again
+
+
+def test_both_backends_list_the_named_queues_they_record(backend: Backend) -> None:
+    """`yadtq queues` lists a named queue whichever client, blocking or asyncio, submitted to it first."""
+    stats = QueueStats(backend.r, backend.keys, backend.space)
+    backend.record_queued([_m("b1", 1, queue="blocking"), _m("b2", 1)], 3, "t0")
+
+    async def submit_async() -> None:
+        client = await connect_async_redis(backend.settings)
+        try:
+            await AsyncBackend(client, backend.settings).record_queued(
+                [_m("a1", 1, queue="from-async"), _m("a2", 2, queue="from-async"), _m("a3", 3)], 3, "t1")
+        finally:
+            await client.aclose()
+    asyncio.run(submit_async())
+    assert stats.known() == [DEFAULT_QUEUE, "blocking", "from-async"]

@@ -35,6 +35,7 @@ from yadtq.store.script_calls import (
     cancel_call,
     check_cancelled,
     made_ids,
+    named_queues,
     submit_calls,
     submit_replies,
     submit_verdicts,
@@ -106,6 +107,8 @@ class AsyncBackend:
         """`Backend.record_queued`: one verdict per message ("new" or the existing record's status)."""
         calls = submit_calls(self.space, messages, default_tries, token)
         replies = submit_replies(len(messages), calls, await self._batch(self._submit, [call for _, call in calls]))
+        for key, names in named_queues(self.space, messages).items():
+            await self.r.sadd(key, *names)
         verdicts = submit_verdicts(messages, replies)
         if isinstance(verdicts, MessageError):
             await self.unsubmit(made_ids(messages, replies), token)  # all or nothing: none of this call's records

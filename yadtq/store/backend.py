@@ -26,6 +26,7 @@ from yadtq.store.script_calls import (
     cancel_call,
     check_cancelled,
     made_ids,
+    named_queues,
     submit_calls,
     submit_replies,
     submit_verdicts,
@@ -153,10 +154,8 @@ class Backend:
         calls = submit_calls(self.space, messages, default_tries, token)
         for _, (keys, args) in calls:
             self._submit(keys=keys, args=args, client=batch.on(keys[0]))
-        for shard, queued in self.space.group(messages, lambda m: m.task_id).items():
-            named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
-            if named:  # what `yadtq queues` lists
-                batch.on(shard.queues).sadd(shard.queues, *sorted(named))
+        for key, names in named_queues(self.space, messages).items():
+            batch.on(key).sadd(key, *names)
         replies = submit_replies(len(messages), calls, batch.execute()[:len(calls)])
         verdicts = submit_verdicts(messages, replies)
         if isinstance(verdicts, MessageError):

@@ -61,6 +61,17 @@ def submit_calls(space: KeySpace, messages: Sequence[TaskMessage], default_tries
     return out
 
 
+def named_queues(space: KeySpace, messages: Sequence[TaskMessage]) -> dict[str, list[str]]:
+    """Per shard's set of queue names (what `yadtq queues` lists), the named queues of `messages`
+    recorded on that shard; the default queue is never listed there."""
+    out: dict[str, list[str]] = {}
+    for shard, queued in space.group(messages, lambda m: m.task_id).items():
+        named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
+        if named:
+            out[shard.queues] = sorted(named)
+    return out
+
+
 def submit_replies(count: int, calls: Sequence[tuple[list[int], Call]], raws: Sequence[Any]) -> list[Any]:
     """One submit.lua reply per message, in the order of the `count` messages, from the replies of `calls`
     (`submit_calls`)."""
