@@ -19,11 +19,12 @@ Hops, in order (the critical path: the client's acknowledgement is not on it):
   to_thread     claim reply until the task began on a task thread
   run           the task itself
   to_loop       the task ended until the loop sent the outcome's step
-  of which poll   time the loop spent in Kafka polls inside that gap
+  of which      the loop's time in that gap in Kafka polls, in other steps, in its timed chores
   after_ack     the produce acknowledged until the worker's poll returned the record (negative:
                 the worker had it first), split by what the worker's loop was doing at the ack:
                 already waiting in the poll that returned it (`_loop_waiting`: the fetch came back
-                late) or busy elsewhere (`_loop_busy`: another task's step, a wait for a task)
+                late) or busy elsewhere (`_loop_busy`: of it in another step, in its timed
+                chores, in a poll that did not wait; the rest is waiting for a task or for a core)
   outcome       the outcome step's round trip (the stored `finished` is taken inside it,
                 before its fsync, so only part of it counts in the total)
 """
@@ -47,7 +48,8 @@ from yadtq.client import client as client_module  # noqa: E402
 from yadtq.client.client import YADTQ  # noqa: E402
 
 HOPS = ("total", "record", "publish", "deliver", "after_ack", "after_ack_loop_waiting", "after_ack_loop_busy",
-        "poll_to_step", "claim", "to_thread", "run", "to_loop", "of_which_poll", "outcome")
+        "busy_in_step", "busy_in_chores", "busy_in_poll", "poll_to_step", "claim", "to_thread", "run", "to_loop",
+        "of_which_poll", "of_which_step", "of_which_chores", "outcome")
 
 
 def _traced_workers(settings: Any, n: int, log_dir: str) -> list[subprocess.Popen[bytes]]:
@@ -68,21 +70,32 @@ def _traced_workers(settings: Any, n: int, log_dir: str) -> list[subprocess.Pope
         subprocess.Popen = real  # type: ignore[misc]
 
 
-def _read(log_dir: str) -> tuple[dict[str, dict[str, float]], dict[int, list[tuple[float, float, float]]]]:
-    """Per task, its events (and "worker": which file); per worker, its loop's polls (timeout, start, end)."""
+Spans = dict[str, list[tuple[float, float]]]  # what a worker's loop did when: P poll, S step, H chores
+
+
+def _read(log_dir: str) -> tuple[dict[str, dict[str, float]], dict[int, Spans], dict[int, list[tuple[float, float]]]]:
+    """Per task, its events (and "worker": which file); per worker, its loop's spans by kind, and
+    the polls that waited (timeout > 0)."""
     events: dict[str, dict[str, float]] = {}
-    polls: dict[int, list[tuple[float, float, float]]] = {}
+    spans: dict[int, Spans] = {}
+    waits: dict[int, list[tuple[float, float]]] = {}
     for i, path in enumerate(sorted(Path(log_dir).glob("hops-*.log"))):
-        polls[i] = []
+        spans[i], waits[i] = {"P": [], "S": [], "H": []}, []
         for line in path.read_text().splitlines():
             parts = line.split()
-            if parts[0] == "P":
-                polls[i].append((float(parts[1]), float(parts[2]), float(parts[3])))
+            if parts[0] in spans[i]:
+                spans[i][parts[0]].append((float(parts[2]), float(parts[3])))
+                if parts[0] == "P" and float(parts[1]) > 0:
+                    waits[i].append((float(parts[2]), float(parts[3])))
             else:
                 e = events.setdefault(parts[1], {})
                 e[parts[0]] = float(parts[2])
                 e["worker"] = i
-    return events, polls
+    return events, spans, waits
+
+
+def _overlap(spans: list[tuple[float, float]], a: float, b: float) -> float:
+    return sum(max(0.0, min(end, b) - max(start, a)) for start, end in spans)
 
 
 def run(n: int, rate: float) -> list[dict[str, float]]:
@@ -116,7 +129,7 @@ def run(n: int, rate: float) -> list[dict[str, float]]:
         finally:
             stop(procs)
             client_module.YADTQ._send = send  # type: ignore[method-assign]
-    events, polls = _read(log_dir)
+    events, spans, waits = _read(log_dir)
     rows = []
     for r in recs:
         e = events.get(r.task_id, {})
@@ -124,19 +137,24 @@ def run(n: int, rate: float) -> list[dict[str, float]]:
             continue
         before, after = sent[r.task_id]
         pub = published[r.task_id]
-        mine = polls[int(e["worker"])]
-        in_gap = sum(max(0.0, min(b, e["ostep0"]) - max(a, e["ran"])) for _, a, b in mine)
+        mine, w = spans[int(e["worker"])], int(e["worker"])
         # The loop's poll that returned the record: was the loop already waiting in it when the
         # broker acknowledged the produce (then the fetch came back late), or busy elsewhere?
-        ret = min((p for p in mine if p[2] >= e["poll"]), key=lambda p: p[2], default=(0.0, e["poll"], e["poll"]))
-        waiting = ret[1] <= after
+        ret = min((p for p in mine["P"] if p[1] >= e["poll"]), key=lambda p: p[1], default=(e["poll"], e["poll"]))
+        waiting = ret[0] <= after
+        busy = (after, e["poll"]) if not waiting else (0.0, 0.0)
+        gap = (e["ran"], e["ostep0"])
         rows.append({"total": r.finished - before, "record": pub - before, "publish": after - pub,
                      "deliver": e["poll"] - pub, "poll_to_step": e["cstep0"] - e["poll"],
                      "claim": e["cstep1"] - e["cstep0"], "to_thread": e["run"] - e["cstep1"],
-                     "run": e["ran"] - e["run"], "to_loop": e["ostep0"] - e["ran"], "of_which_poll": in_gap,
+                     "run": e["ran"] - e["run"], "to_loop": e["ostep0"] - e["ran"],
+                     "of_which_poll": _overlap(mine["P"], *gap), "of_which_step": _overlap(mine["S"], *gap),
+                     "of_which_chores": _overlap(mine["H"], *gap),
                      "outcome": e["ostep1"] - e["ostep0"], "after_ack": e["poll"] - after,
                      "after_ack_loop_waiting": e["poll"] - after if waiting else 0.0,
-                     "after_ack_loop_busy": 0.0 if waiting else e["poll"] - after})
+                     "after_ack_loop_busy": 0.0 if waiting else e["poll"] - after,
+                     "busy_in_step": _overlap(mine["S"], *busy), "busy_in_chores": _overlap(mine["H"], *busy),
+                     "busy_in_poll": _overlap(mine["P"], *busy) - _overlap(waits[w], *busy)})
     return rows
 
 

@@ -9,6 +9,7 @@ import time
 if "worker" in sys.argv and os.environ.get("LATENCY_HOPS_DIR"):
     import yadtq.worker.dispatch as _dispatch
     import yadtq.worker.executor as _executor
+    import yadtq.worker.housekeeping as _housekeeping
     import yadtq.worker.intake as _intake
     import yadtq.worker.source as _source
 
@@ -41,6 +42,7 @@ if "worker" in sys.argv and os.environ.get("LATENCY_HOPS_DIR"):
         t = time.time()
         _step(self, finished, claims)
         t2 = time.time()
+        _out.write(f"S - {t:.6f} {t2:.6f}\n")
         for f in finished:
             _note("ostep0", f.job.task_id, t)
             _note("ostep1", f.job.task_id, t2)
@@ -55,7 +57,15 @@ if "worker" in sys.argv and os.environ.get("LATENCY_HOPS_DIR"):
         _ipoll(self, timeout)
         _out.write(f"P {timeout} {t:.6f} {time.time():.6f}\n")
 
+    _chores = _housekeeping.Housekeeping.run
+
+    def chores(self):  # the loop's timed chores (commits, commands, epoch checks)
+        t = time.time()
+        _chores(self)
+        _out.write(f"H - {t:.6f} {time.time():.6f}\n")
+
     _source.KafkaSource.poll = poll
     _executor.Executor._run_sync = run_sync
     _dispatch.Dispatcher._store_and_claim = store_and_claim
     _intake.Intake.poll = intake_poll
+    _housekeeping.Housekeeping.run = chores
