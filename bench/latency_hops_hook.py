@@ -59,9 +59,9 @@ if "worker" in sys.argv and os.environ.get("LATENCY_HOPS_DIR"):
 
     _chores = _housekeeping.Housekeeping.run
 
-    def chores(self):  # the loop's timed chores (commits, commands, epoch checks)
+    def chores(self, *args, **kwargs):  # the loop's timed chores (commits, commands, epoch checks)
         t = time.time()
-        _chores(self)
+        _chores(self, *args, **kwargs)
         _out.write(f"H - {t:.6f} {time.time():.6f}\n")
 
     _source.KafkaSource.poll = poll
