@@ -205,7 +205,7 @@ class Worker:
             d.unsent[0].extend(finished)
         elif finished or claims or d.unsent[0] or d.unsent[1]:
             d.step(finished, claims)
-        self.housekeeping.run()
+        self.housekeeping.run(busy=bool(d.running))
         self._wait()
 
     def _commit(self) -> None:
