@@ -49,14 +49,24 @@ def setup_logging(settings: Settings, process: str, verbose: bool = False) -> No
 
 class KafkaNoise(logging.Filter):
     """Drops kafka-python lines that ask nothing of a user: the broker-epoch probe's topic missing
-    before its first write (it is made on demand), and its own event loop running a step late
-    (on a busy machine; the consumer catches up, and our own timers say when it does not)."""
+    before its first write (it is made on demand), its own event loop running a step late
+    (on a busy machine; the consumer catches up, and our own timers say when it does not), and a
+    read still pending on a connection its client has just closed (`close()` from our thread
+    while its I/O thread waits on the socket: a traceback of "Invalid file descriptor: -1" that
+    follows every kind of stop, a refused configuration's included, now and then)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.msg if isinstance(record.msg, str) else ""
         if msg.startswith("Topic %s not found in cluster metadata") and record.args:
             return not str(record.args[0] if isinstance(record.args, tuple) else "").endswith(".epoch")
+        if msg.startswith("Unhandled exception in task") and record.exc_info and _closed_socket(record.exc_info[1]):
+            return False
         return "blocking the event loop" not in record.getMessage()
+
+
+def _closed_socket(exc: BaseException | None) -> bool:
+    """A socket closed under a pending read, as the selector reports it: ValueError, fd -1."""
+    return isinstance(exc, ValueError) and "Invalid file descriptor: -1" in str(exc)
 
 
 _pid = os.getpid()  # an event line's pid, kept right in a forked child
