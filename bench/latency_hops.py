@@ -43,7 +43,8 @@ from typing import Any
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
 from bench import common, kafka_bench  # noqa: E402, F401 (kafka_bench registers "kafka")
-from bench.common import percentile, private_services, spawn_workers, stop, wait_for_count  # noqa: E402
+from bench.common import percentile, private_services, spawn_workers, stop  # noqa: E402
+from bench.yadtq_bench import paced_adds  # noqa: E402
 from yadtq.client import client as client_module  # noqa: E402
 from yadtq.client.client import YADTQ  # noqa: E402
 
@@ -114,18 +115,7 @@ def run(n: int, rate: float) -> list[dict[str, float]]:
         procs = _traced_workers(s, 2, log_dir)
         try:
             with YADTQ(s) as q:
-                q.result(q.submit("add", [0, 0]), timeout=60)
-                time.sleep(3)
-                sent: dict[str, tuple[float, float]] = {}
-                t_next = time.perf_counter()
-                for i in range(n):
-                    t_next += 1 / rate
-                    time.sleep(max(0.0, t_next - time.perf_counter()))
-                    before = time.time()
-                    task_id = q.submit("add", [i, 1])
-                    sent[task_id] = (before, time.time())
-                wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"latency, {n:,} add", timeout=120)
-                recs = q.backend.get_many(list(sent))
+                sent, recs = paced_adds(q, n, rate)
         finally:
             stop(procs)
             client_module.YADTQ._send = send  # type: ignore[method-assign]

@@ -67,6 +67,23 @@ def throughput(n: int, workers: int = 2) -> dict[str, float]:
     return {"tasks": n, "submit_per_s": n / submitted, "end_to_end_per_s": n / total}
 
 
+def paced_adds(q: YADTQ, n: int, rate: float) -> tuple[dict[str, tuple[float, float]], list[Any]]:
+    """After a warm-up task and 3 s, `n` `add` submitted one at a time at `rate`/s; waits for them all.
+    Returns each id's (before submit, after submit) wall times, and their records."""
+    q.result(q.submit("add", [0, 0]), timeout=60)
+    time.sleep(3)
+    sent: dict[str, tuple[float, float]] = {}
+    t_next = time.perf_counter()
+    for i in range(n):
+        t_next += 1 / rate
+        time.sleep(max(0.0, t_next - time.perf_counter()))
+        before = time.time()
+        task_id = q.submit("add", [i, 1])
+        sent[task_id] = (before, time.time())
+    wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"latency, {n:,} add", timeout=120)
+    return sent, q.backend.get_many(list(sent))
+
+
 def latency(n: int, rate: float) -> dict[str, float]:
     """Tasks submitted one at a time at `rate`/s: submit to success stored (the record's `finished`).
 
@@ -79,18 +96,7 @@ def latency(n: int, rate: float) -> dict[str, float]:
         procs = spawn_workers(s, 2)
         try:
             with YADTQ(s) as q:
-                q.result(q.submit("add", [0, 0]), timeout=60)
-                time.sleep(3)
-                sent: dict[str, tuple[float, float]] = {}
-                t_next = time.perf_counter()
-                for i in range(n):
-                    t_next += 1 / rate
-                    time.sleep(max(0.0, t_next - time.perf_counter()))
-                    before = time.time()
-                    task_id = q.submit("add", [i, 1])
-                    sent[task_id] = (before, time.time())
-                wait_for_count(lambda: q.backend.counts()["success"], n + 1, f"latency, {n:,} add", timeout=120)
-                recs = q.backend.get_many(list(sent))
+                sent, recs = paced_adds(q, n, rate)
         finally:
             stop(procs)
     parts = {"": [r.finished - sent[r.task_id][0] for r in recs],
