@@ -65,5 +65,5 @@ for n = 0, #ARGV / 15 - 1 do
   local t = redis.call('TIME')
   replies[n + 1] = submit_one(tonumber(t[1]) + tonumber(t[2]) / 1000000, 4 + 3 * n, 15 * n)
 end
-for key, pairs in pairs(adds) do redis.call('ZADD', key, unpack(pairs)) end
+for key, entries in pairs(adds) do redis.call('ZADD', key, unpack(entries)) end
 return replies
