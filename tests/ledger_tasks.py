@@ -34,14 +34,14 @@ def _record(key: str, line: str) -> None:
     """Appends `line` to the ledger list `key`. Behind Sentinel (tests/system/test_redis_ha.py) the line
     waits for a replica as a worker's step does, so a failover cannot lose it (and hide a second run),
     and a write that meets the failover is tried again. Without Sentinel a write that meets a lost
-    connection is tried again too, guarded: a kill -9 of Redis during its fsync makes the line durable
-    but cuts off its reply, and the run must not raise for it (its retry would read as a run too many)."""
+    connection is tried again too, and every write is guarded (a line already there is not added
+    again): a kill -9 of Redis during its fsync, or a host cut off from Redis, can make the line
+    durable but cut off its reply, and redis-py itself sends a command again after a lost connection;
+    a second copy of the line would read as a second run."""
     global _ack
     if not is_sentinel_url(os.environ["YADTQ_REDIS_URL"]):
-        try:
-            ledger().rpush(key, line)
-        except REDIS_UNAVAILABLE:  # on a cluster also CLUSTERDOWN, while a primary restarts
-            _again(lambda: ledger().eval(_RPUSH, 1, key, line))
+        # REDIS_UNAVAILABLE: on a cluster also CLUSTERDOWN, while a primary restarts
+        _again(lambda: ledger().eval(_RPUSH, 1, key, line))
         return
     if _ack is None:
         _ack = ReplicaAck(1, 2000)
