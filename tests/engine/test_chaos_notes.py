@@ -25,6 +25,13 @@ class ReplyCutOff(redis.Redis):
             raise redis.ConnectionError("Connection closed by server.")
         return done
 
+    def eval(self, script: Any, numkeys: int, *keys_and_args: Any) -> Any:  # the guarded writes' way in
+        done = super().eval(script, numkeys, *keys_and_args)
+        if self.cut:
+            self.cut -= 1
+            raise redis.ConnectionError("Connection closed by server.")
+        return done
+
 
 @pytest.fixture
 def cut_off(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> ReplyCutOff:
