@@ -35,7 +35,6 @@ from yadtq.store.script_calls import (
     cancel_call,
     check_cancelled,
     made_ids,
-    named_queues,
     submit_calls,
     submit_replies,
     submit_verdicts,
@@ -105,9 +104,9 @@ class AsyncBackend:
 
     async def record_queued(self, messages: Sequence[TaskMessage], default_tries: int, token: str) -> list[str]:
         """`Backend.record_queued`: one verdict per message ("new" or the existing record's status)."""
-        calls = submit_calls(self.space, messages, default_tries, token)
+        calls, named = submit_calls(self.space, messages, default_tries, token)
         replies = submit_replies(len(messages), calls, await self._batch(self._submit, [call for _, call in calls]))
-        for key, names in named_queues(self.space, messages).items():
+        for key, names in named.items():
             await self.r.sadd(key, *names)
         verdicts = submit_verdicts(messages, replies)
         if isinstance(verdicts, MessageError):

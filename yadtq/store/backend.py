@@ -26,7 +26,6 @@ from yadtq.store.script_calls import (
     cancel_call,
     check_cancelled,
     made_ids,
-    named_queues,
     submit_calls,
     submit_replies,
     submit_verdicts,
@@ -151,10 +150,10 @@ class Backend:
         records as this submit's, so `unsubmit` can undo exactly them.
         """
         batch = Batch(self.r)
-        calls = submit_calls(self.space, messages, default_tries, token)
+        calls, named = submit_calls(self.space, messages, default_tries, token)
         for _, (keys, args) in calls:
             self._submit(keys=keys, args=args, client=batch.on(keys[0]))
-        for key, names in named_queues(self.space, messages).items():
+        for key, names in named.items():
             batch.on(key).sadd(key, *names)
         replies = submit_replies(len(messages), calls, batch.execute()[:len(calls)])
         verdicts = submit_verdicts(messages, replies)

@@ -49,27 +49,21 @@ def submit_call(keys: Keys, messages: Sequence[TaskMessage], default_tries: int,
 
 
 def submit_calls(space: KeySpace, messages: Sequence[TaskMessage], default_tries: int,
-                 token: str) -> list[tuple[list[int], Call]]:
+                 token: str) -> tuple[list[tuple[list[int], Call]], dict[str, list[str]]]:
     """The submit.lua calls that record `messages`: one per shard and SUBMIT_CHUNK messages, each with the
     positions in `messages` of the messages it records (its replies come back in that order). A call's
-    fixed cost (script lookup, Lua call, the client's packing) is paid per chunk, not per message."""
-    out = []
+    fixed cost (script lookup, Lua call, the client's packing) is paid per chunk, not per message.
+    Also, per shard's set of queue names (what `yadtq queues` lists), the named queues of the messages
+    recorded on that shard (the default queue is never listed there)."""
+    calls = []
+    named: dict[str, list[str]] = {}
     for keys, placed in space.group(messages, lambda m: m.task_id).items():
         for start in range(0, len(placed), SUBMIT_CHUNK):
             chunk = placed[start:start + SUBMIT_CHUNK]
-            out.append(([i for i, _ in chunk], submit_call(keys, [m for _, m in chunk], default_tries, token)))
-    return out
-
-
-def named_queues(space: KeySpace, messages: Sequence[TaskMessage]) -> dict[str, list[str]]:
-    """Per shard's set of queue names (what `yadtq queues` lists), the named queues of `messages`
-    recorded on that shard; the default queue is never listed there."""
-    out: dict[str, list[str]] = {}
-    for shard, queued in space.group(messages, lambda m: m.task_id).items():
-        named = {m.queue for _, m in queued if m.queue and m.queue != DEFAULT_QUEUE}
-        if named:
-            out[shard.queues] = sorted(named)
-    return out
+            calls.append(([i for i, _ in chunk], submit_call(keys, [m for _, m in chunk], default_tries, token)))
+        if queues := {m.queue for _, m in placed if m.queue and m.queue != DEFAULT_QUEUE}:
+            named[keys.queues] = sorted(queues)
+    return calls, named
 
 
 def submit_replies(count: int, calls: Sequence[tuple[list[int], Call]], raws: Sequence[Any]) -> list[Any]:
