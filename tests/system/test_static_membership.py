@@ -109,7 +109,9 @@ def test_an_evicted_worker_reads_a_partition_given_back_from_its_commit(
     run_s = 8.0
     with YADTQ(s) as q:
         tid = q.submit("ledger_add", [1, 2, run_s])
-        wait_for(lambda: q.status(tid).worker == "W1" and q.status(tid).status == "processing", 30, 0.05,
+        # The ledger line, not the status: a claim is stored before the task's body starts, and W1
+        # stopped between the two would write its line only after S1's.
+        wait_for(lambda: [p for p, _ in read_ledger(r, s.prefix).get(tid, [])] == [w1.pid], 30, 0.05,
                  "W1 to run the task")
         stopped = time.monotonic()
         os.kill(w1.pid, signal.SIGSTOP)
