@@ -59,7 +59,7 @@ def _group(cmd: str) -> str | None:
         return "workers"
     if "redis-server" in cmd or "valkey-server" in cmd:
         return "redis"
-    if "broker_front" in cmd or "tansu" in cmd or " broker --listener-url" in cmd:
+    if "broker_front" in cmd or "tansu" in cmd or " broker --listener-url" in cmd or " kafka.Kafka " in cmd:
         return "broker"
     return None
 
