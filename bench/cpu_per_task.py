@@ -1,11 +1,14 @@
 """CPU per task: `add` end to end on 2 worker processes, CPU seconds of every process divided by tasks.
 
     .venv/bin/python bench/cpu_per_task.py [--tasks 20000] [--workers 2] [--runs 3] [--redis fsync_always]
+                                           [--commandstats 15]
 
 Counts user + system time (from /proc) of the client (this process), each worker, the broker
 (the embedded broker's front and tansu) and Redis, from the first submit to the last success
 stored, after every worker has run a warm-up task. Prints microseconds per task per process
-group and in total (medians of --runs runs), with the tasks/s and the load.
+group and in total (medians of --runs runs), with the tasks/s and the load. `--commandstats N` also
+prints, per run, Redis's N costliest commands over the same span (INFO commandstats deltas per task,
+the commands Lua scripts call included; bench/redis_profile.py) and its INFO cpu.
 
 CPU time depends less than wall time on how loaded the shared machine is, but not little: a run
 that lasts longer pays more of the processes' time-driven work (polls, timers, heartbeats; about
@@ -29,6 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
+from bench import redis_profile
 from bench.common import load, private_services, save, spawn_workers, stop, wait_for_count, workers_serving
 from yadtq.client.client import YADTQ
 
@@ -98,8 +102,10 @@ def _py_spy(pids: dict[str, int], out: Path) -> list[subprocess.Popen[bytes]]:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in pids.items()]
 
 
-def one_run(n: int, workers: int, redis: str = "fsync_always", py_spy: Path | None = None) -> dict[str, float]:
-    """µs of CPU per task per group and in total, with the tasks/s of the run."""
+def one_run(n: int, workers: int, redis: str = "fsync_always", py_spy: Path | None = None,
+            commandstats: int = 0, say: Any = print) -> dict[str, float]:
+    """µs of CPU per task per group and in total, with the tasks/s of the run; `commandstats` > 0:
+    says that many of Redis's costliest commands of the run (bench/redis_profile.py)."""
     with private_services(partitions=PARTITIONS, redis=redis) as s:
         procs = spawn_workers(s, workers)
         spies: list[subprocess.Popen[bytes]] = []
@@ -111,6 +117,7 @@ def one_run(n: int, workers: int, redis: str = "fsync_always", py_spy: Path | No
                     named = {f"worker-B{i}": p.pid for i, p in enumerate(procs, 1)} | {"client": os.getpid()}
                     spies = _py_spy(named, py_spy)
                     time.sleep(1)  # py-spy attached
+                stats0 = redis_profile.snapshot(s.redis_url) if commandstats else None
                 cpu0 = cpu_by_process()
                 t0 = time.perf_counter()
                 for i in range(0, n, BATCH):
@@ -118,6 +125,8 @@ def one_run(n: int, workers: int, redis: str = "fsync_always", py_spy: Path | No
                 wait_for_count(lambda: q.backend.counts()["success"], n + before, f"{n:,} add", interval=0.1)
                 wall = time.perf_counter() - t0
                 cpu1 = cpu_by_process()
+                if stats0 is not None:
+                    say(redis_profile.describe(stats0, redis_profile.snapshot(s.redis_url), n, commandstats))
         finally:
             for spy in spies:  # SIGINT: py-spy writes what it sampled
                 spy.send_signal(2)
@@ -139,11 +148,11 @@ def _by_group(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
 
 
 def run(n: int = 20_000, workers: int = 2, runs: int = 3, redis: str = "fsync_always",
-        say: Any = print, py_spy: Path | None = None) -> dict[str, dict[str, float]]:
+        say: Any = print, py_spy: Path | None = None, commandstats: int = 0) -> dict[str, dict[str, float]]:
     """Medians (with min and max) over `runs` runs, and the load average after each."""
     results = []
     for _ in range(runs):
-        r = one_run(n, workers, redis, py_spy)
+        r = one_run(n, workers, redis, py_spy, commandstats, say)
         r["load"] = load()
         say("  cpu per task: " + describe(r), flush=True)
         results.append(r)
@@ -169,8 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save", metavar="NAME", help="also write bench/results/NAME.json")
     p.add_argument("--py-spy", type=Path, metavar="DIR",
                    help="profile the client and each worker with py-spy (collapsed stacks in DIR; adds CPU)")
+    p.add_argument("--commandstats", type=int, default=0, metavar="N",
+                   help="print Redis's N costliest commands per run (INFO commandstats deltas per task)")
     args = p.parse_args(argv)
-    fig = run(args.tasks, args.workers, args.runs, args.redis, py_spy=args.py_spy)
+    fig = run(args.tasks, args.workers, args.runs, args.redis, py_spy=args.py_spy, commandstats=args.commandstats)
     print("median: " + describe(fig))
     if args.save:
         print(f"wrote {save(args.save, {'cpu_per_task': fig, 'tasks': args.tasks, 'workers': args.workers})}")
