@@ -268,6 +268,25 @@ def test_a_retry_is_parked_and_its_partition_moves_on(h: Harness) -> None:
     wait_for(lambda: h.r.zcard(h.backend.keys.retries) == 0, 5, what="retries set emptied")
 
 
+def test_a_task_that_ends_leaves_its_queue_index_and_its_submit_token(h: Harness) -> None:
+    """Redis memory per finished task: the step that stores an end takes the id out of its queue's
+    index and drops the submit's token; a task still running keeps both (a retry counts in its
+    queue's depth again, and unsubmit.lua reads the token of a queued one)."""
+    h.source.assign([0, 1])
+    h.worker()
+    index = h.backend.keys.queue_index("default")
+    ok, bad = h.submit("add", 1, 2), h.submit("boom", "fail", tries=1)
+    running = h.submit("gated", tag="held")
+    h.wait_done([ok, bad])
+    wait_for(lambda: h.status(running) == "processing", 10, what="the gated task running")
+    assert h.r.zrange(index, 0, -1) == [running]
+    assert [h.r.hexists(h.backend.keys.task(t), "submit_token") for t in (ok, bad, running)] == [False, False, True]
+    h.ledger.gate.set()
+    h.wait_done([running])
+    assert h.r.zcard(index) == 0
+    assert (h.status(ok), h.status(bad), h.status(running)) == ("success", "failed", "success")
+
+
 @pytest.mark.parametrize("kind", ["exit", "interrupt", "fail", "value"])
 def test_any_exception_a_task_raises_is_its_failure_never_the_workers_end(h: Harness, kind: str) -> None:
     h.source.assign([0, 1])

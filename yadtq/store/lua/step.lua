@@ -67,11 +67,18 @@ local function moved(key)
   return m
 end
 
-local function move(id, from, to)
+-- A task that ends (success, failed, expired) also leaves its queue's index (`queue`: the record's
+-- queue, '' the default one), in the same ZREM per index: the index then holds only the ids that may
+-- still be waiting, rather than every finished id until queue_prune.lua drops them (Redis memory
+-- per finished task). A cancelled task is left to queue_prune.lua.
+local ENDS = {success = true, failed = true, expired = true}
+local prefix = wf_prefix(KEYS[1])  -- lib/workflow.lua
+local function move(id, from, to, queue)
   if IDX[from] then table.insert(moved(IDX[from]).rem, id) end
   local add = moved(IDX[to]).add
   add[#add + 1] = now
   add[#add + 1] = id
+  if ENDS[to] and queue then table.insert(moved(queue_index(prefix, queue)).rem, id) end
 end
 
 local CHUNK = 1000  -- arguments per call (unpack's stack)
@@ -221,11 +228,13 @@ for _ = 1, n_out do
   local tk, ek, dk = KEYS[k], KEYS[k+1], KEYS[k+2]
   a = a + 7
   k = k + 3
-  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow', 'limit_key')
+  local cur = redis.call('HMGET', tk, 'fence', 'status', 'owner', 'workflow', 'limit_key', 'queue')
   local want = outcome == 'retry' and 'queued' or outcome
   -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
   if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
-    redis.call('HDEL', tk, 'lease')
+    -- a task that ends keeps no lease, nor its submit's token (only unsubmit.lua reads it, of a
+    -- queued task): Redis memory per finished task
+    if outcome == 'retry' then redis.call('HDEL', tk, 'lease') else redis.call('HDEL', tk, 'lease', 'submit_token') end
     local lk = cur[5]
     if lk then
       redis.call('ZREM', lk, tk)
@@ -234,7 +243,7 @@ for _ = 1, n_out do
     end
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
-      move(id, 'processing', 'success')
+      move(id, 'processing', 'success', cur[6] or '')
       done = done + 1  -- KEYS[5] counted once, after the outcomes
       announce(tk, 'success')
     elseif outcome == 'retry' then
@@ -250,7 +259,7 @@ for _ = 1, n_out do
     else
       redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
       redis.call('HINCRBY', tk, 'failures', 1)
-      move(id, 'processing', 'failed')
+      move(id, 'processing', 'failed', cur[6] or '')
       redis.call('HINCRBY', KEYS[6], worker, 1)
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
       dead_letter(dk, dl, err)
@@ -350,7 +359,7 @@ while a <= #ARGV do
     redis.call('HSET', tk, 'status', 'expired', 'result', 'null', 'finished', now,
       'error', 'expired: not started before ' .. rec[8])
     redis.call('HDEL', tk, 'lease', 'owner', 'due')
-    move(id, st, 'expired')
+    move(id, st, 'expired', ARGV[a+15])
     event(ek, 'expired: not started before its expiry')
     announce(tk, 'expired')
     verdict = {'done', 'expired'}
@@ -371,7 +380,7 @@ while a <= #ARGV do
         local err = 'quarantined: its worker died ' .. lost .. ' times while running it (' .. by .. ')'
         redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
         redis.call('HDEL', tk, 'lease', 'owner')
-        move(id, 'processing', 'failed')
+        move(id, 'processing', 'failed', ARGV[a+15])
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
         dead_letter(dk, claim_letter(ARGV[a+17], ARGV[a+18], id, ARGV[a+1], ARGV[a+8]), err)

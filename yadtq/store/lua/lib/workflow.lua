@@ -18,6 +18,12 @@ local function wf_prefix(queued_index_key)
   return string.sub(queued_index_key, 1, #queued_index_key - #'status:queued')
 end
 
+-- A named queue's index (Keys.queue_index); a record's queue '' (or none) is the default queue.
+local function queue_index(prefix, queue)
+  if not queue or queue == '' then queue = 'default' end
+  return prefix .. 'queue:' .. queue
+end
+
 -- Wakes waiters on the workflow's state (`YADTQ.result(workflow id)`), on the channel a task of
 -- that id would use (Keys.changes): payload the new state.
 local function wf_announce(ctx, state)
@@ -56,7 +62,7 @@ local function wf_create_task(ctx, i, lead)
     'queue', spec.queue or '')
   redis.call('ZADD', ctx.prefix .. 'status:queued', ctx.now, spec.id)
   -- its queue's index (depth per queue, as submit.lua keeps it); a named queue is listed
-  redis.call('ZADD', ctx.prefix .. 'queue:' .. (spec.queue or 'default'), ctx.now, spec.id)
+  redis.call('ZADD', queue_index(ctx.prefix, spec.queue), ctx.now, spec.id)
   if spec.queue then redis.call('SADD', ctx.prefix .. 'queues', spec.queue) end
   redis.call('ZADD', ctx.prefix .. 'retries', ctx.outbox_at, spec.id)
   table.insert(ctx.created, spec.id)
