@@ -275,7 +275,7 @@ class Table:
         for group in ("client", "workers", "broker", "redis"):
             self._simple(f"  of which {group}", "cpu", f"{group}_us", "µs", "{:,.0f}")
         self._simple("Redis memory per finished task", "memory", "bytes_per_task", "B", "{:,.0f}",
-                     target="< 1 KB", ok=lambda v: v < 1024)
+                     target="≤ 500 B", ok=lambda v: v <= 500)
         self._limits_rows()
         for q in ("p50", "p99"):
             self._simple(f"delayed: lateness {q}, all due in one second", "delayed", f"released_{q}_ms", "ms",

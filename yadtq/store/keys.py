@@ -51,8 +51,8 @@ class Keys:
         return f"{self.prefix}monitor:offset"
 
     def queue_index(self, queue: str) -> str:
-        """Sorted set: ids submitted to a named queue, scored by when they were (re)queued; ids that
-        left `queued` are pruned lazily (yadtq.store.queue_stats)."""
+        """Sorted set: ids submitted to a named queue, scored by when they were (re)queued; an id
+        leaves it when its task ends (step.lua), or when pruned (yadtq.store.queue_stats)."""
         return f"{self.prefix}queue:{queue}"
 
     @property

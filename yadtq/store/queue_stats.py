@@ -2,8 +2,9 @@
 
 Not from the broker's offsets: the embedded broker's end offsets are wrong after batched
 produces (docs/brokers.md). Each queue has an index of the ids submitted (or requeued) to it,
-`Keys.queue_index`, written in the same script as the `queued` index; ids that finished stay
-in it until pruned here (queue_prune.lua; a running one stays, as a retry brings it back), so:
+`Keys.queue_index`, written in the same script as the `queued` index. The step that stores a
+task's end (success, failed, expired) takes its id out; a running one stays, as a retry brings it
+back, and the few that end otherwise (cancelled) stay until pruned here (queue_prune.lua), so:
 
 * depth: the ids in both the queue's index and `queued` (ZINTERCARD: no ids cross the wire);
 * lag: how long the oldest task still queued in it has waited;
