@@ -72,15 +72,23 @@ def test_a_task_quarantined_by_its_claim_has_its_dead_letter_in_the_same_call(cl
     live, keys = LiveState(client, settings), Keys(settings.prefix)
     m = TaskMessage("t-poison", "add", (1, 2), {}, 3, None, None)
     Backend(client, settings).record_queued([m], 3)
-    verdict = None
+    verdict: object = None
+    pipes, runs = [], []
     for n in range(settings.max_lost_runs + 1):  # each run's worker "dies": its lease lapses
-        pipe = ClaimPipeline(client, settings, f"W{n}", f"W{n}:1")
-        _, [verdict] = pipe.step([], [_claim(pipe, m, 7)])
+        pipes.append(ClaimPipeline(client, settings, f"W{n}", f"W{n}:1"))
+        _, [verdict] = pipes[-1].step([], [_claim(pipes[-1], m, 7)])
+        runs.append(verdict)
         client.hset(keys.task(m.task_id), "lease", 0)
     assert isinstance(verdict, Quarantined)
     [letter] = live.dead_letters()
     assert (letter["task_id"], letter["error"], letter["offset"]) == ("t-poison", verdict.error, 7)
     assert letter["ts"] == pytest.approx(float(client.hget(keys.task(m.task_id), "finished")), abs=1e-3)
+    # The last run cut off comes back with its failure, under the fence the quarantine left in place:
+    # the task ended by its quarantine, not by this run, so the outcome is fenced, never taken as stored.
+    last = runs[-2]
+    assert isinstance(last, Run)
+    assert pipes[-2].step([Outcome(m.task_id, last.fence, Status.FAILED, error="late")], []) == ([False], [])
+    assert client.hget(keys.task(m.task_id), "error") == verdict.error
 
 
 def test_a_rejected_record_has_its_dead_letter_in_the_same_call(client: RedisClient, settings: Settings) -> None:

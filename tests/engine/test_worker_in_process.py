@@ -270,8 +270,9 @@ def test_a_retry_is_parked_and_its_partition_moves_on(h: Harness) -> None:
 
 def test_a_task_that_ends_leaves_its_queue_index_and_its_submit_token(h: Harness) -> None:
     """Redis memory per finished task: the step that stores an end takes the id out of its queue's
-    index and drops the submit's token; a task still running keeps both (a retry counts in its
-    queue's depth again, and unsubmit.lua reads the token of a queued one)."""
+    index and drops what only a queued or running task needs (the submit's token, the owner, the
+    lease, the broker epoch); a task still running keeps them (a retry counts in its queue's depth
+    again, unsubmit.lua reads the token of a queued one, renew the owner of a running one)."""
     h.source.assign([0, 1])
     h.worker()
     index = h.backend.keys.queue_index("default")
@@ -280,7 +281,9 @@ def test_a_task_that_ends_leaves_its_queue_index_and_its_submit_token(h: Harness
     h.wait_done([ok, bad])
     wait_for(lambda: h.status(running) == "processing", 10, what="the gated task running")
     assert h.r.zrange(index, 0, -1) == [running]
-    assert [h.r.hexists(h.backend.keys.task(t), "submit_token") for t in (ok, bad, running)] == [False, False, True]
+    gone = ("submit_token", "owner", "lease", "epoch")
+    assert [[h.r.hexists(h.backend.keys.task(t), f) for f in gone] for t in (ok, bad, running)] == \
+        [[False] * 4, [False] * 4, [True] * 4]
     h.ledger.gate.set()
     h.wait_done([running])
     assert h.r.zcard(index) == 0

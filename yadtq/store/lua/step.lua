@@ -232,9 +232,15 @@ for _ = 1, n_out do
   local want = outcome == 'retry' and 'queued' or outcome
   -- 'cancelled': cancel.lua already ended the record; only the same-step check below applies
   if cur[1] == fence and cur[2] == 'processing' and outcome ~= 'cancelled' then
-    -- a task that ends keeps no lease, nor its submit's token (only unsubmit.lua reads it, of a
-    -- queued task): Redis memory per finished task
-    if outcome == 'retry' then redis.call('HDEL', tk, 'lease') else redis.call('HDEL', tk, 'lease', 'submit_token') end
+    -- A task that ends keeps none of what only a queued or running task needs (Redis memory per
+    -- finished task): its lease and owner (renew, progress and confirm read them of a running one;
+    -- a step sent again is known by its fence, below), its submit's token (unsubmit.lua, of a queued
+    -- one) and its message's broker epoch (the monitor's, of a queued or running one).
+    if outcome == 'retry' then
+      redis.call('HDEL', tk, 'lease')
+    else
+      redis.call('HDEL', tk, 'lease', 'owner', 'submit_token', 'epoch')
+    end
     local lk = cur[5]
     if lk then
       redis.call('ZREM', lk, tk)
@@ -268,9 +274,12 @@ for _ = 1, n_out do
     -- a workflow member: count it and record the next step in this same step (lib/workflow.lua)
     if cur[4] and outcome ~= 'retry' then wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, outcome, result, err) end
     table.insert(out, 'ok')
-  elseif cur[1] == fence and cur[2] == want and cur[3] == incarnation then
+  elseif cur[1] == fence and cur[2] == want and (cur[3] == incarnation or (not cur[3] and want ~= 'queued')) then
     -- the same step sent again after a lost connection: already applied; or the end of a run
-    -- cancel.lua had ended: its max_concurrency count (if any) ends now, with the run
+    -- cancel.lua had ended: its max_concurrency count (if any) ends now, with the run.
+    -- An end this call's branch above stored has no owner left: the fence, given to one claim only,
+    -- says it was this run's. (A task back in `queued` lost its owner to release or requeue, not to
+    -- this run's retry; a quarantined one has owner '': neither was stored by this run.)
     local lk = outcome == 'cancelled' and redis.call('HGET', tk, 'limit_key')
     if lk then
       redis.call('ZREM', lk, tk)
@@ -378,8 +387,8 @@ while a <= #ARGV do
       event(ek, 'run cut off on ' .. prev .. ' (' .. lost .. ' of ' .. max_lost .. ')')
       if lost >= max_lost then
         local err = 'quarantined: its worker died ' .. lost .. ' times while running it (' .. by .. ')'
-        redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
-        redis.call('HDEL', tk, 'lease', 'owner')
+        redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now, 'owner', '')
+        redis.call('HDEL', tk, 'lease')
         move(id, 'processing', 'failed', ARGV[a+15])
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
