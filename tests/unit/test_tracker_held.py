@@ -156,3 +156,19 @@ def test_the_ready_scan_does_not_look_at_held_records(monkeypatch: pytest.Monkey
         assert offsets(t.ready(11, T, frozenset())) == [500, 501, 502]
     assert len(looked) == 9
     assert t.next_wakeup() == T + 1
+
+
+@pytest.mark.parametrize("slot_free, idle", [(False, "no_slot"), (True, "claiming")])
+def test_every_buffered_record_not_running_is_described_with_why_it_waits(slot_free: bool, idle: str) -> None:
+    """What the dashboard's partition table shows: a record held back has its reason; one nothing holds
+    back waits for a slot when none is free, else it is about to be claimed (never "nothing waiting")."""
+    t = PartitionTracker(max_buffered=100)
+    t.assign(0)
+    e = fill(t, 5)
+    for x in t.ready(2, T, frozenset()):
+        t.start(x)
+    t.hold(e[2], T + 5, "rate limit")
+    t.finish(e[0])
+    [row] = t.describe(slot_free)
+    assert (row["buffered"], row["running"]) == (3, 1)
+    assert row["waiting"] == {"rate limit": 1, idle: 2}

@@ -315,7 +315,8 @@ WAIT_REASONS = {
     "retry_backoff": "waiting out a retry backoff",
     "key_busy": "an earlier task with the same key is running",
     "paused": "its partition is paused (buffer full or worker paused)",
-    "no_slot": "every slot of the worker is busy",
+    "no_slot": "wait for a slot (every slot of the worker is busy)",
+    "claiming": "are being claimed (the worker's next step)",
     "rate limit": "wait for their task's rate limit",  # yadtq.worker.limits
     "concurrency limit": "wait for a free place under their task's max_concurrency",
 }

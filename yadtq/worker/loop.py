@@ -229,7 +229,8 @@ class Worker:
         partitions = self.tracker.partitions
         if (state is not None or now - self._described_at >= 1.0
                 or [d["partition"] for d in self._partition_state] != partitions):
-            self._partition_state, self._described_at = tuple(self.tracker.describe()), now
+            slot_free = len(running) < self.settings.concurrency
+            self._partition_state, self._described_at = tuple(self.tracker.describe(slot_free)), now
         busy = len(running)
         self._snapshot = {
             "name": self.name, "incarnation": self.incarnation,

@@ -367,9 +367,12 @@ class PartitionTracker:
                    if not p.paused and (n := len(p.entries)) < self.max_buffered)
         return max(1, min(most, free))
 
-    def describe(self) -> list[dict[str, object]]:
-        """Per partition: committed offset, buffered/running counts, paused, why tasks wait."""
+    def describe(self, slot_free: bool = True) -> list[dict[str, object]]:
+        """Per partition: committed offset, buffered/running counts, paused, why tasks wait. A record
+        with nothing holding it back waits for a slot (`no_slot`) when none is free (`slot_free`),
+        else it is about to be claimed (`claiming`): every buffered record not running has a reason."""
         out: list[dict[str, object]] = []
+        idle = "claiming" if slot_free else "no_slot"
         for p in sorted(self._parts):
             part = self._parts[p]
             reasons: dict[str, int] = {}
@@ -377,8 +380,9 @@ class PartitionTracker:
             for e in part.entries.values():
                 if e.state == STARTED:
                     running += 1
-                elif e.wait_reason:
-                    reasons[e.wait_reason] = reasons.get(e.wait_reason, 0) + 1
+                else:
+                    reason = e.wait_reason or idle
+                    reasons[reason] = reasons.get(reason, 0) + 1
             out.append({"partition": p, "committed": part.committed, "buffered": len(part.entries) - running,
                         "running": running, "paused": part.paused, "waiting": reasons})
         return out
