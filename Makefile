@@ -81,7 +81,11 @@ endif
 ## The inner loop, under 2 minutes: lint, then the unit tests (no process) and the engine tests (the worker
 ## in-process on a real Redis); no broker is started. `make test` runs these too, and the system tests.
 test-fast: dev-venv lint
+ifeq ($(TEST_PROCS),0)
 	$(PY) -m pytest tests/unit tests/engine $(PYTEST_ARGS)
+else
+	$(PY) -m pytest -n $(TEST_PROCS) --dist loadgroup tests/unit tests/engine $(PYTEST_ARGS)
+endif
 
 ## Lint, layers and types: ruff, import-linter's contracts (pyproject.toml), mypy --strict.
 lint: dev-venv
