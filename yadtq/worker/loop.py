@@ -222,6 +222,7 @@ class Worker:
 
     def _publish_snapshot(self, state: str | None = None) -> None:
         running = tuple(self.dispatch.running.values())
+        busy = len(running)
         now = time.monotonic()
         # Every 0.1 s, but the per-partition view walks every buffered record (hundreds held for a rate
         # limit): once a second is plenty for what reads it (heartbeats every few seconds), and at once
@@ -229,9 +230,8 @@ class Worker:
         partitions = self.tracker.partitions
         if (state is not None or now - self._described_at >= 1.0
                 or [d["partition"] for d in self._partition_state] != partitions):
-            slot_free = len(running) < self.settings.concurrency
+            slot_free = busy < self.settings.concurrency
             self._partition_state, self._described_at = tuple(self.tracker.describe(slot_free)), now
-        busy = len(running)
         self._snapshot = {
             "name": self.name, "incarnation": self.incarnation,
             "state": state or ("stopping" if self._stop.is_set() else "paused" if self.paused else

@@ -68,7 +68,7 @@ local function moved(key)
 end
 
 -- A task that ends (success, failed, expired) also leaves its queue's index (`queue`: the record's
--- queue, '' the default one), in the same ZREM per index: the index then holds only the ids that may
+-- queue, '' or none the default one), in the same ZREM per index: the index then holds only the ids that may
 -- still be waiting, rather than every finished id until queue_prune.lua drops them (Redis memory
 -- per finished task). A cancelled task is left to queue_prune.lua.
 local ENDS = {success = true, failed = true, expired = true}
@@ -78,7 +78,7 @@ local function move(id, from, to, queue)
   local add = moved(IDX[to]).add
   add[#add + 1] = now
   add[#add + 1] = id
-  if ENDS[to] and queue then table.insert(moved(queue_index(prefix, queue)).rem, id) end
+  if ENDS[to] then table.insert(moved(queue_index(prefix, queue)).rem, id) end
 end
 
 local CHUNK = 1000  -- arguments per call (unpack's stack)
@@ -245,11 +245,11 @@ for _ = 1, n_out do
     if lk then
       redis.call('ZREM', lk, tk)
       redis.call('HDEL', tk, 'limit_key')
-      wake_parked(lk, KEYS[7], wf_prefix(KEYS[1]), now)
+      wake_parked(lk, KEYS[7], prefix, now)
     end
     if outcome == 'success' then
       redis.call('HSET', tk, 'status', 'success', 'result', result, 'finished', now)
-      move(id, 'processing', 'success', cur[6] or '')
+      move(id, 'processing', 'success', cur[6])
       done = done + 1  -- KEYS[5] counted once, after the outcomes
       announce(tk, 'success')
     elseif outcome == 'retry' then
@@ -265,14 +265,14 @@ for _ = 1, n_out do
     else
       redis.call('HSET', tk, 'status', 'failed', 'result', 'null', 'error', err, 'finished', now)
       redis.call('HINCRBY', tk, 'failures', 1)
-      move(id, 'processing', 'failed', cur[6] or '')
+      move(id, 'processing', 'failed', cur[6])
       redis.call('HINCRBY', KEYS[6], worker, 1)
       event(ek, 'failed by ' .. worker .. ': ' .. string.sub(err, 1, 200))
       dead_letter(dk, dl, err)
       announce(tk, 'failed')
     end
     -- a workflow member: count it and record the next step in this same step (lib/workflow.lua)
-    if cur[4] and outcome ~= 'retry' then wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, outcome, result, err) end
+    if cur[4] and outcome ~= 'retry' then wf_task_ended(prefix, now, ttl, tk, outcome, result, err) end
     table.insert(out, 'ok')
   elseif cur[1] == fence and cur[2] == want and (cur[3] == incarnation or (not cur[3] and want ~= 'queued')) then
     -- the same step sent again after a lost connection: already applied; or the end of a run
@@ -284,7 +284,7 @@ for _ = 1, n_out do
     if lk then
       redis.call('ZREM', lk, tk)
       redis.call('HDEL', tk, 'limit_key')
-      wake_parked(lk, KEYS[7], wf_prefix(KEYS[1]), now)
+      wake_parked(lk, KEYS[7], prefix, now)
     end
     table.insert(out, 'ok')
   else
@@ -393,7 +393,7 @@ while a <= #ARGV do
         redis.call('HINCRBY', KEYS[6], worker, 1)
         event(ek, err)
         dead_letter(dk, claim_letter(ARGV[a+17], ARGV[a+18], id, ARGV[a+1], ARGV[a+8]), err)
-        wf_task_ended(wf_prefix(KEYS[1]), now, ttl, tk, 'failed', 'null', err)
+        wf_task_ended(prefix, now, ttl, tk, 'failed', 'null', err)
         announce(tk, 'failed')
         verdict = {'quarantined', err}
       end
