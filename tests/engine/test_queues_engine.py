@@ -65,6 +65,42 @@ def test_the_high_queue_goes_first_and_depth_retries_and_dead_letters_stay_per_q
     assert rows["high"].queued == 0 and rows["high"].throughput > 0 and rows["low"].dead_letters == 1
 
 
+def test_a_record_stores_no_unset_option_and_notes_the_queue_it_ran_from(redis_url: str, tmp_path: Path) -> None:
+    """Unset options (time limit, ordering key, the default queue) are no fields of a record, which is kept
+    long after its task ends; set ones are, and every reader takes a missing one as unset. A claim notes the
+    queue a task ran from: a record naming another queue than its message's topic is corrected, both ways."""
+    settings = Settings(redis_url=redis_url, prefix=f"q{uuid.uuid4().hex[:8]}:", topic="tasks", partitions=1,
+                        log_dir=str(tmp_path), concurrency=1, queues="high,default")
+    h = Harness(settings, CountingSource(STRIDE + 1), Ledger())
+    try:
+        keyed = TaskMessage(uuid.uuid4().hex, "add", (3, 4), {}, 2, time.time(), 30.0, "user-7")
+        moved = TaskMessage(uuid.uuid4().hex, "add", (5, 6), {}, None, time.time(), queue="high")
+        stale = TaskMessage(uuid.uuid4().hex, "add", (1, 2), {}, None, time.time())
+        h.backend.record_queued([keyed, moved, stale], settings.tries)
+        fields = {m.task_id: h.backend.r.hgetall(h.backend.keys.task(m.task_id)) for m in (keyed, moved, stale)}
+        assert all(v != "" for f in fields.values() for v in f.values()), fields
+        assert not {"failures", "time_limit", "key", "queue"} & set(fields[stale.task_id])
+        assert (fields[keyed.task_id]["time_limit"], fields[keyed.task_id]["key"]) == ("30.0", "user-7")
+        assert "queue" not in fields[keyed.task_id] and fields[moved.task_id]["queue"] == "high"
+        # Published elsewhere than their records say (as a path that did not know the queue would):
+        # `moved` to the default queue's topic, `stale` (recorded for the default queue) to high's.
+        h.source.append(keyed.encode(), b"user-7", STRIDE)
+        h.source.append(TaskMessage(moved.task_id, "add", (5, 6)).encode(), moved.task_id.encode(), STRIDE)
+        h.source.append(TaskMessage(stale.task_id, "add", (1, 2)).encode(), stale.task_id.encode(), 0)
+        h.source.assign([0, STRIDE])
+        h.worker()
+        ids = [keyed.task_id, moved.task_id, stale.task_id]
+        h.wait_done(ids)
+        got = [h.backend.get(t) for t in ids]
+        assert [(r.status, r.result, r.queue) for r in got] == \
+            [("success", 7, "default"), ("success", 11, "default"), ("success", 3, "high")]
+        assert (got[0].time_limit, got[0].key, got[2].time_limit, got[2].key) == (30.0, "user-7", None, None)
+        after = [h.backend.r.hgetall(h.backend.keys.task(t)) for t in ids]
+        assert all(v != "" for f in after for v in f.values()) and "queue" not in after[1], after
+    finally:
+        h.stop()
+
+
 @pytest.mark.parametrize("where", ["redis_url", "redis_cluster_url"], ids=["redis", "cluster"])
 def test_the_api_and_metrics_report_each_queue(where: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient

@@ -135,9 +135,9 @@ class Harness:
         return w
 
     def submit(self, task: str, *args: Any, key: str | None = None, task_id: str | None = None,
-               tries: int | None = None, partition: int | None = None, **kwargs: Any) -> str:
+               tries: int | None = None, partition: int | None = None, token: str = "", **kwargs: Any) -> str:
         m = TaskMessage(task_id or uuid.uuid4().hex, task, args, kwargs, tries, time.time(), None, key)
-        self.backend.record_queued([m], self.settings.tries)
+        self.backend.record_queued([m], self.settings.tries, token=token)
         self.source.append(m.encode(), (key or m.task_id).encode(), partition)
         return m.task_id
 
@@ -274,10 +274,11 @@ def test_a_task_that_ends_leaves_its_queue_index_and_its_submit_token(h: Harness
     lease, the broker epoch); a task still running keeps them (a retry counts in its queue's depth
     again, unsubmit.lua reads the token of a queued one, renew the owner of a running one)."""
     h.source.assign([0, 1])
+    h.r.set(h.backend.keys.broker_epoch, "E1")
     h.worker()
     index = h.backend.keys.queue_index("default")
-    ok, bad = h.submit("add", 1, 2), h.submit("boom", "fail", tries=1)
-    running = h.submit("gated", tag="held")
+    ok, bad = h.submit("add", 1, 2, token="t1"), h.submit("boom", "fail", tries=1, token="t1")
+    running = h.submit("gated", tag="held", token="t1")
     h.wait_done([ok, bad])
     wait_for(lambda: h.status(running) == "processing", 10, what="the gated task running")
     assert h.r.zrange(index, 0, -1) == [running]

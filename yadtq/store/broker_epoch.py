@@ -37,21 +37,23 @@ class EpochRecords:
                 batch.on(k.broker_epoch).set(k.broker_epoch, epoch, nx=first_only)
             batch.execute()
 
-    def of_tasks(self, task_ids: Sequence[str]) -> list[str | None]:
-        """The epoch each task's latest message went to (None: not noted, or no record), in order."""
+    def of_tasks(self, task_ids: Sequence[str]) -> list[str]:
+        """The epoch each task's latest message went to, in order ('': not noted, or no record; a record
+        leaves out an epoch unknown when its message went, rather than store it empty)."""
         batch = Batch(self.r)
         for tid in task_ids:
             key = self.space.for_task(tid).task(tid)
             batch.on(key).hget(key, "epoch")
-        return [None if e is None else str(e) for e in batch.execute()]
+        return ["" if e is None else str(e) for e in batch.execute()]
 
     def status_and_epoch(self, task_ids: Sequence[str]) -> list[tuple[str | None, str | None]]:
-        """(status, epoch of its latest message) of each task, in order; (None, None) for no record."""
+        """(status, epoch of its latest message) of each task, in order; (None, None) for no record, and
+        epoch '' when not noted (see `of_tasks`)."""
         batch = Batch(self.r)
         for tid in task_ids:
             key = self.space.for_task(tid).task(tid)
             batch.on(key).hmget(key, "status", "epoch")
-        return [(None if s is None else str(s), None if e is None else str(e)) for s, e in batch.execute()]
+        return [(None, None) if s is None else (str(s), "" if e is None else str(e)) for s, e in batch.execute()]
 
     def note(self, task_ids: Sequence[str], epoch: str) -> None:
         """Notes that the latest messages of `task_ids` went to `epoch` (one round trip)."""

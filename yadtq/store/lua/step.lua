@@ -305,7 +305,7 @@ while a <= #ARGV do
   -- tries, time_limit, failures, lost_runs; a claim changes none of 12..16 before it returns them).
   local rec = redis.call('HMGET', tk, 'status', 'digest', 'task', 'owner', 'lease', 'due', 'eta', 'expires',
     'limit_slot', 'fence', 'attempts', 'args', 'kwargs', 'tries', 'time_limit', 'failures', 'lost_runs',
-    'progress')
+    'progress', 'queue')
   local st = rec[1]
   local verdict = nil
   if claimed_here[id] then
@@ -314,9 +314,13 @@ while a <= #ARGV do
     verdict = {'done', 'withdrawn'}
   elseif not st then
     -- a message from any Kafka client, with no record yet: create it
-    redis.call('HSET', tk, 'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
-      'time_limit', ARGV[a+5], 'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'failures', 0,
-      'lost_runs', 0, 'fence', 0, 'digest', digest, 'key', ARGV[a+10], 'queue', ARGV[a+15])
+    -- (unset options left out, as submit.lua does)
+    local fields = {'task', ARGV[a+1], 'args', ARGV[a+2], 'kwargs', ARGV[a+3], 'tries', ARGV[a+4],
+      'submitted', ARGV[a+6], 'status', 'queued', 'attempts', 0, 'fence', 0, 'digest', digest}
+    for _, f in ipairs({{'time_limit', ARGV[a+5]}, {'key', ARGV[a+10]}, {'queue', ARGV[a+15]}}) do
+      if f[2] ~= '' then fields[#fields + 1] = f[1]; fields[#fields + 1] = f[2] end
+    end
+    redis.call('HSET', tk, unpack(fields))
     local due, exp = nil, nil
     if ARGV[a+11] ~= '' then due = tonumber(ARGV[a+11]) elseif ARGV[a+12] ~= '' then due = now + tonumber(ARGV[a+12]) end
     if ARGV[a+13] ~= '' then exp = tonumber(ARGV[a+13]) elseif ARGV[a+14] ~= '' then exp = now + tonumber(ARGV[a+14]) end
@@ -403,9 +407,15 @@ while a <= #ARGV do
       local fence = tostring(math.floor(tonumber(rec[10] or '0')) + 1)
       local attempts = math.floor(tonumber(rec[11] or '0')) + 1
       local lease_until = now + lease
+      -- The record notes the queue it ran from; the default one as no field (as submit.lua writes it).
+      if ARGV[a+15] ~= '' then
+        if rec[19] ~= ARGV[a+15] then redis.call('HSET', tk, 'queue', ARGV[a+15]) end
+      elseif rec[19] then
+        redis.call('HDEL', tk, 'queue')
+      end
       redis.call('HSET', tk, 'status', 'processing', 'worker', worker, 'owner', incarnation, 'fence', fence,
         'attempts', tostring(attempts), 'lease', lease_until, 'started', now, 'partition', ARGV[a+7],
-        'offset', ARGV[a+8], 'queue', ARGV[a+15])
+        'offset', ARGV[a+8])
       -- a new attempt starts from nothing (progress_message is only ever written with progress)
       if rec[6] or rec[9] or rec[18] then redis.call('HDEL', tk, 'due', 'limit_slot', 'progress', 'progress_message') end
       if rec[7] then redis.call('ZREM', KEYS[9], id) end  -- a delayed task: published, now claimed

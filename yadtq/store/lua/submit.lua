@@ -28,6 +28,11 @@ local function add(key, score, id)
   list[#list + 1] = id
 end
 
+-- Adds `name` to a record's fields unless its value is unset ('' or none).
+local function option(fields, name, value)
+  if value and value ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = value end
+end
+
 local function submit_one(now, o, a)
   local cur = redis.call('HMGET', KEYS[o + 1], 'status', 'digest')
   if cur[1] then
@@ -43,13 +48,19 @@ local function submit_one(now, o, a)
   elseif ARGV[a + 12] ~= '' then expires = now + tonumber(ARGV[a + 12]) end
   local status = 'queued'
   if due and due > now then status = 'scheduled' end
-  redis.call('HSET', KEYS[o + 1], 'task', ARGV[a + 2], 'args', ARGV[a + 3], 'kwargs', ARGV[a + 4],
-    'tries', ARGV[a + 5], 'time_limit', ARGV[a + 6], 'digest', ARGV[a + 7], 'submit_token', ARGV[a + 8],
-    'submitted', now, 'status', status, 'attempts', 0, 'failures', 0, 'fence', 0,
-    'epoch', epoch, 'key', ARGV[a + 13], 'queue', ARGV[a + 15])
-  if ARGV[a + 14] ~= '' then redis.call('HSET', KEYS[o + 1], 'result_ttl', ARGV[a + 14]) end
-  if due then redis.call('HSET', KEYS[o + 1], 'eta', tostring(due)) end
-  if expires then redis.call('HSET', KEYS[o + 1], 'expires', tostring(expires)) end
+  -- Unset options are left out rather than stored empty (every reader takes a missing field as unset):
+  -- a record is kept long after its task ends, and each empty field costs about 16 B of Redis memory.
+  local fields = {'task', ARGV[a + 2], 'args', ARGV[a + 3], 'kwargs', ARGV[a + 4], 'tries', ARGV[a + 5],
+    'digest', ARGV[a + 7], 'submitted', now, 'status', status, 'attempts', 0, 'fence', 0}
+  option(fields, 'submit_token', ARGV[a + 8])
+  option(fields, 'epoch', epoch)
+  option(fields, 'time_limit', ARGV[a + 6])
+  option(fields, 'key', ARGV[a + 13])
+  option(fields, 'queue', ARGV[a + 15])
+  option(fields, 'result_ttl', ARGV[a + 14])
+  option(fields, 'eta', due and tostring(due))
+  option(fields, 'expires', expires and tostring(expires))
+  redis.call('HSET', KEYS[o + 1], unpack(fields))
   if status == 'scheduled' then
     redis.call('ZADD', KEYS[4], now, id)
     redis.call('ZADD', KEYS[3], due, id)

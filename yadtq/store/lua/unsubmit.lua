@@ -6,7 +6,7 @@
 -- ARGV[1] id  ARGV[2] submit token  ARGV[3] marker TTL (seconds)
 -- Returns 1 when undone, 0 when the task stays (claimed, or not this submit's record).
 local cur = redis.call('HMGET', KEYS[1], 'status', 'submit_token', 'attempts')
-if (cur[1] ~= 'queued' and cur[1] ~= 'scheduled') or cur[2] ~= ARGV[2] or tonumber(cur[3] or '0') ~= 0 then
+if (cur[1] ~= 'queued' and cur[1] ~= 'scheduled') or (cur[2] or '') ~= ARGV[2] or tonumber(cur[3] or '0') ~= 0 then
   return 0
 end
 redis.call('DEL', KEYS[1])
