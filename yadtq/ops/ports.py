@@ -19,10 +19,20 @@ def answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+# Ports this process has handed out: the kernel may offer a port again as soon as the probing socket
+# closes, and two services given the same "free" port would fight over it.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and not handed out before by this process."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 # A Redis Cluster node also listens on its port + 10000 (the cluster bus).
