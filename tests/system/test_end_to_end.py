@@ -107,10 +107,11 @@ def test_retries_then_failure_without_stalling_other_partitions(q: YADTQ, procs:
     assert sum("retry after error" in h for h in history) == 2 and "failed by W1" in history[-1]
 
 
-def test_flaky_task_retries_until_success(q: YADTQ, procs: Procs) -> None:
-    procs.worker("W1")
-    # p=0.5 with 10 tries: fails for good with probability 1/1024 per task.
-    ids = q.submit_many([{"task": "flaky", "args": [0.5, i], "tries": 10} for i in range(10)])
+def test_flaky_task_retries_until_success(settings, q: YADTQ, procs: Procs) -> None:
+    # p=0.5 with 30 tries: fails for good with probability 2**-30 per task. Backoff capped at 0.5 s:
+    # uncapped, a task that failed nine times (2**-9) outlived the 90 s timeout on its backoffs alone.
+    procs.worker("W1", settings=settings.replace(retry_backoff_max=0.5))
+    ids = q.submit_many([{"task": "flaky", "args": [0.5, i], "tries": 30} for i in range(10)])
     values = [q.result(t, timeout=90) for t in ids]
     assert values == list(range(10))
     assert any(r.attempts > 1 for r in q.backend.get_many(ids))
