@@ -30,10 +30,3 @@ def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(socket, "socket", Probe)
     assert [ports.free_port() for _ in range(3)] == [40001, 40002, 40003]
 
-
-def test_the_ports_handed_out_are_distinct_and_free_to_bind() -> None:
-    got = [ports.free_port() for _ in range(50)]
-    assert len(set(got)) == len(got)
-    for port in got:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))
