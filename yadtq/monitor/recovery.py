@@ -14,7 +14,11 @@ Two cases, and no other: a backlog is never republished merely for being old.
 * A `processing` task whose lease lapsed more than `requeue_stale_after`
   seconds ago: its worker died and no other worker reclaimed it from a
   redelivered message, so its message is gone. It is requeued (its fence moves
-  on, the cut-off run is counted) and published again.
+  on, the cut-off run is counted) and published again. Not while the worker
+  incarnation that claimed it is alive by its heartbeats (which come through the
+  broker): then its lease lapsed because Redis was away for longer than the
+  lease (a Sentinel election that split its vote took 21 s), its run goes on,
+  and its outcome is stored when Redis returns; requeued, it would run twice.
 
 A duplicate message is harmless: the claim skips a finished task and never
 runs one twice at once. Tasks that could not be published (the broker went
@@ -34,6 +38,7 @@ from yadtq.client.client import YADTQ
 from yadtq.errors import BrokerUnavailable, YADTQError
 from yadtq.logs import EventLog
 from yadtq.store.broker_epoch import EpochRecords
+from yadtq.store.live_state import ALIVE
 from yadtq.task.status import Status
 
 log = logging.getLogger(__name__)
@@ -105,11 +110,16 @@ class Recovery:
             self._publish(ids, "retry")
         grace = self.settings.requeue_stale_after
         if grace:
-            ids = self._requeue(self.backend.lapsed(grace, limit=BATCH))
+            ids = self._requeue(self.backend.lapsed(grace, limit=BATCH, spare=self._alive_incarnations()))
             if ids:
                 log.warning("requeued %d task(s) whose worker died over %gs ago and whose message is gone",
                             len(ids), grace)
                 self._publish(ids, "lease_lapsed")
+
+    def _alive_incarnations(self) -> set[str]:
+        """The worker incarnations the registry says are alive (the monitor's `judge` ran just before)."""
+        return {str(info.get("incarnation")) for info in self.client.live.workers().values()
+                if info.get("status") == ALIVE}
 
     def _running_from_lost_log(self) -> bool:
         """Whether a `processing` task's message went to an earlier broker epoch."""

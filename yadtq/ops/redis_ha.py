@@ -45,7 +45,9 @@ class RedisHA:
     log_dir: Path
     master: str = MASTER
     down_after_ms: int = 2000
-    failover_timeout_ms: int = 10000
+    # When all three Sentinels see the primary down at once they may each vote for themselves; the
+    # election is tried again after twice this. At 10 s such a failover left no primary for 21 s.
+    failover_timeout_ms: int = 4000
     # Each process as it starts (a caller may pass its own dict, to stop them after an interrupt).
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _revive_at: dict[str, float] = field(default_factory=dict)  # data server -> when to try starting it again

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,9 +300,10 @@ class Backend:
             raise YADTQError(f"task {task_id} is {what}; only failed, queued or abandoned tasks can be requeued")
         return got.message
 
-    def lapsed(self, grace: float, limit: int = 1000) -> builtins.list[str]:
+    def lapsed(self, grace: float, limit: int = 1000, spare: Collection[str] = ()) -> builtins.list[str]:
         """Ids of `processing` tasks whose lease lapsed more than `grace` seconds ago
-        (by Redis server time); bounded to the `limit` longest-running."""
+        (by Redis server time), except those claimed by a worker incarnation in `spare`; bounded to
+        the `limit` longest-running."""
         ids = self.list_ids(Status.PROCESSING, limit=limit, newest_first=False)
         if not ids:
             return []
@@ -311,9 +312,10 @@ class Backend:
         batch = Batch(self.r)
         for tid in ids:
             key = self.space.for_task(tid).task(tid)
-            batch.on(key).hget(key, "lease")
-        leases = batch.execute()
-        return [tid for tid, lease in zip(ids, leases, strict=True) if lease is not None and float(lease) + grace < now]
+            batch.on(key).hmget(key, "lease", "owner")
+        claims = batch.execute()
+        return [tid for tid, (lease, owner) in zip(ids, claims, strict=True)
+                if lease is not None and float(lease) + grace < now and owner not in spare]
 
     def cancel(self, task_id: str, by: str = "api") -> TaskRecord:
         """Ends a task that has not finished as `cancelled` (atomically); returns the new record.
