@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -330,6 +331,93 @@ def test_leases_of_running_tasks_never_lapse_while_the_broker_is_away(ps: Settin
         assert not lapsed, f"the lease lapsed by up to {max(lapsed):.2f}s while the worker ran the task"
         wait_for(lambda: q.status(tid).status == "success", 60, 0.2, "the task to finish")
         assert [run for run in read_ledger(r, s.prefix)[tid]] == read_ledger(r, s.prefix)[tid][:1]
+
+
+class Link:
+    """A TCP relay to Redis for one process: `cut()` holds every byte both ways (a link gone silent, as
+    when a host loses its route), `mend()` lets them through again."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self.open.clear()
+
+    def mend(self) -> None:
+        self.open.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            far = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                self.open.wait()
+                dst.sendall(data)
+        except OSError:
+            pass  # either end closed
+        finally:
+            for sock in (src, dst):
+                sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_live_worker_cut_off_from_redis_for_longer_than_the_lease_runs_its_task_once(
+        ps: Settings, private: Private, procs: Procs) -> None:
+    """W1 reaches Redis through a link that goes silent for longer than the lease plus the requeue grace
+    while it runs a task: it cannot renew the lease, which lapses, but W1 is alive all along (its
+    heartbeats go through the broker). The monitor must leave the task alone, and W1 stores its outcome
+    when the link returns. Requeued, it would run a second time: a Redis failover whose Sentinels split
+    their vote did that to a live worker's tasks in a chaos run."""
+    s = ps.replace(lease=2.0, requeue_stale_after=1.0)
+    procs.settings = s
+    link = Link(private.rport)
+    r = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    try:
+        with YADTQ(s) as q:
+            monitor = procs.monitor()
+            w1 = procs.worker("W1", "--tasks", "ledger_tasks",
+                              settings=s.replace(redis_url=f"redis://127.0.0.1:{link.port}/0"))
+            procs.wait_assigned(["W1"])
+            wait_for(lambda: _status(q, "W1") == "ALIVE", 30, 0.1, "W1 ALIVE")
+            tid = q.submit("ledger_add", [1, 2, 0.5])
+            wait_for(lambda: tid in read_ledger(r, s.prefix), 30, 0.05, "the task to start")
+            link.cut()
+            lapsed_for = s.lease + s.requeue_stale_after + 2 * max(1.0, s.lease / 2)  # and the monitor's rounds
+            wait_for(lambda: float(r.hget(q.backend.keys.task(tid), "lease") or 0) + lapsed_for < _redis_now(r),
+                     30, 0.1, "the lease to lapse for longer than the grace and two monitor rounds")
+            assert q.status(tid).status == "processing", "requeued while its worker was alive"
+            assert _status(q, "W1") == "ALIVE"
+            link.mend()
+            wait_for(lambda: q.status(tid).status == "success", 60, 0.2, "the task to finish")
+            assert len(read_ledger(r, s.prefix)[tid]) == 1, "the task ran again while its worker was alive"
+            assert not any(e["event"] == "tasks_requeued" for e in procs.events("monitor"))
+            assert q.status(tid).result == 3
+            assert monitor.poll() is None and w1.poll() is None
+    finally:
+        link.mend()
+        link.close()
+        r.close()
+
+
+def _redis_now(r: redis.Redis) -> float:
+    sec, usec = r.time()
+    return float(sec) + usec / 1e6
 
 
 @pytest.mark.timeout(60)
