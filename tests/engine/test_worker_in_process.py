@@ -517,10 +517,46 @@ def test_the_partition_is_paused_when_its_buffer_is_full(h: Harness) -> None:
         h.submit("add", i, 0, partition=0)
     w = h.workers[0][0]
     wait_for(lambda: any(d["paused"] for d in w.tracker.describe()), 5, what="partition 0 paused")
-    # Paused: what is polled beyond the bound is dropped and fetched again after the seek.
+    # Paused: no poll brings more than the buffer has room for.
     assert w.tracker.buffered() <= h.settings.max_buffered
     h.wait_done([blocker])
     wait_for(lambda: h.source.committed_offsets.get(0) == 121, 20, what="backlog drained")
+
+
+def test_a_full_partition_is_not_fetched_while_the_others_run(h: Harness) -> None:
+    """A partition whose buffer is full stops being fetched: its records would be decoded only to be
+    dropped and fetched again. Partition 0 stays full (everything behind a held task of one ordering
+    key) while partition 1's tasks run; nothing is lost, and partition 0's backlog is fetched about
+    once, not read through and dropped while it waits."""
+    h.source.assign([0, 1])
+    w = h.worker(concurrency=2)
+    held = h.submit("gated", tag="held", key="k", partition=0)
+    behind = [h.submit("add", i, 0, key="k", partition=0) for i in range(400)]
+    wait_for(lambda: any(d["paused"] for d in w.tracker.describe()), 5, what="partition 0 paused")
+    others = [h.submit("add", i, 1, partition=1) for i in range(200)]
+    h.wait_done(others)
+    assert h.status(held) == "processing"
+    h.ledger.gate.set()
+    h.wait_done([held, *behind])
+    # Each record fetched once. Read through and dropped while it waited (and again each time it
+    # resumed and filled up), the same run fetched about 1,200.
+    assert h.source.delivered == 601, h.source.delivered
+
+
+def test_a_partition_paused_when_a_rebalance_gives_it_back_is_fetched_again(h: Harness) -> None:
+    """The source keeps a partition's pause across a rebalance that gives it back (as kafka-python
+    does), while the worker starts it afresh: the worker resumes every partition it is given."""
+    h.source.assign([0])
+    w = h.worker(concurrency=1)
+    held = h.submit("gated", tag="held", key="k", partition=0)
+    behind = [h.submit("add", i, 0, key="k", partition=0) for i in range(120)]
+    wait_for(lambda: 0 in h.source.paused, 5, what="partition 0 paused at the source")
+    h.source.revoke([0])
+    h.source.assign([0])
+    wait_for(lambda: 0 not in h.source.paused, 5, what="partition 0 resumed")
+    wait_for(lambda: w.tracker.partitions == [0], 5, what="partition 0 owned again")
+    h.ledger.gate.set()
+    h.wait_done([held, *behind], timeout=30)
 
 
 def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:

@@ -57,6 +57,29 @@ def test_a_joining_worker_takes_its_share_and_a_dead_ones_share_moves(settings: 
         assert [q.result(t, timeout=60) for t in last] == [i + 1 for i in range(30)]
 
 
+def test_full_buffers_stop_fetching_and_a_rebalance_while_paused_loses_nothing(settings: Settings, procs: Procs,
+                                                                                r: redis.Redis) -> None:
+    """A partition whose buffer is full is paused at the consumer until it drains. kafka-python keeps
+    the paused flag of a partition a member keeps across a rebalance, while the worker starts each
+    partition it is given afresh: without resuming every partition it is given, W1's kept partitions
+    would never be fetched again (their tasks never run)."""
+    s = settings.replace(max_buffered=10)
+    procs.settings = s
+    procs.worker("W1", "--tasks", "ledger_tasks", "--concurrency", "2", settings=s)
+    procs.wait_assigned(["W1"])
+    with YADTQ(s) as q:
+        ids = q.submit_many([("ledger_add", [i, 1, 0.02]) for i in range(400)])
+        wait_for(lambda: sum(1 for e in procs.events("worker-W1") if e["event"] == "partitions_paused"), 30, 0.1,
+                 "W1's buffers full")
+        procs.worker("W2", "--tasks", "ledger_tasks", "--concurrency", "2", settings=s)
+        wait_for(lambda: len(procs.assigned("W2") or []) == 2, 60, 0.2, "W2 to get its share")
+        wait_for(lambda: all(rec.status == "success" for rec in q.backend.get_many(ids)), 120, 0.2,
+                 "every task done")
+        ledger = read_ledger(r, s.prefix)
+        assert [t for t in ids if len(ledger.get(t, [])) != 1] == [], "a task ran twice or never"
+        assert 0 < sum(1 for rec in q.backend.get_many(ids) if rec.worker == "W1") < len(ids)
+
+
 def test_a_task_that_ignores_its_time_limit_ends_its_worker_and_is_quarantined(settings: Settings, procs: Procs,
                                                                              r: redis.Redis) -> None:
     s = settings.replace(time_limit_grace=0.5, max_lost_runs=2, lease=2.0)

@@ -33,7 +33,7 @@ def make(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> tuple[Housekeeping, d
 
     none: Any = None
     hk = Housekeeping(Settings(), "w", client=none, keys=none, live=none,
-                      tracker=SimpleNamespace(flow=lambda: ([], [])),  # type: ignore[arg-type]
+                      tracker=SimpleNamespace(drained=lambda: []),  # type: ignore[arg-type]
                       intake=none, placement=none,
                       outages=SimpleNamespace(down=True),  # type: ignore[arg-type]  # no Redis chores here
                       hooks=SimpleNamespace(call=call, notice=call),  # type: ignore[arg-type]

@@ -74,6 +74,26 @@ def test_records_skipped_by_a_moved_position_are_fetched_again_not_lost() -> Non
     assert t.seek_backs() == {0: 10}
 
 
+def test_a_full_partition_is_paused_and_keeps_what_the_poll_that_filled_it_brought() -> None:
+    """Filled, a partition is paused at the source; the rest of the poll that filled it is kept,
+    not dropped to be fetched again, up to `hard_cap`. Only a partition that dropped a record is
+    sought back when it resumes."""
+    reg = make_registry()
+    t = PartitionTracker(max_buffered=10)
+    t.assign(0, start=0)
+    t.assign(1, start=0)
+    assert all(_offer(t, reg, i) for i in range(15))  # one poll: 5 past max_buffered, kept
+    assert t.filled() == [0] and t.filled() == []  # paused once
+    assert t.refetch_offsets([0]) == {}  # nothing dropped: fetching goes on where it stopped
+    assert all(_offer(t, reg, i) for i in range(15, 20)) and not _offer(t, reg, 20)  # hard cap: 2 x 10
+    assert t.refetch_offsets([0]) == {0: 20} and t.refetch_offsets([0]) == {}
+    for e in t.ready(20, 0.0, frozenset()):
+        t.start(e)
+        t.finish(e)
+    assert t.drained() == [0]  # drained below half: resumed
+    assert _offer(t, reg, 20)
+
+
 def test_triage_never_raises_on_hostile_bytes() -> None:
     reg = make_registry()
     for raw in [None, b"", b"{", b"[" * 200_000, b'{"task-id": 1}', b'{"control": "nope"}', b"\xff" * 10,

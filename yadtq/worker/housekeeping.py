@@ -90,10 +90,7 @@ class Housekeeping:
             if completed and completed > self.started_at and not self.stopped.is_set():
                 log.info("end of run: every partition drained; stopping")
                 self.stopped.set()
-        pause, resume = self.tracker.flow()
-        if pause:
-            self.hooks.notice("partitions_paused", partitions=pause, reason="buffer full")
-        if resume:
+        if resume := self.tracker.drained():
             self.intake.resume(resume)
             self.hooks.notice("partitions_resumed", partitions=resume)
 

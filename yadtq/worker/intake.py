@@ -44,7 +44,9 @@ class Intake:
 
     # -- open and closed ---------------------------------------------------------------
     def resume(self, partitions: Sequence[int]) -> None:
-        self.source.seek(self.tracker.next_offsets(partitions))
+        """Fetching goes on where each partition's buffer ends: what was dropped is fetched again."""
+        self.source.seek(self.tracker.refetch_offsets(partitions))
+        self.source.resume(partitions)
 
     def close(self) -> None:
         self.tracker.closed = True
@@ -62,6 +64,7 @@ class Intake:
                 else:
                     self.tracker.revoke(p)
             if event.kind == ASSIGNED:
+                self.source.resume(event.partitions)  # one kept across the rebalance may still be held
                 self.joined = True
             if event.kind == ASSIGNED and event.partitions:
                 self.placement.place(event.partitions, event.starts)
@@ -82,6 +85,9 @@ class Intake:
         self.apply_rebalances()
         for rec in records:
             self._buffer(rec)
+        if full := self.tracker.filled():  # before the next poll, which would bring more of them
+            self.source.pause(full)
+            self.hooks.notice("partitions_paused", partitions=full, reason="buffer full")
         if again := self.tracker.seek_backs():
             self.source.seek(again)
 

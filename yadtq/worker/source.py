@@ -31,6 +31,7 @@ from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
 from yadtq.broker.fetch_wait import idle_fetch_wait_ms
 from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
+from yadtq.broker.paused_fetches import drop_parked
 from yadtq.broker.session import session_timeout_ms
 from yadtq.broker.static_membership import consumer_options, leave_group
 from yadtq.config import Settings
@@ -67,6 +68,8 @@ class TaskSource(Protocol):
     def committed(self, partitions: Sequence[int]) -> dict[int, Committed | None]: ...
     def beginnings(self, partitions: Sequence[int]) -> dict[int, int]: ...
     def seek(self, positions: dict[int, int]) -> None: ...
+    def pause(self, partitions: Sequence[int]) -> None: ...
+    def resume(self, partitions: Sequence[int]) -> None: ...
     def restart_log(self, partitions: Sequence[int]) -> None: ...
     def publish(self, topic: str, key: bytes | None, value: bytes,
                 headers: Sequence[tuple[str, bytes]] = ()) -> None: ...
@@ -313,6 +316,22 @@ class KafkaSource:
         for tp in self._tps(list(positions)):
             self.consumer.seek(tp, positions[self.queues.number(tp)])
 
+    def pause(self, partitions: Sequence[int]) -> None:
+        """No more fetches for these partitions until `resume`: their records would be decoded only
+        to be dropped (the buffer is full) and fetched again. kafka-python parks what it fetched
+        already, and `seek` before `resume` makes it drop what no longer matches the position."""
+        if tps := self._tps(partitions):
+            self.consumer.pause(*tps)
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        """Fetching these partitions again (after `seek` to where the worker's buffer ends). Also
+        on every assignment: kafka-python keeps the paused flag of a partition it keeps across a
+        rebalance, while the worker starts it afresh."""
+        tps = self._tps(partitions)
+        drop_parked(self.consumer, tps)  # else kafka-python never fetches a partition paused mid-fetch again
+        if tps:
+            self.consumer.resume(*tps)
+
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         partition = None
         if self.queues.serves(topic) and key is not None:
@@ -384,6 +403,7 @@ class MemorySource:
         self.events: deque[Rebalance] = deque()
         self.lock = threading.Lock()
         self.delivered = 0  # records handed to the worker by `poll`, fetched again ones included
+        self.paused: set[int] = set()  # kept across a revoke and assign, as kafka-python does
         self._rr = 0
 
     # -- the test's side -----------------------------------------------------------
@@ -428,6 +448,8 @@ class MemorySource:
         out: list[Record] = []
         with self.lock:
             for p, pos in self.position.items():
+                if p in self.paused:
+                    continue
                 got = self.log[p][pos:pos + min(500, (max_records or 500) - len(out))]
                 self.position[p] = pos + len(got)
                 self.delivered += len(got)
@@ -471,6 +493,14 @@ class MemorySource:
             for p, o in positions.items():
                 if p in self.position:
                     self.position[p] = o
+
+    def pause(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            self.paused.update(p for p in partitions if p in self.position)
+
+    def resume(self, partitions: Sequence[int]) -> None:
+        with self.lock:
+            self.paused.difference_update(partitions)
 
     def publish(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if topic == self.topic:

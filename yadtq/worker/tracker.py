@@ -12,7 +12,10 @@ Pure bookkeeping, no I/O, owned by the loop thread. It answers three questions:
   the loop, so a large held backlog costs the other tasks nothing;
 * how far offsets may be committed: up to the lowest unfinished record;
 * which partitions to pause: those holding `max_buffered` records past their
-  lowest unfinished one, so memory stays bounded under any backlog.
+  lowest unfinished one, so memory stays bounded under any backlog. A paused
+  partition is not fetched (`TaskSource.pause`); the records that the poll which
+  filled it brought are kept rather than dropped and fetched again, so a
+  partition holds at most `max_buffered` plus one poll (`hard_cap` in any case).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class _Partition:
     keys: dict[str, deque[int]] = field(default_factory=dict)  # ordering key -> its unfinished offsets
     committed: int | None = None  # last offset committed (or told committable)
     paused: bool = False
+    refetch: bool = False  # a polled record was dropped: fetching must go on from `next_offset`
     # A record came past `next_offset`: -1 while a seek back to it is pending, then the offset sought
     # (the first record fetched from there shows whether the offsets between exist).
     gap_check: int | None = None
@@ -90,6 +94,9 @@ def _first(offsets: deque[int], n: int) -> tuple[int, ...]:
 class PartitionTracker:
     def __init__(self, max_buffered: int, order: PartitionOrder | None = None) -> None:
         self.max_buffered = max_buffered
+        # Records a paused partition still takes from polls made before its pause reached the source;
+        # beyond it (a source that fetches it anyway) they are dropped and fetched again when it resumes.
+        self.hard_cap = 2 * max_buffered
         self.order = order  # several queues: which partitions' tasks start first (yadtq.worker.priorities)
         self._parts: dict[int, _Partition] = {}
         self._rr = itertools.count()
@@ -122,7 +129,7 @@ class PartitionTracker:
         record is the next one (not seen already, and nothing before it was dropped), or the first
         past a gap in the log that a fetch from the next offset confirmed."""
         part = self._parts.get(record.partition)
-        if part is None or part.paused or self.closed or len(part.entries) >= self.max_buffered:
+        if part is None or self.closed or len(part.entries) >= self.hard_cap:
             return False
         if part.next_offset is None or record.offset == part.next_offset:
             return True
@@ -135,18 +142,22 @@ class PartitionTracker:
         part = self._parts.get(record.partition)
         if part is None:
             return
+        part.refetch = True
         if part.next_offset is None:
             part.next_offset = record.offset
-        elif (record.offset > part.next_offset and not part.paused and not self.closed
-              and part.gap_check is None and len(part.entries) < self.max_buffered):
+        elif (record.offset > part.next_offset and not self.closed
+              and part.gap_check is None and len(part.entries) < self.hard_cap):
             # Past the next offset with nothing dropped before it: either the consumer's position moved
             # on without us, or the log has no records there (a gap: Kafka allows them, and the embedded
             # broker leaves some after restarts). Fetch again from the next offset to tell which.
             part.gap_check = -1
             self._seek_back.append(record.partition)
+        self._pause_if_full(record.partition, part)
+
+    def _pause_if_full(self, partition: int, part: _Partition) -> None:
         if len(part.entries) >= self.max_buffered and not part.paused:
             part.paused = True
-            self._newly_paused.append(record.partition)
+            self._newly_paused.append(partition)
 
     def add(self, record: Record, work: Work) -> Entry | None:
         """Buffers a polled record; None if `accepts` says no (the caller fetches it again after a seek
@@ -164,6 +175,7 @@ class PartitionTracker:
         key = entry.order_key
         if key is not None:
             part.keys.setdefault(key, deque()).append(record.offset)
+        self._pause_if_full(record.partition, part)
         return entry
 
     # -- what may start --------------------------------------------------------
@@ -314,19 +326,22 @@ class PartitionTracker:
                 out[p] = point
         return out
 
-    def flow(self) -> tuple[list[int], list[int]]:
-        """(partitions to pause, partitions to resume) by how much each buffers past its lowest unfinished.
-
-        A paused partition drops what is polled for it; resuming it means seeking back to its
-        `next_offsets` (the client's own pause/resume is not used: kafka-python 3 lost records
-        across it in our measurements)."""
-        pause, resume = [p for p in self._newly_paused if p in self._parts], []
+    def filled(self) -> list[int]:
+        """Partitions paused since the last call: they buffer `max_buffered` records past their lowest
+        unfinished one. A paused partition is not fetched (`TaskSource.pause`) until it drains."""
+        pause = [p for p in self._newly_paused if p in self._parts]
         self._newly_paused = []
+        return pause
+
+    def drained(self) -> list[int]:
+        """Paused partitions that drained to half of `max_buffered`, resumed now: fetching goes on,
+        from their `refetch_offsets` if they dropped records."""
+        resume = []
         for p, part in self._parts.items():
             if part.paused and len(part.entries) < self.max_buffered // 2:
                 part.paused = False
                 resume.append(p)
-        return pause, resume
+        return resume
 
     def seek_backs(self) -> dict[int, int]:
         """Partitions to fetch again from their next offset (a record came past it, see `dropped`),
@@ -338,6 +353,18 @@ class PartitionTracker:
                 part.gap_check = part.next_offset
                 out[p] = part.next_offset
         self._seek_back = []
+        return out
+
+    def refetch_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
+        """`next_offsets` of those of `partitions` that dropped a polled record since the last call:
+        where fetching must go on from. The others' fetch position is already there (and a seek
+        would throw away what the consumer fetched for them before their pause)."""
+        out = {}
+        for p in partitions:
+            part = self._parts.get(p)
+            if part is not None and part.refetch and part.next_offset is not None:
+                part.refetch = False
+                out[p] = part.next_offset
         return out
 
     def next_offsets(self, partitions: Sequence[int]) -> dict[int, int]:
