@@ -547,16 +547,14 @@ def test_a_partition_paused_when_a_rebalance_gives_it_back_is_fetched_again(h: H
     """The source keeps a partition's pause across a rebalance that gives it back (as kafka-python
     does), while the worker starts it afresh: the worker resumes every partition it is given."""
     h.source.assign([0])
-    w = h.worker(concurrency=1)
+    h.worker(concurrency=1)
     held = h.submit("gated", tag="held", key="k", partition=0)
-    behind = [h.submit("add", i, 0, key="k", partition=0) for i in range(120)]
+    behind = [h.submit("add", i, 0, key="k", partition=0) for i in range(60)]  # more than max_buffered
     wait_for(lambda: 0 in h.source.paused, 5, what="partition 0 paused at the source")
     h.source.revoke([0])
     h.source.assign([0])
-    wait_for(lambda: 0 not in h.source.paused, 5, what="partition 0 resumed")
-    wait_for(lambda: w.tracker.partitions == [0], 5, what="partition 0 owned again")
     h.ledger.gate.set()
-    h.wait_done([held, *behind], timeout=30)
+    h.wait_done([held, *behind], timeout=30)  # left paused, the tasks behind would never be fetched
 
 
 def test_worker_commands_pause_resume_and_stop(h: Harness) -> None:
