@@ -15,7 +15,8 @@
 """
 
 from yadtq.worker.loop import Worker
+from yadtq.worker.memory_source import MemorySource
 from yadtq.worker.policies import EXIT_HARD_TIME_LIMIT
-from yadtq.worker.source import KafkaSource, MemorySource, TaskSource
+from yadtq.worker.source import KafkaSource, TaskSource
 
 __all__ = ["EXIT_HARD_TIME_LIMIT", "KafkaSource", "MemorySource", "TaskSource", "Worker"]

@@ -91,6 +91,56 @@ def _first(offsets: deque[int], n: int) -> tuple[int, ...]:
     return (offsets[0],) if n == 1 else tuple(itertools.islice(offsets, n))
 
 
+def _compact(part: _Partition) -> None:
+    """Drops from `waiting` the entries that left it (started or held past others still waiting)."""
+    keep: deque[Entry] = deque()
+    for e in part.waiting:
+        if e.state == BUFFERED:
+            keep.append(e)
+        else:
+            e.queued = False
+    part.waiting = keep
+
+def _release(part: _Partition, now: float) -> None:
+    """Held entries now due go back to `waiting`, in offset order."""
+    due: list[Entry] = []
+    while part.held and part.held[0][0] <= now:
+        until, _, entry = heapq.heappop(part.held)
+        if entry.state != HELD or entry.not_before != until or part.entries.get(entry.offset) is not entry:
+            continue  # stale: held again since, or dealt with
+        entry.state = BUFFERED
+        if not entry.queued:  # (still queued: it was held before it left `waiting`)
+            entry.queued = True
+            due.append(entry)
+    if not due:
+        return
+    due.sort(key=lambda e: e.offset)
+    waiting = part.waiting
+    while waiting and waiting[0].state != BUFFERED:  # started since: makes the cheap cases below likelier
+        waiting.popleft().queued = False
+    if not waiting or due[0].offset > waiting[-1].offset:
+        waiting.extend(due)
+    elif due[-1].offset < waiting[0].offset:
+        waiting.extendleft(reversed(due))
+    else:
+        part.waiting = deque(heapq.merge(waiting, due, key=lambda e: e.offset))
+
+def _may_start(part: _Partition, entry: Entry, low: int | None,
+               running_ids: set[str] | frozenset[str], taken_ids: set[str]) -> bool:
+    if isinstance(entry.work, ControlWork):
+        entry.wait_reason = "" if entry.offset == low else "end marker waits for earlier tasks"
+        return entry.offset == low
+    key = entry.order_key
+    if key is not None and entry.offset not in _first(part.keys[key], _key_slots(entry)):
+        entry.wait_reason = "busy key"
+        return False
+    if isinstance(entry.work, TaskWork) and (entry.work.task_id in running_ids or entry.work.task_id in taken_ids):
+        entry.wait_reason = "same task id running"
+        return False
+    entry.wait_reason = ""
+    return True
+
+
 class PartitionTracker:
     def __init__(self, max_buffered: int, order: PartitionOrder | None = None) -> None:
         self.max_buffered = max_buffered
@@ -184,7 +234,7 @@ class PartitionTracker:
         out: list[Entry] = []
         for part in self._parts.values():
             if part.held and part.held[0][0] <= now:
-                self._release(part, now)
+                _release(part, now)
         if not self._parts or limit <= 0:
             return out
         turn = next(self._rr)
@@ -204,66 +254,14 @@ class PartitionTracker:
                 if entry.state != BUFFERED:
                     stale += 1
                     continue
-                if not self._may_start(part, entry, low, running_ids, taken_ids):
+                if not _may_start(part, entry, low, running_ids, taken_ids):
                     continue
                 out.append(entry)
                 if isinstance(entry.work, TaskWork):
                     taken_ids.add(entry.work.task_id)
             if stale >= COMPACT_AT:
-                self._compact(part)
+                _compact(part)
         return out
-
-    @staticmethod
-    def _compact(part: _Partition) -> None:
-        """Drops from `waiting` the entries that left it (started or held past others still waiting)."""
-        keep: deque[Entry] = deque()
-        for e in part.waiting:
-            if e.state == BUFFERED:
-                keep.append(e)
-            else:
-                e.queued = False
-        part.waiting = keep
-
-    @staticmethod
-    def _release(part: _Partition, now: float) -> None:
-        """Held entries now due go back to `waiting`, in offset order."""
-        due: list[Entry] = []
-        while part.held and part.held[0][0] <= now:
-            until, _, entry = heapq.heappop(part.held)
-            if entry.state != HELD or entry.not_before != until or part.entries.get(entry.offset) is not entry:
-                continue  # stale: held again since, or dealt with
-            entry.state = BUFFERED
-            if not entry.queued:  # (still queued: it was held before it left `waiting`)
-                entry.queued = True
-                due.append(entry)
-        if not due:
-            return
-        due.sort(key=lambda e: e.offset)
-        waiting = part.waiting
-        while waiting and waiting[0].state != BUFFERED:  # started since: makes the cheap cases below likelier
-            waiting.popleft().queued = False
-        if not waiting or due[0].offset > waiting[-1].offset:
-            waiting.extend(due)
-        elif due[-1].offset < waiting[0].offset:
-            waiting.extendleft(reversed(due))
-        else:
-            part.waiting = deque(heapq.merge(waiting, due, key=lambda e: e.offset))
-
-    @staticmethod
-    def _may_start(part: _Partition, entry: Entry, low: int | None,
-                   running_ids: set[str] | frozenset[str], taken_ids: set[str]) -> bool:
-        if isinstance(entry.work, ControlWork):
-            entry.wait_reason = "" if entry.offset == low else "end marker waits for earlier tasks"
-            return entry.offset == low
-        key = entry.order_key
-        if key is not None and entry.offset not in _first(part.keys[key], _key_slots(entry)):
-            entry.wait_reason = "busy key"
-            return False
-        if isinstance(entry.work, TaskWork) and (entry.work.task_id in running_ids or entry.work.task_id in taken_ids):
-            entry.wait_reason = "same task id running"
-            return False
-        entry.wait_reason = ""
-        return True
 
     def next_wakeup(self) -> float | None:
         """The earliest monotonic time a held record may start (or a little earlier: stale heap items)."""
