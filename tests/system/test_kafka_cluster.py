@@ -49,6 +49,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
         c.stop()
 
 
+@pytest.fixture(autouse=True)
+def every_node_running(cluster: KafkaCluster) -> KafkaCluster:
+    """A test that failed while one of its nodes was down must not fail the next one for it."""
+    down = [node for node, proc in cluster.procs.items() if proc.poll() is not None]
+    for node in down:
+        cluster.start_node(node)
+    if down:
+        cluster.wait_ready(180)
+    return cluster
+
+
 def java_hash(s: str) -> int:
     """Java's String.hashCode, which Kafka uses to place a group on an offsets-topic partition."""
     h = 0

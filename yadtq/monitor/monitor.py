@@ -38,6 +38,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from yadtq.broker.clients import EpochProbe, check_reachable, ensure_topic, make_consumer
+from yadtq.broker.unsent_fetches import forget_unsent_fetch
 from yadtq.client.client import YADTQ
 from yadtq.client.scheduler import Scheduler
 from yadtq.config import Settings
@@ -177,6 +178,7 @@ class Monitor:
         try:
             batches = self.consumer.poll(timeout_ms=250, max_records=1000)
         except KafkaError as exc:
+            forget_unsent_fetch(self.consumer, exc)  # else the heartbeats' partition is never fetched again
             self._lost_broker(str(exc))
             return
         received = time.time()

@@ -34,6 +34,7 @@ from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
 from yadtq.broker.paused_fetches import drop_parked
 from yadtq.broker.session import session_timeout_ms
 from yadtq.broker.static_membership import consumer_options, leave_group
+from yadtq.broker.unsent_fetches import forget_unsent_fetch
 from yadtq.config import Settings
 from yadtq.errors import ConfigError
 from yadtq.task.messages import key_partition
@@ -174,6 +175,7 @@ class KafkaSource:
             if refused:  # retrying cannot help: the worker would wait outside the group for ever
                 raise ConfigError(refused) from exc
             self._lost("poll", exc)
+            forget_unsent_fetch(self.consumer, exc)  # else a partition its leader led is never fetched again
             time.sleep(min(timeout, 1.0))
             return []
         self.connected = True
