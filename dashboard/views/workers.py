@@ -23,7 +23,10 @@ def live() -> None:
     if parts.empty:
         st.caption("No live worker owns a partition.")
     else:
-        st.caption("Committed: the position the group resumes from. In broker: records past it not read yet. "
+        counted = any(p["in_broker"] is not None for p in farm.partitions)
+        in_broker = ("records past it not read yet" if counted
+                     else "records past it not read yet; empty on the embedded broker, which cannot count them")
+        st.caption(f"Committed: the position the group resumes from. In broker: {in_broker}. "
                    "Buffered: records read and not finished. Waiting: buffered records not running, and why.")
         st.dataframe(parts, hide_index=True, key="partitions")
 
