@@ -9,11 +9,12 @@ pending") without a word: its tasks wait until the metadata names another leader
 once the node comes back and leads again. Nothing else refreshes the metadata meanwhile, since no
 fetch fails.
 
-`forget_unsent_fetch` clears the mark of the node such an error names and asks for fresh
-metadata. It is safe whatever raised the error: kafka-python raises it only when it holds no
-connection to the node, and a fetch in flight needs one. It reads kafka-python's private fetcher
-state (pinned in requirements.txt); without it, it does nothing.
-tests/system/test_kafka_behaviour.py and tests/system/test_kafka_cluster.py cover it.
+`forget_unsent_fetch` clears the mark of the node such an error names, closes its fetch session
+as kafka-python does for a failed fetch, and asks for fresh metadata. It is safe whatever raised
+the error: kafka-python raises it only when it holds no connection to the node, and a fetch in
+flight needs one. It reads kafka-python's private fetcher state (pinned in requirements.txt);
+without it, it does nothing. tests/system/test_unsent_fetches.py injects the failed send in a
+real client; the 3-node cluster tests (tests/system/test_kafka_cluster.py) met it for real.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ def forget_unsent_fetch(consumer: Any, exc: BaseException) -> bool:
     pending = getattr(fetcher, "_nodes_with_pending_fetch_requests", None)
     if not isinstance(pending, set):
         return False
-    pending.discard(exc.args[0])
+    node = exc.args[0]
+    pending.discard(node)
+    # As kafka-python does for a fetch that failed: the node's fetch session (if any) starts afresh,
+    # since the request that session state counts on was never sent.
+    session = (getattr(fetcher, "_session_handlers", None) or {}).get(node)
+    if session is not None:
+        session.handle_error(exc)
     cluster = getattr(getattr(fetcher, "_manager", None), "cluster", None)
     if cluster is not None:
         cluster.request_update()
