@@ -125,6 +125,7 @@ def main() -> int:
             ("run twice after completion", report.run_twice_after_completion),
             ("re-runs after a mid-run kill", report.reruns_after_midrun_kill),
             ("retries after the task raised", report.retries_after_failure),
+            ("quarantined, then requeued", report.quarantined),
             ("wall time", f"{report.wall_s:.1f} s"), ("throughput", f"{report.throughput:.1f} tasks/s"),
             ("while killing", f"{report.kill_phase[1]} tasks in {report.kill_phase[0]:.0f} s "
                               f"({report.kill_phase[1] / max(report.kill_phase[0], 1e-9):.1f} tasks/s)"),
@@ -138,7 +139,7 @@ def main() -> int:
               f"{f.recover_s if f.recover_s is not None else '?'} s later")
     for name, problems in report.mix_problems.items():
         print(f"mix {name}: {len(problems)} broken: " + "; ".join(problems[:5]))
-    for line in report.unexplained[:20]:
+    for line in [*report.unexplained, *report.wrongly_quarantined][:20]:
         print(f"  violation: {line}")
     for note in notes:
         print(f"note: {note}")

@@ -33,6 +33,7 @@ from typing import Any
 
 from worker_farm.chaos_faults import Fault, Injector
 from worker_farm.chaos_mix import ChaosMix, mix_modules, mix_worker_args
+from worker_farm.chaos_quarantine import Requeuer, without_cause
 from worker_farm.chaos_services import ServiceControl
 from worker_farm.spec import WorkerSpec
 from worker_farm.supervisor import Farm
@@ -43,7 +44,7 @@ from yadtq.store.connection import RedisError, connect_redis
 from yadtq.task.status import Status
 
 SUMMARY_KEYS = ("tasks", "kills", "lost", "run_twice_after_completion", "reruns_after_midrun_kill",
-                "retries_after_failure", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
+                "retries_after_failure", "quarantined", "wall_s", "throughput", "faults", "recover_s", "alive_at_end")
 
 
 @dataclass
@@ -67,6 +68,10 @@ class ChaosReport:
     fault_log: list[Fault] = field(default_factory=list, repr=False)
     alive_at_end: bool = True  # every worker and the monitor running when the run ended
     mix_problems: dict[str, list[str]] = field(default_factory=dict)  # per mix, its broken promises
+    # Quarantines seen (each requeued, so the task still had to succeed), and those with no cause
+    # in the ledger (worker_farm/chaos_quarantine.py): these count in `lost`.
+    quarantined: int = 0
+    wrongly_quarantined: list[str] = field(default_factory=list)
 
     @property
     def faults(self) -> dict[str, int]:
@@ -126,6 +131,7 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
         _wait_connected(settings, mon)  # before any fault: a monitor cut off at its start exits (RET_CONNECT)
     alive = True
     with YADTQ(settings) as q:
+        requeuer = Requeuer(q)
         thread.start()
         try:
             started = time.monotonic()
@@ -147,6 +153,8 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
             seen: dict[int, int] = {}
             while True:
                 counts = _counts(q) or counts
+                if counts.get(Status.FAILED, 0) or requeuer.owes:
+                    requeuer.sweep(pending)
                 now = time.monotonic()
                 if now >= kill_until and now < kill_limit and not injector.every_kind_came:
                     kill_until = now + 0.5
@@ -194,6 +202,10 @@ def run_chaos(settings: Settings, tasks: int, workers: int = 4, standby: int = 1
     report = judge(ids, done, counts, ledger, killer.kills, wall, slots=settings.concurrency, ended=ended or None,
                    stopped=cut, stored=_stored_outcomes(Path(settings.log_dir)),
                    retried=_stored_outcomes(Path(settings.log_dir), ("task_retried",)))
+    # A quarantine the ledger does not explain failed a task for nothing: it counts as lost.
+    report.wrongly_quarantined = without_cause(requeuer.times, ledger, settings.max_lost_runs)
+    report.quarantined = sum(requeuer.times.values())
+    report.lost += len(report.wrongly_quarantined)
     report.kill_phase = (round(kill_phase[0], 1), kill_phase[1])
     report.fault_log = injector.faults
     report.alive_at_end = alive

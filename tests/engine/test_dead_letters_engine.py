@@ -91,6 +91,29 @@ def test_a_task_quarantined_by_its_claim_has_its_dead_letter_in_the_same_call(cl
     assert client.hget(keys.task(m.task_id), "error") == verdict.error
 
 
+def test_a_fresh_requeue_of_a_quarantined_task_gives_it_its_cut_off_runs_again(client: RedisClient,
+                                                                               settings: Settings) -> None:
+    keys = Keys(settings.prefix)
+    backend = Backend(client, settings)
+    m = TaskMessage("t-innocent", "add", (1, 2), {}, 3, None, None)
+    backend.record_queued([m], 3)
+
+    def claim(n: int) -> object:
+        pipe = ClaimPipeline(client, settings, f"W{n}", f"W{n}:1")
+        _, [verdict] = pipe.step([], [_claim(pipe, m, 7)])
+        client.hset(keys.task(m.task_id), "lease", 0)  # its worker "dies" mid-run
+        return verdict
+
+    verdicts = [claim(n) for n in range(settings.max_lost_runs + 1)]
+    assert isinstance(verdicts[-1], Quarantined)
+    backend.reset_to_queued(m.task_id, fresh=True)
+    assert client.hmget(keys.task(m.task_id), ["status", "lost_runs", "lost_by"]) == ["queued", "0", None]
+    # Its next run cut off once more is the first of a new count, not a second quarantine.
+    first, second = claim(10), claim(11)
+    assert isinstance(first, Run) and isinstance(second, Run) and second.lost_runs == 1, (first, second)
+    assert client.hget(keys.task(m.task_id), "lost_by") == "W10"
+
+
 def test_a_rejected_record_has_its_dead_letter_in_the_same_call(client: RedisClient, settings: Settings) -> None:
     live = LiveState(client, settings)
     pipe = ClaimPipeline(client, settings, "W1", "W1:1")

@@ -29,7 +29,8 @@ def test_chaos_kill9_every_two_seconds(settings: Settings, monkeypatch: pytest.M
     report = run_chaos(s, tasks=1200, workers=4, standby=1, kill_every=2.0, max_minutes=4, drain_minutes=1,
                        seed=3, pause=0.004, say=lines.append, pauses=[0.002] * 17 + [0.2, 0.2, 0.5])
     notes = write_report(report, tmp_path / "chaos", s)
-    figures = {**report.summary(), "counts": report.counts, "notes": notes}
+    figures = {**report.summary(), "counts": report.counts, "notes": notes,
+               "wrongly_quarantined": report.wrongly_quarantined}
     print(figures)
     assert report.kills >= 5, (figures, lines[-20:])
     assert report.lost == 0, figures

@@ -239,7 +239,8 @@ class YADTQ(FlowControls):
         Accepts a failed task, a `queued` one whose message was lost, and a
         `processing` one whose lease lapsed (its worker is gone); refuses a
         success and a task running under a live lease (`YADTQError`).
-        `fresh` resets its attempts and drops its expiry (it runs now); otherwise
+        `fresh` resets its attempts and its cut-off runs (a quarantined task gets
+        `YADTQ_MAX_LOST_RUNS` again) and drops its expiry (it runs now); otherwise
         its cut-off run is counted, and a task past its expiry ends `expired`.
         """
         _ = self.producer  # connect first: a dead broker must not leave the record half-changed

@@ -275,7 +275,7 @@ class Backend:
 
         Accepts a failed task, a queued one (its message lost), and a `processing`
         one whose lease lapsed (its worker is gone; the fence moves on so the old
-        run cannot complete it). `fresh` resets its attempts and drops its expiry (a
+        run cannot complete it). `fresh` resets its attempts and cut-off runs and drops its expiry (a
         user's requeue); otherwise the cut-off run is counted in `lost_runs` and the
         expiry stays (the monitor's: past it, the claim ends the task `expired`).
         Raises `TaskNotFound`, or `YADTQError` for a task that succeeded or is

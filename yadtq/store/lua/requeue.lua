@@ -6,7 +6,8 @@
 -- KEYS[1] task:<id>  KEYS[2] events:<id>  KEYS[3] status:<current>  KEYS[4] status:queued
 -- KEYS[5] queue:<name> (the index of the queue the caller read)
 -- KEYS[3] must be the index of the status the caller read; a changed status returns {'moved', st}.
--- ARGV[1] id  ARGV[2] status read by the caller  ARGV[3] "fresh" (reset attempts) | "lost" (count a cut-off run)
+-- ARGV[1] id  ARGV[2] status read by the caller  ARGV[3] "fresh" (reset attempts and cut-off runs) | "lost"
+-- (count a cut-off run)
 --! include workflow
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -18,7 +19,10 @@ if st == 'success' then return {st} end
 if st == 'processing' and tonumber(cur[2] or '0') > now then return {'running'} end
 redis.call('HINCRBY', KEYS[1], 'fence', 1)
 if ARGV[3] == 'fresh' then
-  redis.call('HSET', KEYS[1], 'attempts', 0, 'failures', 0)
+  -- A user's requeue starts over: a quarantined task gets its YADTQ_MAX_LOST_RUNS again (its
+  -- runs cut off before count no more, as its attempts do not).
+  redis.call('HSET', KEYS[1], 'attempts', 0, 'failures', 0, 'lost_runs', 0)
+  redis.call('HDEL', KEYS[1], 'lost_by')
 elseif st == 'processing' then
   redis.call('HINCRBY', KEYS[1], 'lost_runs', 1)
 end
