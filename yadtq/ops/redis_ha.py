@@ -50,7 +50,7 @@ class RedisHA:
     failover_timeout_ms: int = 4000
     # Each process as it starts (a caller may pass its own dict, to stop them after an interrupt).
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _revive_at: dict[str, float] = field(default_factory=dict)  # data server -> when to try starting it again
+    _revive_at: dict[str, float] = field(default_factory=dict)  # process -> when to try starting it again
 
     @property
     def url(self) -> str:
@@ -107,25 +107,53 @@ class RedisHA:
         return name in ("redis-primary", "redis-replica") or name.startswith("sentinel-")
 
     def revive(self) -> None:
-        """Starts again each process of the set that died: a data server, so the set has a spare for
-        the next failover; a Sentinel, so the quorum outlives a second loss (a failed start is tried
-        again `REVIVE_BACKOFF_S` later)."""
-        now = time.monotonic()
-        for name, proc in list(self.procs.items()):
-            if not self.keeps(name) or proc.poll() is None or now < self._revive_at.get(name, 0.0):
-                continue
-            log.warning("%s (pid %d) exited with %s; starting it again%s", name, proc.pid, proc.returncode,
-                        "" if name.startswith("sentinel-") else ": it rejoins as a replica")
+        """Starts again each process of the set that died: a Sentinel, so the quorum outlives a second
+        loss; a data server, so the set has a spare for the next failover, then waits until the
+        Sentinels count it in sync, reviving any Sentinel that dies meanwhile (waiting on a quorum a
+        dead Sentinel keeps short would stall every revive for the whole wait). A failed start is
+        tried again `REVIVE_BACKOFF_S` later."""
+        self._revive_sentinels()
+        back = []
+        for name in self._dead(data=True):
+            log.warning("%s (pid %d) exited with %s; starting it again: it rejoins as a replica",
+                        name, self.procs[name].pid, self.procs[name].returncode)
             try:
-                if name.startswith("sentinel-"):
-                    self._start_sentinel(int(name.removeprefix("sentinel-")), fresh=False)
-                else:
-                    self.restart(name)
+                self.restart(name, wait=False)
             except ServiceError as exc:
-                self._revive_at[name] = time.monotonic() + REVIVE_BACKOFF_S
-                log.warning("%s did not come back (%s); trying again in %gs", name, exc, REVIVE_BACKOFF_S)
+                self._later(name, exc)
+                continue
+            back.append(name)
+        if not back:
+            return
+        try:
+            self.wait_ready(tend=self._revive_sentinels)
+        except ServiceError as exc:
+            log.warning("%s started again, not in sync yet: %s", ", ".join(back), exc)
+            return
+        for name in back:
+            log.info("%s is back (pid %d)", name, self.procs[name].pid)
+
+    def _revive_sentinels(self) -> None:
+        for name in self._dead(data=False):
+            log.warning("%s (pid %d) exited with %s; starting it again", name, self.procs[name].pid,
+                        self.procs[name].returncode)
+            try:
+                self._start_sentinel(int(name.removeprefix("sentinel-")), fresh=False)
+            except ServiceError as exc:
+                self._later(name, exc)
                 continue
             log.info("%s is back (pid %d)", name, self.procs[name].pid)
+
+    def _dead(self, data: bool) -> list[str]:
+        """The data servers (`data`) or the Sentinels that died and are due for a start."""
+        now = time.monotonic()
+        return [name for name, proc in list(self.procs.items())
+                if self.keeps(name) and name.startswith("sentinel-") != data and proc.poll() is not None
+                and now >= self._revive_at.get(name, 0.0)]
+
+    def _later(self, name: str, exc: ServiceError) -> None:
+        self._revive_at[name] = time.monotonic() + REVIVE_BACKOFF_S
+        log.warning("%s did not come back (%s); trying again in %gs", name, exc, REVIVE_BACKOFF_S)
 
     def _start_data_server(self, name: str, port: int, *extra_args: str) -> None:
         started: dict[str, subprocess.Popen[bytes]] = {}
@@ -138,12 +166,15 @@ class RedisHA:
             if "redis" in started:
                 self.procs[name] = started["redis"]
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, tend: Callable[[], None] = lambda: None) -> None:
+        """Returns once every Sentinel knows the primary, its replica in sync and the others; `tend`
+        is called on each turn of the wait."""
         # Sentinels learn of the replica from the primary's INFO (every 10 s) and of each other by
         # hello messages (every 2 s): until they have, losing the primary would stop everything.
         target = parse_sentinel_url(self.url)
         deadline = time.monotonic() + timeout
         while True:
+            tend()
             ready, why = sentinels_ready(target)
             if ready:
                 return
