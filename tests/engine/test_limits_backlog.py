@@ -69,6 +69,8 @@ def test_a_sudden_backlog_three_times_the_buffer_runs_at_its_rate(
               f"per second {seconds}; most in 1 s {most_in_one_second(starts)}")
         assert most_in_one_second(starts) <= rate + WORKERS, "over the rate by more than one start per worker"
         assert achieved >= floor * rate, f"ran below its rate: {achieved:.2f}/s (per second: {seconds})"
-        assert min(seconds[1:]) >= floor * rate, f"a second well below the rate: {seconds}"
+        # One second alone may lose a start or two on a busy machine (18 of 20 in one CI run); a stall,
+        # or the lost starts this guards against (9/s of 20), are far below this.
+        assert min(seconds[1:]) >= (floor - 0.1) * rate, f"a second well below the rate: {seconds}"
     finally:
         farm.stop()
