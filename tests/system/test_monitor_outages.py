@@ -105,7 +105,8 @@ class Sender:
         try:
             if self._producer is None:
                 self._producer = KafkaProducer(bootstrap_servers=self.s.kafka_bootstrap, linger_ms=0,
-                                               max_block_ms=2000, request_timeout_ms=2000)
+                                               max_block_ms=2000, request_timeout_ms=2000,
+                                               reconnect_backoff_max_ms=1000)  # as YADTQ's clients
             self._producer.send(self.s.heartbeat_topic, hb.encode(), partition=0).get(timeout=2)
             self.sent += 1
         except KafkaError:

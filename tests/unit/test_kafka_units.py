@@ -113,3 +113,11 @@ def test_a_dynamic_member_leaves_through_close_alone() -> None:
     coordinator.group_instance_id = "W1"
     leave_group(SimpleNamespace(_coordinator=coordinator), 100)
     assert sent == ["leave"] and coordinator.is_dynamic_member() is True
+
+
+def test_every_client_stops_backing_off_reconnects_at_a_second_unless_the_options_say_otherwise() -> None:
+    # kafka-python's own ceiling (30 s) kept a client that waited out an outage away for seconds
+    # after the broker returned: the monitor then declared live workers DEAD.
+    from yadtq.broker.clients import _common
+    assert _common(Settings())["reconnect_backoff_max_ms"] == 1000
+    assert _common(Settings(kafka_options={"reconnect_backoff_max_ms": 5000}))["reconnect_backoff_max_ms"] == 5000

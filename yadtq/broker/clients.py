@@ -54,6 +54,11 @@ def _common(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "bootstrap_timeout_ms": int(settings.connect_timeout * 1000),
+        # kafka-python backs off up to 30 s between reconnects to a node that is down: a client that
+        # waited out a broker outage came back up to that long after the broker did (the monitor
+        # heard no heartbeat for seconds after its probe saw the broker back, and declared live
+        # workers DEAD). Apache Kafka's Java client stops doubling at 1 s.
+        "reconnect_backoff_max_ms": 1000,
         **dict(settings.kafka_options),
     }
 
