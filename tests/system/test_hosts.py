@@ -59,6 +59,16 @@ def _worker_pids(q: YADTQ) -> dict[str, int]:
     return {name: int(w.get("pid", 0)) for name, w in q.live.workers().items() if w.get("status") == "ALIVE"}
 
 
+def _group_settled(q: YADTQ, partitions: int) -> bool:
+    """Every ALIVE worker owns partitions, and together they own each one once: the group's rebalance is over.
+    A worker heartbeats (ALIVE) before it joins the group; until every farm's workers have joined, tasks
+    published meanwhile wait for the rebalance on the hosts that join last, and run one host after another."""
+    alive = [w for w in q.live.workers().values() if w.get("status") == "ALIVE"]
+    owned = sorted(p for w in alive for p in w.get("partitions", []))
+    return (len(alive) == 2 * len(WORKER_HOSTS) and all(w.get("partitions") for w in alive)
+            and owned == list(range(partitions)))
+
+
 def _all_done(q: YADTQ, ids: list[str]) -> bool:
     return all(q.status(i).status == "success" for i in ids)
 
@@ -70,7 +80,8 @@ def test_tasks_of_three_types_spread_over_every_host_and_run_in_parallel(system:
     try:
         assert abs(system.clock("w1") - time.time() - 90) < 10, "w1's clock is not 90 s ahead"
         assert abs(system.clock("w3") - time.time() + 90) < 10, "w3's clock is not 90 s behind"
-        wait_for(lambda: len(_worker_pids(q)) == 2 * len(WORKER_HOSTS), 60, 0.5, "every worker ALIVE")
+        wait_for(lambda: _group_settled(q, system.settings.partitions), 60, 0.2,
+                 "every worker ALIVE with its share of the partitions")
         specs: list[tuple[str, list[Any]]] = [(name, [i, 2]) for i in range(30) for name in ("add", "multiply")]
         specs += [("sleep", [0.5]) for _ in range(24)]
         ids = _submit(system, specs)
