@@ -58,7 +58,7 @@ run: venv
 ## On TEST_PROCS processes (pytest-xdist): the Kafka tests are meant to stay on one process (one JVM), the
 ## others are shared out (see tests/conftest.py: with pytest 9.2 xdist applies no group yet, so all are);
 ## the system tests mostly wait on the brokers, so two halve the time even on 2 cores. Then the tests
-## marked serial (chaos and the 3-node cluster) alone. TEST_PROCS=0: everything on one process.
+## marked serial (chaos, the 3-node cluster, the rate of a limited backlog) alone. TEST_PROCS=0: everything on one process.
 ## (pytest's exit status 5 is "no test selected": a PYTEST_ARGS selection may leave one part empty.)
 TEST_PROCS ?= 2
 # The tests start hundreds of Python processes (workers, monitors, CLI calls, notebook kernels); each

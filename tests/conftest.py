@@ -81,8 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "brokers(*kinds): run only on these brokers (a behaviour only they have)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's --dist loadgroup runs a group on one process")
-    config.addinivalue_line("markers", "serial: a long fault-injection run (chaos, the 3-node cluster) whose timings "
-                            "assume the machine to itself: `make test` runs these alone, after the others")
+    config.addinivalue_line("markers", "serial: a long fault-injection run (chaos, the 3-node cluster), or a measure of "
+                            "starts per second, whose timings assume the machine to itself: `make test` runs these alone, after the others")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group into the test's id

@@ -1,6 +1,11 @@
 """A sudden backlog of a rate-limited task name, larger than the workers' buffers: the rate is held
 (not run below it while the backlog drains, never above it in any second by more than one start
-per worker). Real Redis, in-process workers (tests/engine/test_limits.py's Farm)."""
+per worker). Real Redis, in-process workers (tests/engine/test_limits.py's Farm).
+
+Marked serial: it measures the starts per second, and a loaded machine delays them. The rate, by
+design, never catches a late start up (lua/step.lua `over_limit`), so with the parallel system tests
+beside it on 2 cores each new worst delay cost its time for good: 17.35/s of 20 in one clean-clone CI
+run. `make test` runs it alone, after the others, as it does the fault-injection runs."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from yadtq.store.limits import LimitStore
 from yadtq.worker import MemorySource
 
 WORKERS = 2
+pytestmark = pytest.mark.serial
 
 
 class SlowBroker(MemorySource):
@@ -69,7 +75,7 @@ def test_a_sudden_backlog_three_times_the_buffer_runs_at_its_rate(
               f"per second {seconds}; most in 1 s {most_in_one_second(starts)}")
         assert most_in_one_second(starts) <= rate + WORKERS, "over the rate by more than one start per worker"
         assert achieved >= floor * rate, f"ran below its rate: {achieved:.2f}/s (per second: {seconds})"
-        # One second alone may lose a start or two on a busy machine (18 of 20 in one CI run); a stall,
+        # One second alone may lose a start or two to a slow wake-up (18 of 20 in one CI run); a stall,
         # or the lost starts this guards against (9/s of 20), are far below this.
         assert min(seconds[1:]) >= (floor - 0.1) * rate, f"a second well below the rate: {seconds}"
     finally:
