@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from worker_farm.chaos import run_chaos
 from worker_farm.chaos_faults import FAULT_KINDS
 from worker_farm.chaos_services import OwnedServices
 from worker_farm.mixes import all_mixes
+from yadtq.client.async_client import AsyncYADTQ
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.errors import RET_CONNECT, BrokerUnavailable, MessageError, TaskNotFound
@@ -278,6 +281,46 @@ def test_failed_submit_leaves_nothing_behind_and_a_retry_runs_once(settings: Set
         assert len(read_ledger(r, s.prefix)["sub-1"]) == 1  # one task, one run
     finally:
         procs.stop_all()
+        broker.kill()
+        broker.wait(timeout=10)
+
+
+def _kafka_io_threads() -> set[threading.Thread]:
+    """kafka-python's I/O threads alive in this process: one for each client not closed yet."""
+    return {t for t in threading.enumerate() if t.name.startswith("kafka-python-")}
+
+
+@pytest.mark.brokers("embedded")  # its own broker, killed here, as in the test above
+def test_producers_left_with_records_pending_in_a_broker_outage_still_close(settings: Settings,
+                                                                           tmp_path: Path) -> None:
+    """A client closed, or whose publish failed, while a record is pending to a broker that went away:
+    its producer must still close (kafka-python's close() gives up, producer open, when its flush
+    times out), or a long-running client (the API) keeps one more I/O thread reconnecting for good
+    each time. Records not confirmed (`wait=False`) outlive close()'s 5 s here, as they would with
+    the default publish_timeout (30 s), the records' delivery timeout."""
+    port = free_port()
+    s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}", publish_timeout=6.0)
+    broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
+    loop = asyncio.new_event_loop()
+    try:
+        before = _kafka_io_threads()
+        q = YADTQ(s)
+        aq = loop.run_until_complete(AsyncYADTQ(s).connect())
+        q.submit("add", [1, 1])
+        loop.run_until_complete(aq.submit("add", [2, 2]))  # each client has its producer now
+        ours = _kafka_io_threads() - before
+        assert len(ours) == 2, ours
+        broker.kill()
+        broker.wait(timeout=10)
+        q.publish([q.message("add", [3, 3])], wait=False)
+        q.close()  # does not raise: the record, not confirmed, is dropped at its delivery timeout
+        with pytest.raises(BrokerUnavailable):
+            loop.run_until_complete(aq.submit("add", [4, 4]))
+        wait_for(lambda: not any(t.is_alive() for t in ours), s.publish_timeout + 15, 0.2,
+                 "the producers' I/O threads to end")
+        loop.run_until_complete(aq.aclose())
+    finally:
+        loop.close()
         broker.kill()
         broker.wait(timeout=10)
 

@@ -26,6 +26,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from ledger_tasks import read_ledger
 
+from yadtq.broker.clients import close_producer
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings
 from yadtq.ops.ports import free_port
@@ -105,7 +106,7 @@ class Sender:
         try:
             if self._producer is None:
                 self._producer = KafkaProducer(bootstrap_servers=self.s.kafka_bootstrap, linger_ms=0,
-                                               max_block_ms=2000, request_timeout_ms=2000,
+                                               max_block_ms=2000, request_timeout_ms=2000, delivery_timeout_ms=2000,
                                                reconnect_backoff_max_ms=1000)  # as YADTQ's clients
             self._producer.send(self.s.heartbeat_topic, hb.encode(), partition=0).get(timeout=2)
             self.sent += 1
@@ -115,10 +116,7 @@ class Sender:
     def _drop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except KafkaError:
-                pass  # it had beats in flight to a broker that is gone
+            close_producer(producer, self.s)  # a beat in flight to a broker that is gone fails in 2 s
 
     def _run(self) -> None:
         while not self._quiet.wait(self.s.heartbeat_interval):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -94,6 +95,28 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         **overrides,
     }
     return _guarded(settings, lambda: KafkaProducer(**config))
+
+
+def close_producer(producer: KafkaProducer, settings: Settings, timeout: float = 0.0) -> None:
+    """Closes `producer` within `timeout` seconds, and for certain even when a record is still pending.
+
+    kafka-python (3.0.12) flushes first in close() and, when a record is still pending to a broker
+    that went away, raises and leaves the producer open: its I/O thread would go on reconnecting
+    for good, one more for each failed publish of a long-running client. A pending record fails by
+    delivery_timeout_ms (publish_timeout, make_producer); a short-lived thread closes it then."""
+    try:
+        producer.close(timeout=timeout)
+        return
+    except KafkaError as exc:
+        log.debug("a producer with records pending closes in the background: %s", exc)
+
+    def close_when_failed() -> None:
+        try:
+            producer.close(timeout=settings.publish_timeout + 1)
+        except KafkaError as exc:  # not seen: a pending record fails by its delivery timeout
+            log.warning("a producer did not close: %s", exc)
+
+    threading.Thread(target=close_when_failed, name="yadtq-producer-close", daemon=True).start()
 
 
 # Apache Kafka's lowest session timeout by default (group.min.session.timeout.ms).
@@ -213,7 +236,7 @@ class EpochProbe:
             producer.send(self.tp.topic, json.dumps({"epoch": epoch, "ts": time.time()}).encode(),
                           partition=0).get(timeout=self.settings.connect_timeout)
         finally:
-            producer.close(timeout=self.settings.connect_timeout)
+            close_producer(producer, self.settings, self.settings.connect_timeout)
         return self.read() or epoch
 
     def current(self) -> str:
@@ -250,6 +273,7 @@ __all__ = [
     "EpochProbe",
     "TopicPartition",
     "check_reachable",
+    "close_producer",
     "ensure_topic",
     "epoch_topic",
     "make_admin",

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
-from yadtq.broker.clients import ensure_topic, make_producer
+from yadtq.broker.clients import close_producer, ensure_topic, make_producer
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable
 from yadtq.task.messages import Header, TaskMessage, key_partition
-
-log = logging.getLogger(__name__)
 
 
 class AsyncPublisher:
@@ -53,10 +50,7 @@ class AsyncPublisher:
     async def close(self, timeout: float = 5) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                await asyncio.to_thread(producer.close, timeout=timeout)
-            except KafkaError as exc:
-                log.debug("closing a producer: %s", exc)
+            await asyncio.to_thread(close_producer, producer, self.settings, timeout)
 
     async def _ready(self) -> Any:
         async with self._lock:

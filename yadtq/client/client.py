@@ -25,7 +25,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from yadtq.broker.clients import EpochProbe, ensure_topic, make_producer
+from yadtq.broker.clients import EpochProbe, close_producer, ensure_topic, make_producer
 from yadtq.client.building import TaskSpec, make_message, resolve_queue, spec_call, validate_call
 from yadtq.client.changes import follow, wait_done
 from yadtq.client.edge_check import EdgeCheck
@@ -80,8 +80,11 @@ class YADTQ(FlowControls):
         self.close()
 
     def close(self) -> None:
+        """Waits up to 5 s for the records not confirmed yet (`publish(..., wait=False)`), then closes;
+        a record the broker has not taken by then is dropped at its delivery timeout (its task stays
+        `queued` in Redis, and the monitor publishes it again)."""
         if self._producer is not None:
-            self._producer.close(timeout=5)
+            close_producer(self._producer, self.settings, timeout=5)
             self._producer = None
         self.redis.close()
 
@@ -219,10 +222,7 @@ class YADTQ(FlowControls):
     def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except KafkaError as exc:
-                log.debug("closing a failed producer: %s", exc)
+            close_producer(producer, self.settings)
 
     def send_again(self, messages: Sequence[TaskMessage]) -> None:
         """Publishes messages of tasks that already have records (their messages were lost).
