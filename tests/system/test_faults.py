@@ -249,7 +249,7 @@ def test_monitor_and_producer_wait_for_a_broker_that_is_not_there_yet(settings: 
 def test_failed_submit_leaves_nothing_behind_and_a_retry_runs_once(settings: Settings, procs: Procs,
                                                                   tmp_path: Path, r: redis.Redis) -> None:
     port = free_port()
-    # A publish would wait publish_timeout (30 s) for a broker that may come back; 3 s is enough here.
+    # A publish would wait publish_timeout (60 s) for a broker that may come back; 3 s is enough here.
     s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}", publish_timeout=3.0)
     procs.settings = s
     broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")
@@ -297,7 +297,7 @@ def test_producers_left_with_records_pending_in_a_broker_outage_still_close(sett
     its producer must still close (kafka-python's close() gives up, producer open, when its flush
     times out), or a long-running client (the API) keeps one more I/O thread reconnecting for good
     each time. Records not confirmed (`wait=False`) outlive close()'s 5 s here, as they would with
-    the default publish_timeout (30 s), the records' delivery timeout."""
+    the default publish_timeout (60 s), the records' delivery timeout."""
     port = free_port()
     s = settings.replace(kafka_bootstrap=f"127.0.0.1:{port}", publish_timeout=6.0)
     broker = start_broker("127.0.0.1", port, tmp_path / "broker-logs")

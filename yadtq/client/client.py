@@ -80,9 +80,10 @@ class YADTQ(FlowControls):
         self.close()
 
     def close(self) -> None:
-        """Waits up to 5 s for the records not confirmed yet (`publish(..., wait=False)`), then closes;
-        a record the broker has not taken by then is dropped at its delivery timeout (its task stays
-        `queued` in Redis, and the monitor publishes it again)."""
+        """Waits up to 5 s for the records not confirmed yet (`publish(..., wait=False)`), then closes.
+        One the broker has not taken by then is still sent in the background until its delivery timeout
+        (publish_timeout), then dropped: its task stays `queued` with no message (`requeue` or
+        `requeue_stale` publishes it again; the monitor does so by itself after a broker lost its log)."""
         if self._producer is not None:
             close_producer(self._producer, self.settings, timeout=5)
             self._producer = None
