@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
-from test_worker_in_process import Harness, h  # noqa: F401  (the fixtures)
+from worker_harness import Harness, h  # noqa: F401  (the fixtures)
 
 from yadtq.errors import TaskCancelled
 from yadtq.task.registry import Registry

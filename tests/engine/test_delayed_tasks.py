@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 from conftest import wait_for
-from test_worker_in_process import Harness, h  # noqa: F401  (fixtures)
+from worker_harness import Harness, h  # noqa: F401  (fixtures)
 
 from yadtq.client.client import YADTQ
 from yadtq.config import Settings

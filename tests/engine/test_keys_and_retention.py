@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 from conftest import wait_for
-from test_worker_in_process import CountingSource, Harness, Ledger, make_registry
+from worker_harness import CountingSource, Harness, Ledger, make_registry
 
 import yadtq.client.client
 import yadtq.monitor.recovery

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
-from test_worker_in_process import CountingSource, Harness, Ledger  # noqa: F401 (a fixture)
+from worker_harness import CountingSource, Harness, Ledger  # noqa: F401 (a fixture)
 
 from yadtq.config import Settings
 from yadtq.store.live_state import LiveState

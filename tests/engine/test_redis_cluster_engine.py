@@ -18,12 +18,10 @@ from test_delayed_tasks import (
     test_a_scheduled_task_can_be_cancelled,
 )
 from test_worker_in_process import (
-    CountingSource,
-    Harness,
-    Ledger,
     test_offsets_commit_only_up_to_the_lowest_unfinished_record,
     test_same_key_runs_one_at_a_time_in_order_and_other_keys_overtake,
 )
+from worker_harness import CountingSource, Harness, Ledger
 
 from yadtq.config import Settings
 from yadtq.store.announcements import Announcements, pushed_record
@@ -41,7 +39,7 @@ REUSED = (test_a_task_cancelled_before_it_starts_never_runs,
 
 @pytest.fixture
 def h(redis_cluster_url: str, tmp_path: Path) -> Iterator[Harness]:
-    """test_worker_in_process's harness, on the cluster."""
+    """The in-process worker harness (worker_harness), on the cluster."""
     u = uuid.uuid4().hex[:8]
     settings = Settings(redis_url=redis_cluster_url, prefix=f"u{u}:", topic="tasks", partitions=2,
                         log_dir=str(tmp_path), concurrency=4, lease=2.0, retry_backoff=0.2, max_buffered=50,
