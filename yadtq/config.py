@@ -79,6 +79,8 @@ class Settings:
     # buffered per partition past its lowest unfinished one before it is paused.
     concurrency: int = 8
     max_buffered: int = 1000
+    # Records a worker claims beyond its free slots while its tasks run short (yadtq/worker/claim_ahead.py).
+    claim_ahead: int = 8
     # Robustness (issue 10): runs cut off by a worker's death before a task is
     # quarantined; seconds a task may ignore its time limit before its worker is
     # ended; when a running task with no limit is flagged; result size cap; the
@@ -139,7 +141,7 @@ class Settings:
         for name in ("retry_backoff", "retry_backoff_max", "time_limit", "result_ttl", "failed_ttl", "schedule_lead",
                      "fetch_max_wait_ms", "idle_fetch_wait_ms", "linger_ms", "dashboard_prune_after",
                      "requeue_stale_after", "time_limit_grace", "warn_running_after", "replication_factor",
-                     "min_insync_replicas", "service_wait", "session_timeout_ms"):
+                     "min_insync_replicas", "service_wait", "session_timeout_ms", "claim_ahead"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)!r}")
         if self.static_membership not in ("auto", "on", "off"):

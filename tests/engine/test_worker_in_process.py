@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from conftest import wait_for
 from worker_harness import Harness, h  # noqa: F401  (the fixture)
 
+from yadtq.store.claims import Claim, Outcome, Run, Verdict
+from yadtq.worker import Worker
 from yadtq.worker.context import WorkerContext
 from yadtq.worker.jobs import Finished
 from yadtq.worker.middleware import Middleware
@@ -188,3 +191,34 @@ def test_bad_records_are_rejected_once_and_never_touch_another_task(h: Harness) 
     assert rec.status == "success" and rec.result == "real", "a foreign record changed the task"
     wait_for(lambda: len(h.source.published.get("tasks.dlq", [])) == 4, 5, what="four dead letters")
     wait_for(lambda: h.source.committed_offsets.get(0) == 5, 5, what="every record committed")
+
+
+def _in_flight_per_step(w: Worker) -> list[int]:
+    """Wraps the worker's steps: after each, how many claims it holds (claimed, outcome not stored)."""
+    seen: list[int] = []
+    real_step = w.claims.step
+
+    def step(outcomes: Sequence[Outcome], claims: Sequence[Claim]) -> tuple[list[bool], list[Verdict]]:
+        stored, verdicts = real_step(outcomes, claims)
+        seen.append(len(w.dispatch.running) - len(outcomes) + sum(isinstance(v, Run) for v in verdicts))
+        return stored, verdicts
+
+    w.claims.step = step  # type: ignore[method-assign]
+    return seen
+
+
+def test_short_tasks_are_claimed_ahead_of_the_free_slots_and_long_ones_never(h: Harness) -> None:
+    short = [h.submit("add", i, 1, partition=i % 2) for i in range(400)]  # a backlog, before the worker reads
+    w = h.worker(claim_ahead=4)
+    seen = _in_flight_per_step(w)
+    h.source.assign([0, 1])
+    h.wait_done(short)
+    assert max(seen) > h.settings.concurrency, f"never claimed ahead of its {h.settings.concurrency} slots: {seen}"
+    assert max(seen) <= h.settings.concurrency + 4, seen
+    seen.clear()
+    # A run of 0.05 s is not short: once the average says so, claims stay within the slots.
+    slow = [h.submit("sleep", 0.05, tag=f"s{i}", partition=i % 2) for i in range(60)]
+    h.wait_done(slow)
+    late = seen[len(seen) // 2:]
+    assert late and max(late) <= h.settings.concurrency, seen
+    assert all(h.status(t) == "success" for t in short + slow)

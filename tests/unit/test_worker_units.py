@@ -1,4 +1,4 @@
-"""The worker's bookkeeping without a worker: the partition tracker and record triage."""
+"""The worker's bookkeeping without a worker: the partition tracker, record triage, claims ahead."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import time
 
 from yadtq.task.registry import Registry
+from yadtq.worker.claim_ahead import SHORT_RUN, WARM_UP, ClaimAhead
 from yadtq.worker.records import Record, Rejected, TaskWork, triage
 from yadtq.worker.tracker import PartitionTracker
 
@@ -121,3 +122,32 @@ def test_a_poll_brings_no_more_than_the_room_left_in_the_partitions_taking_recor
     assert t.room(1000) == 1  # all full: one record a poll keeps the consumer polled, not a batch to drop
     t.closed = True
     assert t.room(1000) == 1
+
+
+def test_claim_ahead_only_after_a_warm_up_of_short_runs_and_never_past_a_long_one() -> None:
+    ahead = ClaimAhead(8)
+    for _ in range(WARM_UP - 1):
+        ahead.ran(0.0002)
+    assert ahead.extra() == 0, "claimed ahead before enough runs were seen"
+    ahead.ran(0.0002)
+    assert ahead.extra() == 8
+    ahead.ran(0.2)  # one long run: off at once
+    assert ahead.extra() == 0
+    short_again = 0
+    while ahead.extra() == 0:
+        ahead.ran(0.0002)
+        short_again += 1
+    # The average holds a tenth of the long run, 0.02 s, and loses a tenth of itself per short one: back under
+    # the limit after 14 (a 2 s run would take 36).
+    assert short_again == 14, short_again
+    assert ClaimAhead(0).extra() == 0
+
+
+def test_claim_ahead_stays_off_for_runs_around_the_short_limit() -> None:
+    ahead = ClaimAhead(8)
+    for _ in range(100):
+        ahead.ran(SHORT_RUN * 1.2)
+    assert ahead.extra() == 0
+    for _ in range(100):
+        ahead.ran(SHORT_RUN * 0.8)
+    assert ahead.extra() == 8

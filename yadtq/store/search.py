@@ -355,7 +355,9 @@ def workers(live: LiveState, now: float | None = None, prune_after: float | None
         if not running and info.get("current_task"):
             running = [info["current_task"]]
         info["running"] = running
-        info["slots_in_use"] = len(running)
+        # `running` holds the tasks claimed: those beyond the slots (yadtq/worker/claim_ahead.py) wait for one
+        slots = info.get("concurrency")
+        info["slots_in_use"] = min(len(running), slots) if isinstance(slots, int) else len(running)
         info["last_heartbeat_ago"] = max(0.0, now - float(w.get("last_heartbeat", now)))
         out.append(info)
     return out

@@ -39,6 +39,7 @@ from yadtq.store.limits import LimitStore
 from yadtq.store.live_state import LiveState
 from yadtq.store.rejects import RejectStore
 from yadtq.task.registry import Registry
+from yadtq.worker.claim_ahead import ClaimAhead
 from yadtq.worker.executor import Executor
 from yadtq.worker.jobs import FAILED, LOST, RETRY, SUCCESS, Finished, Job
 from yadtq.worker.limits import RATE_REASON, LimitGates
@@ -78,6 +79,7 @@ class Dispatcher:
         self._suspect: Job | None = None
         self._suspect_waiting = False  # claimed, not started: other tasks still run
         self.limits = LimitGates(tracker, LimitStore(claims.r, settings), registry, outages)
+        self.ahead = ClaimAhead(settings.claim_ahead)
 
     def start_suspect_when_alone(self) -> None:
         job = self._suspect
@@ -86,22 +88,26 @@ class Dispatcher:
             self.executor.submit(job)
 
     def take_finished(self) -> list[Finished]:
-        out = []
+        out: list[Finished] = []
         while True:
             try:
-                out.append(self.executor.finished.get_nowait())
+                f = self.executor.finished.get_nowait()
             except queue.Empty:
                 return out
+            if f.duration > 0:  # it ran (not lost, not cancelled before it began)
+                self.ahead.ran(f.duration)
+            out.append(f)
 
     def pick_claims(self, freed: int, accepting: bool) -> list[tuple[Claim, Entry]]:
         """Ready records for the free slots (`freed`: slots of the tasks whose outcomes go in the same
-        step); records that need no claim are dealt with here. `accepting` False: take nothing in."""
+        step), and as many more while the tasks run short (`ClaimAhead`); records that need no claim
+        are dealt with here. `accepting` False: take nothing in."""
         self.starved = True
         if not accepting:
             return []
         if self._suspect is not None:
             return []
-        free = self.settings.concurrency - len(self.running) + freed - len(self.unsent[1])
+        free = self.settings.concurrency + self.ahead.extra() - len(self.running) + freed - len(self.unsent[1])
         out: list[tuple[Claim, Entry]] = []
         now = time.monotonic()
         self.limits.new_step()
