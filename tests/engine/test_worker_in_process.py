@@ -222,3 +222,21 @@ def test_short_tasks_are_claimed_ahead_of_the_free_slots_and_long_ones_never(h: 
     late = seen[len(seen) // 2:]
     assert late and max(late) <= h.settings.concurrency, seen
     assert all(h.status(t) == "success" for t in short + slow)
+
+
+def test_claims_ahead_never_run_more_tasks_at_once_than_the_slots_with_async_tasks_among_them(h: Harness) -> None:
+    """An `async def` task takes no thread: were it claimed ahead, or the others beside it, the event loop
+    and the threads together would run more than `concurrency` tasks at once."""
+    ids = [h.submit("sleep", 0.0005, tag=f"w{i}", partition=i % 2) for i in range(64)]  # short: claims go ahead
+    for i in range(160):
+        ids.append(h.submit("anap", 0.002, tag=f"a{i}", partition=i % 2) if i % 3 == 0
+                   else h.submit("sleep", 0.001, tag=f"s{i}", partition=i % 2))
+    w = h.worker(claim_ahead=4)
+    seen = _in_flight_per_step(w)
+    h.source.assign([0, 1])
+    h.wait_done(ids)
+    assert max(seen) > h.settings.concurrency, f"never claimed ahead: {seen}"
+    starts = sorted(s for _, s, _ in h.ledger.runs)
+    overlaps = max(sum(1 for _, s, e in h.ledger.runs if s <= t < e) for t in starts)
+    assert overlaps <= h.settings.concurrency, overlaps
+    assert all(h.status(t) == "success" for t in ids)

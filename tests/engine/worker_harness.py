@@ -92,6 +92,13 @@ def make_registry(ledger: Ledger) -> Registry:
         await asyncio.sleep(seconds)
         return seconds
 
+    @reg.task("anap")
+    async def anap(seconds: float, tag: str) -> str:
+        start = time.monotonic()
+        await asyncio.sleep(seconds)
+        ledger.add(tag, start)
+        return tag
+
     return reg
 
 

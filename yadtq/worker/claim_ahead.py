@@ -13,6 +13,11 @@ made ahead then starts within about one short run of its claim, so a claim means
 Its `started` time, its lease, the start a rate limit granted at the claim, a run counted cut off when
 its worker dies holding it: all still hold within a few milliseconds. A long run turns it off at once
 (the average takes a tenth of it); it comes back after a dozen short runs or more, the longer the run the more.
+
+A claim ahead waits for a thread; an `async def` task takes none (it runs on the worker's event loop as
+soon as it is handed over), so only the claims bound how many run at once. The dispatcher never claims
+one ahead, and claims nothing ahead while one is in hand: a worker still runs at most `concurrency`
+tasks at once, threads and event loop together.
 """
 
 from __future__ import annotations

@@ -107,23 +107,29 @@ class Dispatcher:
             return []
         if self._suspect is not None:
             return []
-        free = self.settings.concurrency + self.ahead.extra() - len(self.running) + freed - len(self.unsent[1])
+        slots = self.settings.concurrency - len(self.running) + freed - len(self.unsent[1])
+        # An `async def` task takes no thread, so only the claims bound how many run at once: it is never
+        # claimed ahead, and nothing is while one is in hand (yadtq/worker/claim_ahead.py).
+        ahead = 0 if any(j.task.is_async for j in self.running.values()) else self.ahead.extra()
         out: list[tuple[Claim, Entry]] = []
         now = time.monotonic()
         self.limits.new_step()
         # A claim still unsent (kept over a Redis outage) holds its task as a run does: a second message
         # of that task claimed in the same step would come back `run` too (step.lua's "our own claim").
         held = frozenset(self.running).union(c.work.message.task_id for c, _ in self.unsent[1])
-        for entry in self.tracker.ready(max(free, 0) + 8, now, held):
+        for entry in self.tracker.ready(max(slots + ahead, 0) + 8, now, held):
             work = entry.work
             if isinstance(work, TaskWork):
-                if len(out) >= free or self.limits.gated(entry, now):
+                is_async = self.registry.get(work.message.task).is_async
+                if len(out) >= slots + (0 if is_async else ahead) or self.limits.gated(entry, now):
                     continue
+                if is_async:
+                    ahead = 0
                 self.hooks.call("before_claim", entry)
                 self.tracker.start(entry)
                 out.append((Claim(work, entry.partition, entry.offset, self.tracker.crowded(entry.partition),
                                   entry.record.value or b""), entry))
-                self.starved = len(out) < free
+                self.starved = len(out) < slots + ahead
             elif isinstance(work, Rejected):
                 self._reject(entry, work)
             elif isinstance(work, ControlWork):
