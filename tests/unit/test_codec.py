@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 from typing import Any
 
 import pytest
@@ -97,6 +98,19 @@ def test_dumps_writes_the_value_json_writes(value: Any) -> None:
     if _only_json_writes(value):
         assert got == expected.encode()  # `json`'s own text: orjson would not write it so
     assert json.dumps(json.loads(got)) == json.dumps(json.loads(expected))
+
+
+@PROFILE
+@given(json_values | st.builds(lambda: {"x": object()}) | st.builds(lambda: [1.5, {1: "int key"}]))
+def test_the_encoders_made_once_write_what_json_dumps_writes_or_raise_its_error(value: Any) -> None:
+    for made_once, options in ((codec.strict_compact, {}), (codec.canonical, {"sort_keys": True})):
+        try:
+            expected = json.dumps(value, separators=(",", ":"), allow_nan=False, **options)
+        except (ValueError, TypeError) as exc:
+            with pytest.raises(type(exc), match="^" + re.escape(str(exc)) + "$"):
+                made_once(value)
+            continue
+        assert made_once(value) == expected
 
 
 def test_dumps_passes_what_json_cannot_write_to_default() -> None:

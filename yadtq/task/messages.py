@@ -41,7 +41,7 @@ def new_task_id() -> str:
 
 def canonical_json(value: Any) -> str:
     """One text per JSON value (sorted keys, compact, ASCII): what digests are taken of."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return codec.canonical(value)
 
 
 def body_digest(task: str, args: Any, kwargs: Any) -> str:
@@ -102,7 +102,7 @@ class TaskMessage:
             body["queue"] = self.queue
         body.update(self.timing.json_fields())
         try:
-            return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+            return codec.strict_compact(body).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise MessageError(f"arguments are not strict JSON: {exc}", self.task_id) from None
 

@@ -6,9 +6,9 @@ record other readers cannot parse nor a 50 MB hash field.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from yadtq import codec
 from yadtq.errors import ResultError
 
 
@@ -20,7 +20,7 @@ def encode_result(value: Any, max_bytes: int) -> str:
     path, and one the size of the cap costs one more copy of it at most.
     """
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = codec.strict_compact(value)
     except ValueError as exc:  # NaN/Infinity, circular references, ints too long to print
         raise ResultError(f"result is not strict JSON: {exc}") from None
     except TypeError as exc:
