@@ -34,6 +34,19 @@ def enabled() -> bool:
     return trace is not None
 
 
+def recording() -> bool:
+    """True when a tracer provider is set (an SDK's, or one named by OTEL_PYTHON_TRACER_PROVIDER): without
+    one, the API's tracers make no span but the parent's own (or the invalid span, given no parent)."""
+    if trace is None:
+        return False
+    return not isinstance(trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
+def carries_context(record_headers: Sequence[tuple[str, bytes]]) -> bool:
+    """True when the headers hold a trace context (a `traceparent` or `tracestate`)."""
+    return any(k in TRACE_HEADERS for k, _ in record_headers)
+
+
 def tracer() -> Any:
     assert trace is not None
     return trace.get_tracer(TRACER)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from yadtq.task import trace_context
@@ -32,7 +33,8 @@ def tracing_policies() -> list[Middleware]:
 
 
 class Tracing(Middleware):
-    def __init__(self) -> None:
+    def __init__(self, recording: Callable[[], bool] = trace_context.recording) -> None:
+        self._recording = recording  # whether a tracer provider is set (asked at each run: one may come later)
         # task id -> (span, token of the attached context); a task runs once at a time per worker.
         self._open: dict[str, tuple[Any, Any]] = {}
         # task id -> trace headers of a run that ended in a retry: the retry comes back as a record
@@ -48,7 +50,13 @@ class Tracing(Middleware):
         headers = job.entry.record.headers
         with self._lock:
             remembered = self._retried.pop(job.task_id, ())
-        parent = trace_context.context_of(headers or remembered)
+        carried = headers or remembered
+        if not trace_context.carries_context(carried) and not self._recording():
+            # No parent and no provider: every span would be the invalid one, which is the current span
+            # already, so opening none changes nothing a task can see. (With a parent and no provider, the
+            # run's current span is that parent's: a task can still read its trace id.)
+            return
+        parent = trace_context.context_of(carried)
         now_ns = time.time_ns()
         attributes = {"yadtq.task_id": job.task_id, "yadtq.task": job.task.name, "yadtq.attempt": job.run.attempt,
                       "yadtq.worker": ctx.name, "messaging.system": "kafka",
