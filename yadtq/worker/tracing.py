@@ -44,9 +44,6 @@ class Tracing(Middleware):
         self._lock = threading.Lock()
 
     def before_run(self, ctx: WorkerContext, job: Job) -> None:
-        from opentelemetry import context, trace
-
-        tracer = trace_context.tracer()
         headers = job.entry.record.headers
         with self._lock:
             remembered = self._retried.pop(job.task_id, ())
@@ -56,6 +53,9 @@ class Tracing(Middleware):
             # already, so opening none changes nothing a task can see. (With a parent and no provider, the
             # run's current span is that parent's: a task can still read its trace id.)
             return
+        from opentelemetry import context, trace
+
+        tracer = trace_context.tracer()
         parent = trace_context.context_of(carried)
         now_ns = time.time_ns()
         attributes = {"yadtq.task_id": job.task_id, "yadtq.task": job.task.name, "yadtq.attempt": job.run.attempt,
