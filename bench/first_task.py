@@ -21,6 +21,7 @@ Medians of --runs runs, with the 1-minute load average at each run's start (the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -140,11 +141,14 @@ def one_run(broker: str = "embedded", timeout: float = 120.0) -> dict[str, Any]:
             if waited:
                 out["waited"] = float(waited[1])
         finally:
-            os.killpg(stack.pid, signal.SIGINT)
+            # A stack that ended by itself is gone with its group: the error above says why, not this.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(stack.pid, signal.SIGINT)
             try:
                 stack.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(stack.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(stack.pid, signal.SIGKILL)
                 stack.wait()
             reader.join(timeout=10)
         out.update({k: round(at[k], 2) for k in ORDER if k in at})

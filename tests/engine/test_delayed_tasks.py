@@ -43,8 +43,9 @@ def redis_now(r: redis.Redis) -> float:
 def test_a_delayed_task_never_runs_early_even_when_its_message_comes_first(h: Harness) -> None:
     h.source.assign([0, 1])
     h.worker(schedule_lead=0.0)  # published when due: the early message meets a `scheduled` record
-    early, verdict = submit(h, "sleep", 0.0, "early", timing=Timing(countdown=0.8), publish=True)
-    plain, _ = submit(h, "sleep", 0.0, "plain", timing=Timing(countdown=0.8))
+    # Due in 2 s: 4 rounds of a worker take far less, even on a loaded machine (0.8 s was seen to run out).
+    early, verdict = submit(h, "sleep", 0.0, "early", timing=Timing(countdown=2.0), publish=True)
+    plain, _ = submit(h, "sleep", 0.0, "plain", timing=Timing(countdown=2.0))
     assert verdict == "scheduled" and h.status(early) == "scheduled"
     h.rounds_pass(4)  # the early message was claimed and set aside meanwhile
     assert h.status(early) == "scheduled" and not h.ledger.runs
