@@ -29,6 +29,7 @@ from kafka.errors import (
 
 from yadtq.broker.assignor import StandbyAwareAssignor
 from yadtq.broker.clients import ensure_topic, make_consumer, make_producer
+from yadtq.broker.confirmed_sends import ConfirmedSends, Send
 from yadtq.broker.fetch_wait import idle_fetch_wait_ms
 from yadtq.broker.group_join import finish_dropped_join, keep_unfinished_rejoin
 from yadtq.broker.paused_fetches import drop_parked
@@ -135,6 +136,7 @@ class KafkaSource:
         ensure_topic(settings, settings.heartbeat_topic, 1)
         # A send must not block the loop for kafka-python's default minute while the broker is away.
         self.producer = make_producer(settings, linger_ms=0, max_block_ms=int(settings.connect_timeout * 1000))
+        self.sends = ConfirmedSends(self.producer)  # a record the broker refuses is sent again
         self.assignor = StandbyAwareAssignor(standby)
         # Several topics: a topic made again (or first) after the group settled is seen within 10 s, not
         # kafka-python's 5 minutes of metadata age, so its partitions are assigned at the next rebalance.
@@ -340,14 +342,14 @@ class KafkaSource:
             parts = sorted(self.consumer.partitions_for_topic(topic) or ())
             partition = key_partition(key.decode(errors="replace"), parts) if parts else None
         try:
-            self.producer.send(topic, key=key, value=value, headers=list(headers), partition=partition)
+            self.sends.send(Send(topic, key, value, list(headers), partition))
         except KafkaError as exc:
             self._lost("publish", exc)
             raise
 
     def flush(self) -> bool:
         try:
-            self.producer.flush(timeout=self.settings.connect_timeout)
+            self.sends.flush(timeout=self.settings.connect_timeout)
             return True
         except KafkaError as exc:
             self._lost("publish", exc)
