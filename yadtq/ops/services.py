@@ -33,6 +33,7 @@ from yadtq.errors import ConfigError
 from yadtq.extras import needs_extra
 from yadtq.ops.kafka_cluster import KAFKA_VERSION, KafkaCluster
 from yadtq.ops.ports import ServiceError, answers, free_port
+from yadtq.ops.redis_allocator import redis_environment
 from yadtq.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
                 started: dict[str, subprocess.Popen[bytes]] | None = None,
                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """Starts Redis with an append-only file synced on every write; `started` as for `start_broker`.
+    Its environment deepens glibc's allocator cache (yadtq.ops.redis_allocator).
 
     `appendfsync always`: with Redis's default (`everysec`) a kill -9 loses up to
     a second of writes, and a finished task could come back and run again.
@@ -243,7 +245,7 @@ def start_redis(host: str, port: int, data_dir: Path, log_dir: Path,
                                  "--appenddirname", f"appendonly-{port}",
                                  "--dbfilename", f"dump-{port}.rdb", "--save", "",
                                  "--protected-mode", "no", "--daemonize", "no", *extra_args],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=redis_environment())
     if started is not None:
         started["redis"] = proc
     _wait_until_answers(proc, host, port, f"Redis ({Path(redis_binary()).name})", log_path)
