@@ -233,3 +233,20 @@ def test_many_short_lived_tasks_leave_redis_as_it_was(h: Harness) -> None:
     assert after_keys == base_keys and after_bytes <= base_bytes + 256
     # used_memory also counts Redis's own (client buffers, the allocator's pools): it comes down, not to the byte
     assert after_used < peak_used
+
+
+def test_a_submit_clears_the_withdrawn_marks_of_every_id_it_records(redis_url: str, tmp_path: Path) -> None:
+    """An undone submit's ids refuse a late message (withdrawn:<id>); recording an id again clears
+    its mark, for each id of a chunk (submit.lua clears them in one call) and no other id's."""
+    s = settings_for(redis_url, tmp_path)
+    q = Recording(s)
+    ids = [f"w-{i}" for i in range(5)]
+    token = "t-undone"
+    q.backend.record_queued([TaskMessage(t, "add", (i, 1)) for i, t in enumerate(ids)], 3, token)
+    assert sorted(q.backend.unsubmit(ids, token)) == ids
+    assert [q.redis.exists(q.backend.keys.withdrawn(t)) for t in ids] == [1] * 5
+    again = ids[:3]
+    verdicts = q.backend.record_queued([TaskMessage(t, "add", (i, 1)) for i, t in enumerate(again)], 3, "t-again")
+    assert verdicts == ["new"] * 3
+    assert [q.redis.exists(q.backend.keys.withdrawn(t)) for t in ids] == [0, 0, 0, 1, 1]
+    q.close()

@@ -96,10 +96,15 @@ end
 -- atomically with the change: channel <task key>:changes (Keys.changes), payload the new status.
 -- A final outcome carries the record (status, a space, HGETALL as JSON) while someone listens,
 -- so a waiter returns without reading it again (yadtq.store.announcements.pushed_record).
+-- The listeners of the outcomes' channels are read in one PUBSUB NUMSUB before the outcomes (below):
+-- a redis.call costs a script more than the command itself, and no subscription changes while
+-- a script runs. A channel not read then (a claim that quarantines its task) is read when announced.
+local listeners = {}
 local function announce(tk, what)
   local ch = tk .. ':changes'
-  if (what == 'success' or what == 'failed') and redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0 then
-    what = what .. ' ' .. cjson.encode(redis.call('HGETALL', tk))
+  if what == 'success' or what == 'failed' then
+    local n = listeners[ch] or redis.call('PUBSUB', 'NUMSUB', ch)[2]
+    if n > 0 then what = what .. ' ' .. cjson.encode(redis.call('HGETALL', tk)) end
   end
   redis.call('PUBLISH', ch, what)
 end
@@ -216,6 +221,18 @@ local function count_run(lim, ck, tk, id, lease_until)
     redis.call('ZADD', ck, lease_until, tk)
     redis.call('HSET', tk, 'limit_key', ck)
     redis.call('ZREM', ck .. ':parked', id)  -- it ran: no place to wake it for
+  end
+end
+
+do
+  local channels = {}
+  for i = 0, n_out - 1 do
+    local outcome = ARGV[7 + 7 * i + 2]
+    if outcome == 'success' or outcome == 'failed' then channels[#channels + 1] = KEYS[12 + 3 * i] .. ':changes' end
+  end
+  for i = 1, #channels, CHUNK do
+    local counts = redis.call('PUBSUB', 'NUMSUB', unpack(channels, i, math.min(i + CHUNK - 1, #channels)))
+    for j = 1, #counts, 2 do listeners[counts[j]] = counts[j + 1] end
   end
 end
 

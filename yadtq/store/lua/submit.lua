@@ -21,6 +21,9 @@ local replies = {}
 -- The chunk's index entries, one ZADD per index at the end (no read of this script looks at them): a
 -- redis.call costs about as much as the entry it adds.
 local adds = {}
+-- The chunk's withdrawn markers (an undone submit's, unsubmit.lua) are cleared in one DEL at the end too:
+-- only a worker's claim reads them.
+local withdrawn = {}
 local function add(key, score, id)
   local list = adds[key]
   if not list then list = {}; adds[key] = list end
@@ -68,7 +71,7 @@ local function submit_one(now, o, a)
     add(KEYS[1], now, id)
   end
   add(KEYS[o + 3], now, id)
-  redis.call('DEL', KEYS[o + 2])
+  withdrawn[#withdrawn + 1] = KEYS[o + 2]
   return {'new', status}
 end
 
@@ -77,4 +80,5 @@ for n = 0, #ARGV / 15 - 1 do
   replies[n + 1] = submit_one(tonumber(t[1]) + tonumber(t[2]) / 1000000, 4 + 3 * n, 15 * n)
 end
 for key, entries in pairs(adds) do redis.call('ZADD', key, unpack(entries)) end
+if #withdrawn > 0 then redis.call('DEL', unpack(withdrawn)) end
 return replies
