@@ -149,6 +149,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
     from yadtq.task.registry import registry
     from yadtq.task.signatures import specs_of
     from yadtq.worker import Worker
+    from yadtq.worker.process_gc import tune_worker_gc
     parse_queues(s.queues)  # a bad --queues is a usage error before anything starts
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     setup_logging(s, f"worker-{name}", args.verbose)
@@ -189,6 +190,7 @@ def cmd_worker(args: argparse.Namespace, s: Settings) -> int:
         worker.install_signal_handlers()
         logging.getLogger("yadtq").info("worker %s serving %s (queues %s; tasks: %s)", name, s.topic,
                                         parse_queues(s.queues).describe(), ", ".join(registry.names()))
+        tune_worker_gc()
         worker.run()
     finally:
         def goodbye() -> None:
