@@ -12,6 +12,10 @@ threshold of 10,000, under 0.5%.
 Only `yadtq worker` calls this, once everything is imported and connected: it is a choice for a
 process YADTQ owns, never made for a process that imports YADTQ as a library. What a task module
 set at import is kept: a higher threshold, and a collector it disabled.
+
+The price of freezing: an object alive at the freeze that is later dropped inside a reference
+cycle (a client replaced after an outage, say) is never collected. It is paid at most once per
+object of the start-up; everything made after the freeze is collected as before.
 """
 
 from __future__ import annotations
