@@ -26,6 +26,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from yadtq.broker.unknown_leaders import guard_sender
 from yadtq.config import Settings
 from yadtq.errors import BrokerUnavailable, ConfigError
 
@@ -94,7 +95,9 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "max_request_size": max(settings.max_message_bytes * 2, 1_048_576),
         **overrides,
     }
-    return _guarded(settings, lambda: KafkaProducer(**config))
+    producer = _guarded(settings, lambda: KafkaProducer(**config))
+    guard_sender(producer)  # never a tight loop on a leader the metadata no longer lists
+    return producer
 
 
 def close_producer(producer: KafkaProducer, settings: Settings, timeout: float = 0.0) -> None:
