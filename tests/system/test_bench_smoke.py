@@ -95,3 +95,16 @@ def test_bench_quick_mode_measures_and_prints_every_table_section(tmp_path: Path
     assert shown.returncode == 0, shown.stderr[-3000:]
     assert shown.stdout.startswith("| benchmark | YADTQ embedded | Celery | peer | YADTQ/other | target | met | load |")
     assert "| add end to end, 2 workers |" in shown.stdout
+
+
+def test_hot_path_times_every_path() -> None:
+    # bench/hot_path.py is not part of `make bench`; a few tasks show it still runs and prints every row.
+    out = subprocess.run([sys.executable, "bench/hot_path.py", "--tasks", "64"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.rsplit(None, 2)[0] for line in out.stdout.splitlines() if line.endswith(" µs/task")]
+    assert rows == ["worker: triage (decode, check, digest)", "worker: three event lines",
+                    "worker: the claim's JSON of args, kwargs", "worker: tracing policy around a run",
+                    "worker: the rest of a step's command", "worker: a step's command packed",
+                    "client: check, message, encoding, digest", "in all"], out.stdout
+    assert "(the step packed by redis-py itself)" in out.stdout
