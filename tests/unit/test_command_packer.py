@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import DataError
 
-from yadtq.store.command_packer import CommandPacker
+from yadtq.store import command_packer
+from yadtq.store.command_packer import CommandPacker, packer_option
 
 PROFILE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
@@ -46,3 +48,11 @@ def test_a_step_shaped_command() -> None:
     packed = CommandPacker().pack(*args)
     assert packed == HiredisRespSerializer().pack(*args)
     assert packed[0].startswith(b"*12\r\n$7\r\nEVALSHA\r\n$40\r\n")
+
+
+def test_the_option_is_given_only_where_redis_py_takes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pinned redis-py takes a `command_packer` and has the hiredis serializer to fall back on.
+    assert isinstance(packer_option()["command_packer"], CommandPacker)
+    # One without them (a later major version, say) keeps its own packing rather than failing to connect.
+    monkeypatch.setattr(command_packer, "_SUPPORTED", False)
+    assert packer_option() == {}

@@ -8,15 +8,26 @@ copy (`bench/hot_path.py`). `CommandPacker` hands the
 arguments to hiredis as they are, and gives any command hiredis refuses, or whose name is not one
 plain word, to redis-py's serializer, so every command packs to the same bytes and every bad
 argument raises the same `DataError` as before. A Redis Cluster client passes on to its nodes only
-the connection options it knows, so its nodes keep redis-py's own packing.
+the connection options it knows, so its nodes keep redis-py's own packing, and so does a redis-py
+without the `command_packer` option or this serializer (`packer_option`).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import hiredis
-from redis.connection import HiredisRespSerializer
+from redis import connection
+
+HiredisRespSerializer: Any = getattr(connection, "HiredisRespSerializer", None)
+_SUPPORTED = HiredisRespSerializer is not None \
+    and "command_packer" in inspect.signature(connection.AbstractConnection.__init__).parameters
+
+
+def packer_option() -> dict[str, Any]:
+    """The connection option that packs with `CommandPacker`; none where this redis-py could not take it."""
+    return {"command_packer": CommandPacker()} if _SUPPORTED else {}
 
 
 class CommandPacker:

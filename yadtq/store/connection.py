@@ -17,7 +17,7 @@ from yadtq.config import Settings
 from yadtq.errors import BackendUnavailable, ConfigError
 from yadtq.redaction import redact_url
 from yadtq.store.cluster import cluster_client, is_cluster_url, parse_cluster_url
-from yadtq.store.command_packer import CommandPacker
+from yadtq.store.command_packer import packer_option
 from yadtq.store.sentinel import is_sentinel_url, parse_sentinel_url, sentinel_client
 
 RedisClient = redis.Redis
@@ -59,7 +59,7 @@ def connect_redis(settings: Settings, *, socket_timeout: float | None = None,
     options: dict[str, Any] = dict(
         decode_responses=True, socket_connect_timeout=settings.connect_timeout, socket_keepalive=True,
         socket_timeout=socket_timeout, health_check_interval=30,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError], command_packer=CommandPacker(), **extra)
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError], **packer_option(), **extra)
     try:
         client = _client(settings.redis_url, options)
     except (ValueError, TypeError):
